@@ -1,0 +1,69 @@
+// rgpu.toml: the configuration file, parsed with toml++ and validated key by key.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rgpu {
+
+// A bad value: what() names the file, the key and what is allowed, e.g.
+// "rgpu.toml: server.port: 70000 is out of range (1-65535)".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class Transport { Tcp, Quic };
+enum class GpuOrdering { LocalFirst, RemoteFirst, ByCapability };
+
+const char* transport_name(Transport);
+const char* gpu_ordering_name(GpuOrdering);
+
+struct ServerSection {
+  std::string bind = "0.0.0.0";
+  uint16_t port = 9876;
+  uint32_t server_id = 0;
+  uint32_t max_clients = 16;
+  Transport transport = Transport::Tcp;
+  std::optional<std::string> cert_path;
+  std::optional<std::string> key_path;
+  std::optional<std::vector<uint32_t>> expose_gpus;  // nullopt: all
+};
+
+struct ClientServerEntry {
+  std::string address;  // host:port
+  std::string token;
+  Transport transport = Transport::Tcp;
+  std::string tls = "auto";  // RGPU extension: "auto", "on" or "off"
+};
+
+struct ClientSection {
+  GpuOrdering gpu_ordering = GpuOrdering::LocalFirst;
+  bool include_local_gpus = true;
+  std::vector<ClientServerEntry> servers;
+};
+
+struct TokenEntry {
+  std::string token;
+  std::string name;
+  std::optional<std::vector<uint32_t>> allowed_gpus;  // nullopt: all
+  std::optional<uint64_t> max_memory;                 // nullopt: unlimited
+};
+
+struct Config {
+  ServerSection server;
+  ClientSection client;
+  std::vector<TokenEntry> tokens;  // [[security.tokens]]
+  // Unknown keys and other things worth a warning, each naming file and key.
+  std::vector<std::string> warnings;
+};
+
+// source_name is used in messages ("rgpu.toml", "/etc/rgpu/rgpu.toml").
+Config parse_config(std::string_view toml_text, const std::string& source_name);
+Config load_config_file(const std::string& path);
+
+}  // namespace rgpu

@@ -1,0 +1,74 @@
+// Client side of a server connection: TLS choice, version negotiation and token authentication.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "channel.hpp"
+#include "messages.hpp"
+#include "net.hpp"
+
+namespace rgpu {
+
+enum class TlsMode { Auto, On, Off };
+// "auto", "on", "off"; nullopt otherwise.
+std::optional<TlsMode> parse_tls_mode(std::string_view text);
+
+struct SessionOptions {
+  HostPort server;
+  std::string token;  // empty: connect without a token (accepted only by an open server)
+  TlsMode tls = TlsMode::Auto;
+  std::string client_name = "rgpu";
+  std::chrono::milliseconds timeout{10000};
+};
+
+// Why a connection could not be made; what() is a sentence for the user.
+class SessionError : public std::runtime_error {
+ public:
+  enum class Kind { Unreachable, TlsMismatch, TlsFailure, VersionMismatch, AuthFailed, Refused, Protocol, Closed };
+  SessionError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+// An error the server answered a request with.
+class RemoteError : public std::runtime_error {
+ public:
+  RemoteError(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+class Session {
+ public:
+  // Connects and authenticates; throws SessionError.
+  static std::unique_ptr<Session> connect(const SessionOptions& options);
+
+  // Sends a request and waits for the answer with the same request id; an Error answer throws RemoteError.
+  Frame call(MsgType type, std::span<const uint8_t> payload = {});
+  BlockingChannel& channel() { return *channel_; }
+  uint64_t next_request_id() { return ++last_request_id_; }
+
+  const ChallengeMsg& challenge() const { return challenge_; }
+  const WelcomeMsg& welcome() const { return welcome_; }
+  bool encrypted() const { return channel_->ssl() != nullptr; }
+  const std::string& tls_description() const { return tls_description_; }
+  // True when the server proved it holds our token (false in open mode).
+  bool server_authenticated() const { return server_authenticated_; }
+
+ private:
+  Session() = default;
+  std::unique_ptr<BlockingChannel> channel_;
+  ChallengeMsg challenge_;
+  WelcomeMsg welcome_;
+  std::string tls_description_;
+  bool server_authenticated_ = false;
+  uint64_t last_request_id_ = 0;
+};
+
+}  // namespace rgpu

@@ -1,0 +1,125 @@
+#include "tls.hpp"
+
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace rgpu {
+
+std::string openssl_errors() {
+  std::string out;
+  unsigned long code;
+  while ((code = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "no OpenSSL error queued" : out;
+}
+
+namespace {
+SslCtxPtr base_context(const SSL_METHOD* method) {
+  SslCtxPtr ctx(SSL_CTX_new(method));
+  if (!ctx) throw TlsError("cannot create a TLS context: " + openssl_errors());
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_ENABLE_KTLS | SSL_OP_NO_TICKET);
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Ciphers the kernel can offload, AES-GCM first.
+  SSL_CTX_set_ciphersuites(ctx.get(), "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
+  return ctx;
+}
+}  // namespace
+
+SslCtxPtr make_server_tls_context(const std::string& cert_path, const std::string& key_path) {
+  SslCtxPtr ctx = base_context(TLS_server_method());
+  SSL_CTX_set_num_tickets(ctx.get(), 0);
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert_path.c_str()) != 1)
+    throw TlsError("cannot load TLS certificate '" + cert_path + "': " + openssl_errors());
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), key_path.c_str(), SSL_FILETYPE_PEM) != 1)
+    throw TlsError("cannot load TLS private key '" + key_path + "': " + openssl_errors());
+  if (SSL_CTX_check_private_key(ctx.get()) != 1)
+    throw TlsError("TLS private key '" + key_path + "' does not match certificate '" + cert_path + "'");
+  return ctx;
+}
+
+SslCtxPtr make_client_tls_context() {
+  SslCtxPtr ctx = base_context(TLS_client_method());
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  return ctx;
+}
+
+void generate_self_signed(const std::string& cert_path, const std::string& key_path, const std::string& common_name,
+                          int days) {
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), EVP_PKEY_free);
+  if (!key) throw TlsError("cannot generate a P-256 key: " + openssl_errors());
+  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+  if (!cert) throw TlsError("cannot allocate a certificate: " + openssl_errors());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), static_cast<long>(time(nullptr)));
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -60);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(days) * 24 * 3600);
+  X509_set_pubkey(cert.get(), key.get());
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("RGPU"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(common_name.c_str()),
+                             -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0)
+    throw TlsError("cannot sign the certificate: " + openssl_errors());
+
+  int key_fd = ::open(key_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (key_fd < 0) throw TlsError("cannot write TLS key '" + key_path + "'");
+  FILE* key_file = ::fdopen(key_fd, "w");
+  bool key_ok = PEM_write_PrivateKey(key_file, key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  std::fclose(key_file);
+  if (!key_ok) throw TlsError("cannot write TLS key '" + key_path + "': " + openssl_errors());
+
+  FILE* cert_file = std::fopen(cert_path.c_str(), "w");
+  if (cert_file == nullptr) throw TlsError("cannot write TLS certificate '" + cert_path + "'");
+  bool cert_ok = PEM_write_X509(cert_file, cert.get()) == 1;
+  std::fclose(cert_file);
+  if (!cert_ok) throw TlsError("cannot write TLS certificate '" + cert_path + "': " + openssl_errors());
+}
+
+std::string TlsSessionInfo::describe() const {
+  std::string ktls = ktls_send && ktls_recv ? "on" : ktls_send ? "send only" : ktls_recv ? "receive only" : "off";
+  return version + " " + cipher + ", kernel TLS offload " + ktls;
+}
+
+TlsSessionInfo tls_session_info(SSL* ssl) {
+  TlsSessionInfo info;
+  info.version = SSL_get_version(ssl);
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
+  info.cipher = cipher ? SSL_CIPHER_get_name(cipher) : "?";
+  info.ktls_send = BIO_get_ktls_send(SSL_get_wbio(ssl)) > 0;
+  info.ktls_recv = BIO_get_ktls_recv(SSL_get_rbio(ssl)) > 0;
+  return info;
+}
+
+std::vector<uint8_t> tls_channel_binding(SSL* ssl) {
+  static constexpr char kLabel[] = "EXPORTER-rgpu-token-binding";
+  std::vector<uint8_t> out(32);
+  if (SSL_export_keying_material(ssl, out.data(), out.size(), kLabel, sizeof kLabel - 1, nullptr, 0, 0) != 1)
+    throw TlsError("TLS exporter failed: " + openssl_errors());
+  return out;
+}
+
+bool kernel_tls_available() {
+  std::ifstream in("/proc/sys/net/ipv4/tcp_available_ulp");
+  std::string word;
+  while (in >> word)
+    if (word == "tls") return true;
+  return false;
+}
+
+}  // namespace rgpu

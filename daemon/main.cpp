@@ -1,0 +1,48 @@
+// rgpu: one binary for the server, the client daemon, tokens, queries and the dashboard.
+#include <CLI/CLI.hpp>
+
+#include "commands.hpp"
+#include "log.hpp"
+
+int main(int argc, char** argv) {
+  rgpu::init_logging_from_env();
+  CLI::App app{"RGPU: share GPUs over the network"};
+  app.require_subcommand(1);
+  app.set_version_flag("-V,--version", RGPU_VERSION);
+
+  rgpu::TokenOptions token;
+  auto* token_cmd = app.add_subcommand("token", "Generate an authentication token");
+  token_cmd->add_option("-n,--name", token.name, "Name for this token")->default_val("client");
+
+  rgpu::ServerOptions server;
+  auto* server_cmd = app.add_subcommand("server", "Start the RGPU server");
+  server_cmd->add_option("-p,--port", server.port, "Listen port [default: 9876]")->check(CLI::Range(1, 65535));
+  server_cmd->add_option("-b,--bind", server.bind, "Bind address [default: 0.0.0.0]");
+  server_cmd->add_option("--cert", server.cert, "TLS certificate file (PEM)");
+  server_cmd->add_option("--key", server.key, "TLS private key file (PEM)");
+  auto* config_opt = server_cmd->add_option("-c,--config", server.config, "Configuration file [default: rgpu.toml]");
+  server_cmd->add_option("--pid-file", server.pid_file, "Write PID to file (for service managers)");
+  server_cmd->add_flag("--generate-cert", server.generate_cert,
+                       "Write a self-signed certificate and key to --cert/--key first (for testing)");
+
+  rgpu::InfoOptions info;
+  auto* info_cmd = app.add_subcommand("info", "Query GPU information from a server");
+  info_cmd->add_option("-s,--server", info.server, "Server address to query (host:port)")->required();
+  info_cmd->add_option("-t,--token", info.token, "Authentication token");
+  info_cmd->add_option("--tls", info.tls, "TLS: auto (use it when the server has it), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? rgpu::kExitOk : rgpu::kExitUsage;
+  }
+
+  if (token_cmd->parsed()) return rgpu::run_token(token);
+  if (server_cmd->parsed()) {
+    server.config_given = config_opt->count() > 0;
+    return rgpu::run_server(server);
+  }
+  if (info_cmd->parsed()) return rgpu::run_info(info);
+  return rgpu::kExitUsage;
+}
