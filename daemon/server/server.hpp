@@ -1,0 +1,53 @@
+// The RGPU server: an io_uring event loop that accepts connections, runs the TLS and token
+// handshake, and answers requests. Long GPU work runs on executor threads, never on the loop.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "messages.hpp"
+
+namespace rgpu {
+
+struct ServerSettings {
+  std::string bind = "0.0.0.0";
+  uint16_t port = 9876;  // 0: any free port (tests, benchmarks)
+  uint32_t server_id = 0;
+  uint32_t max_clients = 16;
+  std::optional<std::string> cert_path;  // TLS when both are set
+  std::optional<std::string> key_path;
+  std::vector<TokenEntry> tokens;  // empty: open mode, anyone may connect
+  std::vector<GpuInfo> gpus;       // what ListGpus answers (already filtered by expose_gpus)
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::optional<int> listen_fd;  // an inherited listening socket (systemd socket activation)
+};
+
+class Server {
+ public:
+  explicit Server(ServerSettings settings);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds (or adopts listen_fd) and loads TLS; throws with a message naming what failed.
+  void start();
+  uint16_t port() const;
+  bool tls_enabled() const;
+  // Runs the event loop until stop(); start() must have been called.
+  void run();
+  // Thread-safe; run() returns soon after.
+  void stop();
+
+  size_t connection_count() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rgpu
