@@ -7,6 +7,10 @@
 
 namespace rgpu {
 
+BlockingChannel::~BlockingChannel() {
+  if (ssl_) SSL_shutdown(ssl_.get());  // sends close_notify; the peer's answer is not awaited
+}
+
 void BlockingChannel::start_tls_client(SSL_CTX* ctx) {
   SslPtr ssl(SSL_new(ctx));
   if (!ssl || SSL_set_fd(ssl.get(), fd_.get()) != 1) throw TlsError("cannot set up TLS: " + openssl_errors());

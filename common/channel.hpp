@@ -19,6 +19,8 @@ class ChannelClosed : public std::runtime_error {
 class BlockingChannel {
  public:
   explicit BlockingChannel(UniqueFd fd) : fd_(std::move(fd)) {}
+  BlockingChannel(BlockingChannel&&) = default;
+  ~BlockingChannel();
   // Takes over the socket for TLS (client side); throws TlsError.
   void start_tls_client(SSL_CTX* ctx);
   void write_all(std::span<const uint8_t> data);

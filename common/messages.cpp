@@ -32,6 +32,8 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::Timeout: return "timeout";
     case ErrorCode::NotSupported: return "not supported";
     case ErrorCode::Forbidden: return "forbidden";
+    case ErrorCode::TlsRequired: return "TLS required";
+    case ErrorCode::TlsUnavailable: return "TLS unavailable";
   }
   return "unknown error";
 }

@@ -41,6 +41,8 @@ enum class ErrorCode : uint32_t {
   Timeout = 7,
   NotSupported = 8,
   Forbidden = 9,
+  TlsRequired = 10,     // a plain connection to a server that only speaks TLS
+  TlsUnavailable = 11,  // StartTls to a server with no certificate
 };
 
 const char* error_code_name(ErrorCode code);

@@ -44,7 +44,7 @@ Frame expect(BlockingChannel& channel, MsgType wanted, const std::string& server
     Kind kind = Kind::Refused;
     if (error.code == ErrorCode::AuthFailed) kind = Kind::AuthFailed;
     if (error.code == ErrorCode::ProtocolVersion) kind = Kind::VersionMismatch;
-    if (error.code == ErrorCode::NotSupported && wanted == MsgType::TlsReady) kind = Kind::TlsMismatch;
+    if (error.code == ErrorCode::TlsRequired || error.code == ErrorCode::TlsUnavailable) kind = Kind::TlsMismatch;
     throw SessionError(kind, "server " + server + " refused the connection: " + error.message);
   }
   if (frame.header.type != static_cast<uint16_t>(wanted))
@@ -90,6 +90,7 @@ std::unique_ptr<Session> Session::connect(const SessionOptions& options) {
     session->channel_ = open_channel(options, try_tls, session->tls_description_);
   } catch (const SessionError& e) {
     if (e.kind() != Kind::TlsMismatch || options.tls != TlsMode::Auto) throw;
+    // Only "this server has no TLS" leads to a plain retry, and only in auto mode.
     LOG_WARN("server %s does not use TLS: this connection is NOT encrypted", server.c_str());
     session->channel_ = open_channel(options, false, session->tls_description_);
   }

@@ -1,1 +1,151 @@
-// placeholder
+// rgpu server: configuration, GPU discovery, then the event loop until SIGINT/SIGTERM.
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "commands.hpp"
+#include "config.hpp"
+#include "log.hpp"
+#include "server/gpu_discovery.hpp"
+#include "server/server.hpp"
+#include "tls.hpp"
+
+namespace rgpu {
+
+namespace {
+Config load_server_config(const ServerOptions& options) {
+  if (!options.config_given && !std::filesystem::exists(options.config)) {
+    LOG_INFO("no %s here; using defaults and command-line options", options.config.c_str());
+    return Config{};
+  }
+  Config config = load_config_file(options.config);
+  for (const auto& warning : config.warnings) LOG_WARN("%s", warning.c_str());
+  return config;
+}
+
+// systemd socket activation: the one inherited listening socket, if any.
+std::optional<int> inherited_listen_socket() {
+  int n = sd_listen_fds(1);
+  if (n <= 0) return std::nullopt;
+  if (n > 1) LOG_WARN("systemd passed %d sockets; using the first", n);
+  return SD_LISTEN_FDS_START;
+}
+
+void write_pid_file(const std::string& path) {
+  std::ofstream out(path);
+  out << ::getpid() << '\n';
+  if (!out) throw std::runtime_error("cannot write pid file '" + path + "'");
+}
+
+void log_gpus(const std::vector<GpuInfo>& gpus) {
+  for (const auto& gpu : gpus)
+    LOG_INFO("GPU %u: %s (%s%s%s)", gpu.index, gpu.name.c_str(), gpu.cuda ? "CUDA" : "",
+             gpu.cuda && gpu.vulkan ? ", " : "", gpu.vulkan ? "Vulkan" : "");
+}
+}  // namespace
+
+int run_server(const ServerOptions& options) {
+  set_log_component("rgpu server");
+  Config config;
+  try {
+    config = load_server_config(options);
+  } catch (const ConfigError& e) {
+    LOG_ERROR("%s", e.what());
+    return kExitUsage;
+  }
+  ServerSection& section = config.server;
+  if (options.port) section.port = *options.port;
+  if (options.bind) section.bind = *options.bind;
+  if (options.cert) section.cert_path = *options.cert;
+  if (options.key) section.key_path = *options.key;
+
+  if (section.transport == Transport::Quic) {
+    LOG_ERROR("server.transport = \"quic\": QUIC transport is not available in this build; use \"tcp\"");
+    return kExitUsage;
+  }
+  if (options.generate_cert) {
+    if (!section.cert_path || !section.key_path) {
+      LOG_ERROR("--generate-cert needs --cert and --key (where to write the pair)");
+      return kExitUsage;
+    }
+    char host[256] = "rgpu";
+    ::gethostname(host, sizeof host - 1);
+    try {
+      generate_self_signed(*section.cert_path, *section.key_path, host);
+    } catch (const TlsError& e) {
+      LOG_ERROR("%s", e.what());
+      return kExitFailure;
+    }
+    LOG_INFO("wrote a self-signed certificate to %s and its key to %s", section.cert_path->c_str(),
+             section.key_path->c_str());
+  }
+
+  DiscoveryReport report = discover_gpus();
+  for (const auto& note : report.notes) LOG_INFO("%s", note.c_str());
+  for (uint32_t index : unknown_indices(report.gpus, section.expose_gpus))
+    LOG_WARN("server.expose_gpus lists GPU %u, which this machine does not have", index);
+
+  ServerSettings settings;
+  settings.bind = section.bind;
+  settings.port = section.port;
+  settings.server_id = section.server_id;
+  settings.max_clients = section.max_clients;
+  settings.cert_path = section.cert_path;
+  settings.key_path = section.key_path;
+  settings.tokens = config.tokens;
+  settings.gpus = filter_exposed(report.gpus, section.expose_gpus);
+  settings.listen_fd = inherited_listen_socket();
+  if (settings.gpus.empty()) LOG_WARN("no GPU to share: clients will see none");
+  log_gpus(settings.gpus);
+
+  Server server(std::move(settings));
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    LOG_ERROR("cannot start: %s", e.what());
+    return kExitFailure;
+  }
+  if (config.tokens.empty())
+    LOG_WARN("no [[security.tokens]] configured: open mode, any client may connect (development only)");
+  if (!server.tls_enabled())
+    LOG_WARN("no TLS certificate configured: connections are NOT encrypted (set cert_path/key_path or --cert/--key)");
+  else if (!kernel_tls_available())
+    LOG_INFO("kernel TLS offload unavailable (no 'tls' module): TLS runs in user space");
+  LOG_INFO("listening on %s:%u (server_id %u, max_clients %u)", section.bind.c_str(), server.port(), section.server_id,
+           section.max_clients);
+
+  if (options.pid_file) {
+    try {
+      write_pid_file(*options.pid_file);
+    } catch (const std::exception& e) {
+      LOG_ERROR("%s", e.what());
+      return kExitFailure;
+    }
+  }
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread signal_waiter([&] {
+    int received = 0;
+    sigwait(&signals, &received);
+    LOG_INFO("received %s, shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
+    sd_notify(0, "STOPPING=1");
+    server.stop();
+  });
+  signal_waiter.detach();
+
+  sd_notify(0, "READY=1");
+  server.run();
+  if (options.pid_file) std::filesystem::remove(*options.pid_file);
+  return kExitOk;
+}
+
+}  // namespace rgpu

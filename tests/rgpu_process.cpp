@@ -1,1 +1,156 @@
-// placeholder
+#include "rgpu_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "net.hpp"
+
+namespace rgpu::test {
+
+namespace {
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<char*> argv_of(std::vector<std::string>& args) {
+  std::vector<char*> out;
+  for (auto& a : args) out.push_back(a.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+int wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // pidfd lets us wait with a timeout without polling in a loop.
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    pollfd pfd{pidfd, POLLIN, 0};
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) == 0) ::kill(pid, SIGKILL);
+    ::close(pidfd);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+}  // namespace
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/rgpu-test-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::file(const std::string& name, const std::string& contents) const {
+  std::string path = path_ + "/" + name;
+  std::ofstream(path) << contents;
+  return path;
+}
+
+CommandResult run_rgpu(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  TempDir dir;
+  const std::string out_path = dir.path() + "/out", err_path = dir.path() + "/err";
+  std::vector<std::string> full{RGPU_BINARY};
+  full.insert(full.end(), args.begin(), args.end());
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    auto argv = argv_of(full);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  CommandResult result;
+  result.exit_code = wait_exit(pid, timeout);
+  result.out = read_file(out_path);
+  result.err = read_file(err_path);
+  return result;
+}
+
+ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::string> env) {
+  UniqueFd listener(listen_tcp("127.0.0.1", 0));
+  port_ = bound_port(listener.get());
+
+  char tmpl[] = "/tmp/rgpu-server-log-XXXXXX";
+  int log_fd = ::mkstemp(tmpl);
+  log_path_ = tmpl;
+
+  UniqueFd notify(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string notify_path = log_path_ + ".notify";
+  std::strncpy(addr.sun_path, notify_path.c_str(), sizeof addr.sun_path - 1);
+  ::unlink(notify_path.c_str());
+  if (::bind(notify.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw std::runtime_error("cannot bind notify socket");
+
+  std::vector<std::string> full{RGPU_BINARY, "server"};
+  full.insert(full.end(), args.begin(), args.end());
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(log_fd, 2);
+    ::dup2(log_fd, 1);
+    ::dup2(listener.get(), 3);  // SD_LISTEN_FDS_START
+    ::setenv("LISTEN_FDS", "1", 1);
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+    for (auto& e : env) ::putenv(e.data());
+    auto argv = argv_of(full);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(log_fd);
+
+  pollfd pfd{notify.get(), POLLIN, 0};
+  for (;;) {
+    if (::poll(&pfd, 1, 20000) <= 0) {
+      stop();
+      throw std::runtime_error("rgpu server did not report READY=1 within 20 s; log:\n" + log());
+    }
+    char buf[512] = {};
+    ssize_t n = ::recv(notify.get(), buf, sizeof buf - 1, 0);
+    if (n > 0 && std::string(buf, static_cast<size_t>(n)).find("READY=1") != std::string::npos) break;
+  }
+  ::unlink(notify_path.c_str());
+}
+
+ServerProcess::~ServerProcess() {
+  stop();
+  ::unlink(log_path_.c_str());
+}
+
+int ServerProcess::stop() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    exit_code_ = wait_exit(pid_, std::chrono::seconds(10));
+    pid_ = -1;
+  }
+  return exit_code_;
+}
+
+std::string ServerProcess::log() const { return read_file(log_path_); }
+
+}  // namespace rgpu::test

@@ -1,1 +1,494 @@
-// placeholder
+#include "server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <unordered_map>
+
+#include "auth.hpp"
+#include "event_loop.hpp"
+#include "frame.hpp"
+#include "log.hpp"
+#include "net.hpp"
+#include "tls.hpp"
+#include "wire.hpp"
+
+namespace rgpu {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr size_t kReadChunk = 256 * 1024;
+constexpr auto kSweepInterval = std::chrono::milliseconds(500);
+// How long a refused or failed peer has to read our error before the socket is closed.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+void set_accepted_socket_options(int fd) {
+  set_tcp_options(fd);
+  int on = 1, idle = 30, interval = 10, count = 3;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+}
+
+template <typename Msg>
+std::vector<uint8_t> frame_of(MsgType type, uint64_t request_id, const Msg& msg) {
+  return encode_frame(static_cast<uint16_t>(type), request_id, encode(msg));
+}
+}  // namespace
+
+class Connection;
+
+struct Server::Impl {
+  explicit Impl(ServerSettings s) : settings(std::move(s)) {}
+
+  void accept_next();
+  void on_accept(int res);
+  void sweep();
+  void forget(uint64_t id, bool counted);
+
+  ServerSettings settings;
+  EventLoop loop;
+  UniqueFd listen_fd;
+  SslCtxPtr tls;
+  uint16_t port = 0;
+  uint64_t next_connection_id = 1;
+  std::unordered_map<uint64_t, std::shared_ptr<Connection>> connections;
+  size_t admitted = 0;  // connections counted against max_clients
+  std::atomic<size_t> connection_count{0};
+  bool stopping = false;
+};
+
+// One client connection, owned by the event loop thread. Pending io_uring operations hold a
+// shared_ptr to it, so it lives until the last of them completes.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  enum class State { AwaitFirst, TlsHandshake, AwaitHello, AwaitAuth, Ready, Refusing, Closing };
+
+  Connection(Server::Impl& server, uint64_t id, int fd, bool admitted)
+      : server_(server), id_(id), fd_(fd), peer_(peer_name(fd)), admitted_(admitted),
+        state_(admitted ? State::AwaitFirst : State::Refusing),
+        deadline_(Clock::now() + server.settings.handshake_timeout) {}
+
+  void start() { arm_recv(); }
+  uint64_t id() const { return id_; }
+  bool admitted() const { return admitted_; }
+
+  void check_deadline(Clock::time_point now) {
+    if (closed_ || state_ == State::Ready || now < deadline_) return;
+    if (state_ == State::Closing) return close("peer did not close after our error");
+    fail(ErrorCode::Timeout, "handshake not completed within " +
+                                 std::to_string(server_.settings.handshake_timeout.count()) + " ms");
+  }
+
+  void close(const std::string& reason) {
+    if (closed_) return;
+    closed_ = true;
+    if (state_ == State::Ready)
+      LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
+    else
+      LOG_INFO("connection from %s closed: %s", peer_.c_str(), reason.c_str());
+    ::shutdown(fd_.get(), SHUT_RDWR);  // completes any pending operation; the fd closes with the object
+    server_.forget(id_, admitted_);
+  }
+
+ private:
+  // ---- bytes in and out -------------------------------------------------------------------
+  void arm_recv() {
+    if (closed_ || ssl_ || recv_armed_) return;
+    recv_armed_ = true;
+    server_.loop.recv(fd_.get(), read_buffer(), [self = shared_from_this()](int res) { self->on_recv(res); });
+  }
+
+  std::span<uint8_t> read_buffer() {
+    if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
+    return read_buffer_;
+  }
+
+  void on_recv(int res) {
+    recv_armed_ = false;
+    if (closed_) return;
+    if (res == 0) return close("peer closed the connection");
+    if (res < 0) return close(std::string("receive failed: ") + std::strerror(-res));
+    take_bytes({read_buffer_.data(), static_cast<size_t>(res)});
+    if (!tls_pending_) arm_recv();
+  }
+
+  void take_bytes(std::span<const uint8_t> bytes) {
+    if (state_ == State::Closing) return;  // draining a peer we already answered with an error
+    decoder_.feed(bytes);
+    try {
+      while (!closed_ && state_ != State::Closing) {
+        auto frame = decoder_.next();
+        if (!frame) break;
+        on_frame(std::move(*frame));
+      }
+    } catch (const FrameError& e) {
+      LOG_WARN("malformed frame from %s: %s", peer_.c_str(), e.what());
+      fail(ErrorCode::MalformedFrame, std::string("malformed frame: ") + e.what());
+    }
+  }
+
+  void queue(std::vector<uint8_t> bytes) {
+    if (closed_) return;
+    out_.push_back(std::move(bytes));
+    if (ssl_) return drive_tls();
+    if (!send_armed_) send_next();
+  }
+
+  void send_next() {
+    send_armed_ = true;
+    std::span<const uint8_t> pending(out_.front().data() + out_offset_, out_.front().size() - out_offset_);
+    server_.loop.send(fd_.get(), pending, [self = shared_from_this()](int res) { self->on_sent(res); });
+  }
+
+  void on_sent(int res) {
+    send_armed_ = false;
+    if (closed_) return;
+    if (res < 0) return close(std::string("send failed: ") + std::strerror(-res));
+    out_offset_ += static_cast<size_t>(res);
+    if (out_offset_ == out_.front().size()) {
+      out_.pop_front();
+      out_offset_ = 0;
+    }
+    if (!out_.empty()) return send_next();
+    on_flushed();
+  }
+
+  void on_flushed() {
+    if (tls_pending_) return begin_tls();
+    if (state_ == State::Closing) {
+      ::shutdown(fd_.get(), SHUT_WR);  // the peer reads our error, then sees end of stream
+      arm_recv();
+    }
+  }
+
+  // ---- TLS: readiness-driven, OpenSSL does the record layer (in the kernel when kTLS is on) ----
+  void begin_tls() {
+    tls_pending_ = false;
+    ssl_.reset(SSL_new(server_.tls.get()));
+    if (!ssl_ || SSL_set_fd(ssl_.get(), fd_.get()) != 1)
+      return close("cannot set up TLS: " + openssl_errors());
+    SSL_set_accept_state(ssl_.get());
+    state_ = State::TlsHandshake;
+    drive_tls();
+  }
+
+  // Returns false when the connection was closed.
+  bool handle_ssl_result(int ret, const char* what) {
+    switch (SSL_get_error(ssl_.get(), ret)) {
+      case SSL_ERROR_WANT_READ: want_poll(POLLIN); return true;
+      case SSL_ERROR_WANT_WRITE: want_poll(POLLOUT); return true;
+      case SSL_ERROR_ZERO_RETURN: close("peer closed the TLS session"); return false;
+      case SSL_ERROR_SYSCALL:
+        close(std::string("TLS ") + what + " failed: " + (errno ? std::strerror(errno) : "peer went away"));
+        return false;
+      default: close(std::string("TLS ") + what + " failed: " + openssl_errors()); return false;
+    }
+  }
+
+  void want_poll(short events) {
+    if (poll_armed_ & events) return;
+    poll_armed_ |= events;
+    server_.loop.poll(fd_.get(), events, [self = shared_from_this(), events](int res) {
+      self->poll_armed_ &= static_cast<short>(~events);
+      if (self->closed_) return;
+      if (res < 0) return self->close(std::string("poll failed: ") + std::strerror(-res));
+      self->drive_tls();
+    });
+  }
+
+  void drive_tls() {
+    if (closed_) return;
+    if (state_ == State::TlsHandshake) {
+      int ret = SSL_do_handshake(ssl_.get());
+      if (ret != 1) {
+        handle_ssl_result(ret, "handshake");
+        return;
+      }
+      state_ = State::AwaitHello;
+      LOG_INFO("TLS with %s: %s", peer_.c_str(), tls_session_info(ssl_.get()).describe().c_str());
+    }
+    while (!out_.empty()) {
+      size_t written = 0;
+      int ret = SSL_write_ex(ssl_.get(), out_.front().data() + out_offset_, out_.front().size() - out_offset_, &written);
+      if (ret != 1) {
+        if (!handle_ssl_result(ret, "write")) return;
+        break;
+      }
+      out_offset_ += written;
+      if (out_offset_ == out_.front().size()) {
+        out_.pop_front();
+        out_offset_ = 0;
+      }
+    }
+    if (out_.empty() && state_ == State::Closing && !tls_shutdown_sent_) {
+      tls_shutdown_sent_ = true;
+      ::shutdown(fd_.get(), SHUT_WR);
+    }
+    for (;;) {
+      size_t got = 0;
+      int ret = SSL_read_ex(ssl_.get(), read_buffer().data(), read_buffer_.size(), &got);
+      if (ret != 1) {
+        handle_ssl_result(ret, "read");
+        return;
+      }
+      take_bytes({read_buffer_.data(), got});
+      if (closed_) return;
+    }
+  }
+
+  // ---- protocol ---------------------------------------------------------------------------------
+  void fail(ErrorCode code, const std::string& message) {
+    if (closed_ || state_ == State::Closing) return;
+    LOG_WARN("refusing %s: %s", peer_.c_str(), message.c_str());
+    queue(frame_of(MsgType::Error, 0, ErrorMsg{code, message}));
+    state_ = State::Closing;
+    deadline_ = Clock::now() + kLingerTime;
+    if (!ssl_ && !send_armed_) on_flushed();
+  }
+
+  void on_frame(Frame frame) {
+    const auto type = static_cast<MsgType>(frame.header.type);
+    switch (state_) {
+      case State::Refusing:
+        return fail(ErrorCode::TooManyClients, "server is full (max_clients = " +
+                                                   std::to_string(server_.settings.max_clients) + "); try again later");
+      case State::AwaitFirst:
+        if (type == MsgType::StartTls) return on_start_tls();
+        if (type == MsgType::Hello && server_.tls)
+          return fail(ErrorCode::TlsRequired, "this server accepts TLS connections only (use TLS: --tls auto or on)");
+        [[fallthrough]];
+      case State::AwaitHello:
+        if (type != MsgType::Hello) return unexpected(frame, "Hello");
+        return on_hello(frame);
+      case State::AwaitAuth:
+        if (type != MsgType::AuthResponse) return unexpected(frame, "AuthResponse");
+        return on_auth(frame);
+      case State::Ready: return on_request(std::move(frame));
+      case State::TlsHandshake:
+      case State::Closing: return;
+    }
+  }
+
+  void unexpected(const Frame& frame, const char* wanted) {
+    fail(ErrorCode::UnexpectedMessage,
+         std::string("expected ") + wanted + ", got " + msg_type_name(frame.header.type) + " (type " +
+             std::to_string(frame.header.type) + ")");
+  }
+
+  void on_start_tls() {
+    if (!server_.tls)
+      return fail(ErrorCode::TlsUnavailable, "this server has no TLS certificate configured (connect with --tls off)");
+    if (decoder_.buffered() != 0)
+      return fail(ErrorCode::UnexpectedMessage, "data sent after StartTls before the TLS handshake");
+    tls_pending_ = true;  // the TLS handshake starts once TlsReady has left
+    queue(encode_frame(static_cast<uint16_t>(MsgType::TlsReady), 0, {}));
+  }
+
+  void on_hello(const Frame& frame) {
+    HelloMsg hello;
+    try {
+      hello = decode_hello(frame.payload);
+    } catch (const WireError& e) {
+      return fail(ErrorCode::MalformedFrame, e.what());
+    }
+    if (hello.min_version > kProtocolVersion || hello.max_version < kProtocolVersion)
+      return fail(ErrorCode::ProtocolVersion,
+                  "client speaks protocol versions " + std::to_string(hello.min_version) + "-" +
+                      std::to_string(hello.max_version) + ", this server speaks version " +
+                      std::to_string(kProtocolVersion) + "; install matching RGPU versions");
+    client_nonce_ = hello.client_nonce;
+    client_name_ = hello.client_name;
+    server_nonce_ = random_nonce();
+    ChallengeMsg challenge;
+    challenge.version = kProtocolVersion;
+    challenge.server_id = server_.settings.server_id;
+    challenge.auth_required = !server_.settings.tokens.empty();
+    challenge.server_nonce = server_nonce_;
+    char host[256] = "rgpu";
+    ::gethostname(host, sizeof host - 1);
+    challenge.server_name = host;
+    state_ = State::AwaitAuth;
+    queue(frame_of(MsgType::Challenge, 0, challenge));
+  }
+
+  void on_auth(const Frame& frame) {
+    AuthResponseMsg response;
+    try {
+      response = decode_auth_response(frame.payload);
+    } catch (const WireError& e) {
+      return fail(ErrorCode::MalformedFrame, e.what());
+    }
+    std::vector<uint8_t> binding;
+    if (ssl_) binding = tls_channel_binding(ssl_.get());
+    WelcomeMsg welcome;
+    if (server_.settings.tokens.empty()) {
+      token_name_ = "open";
+      token_ = nullptr;
+    } else {
+      token_ = find_token(response.client_mac, binding);
+      if (token_ == nullptr) return fail(ErrorCode::AuthFailed, "the token is not valid for this server");
+      token_name_ = token_->name;
+      welcome.server_mac = server_auth_mac(token_->token, server_nonce_, client_nonce_, binding);
+      if (token_->allowed_gpus) welcome.allowed_gpus = *token_->allowed_gpus;
+      welcome.max_memory = token_->max_memory.value_or(0);
+    }
+    welcome.token_name = token_name_;
+    state_ = State::Ready;
+    LOG_INFO("client %s authenticated from %s as '%s'%s", client_name_.c_str(), peer_.c_str(), token_name_.c_str(),
+             ssl_ ? "" : " (unencrypted)");
+    queue(frame_of(MsgType::Welcome, 0, welcome));
+  }
+
+  const TokenEntry* find_token(const Mac& mac, std::span<const uint8_t> binding) const {
+    const TokenEntry* match = nullptr;
+    for (const auto& entry : server_.settings.tokens)  // every token is tried: no early exit to time
+      if (mac_equal(client_auth_mac(entry.token, server_nonce_, client_nonce_, binding), mac)) match = &entry;
+    return match;
+  }
+
+  bool gpu_allowed(uint32_t index) const {
+    if (token_ == nullptr || !token_->allowed_gpus) return true;
+    for (uint32_t allowed : *token_->allowed_gpus)
+      if (allowed == index) return true;
+    return false;
+  }
+
+  void on_request(Frame frame) {
+    const uint64_t id = frame.header.request_id;
+    if (frame.header.version != kProtocolVersion)
+      return fail(ErrorCode::MalformedFrame, "frame carries protocol version " + std::to_string(frame.header.version) +
+                                                 " on a version " + std::to_string(kProtocolVersion) + " connection");
+    switch (static_cast<MsgType>(frame.header.type)) {
+      case MsgType::ListGpus: {
+        GpuListMsg list;
+        list.server_id = server_.settings.server_id;
+        for (const auto& gpu : server_.settings.gpus)
+          if (gpu_allowed(gpu.index)) list.gpus.push_back(gpu);
+        return queue(frame_of(MsgType::GpuList, id, list));
+      }
+      case MsgType::Ping:
+        return queue(encode_frame(static_cast<uint16_t>(MsgType::Pong), id, frame.payload, 0, Compression::Never));
+      default:
+        queue(frame_of(MsgType::Error, id,
+                       ErrorMsg{ErrorCode::NotSupported, std::string("message type ") + msg_type_name(frame.header.type) +
+                                                             " (" + std::to_string(frame.header.type) +
+                                                             ") is not supported by this server"}));
+    }
+  }
+
+  Server::Impl& server_;
+  uint64_t id_;
+  UniqueFd fd_;
+  std::string peer_;
+  bool admitted_;
+  State state_;
+  Clock::time_point deadline_;
+  bool closed_ = false;
+
+  FrameDecoder decoder_;
+  std::vector<uint8_t> read_buffer_;
+  bool recv_armed_ = false;
+  std::deque<std::vector<uint8_t>> out_;
+  size_t out_offset_ = 0;
+  bool send_armed_ = false;
+
+  SslPtr ssl_;
+  bool tls_pending_ = false;
+  bool tls_shutdown_sent_ = false;
+  short poll_armed_ = 0;
+
+  Nonce client_nonce_{};
+  Nonce server_nonce_{};
+  std::string client_name_;
+  std::string token_name_;
+  const TokenEntry* token_ = nullptr;
+};
+
+void Server::Impl::accept_next() {
+  loop.accept(listen_fd.get(), [this](int res) { on_accept(res); });
+}
+
+void Server::Impl::on_accept(int res) {
+  if (stopping) return;
+  if (res < 0) {
+    LOG_WARN("accept failed: %s", std::strerror(-res));
+    if (res == -EMFILE || res == -ENFILE) {
+      loop.after(std::chrono::milliseconds(100), [this](int) { accept_next(); });
+      return;
+    }
+  } else {
+    set_accepted_socket_options(res);
+    const bool admit = admitted < settings.max_clients;
+    if (admit) ++admitted;
+    auto connection = std::make_shared<Connection>(*this, next_connection_id++, res, admit);
+    LOG_DEBUG("connection %llu from %s%s", static_cast<unsigned long long>(connection->id()), peer_name(res).c_str(),
+              admit ? "" : " (over max_clients)");
+    connections.emplace(connection->id(), connection);
+    connection_count.store(connections.size());
+    connection->start();
+  }
+  accept_next();
+}
+
+void Server::Impl::forget(uint64_t id, bool counted) {
+  if (connections.erase(id) == 0) return;
+  if (counted) --admitted;
+  connection_count.store(connections.size());
+}
+
+void Server::Impl::sweep() {
+  if (stopping) return;
+  const auto now = Clock::now();
+  std::vector<std::shared_ptr<Connection>> all;
+  for (auto& [id, c] : connections) all.push_back(c);
+  for (auto& c : all) c->check_deadline(now);
+  loop.after(kSweepInterval, [this](int) { sweep(); });
+}
+
+Server::Server(ServerSettings settings) : impl_(std::make_unique<Impl>(std::move(settings))) {}
+
+Server::~Server() {
+  // Connections' pending operations die with the loop, which closes their sockets.
+  impl_->connections.clear();
+}
+
+void Server::start() {
+  auto& s = impl_->settings;
+  if (s.cert_path.has_value() != s.key_path.has_value())
+    throw std::runtime_error("TLS needs both a certificate and a key (got only the " +
+                             std::string(s.cert_path ? "certificate" : "key") + ")");
+  if (s.cert_path) impl_->tls = make_server_tls_context(*s.cert_path, *s.key_path);
+  if (s.listen_fd) {
+    impl_->listen_fd = UniqueFd(*s.listen_fd);
+  } else {
+    impl_->listen_fd = UniqueFd(listen_tcp(s.bind, s.port));
+  }
+  impl_->port = bound_port(impl_->listen_fd.get());
+}
+
+uint16_t Server::port() const { return impl_->port; }
+bool Server::tls_enabled() const { return impl_->tls != nullptr; }
+size_t Server::connection_count() const { return impl_->connection_count.load(); }
+
+void Server::run() {
+  impl_->stopping = false;
+  impl_->accept_next();
+  impl_->sweep();
+  impl_->loop.run();
+  impl_->stopping = true;
+  std::vector<std::shared_ptr<Connection>> all;
+  for (auto& [id, c] : impl_->connections) all.push_back(c);
+  for (auto& c : all) c->close("server shutting down");
+}
+
+void Server::stop() { impl_->loop.stop(); }
+
+}  // namespace rgpu

@@ -45,8 +45,9 @@ class Server {
 
   size_t connection_count() const;
 
+  struct Impl;  // defined in server.cpp
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,54 @@
+// Runs the real rgpu binary from tests: one-shot commands, and a server started the way systemd
+// starts it (an inherited listening socket, readiness reported through NOTIFY_SOCKET).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace rgpu::test {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `rgpu args...` to completion (killed after `timeout`).
+CommandResult run_rgpu(const std::vector<std::string>& args,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// A scratch directory removed with the object.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name, const std::string& contents) const;
+
+ private:
+  std::string path_;
+};
+
+class ServerProcess {
+ public:
+  // Starts `rgpu server args...` on a fresh loopback port and waits until it reports READY=1.
+  explicit ServerProcess(std::vector<std::string> args, std::vector<std::string> env = {});
+  ~ServerProcess();
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // Stops with SIGTERM and returns the exit code.
+  int stop();
+  // Everything the server logged so far.
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string log_path_;
+  int exit_code_ = -1;
+};
+
+}  // namespace rgpu::test
