@@ -68,6 +68,12 @@ void EventLoop::send(int fd, std::span<const uint8_t> data, Handler handler) {
   submit_with(sqe, std::move(handler));
 }
 
+void EventLoop::sendmsg(int fd, const msghdr* message, Handler handler) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_sendmsg(sqe, fd, message, MSG_NOSIGNAL);
+  submit_with(sqe, std::move(handler));
+}
+
 void EventLoop::poll(int fd, short events, Handler handler) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_poll_add(sqe, fd, static_cast<unsigned>(events));

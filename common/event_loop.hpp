@@ -3,6 +3,7 @@
 #pragma once
 
 #include <liburing.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <functional>
@@ -28,6 +29,8 @@ class EventLoop {
   void accept(int listen_fd, Handler handler);
   void recv(int fd, std::span<uint8_t> buffer, Handler handler);
   void send(int fd, std::span<const uint8_t> data, Handler handler);
+  // The msghdr (and what it points to) must stay valid until the handler runs.
+  void sendmsg(int fd, const msghdr* message, Handler handler);
   // One-shot readiness: handler gets the poll mask.
   void poll(int fd, short events, Handler handler);
   void after(std::chrono::milliseconds delay, Handler handler);

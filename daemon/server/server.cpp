@@ -14,6 +14,7 @@
 #include "auth.hpp"
 #include "event_loop.hpp"
 #include "frame.hpp"
+#include "frame_link.hpp"
 #include "log.hpp"
 #include "net.hpp"
 #include "tls.hpp"
@@ -23,7 +24,6 @@ namespace rgpu {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-constexpr size_t kReadChunk = 256 * 1024;
 constexpr auto kSweepInterval = std::chrono::milliseconds(500);
 // How long a refused or failed peer has to read our error before the socket is closed.
 constexpr auto kLingerTime = std::chrono::seconds(2);
@@ -65,193 +65,62 @@ struct Server::Impl {
   bool stopping = false;
 };
 
-// One client connection, owned by the event loop thread. Pending io_uring operations hold a
-// shared_ptr to it, so it lives until the last of them completes.
+// One client connection's protocol state, on the event loop thread; bytes move through its FrameLink.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   enum class State { AwaitFirst, TlsHandshake, AwaitHello, AwaitAuth, Ready, Refusing, Closing };
 
   Connection(Server::Impl& server, uint64_t id, int fd, bool admitted)
-      : server_(server), id_(id), fd_(fd), peer_(peer_name(fd)), admitted_(admitted),
+      : server_(server), id_(id), peer_(peer_name(fd)), admitted_(admitted),
         state_(admitted ? State::AwaitFirst : State::Refusing),
-        deadline_(Clock::now() + server.settings.handshake_timeout) {}
+        deadline_(Clock::now() + server.settings.handshake_timeout),
+        link_(std::make_shared<FrameLink>(server.loop, UniqueFd(fd), peer_)) {}
 
-  void start() { arm_recv(); }
+  void start() {
+    std::weak_ptr<Connection> weak = shared_from_this();
+    link_->start(FrameLink::Callbacks{
+        .on_frame = [weak](Frame&& frame) { if (auto self = weak.lock()) self->on_frame(std::move(frame)); },
+        .on_close = [weak](const std::string& reason) { if (auto self = weak.lock()) self->on_closed(reason); },
+        .on_malformed =
+            [weak](const FrameError& e) {
+              if (auto self = weak.lock()) {
+                LOG_WARN("malformed frame from %s: %s", self->peer_.c_str(), e.what());
+                self->fail(ErrorCode::MalformedFrame, std::string("malformed frame: ") + e.what());
+              }
+            },
+    });
+  }
   uint64_t id() const { return id_; }
   bool admitted() const { return admitted_; }
 
   void check_deadline(Clock::time_point now) {
-    if (closed_ || state_ == State::Ready || now < deadline_) return;
+    if (link_->closed() || state_ == State::Ready || now < deadline_) return;
     if (state_ == State::Closing) return close("peer did not close after our error");
     fail(ErrorCode::Timeout, "handshake not completed within " +
                                  std::to_string(server_.settings.handshake_timeout.count()) + " ms");
   }
 
-  void close(const std::string& reason) {
-    if (closed_) return;
-    closed_ = true;
+  void close(const std::string& reason) { link_->close(reason); }
+
+ private:
+  void on_closed(const std::string& reason) {
     if (state_ == State::Ready)
       LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
     else
       LOG_INFO("connection from %s closed: %s", peer_.c_str(), reason.c_str());
-    ::shutdown(fd_.get(), SHUT_RDWR);  // completes any pending operation; the fd closes with the object
     server_.forget(id_, admitted_);
   }
 
- private:
-  // ---- bytes in and out -------------------------------------------------------------------
-  void arm_recv() {
-    if (closed_ || ssl_ || recv_armed_) return;
-    recv_armed_ = true;
-    server_.loop.recv(fd_.get(), read_buffer(), [self = shared_from_this()](int res) { self->on_recv(res); });
-  }
-
-  std::span<uint8_t> read_buffer() {
-    if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
-    return read_buffer_;
-  }
-
-  void on_recv(int res) {
-    recv_armed_ = false;
-    if (closed_) return;
-    if (res == 0) return close("peer closed the connection");
-    if (res < 0) return close(std::string("receive failed: ") + std::strerror(-res));
-    take_bytes({read_buffer_.data(), static_cast<size_t>(res)});
-    if (!tls_pending_) arm_recv();
-  }
-
-  void take_bytes(std::span<const uint8_t> bytes) {
-    if (state_ == State::Closing) return;  // draining a peer we already answered with an error
-    decoder_.feed(bytes);
-    try {
-      while (!closed_ && state_ != State::Closing) {
-        auto frame = decoder_.next();
-        if (!frame) break;
-        on_frame(std::move(*frame));
-      }
-    } catch (const FrameError& e) {
-      LOG_WARN("malformed frame from %s: %s", peer_.c_str(), e.what());
-      fail(ErrorCode::MalformedFrame, std::string("malformed frame: ") + e.what());
-    }
-  }
-
-  void queue(std::vector<uint8_t> bytes) {
-    if (closed_) return;
-    out_.push_back(std::move(bytes));
-    if (ssl_) return drive_tls();
-    if (!send_armed_) send_next();
-  }
-
-  void send_next() {
-    send_armed_ = true;
-    std::span<const uint8_t> pending(out_.front().data() + out_offset_, out_.front().size() - out_offset_);
-    server_.loop.send(fd_.get(), pending, [self = shared_from_this()](int res) { self->on_sent(res); });
-  }
-
-  void on_sent(int res) {
-    send_armed_ = false;
-    if (closed_) return;
-    if (res < 0) return close(std::string("send failed: ") + std::strerror(-res));
-    out_offset_ += static_cast<size_t>(res);
-    if (out_offset_ == out_.front().size()) {
-      out_.pop_front();
-      out_offset_ = 0;
-    }
-    if (!out_.empty()) return send_next();
-    on_flushed();
-  }
-
-  void on_flushed() {
-    if (tls_pending_) return begin_tls();
-    if (state_ == State::Closing) {
-      ::shutdown(fd_.get(), SHUT_WR);  // the peer reads our error, then sees end of stream
-      arm_recv();
-    }
-  }
-
-  // ---- TLS: readiness-driven, OpenSSL does the record layer (in the kernel when kTLS is on) ----
-  void begin_tls() {
-    tls_pending_ = false;
-    ssl_.reset(SSL_new(server_.tls.get()));
-    if (!ssl_ || SSL_set_fd(ssl_.get(), fd_.get()) != 1)
-      return close("cannot set up TLS: " + openssl_errors());
-    SSL_set_accept_state(ssl_.get());
-    state_ = State::TlsHandshake;
-    drive_tls();
-  }
-
-  // Returns false when the connection was closed.
-  bool handle_ssl_result(int ret, const char* what) {
-    switch (SSL_get_error(ssl_.get(), ret)) {
-      case SSL_ERROR_WANT_READ: want_poll(POLLIN); return true;
-      case SSL_ERROR_WANT_WRITE: want_poll(POLLOUT); return true;
-      case SSL_ERROR_ZERO_RETURN: close("peer closed the TLS session"); return false;
-      case SSL_ERROR_SYSCALL:
-        close(std::string("TLS ") + what + " failed: " + (errno ? std::strerror(errno) : "peer went away"));
-        return false;
-      default: close(std::string("TLS ") + what + " failed: " + openssl_errors()); return false;
-    }
-  }
-
-  void want_poll(short events) {
-    if (poll_armed_ & events) return;
-    poll_armed_ |= events;
-    server_.loop.poll(fd_.get(), events, [self = shared_from_this(), events](int res) {
-      self->poll_armed_ &= static_cast<short>(~events);
-      if (self->closed_) return;
-      if (res < 0) return self->close(std::string("poll failed: ") + std::strerror(-res));
-      self->drive_tls();
-    });
-  }
-
-  void drive_tls() {
-    if (closed_) return;
-    if (state_ == State::TlsHandshake) {
-      int ret = SSL_do_handshake(ssl_.get());
-      if (ret != 1) {
-        handle_ssl_result(ret, "handshake");
-        return;
-      }
-      state_ = State::AwaitHello;
-      LOG_INFO("TLS with %s: %s", peer_.c_str(), tls_session_info(ssl_.get()).describe().c_str());
-    }
-    while (!out_.empty()) {
-      size_t written = 0;
-      int ret = SSL_write_ex(ssl_.get(), out_.front().data() + out_offset_, out_.front().size() - out_offset_, &written);
-      if (ret != 1) {
-        if (!handle_ssl_result(ret, "write")) return;
-        break;
-      }
-      out_offset_ += written;
-      if (out_offset_ == out_.front().size()) {
-        out_.pop_front();
-        out_offset_ = 0;
-      }
-    }
-    if (out_.empty() && state_ == State::Closing && !tls_shutdown_sent_) {
-      tls_shutdown_sent_ = true;
-      ::shutdown(fd_.get(), SHUT_WR);
-    }
-    for (;;) {
-      size_t got = 0;
-      int ret = SSL_read_ex(ssl_.get(), read_buffer().data(), read_buffer_.size(), &got);
-      if (ret != 1) {
-        handle_ssl_result(ret, "read");
-        return;
-      }
-      take_bytes({read_buffer_.data(), got});
-      if (closed_) return;
-    }
-  }
+  void queue(std::vector<uint8_t> bytes) { link_->send(std::move(bytes)); }
 
   // ---- protocol ---------------------------------------------------------------------------------
   void fail(ErrorCode code, const std::string& message) {
-    if (closed_ || state_ == State::Closing) return;
+    if (link_->closed() || state_ == State::Closing) return;
     LOG_WARN("refusing %s: %s", peer_.c_str(), message.c_str());
     queue(frame_of(MsgType::Error, 0, ErrorMsg{code, message}));
     state_ = State::Closing;
     deadline_ = Clock::now() + kLingerTime;
-    if (!ssl_ && !send_armed_) on_flushed();
+    link_->finish_after_flush();
   }
 
   void on_frame(Frame frame) {
@@ -286,10 +155,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_start_tls() {
     if (!server_.tls)
       return fail(ErrorCode::TlsUnavailable, "this server has no TLS certificate configured (connect with --tls off)");
-    if (decoder_.buffered() != 0)
+    if (link_->buffered() != 0)
       return fail(ErrorCode::UnexpectedMessage, "data sent after StartTls before the TLS handshake");
-    tls_pending_ = true;  // the TLS handshake starts once TlsReady has left
     queue(encode_frame(static_cast<uint16_t>(MsgType::TlsReady), 0, {}));
+    state_ = State::TlsHandshake;
+    std::weak_ptr<Connection> weak = shared_from_this();
+    link_->start_tls_server(server_.tls.get(), [weak] {  // runs once TlsReady has left and TLS is up
+      auto self = weak.lock();
+      if (!self) return;
+      self->state_ = State::AwaitHello;
+      LOG_INFO("TLS with %s: %s", self->peer_.c_str(), tls_session_info(self->link_->ssl()).describe().c_str());
+    });
   }
 
   void on_hello(const Frame& frame) {
@@ -327,7 +203,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return fail(ErrorCode::MalformedFrame, e.what());
     }
     std::vector<uint8_t> binding;
-    if (ssl_) binding = tls_channel_binding(ssl_.get());
+    if (link_->ssl()) binding = tls_channel_binding(link_->ssl());
     WelcomeMsg welcome;
     if (server_.settings.tokens.empty()) {
       token_name_ = "open";
@@ -343,7 +219,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     welcome.token_name = token_name_;
     state_ = State::Ready;
     LOG_INFO("client %s authenticated from %s as '%s'%s", client_name_.c_str(), peer_.c_str(), token_name_.c_str(),
-             ssl_ ? "" : " (unencrypted)");
+             link_->ssl() ? "" : " (unencrypted)");
     queue(frame_of(MsgType::Welcome, 0, welcome));
   }
 
@@ -386,24 +262,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Server::Impl& server_;
   uint64_t id_;
-  UniqueFd fd_;
   std::string peer_;
   bool admitted_;
   State state_;
   Clock::time_point deadline_;
-  bool closed_ = false;
-
-  FrameDecoder decoder_;
-  std::vector<uint8_t> read_buffer_;
-  bool recv_armed_ = false;
-  std::deque<std::vector<uint8_t>> out_;
-  size_t out_offset_ = 0;
-  bool send_armed_ = false;
-
-  SslPtr ssl_;
-  bool tls_pending_ = false;
-  bool tls_shutdown_sent_ = false;
-  short poll_armed_ = 0;
+  std::shared_ptr<FrameLink> link_;
 
   Nonce client_nonce_{};
   Nonce server_nonce_{};

@@ -1,0 +1,252 @@
+#include "frame_link.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "log.hpp"
+
+namespace rgpu {
+
+namespace {
+constexpr size_t kReadChunk = 256 * 1024;
+}
+
+FrameLink::FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload)
+    : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)), decoder_(max_payload) {}
+
+FrameLink::~FrameLink() {
+  for (auto& item : out_)
+    if (item.release) item.release();
+}
+
+void FrameLink::start(Callbacks callbacks) {
+  callbacks_ = std::move(callbacks);
+  arm_recv();
+}
+
+void FrameLink::close(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  ::shutdown(fd_.get(), SHUT_RDWR);  // completes pending operations; the fd closes with the object
+  if (callbacks_.on_close) {
+    auto on_close = std::move(callbacks_.on_close);
+    on_close(reason);
+  }
+  callbacks_ = {};
+}
+
+// ---- receiving ---------------------------------------------------------------------------------
+
+void FrameLink::arm_recv() {
+  if (closed_ || ssl_ || recv_armed_ || pending_tls_ctx_ || tls_handshaking_) return;
+  if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
+  recv_armed_ = true;
+  loop_.recv(fd_.get(), read_buffer_, [self = shared_from_this()](int res) { self->on_recv(res); });
+}
+
+void FrameLink::on_recv(int res) {
+  recv_armed_ = false;
+  if (closed_) return;
+  if (res == 0) return close("peer closed the connection");
+  if (res < 0) return close(std::string("receive failed: ") + std::strerror(-res));
+  take_bytes({read_buffer_.data(), static_cast<size_t>(res)});
+  if (!paused_) arm_recv();
+}
+
+void FrameLink::pause_reading() { paused_ = true; }
+
+void FrameLink::take_bytes(std::span<const uint8_t> bytes) {
+  if (finishing_) return;  // draining a peer we already answered
+  decoder_.feed(bytes);
+  try {
+    while (!closed_ && !paused_ && !finishing_) {
+      auto frame = decoder_.next();
+      if (!frame) break;
+      callbacks_.on_frame(std::move(*frame));
+    }
+  } catch (const FrameError& e) {
+    if (callbacks_.on_malformed) callbacks_.on_malformed(e);
+    if (!finishing_) close(std::string("malformed frame: ") + e.what());
+  }
+}
+
+// ---- sending -----------------------------------------------------------------------------------
+
+void FrameLink::send(std::vector<uint8_t> bytes) {
+  if (closed_) return;
+  out_.push_back(Outgoing{std::move(bytes), {}, {}, 0});
+  if (ssl_) return drive_tls();
+  if (!send_armed_) send_next();
+}
+
+void FrameLink::send_frame(uint16_t type, uint64_t request_id, std::span<const uint8_t> payload, uint16_t flags,
+                           Compression compression) {
+  send(encode_frame(type, request_id, payload, flags, compression));
+}
+
+void FrameLink::send_borrowed(std::vector<uint8_t> header, std::span<const uint8_t> payload,
+                              std::function<void()> release) {
+  if (closed_) {
+    if (release) release();
+    return;
+  }
+  out_.push_back(Outgoing{std::move(header), payload, std::move(release), 0});
+  if (ssl_) return drive_tls();
+  if (!send_armed_) send_next();
+}
+
+void FrameLink::send_next() {
+  Outgoing& front = out_.front();
+  size_t n = 0;
+  if (front.offset < front.owned.size()) {
+    iov_[n++] = {front.owned.data() + front.offset, front.owned.size() - front.offset};
+    if (!front.borrowed.empty()) iov_[n++] = {const_cast<uint8_t*>(front.borrowed.data()), front.borrowed.size()};
+  } else {
+    size_t skip = front.offset - front.owned.size();
+    iov_[n++] = {const_cast<uint8_t*>(front.borrowed.data()) + skip, front.borrowed.size() - skip};
+  }
+  message_ = {};
+  message_.msg_iov = iov_;
+  message_.msg_iovlen = n;
+  send_armed_ = true;
+  loop_.sendmsg(fd_.get(), &message_, [self = shared_from_this()](int res) { self->on_sent(res); });
+}
+
+void FrameLink::complete_front(size_t bytes) {
+  Outgoing& front = out_.front();
+  front.offset += bytes;
+  if (front.offset == front.size()) {
+    if (front.release) front.release();
+    out_.pop_front();
+  }
+}
+
+void FrameLink::on_sent(int res) {
+  send_armed_ = false;
+  if (closed_) return;
+  if (res < 0) return close(std::string("send failed: ") + std::strerror(-res));
+  complete_front(static_cast<size_t>(res));
+  if (!out_.empty()) return send_next();
+  on_flushed();
+}
+
+void FrameLink::on_flushed() {
+  if (pending_tls_ctx_) return begin_tls();
+  if (finishing_ && !write_shut_) {
+    write_shut_ = true;
+    ::shutdown(fd_.get(), SHUT_WR);  // the peer reads what we sent, then sees the end of the stream
+    paused_ = false;
+    arm_recv();
+  }
+}
+
+void FrameLink::finish_after_flush() {
+  if (closed_ || finishing_) return;
+  finishing_ = true;
+  if (ssl_) return drive_tls();
+  if (!send_armed_ && out_.empty()) on_flushed();
+}
+
+// ---- TLS ---------------------------------------------------------------------------------------
+
+void FrameLink::start_tls_server(SSL_CTX* ctx, std::function<void()> done) {
+  pending_tls_ctx_ = ctx;
+  tls_done_ = std::move(done);
+  paused_ = true;
+  if (!send_armed_ && out_.empty()) begin_tls();
+}
+
+void FrameLink::begin_tls() {
+  SslPtr ssl(SSL_new(pending_tls_ctx_));
+  pending_tls_ctx_ = nullptr;
+  if (!ssl || SSL_set_fd(ssl.get(), fd_.get()) != 1) return close("cannot set up TLS: " + openssl_errors());
+  SSL_set_accept_state(ssl.get());
+  ssl_ = std::move(ssl);
+  tls_handshaking_ = true;
+  paused_ = false;
+  drive_tls();
+}
+
+void FrameLink::adopt_tls(SslPtr ssl) {
+  ssl_ = std::move(ssl);
+  drive_tls();
+}
+
+bool FrameLink::handle_ssl_result(int ret, const char* what) {
+  switch (SSL_get_error(ssl_.get(), ret)) {
+    case SSL_ERROR_WANT_READ: want_poll(POLLIN); return true;
+    case SSL_ERROR_WANT_WRITE: want_poll(POLLOUT); return true;
+    case SSL_ERROR_ZERO_RETURN: close("peer closed the TLS session"); return false;
+    case SSL_ERROR_SYSCALL:
+      close(std::string("TLS ") + what + " failed: " + (errno ? std::strerror(errno) : "peer went away"));
+      return false;
+    default: close(std::string("TLS ") + what + " failed: " + openssl_errors()); return false;
+  }
+}
+
+void FrameLink::want_poll(short events) {
+  if (poll_armed_ & events) return;
+  poll_armed_ |= events;
+  loop_.poll(fd_.get(), events, [self = shared_from_this(), events](int res) {
+    self->poll_armed_ &= static_cast<short>(~events);
+    if (self->closed_) return;
+    if (res < 0) return self->close(std::string("poll failed: ") + std::strerror(-res));
+    self->drive_tls();
+  });
+}
+
+void FrameLink::drive_tls() {
+  if (closed_) return;
+  if (tls_handshaking_) {
+    int ret = SSL_do_handshake(ssl_.get());
+    if (ret != 1) {
+      handle_ssl_result(ret, "handshake");
+      return;
+    }
+    tls_handshaking_ = false;
+    if (tls_done_) {
+      auto done = std::move(tls_done_);
+      done();
+      if (closed_) return;
+    }
+  }
+  while (!out_.empty()) {
+    Outgoing& front = out_.front();
+    const uint8_t* data;
+    size_t size;
+    if (front.offset < front.owned.size()) {
+      data = front.owned.data() + front.offset;
+      size = front.owned.size() - front.offset;
+    } else {
+      data = front.borrowed.data() + (front.offset - front.owned.size());
+      size = front.size() - front.offset;
+    }
+    size_t written = 0;
+    int ret = SSL_write_ex(ssl_.get(), data, size, &written);
+    if (ret != 1) {
+      if (!handle_ssl_result(ret, "write")) return;
+      break;
+    }
+    complete_front(written);
+  }
+  if (out_.empty() && finishing_ && !write_shut_) {
+    write_shut_ = true;
+    ::shutdown(fd_.get(), SHUT_WR);
+  }
+  if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
+  while (!paused_ || finishing_) {
+    size_t got = 0;
+    int ret = SSL_read_ex(ssl_.get(), read_buffer_.data(), read_buffer_.size(), &got);
+    if (ret != 1) {
+      handle_ssl_result(ret, "read");
+      return;
+    }
+    take_bytes({read_buffer_.data(), got});
+    if (closed_) return;
+  }
+}
+
+}  // namespace rgpu

@@ -1,0 +1,106 @@
+// A framed connection driven by the io_uring event loop: plain TCP or unix sockets through
+// io_uring recv/send, TLS through OpenSSL on readiness (in the kernel when kTLS is active).
+// Owned by shared_ptr: pending operations keep it alive until they complete.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <sys/uio.h>
+#include <vector>
+
+#include "event_loop.hpp"
+#include "frame.hpp"
+#include "net.hpp"
+#include "tls.hpp"
+
+namespace rgpu {
+
+class FrameLink : public std::enable_shared_from_this<FrameLink> {
+ public:
+  struct Callbacks {
+    std::function<void(Frame&&)> on_frame;
+    // Called once, after which the link does nothing more. The reason is for logs.
+    std::function<void(const std::string& reason)> on_close;
+    // A malformed frame arrived; the link closes right after (the handler may queue an answer first).
+    std::function<void(const FrameError&)> on_malformed;
+  };
+
+  FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload = kMaxFramePayload);
+  ~FrameLink();
+
+  void start(Callbacks callbacks);
+  // Queues bytes (one or more whole encoded frames) for sending.
+  void send(std::vector<uint8_t> bytes);
+  void send_frame(uint16_t type, uint64_t request_id, std::span<const uint8_t> payload, uint16_t flags = 0,
+                  Compression compression = Compression::IfWorthIt);
+  // Queues a header and a payload that lives elsewhere (a shared-memory ring): no copy is made.
+  // `release` runs once the payload has been handed to the kernel.
+  void send_borrowed(std::vector<uint8_t> header, std::span<const uint8_t> payload, std::function<void()> release);
+
+  // Stops taking frames after the current one (before a TLS upgrade).
+  void pause_reading();
+  // Server side: once everything queued has left, runs a TLS accept on this socket; `done` reports it.
+  void start_tls_server(SSL_CTX* ctx, std::function<void()> done);
+  // Takes over a TLS session already established on this socket (blocking handshake done elsewhere).
+  void adopt_tls(SslPtr ssl);
+
+  // Sends what is queued, then half-closes; the link closes when the peer does (or on close()).
+  void finish_after_flush();
+  void close(const std::string& reason);
+
+  bool closed() const { return closed_; }
+  SSL* ssl() const { return ssl_.get(); }
+  const std::string& peer() const { return peer_; }
+  int fd() const { return fd_.get(); }
+  size_t buffered() const { return decoder_.buffered(); }
+
+ private:
+  struct Outgoing {
+    std::vector<uint8_t> owned;
+    std::span<const uint8_t> borrowed;
+    std::function<void()> release;
+    size_t offset = 0;
+    size_t size() const { return owned.size() + borrowed.size(); }
+  };
+
+  void arm_recv();
+  void on_recv(int res);
+  void take_bytes(std::span<const uint8_t> bytes);
+  void send_next();
+  void on_sent(int res);
+  void on_flushed();
+  void begin_tls();
+  bool handle_ssl_result(int ret, const char* what);
+  void want_poll(short events);
+  void drive_tls();
+  void complete_front(size_t bytes);
+
+  EventLoop& loop_;
+  UniqueFd fd_;
+  std::string peer_;
+  Callbacks callbacks_;
+  bool closed_ = false;
+  bool paused_ = false;
+  bool finishing_ = false;
+  bool write_shut_ = false;
+
+  FrameDecoder decoder_;
+  std::vector<uint8_t> read_buffer_;
+  bool recv_armed_ = false;
+  std::deque<Outgoing> out_;
+  bool send_armed_ = false;
+  iovec iov_[2]{};
+  msghdr message_{};
+
+  SslPtr ssl_;
+  SSL_CTX* pending_tls_ctx_ = nullptr;
+  std::function<void()> tls_done_;
+  bool tls_handshaking_ = false;
+  short poll_armed_ = 0;
+};
+
+}  // namespace rgpu
