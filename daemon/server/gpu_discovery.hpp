@@ -2,6 +2,7 @@
 // physical devices through the system loader (libvulkan.so.1, also dlopened), matched by UUID.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,7 +20,14 @@ struct DiscoveryReport {
 // cuda = vulkan = true. CUDA devices come first in CUDA ordinal order, then Vulkan-only devices.
 DiscoveryReport discover_gpus();
 
+// The merge behind discover_gpus, pure: CUDA devices in the given order, each joined with the first
+// unmatched Vulkan device of the same (non-zero) UUID, then the Vulkan devices left over. Sets index.
+std::vector<GpuInfo> merge_gpus(const std::vector<GpuInfo>& cuda, const std::vector<GpuInfo>& vulkan);
+
 // Keeps the GPUs whose index is listed (nullopt: all); indices stay the server's own.
 std::vector<GpuInfo> filter_exposed(const std::vector<GpuInfo>& gpus, const std::optional<std::vector<uint32_t>>& expose);
+
+// The indices in expose that no GPU in gpus has, in the order listed, each once (nullopt: none).
+std::vector<uint32_t> unknown_indices(const std::vector<GpuInfo>& gpus, const std::optional<std::vector<uint32_t>>& expose);
 
 }  // namespace rgpu
