@@ -1,0 +1,88 @@
+// Messages between an application's RGPU libraries (CUDA interpose, Vulkan ICD) and the client
+// daemon over the per-user unix socket, and the ring that carries their bulk data.
+//
+// Each application thread has its own unix connection and its own memfd ring (handed over with
+// SCM_RIGHTS on AppWelcome). The socket carries frames in the usual format; a frame flagged
+// kFrameRing carries a RingSpec first: the daemon sends `in` bytes from the ring to the server
+// without copying them, and writes the server's answer into the ring at `out` (when it fits).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "messages.hpp"
+
+namespace rgpu {
+
+// Frame flag used only between an application and its daemon; servers never see it.
+inline constexpr uint16_t kFrameRing = 1u << 2;
+
+enum class AppMsg : uint16_t {
+  AppHello = 0x30,     // app -> daemon: first frame of a process's first connection
+  AppAttach = 0x31,    // app -> daemon: first frame of a further thread's connection
+  AppWelcome = 0x32,   // daemon -> app: the session, its GPUs; carries the ring memfd
+  RingRelease = 0x33,  // daemon -> app: ring bytes of a no-reply frame have left; reusable
+  ServerGone = 0x34,   // daemon -> app: the server's connection was lost; ErrorMsg payload
+};
+
+// Opens the connection between the daemon and the server for one application session: the
+// server's GPU indices (from its GpuList) in the order the application numbers its devices.
+inline constexpr uint16_t kMsgCudaOpen = 0x0F0;
+inline constexpr uint16_t kMsgCudaOpened = 0x0F1;
+
+struct RingSpec {
+  uint64_t in_offset = 0;
+  uint64_t in_length = 0;     // bytes appended to the inline payload on the way to the server
+  uint64_t out_offset = 0;
+  uint64_t out_capacity = 0;  // 0: the answer comes inline; else the answer's payload goes here
+};
+static_assert(sizeof(RingSpec) == 32);
+
+struct AppHelloMsg {
+  uint32_t pid = 0;
+  std::string program;              // for logs
+  bool has_visible_devices = false;  // CUDA_VISIBLE_DEVICES was set
+  std::string visible_devices;       // its value
+};
+
+struct AppAttachMsg {
+  uint64_t session_id = 0;
+};
+
+struct AppWelcomeMsg {
+  uint64_t session_id = 0;
+  uint64_t ring_size = 0;
+  std::string server;               // host:port of the server running this session
+  std::vector<GpuInfo> devices;     // index = the application's device ordinal
+  std::vector<std::string> notes;   // warnings for the application's log (devices dropped, ...)
+};
+
+struct RingReleaseMsg {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+struct CudaOpenMsg {
+  std::vector<uint32_t> gpu_indices;
+};
+
+std::vector<uint8_t> encode(const AppHelloMsg&);
+std::vector<uint8_t> encode(const AppAttachMsg&);
+std::vector<uint8_t> encode(const AppWelcomeMsg&);
+std::vector<uint8_t> encode(const RingReleaseMsg&);
+std::vector<uint8_t> encode(const CudaOpenMsg&);
+AppHelloMsg decode_app_hello(std::span<const uint8_t>);
+AppAttachMsg decode_app_attach(std::span<const uint8_t>);
+AppWelcomeMsg decode_app_welcome(std::span<const uint8_t>);
+RingReleaseMsg decode_ring_release(std::span<const uint8_t>);
+CudaOpenMsg decode_cuda_open(std::span<const uint8_t>);
+
+// Default ring per application thread (the memfd's pages are only used when touched).
+inline constexpr uint64_t kDefaultRingSize = 64ull << 20;
+
+// $RGPU_CLIENT_SOCKET, else $XDG_RUNTIME_DIR/rgpu/client.sock, else /run/user/<uid>/rgpu/client.sock.
+std::string default_client_socket_path();
+
+}  // namespace rgpu
