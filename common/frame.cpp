@@ -2,6 +2,8 @@
 
 #include <lz4.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "wire.hpp"
@@ -37,12 +39,16 @@ std::optional<std::vector<uint8_t>> compress_if_worth_it(std::span<const uint8_t
   return out;
 }
 
-std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload) {
+std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload, uint32_t max_size) {
   WireReader reader(wire_payload, "compressed payload");
+  if (reader.remaining() < sizeof(uint32_t))
+    throw FrameError("compressed payload of " + std::to_string(wire_payload.size()) +
+                     " bytes is too short for its size field");
   const uint32_t original = reader.get<uint32_t>();
-  if (original > kMaxFramePayload)
+  const uint32_t limit = std::min(max_size, kMaxFramePayload);
+  if (original > limit)
     throw FrameError("compressed payload claims " + std::to_string(original) + " bytes, over the limit of " +
-                     std::to_string(kMaxFramePayload));
+                     std::to_string(limit));
   auto block = reader.rest();
   std::vector<uint8_t> out(original);
   const int n = LZ4_decompress_safe(reinterpret_cast<const char*>(block.data()), reinterpret_cast<char*>(out.data()),
@@ -79,8 +85,11 @@ void validate_header(const FrameHeader& header) {
     std::snprintf(text, sizeof text, "bad frame magic 0x%08x (not an RGPU peer?)", header.magic);
     throw FrameError(text);
   }
-  if ((header.flags & ~kFrameKnownFlags) != 0)
-    throw FrameError("frame has unknown flag bits 0x" + std::to_string(header.flags & ~kFrameKnownFlags));
+  if ((header.flags & ~kFrameKnownFlags) != 0) {
+    char text[64];
+    std::snprintf(text, sizeof text, "frame has unknown flag bits 0x%04x", header.flags & ~kFrameKnownFlags);
+    throw FrameError(text);
+  }
   if (header.reserved != 0) throw FrameError("frame header's reserved field is not zero");
   if (header.payload_len > kMaxFramePayload)
     throw FrameError("frame payload of " + std::to_string(header.payload_len) + " bytes is over the limit of " +
@@ -112,8 +121,7 @@ std::optional<Frame> FrameDecoder::next() {
   Frame frame;
   frame.header = header;
   if (header.flags & kFrameCompressed) {
-    frame.payload = decompress_payload(body);
-    if (frame.payload.size() > max_payload_) throw FrameError("decompressed payload is over this link's limit");
+    frame.payload = decompress_payload(body, max_payload_);
     frame.header.flags &= static_cast<uint16_t>(~kFrameCompressed);
     frame.header.payload_len = static_cast<uint32_t>(frame.payload.size());
   } else {

@@ -58,7 +58,10 @@ void validate_header(const FrameHeader& header);
 
 // lz4 helpers, exposed for the benchmarks and tests.
 std::optional<std::vector<uint8_t>> compress_if_worth_it(std::span<const uint8_t> payload);
-std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload);
+// Throws FrameError (never WireError) for a payload that is too short, announces more than max_size
+// (or kMaxFramePayload) bytes, or does not decode to exactly the announced size.
+std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload,
+                                        uint32_t max_size = kMaxFramePayload);
 
 // Incremental decoder for a byte stream: feed bytes as they arrive, take whole frames out.
 class FrameDecoder {
