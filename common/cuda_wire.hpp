@@ -15,7 +15,9 @@ struct CallHeader {
   uint32_t thread = 0;    // the calling application thread; each gets its own server thread
   uint64_t context = 0;   // the calling thread's current CUcontext (server value), 0 for none
   uint32_t out_mask = 0;  // bit i: the i-th output pointer was not NULL
-  uint32_t reserved = 0;
+  // Process-wide issue order: the server starts calls in this order whatever thread sent them,
+  // so work issued by one thread is in the driver before work another thread issues after it.
+  uint32_t sequence = 0;
 };
 static_assert(sizeof(CallHeader) == 24);
 

@@ -11,7 +11,11 @@
 #include <deque>
 #include <unordered_map>
 
+#include "app_protocol.hpp"
 #include "auth.hpp"
+#include "cuda_driver.hpp"
+#include "cuda_session.hpp"
+#include "cuda_wire.hpp"
 #include "event_loop.hpp"
 #include "frame.hpp"
 #include "frame_link.hpp"
@@ -63,6 +67,18 @@ struct Server::Impl {
   size_t admitted = 0;  // connections counted against max_clients
   std::atomic<size_t> connection_count{0};
   bool stopping = false;
+  // Device memory quota shared by all connections of a token (token name -> budget).
+  std::unordered_map<std::string, std::shared_ptr<cuda::MemoryBudget>> budgets;
+
+  std::shared_ptr<cuda::MemoryBudget> budget_for(const TokenEntry* token) {
+    if (token == nullptr) return std::make_shared<cuda::MemoryBudget>();
+    auto& budget = budgets[token->name];
+    if (!budget) {
+      budget = std::make_shared<cuda::MemoryBudget>();
+      budget->limit = token->max_memory.value_or(0);
+    }
+    return budget;
+  }
 };
 
 // One client connection's protocol state, on the event loop thread; bytes move through its FrameLink.
@@ -104,6 +120,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void on_closed(const std::string& reason) {
+    if (cuda_) cuda_->close();
     if (state_ == State::Ready)
       LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
     else
@@ -230,6 +247,45 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return match;
   }
 
+  void reply_error(uint64_t id, ErrorCode code, const std::string& message) {
+    queue(frame_of(MsgType::Error, id, ErrorMsg{code, message}));
+  }
+
+  void open_cuda(uint64_t id, std::span<const uint8_t> payload) {
+    if (cuda_) return reply_error(id, ErrorCode::UnexpectedMessage, "the CUDA session is already open");
+    CudaOpenMsg open;
+    try {
+      open = decode_cuda_open(payload);
+    } catch (const WireError& e) {
+      return fail(ErrorCode::MalformedFrame, e.what());
+    }
+    cuda::Driver& driver = cuda::Driver::get();
+    if (!driver.ready())
+      return reply_error(id, ErrorCode::NotSupported, "this server has no working CUDA driver: " + driver.problem());
+    cuda::DeviceMap devices;
+    for (uint32_t index : open.gpu_indices) {
+      const GpuInfo* gpu = nullptr;
+      for (const auto& candidate : server_.settings.gpus)
+        if (candidate.index == index) gpu = &candidate;
+      if (gpu == nullptr || !gpu->cuda || !gpu_allowed(index))
+        return reply_error(id, ErrorCode::Forbidden,
+                           "GPU " + std::to_string(index) + " is not a CUDA GPU this server shares with token '" +
+                               token_name_ + "'");
+      devices.real.push_back(gpu->cuda_ordinal);
+    }
+    std::weak_ptr<FrameLink> weak_link = link_;
+    EventLoop* loop = &server_.loop;
+    auto send = [loop, weak_link](std::vector<uint8_t> bytes) {
+      loop->post([weak_link, bytes = std::move(bytes)]() mutable {
+        if (auto link = weak_link.lock()) link->send(std::move(bytes));
+      });
+    };
+    cuda_ = std::make_shared<cuda::CudaSession>(devices, server_.budget_for(token_), send,
+                                                client_name_ + " from " + peer_);
+    LOG_INFO("CUDA session for %s on %zu GPU(s)", peer_.c_str(), devices.real.size());
+    queue(encode_frame(kMsgCudaOpened, id, {}));
+  }
+
   bool gpu_allowed(uint32_t index) const {
     if (token_ == nullptr || !token_->allowed_gpus) return true;
     for (uint32_t allowed : *token_->allowed_gpus)
@@ -253,6 +309,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case MsgType::Ping:
         return queue(encode_frame(static_cast<uint16_t>(MsgType::Pong), id, frame.payload, 0, Compression::Never));
       default:
+        if (frame.header.type == cuda::kMsgCudaCall) {
+          if (!cuda_) return reply_error(id, ErrorCode::UnexpectedMessage, "CUDA call before the CUDA session was opened");
+          return cuda_->submit(std::move(frame));
+        }
+        if (frame.header.type == kMsgCudaOpen) return open_cuda(id, frame.payload);
         queue(frame_of(MsgType::Error, id,
                        ErrorMsg{ErrorCode::NotSupported, std::string("message type ") + msg_type_name(frame.header.type) +
                                                              " (" + std::to_string(frame.header.type) +
@@ -273,6 +334,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_name_;
   std::string token_name_;
   const TokenEntry* token_ = nullptr;
+  std::shared_ptr<cuda::CudaSession> cuda_;
 };
 
 void Server::Impl::accept_next() {

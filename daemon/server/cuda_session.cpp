@@ -1,0 +1,413 @@
+#include "cuda_session.hpp"
+
+#include "cuda_driver.hpp"
+#include "log.hpp"
+#include "messages.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+using Handle = uint64_t;
+
+template <typename T>
+T handle_of(uint64_t raw) {
+  return reinterpret_cast<T>(static_cast<uintptr_t>(raw));
+}
+template <typename T>
+uint64_t raw_of(T handle) {
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(handle));
+}
+
+CUresult missing(const char* name) {
+  LOG_WARN("the server's CUDA driver has no %s", name);
+  return CUDA_ERROR_NOT_SUPPORTED;
+}
+}  // namespace
+
+CudaSession::CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client)
+    : devices_(devices), resources_(std::move(budget), devices), send_(std::move(send)), client_(std::move(client)) {}
+
+CudaSession::~CudaSession() {
+  for (auto& [id, worker] : workers_)
+    if (worker->thread.joinable()) worker->thread.join();
+}
+
+void CudaSession::submit(Frame frame) {
+  if (frame.payload.size() < sizeof(CallHeader)) {
+    LOG_WARN("%s: CUDA call of %zu bytes is shorter than its header; ignored", client_.c_str(), frame.payload.size());
+    return;
+  }
+  CallHeader header;
+  std::memcpy(&header, frame.payload.data(), sizeof header);
+  std::lock_guard lock(mutex_);
+  if (closing_) return;
+  auto& worker = workers_[header.thread];
+  if (!worker) {
+    if (workers_.size() > kMaxThreads) {
+      workers_.erase(header.thread);
+      LOG_WARN("%s: more than %zu application threads; call dropped", client_.c_str(), kMaxThreads);
+      reply(frame, CUDA_ERROR_OUT_OF_MEMORY, {});
+      return;
+    }
+    worker = std::make_unique<Worker>();
+    worker->thread = std::thread([self = shared_from_this(), w = worker.get()] { self->worker_main(w); });
+  }
+  worker->queue.push_back(std::move(frame));
+  work_ready_.notify_all();
+}
+
+void CudaSession::close() {
+  {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+  }
+  work_ready_.notify_all();
+  turn_changed_.notify_all();
+  // Joining and freeing can take as long as the kernels still running: not on the event loop.
+  std::thread([self = shared_from_this()] {
+    for (auto& [id, worker] : self->workers_)
+      if (worker->thread.joinable()) worker->thread.join();
+    self->resources_.release_all();
+    LOG_INFO("%s: CUDA session closed", self->client_.c_str());
+  }).detach();
+}
+
+void CudaSession::worker_main(Worker* worker) {
+  for (;;) {
+    Frame frame;
+    {
+      std::unique_lock lock(mutex_);
+      work_ready_.wait(lock, [&] { return closing_ || !worker->queue.empty(); });
+      if (closing_) return;
+      frame = std::move(worker->queue.front());
+      worker->queue.pop_front();
+    }
+    execute(*worker, frame);
+  }
+}
+
+void CudaSession::wait_for_turn(uint32_t sequence) {
+  std::unique_lock lock(mutex_);
+  turn_changed_.wait(lock, [&] { return closing_ || static_cast<int32_t>(sequence - next_sequence_) <= 0; });
+  if (sequence == next_sequence_) ++next_sequence_;
+  turn_changed_.notify_all();
+}
+
+void CudaSession::reply(const Frame& request, CUresult result, std::span<const uint8_t> data) {
+  if (request.header.flags & kFrameNoReply) {
+    if (result != CUDA_SUCCESS) {
+      CallHeader header;
+      std::memcpy(&header, request.payload.data(), sizeof header);
+      note_deferred(header.function, result);
+    }
+    return;
+  }
+  ReplyHeader header;
+  header.result = result;
+  {
+    std::lock_guard lock(mutex_);
+    header.deferred_function = deferred_function_;
+    header.deferred_result = deferred_result_;
+    deferred_function_ = 0;
+    deferred_result_ = CUDA_SUCCESS;
+  }
+  std::vector<uint8_t> payload(sizeof header + data.size());
+  std::memcpy(payload.data(), &header, sizeof header);
+  if (!data.empty()) std::memcpy(payload.data() + sizeof header, data.data(), data.size());
+  send_(encode_frame(kMsgCudaReply, request.header.request_id, payload, 0, Compression::Never));
+}
+
+void CudaSession::note_deferred(uint32_t function, CUresult result) {
+  const char* name = function_name(function);
+  LOG_DEBUG("%s: pipelined %s failed: %s", client_.c_str(), name ? name : "call", error_name(result));
+  std::lock_guard lock(mutex_);
+  if (deferred_function_ == 0) {
+    deferred_function_ = function;
+    deferred_result_ = result;
+  }
+}
+
+void CudaSession::execute(Worker& worker, Frame& frame) {
+  CallHeader header;
+  std::memcpy(&header, frame.payload.data(), sizeof header);
+  wait_for_turn(header.sequence);
+
+  WireReader args(std::span<const uint8_t>(frame.payload).subspan(sizeof header), "CUDA call");
+  WireWriter out;
+  CUresult result = CUDA_SUCCESS;
+  Driver& driver = Driver::get();
+  auto set_current = driver.fn<CUresult (*)(CUcontext)>("cuCtxSetCurrent");
+  CUcontext wanted = handle_of<CUcontext>(header.context);
+  if (worker.current != wanted && set_current) {
+    result = set_current(wanted);
+    if (result == CUDA_SUCCESS) worker.current = wanted;
+  }
+  try {
+    if (result != CUDA_SUCCESS) {
+      // the context the application believes current does not exist (destroyed?)
+    } else if (const AutoFunction* f = find_auto_function(header.function);
+               f != nullptr && header.function != FN_cuDevicePrimaryCtxReset_v2 &&
+               header.function != FN_cuDevicePrimaryCtxReset && header.function != FN_cuCtxDestroy_v2) {
+      void* fn = driver.symbol(f->name);
+      if (fn == nullptr) {
+        result = missing(f->name);
+      } else {
+        CallContext call(header.function, args, header.out_mask, devices_,
+                         [this](const CallContext& c) { return resources_.veto(c); });
+        result = f->call(fn, call);
+        if (result == CUDA_SUCCESS) {
+          resources_.record(header.function, call.ins(), call.outs(), worker.current);
+          for (uint64_t value : call.outs()) out.put(value);
+        } else {
+          resources_.abandon(header.function, call.ins());
+        }
+      }
+    } else {
+      result = manual_call(worker, header, args, out);
+    }
+  } catch (const WireError& e) {
+    LOG_WARN("%s: malformed %s call: %s", client_.c_str(), function_name(header.function) ?: "CUDA", e.what());
+    result = CUDA_ERROR_INVALID_VALUE;
+  }
+  reply(frame, result, out.buffer());
+}
+
+CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out) {
+  Driver& d = Driver::get();
+  switch (header.function) {
+    case FN_rgpuDeviceInfo: {
+      const CUdevice device = devices_.to_real(static_cast<CUdevice>(args.get<uint64_t>()));
+      args.expect_end();
+      auto get_name = d.fn<CUresult (*)(char*, int, CUdevice)>("cuDeviceGetName");
+      auto total_mem = d.fn<CUresult (*)(size_t*, CUdevice)>("cuDeviceTotalMem_v2");
+      auto get_uuid = d.fn<CUresult (*)(CUuuid*, CUdevice)>("cuDeviceGetUuid_v2");
+      if (!get_uuid) get_uuid = d.fn<CUresult (*)(CUuuid*, CUdevice)>("cuDeviceGetUuid");
+      auto pci = d.fn<CUresult (*)(char*, int, CUdevice)>("cuDeviceGetPCIBusId");
+      auto attribute = d.fn<CUresult (*)(int*, CUdevice_attribute, CUdevice)>("cuDeviceGetAttribute");
+      if (!get_name || !total_mem || !get_uuid || !attribute) return missing("device queries");
+      char name[256] = {};
+      if (CUresult r = get_name(name, sizeof name - 1, device); r != CUDA_SUCCESS) return r;
+      size_t bytes = 0;
+      total_mem(&bytes, device);
+      CUuuid uuid{};
+      get_uuid(&uuid, device);
+      char bus[64] = {};
+      if (pci) pci(bus, sizeof bus - 1, device);
+      out.str(name).put<uint64_t>(bytes).bytes(uuid.bytes, sizeof uuid.bytes).str(bus);
+      const uint32_t count = CU_DEVICE_ATTRIBUTE_MAX - 1;
+      out.put(count);
+      for (uint32_t a = 1; a <= count; ++a) {
+        int value = 0;
+        CUresult r = attribute(&value, static_cast<CUdevice_attribute>(a), device);
+        out.put<int32_t>(value).put<int32_t>(r);
+      }
+      return CUDA_SUCCESS;
+    }
+    case FN_rgpuMemcpyHtoD: {
+      const uint32_t variant = args.get<uint32_t>();
+      const CUdeviceptr dst = args.get<uint64_t>();
+      const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+      auto data = args.rest();
+      if (variant == FN_cuMemcpyHtoDAsync_v2 || variant == FN_cuMemcpyHtoDAsync_v2_ptsz) {
+        auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t, CUstream)>(function_name(variant));
+        return fn ? fn(dst, data.data(), data.size(), stream) : missing(function_name(variant));
+      }
+      const char* name = variant == FN_cuMemcpyHtoD_v2_ptds ? "cuMemcpyHtoD_v2_ptds" : "cuMemcpyHtoD_v2";
+      auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t)>(name);
+      return fn ? fn(dst, data.data(), data.size()) : missing(name);
+    }
+    case FN_rgpuMemcpyDtoH: {
+      const uint32_t variant = args.get<uint32_t>();
+      const CUdeviceptr src = args.get<uint64_t>();
+      const uint64_t size = args.get<uint64_t>();
+      const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+      args.expect_end();
+      if (size > kMaxFramePayload - 64) return CUDA_ERROR_INVALID_VALUE;
+      std::vector<uint8_t>& buffer = out.buffer();
+      buffer.resize(size);
+      if (variant == FN_cuMemcpyDtoHAsync_v2 || variant == FN_cuMemcpyDtoHAsync_v2_ptsz) {
+        auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t, CUstream)>(function_name(variant));
+        auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpyDtoHAsync_v2 ? "cuStreamSynchronize"
+                                                                                     : "cuStreamSynchronize_ptsz");
+        if (!fn || !sync) return missing(function_name(variant));
+        CUresult r = fn(buffer.data(), src, size, stream);
+        if (r == CUDA_SUCCESS) r = sync(stream);  // the bytes travel now, so the copy must be done
+        if (r != CUDA_SUCCESS) buffer.clear();
+        return r;
+      }
+      const char* name = variant == FN_cuMemcpyDtoH_v2_ptds ? "cuMemcpyDtoH_v2_ptds" : "cuMemcpyDtoH_v2";
+      auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t)>(name);
+      if (!fn) return missing(name);
+      CUresult r = fn(buffer.data(), src, size);
+      if (r != CUDA_SUCCESS) buffer.clear();
+      return r;
+    }
+    case FN_rgpuFunctionParams: {
+      const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
+      args.expect_end();
+      auto func_info = d.fn<CUresult (*)(CUfunction, size_t, size_t*, size_t*)>("cuFuncGetParamInfo");
+      auto kernel_info = d.fn<CUresult (*)(CUkernel, size_t, size_t*, size_t*)>("cuKernelGetParamInfo");
+      if (!func_info) return missing("cuFuncGetParamInfo");
+      std::vector<std::pair<uint64_t, uint64_t>> params;
+      bool as_kernel = false;
+      for (size_t i = 0;; ++i) {
+        size_t offset = 0, size = 0;
+        CUresult r = as_kernel ? kernel_info(handle_of<CUkernel>(raw_of(f)), i, &offset, &size)
+                               : func_info(f, i, &offset, &size);
+        if (r == CUDA_ERROR_INVALID_HANDLE && i == 0 && !as_kernel && kernel_info) {
+          as_kernel = true;  // cuLibraryGetKernel handles may be launched as functions
+          --i;
+          continue;
+        }
+        if (r == CUDA_ERROR_INVALID_VALUE && i > 0) break;  // past the last parameter
+        if (r == CUDA_ERROR_INVALID_VALUE && i == 0) break;  // a kernel without parameters
+        if (r != CUDA_SUCCESS) return r;
+        params.emplace_back(offset, size);
+      }
+      out.put<uint32_t>(static_cast<uint32_t>(params.size()));
+      for (auto [offset, size] : params) out.put(offset).put(size);
+      return CUDA_SUCCESS;
+    }
+    case FN_rgpuLaunch: {
+      const uint32_t variant = args.get<uint32_t>();
+      const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
+      uint32_t dims[6];
+      for (auto& v : dims) v = args.get<uint32_t>();
+      const uint32_t shared = args.get<uint32_t>();
+      const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+      const uint32_t attr_count = args.get<uint32_t>();
+      if (attr_count > 64) return CUDA_ERROR_INVALID_VALUE;
+      std::vector<CUlaunchAttribute> attrs(attr_count);
+      for (auto& attr : attrs) {
+        attr.id = static_cast<CUlaunchAttributeID>(args.get<uint32_t>());
+        auto value = args.bytes(sizeof attr.value);
+        std::memcpy(&attr.value, value.data(), sizeof attr.value);
+      }
+      const uint32_t param_count = args.get<uint32_t>();
+      if (param_count > 4096) return CUDA_ERROR_INVALID_VALUE;
+      std::vector<uint32_t> offsets(param_count);
+      for (auto& o : offsets) o = args.get<uint32_t>();
+      auto blob = args.blob(64 * 1024);
+      args.expect_end();
+      std::vector<uint8_t> storage(blob.begin(), blob.end());
+      std::vector<void*> params(param_count);
+      for (uint32_t i = 0; i < param_count; ++i) {
+        if (offsets[i] >= storage.size() && !(offsets[i] == storage.size() && storage.empty()))
+          return CUDA_ERROR_INVALID_VALUE;
+        params[i] = storage.data() + offsets[i];
+      }
+      void** kernel_params = param_count ? params.data() : nullptr;
+      const char* name = function_name(variant);
+      if (variant == FN_cuLaunchKernelEx || variant == FN_cuLaunchKernelEx_ptsz) {
+        auto fn = d.fn<CUresult (*)(const CUlaunchConfig*, CUfunction, void**, void**)>(name);
+        if (!fn) return missing(name);
+        CUlaunchConfig config{};
+        config.gridDimX = dims[0], config.gridDimY = dims[1], config.gridDimZ = dims[2];
+        config.blockDimX = dims[3], config.blockDimY = dims[4], config.blockDimZ = dims[5];
+        config.sharedMemBytes = shared;
+        config.hStream = stream;
+        config.attrs = attrs.data();
+        config.numAttrs = attr_count;
+        return fn(&config, f, kernel_params, nullptr);
+      }
+      if (variant == FN_cuLaunchCooperativeKernel || variant == FN_cuLaunchCooperativeKernel_ptsz) {
+        auto fn = d.fn<CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                    CUstream, void**)>(name);
+        if (!fn) return missing(name);
+        return fn(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, stream, kernel_params);
+      }
+      if (variant != FN_cuLaunchKernel && variant != FN_cuLaunchKernel_ptsz) return CUDA_ERROR_INVALID_VALUE;
+      auto fn = d.fn<CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                  CUstream, void**, void**)>(name);
+      if (!fn) return missing(name);
+      return fn(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, stream, kernel_params, nullptr);
+    }
+    case FN_rgpuModuleLoad: {
+      auto image = args.rest();
+      // The image travels as bytes; the driver wants it in memory it can read to the end.
+      std::vector<uint8_t> copy(image.begin(), image.end());
+      copy.push_back(0);  // PTX must be NUL-terminated
+      auto fn = d.fn<CUresult (*)(CUmodule*, const void*)>("cuModuleLoadData");
+      if (!fn) return missing("cuModuleLoadData");
+      CUmodule module = nullptr;
+      CUresult r = fn(&module, copy.data());
+      if (r == CUDA_SUCCESS) {
+        resources_.add_module(module, worker.current);
+        out.put(raw_of(module));
+      }
+      return r;
+    }
+    case FN_rgpuLibraryLoad: {
+      auto image = args.rest();
+      std::vector<uint8_t> copy(image.begin(), image.end());
+      copy.push_back(0);
+      auto fn = d.fn<CUresult (*)(CUlibrary*, const void*, CUjit_option*, void**, unsigned, CUlibraryOption*, void**,
+                                  unsigned)>("cuLibraryLoadData");
+      if (!fn) return missing("cuLibraryLoadData");
+      CUlibrary library = nullptr;
+      CUresult r = fn(&library, copy.data(), nullptr, nullptr, 0, nullptr, nullptr, 0);
+      if (r == CUDA_SUCCESS) {
+        resources_.add_library(library);
+        out.put(raw_of(library));
+      }
+      return r;
+    }
+    case FN_rgpuCtxCreate: {
+      const uint32_t flags = args.get<uint32_t>();
+      const CUdevice device = devices_.to_real(static_cast<CUdevice>(args.get<uint64_t>()));
+      args.expect_end();
+      CUcontext context = nullptr;
+      CUresult r;
+      if (auto v4 = d.fn<CUresult (*)(CUcontext*, CUctxCreateParams*, unsigned, CUdevice)>("cuCtxCreate_v4")) {
+        r = v4(&context, nullptr, flags, device);
+      } else if (auto v2 = d.fn<CUresult (*)(CUcontext*, unsigned, CUdevice)>("cuCtxCreate_v2")) {
+        r = v2(&context, flags, device);
+      } else {
+        return missing("cuCtxCreate");
+      }
+      if (r == CUDA_SUCCESS) {
+        worker.current = context;  // a new context is current on the creating thread
+        resources_.add_context(context);
+        out.put(raw_of(context));
+      }
+      return r;
+    }
+    case FN_cuCtxDestroy_v2: {
+      const CUcontext context = handle_of<CUcontext>(args.get<uint64_t>());
+      args.expect_end();
+      auto fn = d.fn<CUresult (*)(CUcontext)>("cuCtxDestroy_v2");
+      if (!fn) return missing("cuCtxDestroy_v2");
+      CUresult r = fn(context);
+      if (r == CUDA_SUCCESS) {
+        std::vector<uint64_t> ins{raw_of(context)}, outs;
+        resources_.record(FN_cuCtxDestroy_v2, ins, outs, nullptr);
+        if (worker.current == context) worker.current = nullptr;
+      }
+      return r;
+    }
+    case FN_cuDevicePrimaryCtxReset:
+    case FN_cuDevicePrimaryCtxReset_v2: {
+      // The primary context is shared by every client of this server: resetting it would destroy
+      // other clients' work. For this client, a reset frees what it made in that context.
+      const CUdevice device = devices_.to_real(static_cast<CUdevice>(args.get<uint64_t>()));
+      args.expect_end();
+      auto retain = d.fn<CUresult (*)(CUcontext*, CUdevice)>("cuDevicePrimaryCtxRetain");
+      auto release = d.fn<CUresult (*)(CUdevice)>("cuDevicePrimaryCtxRelease_v2");
+      if (!retain || !release) return missing("cuDevicePrimaryCtxRetain");
+      CUcontext primary = nullptr;
+      if (CUresult r = retain(&primary, device); r != CUDA_SUCCESS) return r;
+      resources_.release_primary_context_resources(primary);
+      release(device);
+      worker.current = reinterpret_cast<CUcontext>(~uintptr_t{0});  // unknown: set it again next call
+      return CUDA_SUCCESS;
+    }
+    default: {
+      const char* name = function_name(header.function);
+      LOG_WARN("%s: no server handler for %s (id 0x%08x)", client_.c_str(), name ? name : "an unknown call",
+               header.function);
+      return CUDA_ERROR_NOT_SUPPORTED;
+    }
+  }
+}
+
+}  // namespace rgpu::cuda

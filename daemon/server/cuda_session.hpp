@@ -1,0 +1,69 @@
+// One client's CUDA work on this server: a thread per application thread (so that one blocking
+// call never holds up another thread's work), calls started in the application's issue order,
+// and everything freed when the client goes away.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "cuda_dispatch.hpp"
+#include "cuda_resources.hpp"
+#include "cuda_wire.hpp"
+#include "frame.hpp"
+
+namespace rgpu::cuda {
+
+class CudaSession : public std::enable_shared_from_this<CudaSession> {
+ public:
+  // Sends one encoded frame to the client; called from session threads (must be thread-safe).
+  using SendFn = std::function<void(std::vector<uint8_t>)>;
+
+  CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client);
+  ~CudaSession();
+
+  // A CudaCall frame, from the event loop thread.
+  void submit(Frame frame);
+  // The client is gone: the threads finish the call they are in, then everything is freed on a
+  // thread of its own (never on the event loop).
+  void close();
+
+  static constexpr size_t kMaxThreads = 256;
+
+ private:
+  struct Worker {
+    std::thread thread;
+    std::deque<Frame> queue;
+    CUcontext current = nullptr;  // what this server thread has made current
+  };
+
+  void worker_main(Worker* worker);
+  void execute(Worker& worker, Frame& frame);
+  void wait_for_turn(uint32_t sequence);
+  void reply(const Frame& request, CUresult result, std::span<const uint8_t> data);
+  void note_deferred(uint32_t function, CUresult result);
+
+  // Hand-written calls (rgpu.* ids and the driver functions that need more than the generic path).
+  CUresult manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out);
+
+  DeviceMap devices_;
+  SessionResources resources_;
+  SendFn send_;
+  std::string client_;
+
+  std::mutex mutex_;
+  std::condition_variable work_ready_;
+  std::condition_variable turn_changed_;
+  std::map<uint32_t, std::unique_ptr<Worker>> workers_;
+  uint32_t next_sequence_ = 1;
+  bool closing_ = false;
+  uint32_t deferred_function_ = 0;
+  CUresult deferred_result_ = CUDA_SUCCESS;
+};
+
+}  // namespace rgpu::cuda

@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Reads cuda.h (through the C preprocessor) and writes the mechanical parts of RGPU's CUDA forwarding.
+
+Every CUresult function of the driver API is classified:
+  auto      - parameters are plain values, handles, C strings or single outputs of those: the
+              client stub and the server dispatch are generated here;
+  manual    - needs real semantics (copies, launches, modules, local state): hand-written in
+              preload/ and daemon/server/, listed in MANUAL below;
+  other     - neither: the client exports a stub that logs the name once and returns
+              CUDA_ERROR_NOT_SUPPORTED.
+Outputs (into the build folder):
+  cuda_functions.gen.hpp  function ids (FNV-1a of the name) shared by client and server
+  cuda_client.gen.cpp     exported client stubs and the name -> address table for cuGetProcAddress
+  cuda_server.gen.cpp     server dispatch for the auto functions
+"""
+import argparse
+import re
+import subprocess
+import sys
+
+# Hand-written on the client (and, where they reach the server, handled there by hand too).
+MANUAL = set("""
+cuInit cuDriverGetVersion cuGetErrorName cuGetErrorString cuGetProcAddress cuGetProcAddress_v2 cuGetExportTable
+cuDeviceGet cuDeviceGetCount cuDeviceGetName cuDeviceTotalMem cuDeviceTotalMem_v2 cuDeviceGetAttribute
+cuDeviceGetUuid cuDeviceGetUuid_v2 cuDeviceGetPCIBusId cuDeviceGetByPCIBusId cuDeviceComputeCapability
+cuDeviceGetProperties cuDeviceGetLuid
+cuCtxGetCurrent cuCtxSetCurrent cuCtxPushCurrent cuCtxPushCurrent_v2 cuCtxPopCurrent cuCtxPopCurrent_v2
+cuCtxGetDevice cuCtxCreate cuCtxCreate_v2 cuCtxCreate_v3 cuCtxCreate_v4 cuCtxDestroy cuCtxDestroy_v2
+cuDevicePrimaryCtxRetain cuDevicePrimaryCtxRelease cuDevicePrimaryCtxRelease_v2
+cuDevicePrimaryCtxReset cuDevicePrimaryCtxReset_v2
+cuMemAllocHost cuMemAllocHost_v2 cuMemHostAlloc cuMemFreeHost cuMemHostRegister cuMemHostRegister_v2
+cuMemHostUnregister cuMemHostGetFlags cuMemHostGetDevicePointer cuMemHostGetDevicePointer_v2
+cuPointerGetAttribute cuPointerGetAttributes
+cuMemcpy cuMemcpyAsync cuMemcpyHtoD cuMemcpyHtoD_v2 cuMemcpyDtoH cuMemcpyDtoH_v2
+cuMemcpyHtoDAsync cuMemcpyHtoDAsync_v2 cuMemcpyDtoHAsync cuMemcpyDtoHAsync_v2
+cuMemcpy_ptds cuMemcpyAsync_ptsz cuMemcpyHtoD_v2_ptds cuMemcpyDtoH_v2_ptds
+cuMemcpyHtoDAsync_v2_ptsz cuMemcpyDtoHAsync_v2_ptsz
+cuMemcpy2D cuMemcpy2D_v2 cuMemcpy2DUnaligned cuMemcpy2DUnaligned_v2 cuMemcpy2DAsync cuMemcpy2DAsync_v2
+cuMemcpy3D cuMemcpy3D_v2 cuMemcpy3DAsync cuMemcpy3DAsync_v2
+cuMemcpy2D_v2_ptds cuMemcpy2DUnaligned_v2_ptds cuMemcpy2DAsync_v2_ptsz cuMemcpy3D_v2_ptds cuMemcpy3DAsync_v2_ptsz
+cuModuleLoadData cuModuleLoadDataEx cuModuleLoadFatBinary cuModuleLoad
+cuLibraryLoadData cuLibraryLoadFromFile
+cuLaunchKernel cuLaunchKernel_ptsz cuLaunchKernelEx cuLaunchKernelEx_ptsz
+cuLaunchCooperativeKernel cuLaunchCooperativeKernel_ptsz
+cuFuncGetParamInfo
+""".split())
+
+# Auto functions that need no answer: sent without waiting; a failure surfaces at the next call
+# that waits for the server, as CUDA's own asynchronous errors do.
+PIPELINED = set("""
+cuEventRecord cuEventRecord_ptsz cuEventRecordWithFlags cuEventRecordWithFlags_ptsz
+cuStreamWaitEvent cuStreamWaitEvent_ptsz
+cuMemsetD8 cuMemsetD8_v2 cuMemsetD16 cuMemsetD16_v2 cuMemsetD32 cuMemsetD32_v2
+cuMemsetD8_v2_ptds cuMemsetD16_v2_ptds cuMemsetD32_v2_ptds
+cuMemsetD2D8_v2 cuMemsetD2D16_v2 cuMemsetD2D32_v2 cuMemsetD2D8_v2_ptds cuMemsetD2D16_v2_ptds cuMemsetD2D32_v2_ptds
+cuMemsetD8Async cuMemsetD16Async cuMemsetD32Async cuMemsetD8Async_ptsz cuMemsetD16Async_ptsz cuMemsetD32Async_ptsz
+cuMemsetD2D8Async cuMemsetD2D16Async cuMemsetD2D32Async
+cuMemsetD2D8Async_ptsz cuMemsetD2D16Async_ptsz cuMemsetD2D32Async_ptsz
+cuMemFree cuMemFree_v2 cuMemFreeAsync cuMemFreeAsync_ptsz
+cuEventDestroy cuEventDestroy_v2 cuStreamDestroy cuStreamDestroy_v2 cuModuleUnload cuLibraryUnload
+cuGraphLaunch cuGraphLaunch_ptsz cuGraphExecDestroy cuGraphDestroy
+cuMemcpyDtoDAsync cuMemcpyDtoDAsync_v2 cuMemcpyDtoDAsync_v2_ptsz
+""".split())
+
+# Meaningless or unsafe on another machine (host callbacks, files and processes of the server): never
+# forwarded, whatever their parameters look like.
+DENIED_PREFIXES = ("cuCheckpoint", "cuGraphics", "cuLogs", "cuUserObject", "cuDeviceRegisterAsyncNotification",
+                   "cuDeviceUnregisterAsyncNotification", "cuGraphDebugDotPrint", "cuProfilerInitialize")
+
+# Client side: device memory the application got, so that cuMemcpy can tell device from host
+# pointers. function -> (output holding the pointer, C expression of the size).
+DEVICE_RANGES = {
+    "cuMemAlloc_v2": ("dptr", "bytesize"),
+    "cuMemAllocManaged": ("dptr", "bytesize"),
+    "cuMemAllocAsync": ("dptr", "bytesize"),
+    "cuMemAllocAsync_ptsz": ("dptr", "bytesize"),
+    "cuMemAllocFromPoolAsync": ("dptr", "bytesize"),
+    "cuMemAllocFromPoolAsync_ptsz": ("dptr", "bytesize"),
+    "cuMemAllocPitch_v2": ("dptr", "(pPitch ? *pPitch : WidthInBytes) * Height"),
+    "cuModuleGetGlobal_v2": ("dptr", "(bytes ? *bytes : 1)"),
+    "cuLibraryGetGlobal": ("dptr", "(bytes ? *bytes : 1)"),
+    "cuLibraryGetManaged": ("dptr", "(bytes ? *bytes : 1)"),
+}
+DEVICE_FREES = {"cuMemFree_v2": "dptr", "cuMemFreeAsync": "dptr", "cuMemFreeAsync_ptsz": "dptr"}
+
+SCALARS = {
+    "int", "unsigned int", "unsigned", "short", "unsigned short", "long", "unsigned long", "long long",
+    "unsigned long long", "size_t", "float", "double", "uint32_t", "uint64_t", "int32_t", "int64_t",
+    "cuuint32_t", "cuuint64_t", "char", "unsigned char",
+}
+
+
+def fnv1a(name):
+    h = 0x811C9DC5
+    for b in name.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def preprocess(cuda_include, extra_headers):
+    source = "".join(f"#include <{h}>\n" for h in ["cuda.h"] + extra_headers)
+    out = subprocess.run(["cc", "-E", "-P", "-D__CUDA_API_VERSION_INTERNAL", "-I", cuda_include, "-x", "c", "-"],
+                         input=source, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("preprocessing cuda.h failed:\n" + out.stderr)
+    return re.sub(r"\s+", " ", out.stdout)
+
+
+class Types:
+    """What the header's typedefs resolve to: scalar, enum, handle (opaque pointer) or other."""
+
+    def __init__(self, text):
+        self.handles = set(re.findall(r"typedef struct \w+ ?\* ?(\w+) ?;", text))
+        self.enums = set(re.findall(r"typedef enum \w* ?\{[^}]*\} ?(\w+) ?;", text))
+        self.enums |= set(re.findall(r"typedef enum \w+ (\w+) ?;", text))
+        self.alias = {}
+        for base, name in re.findall(r"typedef ((?:unsigned |signed |const )*\w+(?: long)?) (\w+) ?;", text):
+            self.alias.setdefault(name, base)
+
+    def kind(self, name):
+        seen = set()
+        while name not in seen:
+            seen.add(name)
+            if name in SCALARS:
+                return "scalar"
+            if name in self.enums:
+                return "enum"
+            if name in self.handles:
+                return "handle"
+            if name not in self.alias:
+                return "other"
+            name = self.alias[name]
+        return "other"
+
+    def is_device(self, name):
+        return name in ("CUdevice", "CUdevice_v1")
+
+
+def split_params(text):
+    text = text.strip()
+    if text in ("", "void"):
+        return []
+    depth, cur, out = 0, "", []
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch in "(["
+        depth -= ch in ")]"
+        cur += ch
+    out.append(cur.strip())
+    return out
+
+
+def parse_param(text):
+    """-> (type text without name, base type, const, pointer depth, name) or None."""
+    if "(" in text or "[" in text:
+        return None
+    m = re.match(r"^(.*?)(\w+)$", text.strip())
+    if not m:
+        return None
+    type_text, name = m.group(1).strip(), m.group(2)
+    depth = type_text.count("*")
+    base = type_text.replace("*", " ")
+    const = bool(re.search(r"\bconst\b", base))
+    base = re.sub(r"\b(const|volatile|struct|enum)\b", " ", base)
+    base = " ".join(base.split())
+    return type_text, base, const, depth, name
+
+
+def classify(name, params, types):
+    """Param kinds for an auto function, or None."""
+    kinds = []
+    names = [p[4] for p in params]
+    for type_text, base, const, depth, pname in params:
+        k = types.kind(base)
+        if depth == 0 and k in ("scalar", "enum", "handle"):
+            kinds.append("dev" if types.is_device(base) else "in")
+        elif depth == 1 and base == "char" and const:
+            kinds.append("str")
+        elif depth == 1 and not const and k in ("scalar", "enum", "handle") and base != "char":
+            kinds.append("devout" if types.is_device(base) else "out")
+        else:
+            return None
+    # A pointer next to a count is an array, not a single value.
+    def is_count(n):
+        return re.match(r"(num[A-Z]|count)", n) or n.endswith("Count")
+    outs = [p[4] for p, k in zip(params, kinds) if k in ("out", "devout")]
+    ins = [p[4] for p, k in zip(params, kinds) if k in ("in", "dev")]
+    if outs and (any(is_count(n) for n in ins) or (len(outs) > 1 and any(is_count(n) for n in outs))):
+        return None
+    return kinds
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuda-include", required=True)
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--list", action="store_true", help="print the classification and exit")
+    args = ap.parse_args()
+
+    text = preprocess(args.cuda_include, ["cudaProfiler.h"])
+    types = Types(text)
+    functions = {}
+    for statement in text.split(";"):
+        m = re.search(r"\bCUresult (cu\w+) ?\((.*)\) ?$", statement)
+        if not m or "{" in statement or "typedef" in statement:
+            continue
+        raw = split_params(m.group(2))
+        parsed = [parse_param(p) for p in raw]
+        functions[m.group(1)] = (raw, parsed)
+
+    ids = {}
+    for name in functions:
+        h = fnv1a(name)
+        if h in ids:
+            sys.exit(f"function id collision: {name} and {ids[h]}")
+        ids[h] = name
+
+    table = []
+    for name, (raw, parsed) in sorted(functions.items()):
+        if name in MANUAL:
+            # Hand-written on the client; the server still dispatches it generically when it can.
+            kinds = classify(name, parsed, types) if all(p is not None for p in parsed) else None
+            table.append((name, "manual", raw, parsed, kinds))
+            continue
+        kinds = None
+        if not name.startswith(DENIED_PREFIXES) and all(p is not None for p in parsed):
+            kinds = classify(name, parsed, types)
+        if kinds is None:
+            table.append((name, "other", raw, parsed, None))
+        else:
+            if name in PIPELINED and any(k in ("out", "devout") for k in kinds):
+                sys.exit(f"{name} is listed as pipelined but has outputs")
+            table.append((name, "auto", raw, parsed, kinds))
+    missing = [n for n in MANUAL | PIPELINED if n not in functions]
+    if args.list:
+        for name, cls, raw, parsed, kinds in table:
+            print(f"{cls:7} {name}({', '.join(raw)})")
+        print("not in this cuda.h:", " ".join(sorted(missing)), file=sys.stderr)
+        return
+    write_outputs(args.out_dir, table)
+
+
+def write_outputs(out_dir, table):
+    hdr = ["// Generated by gen/cuda_api.py from cuda.h. Do not edit.", "#pragma once", "#include <cstdint>", "",
+           "namespace rgpu::cuda {", ""]
+    for name, *_ in table:
+        hdr.append(f"inline constexpr uint32_t FN_{name} = 0x{fnv1a(name):08x}u;")
+    hdr += ["", "// The driver function's name for an id (nullptr when unknown).",
+            "const char* function_name(uint32_t id);", "", "}  // namespace rgpu::cuda", ""]
+    write(out_dir, "cuda_functions.gen.hpp", hdr)
+
+    names = ["// Generated by gen/cuda_api.py from cuda.h. Do not edit.", '#include "cuda_functions.gen.hpp"', "",
+             "namespace rgpu::cuda {", "const char* function_name(uint32_t id) {", "  switch (id) {"]
+    for name, *_ in table:
+        names.append(f'    case FN_{name}: return "{name}";')
+    names += ["  }", "  return nullptr;", "}", "}  // namespace rgpu::cuda", ""]
+    write(out_dir, "cuda_function_names.gen.cpp", names)
+
+    write(out_dir, "cuda_client.gen.cpp", client_source(table))
+    write(out_dir, "cuda_server.gen.cpp", server_source(table))
+
+
+def write(out_dir, name, lines):
+    with open(f"{out_dir}/{name}", "w") as f:
+        f.write("\n".join(lines))
+
+
+def client_source(table):
+    out = ["// Generated by gen/cuda_api.py from cuda.h. Do not edit.",
+           "// Client stubs: auto functions forward to the server, unsupported ones say so.",
+           '#include "cuda_client.hpp"', "", "using namespace rgpu::cuda;", "", 'extern "C" {', ""]
+    for name, cls, raw, parsed, kinds in table:
+        if cls == "manual":
+            continue
+        sig = ", ".join(raw) if raw else "void"
+        out.append(f"RGPU_EXPORT CUresult {name}({sig}) {{")
+        if cls == "other":
+            out.append(f'  return not_supported("{name}");')
+        else:
+            out += auto_client_body(name, parsed, kinds)
+        out += ["}", ""]
+    out += ["}  // extern \"C\"", "", "namespace rgpu::cuda {",
+            "// Every exported driver function by name, for cuGetProcAddress.",
+            "const ExportedFunction kExportedFunctions[] = {"]
+    for name, *_ in table:
+        out.append(f'    {{"{name}", reinterpret_cast<void*>(&::{name})}},')
+    out += ["};", "const size_t kExportedFunctionCount = sizeof kExportedFunctions / sizeof kExportedFunctions[0];",
+            "}  // namespace rgpu::cuda", ""]
+    return out
+
+
+def auto_client_body(name, parsed, kinds):
+    body = [f"  CallBuilder call(FN_{name});"]
+    outs = [(p, i) for i, (p, k) in enumerate(zip(parsed, kinds)) if k in ("out", "devout")]
+    if outs:
+        mask = " | ".join(f"(({p[4]} != nullptr) ? {1 << j}u : 0u)" for j, (p, _) in enumerate(outs))
+        body.append(f"  call.out_mask({mask});")
+    for p, k in zip(parsed, kinds):
+        if k in ("in", "dev"):
+            body.append(f"  call.in({p[4]});")
+        elif k == "str":
+            body.append(f"  call.str({p[4]});")
+    if name in DEVICE_FREES:
+        body.append(f"  forget_device_range({DEVICE_FREES[name]});")
+    if name in PIPELINED:
+        body.append("  return call_pipelined(call);")
+        return body
+    if not outs:
+        body.append("  return call_sync(call, nullptr);")
+        return body
+    body.append("  const CUresult result = call_sync(call, [&](rgpu::WireReader& r) {")
+    for p, _ in outs:
+        base = p[0].replace("*", "").strip()
+        body.append(f"    if ({p[4]}) *{p[4]} = take_out<{base}>(r);")
+    body.append("  });")
+    if name in DEVICE_RANGES:
+        ptr, size = DEVICE_RANGES[name]
+        body.append(f"  if (result == CUDA_SUCCESS && {ptr}) note_device_range(*{ptr}, {size});")
+    body.append("  return result;")
+    return body
+
+
+def server_source(table):
+    out = ["// Generated by gen/cuda_api.py from cuda.h. Do not edit.",
+           "// Server dispatch of the auto functions: decode, call the real driver, encode the outputs.",
+           '#include "cuda_dispatch.hpp"', "", "namespace rgpu::cuda {", "",
+           "const AutoFunction* find_auto_function(uint32_t id) {",
+           "  static const AutoFunction kTable[] = {"]
+    for name, cls, raw, parsed, kinds in table:
+        if kinds is None:
+            continue
+        out.append(f'      {{FN_{name}, "{name}", {str(name in PIPELINED).lower()}, &call_{name}}},')
+    out += ["  };", "  for (const auto& f : kTable)", "    if (f.id == id) return &f;", "  return nullptr;", "}", ""]
+    bodies = []
+    for name, cls, raw, parsed, kinds in table:
+        if kinds is None:
+            continue
+        bodies += server_function(name, parsed, kinds)
+    # the functions must precede the table that names them
+    return out[:5] + bodies + out[5:] + ["}  // namespace rgpu::cuda", ""]
+
+
+def server_function(name, parsed, kinds):
+    types = ", ".join(p[0] for p in parsed)
+    lines = [f"static CUresult call_{name}(void* fn, CallContext& c) {{",
+             f"  using Fn = CUresult (*)({types});"]
+    outs = [i for i, k in enumerate(kinds) if k in ("out", "devout")]
+    if outs:
+        lines.append("  const uint32_t mask = c.out_mask();")
+    args = []
+    j = 0
+    for i, (p, k) in enumerate(zip(parsed, kinds)):
+        t = p[0]
+        if k == "in":
+            lines.append(f"  const auto a{i} = c.in<{t}>();")
+            args.append(f"a{i}")
+        elif k == "dev":
+            lines.append(f"  const auto a{i} = c.device(c.in<{t}>());")
+            args.append(f"a{i}")
+        elif k == "str":
+            lines.append(f"  const std::string a{i} = c.str();")
+            args.append(f"a{i}.c_str()")
+        else:
+            base = t.replace("*", "").strip()
+            lines.append(f"  {base} o{i}{{}};")
+            args.append(f"(mask & {1 << j}u) ? &o{i} : nullptr")
+            j += 1
+    lines.append("  if (const CUresult veto = c.end_of_arguments(); veto != CUDA_SUCCESS) return veto;")
+    lines.append(f"  const CUresult result = reinterpret_cast<Fn>(fn)({', '.join(args)});")
+    if outs:
+        lines.append("  if (result == CUDA_SUCCESS) {")
+        j = 0
+        for i in outs:
+            conv = f"c.virtual_device(o{i})" if kinds[i] == "devout" else f"o{i}"
+            lines.append(f"    if (mask & {1 << j}u) c.out({conv});")
+            j += 1
+        lines.append("  }")
+    lines += ["  return result;", "}", ""]
+    return lines
+
+
+if __name__ == "__main__":
+    main()
