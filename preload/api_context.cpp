@@ -1,0 +1,161 @@
+// Contexts: each thread's context stack lives here (no round trip); every call carries the
+// calling thread's current context to the server, which makes it current on its thread.
+#include <map>
+#include <mutex>
+
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+thread_local std::vector<CUcontext> t_stack;
+std::mutex g_context_mutex;
+std::map<CUcontext, CUdevice> g_context_devices;
+
+CUresult retain_primary(CUcontext* context, CUdevice device) {
+  CallBuilder call(FN_cuDevicePrimaryCtxRetain);
+  call.out_mask(1);
+  call.in(device);
+  CUresult r = call_sync(call, [&](WireReader& reader) { *context = take_out<CUcontext>(reader); });
+  if (r == CUDA_SUCCESS) remember_context_device(*context, device);
+  return r;
+}
+}  // namespace
+
+std::vector<CUcontext>& context_stack() { return t_stack; }
+CUcontext current_context() { return t_stack.empty() ? nullptr : t_stack.back(); }
+
+void remember_context_device(CUcontext context, CUdevice device) {
+  std::lock_guard lock(g_context_mutex);
+  g_context_devices[context] = device;
+}
+
+bool context_device(CUcontext context, CUdevice& device) {
+  std::lock_guard lock(g_context_mutex);
+  auto it = g_context_devices.find(context);
+  if (it == g_context_devices.end()) return false;
+  device = it->second;
+  return true;
+}
+
+}  // namespace rgpu::cuda
+
+using namespace rgpu::cuda;
+using rgpu::WireReader;
+
+RGPU_EXPORT CUresult cuCtxGetCurrent(CUcontext* context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *context = current_context();
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuCtxSetCurrent(CUcontext context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  auto& stack = context_stack();
+  if (context == nullptr) {
+    if (!stack.empty()) stack.pop_back();
+  } else if (stack.empty()) {
+    stack.push_back(context);
+  } else {
+    stack.back() = context;
+  }
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuCtxPushCurrent_v2(CUcontext context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (context == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  context_stack().push_back(context);
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext* context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  auto& stack = context_stack();
+  if (stack.empty()) return CUDA_ERROR_INVALID_CONTEXT;
+  if (context) *context = stack.back();
+  stack.pop_back();
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuCtxPushCurrent(CUcontext context) { return cuCtxPushCurrent_v2(context); }
+RGPU_EXPORT CUresult cuCtxPopCurrent(CUcontext* context) { return cuCtxPopCurrent_v2(context); }
+
+RGPU_EXPORT CUresult cuCtxGetDevice(CUdevice* device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CUcontext context = current_context();
+  if (context == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  if (context_device(context, *device)) return CUDA_SUCCESS;
+  return cuCtxGetDevice_v2(device, context);  // a context this process learnt of another way
+}
+
+RGPU_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return retain_primary(context, device);
+}
+
+RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
+  CallBuilder call(FN_cuDevicePrimaryCtxRelease_v2);
+  call.in(device);
+  return call_sync(call, nullptr);
+}
+
+RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice device) { return cuDevicePrimaryCtxRelease_v2(device); }
+
+RGPU_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice device) {
+  CallBuilder call(FN_cuDevicePrimaryCtxReset_v2);
+  call.in(device);
+  return call_sync(call, nullptr);
+}
+
+RGPU_EXPORT CUresult cuDevicePrimaryCtxReset(CUdevice device) { return cuDevicePrimaryCtxReset_v2(device); }
+
+static CUresult create_context(CUcontext* context, unsigned int flags, CUdevice device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(FN_rgpuCtxCreate);
+  call.writer().put<uint32_t>(flags);
+  call.in(static_cast<uint64_t>(device));
+  CUresult r = call_sync(call, [&](WireReader& reader) { *context = take_out<CUcontext>(reader); });
+  if (r != CUDA_SUCCESS) return r;
+  remember_context_device(*context, device);
+  context_stack().push_back(*context);  // a new context is current to the creating thread
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuCtxCreate_v2(CUcontext* context, unsigned int flags, CUdevice device) {
+  return create_context(context, flags, device);
+}
+
+RGPU_EXPORT CUresult cuCtxCreate(CUcontext* context, unsigned int flags, CUdevice device) {
+  return create_context(context, flags, device);
+}
+
+RGPU_EXPORT CUresult cuCtxCreate_v3(CUcontext* context, CUexecAffinityParam* params, int count, unsigned int flags,
+                                    CUdevice device) {
+  if (params != nullptr && count > 0) return not_supported("cuCtxCreate_v3 with execution affinity");
+  return create_context(context, flags, device);
+}
+
+RGPU_EXPORT CUresult cuCtxCreate_v4(CUcontext* context, CUctxCreateParams* params, unsigned int flags,
+                                    CUdevice device) {
+  if (params != nullptr && (params->execAffinityParams != nullptr || params->cigParams != nullptr))
+    return not_supported("cuCtxCreate_v4 with execution affinity or CIG parameters");
+  return create_context(context, flags, device);
+}
+
+RGPU_EXPORT CUresult cuCtxDestroy_v2(CUcontext context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(FN_cuCtxDestroy_v2);
+  call.in(context);
+  CUresult r = call_sync(call, nullptr);
+  if (r == CUDA_SUCCESS) std::erase(context_stack(), context);
+  return r;
+}
+
+RGPU_EXPORT CUresult cuCtxDestroy(CUcontext context) { return cuCtxDestroy_v2(context); }

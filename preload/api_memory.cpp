@@ -1,0 +1,370 @@
+// Host memory (local to this process) and copies between host and device: small copies travel
+// inline, large ones in ring-sized chunks so that sending one chunk overlaps filling the next.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+#include "daemon_link.hpp"
+#include "log.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+constexpr size_t kInlineLimit = 256 * 1024;
+
+struct HostAllocation {
+  size_t bytes;
+  unsigned int flags;
+  bool registered;  // cuMemHostRegister'ed application memory (not ours to free)
+};
+std::mutex g_host_mutex;
+std::map<uintptr_t, HostAllocation> g_host;
+
+bool find_host(const void* pointer, uintptr_t& base, HostAllocation& allocation) {
+  std::lock_guard lock(g_host_mutex);
+  auto it = g_host.upper_bound(reinterpret_cast<uintptr_t>(pointer));
+  if (it == g_host.begin()) return false;
+  --it;
+  if (reinterpret_cast<uintptr_t>(pointer) >= it->first + it->second.bytes) return false;
+  base = it->first;
+  allocation = it->second;
+  return true;
+}
+
+// Half the ring, less room for the answer's header.
+size_t chunk_size(DaemonLink& link) { return link.ring().size() / 2 - 4096; }
+
+CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (bytes == 0) return CUDA_SUCCESS;
+  if (src == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const auto* from = static_cast<const uint8_t*>(src);
+  if (bytes <= kInlineLimit) {
+    CallBuilder call(FN_rgpuMemcpyHtoD);
+    call.writer().put(variant).put<uint64_t>(dst).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+    call.writer().bytes(from, bytes);
+    return exchange(call, nullptr, nullptr);
+  }
+  DaemonLink* link = DaemonLink::for_this_thread();
+  if (link == nullptr) return kLinkLost;
+  const size_t chunk = chunk_size(*link);
+  const size_t half = link->ring().size() / 2;
+  size_t done = 0;
+  for (int slot = 0; done < bytes; slot ^= 1) {
+    const size_t n = std::min(chunk, bytes - done);
+    const uint64_t offset = static_cast<uint64_t>(slot) * half;
+    if (CUresult r = link->wait_released(offset); r != CUDA_SUCCESS) return r;
+    std::memcpy(link->ring().data() + offset, from + done, n);
+    CallBuilder call(FN_rgpuMemcpyHtoD);
+    call.writer().put(variant).put<uint64_t>(dst + done).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+    RingSpec spec{offset, n, 0, 0};
+    const bool last = done + n == bytes;
+    if (last) return exchange(call, nullptr, &spec);
+    if (CUresult r = send_pipelined(call, &spec); r != CUDA_SUCCESS) return r;
+    link->mark_in_flight(offset);
+    done += n;
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (bytes == 0) return CUDA_SUCCESS;
+  if (dst == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto* to = static_cast<uint8_t*>(dst);
+  auto request = [&](size_t at, size_t n) {
+    CallBuilder call(FN_rgpuMemcpyDtoH);
+    call.writer().put(variant).put<uint64_t>(src + at).put<uint64_t>(n).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+    return call;
+  };
+  auto take = [&](size_t at, size_t n) {
+    return [to, at, n](WireReader& reader) {
+      auto data = reader.bytes(n);
+      std::memcpy(to + at, data.data(), n);
+    };
+  };
+  if (bytes <= kInlineLimit) {
+    CallBuilder call = request(0, bytes);
+    return exchange(call, take(0, bytes), nullptr);
+  }
+  DaemonLink* link = DaemonLink::for_this_thread();
+  if (link == nullptr) return kLinkLost;
+  const size_t chunk = chunk_size(*link);
+  const size_t half = link->ring().size() / 2;
+  // Two chunks in flight: the server copies one while the other travels and is taken out.
+  struct Pending {
+    uint64_t id;
+    size_t at, n;
+  };
+  std::vector<Pending> pending;
+  CUresult first_error = CUDA_SUCCESS;
+  size_t issued = 0;
+  auto issue = [&](int slot) -> CUresult {
+    const size_t n = std::min(chunk, bytes - issued);
+    CallBuilder call = request(issued, n);
+    RingSpec spec{0, 0, static_cast<uint64_t>(slot) * half, n + sizeof(ReplyHeader) + 64};
+    uint64_t id = 0;
+    if (CUresult r = send_call(call, &spec, id); r != CUDA_SUCCESS) return r;
+    pending.push_back({id, issued, n});
+    issued += n;
+    return CUDA_SUCCESS;
+  };
+  int slot = 0;
+  for (int i = 0; i < 2 && issued < bytes; ++i, slot ^= 1)
+    if (CUresult r = issue(slot); r != CUDA_SUCCESS) return r;
+  while (!pending.empty()) {
+    Pending p = pending.front();
+    pending.erase(pending.begin());
+    std::vector<uint8_t> storage;
+    std::span<const uint8_t> answer;
+    if (CUresult r = link->wait(p.id, storage, answer); r != CUDA_SUCCESS) return r;
+    CUresult r = finish_reply(answer, take(p.at, p.n));
+    if (r != CUDA_SUCCESS && first_error == CUDA_SUCCESS) first_error = r;
+    if (issued < bytes && first_error == CUDA_SUCCESS) {
+      if (CUresult e = issue(slot); e != CUDA_SUCCESS) return e;
+      slot ^= 1;
+    }
+  }
+  return first_error;
+}
+
+bool is_device_pointer(CUdeviceptr pointer) {
+  DeviceRange range;
+  return find_device_range(pointer, range);
+}
+
+CUresult copy_any(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream, bool async, bool per_thread) {
+  const bool dst_device = is_device_pointer(dst), src_device = is_device_pointer(src);
+  if (dst_device && src_device) {
+    if (async) return per_thread ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, bytes, stream) : cuMemcpyDtoDAsync_v2(dst, src, bytes, stream);
+    return per_thread ? cuMemcpyDtoD_v2_ptds(dst, src, bytes) : cuMemcpyDtoD_v2(dst, src, bytes);
+  }
+  if (dst_device) {
+    uint32_t variant = async ? (per_thread ? FN_cuMemcpyHtoDAsync_v2_ptsz : FN_cuMemcpyHtoDAsync_v2)
+                             : (per_thread ? FN_cuMemcpyHtoD_v2_ptds : FN_cuMemcpyHtoD_v2);
+    return copy_to_device(variant, dst, reinterpret_cast<const void*>(src), bytes, stream);
+  }
+  if (src_device) {
+    uint32_t variant = async ? (per_thread ? FN_cuMemcpyDtoHAsync_v2_ptsz : FN_cuMemcpyDtoHAsync_v2)
+                             : (per_thread ? FN_cuMemcpyDtoH_v2_ptds : FN_cuMemcpyDtoH_v2);
+    return copy_from_device(variant, reinterpret_cast<void*>(dst), src, bytes, stream);
+  }
+  // Host to host: the driver copies too (after ordering on the stream, which a local copy is).
+  if (async && stream != nullptr)
+    if (CUresult r = per_thread ? cuStreamSynchronize_ptsz(stream) : cuStreamSynchronize(stream); r != CUDA_SUCCESS)
+      return r;
+  std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+}  // namespace rgpu::cuda
+
+using namespace rgpu::cuda;
+using rgpu::WireReader;
+
+RGPU_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
+  return copy_to_device(FN_cuMemcpyHtoD_v2, dst, src, bytes, nullptr);
+}
+RGPU_EXPORT CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void* src, size_t bytes) {
+  return copy_to_device(FN_cuMemcpyHtoD_v2_ptds, dst, src, bytes, nullptr);
+}
+RGPU_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
+  return copy_to_device(FN_cuMemcpyHtoDAsync_v2, dst, src, bytes, stream);
+}
+RGPU_EXPORT CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
+  return copy_to_device(FN_cuMemcpyHtoDAsync_v2_ptsz, dst, src, bytes, stream);
+}
+RGPU_EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
+  return copy_from_device(FN_cuMemcpyDtoH_v2, dst, src, bytes, nullptr);
+}
+RGPU_EXPORT CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t bytes) {
+  return copy_from_device(FN_cuMemcpyDtoH_v2_ptds, dst, src, bytes, nullptr);
+}
+RGPU_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  return copy_from_device(FN_cuMemcpyDtoHAsync_v2, dst, src, bytes, stream);
+}
+RGPU_EXPORT CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  return copy_from_device(FN_cuMemcpyDtoHAsync_v2_ptsz, dst, src, bytes, stream);
+}
+// The pre-3.2 entry points with 32-bit sizes.
+RGPU_EXPORT CUresult cuMemcpyHtoD(CUdeviceptr_v1 dst, const void* src, unsigned int bytes) {
+  return cuMemcpyHtoD_v2(dst, src, bytes);
+}
+RGPU_EXPORT CUresult cuMemcpyDtoH(void* dst, CUdeviceptr_v1 src, unsigned int bytes) {
+  return cuMemcpyDtoH_v2(dst, src, bytes);
+}
+RGPU_EXPORT CUresult cuMemcpyHtoDAsync(CUdeviceptr_v1 dst, const void* src, unsigned int bytes, CUstream stream) {
+  return cuMemcpyHtoDAsync_v2(dst, src, bytes, stream);
+}
+RGPU_EXPORT CUresult cuMemcpyDtoHAsync(void* dst, CUdeviceptr_v1 src, unsigned int bytes, CUstream stream) {
+  return cuMemcpyDtoHAsync_v2(dst, src, bytes, stream);
+}
+
+RGPU_EXPORT CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  return copy_any(dst, src, bytes, nullptr, false, false);
+}
+RGPU_EXPORT CUresult cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  return copy_any(dst, src, bytes, nullptr, false, true);
+}
+RGPU_EXPORT CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  return copy_any(dst, src, bytes, stream, true, false);
+}
+RGPU_EXPORT CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  return copy_any(dst, src, bytes, stream, true, true);
+}
+
+// ---- host memory: this process's own, page-locked where the system allows it -----------------
+
+static CUresult host_alloc(void** pointer, size_t bytes, unsigned int flags) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (flags & CU_MEMHOSTALLOC_DEVICEMAP)
+    return not_supported("cuMemHostAlloc with CU_MEMHOSTALLOC_DEVICEMAP (a remote GPU cannot map this host's memory)");
+  void* memory = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+  ::mlock(memory, bytes);  // best effort, as page-locked memory is meant to be; copies work either way
+  std::lock_guard lock(g_host_mutex);
+  g_host[reinterpret_cast<uintptr_t>(memory)] = {bytes, flags, false};
+  *pointer = memory;
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuMemHostAlloc(void** pointer, size_t bytes, unsigned int flags) {
+  return host_alloc(pointer, bytes, flags);
+}
+RGPU_EXPORT CUresult cuMemAllocHost_v2(void** pointer, size_t bytes) { return host_alloc(pointer, bytes, 0); }
+RGPU_EXPORT CUresult cuMemAllocHost(void** pointer, unsigned int bytes) { return host_alloc(pointer, bytes, 0); }
+
+RGPU_EXPORT CUresult cuMemFreeHost(void* pointer) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  HostAllocation allocation;
+  {
+    std::lock_guard lock(g_host_mutex);
+    auto it = g_host.find(reinterpret_cast<uintptr_t>(pointer));
+    if (it == g_host.end() || it->second.registered) return CUDA_ERROR_INVALID_VALUE;
+    allocation = it->second;
+    g_host.erase(it);
+  }
+  ::munmap(pointer, allocation.bytes);
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuMemHostRegister_v2(void* pointer, size_t bytes, unsigned int flags) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (flags & (CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_IOMEMORY))
+    return not_supported("cuMemHostRegister with DEVICEMAP or IOMEMORY (a remote GPU cannot map this host's memory)");
+  std::lock_guard lock(g_host_mutex);
+  auto [it, inserted] = g_host.try_emplace(reinterpret_cast<uintptr_t>(pointer), HostAllocation{bytes, flags, true});
+  return inserted ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+}
+RGPU_EXPORT CUresult cuMemHostRegister(void* pointer, size_t bytes, unsigned int flags) {
+  return cuMemHostRegister_v2(pointer, bytes, flags);
+}
+
+RGPU_EXPORT CUresult cuMemHostUnregister(void* pointer) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  std::lock_guard lock(g_host_mutex);
+  auto it = g_host.find(reinterpret_cast<uintptr_t>(pointer));
+  if (it == g_host.end() || !it->second.registered) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+  g_host.erase(it);
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuMemHostGetFlags(unsigned int* flags, void* pointer) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (flags == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  uintptr_t base;
+  HostAllocation allocation;
+  if (!find_host(pointer, base, allocation)) return CUDA_ERROR_INVALID_VALUE;
+  *flags = allocation.flags;
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr*, void*, unsigned int) {
+  return not_supported("cuMemHostGetDevicePointer (a remote GPU cannot map this host's memory)");
+}
+RGPU_EXPORT CUresult cuMemHostGetDevicePointer(CUdeviceptr_v1*, void*, unsigned int) {
+  return not_supported("cuMemHostGetDevicePointer (a remote GPU cannot map this host's memory)");
+}
+
+// ---- pointer attributes ---------------------------------------------------------------------
+
+static CUresult pointer_attribute(void* data, CUpointer_attribute attribute, CUdeviceptr pointer, bool lenient) {
+  DeviceRange range;
+  uintptr_t host_base = 0;
+  HostAllocation host{};
+  const bool device = find_device_range(pointer, range);
+  const bool host_known = !device && find_host(reinterpret_cast<void*>(pointer), host_base, host);
+  if (!device && !host_known) {
+    if (!lenient) return CUDA_ERROR_INVALID_VALUE;
+    // cuPointerGetAttributes: an unknown pointer gets the "not a CUDA pointer" defaults.
+    switch (attribute) {
+      case CU_POINTER_ATTRIBUTE_CONTEXT: *static_cast<CUcontext*>(data) = nullptr; return CUDA_SUCCESS;
+      case CU_POINTER_ATTRIBUTE_MEMORY_TYPE: *static_cast<unsigned*>(data) = 0; return CUDA_SUCCESS;
+      case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
+      case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: *static_cast<CUdeviceptr*>(data) = 0; return CUDA_SUCCESS;
+      case CU_POINTER_ATTRIBUTE_HOST_POINTER: *static_cast<void**>(data) = nullptr; return CUDA_SUCCESS;
+      case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *static_cast<int*>(data) = -2; return CUDA_SUCCESS;
+      case CU_POINTER_ATTRIBUTE_RANGE_SIZE: *static_cast<size_t*>(data) = 0; return CUDA_SUCCESS;
+      case CU_POINTER_ATTRIBUTE_BUFFER_ID: *static_cast<unsigned long long*>(data) = 0; return CUDA_SUCCESS;
+      case CU_POINTER_ATTRIBUTE_IS_MANAGED:
+      case CU_POINTER_ATTRIBUTE_MAPPED:
+      case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS:
+      case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE: *static_cast<int*>(data) = 0; return CUDA_SUCCESS;
+      default: return CUDA_ERROR_INVALID_VALUE;
+    }
+  }
+  CUdevice ordinal = 0;
+  if (device) context_device(range.context, ordinal);
+  switch (attribute) {
+    case CU_POINTER_ATTRIBUTE_CONTEXT:
+      *static_cast<CUcontext*>(data) = device ? range.context : nullptr;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
+      *static_cast<unsigned*>(data) = device ? CU_MEMORYTYPE_DEVICE : CU_MEMORYTYPE_HOST;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
+      if (!device) return CUDA_ERROR_INVALID_VALUE;  // host memory is not mapped into the remote GPU
+      *static_cast<CUdeviceptr*>(data) = pointer;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_HOST_POINTER:
+      if (device) return CUDA_ERROR_INVALID_VALUE;
+      *static_cast<void**>(data) = reinterpret_cast<void*>(pointer);
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *static_cast<int*>(data) = device ? ordinal : 0; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR:
+      *static_cast<CUdeviceptr*>(data) = device ? range.base : host_base;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_SIZE: *static_cast<size_t*>(data) = device ? range.bytes : host.bytes; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_BUFFER_ID:
+      *static_cast<unsigned long long*>(data) = device ? range.base : host_base;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_IS_MANAGED: *static_cast<int*>(data) = 0; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MAPPED: *static_cast<int*>(data) = device ? 1 : 0; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: *static_cast<int*>(data) = 1; return CUDA_SUCCESS;
+    default: return CUDA_ERROR_NOT_SUPPORTED;
+  }
+}
+
+RGPU_EXPORT CUresult cuPointerGetAttribute(void* data, CUpointer_attribute attribute, CUdeviceptr pointer) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (data == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return pointer_attribute(data, attribute, pointer, false);
+}
+
+RGPU_EXPORT CUresult cuPointerGetAttributes(unsigned int count, CUpointer_attribute* attributes, void** data,
+                                            CUdeviceptr pointer) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (attributes == nullptr || data == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (unsigned int i = 0; i < count; ++i) {
+    if (data[i] == nullptr) continue;
+    if (CUresult r = pointer_attribute(data[i], attributes[i], pointer, true); r != CUDA_SUCCESS) return r;
+  }
+  return CUDA_SUCCESS;
+}

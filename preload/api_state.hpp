@@ -1,0 +1,48 @@
+// Process and thread state the interpose keeps locally: initialisation, devices and their facts,
+// each thread's context stack.
+#pragma once
+
+#include <cuda.h>
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cuda_client.hpp"
+#include "app_protocol.hpp"
+#include "messages.hpp"
+
+namespace rgpu::cuda {
+
+struct DeviceFacts {
+  std::string name;
+  uint64_t total_memory = 0;
+  CUuuid uuid{};
+  std::string pci_bus_id;
+  std::vector<std::pair<int32_t, CUresult>> attributes;  // index: attribute - 1
+};
+
+// The devices this process sees (empty before cuInit).
+const std::vector<GpuInfo>& devices();
+// Facts of a device, fetched from the server once; nullptr for a bad ordinal or on failure.
+const DeviceFacts* device_facts(CUdevice device, CUresult* error = nullptr);
+
+CUcontext current_context();
+std::vector<CUcontext>& context_stack();
+void remember_context_device(CUcontext context, CUdevice device);
+bool context_device(CUcontext context, CUdevice& device);
+
+const char* error_name_of(CUresult result);
+const char* error_string_of(CUresult result);
+
+// Sends without the initialisation check (cuInit's own calls).
+CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpec* spec);
+CUresult send_pipelined(CallBuilder& call, const RingSpec* spec);
+// Sends a call that will be answered, without waiting; the answer is read with DaemonLink::wait.
+CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id);
+CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_outs);
+
+// The driver version the server's driver reports (CUDA_VERSION style: 13000).
+int server_driver_version();
+
+}  // namespace rgpu::cuda

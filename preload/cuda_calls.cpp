@@ -1,0 +1,135 @@
+// Sending calls to the server: the generic path the generated stubs use.
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+#include "daemon_link.hpp"
+#include "log.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+std::atomic<uint64_t> g_next_request{1};
+std::atomic<uint32_t> g_next_sequence{1};
+
+std::mutex g_ranges_mutex;
+std::map<CUdeviceptr, DeviceRange> g_ranges;  // by base address
+
+std::mutex g_logged_mutex;
+std::set<std::string> g_logged;
+
+// Fills the header fields known only at send time.
+void stamp(CallBuilder& call, DaemonLink& link) {
+  CallHeader header;
+  std::memcpy(&header, call.payload().data(), sizeof header);
+  header.thread = link.thread_id();
+  header.context = reinterpret_cast<uint64_t>(current_context());
+  header.sequence = g_next_sequence.fetch_add(1);
+  std::memcpy(call.payload().data(), &header, sizeof header);
+}
+
+CUresult report_deferred(const ReplyHeader& header) {
+  if (header.deferred_function == 0) return CUDA_SUCCESS;
+  const char* name = function_name(header.deferred_function);
+  LOG_WARN("rgpu: an earlier asynchronous %s failed with %s", name ? name : "call",
+           error_name_of(static_cast<CUresult>(header.deferred_result)));
+  return static_cast<CUresult>(header.deferred_result);
+}
+}  // namespace
+
+CallBuilder::CallBuilder(uint32_t function) : function_(function) {
+  writer_.buffer().reserve(256);
+  CallHeader header;
+  header.function = function;
+  writer_.put(header);
+}
+
+void CallBuilder::out_mask(uint32_t mask) {
+  CallHeader header;
+  std::memcpy(&header, payload().data(), sizeof header);
+  header.out_mask = mask;
+  std::memcpy(payload().data(), &header, sizeof header);
+}
+
+CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_outs) {
+  try {
+    WireReader reader(answer, "CUDA reply");
+    const ReplyHeader header = reader.get<ReplyHeader>();
+    const CUresult deferred = report_deferred(header);
+    const auto result = static_cast<CUresult>(header.result);
+    if (result == CUDA_SUCCESS && read_outs) read_outs(reader);
+    return result != CUDA_SUCCESS ? result : deferred;
+  } catch (const WireError& e) {
+    LOG_ERROR("rgpu: malformed reply from the server: %s", e.what());
+    return CUDA_ERROR_UNKNOWN;
+  }
+}
+
+CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpec* spec) {
+  DaemonLink* link = DaemonLink::for_this_thread();
+  if (link == nullptr) return kLinkLost;
+  stamp(call, *link);
+  const uint64_t id = g_next_request.fetch_add(1);
+  if (CUresult r = link->send(id, 0, call.payload(), spec); r != CUDA_SUCCESS) return r;
+  std::vector<uint8_t> storage;
+  std::span<const uint8_t> answer;
+  if (CUresult r = link->wait(id, storage, answer); r != CUDA_SUCCESS) return r;
+  return finish_reply(answer, read_outs);
+}
+
+CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id) {
+  DaemonLink* link = DaemonLink::for_this_thread();
+  if (link == nullptr) return kLinkLost;
+  stamp(call, *link);
+  request_id = g_next_request.fetch_add(1);
+  return link->send(request_id, 0, call.payload(), spec);
+}
+
+CUresult call_sync(CallBuilder& call, const ReplyReader& read_outs) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  return exchange(call, read_outs, nullptr);
+}
+
+CUresult send_pipelined(CallBuilder& call, const RingSpec* spec) {
+  DaemonLink* link = DaemonLink::for_this_thread();
+  if (link == nullptr) return kLinkLost;
+  stamp(call, *link);
+  return link->send(g_next_request.fetch_add(1), kFrameNoReply, call.payload(), spec);
+}
+
+CUresult call_pipelined(CallBuilder& call) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  return send_pipelined(call, nullptr);
+}
+
+CUresult not_supported(const char* name) {
+  std::lock_guard lock(g_logged_mutex);
+  if (g_logged.insert(name).second) LOG_WARN("rgpu: %s is not supported by RGPU; returning CUDA_ERROR_NOT_SUPPORTED", name);
+  return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+void note_device_range(CUdeviceptr base, size_t bytes) {
+  std::lock_guard lock(g_ranges_mutex);
+  g_ranges[base] = DeviceRange{base, bytes, current_context()};
+}
+
+void forget_device_range(CUdeviceptr base) {
+  std::lock_guard lock(g_ranges_mutex);
+  g_ranges.erase(base);
+}
+
+bool find_device_range(CUdeviceptr pointer, DeviceRange& range) {
+  std::lock_guard lock(g_ranges_mutex);
+  auto it = g_ranges.upper_bound(pointer);
+  if (it == g_ranges.begin()) return false;
+  --it;
+  if (pointer >= it->second.base + it->second.bytes) return false;
+  range = it->second;
+  return true;
+}
+
+}  // namespace rgpu::cuda

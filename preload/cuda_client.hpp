@@ -1,0 +1,82 @@
+// The client side of RGPU's CUDA driver: what the generated stubs (cuda_client.gen.cpp) and the
+// hand-written entry points share. Compiled with __CUDA_API_VERSION_INTERNAL so that every
+// versioned driver name is declared and none is renamed by cuda.h's macros.
+#pragma once
+
+#include <cuda.h>
+#include <cudaProfiler.h>
+
+#include <cstring>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "cuda_functions.gen.hpp"
+#include "cuda_wire.hpp"
+#include "wire.hpp"
+
+#define RGPU_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace rgpu::cuda {
+
+// One call's payload: CallHeader, then 8-byte arguments, strings and raw bytes.
+class CallBuilder {
+ public:
+  explicit CallBuilder(uint32_t function);
+  void out_mask(uint32_t mask);
+  template <typename T>
+  void in(T value) {
+    static_assert(sizeof(T) <= sizeof(uint64_t));
+    uint64_t raw = 0;
+    std::memcpy(&raw, &value, sizeof value);
+    writer_.put(raw);
+  }
+  void str(const char* text) { writer_.str(text ? text : ""); }
+  WireWriter& writer() { return writer_; }
+  std::vector<uint8_t>& payload() { return writer_.buffer(); }
+  uint32_t function() const { return function_; }
+
+ private:
+  uint32_t function_;
+  WireWriter writer_;
+};
+
+template <typename T>
+T take_out(WireReader& reader) {
+  const uint64_t raw = reader.get<uint64_t>();
+  T value;
+  std::memcpy(&value, &raw, sizeof value);
+  return value;
+}
+
+using ReplyReader = std::function<void(WireReader&)>;
+
+// Sends the call and waits for its answer; read_outs runs on a successful answer.
+CUresult call_sync(CallBuilder& call, const ReplyReader& read_outs);
+// Sends the call without waiting (errors surface at the next call that waits).
+CUresult call_pipelined(CallBuilder& call);
+// For entry points RGPU does not forward: logs the name once, returns CUDA_ERROR_NOT_SUPPORTED.
+CUresult not_supported(const char* name);
+
+// Device memory ranges the application holds (from the allocation calls), so that cuMemcpy can
+// tell device pointers from host pointers.
+void note_device_range(CUdeviceptr base, size_t bytes);
+void forget_device_range(CUdeviceptr base);
+struct DeviceRange {
+  CUdeviceptr base = 0;
+  size_t bytes = 0;
+  CUcontext context = nullptr;
+};
+bool find_device_range(CUdeviceptr pointer, DeviceRange& range);
+
+struct ExportedFunction {
+  const char* name;
+  void* address;
+};
+extern const ExportedFunction kExportedFunctions[];
+extern const size_t kExportedFunctionCount;
+
+// cuInit has succeeded in this process.
+bool initialized();
+
+}  // namespace rgpu::cuda

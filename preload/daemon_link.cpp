@@ -1,0 +1,312 @@
+#include "daemon_link.hpp"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "log.hpp"
+#include "wire.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+std::mutex g_session_mutex;
+ProcessSession g_session;
+bool g_session_tried = false;
+std::atomic<uint32_t> g_next_thread_id{1};
+thread_local std::unique_ptr<DaemonLink> t_link;
+thread_local bool t_link_failed = false;
+
+std::string program_name() {
+  char path[512] = {};
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  return n > 0 ? std::string(path, static_cast<size_t>(n)) : "?";
+}
+
+int connect_unix(const std::string& path, std::string& error) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return -1;
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "socket path too long";
+    ::close(fd);
+    return -1;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool write_all(int fd, std::span<const iovec> parts) {
+  std::vector<iovec> iov(parts.begin(), parts.end());
+  size_t index = 0;
+  while (index < iov.size()) {
+    msghdr msg{};
+    msg.msg_iov = iov.data() + index;
+    msg.msg_iovlen = iov.size() - index;
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    size_t left = static_cast<size_t>(n);
+    while (index < iov.size() && left >= iov[index].iov_len) left -= iov[index++].iov_len;
+    if (index < iov.size()) {
+      iov[index].iov_base = static_cast<uint8_t*>(iov[index].iov_base) + left;
+      iov[index].iov_len -= left;
+    }
+  }
+  return true;
+}
+}  // namespace
+
+const ProcessSession& process_session() {
+  DaemonLink::for_this_thread();  // the first link of the process performs AppHello
+  std::lock_guard lock(g_session_mutex);
+  return g_session;
+}
+
+DaemonLink* DaemonLink::for_this_thread() {
+  if (t_link) return t_link.get();
+  if (t_link_failed) return nullptr;
+  std::unique_ptr<DaemonLink> link(new DaemonLink);
+  bool first;
+  {
+    std::lock_guard lock(g_session_mutex);
+    if (g_session_tried && !g_session.connected) {
+      t_link_failed = true;
+      return nullptr;
+    }
+    first = !g_session_tried;
+    g_session_tried = true;
+    if (first && !link->connect(true)) {
+      t_link_failed = true;
+      LOG_ERROR("%s", g_session.problem.c_str());
+      return nullptr;
+    }
+  }
+  if (!first && !link->connect(false)) {
+    t_link_failed = true;
+    return nullptr;
+  }
+  t_link = std::move(link);
+  return t_link.get();
+}
+
+DaemonLink::~DaemonLink() {
+  if (ring_) ::munmap(ring_, ring_size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+// With g_session_mutex held when first (it fills g_session).
+bool DaemonLink::connect(bool first) {
+  const std::string path = default_client_socket_path();
+  std::string error;
+  fd_ = connect_unix(path, error);
+  if (fd_ < 0) {
+    if (first)
+      g_session.problem = "rgpu: cannot reach the RGPU client daemon at " + path + ": " + error +
+                          " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
+    else
+      LOG_ERROR("rgpu: cannot reach the RGPU client daemon at %s: %s", path.c_str(), error.c_str());
+    return false;
+  }
+  std::vector<uint8_t> frame;
+  if (first) {
+    AppHelloMsg hello;
+    hello.pid = static_cast<uint32_t>(::getpid());
+    hello.program = program_name();
+    if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES")) {
+      hello.has_visible_devices = true;
+      hello.visible_devices = visible;
+    }
+    frame = encode_frame(static_cast<uint16_t>(AppMsg::AppHello), 0, encode(hello));
+  } else {
+    AppAttachMsg attach;
+    {
+      std::lock_guard lock(g_session_mutex);
+      attach.session_id = g_session.id;
+    }
+    frame = encode_frame(static_cast<uint16_t>(AppMsg::AppAttach), 0, encode(attach));
+  }
+  iovec part{frame.data(), frame.size()};
+  Frame answer;
+  int ring_fd = -1;
+  if (!write_all(fd_, {&part, 1}) || !read_frame(answer, &ring_fd)) {
+    error = "the daemon closed the connection during the hello";
+  } else if (answer.header.type == static_cast<uint16_t>(MsgType::Error)) {
+    error = "the daemon refused: " + decode_error(answer.payload).message;
+  } else if (answer.header.type != static_cast<uint16_t>(AppMsg::AppWelcome)) {
+    error = std::string("the daemon answered ") + msg_type_name(answer.header.type) + " to the hello";
+  } else {
+    try {
+      AppWelcomeMsg welcome = decode_app_welcome(answer.payload);
+      if (ring_fd < 0) throw WireError("AppWelcome came without its ring");
+      void* ring = ::mmap(nullptr, welcome.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+      ::close(ring_fd);
+      ring_fd = -1;
+      if (ring == MAP_FAILED) throw WireError(std::string("cannot map the ring: ") + std::strerror(errno));
+      ring_ = static_cast<uint8_t*>(ring);
+      ring_size_ = welcome.ring_size;
+      thread_id_ = g_next_thread_id.fetch_add(1);
+      if (first) {
+        for (const auto& note : welcome.notes) LOG_WARN("rgpu: %s", note.c_str());
+        g_session.connected = true;
+        g_session.id = welcome.session_id;
+        g_session.server = welcome.server;
+        g_session.devices = std::move(welcome.devices);
+      }
+      return true;
+    } catch (const WireError& e) {
+      error = std::string("malformed welcome from the daemon: ") + e.what();
+    }
+  }
+  if (ring_fd >= 0) ::close(ring_fd);
+  if (first) g_session.problem = "rgpu: " + error;
+  else LOG_ERROR("rgpu: %s", error.c_str());
+  ::close(fd_);
+  fd_ = -1;
+  return false;
+}
+
+bool DaemonLink::read_frame(Frame& frame, int* received_fd) {
+  for (;;) {
+    try {
+      if (auto next = decoder_.next()) {
+        frame = std::move(*next);
+        return true;
+      }
+    } catch (const FrameError& e) {
+      LOG_ERROR("rgpu: malformed frame from the daemon: %s", e.what());
+      return false;
+    }
+    uint8_t buffer[64 * 1024];
+    iovec iov{buffer, sizeof buffer};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        if (received_fd && *received_fd < 0) *received_fd = fd;
+        else ::close(fd);
+      }
+    }
+    decoder_.feed({buffer, static_cast<size_t>(n)});
+  }
+}
+
+CUresult DaemonLink::broken(const std::string& why) {
+  if (!broken_) {
+    broken_ = true;
+    LOG_ERROR("rgpu: the connection to the GPU server is lost: %s", why.c_str());
+  }
+  return kLinkLost;
+}
+
+CUresult DaemonLink::send(uint64_t request_id, uint16_t flags, std::span<const uint8_t> payload,
+                          const RingSpec* ring_spec) {
+  if (broken_) return kLinkLost;
+  FrameHeader header;
+  header.type = kMsgCudaCall;
+  header.request_id = request_id;
+  header.flags = flags | (ring_spec ? kFrameRing : 0);
+  header.payload_len = static_cast<uint32_t>(payload.size() + (ring_spec ? sizeof(RingSpec) : 0));
+  iovec parts[3];
+  size_t count = 0;
+  parts[count++] = {&header, sizeof header};
+  if (ring_spec) parts[count++] = {const_cast<RingSpec*>(ring_spec), sizeof(RingSpec)};
+  if (!payload.empty()) parts[count++] = {const_cast<uint8_t*>(payload.data()), payload.size()};
+  if (!write_all(fd_, {parts, count})) return broken(std::string("write to the daemon failed: ") + std::strerror(errno));
+  return CUDA_SUCCESS;
+}
+
+void DaemonLink::handle_unsolicited(const Frame& frame) {
+  switch (static_cast<AppMsg>(frame.header.type)) {
+    case AppMsg::RingRelease: {
+      RingReleaseMsg release = decode_ring_release(frame.payload);
+      std::erase(in_flight_, release.offset);
+      return;
+    }
+    case AppMsg::ServerGone:
+      broken(decode_error(frame.payload).message);
+      return;
+    default:
+      LOG_WARN("rgpu: unexpected %s frame from the daemon", msg_type_name(frame.header.type));
+  }
+}
+
+CUresult DaemonLink::wait(uint64_t request_id, std::vector<uint8_t>& storage, std::span<const uint8_t>& answer) {
+  for (;;) {
+    if (broken_) return kLinkLost;
+    Frame frame;
+    if (!read_frame(frame, nullptr)) return broken("the daemon closed the connection");
+    try {
+      if (frame.header.request_id != request_id || frame.header.type == static_cast<uint16_t>(AppMsg::RingRelease)) {
+        if (frame.header.type == static_cast<uint16_t>(MsgType::Error) && frame.header.request_id == 0)
+          return broken(decode_error(frame.payload).message);
+        handle_unsolicited(frame);
+        continue;
+      }
+      if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) {
+        ErrorMsg error = decode_error(frame.payload);
+        LOG_ERROR("rgpu: the server refused a call: %s", error.message.c_str());
+        return error.code == ErrorCode::NotSupported ? CUDA_ERROR_NOT_SUPPORTED : CUDA_ERROR_INVALID_VALUE;
+      }
+      if (frame.header.flags & kFrameRing) {
+        WireReader reader(frame.payload, "ring answer");
+        RingSpec spec = reader.get<RingSpec>();
+        if (spec.out_offset > ring_size_ || spec.out_capacity > ring_size_ - spec.out_offset)
+          return broken("the daemon placed an answer outside the ring");
+        answer = {ring_ + spec.out_offset, spec.out_capacity};
+      } else {
+        storage = std::move(frame.payload);
+        answer = storage;
+      }
+      return CUDA_SUCCESS;
+    } catch (const WireError& e) {
+      return broken(std::string("malformed frame from the daemon: ") + e.what());
+    }
+  }
+}
+
+CUresult DaemonLink::wait_released(uint64_t offset) {
+  while (std::find(in_flight_.begin(), in_flight_.end(), offset) != in_flight_.end()) {
+    if (broken_) return kLinkLost;
+    Frame frame;
+    if (!read_frame(frame, nullptr)) return broken("the daemon closed the connection");
+    try {
+      handle_unsolicited(frame);
+    } catch (const WireError& e) {
+      return broken(std::string("malformed frame from the daemon: ") + e.what());
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+}  // namespace rgpu::cuda
