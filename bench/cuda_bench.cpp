@@ -1,0 +1,164 @@
+// CUDA data-path benchmark, run once natively and once through RGPU on the same machine:
+// host<->device bandwidth (pageable and pinned), the round trip of a synchronising call, the rate
+// of asynchronous kernel launches, and the raw unix-socket and TCP loopback round trips that the
+// RGPU path is made of. Prints one table; the suite puts the native and RGPU tables side by side.
+//
+//   cuda_bench LABEL MODULE   (MODULE: a cubin or PTX file with an `empty` kernel)
+#include <arpa/inet.h>
+#include <cuda.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+void check(CUresult r, const char* what) {
+  if (r != CUDA_SUCCESS) {
+    const char* name = nullptr;
+    cuGetErrorName(r, &name);
+    std::printf("%s failed: %s\n", what, name ? name : "?");
+    std::exit(1);
+  }
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Repeats a copy until at least `budget` seconds (and 3 runs) have passed; returns GB/s.
+template <typename Fn>
+double bandwidth(size_t bytes, Fn copy, double budget = 0.3) {
+  copy();  // warm-up
+  int runs = 0;
+  auto start = Clock::now();
+  do {
+    copy();
+    ++runs;
+  } while (runs < 3 || seconds_since(start) < budget);
+  return static_cast<double>(bytes) * runs / seconds_since(start) / 1e9;
+}
+
+// Round trip of one byte between two threads over a connected socket pair.
+double socket_round_trip_us(int a, int b, int iterations = 20000) {
+  std::thread echo([&] {
+    char c;
+    for (int i = 0; i < iterations; ++i) {
+      if (::read(b, &c, 1) != 1 || ::write(b, &c, 1) != 1) return;
+    }
+  });
+  char c = 'x';
+  auto start = Clock::now();
+  for (int i = 0; i < iterations; ++i) {
+    if (::write(a, &c, 1) != 1 || ::read(a, &c, 1) != 1) break;
+  }
+  double us = seconds_since(start) * 1e6 / iterations;
+  echo.join();
+  return us;
+}
+
+double unix_round_trip_us() {
+  int fds[2];
+  ::socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+  double us = socket_round_trip_us(fds[0], fds[1]);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  return us;
+}
+
+double tcp_round_trip_us() {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::listen(listener, 1);
+  int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int server = ::accept(listener, nullptr, nullptr);
+  int one = 1;
+  ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  double us = socket_round_trip_us(client, server);
+  ::close(client);
+  ::close(server);
+  ::close(listener);
+  return us;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::printf("usage: %s LABEL MODULE\n", argv[0]);
+    return 2;
+  }
+  const std::string label = argv[1];
+  std::ifstream in(argv[2], std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string image = ss.str();
+
+  check(cuInit(0), "cuInit");
+  CUdevice device;
+  check(cuDeviceGet(&device, 0), "cuDeviceGet");
+  CUcontext context;
+  check(cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain");
+  check(cuCtxSetCurrent(context), "cuCtxSetCurrent");
+  CUmodule module;
+  check(cuModuleLoadData(&module, image.c_str()), "cuModuleLoadData");
+  CUfunction empty;
+  check(cuModuleGetFunction(&empty, module, "empty"), "cuModuleGetFunction");
+
+  std::printf("%-8s %-28s %14s\n", "path", "measure", "value");
+  const size_t sizes[] = {4u << 10, 64u << 10, 1u << 20, 16u << 20, 256u << 20, 1u << 30};
+  const size_t largest = sizes[sizeof sizes / sizeof sizes[0] - 1];
+  std::vector<uint8_t> pageable(largest, 1);
+  void* pinned = nullptr;
+  check(cuMemAllocHost(&pinned, largest), "cuMemAllocHost");
+  std::memset(pinned, 2, largest);
+  CUdeviceptr buffer;
+  check(cuMemAlloc(&buffer, largest), "cuMemAlloc");
+  for (size_t bytes : sizes) {
+    char what[64];
+    auto row = [&](const char* kind, double gbps) {
+      std::snprintf(what, sizeof what, "%s %zu KiB GB/s", kind, bytes >> 10);
+      std::printf("%-8s %-28s %14.3f\n", label.c_str(), what, gbps);
+    };
+    row("H2D pageable", bandwidth(bytes, [&] { check(cuMemcpyHtoD(buffer, pageable.data(), bytes), "HtoD"); }));
+    row("H2D pinned", bandwidth(bytes, [&] { check(cuMemcpyHtoD(buffer, pinned, bytes), "HtoD"); }));
+    row("D2H pageable", bandwidth(bytes, [&] { check(cuMemcpyDtoH(pageable.data(), buffer, bytes), "DtoH"); }));
+    row("D2H pinned", bandwidth(bytes, [&] { check(cuMemcpyDtoH(pinned, buffer, bytes), "DtoH"); }));
+  }
+
+  // A synchronising call on an idle context: one full round trip through RGPU.
+  const int syncs = 5000;
+  auto start = Clock::now();
+  for (int i = 0; i < syncs; ++i) check(cuCtxSynchronize(), "cuCtxSynchronize");
+  std::printf("%-8s %-28s %14.2f\n", label.c_str(), "sync round trip us", seconds_since(start) * 1e6 / syncs);
+
+  const int launches = 50000;
+  start = Clock::now();
+  for (int i = 0; i < launches; ++i)
+    check(cuLaunchKernel(empty, 1, 1, 1, 32, 1, 1, 0, nullptr, nullptr, nullptr), "cuLaunchKernel");
+  check(cuCtxSynchronize(), "cuCtxSynchronize");
+  std::printf("%-8s %-28s %14.0f\n", label.c_str(), "empty launches per s", launches / seconds_since(start));
+
+  std::printf("%-8s %-28s %14.2f\n", label.c_str(), "raw unix round trip us", unix_round_trip_us());
+  std::printf("%-8s %-28s %14.2f\n", label.c_str(), "raw tcp round trip us", tcp_round_trip_us());
+  check(cuMemFree(buffer), "cuMemFree");
+  check(cuMemFreeHost(pinned), "cuMemFreeHost");
+  return 0;
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The GPU suite: real CUDA programs through RGPU on a machine with an NVIDIA GPU, compared with the
+# same programs run directly on it.
+#
+#   tests/gpu/suite.sh pack   (on the build machine) builds and packs .gpu/: the rgpu binary, the
+#                             interpose library and the shared libraries a bare GPU host lacks.
+#   tests/gpu/suite.sh run    (on the GPU host, from the repository root) builds the test programs
+#                             with nvcc, runs each natively, then starts `rgpu server` and
+#                             `rgpu client` on loopback and runs each again with the interpose
+#                             library preloaded, in a mount namespace where /dev/nvidia* and the
+#                             real libcuda are hidden. Results go to $OUT (or ./gpu-results).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+pack=.gpu
+
+pack() {
+  ninja -C build
+  rm -rf "$pack"
+  mkdir -p "$pack/bin" "$pack/lib"
+  cp build/daemon/rgpu "$pack/bin/"
+  cp build/preload/librgpu_cuda_interpose.so "$pack/lib/"
+  ln -sf librgpu_cuda_interpose.so "$pack/lib/libcuda.so.1"
+  for lib in liburing.so.2 libtomlplusplus.so.3; do
+    cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')" "$pack/lib/"
+  done
+  du -sh "$pack"
+}
+
+results=${OUT:-$PWD/gpu-results}
+work=/tmp/rgpu-gpu-suite
+log() { echo "== $*" | tee -a "$results/summary.txt"; }
+
+build_programs() {
+  mkdir -p "$work"
+  local src=tests/gpu/programs
+  nvcc -O2 -arch=sm_90 -ptx -o "$work/vector_add.ptx" "$src/vector_add.cu"
+  nvcc -O2 -arch=sm_90 -cubin -o "$work/vector_add.cubin" "$src/vector_add.cu"
+  g++ -O2 -std=c++17 -I/usr/local/cuda/include -o "$work/driver_vector_add" "$src/driver_vector_add.cpp" \
+    -L/usr/local/cuda/lib64/stubs -lcuda
+  g++ -O2 -std=c++17 -I/usr/local/cuda/include -o "$work/cuda_bench" bench/cuda_bench.cpp \
+    -L/usr/local/cuda/lib64/stubs -lcuda
+  nvcc -O2 -arch=sm_90 -o "$work/runtime_vector_add_static" "$src/runtime_vector_add.cu"
+  nvcc -O2 -arch=sm_90 -cudart shared -o "$work/runtime_vector_add_shared" "$src/runtime_vector_add.cu"
+}
+
+start_rgpu() {
+  export LD_LIBRARY_PATH=$PWD/$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  local rgpu=$PWD/$pack/bin/rgpu
+  export XDG_RUNTIME_DIR=$work/run
+  mkdir -p "$XDG_RUNTIME_DIR/rgpu"
+  # Socket activation: both sockets listen before the daemons start, so nothing needs waiting for.
+  systemd-socket-activate -l 127.0.0.1:19876 -E RGPU_LOG "$rgpu" server 2> "$results/server.log" &
+  systemd-socket-activate -l "$XDG_RUNTIME_DIR/rgpu/client.sock" -E RGPU_LOG -E XDG_RUNTIME_DIR -E LD_LIBRARY_PATH \
+    "$rgpu" client --server 127.0.0.1:19876 2> "$results/client.log" &
+  # systemd-socket-activate binds asynchronously too: wait for the two sockets to exist.
+  for _ in $(seq 200); do
+    [[ -S $XDG_RUNTIME_DIR/rgpu/client.sock ]] && ss -ltn | grep -q ':19876 ' && return 0
+    sleep 0.05
+  done
+  log "sockets did not appear"; return 1
+}
+
+# Runs a command as an application on a host without NVIDIA's driver: the device nodes and the
+# real libcuda are hidden, only RGPU's libcuda.so.1 is there.
+remote() {
+  local lib=$PWD/$pack/lib/librgpu_cuda_interpose.so
+  unshare -m bash -c '
+    for d in /dev/nvidia*; do mount --bind /dev/null "$d"; done
+    for f in $(ldconfig -p | awk "/libcuda.so/ {print \$NF}"); do mount --bind "$0" "$(readlink -f "$f")"; done
+    exec env LD_PRELOAD="$0" "$@"' "$lib" "$@"
+}
+
+compare() {  # name, native output, rgpu output
+  if diff -q "$2" "$3" >/dev/null; then log "PASS $1"; else log "FAIL $1"; diff "$2" "$3" | head -20 | tee -a "$results/summary.txt"; fi
+}
+
+run_case() {  # name, command...
+  local name=$1; shift
+  "$@" > "$results/$name.native" 2>&1 || true
+  remote "$@" > "$results/$name.rgpu" 2>&1 || true
+  compare "$name" "$results/$name.native" "$results/$name.rgpu"
+}
+
+run() {
+  mkdir -p "$results"
+  : > "$results/summary.txt"
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$results/summary.txt"
+  build_programs
+  start_rgpu
+  "$PWD/$pack/bin/rgpu" info --server 127.0.0.1:19876 | tee -a "$results/summary.txt"
+  run_case driver_ptx "$work/driver_vector_add" "$work/vector_add.ptx"
+  run_case driver_cubin "$work/driver_vector_add" "$work/vector_add.cubin"
+  run_case runtime_static "$work/runtime_vector_add_static"
+  run_case runtime_shared "$work/runtime_vector_add_shared"
+  for case in ${GPU_SUITE_EXTRA:-}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  log "bench (native)"; "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  log "bench (rgpu)"; remote "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  kill $(jobs -p) 2>/dev/null || true
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  run) run ;;
+  *) echo "usage: $0 pack|run" >&2; exit 2 ;;
+esac
