@@ -90,9 +90,14 @@ CommandResult run_rgpu(const std::vector<std::string>& args, std::chrono::millis
   return result;
 }
 
-ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::string> env) {
-  UniqueFd listener(listen_tcp("127.0.0.1", 0));
-  port_ = bound_port(listener.get());
+ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::string> env,
+                             const std::string& subcommand) {
+  const bool with_listener = subcommand == "server";
+  UniqueFd listener;
+  if (with_listener) {
+    listener = UniqueFd(listen_tcp("127.0.0.1", 0));
+    port_ = bound_port(listener.get());
+  }
 
   char tmpl[] = "/tmp/rgpu-server-log-XXXXXX";
   int log_fd = ::mkstemp(tmpl);
@@ -107,15 +112,17 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::str
   if (::bind(notify.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     throw std::runtime_error("cannot bind notify socket");
 
-  std::vector<std::string> full{RGPU_BINARY, "server"};
+  std::vector<std::string> full{RGPU_BINARY, subcommand};
   full.insert(full.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {
     ::dup2(log_fd, 2);
     ::dup2(log_fd, 1);
-    ::dup2(listener.get(), 3);  // SD_LISTEN_FDS_START
-    ::setenv("LISTEN_FDS", "1", 1);
-    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    if (with_listener) {
+      ::dup2(listener.get(), 3);  // SD_LISTEN_FDS_START
+      ::setenv("LISTEN_FDS", "1", 1);
+      ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    }
     ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
     for (auto& e : env) ::putenv(e.data());
     auto argv = argv_of(full);
@@ -128,7 +135,7 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::str
   for (;;) {
     if (::poll(&pfd, 1, 20000) <= 0) {
       stop();
-      throw std::runtime_error("rgpu server did not report READY=1 within 20 s; log:\n" + log());
+      throw std::runtime_error("rgpu " + subcommand + " did not report READY=1 within 20 s; log:\n" + log());
     }
     char buf[512] = {};
     ssize_t n = ::recv(notify.get(), buf, sizeof buf - 1, 0);

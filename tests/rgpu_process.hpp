@@ -34,8 +34,11 @@ class TempDir {
 
 class ServerProcess {
  public:
-  // Starts `rgpu server args...` on a fresh loopback port and waits until it reports READY=1.
-  explicit ServerProcess(std::vector<std::string> args, std::vector<std::string> env = {});
+  // Starts `rgpu server args...` on a fresh loopback port (an inherited listening socket, as systemd
+  // passes it) and waits until it reports READY=1. With another subcommand ("client"), no socket
+  // is passed.
+  explicit ServerProcess(std::vector<std::string> args, std::vector<std::string> env = {},
+                         const std::string& subcommand = "server");
   ~ServerProcess();
   uint16_t port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }

@@ -1,0 +1,360 @@
+// The whole CUDA path in CI: this test program calls the driver API of RGPU's interpose library
+// (linked as its libcuda.so.1), which talks to a real `rgpu client` daemon, which talks to a real
+// `rgpu server` whose executor runs the CUDA driver TEST DOUBLE (host memory, host-implemented
+// kernels) built by the tests.
+#include <cuda.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rgpu_process.hpp"
+
+namespace {
+
+using rgpu::test::ServerProcess;
+using rgpu::test::TempDir;
+
+constexpr uint64_t kQuota = 256ull << 20;
+const char* kToken = "e2e-token-0123456789abcdef0123456789abcdef0123456789abcdef01234567";
+
+const char* kModule =
+    "RGPU-CUDA-TEST-DOUBLE-MODULE\n"
+    "vector_add_f32\n"
+    "scale_f32\n"
+    "fill_u32\n"
+    "add_global_f32\n"
+    "illegal_address\n"
+    "global offset 4\n";
+
+// Server (with the test double as its driver) and client daemon for the whole test program.
+class CudaPath : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    dir_ = std::make_unique<TempDir>();
+    const std::string config = dir_->file("rgpu.toml", std::string("[server]\nbind = \"127.0.0.1\"\n\n") +
+                                                           "[[security.tokens]]\ntoken = \"" + kToken +
+                                                           "\"\nname = \"e2e\"\nmax_memory = " +
+                                                           std::to_string(kQuota) + "\n");
+    server_ = std::make_unique<ServerProcess>(std::vector<std::string>{"--config", config},
+                                              std::vector<std::string>{"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
+    const std::string socket = dir_->path() + "/client.sock";
+    client_ = std::make_unique<ServerProcess>(
+        std::vector<std::string>{"--server", server_->address(), "--token", kToken, "--socket", socket},
+        std::vector<std::string>{}, "client");
+    setenv("RGPU_CLIENT_SOCKET", socket.c_str(), 1);
+  }
+  void TearDown() override {
+    client_.reset();
+    server_.reset();
+  }
+  static std::string server_log() { return instance->server_->log(); }
+  static inline CudaPath* instance = nullptr;
+
+ private:
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<ServerProcess> client_;
+};
+
+#define ASSERT_CU(call) ASSERT_EQ((call), CUDA_SUCCESS) << #call
+#define EXPECT_CU(call) EXPECT_EQ((call), CUDA_SUCCESS) << #call
+
+class CudaE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_CU(cuInit(0));
+    ASSERT_CU(cuDeviceGet(&device_, 0));
+    ASSERT_CU(cuDevicePrimaryCtxRetain(&context_, device_));
+    ASSERT_CU(cuCtxSetCurrent(context_));
+  }
+  void TearDown() override {
+    cuCtxSetCurrent(nullptr);
+    cuDevicePrimaryCtxRelease(device_);
+  }
+  CUmodule load_module() {
+    CUmodule module = nullptr;
+    EXPECT_CU(cuModuleLoadData(&module, kModule));
+    return module;
+  }
+  CUdevice device_ = 0;
+  CUcontext context_ = nullptr;
+};
+
+TEST_F(CudaE2E, DevicesAreTheServersDevices) {
+  int count = 0;
+  ASSERT_CU(cuDeviceGetCount(&count));
+  EXPECT_EQ(count, 2);
+  char name[128];
+  ASSERT_CU(cuDeviceGetName(name, sizeof name, 1));
+  EXPECT_STREQ(name, "RGPU CUDA test double 1");
+  int major = 0, warp = 0;
+  ASSERT_CU(cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, 0));
+  ASSERT_CU(cuDeviceGetAttribute(&warp, CU_DEVICE_ATTRIBUTE_WARP_SIZE, 0));
+  EXPECT_EQ(major, 9);
+  EXPECT_EQ(warp, 32);
+  CUuuid a{}, b{};
+  ASSERT_CU(cuDeviceGetUuid(&a, 0));
+  ASSERT_CU(cuDeviceGetUuid(&b, 1));
+  EXPECT_NE(std::memcmp(a.bytes, b.bytes, sizeof a.bytes), 0);
+  CUdevice bad;
+  EXPECT_EQ(cuDeviceGet(&bad, 2), CUDA_ERROR_INVALID_DEVICE);
+  size_t total = 0;
+  ASSERT_CU(cuDeviceTotalMem(&total, 0));
+  EXPECT_GT(total, 0u);
+}
+
+TEST_F(CudaE2E, CopiesOfManySizesRoundTrip) {
+  std::mt19937 rng(7);
+  // 0 bytes, odd sizes, the inline limit's neighbours, and sizes over one ring chunk.
+  for (size_t bytes : {size_t{0}, size_t{1}, size_t{3}, size_t{4097}, size_t{256 << 10}, size_t{(256 << 10) + 1},
+                       size_t{5 << 20}, size_t{(70 << 20) + 13}}) {
+    std::vector<uint8_t> in(bytes), out(bytes, 0xEE);
+    for (auto& v : in) v = static_cast<uint8_t>(rng());
+    CUdeviceptr d = 0;
+    ASSERT_CU(cuMemAlloc(&d, std::max<size_t>(bytes, 1) + 1));
+    // Unaligned device offset: copy to d + 1.
+    ASSERT_CU(cuMemcpyHtoD(d + 1, in.data(), bytes));
+    ASSERT_CU(cuMemcpyDtoH(out.data(), d + 1, bytes));
+    EXPECT_EQ(in, out) << bytes << " bytes";
+    ASSERT_CU(cuMemFree(d));
+  }
+}
+
+TEST_F(CudaE2E, UnifiedCopyTellsHostFromDevice) {
+  std::vector<float> in(1000), out(1000);
+  std::iota(in.begin(), in.end(), 1.0f);
+  CUdeviceptr a, b;
+  ASSERT_CU(cuMemAlloc(&a, 4000));
+  ASSERT_CU(cuMemAlloc(&b, 4000));
+  ASSERT_CU(cuMemcpy(a, reinterpret_cast<CUdeviceptr>(in.data()), 4000));
+  ASSERT_CU(cuMemcpy(b, a, 4000));
+  ASSERT_CU(cuMemcpy(reinterpret_cast<CUdeviceptr>(out.data()), b, 4000));
+  EXPECT_EQ(in, out);
+  unsigned type = 0;
+  ASSERT_CU(cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, b + 16));
+  EXPECT_EQ(type, CU_MEMORYTYPE_DEVICE);
+  EXPECT_CU(cuMemFree(a));
+  EXPECT_CU(cuMemFree(b));
+}
+
+TEST_F(CudaE2E, KernelLaunchComputes) {
+  CUmodule module = load_module();
+  CUfunction add;
+  ASSERT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  size_t offset = 0, size = 0;
+  ASSERT_CU(cuFuncGetParamInfo(add, 3, &offset, &size));
+  EXPECT_EQ(offset, 24u);
+  EXPECT_EQ(size, 4u);
+  int n = 10000;
+  std::vector<float> a(n), b(n), c(n);
+  for (int i = 0; i < n; ++i) a[i] = i, b[i] = 2.0f * i;
+  CUdeviceptr da, db, dc;
+  ASSERT_CU(cuMemAlloc(&da, n * 4));
+  ASSERT_CU(cuMemAlloc(&db, n * 4));
+  ASSERT_CU(cuMemAlloc(&dc, n * 4));
+  ASSERT_CU(cuMemcpyHtoD(da, a.data(), n * 4));
+  ASSERT_CU(cuMemcpyHtoD(db, b.data(), n * 4));
+  void* args[] = {&da, &db, &dc, &n};
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  ASSERT_CU(cuMemcpyDtoH(c.data(), dc, n * 4));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(c[i], 3.0f * i) << i;
+
+  CUfunction add_global;
+  ASSERT_CU(cuModuleGetFunction(&add_global, module, "add_global_f32"));
+  CUdeviceptr global;
+  size_t global_size = 0;
+  ASSERT_CU(cuModuleGetGlobal(&global, &global_size, module, "offset"));
+  EXPECT_EQ(global_size, 4u);
+  float offset_value = 0.5f;
+  ASSERT_CU(cuMemcpyHtoD(global, &offset_value, 4));
+  void* args2[] = {&dc, &n};
+  ASSERT_CU(cuLaunchKernel(add_global, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args2, nullptr));
+  ASSERT_CU(cuMemcpyDtoH(c.data(), dc, n * 4));
+  EXPECT_EQ(c[10], 30.5f);
+  EXPECT_CU(cuMemFree(da));
+  EXPECT_CU(cuMemFree(db));
+  EXPECT_CU(cuMemFree(dc));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+TEST_F(CudaE2E, StreamsEventsAndAsyncCopies) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  CUevent start, stop;
+  ASSERT_CU(cuEventCreate(&start, 0));
+  ASSERT_CU(cuEventCreate(&stop, 0));
+  unsigned long long n = 1 << 20;
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, n * 4));
+  unsigned value = 0xC0FFEE;
+  void* args[] = {&d, &value, &n};
+  ASSERT_CU(cuEventRecord(start, stream));
+  ASSERT_CU(cuLaunchKernel(fill, 1024, 1, 1, 256, 1, 1, 0, stream, args, nullptr));
+  ASSERT_CU(cuEventRecord(stop, stream));
+  std::vector<unsigned> out(n);
+  ASSERT_CU(cuMemcpyDtoHAsync(out.data(), d, n * 4, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  for (size_t i = 0; i < n; i += 4099) ASSERT_EQ(out[i], value) << i;
+  EXPECT_CU(cuEventQuery(stop));
+  float ms = -1;
+  ASSERT_CU(cuEventElapsedTime(&ms, start, stop));
+  EXPECT_GE(ms, 0.0f);
+  ASSERT_CU(cuMemsetD32Async(d, 7, n, stream));
+  ASSERT_CU(cuMemcpyDtoHAsync(out.data(), d, 16, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(out[3], 7u);
+  EXPECT_CU(cuEventDestroy(start));
+  EXPECT_CU(cuEventDestroy(stop));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuMemFree(d));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+TEST_F(CudaE2E, PipelinedFailureSurfacesAtTheNextWaitingCall) {
+  CUmodule module = load_module();
+  CUfunction scale;
+  ASSERT_CU(cuModuleGetFunction(&scale, module, "scale_f32"));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 64));
+  float s = 2;
+  int n = 16;
+  void* args[] = {&d, &s, &n};
+  // A block of 0 threads is invalid: the launch is not waited for, so it "succeeds" here ...
+  EXPECT_CU(cuLaunchKernel(scale, 1, 1, 1, 0, 1, 1, 0, nullptr, args, nullptr));
+  // ... and the error arrives with the next call that waits for the server.
+  EXPECT_EQ(cuCtxSynchronize(), CUDA_ERROR_INVALID_VALUE);
+  // Reported once: the context is fine afterwards.
+  EXPECT_CU(cuCtxSynchronize());
+  EXPECT_CU(cuMemFree(d));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+TEST_F(CudaE2E, MaxMemoryQuotaGivesOutOfMemory) {
+  CUdeviceptr big = 0;
+  EXPECT_EQ(cuMemAlloc(&big, kQuota + 1), CUDA_ERROR_OUT_OF_MEMORY);
+  CUdeviceptr half;
+  ASSERT_CU(cuMemAlloc(&half, kQuota / 2));
+  CUdeviceptr more;
+  EXPECT_EQ(cuMemAlloc(&more, kQuota / 2 + (1 << 20)), CUDA_ERROR_OUT_OF_MEMORY);
+  size_t free_bytes = 0, total = 0;
+  ASSERT_CU(cuMemGetInfo(&free_bytes, &total));
+  EXPECT_EQ(total, kQuota);
+  EXPECT_LE(free_bytes, kQuota / 2);
+  ASSERT_CU(cuMemFree(half));
+  ASSERT_CU(cuMemAlloc(&more, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(more));
+}
+
+TEST_F(CudaE2E, ContextsCreatedAndDestroyed) {
+  CUcontext created;
+  ASSERT_CU(cuCtxCreate(&created, nullptr, 0, 1));
+  CUcontext current = nullptr;
+  ASSERT_CU(cuCtxGetCurrent(&current));
+  EXPECT_EQ(current, created);
+  CUdevice device = -1;
+  ASSERT_CU(cuCtxGetDevice(&device));
+  EXPECT_EQ(device, 1);
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 1024));
+  EXPECT_CU(cuMemFree(d));
+  ASSERT_CU(cuCtxDestroy(created));
+  ASSERT_CU(cuCtxGetCurrent(&current));
+  EXPECT_EQ(current, context_);
+}
+
+TEST_F(CudaE2E, ThreadsRunConcurrentlyInIssueOrder) {
+  // Each thread gets its own link and server thread; the work of all must land.
+  CUdeviceptr d;
+  const int threads = 8, per_thread = 4096;
+  ASSERT_CU(cuMemAlloc(&d, threads * per_thread * 4));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      cuCtxSetCurrent(context_);
+      std::vector<uint32_t> v(per_thread, static_cast<uint32_t>(t + 1));
+      EXPECT_CU(cuMemcpyHtoD(d + static_cast<CUdeviceptr>(t) * per_thread * 4, v.data(), per_thread * 4));
+      EXPECT_CU(cuMemsetD32(d + static_cast<CUdeviceptr>(t) * per_thread * 4, 100 + t, 1));
+    });
+  for (auto& th : pool) th.join();
+  std::vector<uint32_t> all(threads * per_thread);
+  ASSERT_CU(cuMemcpyDtoH(all.data(), d, all.size() * 4));
+  for (int t = 0; t < threads; ++t) {
+    EXPECT_EQ(all[t * per_thread], 100u + t);
+    EXPECT_EQ(all[t * per_thread + 1], t + 1u);
+  }
+  EXPECT_CU(cuMemFree(d));
+}
+
+TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
+  EXPECT_EQ(cuLaunchHostFunc(nullptr, nullptr, nullptr), CUDA_ERROR_NOT_SUPPORTED);
+  void* fn = nullptr;
+  CUdriverProcAddressQueryResult status;
+  ASSERT_CU(cuGetProcAddress("cuMemAlloc", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &status));
+  EXPECT_EQ(fn, reinterpret_cast<void*>(&cuMemAlloc_v2));
+  ASSERT_CU(cuGetProcAddress("cuMemcpyHtoDAsync", &fn, 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &status));
+  EXPECT_EQ(fn, reinterpret_cast<void*>(&cuMemcpyHtoDAsync_v2_ptsz));
+  EXPECT_EQ(cuGetProcAddress("cuNoSuchThing", &fn, 13000, 0, &status), CUDA_ERROR_NOT_FOUND);
+}
+
+// A process that dies holding GPU memory gets it freed by the server.
+TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
+  size_t before = 0, total = 0;
+  ASSERT_CU(cuMemGetInfo(&before, &total));
+  pid_t child = fork();
+  if (child == 0) {
+    // A fresh process: the fork's copy of the session is not this process's (new links).
+    execl("/proc/self/exe", "/proc/self/exe", "--gtest_filter=CudaE2EChild.*", "--rgpu-child", nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  ASSERT_EQ(WEXITSTATUS(status), 42) << "the child did not allocate";
+  // Cleanup runs on the server after the disconnect; wait for it with a deadline.
+  size_t after = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    ASSERT_CU(cuMemGetInfo(&after, &total));
+  } while (after != before && std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(after, before);
+  EXPECT_NE(CudaPath::server_log().find("freed 3 allocations"), std::string::npos);
+}
+
+bool g_is_child = false;
+
+TEST(CudaE2EChild, AllocateAndDie) {
+  if (!g_is_child) GTEST_SKIP() << "runs only in the child process of DeadClientsMemoryIsFreed";
+  if (cuInit(0) != CUDA_SUCCESS) _exit(1);
+  CUcontext context;
+  cuDevicePrimaryCtxRetain(&context, 0);
+  cuCtxSetCurrent(context);
+  CUdeviceptr d;
+  for (int i = 0; i < 3; ++i)
+    if (cuMemAlloc(&d, 8 << 20) != CUDA_SUCCESS) _exit(2);
+  _exit(42);  // no cuMemFree, no cleanup: the server must do it
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--rgpu-child") g_is_child = true;
+  ::testing::InitGoogleTest(&argc, argv);
+  if (!g_is_child) {
+    CudaPath::instance = new CudaPath;
+    ::testing::AddGlobalTestEnvironment(CudaPath::instance);
+  }
+  return RUN_ALL_TESTS();
+}
