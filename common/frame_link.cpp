@@ -198,7 +198,23 @@ void FrameLink::want_poll(short events) {
   });
 }
 
+// Reading may deliver a frame whose handler queues an answer, which drives TLS again: that inner
+// call only asks this loop to go round once more, so the stack stays flat.
 void FrameLink::drive_tls() {
+  if (driving_) {
+    drive_again_ = true;
+    return;
+  }
+  driving_ = true;
+  auto keep_alive = shared_from_this();
+  do {
+    drive_again_ = false;
+    drive_tls_once();
+  } while (drive_again_ && !closed_);
+  driving_ = false;
+}
+
+void FrameLink::drive_tls_once() {
   if (closed_) return;
   if (tls_handshaking_) {
     int ret = SSL_do_handshake(ssl_.get());
@@ -245,7 +261,7 @@ void FrameLink::drive_tls() {
       return;
     }
     take_bytes({read_buffer_.data(), got});
-    if (closed_) return;
+    if (closed_ || drive_again_) return;  // answers were queued: send them before reading on
   }
 }
 

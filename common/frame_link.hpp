@@ -77,6 +77,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   bool handle_ssl_result(int ret, const char* what);
   void want_poll(short events);
   void drive_tls();
+  void drive_tls_once();
   void complete_front(size_t bytes);
 
   EventLoop& loop_;
@@ -101,6 +102,8 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   std::function<void()> tls_done_;
   bool tls_handshaking_ = false;
   short poll_armed_ = 0;
+  bool driving_ = false;
+  bool drive_again_ = false;
 };
 
 }  // namespace rgpu

@@ -347,6 +347,14 @@ TEST_F(ServerTls, AutoModeUsesTls) {
   EXPECT_EQ(session->call(MsgType::Ping, big).payload, big);
 }
 
+// Each answer is queued from inside the TLS read loop; a long run of requests must not nest calls.
+TEST_F(ServerTls, LongRunOfRequestsKeepsWorking) {
+  RunningServer server(tls_settings());
+  auto session = Session::connect(options_for(server));
+  std::vector<uint8_t> payload(64, 7);
+  for (int i = 0; i < 20000; ++i) ASSERT_EQ(session->call(MsgType::Ping, payload).payload, payload) << i;
+}
+
 TEST_F(ServerTls, PlainClientIsToldTlsIsRequired) {
   RunningServer server(tls_settings());
   SessionOptions o = options_for(server);
