@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <openssl/err.h>
+
 #include "log.hpp"
 
 namespace rgpu {
@@ -217,6 +219,7 @@ void FrameLink::drive_tls() {
 void FrameLink::drive_tls_once() {
   if (closed_) return;
   if (tls_handshaking_) {
+    ERR_clear_error();  // SSL_get_error() reads this thread's error queue
     int ret = SSL_do_handshake(ssl_.get());
     if (ret != 1) {
       handle_ssl_result(ret, "handshake");
@@ -241,6 +244,7 @@ void FrameLink::drive_tls_once() {
       size = front.size() - front.offset;
     }
     size_t written = 0;
+    ERR_clear_error();
     int ret = SSL_write_ex(ssl_.get(), data, size, &written);
     if (ret != 1) {
       if (!handle_ssl_result(ret, "write")) return;
@@ -255,6 +259,7 @@ void FrameLink::drive_tls_once() {
   if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
   while (!paused_ || finishing_) {
     size_t got = 0;
+    ERR_clear_error();
     int ret = SSL_read_ex(ssl_.get(), read_buffer_.data(), read_buffer_.size(), &got);
     if (ret != 1) {
       handle_ssl_result(ret, "read");
