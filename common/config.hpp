@@ -66,4 +66,7 @@ struct Config {
 Config parse_config(std::string_view toml_text, const std::string& source_name);
 Config load_config_file(const std::string& path);
 
+// The [[security.tokens]] entry for a token, as `rgpu token` prints it (values TOML-escaped).
+std::string token_toml_snippet(const std::string& token, const std::string& name);
+
 }  // namespace rgpu

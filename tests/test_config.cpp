@@ -1,1 +1,200 @@
-// placeholder
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "config.hpp"
+
+namespace rgpu {
+namespace {
+
+// The "Full Example" from the product manual, verbatim.
+const char* kFullExample = R"toml([server]
+bind = "0.0.0.0"
+port = 9876
+server_id = 1
+max_clients = 16
+transport = "tcp"        # "tcp" or "quic"
+# cert_path = "/etc/rgpu/cert.pem"
+# key_path = "/etc/rgpu/key.pem"
+# expose_gpus = [0, 1]  # Expose specific GPUs only (default: all)
+
+[client]
+gpu_ordering = "LocalFirst"  # "LocalFirst", "RemoteFirst", "ByCapability"
+include_local_gpus = true
+
+[[client.servers]]
+address = "gpu-server-1.local:9876"
+token = "your-token-here"
+transport = "tcp"
+
+[[client.servers]]
+address = "gpu-server-2.local:9876"
+token = "another-token"
+transport = "quic"
+
+[[security.tokens]]
+token = "a3f8b2c1d4e5f6..."
+name = "workstation-1"
+# allowed_gpus = [0]       # Restrict to specific GPUs
+# max_memory = 4294967296  # 4 GB memory limit
+
+[[security.tokens]]
+token = "b4c9d3e2f5a6b7..."
+name = "render-farm"
+)toml";
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "rgpu.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Config, FullExampleFromTheManual) {
+  Config c = parse_config(kFullExample, "rgpu.toml");
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+  EXPECT_EQ(c.server.bind, "0.0.0.0");
+  EXPECT_EQ(c.server.port, 9876);
+  EXPECT_EQ(c.server.server_id, 1u);
+  EXPECT_EQ(c.server.max_clients, 16u);
+  EXPECT_EQ(c.server.transport, Transport::Tcp);
+  EXPECT_FALSE(c.server.cert_path);
+  EXPECT_FALSE(c.server.expose_gpus);
+  EXPECT_EQ(c.client.gpu_ordering, GpuOrdering::LocalFirst);
+  EXPECT_TRUE(c.client.include_local_gpus);
+  ASSERT_EQ(c.client.servers.size(), 2u);
+  EXPECT_EQ(c.client.servers[0].address, "gpu-server-1.local:9876");
+  EXPECT_EQ(c.client.servers[0].token, "your-token-here");
+  EXPECT_EQ(c.client.servers[1].transport, Transport::Quic);
+  EXPECT_EQ(c.client.servers[1].tls, "auto");
+  ASSERT_EQ(c.tokens.size(), 2u);
+  EXPECT_EQ(c.tokens[0].token, "a3f8b2c1d4e5f6...");
+  EXPECT_EQ(c.tokens[0].name, "workstation-1");
+  EXPECT_FALSE(c.tokens[0].allowed_gpus);
+  EXPECT_FALSE(c.tokens[0].max_memory);
+  EXPECT_EQ(c.tokens[1].name, "render-farm");
+}
+
+TEST(Config, EmptyFileGivesDefaults) {
+  Config c = parse_config("", "rgpu.toml");
+  EXPECT_EQ(c.server.bind, "0.0.0.0");
+  EXPECT_EQ(c.server.port, 9876);
+  EXPECT_EQ(c.server.server_id, 0u);
+  EXPECT_EQ(c.server.max_clients, 16u);
+  EXPECT_EQ(c.client.gpu_ordering, GpuOrdering::LocalFirst);
+  EXPECT_TRUE(c.client.include_local_gpus);
+  EXPECT_TRUE(c.tokens.empty());
+}
+
+TEST(Config, OptionalKeysAreRead) {
+  Config c = parse_config(R"([server]
+cert_path = "/c.pem"
+key_path = "/k.pem"
+expose_gpus = [0, 2]
+[client]
+gpu_ordering = "ByCapability"
+include_local_gpus = false
+[[client.servers]]
+address = "[::1]:9000"
+tls = "on"
+[[security.tokens]]
+token = "t"
+name = "n"
+allowed_gpus = [1]
+max_memory = 4294967296
+)",
+                          "rgpu.toml");
+  EXPECT_EQ(*c.server.cert_path, "/c.pem");
+  EXPECT_EQ(*c.server.expose_gpus, (std::vector<uint32_t>{0, 2}));
+  EXPECT_EQ(c.client.gpu_ordering, GpuOrdering::ByCapability);
+  EXPECT_FALSE(c.client.include_local_gpus);
+  EXPECT_EQ(c.client.servers[0].tls, "on");
+  EXPECT_EQ(*c.tokens[0].allowed_gpus, std::vector<uint32_t>{1});
+  EXPECT_EQ(*c.tokens[0].max_memory, 4294967296ull);
+}
+
+struct BadValue {
+  const char* toml;
+  const char* key;
+  const char* detail;
+};
+
+class ConfigBadValue : public ::testing::TestWithParam<BadValue> {};
+
+TEST_P(ConfigBadValue, NamesFileKeyAndWhatIsAllowed) {
+  const std::string message = error_of(GetParam().toml);
+  EXPECT_NE(message.find("rgpu.toml: "), std::string::npos) << message;
+  EXPECT_NE(message.find(GetParam().key), std::string::npos) << message;
+  EXPECT_NE(message.find(GetParam().detail), std::string::npos) << message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Values, ConfigBadValue,
+    ::testing::Values(BadValue{"[server]\nport = 70000", "server.port", "70000 is out of range (allowed: 1-65535)"},
+                      BadValue{"[server]\nport = \"x\"", "server.port", "must be an integer"},
+                      BadValue{"[server]\nmax_clients = 0", "server.max_clients", "allowed: 1-"},
+                      BadValue{"[server]\nserver_id = -1", "server.server_id", "-1 is out of range"},
+                      BadValue{"[server]\ntransport = \"udp\"", "server.transport", "(allowed: \"tcp\", \"quic\")"},
+                      BadValue{"[server]\nbind = \"\"", "server.bind", "must not be empty"},
+                      BadValue{"[server]\ncert_path = \"/c\"", "server.cert_path", "key_path is not"},
+                      BadValue{"[server]\nexpose_gpus = [-1]", "server.expose_gpus", "-1 is out of range"},
+                      BadValue{"[server]\nexpose_gpus = 0", "server.expose_gpus", "must be an array"},
+                      BadValue{"[client]\ngpu_ordering = \"Fastest\"", "client.gpu_ordering", "\"ByCapability\""},
+                      BadValue{"[client]\ninclude_local_gpus = 1", "client.include_local_gpus", "true or false"},
+                      BadValue{"[[client.servers]]\ntoken = \"t\"", "client.servers[0].address", "is missing"},
+                      BadValue{"[[client.servers]]\naddress = \"h:0\"", "client.servers[0].address", "port must be"},
+                      BadValue{"[[client.servers]]\naddress = \"h\"\ntls = \"yes\"", "client.servers[0].tls", "\"auto\""},
+                      BadValue{"[[security.tokens]]\nname = \"a\"", "security.tokens[0].token", "missing or empty"},
+                      BadValue{"[[security.tokens]]\ntoken = \"x\"\n[[security.tokens]]\ntoken = \"x\"",
+                               "security.tokens[1].token", "same token"},
+                      BadValue{"[[security.tokens]]\ntoken = \"x\"\nname = \"n\"\n[[security.tokens]]\ntoken = \"y\"\nname = \"n\"",
+                               "security.tokens[1].name", "used by an earlier token"},
+                      BadValue{"[[security.tokens]]\ntoken = \"x\"\nmax_memory = 0", "security.tokens[0].max_memory",
+                               "0 is out of range"},
+                      BadValue{"[[security.tokens]]\ntoken = \"x\"\nallowed_gpus = [\"0\"]",
+                               "security.tokens[0].allowed_gpus", "must be integers"}));
+
+TEST(Config, UnknownKeysWarnButParse) {
+  Config c = parse_config("[server]\nprot = 1\n[extra]\na = 1\n[[security.tokens]]\ntoken = \"x\"\nnmae = \"y\"\n",
+                          "rgpu.toml");
+  ASSERT_EQ(c.warnings.size(), 3u);
+  EXPECT_NE(c.warnings[0].find("rgpu.toml: unknown key 'server.prot'"), std::string::npos) << c.warnings[0];
+  std::string all = c.warnings[0] + c.warnings[1] + c.warnings[2];
+  EXPECT_NE(all.find("'extra'"), std::string::npos) << all;
+  EXPECT_NE(all.find("'security.tokens[0].nmae'"), std::string::npos) << all;
+}
+
+TEST(Config, SyntaxErrorNamesTheLine) {
+  const std::string message = error_of("[server]\nport = 1\nbind = \"unterminated\n");
+  EXPECT_NE(message.find("rgpu.toml:3:"), std::string::npos) << message;
+}
+
+TEST(Config, MissingFileNamesThePath) {
+  try {
+    load_config_file("/nonexistent/rgpu.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/rgpu.toml: cannot read"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, LoadsAFile) {
+  const std::string path = ::testing::TempDir() + "/rgpu-config-test.toml";
+  std::ofstream(path) << "[server]\nport = 1234\n";
+  EXPECT_EQ(load_config_file(path).server.port, 1234);
+}
+
+TEST(TokenSnippet, RoundTripsThroughTheParser) {
+  for (const std::string name : {"client", "my \"quoted\" name", "back\\slash", "tab\there", "ünïcode"}) {
+    Config c = parse_config(token_toml_snippet("0123abcd", name), "snippet");
+    ASSERT_EQ(c.tokens.size(), 1u) << name;
+    EXPECT_EQ(c.tokens[0].token, "0123abcd");
+    EXPECT_EQ(c.tokens[0].name, name);
+  }
+  EXPECT_EQ(token_toml_snippet("ab", "n"), "[[security.tokens]]\ntoken = \"ab\"\nname = \"n\"\n");
+}
+
+}  // namespace
+}  // namespace rgpu
