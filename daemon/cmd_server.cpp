@@ -1,5 +1,6 @@
 // rgpu server: configuration, GPU discovery, then the event loop until SIGINT/SIGTERM.
 #include <signal.h>
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -33,6 +34,8 @@ std::optional<int> inherited_listen_socket() {
   int n = sd_listen_fds(1);
   if (n <= 0) return std::nullopt;
   if (n > 1) LOG_WARN("systemd passed %d sockets; using the first", n);
+  if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+    throw std::runtime_error("the socket passed by systemd is not a listening stream socket");
   return SD_LISTEN_FDS_START;
 }
 
@@ -99,7 +102,12 @@ int run_server(const ServerOptions& options) {
   settings.key_path = section.key_path;
   settings.tokens = config.tokens;
   settings.gpus = filter_exposed(report.gpus, section.expose_gpus);
-  settings.listen_fd = inherited_listen_socket();
+  try {
+    settings.listen_fd = inherited_listen_socket();
+  } catch (const std::exception& e) {
+    LOG_ERROR("%s", e.what());
+    return kExitFailure;
+  }
   if (settings.gpus.empty()) LOG_WARN("no GPU to share: clients will see none");
   log_gpus(settings.gpus);
 

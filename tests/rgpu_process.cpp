@@ -119,7 +119,8 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::str
     ::dup2(log_fd, 2);
     ::dup2(log_fd, 1);
     if (with_listener) {
-      ::dup2(listener.get(), 3);  // SD_LISTEN_FDS_START
+      if (listener.get() == 3) ::fcntl(3, F_SETFD, 0);  // dup2 onto itself would keep close-on-exec
+      else ::dup2(listener.get(), 3);                    // SD_LISTEN_FDS_START
       ::setenv("LISTEN_FDS", "1", 1);
       ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
     }

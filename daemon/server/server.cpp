@@ -409,6 +409,9 @@ void Server::run() {
   impl_->sweep();
   impl_->loop.run();
   impl_->stopping = true;
+  // The pending accept holds the listening socket inside io_uring, which the kernel tears down
+  // after the process is gone: stop listening now, so that the port is free once we exit.
+  ::shutdown(impl_->listen_fd.get(), SHUT_RDWR);
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : impl_->connections) all.push_back(c);
   for (auto& c : all) c->close("server shutting down");
