@@ -32,6 +32,11 @@ class BlockingChannel {
   Frame receive_frame();
 
   int fd() const { return fd_.get(); }
+  // Hands the socket (and its TLS session) over to another owner, e.g. an event loop.
+  void release(UniqueFd& fd, SslPtr& ssl) {
+    fd = std::move(fd_);
+    ssl = std::move(ssl_);
+  }
   SSL* ssl() const { return ssl_.get(); }
 
  private:

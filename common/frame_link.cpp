@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -20,8 +21,10 @@ FrameLink::FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t ma
     : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)), decoder_(max_payload) {}
 
 FrameLink::~FrameLink() {
-  for (auto& item : out_)
+  for (auto& item : out_) {
     if (item.release) item.release();
+    if (item.fd >= 0) ::close(item.fd);
+  }
 }
 
 void FrameLink::start(Callbacks callbacks) {
@@ -31,6 +34,7 @@ void FrameLink::start(Callbacks callbacks) {
 
 void FrameLink::close(const std::string& reason) {
   if (closed_) return;
+  auto keep_alive = shared_from_this();  // the close handler may drop the last owner
   closed_ = true;
   ::shutdown(fd_.get(), SHUT_RDWR);  // completes pending operations; the fd closes with the object
   if (callbacks_.on_close) {
@@ -84,6 +88,15 @@ void FrameLink::send(std::vector<uint8_t> bytes) {
   if (!send_armed_) send_next();
 }
 
+void FrameLink::send_with_fd(std::vector<uint8_t> bytes, int fd) {
+  if (closed_ || ssl_) {
+    ::close(fd);
+    return;
+  }
+  out_.push_back(Outgoing{std::move(bytes), {}, {}, 0, fd});
+  if (!send_armed_) send_next();
+}
+
 void FrameLink::send_frame(uint16_t type, uint64_t request_id, std::span<const uint8_t> payload, uint16_t flags,
                            Compression compression) {
   send(encode_frame(type, request_id, payload, flags, compression));
@@ -113,12 +126,25 @@ void FrameLink::send_next() {
   message_ = {};
   message_.msg_iov = iov_;
   message_.msg_iovlen = n;
+  if (front.fd >= 0 && front.offset == 0) {
+    message_.msg_control = control_;
+    message_.msg_controllen = sizeof control_;
+    cmsghdr* c = CMSG_FIRSTHDR(&message_);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &front.fd, sizeof(int));
+  }
   send_armed_ = true;
   loop_.sendmsg(fd_.get(), &message_, [self = shared_from_this()](int res) { self->on_sent(res); });
 }
 
 void FrameLink::complete_front(size_t bytes) {
   Outgoing& front = out_.front();
+  if (front.fd >= 0 && bytes > 0) {  // the descriptor went with the first byte
+    ::close(front.fd);
+    front.fd = -1;
+  }
   front.offset += bytes;
   if (front.offset == front.size()) {
     if (front.release) front.release();

@@ -37,6 +37,9 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   void send(std::vector<uint8_t> bytes);
   void send_frame(uint16_t type, uint64_t request_id, std::span<const uint8_t> payload, uint16_t flags = 0,
                   Compression compression = Compression::IfWorthIt);
+  // Queues one encoded frame and a file descriptor that travels with its first byte (SCM_RIGHTS,
+  // unix sockets only). The link owns `fd` from here on and closes it once it has been sent.
+  void send_with_fd(std::vector<uint8_t> bytes, int fd);
   // Queues a header and a payload that lives elsewhere (a shared-memory ring): no copy is made.
   // `release` runs once the payload has been handed to the kernel.
   void send_borrowed(std::vector<uint8_t> header, std::span<const uint8_t> payload, std::function<void()> release);
@@ -64,6 +67,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
     std::span<const uint8_t> borrowed;
     std::function<void()> release;
     size_t offset = 0;
+    int fd = -1;  // passed with the first byte, then closed
     size_t size() const { return owned.size() + borrowed.size(); }
   };
 
@@ -96,6 +100,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   bool send_armed_ = false;
   iovec iov_[2]{};
   msghdr message_{};
+  alignas(cmsghdr) char control_[CMSG_SPACE(sizeof(int))]{};
 
   SslPtr ssl_;
   SSL_CTX* pending_tls_ctx_ = nullptr;

@@ -36,6 +36,17 @@ struct ServerOptions {
 };
 int run_server(const ServerOptions& options);
 
+struct ClientOptions {
+  std::vector<std::string> servers;
+  std::string token;
+  std::string tls = "auto";
+  std::string config = "rgpu.toml";
+  bool config_given = false;
+  std::optional<std::string> pid_file;
+  std::optional<std::string> socket;
+};
+int run_client(const ClientOptions& options);
+
 struct InfoOptions {
   std::string server;
   std::string token;

@@ -25,6 +25,18 @@ int main(int argc, char** argv) {
   server_cmd->add_flag("--generate-cert", server.generate_cert,
                        "Write a self-signed certificate and key to --cert/--key first (for testing)");
 
+  rgpu::ClientOptions client;
+  auto* client_cmd = app.add_subcommand("client", "Start the RGPU client daemon");
+  client_cmd->add_option("-s,--server", client.servers, "Server address(es) (host:port), repeatable");
+  client_cmd->add_option("-t,--token", client.token, "Authentication token");
+  auto* client_config_opt =
+      client_cmd->add_option("-c,--config", client.config, "Configuration file [default: rgpu.toml]");
+  client_cmd->add_option("--pid-file", client.pid_file, "Write PID to file (for service managers)");
+  client_cmd->add_option("--socket", client.socket,
+                         "Unix socket for applications [default: $XDG_RUNTIME_DIR/rgpu/client.sock]");
+  client_cmd->add_option("--tls", client.tls, "TLS for --server: auto (use it when the server has it), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+
   rgpu::InfoOptions info;
   auto* info_cmd = app.add_subcommand("info", "Query GPU information from a server");
   info_cmd->add_option("-s,--server", info.server, "Server address to query (host:port)")->required();
@@ -42,6 +54,10 @@ int main(int argc, char** argv) {
   if (server_cmd->parsed()) {
     server.config_given = config_opt->count() > 0;
     return rgpu::run_server(server);
+  }
+  if (client_cmd->parsed()) {
+    client.config_given = client_config_opt->count() > 0;
+    return rgpu::run_client(client);
   }
   if (info_cmd->parsed()) return rgpu::run_info(info);
   return rgpu::kExitUsage;

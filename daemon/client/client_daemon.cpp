@@ -1,0 +1,474 @@
+#include "client_daemon.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <thread>
+#include <unordered_map>
+
+#include "event_loop.hpp"
+#include "frame_link.hpp"
+#include "log.hpp"
+#include "visible_devices.hpp"
+#include "wire.hpp"
+
+namespace rgpu::client {
+
+namespace {
+template <typename Msg>
+std::vector<uint8_t> frame_of(uint16_t type, uint64_t id, const Msg& msg) {
+  return encode_frame(type, id, encode(msg), 0, Compression::Never);
+}
+std::vector<uint8_t> error_frame(uint64_t id, ErrorCode code, const std::string& message) {
+  return frame_of(static_cast<uint16_t>(MsgType::Error), id, ErrorMsg{code, message});
+}
+
+ucred peer_credentials(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+  return cred;
+}
+}  // namespace
+
+// One application thread's connection and its ring.
+struct AppConnection {
+  uint64_t id = 0;
+  pid_t pid = 0;
+  std::shared_ptr<FrameLink> link;
+  uint8_t* ring = nullptr;
+  size_t ring_size = 0;
+  ~AppConnection() {
+    if (ring) ::munmap(ring, ring_size);
+  }
+};
+
+// One application process: its connections and its one server connection.
+struct AppSession {
+  enum class State { Connecting, Opening, Open, Closed };
+  uint64_t id = 0;
+  pid_t pid = 0;
+  std::string program;
+  size_t server = 0;
+  std::vector<GpuInfo> devices;  // index = the application's ordinal
+  std::vector<std::string> notes;
+  State state = State::Connecting;
+  std::shared_ptr<FrameLink> server_link;
+  std::map<uint64_t, std::shared_ptr<AppConnection>> connections;
+  std::vector<uint64_t> waiting;  // connections to welcome once the server is open
+  struct Route {
+    uint64_t connection;
+    uint64_t out_offset;
+    uint64_t out_capacity;
+  };
+  std::unordered_map<uint64_t, Route> routes;  // request id -> who asked
+};
+
+struct ClientDaemon::Impl {
+  explicit Impl(ClientDaemonSettings s) : settings(std::move(s)) {}
+
+  void accept_next();
+  void on_accept(int fd);
+  void on_connection_frame(uint64_t connection_id, Frame&& frame);
+  void on_first_frame(uint64_t connection_id, Frame&& frame);
+  void on_app_frame(AppSession& session, AppConnection& connection, Frame&& frame);
+  void on_server_frame(uint64_t session_id, Frame&& frame);
+  void connect_server(uint64_t session_id);
+  void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error);
+  void welcome(AppSession& session, uint64_t connection_id);
+  void fail_session(AppSession& session, const std::string& reason);
+  void drop_connection(uint64_t session_id, uint64_t connection_id);
+  bool map_ring(AppConnection& connection, int& memfd);
+
+  ClientDaemonSettings settings;
+  EventLoop loop;
+  UniqueFd listen_fd;
+  std::string created_socket;
+  uint64_t next_id = 1;
+  // Connections that have not said hello yet.
+  std::unordered_map<uint64_t, std::shared_ptr<AppConnection>> fresh;
+  std::unordered_map<uint64_t, std::unique_ptr<AppSession>> sessions;
+  std::unordered_map<uint64_t, uint64_t> session_of_connection;
+};
+
+void ClientDaemon::Impl::accept_next() {
+  loop.accept(listen_fd.get(), [this](int res) {
+    if (res >= 0) on_accept(res);
+    else LOG_WARN("accept failed: %s", std::strerror(-res));
+    accept_next();
+  });
+}
+
+void ClientDaemon::Impl::on_accept(int fd) {
+  const ucred cred = peer_credentials(fd);
+  auto connection = std::make_shared<AppConnection>();
+  connection->id = next_id++;
+  connection->pid = cred.pid;
+  connection->link = std::make_shared<FrameLink>(loop, UniqueFd(fd), "pid " + std::to_string(cred.pid));
+  if (cred.uid != ::getuid()) {
+    LOG_WARN("refusing pid %d: it runs as uid %u, this daemon serves uid %u", cred.pid, cred.uid, ::getuid());
+    connection->link->start({});
+    connection->link->send(error_frame(0, ErrorCode::Forbidden, "this RGPU client daemon serves another user"));
+    connection->link->finish_after_flush();
+    return;
+  }
+  const uint64_t id = connection->id;
+  fresh[id] = connection;
+  connection->link->start(FrameLink::Callbacks{
+      .on_frame = [this, id](Frame&& frame) { on_connection_frame(id, std::move(frame)); },
+      .on_close =
+          [this, id](const std::string& reason) {
+            if (fresh.erase(id)) return;
+            auto it = session_of_connection.find(id);
+            if (it == session_of_connection.end()) return;
+            LOG_DEBUG("application connection %llu closed: %s", static_cast<unsigned long long>(id), reason.c_str());
+            const uint64_t session_id = it->second;
+            session_of_connection.erase(it);
+            drop_connection(session_id, id);
+          },
+      .on_malformed = [](const FrameError& e) { LOG_WARN("malformed frame from an application: %s", e.what()); },
+  });
+}
+
+bool ClientDaemon::Impl::map_ring(AppConnection& connection, int& memfd) {
+  memfd = ::memfd_create("rgpu-ring", MFD_CLOEXEC);
+  if (memfd < 0 || ::ftruncate(memfd, static_cast<off_t>(settings.ring_size)) != 0) {
+    LOG_ERROR("cannot create a ring for pid %d: %s", connection.pid, std::strerror(errno));
+    if (memfd >= 0) ::close(memfd);
+    return false;
+  }
+  void* ring = ::mmap(nullptr, settings.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  if (ring == MAP_FAILED) {
+    LOG_ERROR("cannot map a ring for pid %d: %s", connection.pid, std::strerror(errno));
+    ::close(memfd);
+    return false;
+  }
+  connection.ring = static_cast<uint8_t*>(ring);
+  connection.ring_size = settings.ring_size;
+  return true;
+}
+
+void ClientDaemon::Impl::on_first_frame(uint64_t connection_id, Frame&& frame) {
+  auto it = fresh.find(connection_id);
+  if (it == fresh.end()) return;
+  std::shared_ptr<AppConnection> connection = it->second;
+  auto refuse = [&](ErrorCode code, const std::string& message) {
+    LOG_WARN("refusing pid %d: %s", connection->pid, message.c_str());
+    fresh.erase(connection_id);
+    connection->link->send(error_frame(0, code, message));
+    connection->link->finish_after_flush();
+  };
+  try {
+    if (frame.header.type == static_cast<uint16_t>(AppMsg::AppHello)) {
+      AppHelloMsg hello = decode_app_hello(frame.payload);
+      auto session = std::make_unique<AppSession>();
+      session->id = next_id++;
+      session->pid = connection->pid;
+      session->program = hello.program;
+      std::vector<GpuInfo> pool_infos;
+      for (const auto& gpu : settings.pool.gpus) pool_infos.push_back(gpu.info);
+      std::vector<size_t> chosen;
+      if (hello.has_visible_devices) {
+        chosen = select_visible(hello.visible_devices, pool_infos);
+      } else {
+        for (size_t i = 0; i < pool_infos.size(); ++i) chosen.push_back(i);
+      }
+      for (size_t position : chosen) {
+        const PoolGpu& gpu = settings.pool.gpus[position];
+        if (!session->devices.empty() && gpu.server != session->server) {
+          session->notes.push_back("GPU " + std::to_string(position) + " (" + gpu.info.name + ") is on server " +
+                                   settings.servers[gpu.server].address.to_string() +
+                                   "; one process uses the GPUs of one server, so it is left out");
+          continue;
+        }
+        session->server = gpu.server;
+        GpuInfo info = gpu.info;
+        session->devices.push_back(info);
+      }
+      const uint64_t session_id = session->id;
+      LOG_INFO("application %s (pid %d): %zu GPU(s)", session->program.c_str(), session->pid, session->devices.size());
+      fresh.erase(connection_id);
+      session->connections[connection_id] = connection;
+      session_of_connection[connection_id] = session_id;
+      session->waiting.push_back(connection_id);
+      AppSession& ref = *session;
+      sessions[session_id] = std::move(session);
+      if (ref.devices.empty()) {
+        ref.state = AppSession::State::Open;  // nothing to run: no server needed
+        welcome(ref, connection_id);
+        ref.waiting.clear();
+      } else {
+        connect_server(session_id);
+      }
+      return;
+    }
+    if (frame.header.type == static_cast<uint16_t>(AppMsg::AppAttach)) {
+      AppAttachMsg attach = decode_app_attach(frame.payload);
+      auto s = sessions.find(attach.session_id);
+      if (s == sessions.end() || s->second->pid != connection->pid)
+        return refuse(ErrorCode::Forbidden, "no session " + std::to_string(attach.session_id) + " for this process");
+      AppSession& session = *s->second;
+      fresh.erase(connection_id);
+      session.connections[connection_id] = connection;
+      session_of_connection[connection_id] = session.id;
+      if (session.state == AppSession::State::Open) welcome(session, connection_id);
+      else session.waiting.push_back(connection_id);
+      return;
+    }
+    refuse(ErrorCode::UnexpectedMessage,
+           std::string("expected AppHello or AppAttach, got ") + msg_type_name(frame.header.type));
+  } catch (const WireError& e) {
+    refuse(ErrorCode::MalformedFrame, e.what());
+  }
+}
+
+void ClientDaemon::Impl::welcome(AppSession& session, uint64_t connection_id) {
+  auto it = session.connections.find(connection_id);
+  if (it == session.connections.end()) return;
+  AppConnection& connection = *it->second;
+  int memfd = -1;
+  if (!map_ring(connection, memfd)) {
+    connection.link->send(error_frame(0, ErrorCode::Internal, "the daemon could not create a shared-memory ring"));
+    connection.link->finish_after_flush();
+    return;
+  }
+  AppWelcomeMsg welcome;
+  welcome.session_id = session.id;
+  welcome.ring_size = connection.ring_size;
+  if (!session.devices.empty()) welcome.server = settings.servers[session.server].address.to_string();
+  welcome.devices = session.devices;
+  for (size_t i = 0; i < welcome.devices.size(); ++i) welcome.devices[i].index = static_cast<uint32_t>(i);
+  welcome.notes = session.notes;
+  connection.link->send_with_fd(frame_of(static_cast<uint16_t>(AppMsg::AppWelcome), 0, welcome), memfd);
+}
+
+void ClientDaemon::Impl::on_connection_frame(uint64_t connection_id, Frame&& frame) {
+  if (fresh.count(connection_id)) return on_first_frame(connection_id, std::move(frame));
+  auto owner = session_of_connection.find(connection_id);
+  if (owner == session_of_connection.end()) return;
+  auto s = sessions.find(owner->second);
+  if (s == sessions.end()) return;
+  auto c = s->second->connections.find(connection_id);
+  if (c == s->second->connections.end()) return;
+  std::shared_ptr<AppConnection> connection = c->second;  // alive while its frame is handled
+  on_app_frame(*s->second, *connection, std::move(frame));
+}
+
+void ClientDaemon::Impl::connect_server(uint64_t session_id) {
+  AppSession& session = *sessions.at(session_id);
+  const ServerTarget target = settings.servers[session.server];
+  // The TLS and token handshake blocks: it runs off the event loop, then hands the socket over.
+  std::thread([this, session_id, target] {
+    UniqueFd fd;
+    SslPtr ssl;
+    std::string error;
+    try {
+      SessionOptions options;
+      options.server = target.address;
+      options.token = target.token;
+      options.tls = target.tls;
+      options.client_name = "rgpu client";
+      auto connection = Session::connect(options);
+      connection->channel().release(fd, ssl);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    auto fd_raw = fd.release();
+    SSL* ssl_raw = ssl.release();
+    loop.post([this, session_id, fd_raw, ssl_raw, error] {
+      on_server_connected(session_id, UniqueFd(fd_raw), SslPtr(ssl_raw), error);
+    });
+  }).detach();
+}
+
+void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error) {
+  auto it = sessions.find(session_id);
+  if (it == sessions.end()) return;  // the application left meanwhile; fd closes here
+  AppSession& session = *it->second;
+  const std::string server = settings.servers[session.server].address.to_string();
+  if (!error.empty()) return fail_session(session, error);
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
+  timeval none{};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  session.server_link = std::make_shared<FrameLink>(loop, std::move(fd), server);
+  session.server_link->start(FrameLink::Callbacks{
+      .on_frame = [this, session_id](Frame&& frame) { on_server_frame(session_id, std::move(frame)); },
+      .on_close =
+          [this, session_id, server](const std::string& reason) {
+            auto s = sessions.find(session_id);
+            if (s != sessions.end() && s->second->state != AppSession::State::Closed)
+              fail_session(*s->second, "server " + server + " closed the connection: " + reason);
+          },
+      .on_malformed = [server](const FrameError& e) { LOG_WARN("malformed frame from %s: %s", server.c_str(), e.what()); },
+  });
+  if (ssl) session.server_link->adopt_tls(std::move(ssl));
+  CudaOpenMsg open;
+  for (const auto& device : session.devices) open.gpu_indices.push_back(device.index);
+  session.state = AppSession::State::Opening;
+  session.server_link->send(frame_of(kMsgCudaOpen, 0, open));
+}
+
+void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
+  auto it = sessions.find(session_id);
+  if (it == sessions.end()) return;
+  AppSession& session = *it->second;
+  if (session.state == AppSession::State::Opening) {
+    if (frame.header.type == kMsgCudaOpened) {
+      session.state = AppSession::State::Open;
+      for (uint64_t id : session.waiting) welcome(session, id);
+      session.waiting.clear();
+      return;
+    }
+    std::string why = "unexpected answer to CudaOpen";
+    if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) why = decode_error(frame.payload).message;
+    return fail_session(session, why);
+  }
+  if (frame.header.request_id == 0) {
+    for (auto& [id, connection] : session.connections)
+      connection->link->send(encode_frame(frame.header.type, 0, frame.payload, frame.header.flags, Compression::Never));
+    return;
+  }
+  auto route = session.routes.find(frame.header.request_id);
+  if (route == session.routes.end()) {
+    LOG_WARN("answer to unknown request %llu from the server; dropped",
+             static_cast<unsigned long long>(frame.header.request_id));
+    return;
+  }
+  const AppSession::Route r = route->second;
+  session.routes.erase(route);
+  auto c = session.connections.find(r.connection);
+  if (c == session.connections.end()) return;  // that thread is gone
+  AppConnection& connection = *c->second;
+  if (r.out_capacity > 0 && frame.payload.size() <= r.out_capacity) {
+    std::memcpy(connection.ring + r.out_offset, frame.payload.data(), frame.payload.size());
+    RingSpec spec{0, 0, r.out_offset, frame.payload.size()};
+    connection.link->send(encode_frame(frame.header.type, frame.header.request_id,
+                                       {reinterpret_cast<const uint8_t*>(&spec), sizeof spec},
+                                       static_cast<uint16_t>(frame.header.flags | kFrameRing), Compression::Never));
+    return;
+  }
+  connection.link->send(
+      encode_frame(frame.header.type, frame.header.request_id, frame.payload, frame.header.flags, Compression::Never));
+}
+
+void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connection, Frame&& frame) {
+  if (session.state != AppSession::State::Open || !session.server_link) {
+    connection.link->send(error_frame(frame.header.request_id, ErrorCode::UnexpectedMessage, "no server for this process"));
+    return;
+  }
+  const bool wants_answer = !(frame.header.flags & kFrameNoReply);
+  if (!(frame.header.flags & kFrameRing)) {
+    if (wants_answer) session.routes[frame.header.request_id] = {connection.id, 0, 0};
+    session.server_link->send(
+        encode_frame(frame.header.type, frame.header.request_id, frame.payload, frame.header.flags, Compression::Never));
+    return;
+  }
+  RingSpec spec;
+  if (frame.payload.size() < sizeof spec) {
+    connection.link->send(error_frame(frame.header.request_id, ErrorCode::MalformedFrame, "ring frame without RingSpec"));
+    return connection.link->close("malformed ring frame");
+  }
+  std::memcpy(&spec, frame.payload.data(), sizeof spec);
+  const size_t inline_size = frame.payload.size() - sizeof spec;
+  auto outside = [&](uint64_t offset, uint64_t length) {
+    return offset > connection.ring_size || length > connection.ring_size - offset;
+  };
+  if (outside(spec.in_offset, spec.in_length) || outside(spec.out_offset, spec.out_capacity) ||
+      inline_size + spec.in_length > kMaxFramePayload) {
+    connection.link->send(error_frame(frame.header.request_id, ErrorCode::MalformedFrame, "ring range outside the ring"));
+    return connection.link->close("ring range outside the ring");
+  }
+  if (wants_answer) session.routes[frame.header.request_id] = {connection.id, spec.out_offset, spec.out_capacity};
+  FrameHeader header = frame.header;
+  header.flags = static_cast<uint16_t>(header.flags & ~(kFrameRing | kFrameCompressed));
+  header.payload_len = static_cast<uint32_t>(inline_size + spec.in_length);
+  std::vector<uint8_t> head(kFrameHeaderSize + inline_size);
+  std::memcpy(head.data(), &header, kFrameHeaderSize);
+  std::memcpy(head.data() + kFrameHeaderSize, frame.payload.data() + sizeof spec, inline_size);
+  std::function<void()> release;
+  if (!wants_answer && spec.in_length > 0) {
+    std::weak_ptr<FrameLink> app = connection.link;
+    release = [app, spec] {
+      if (auto link = app.lock())
+        link->send(frame_of(static_cast<uint16_t>(AppMsg::RingRelease), 0, RingReleaseMsg{spec.in_offset, spec.in_length}));
+    };
+  }
+  session.server_link->send_borrowed(std::move(head), {connection.ring + spec.in_offset, spec.in_length},
+                                     std::move(release));
+}
+
+void ClientDaemon::Impl::fail_session(AppSession& session, const std::string& reason) {
+  LOG_WARN("application %s (pid %d): %s", session.program.c_str(), session.pid, reason.c_str());
+  session.state = AppSession::State::Closed;
+  for (auto& [id, connection] : session.connections) {
+    connection->link->send(frame_of(static_cast<uint16_t>(AppMsg::ServerGone), 0, ErrorMsg{ErrorCode::Internal, reason}));
+    connection->link->finish_after_flush();
+  }
+  if (session.server_link) session.server_link->close(reason);
+}
+
+void ClientDaemon::Impl::drop_connection(uint64_t session_id, uint64_t connection_id) {
+  auto it = sessions.find(session_id);
+  if (it == sessions.end()) return;
+  AppSession& session = *it->second;
+  session.connections.erase(connection_id);
+  std::erase(session.waiting, connection_id);
+  if (!session.connections.empty()) return;
+  LOG_INFO("application %s (pid %d) finished", session.program.c_str(), session.pid);
+  session.state = AppSession::State::Closed;
+  if (session.server_link) session.server_link->close("the application finished");
+  sessions.erase(it);
+}
+
+ClientDaemon::ClientDaemon(ClientDaemonSettings settings) : impl_(std::make_unique<Impl>(std::move(settings))) {}
+
+ClientDaemon::~ClientDaemon() {
+  impl_->sessions.clear();
+  impl_->fresh.clear();
+  if (!impl_->created_socket.empty()) ::unlink(impl_->created_socket.c_str());
+}
+
+void ClientDaemon::start() {
+  auto& s = impl_->settings;
+  if (s.listen_fd) {
+    impl_->listen_fd = UniqueFd(*s.listen_fd);
+    return;
+  }
+  const std::filesystem::path path(s.socket_path);
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
+  ::chmod(path.parent_path().c_str(), 0700);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (s.socket_path.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + s.socket_path);
+  std::memcpy(addr.sun_path, s.socket_path.c_str(), s.socket_path.size() + 1);
+  ::unlink(s.socket_path.c_str());  // a stale socket of an earlier run
+  const mode_t old_mask = ::umask(0177);
+  const int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::umask(old_mask);
+  if (rc != 0) throw std::runtime_error("cannot listen on " + s.socket_path + ": " + std::strerror(errno));
+  if (::listen(fd.get(), 128) != 0) throw std::runtime_error("listen on " + s.socket_path + ": " + std::strerror(errno));
+  impl_->listen_fd = std::move(fd);
+  impl_->created_socket = s.socket_path;
+}
+
+void ClientDaemon::run() {
+  impl_->accept_next();
+  impl_->loop.run();
+  ::shutdown(impl_->listen_fd.get(), SHUT_RDWR);
+}
+
+void ClientDaemon::stop() { impl_->loop.stop(); }
+
+}  // namespace rgpu::client

@@ -1,0 +1,46 @@
+#include "pool.hpp"
+
+#include <algorithm>
+
+#include "log.hpp"
+#include "wire.hpp"
+
+namespace rgpu::client {
+
+void order_pool(std::vector<PoolGpu>& gpus, GpuOrdering ordering) {
+  if (ordering != GpuOrdering::ByCapability) return;
+  std::stable_sort(gpus.begin(), gpus.end(), [](const PoolGpu& a, const PoolGpu& b) {
+    return std::tie(a.info.compute_major, a.info.compute_minor) > std::tie(b.info.compute_major, b.info.compute_minor);
+  });
+}
+
+Pool build_pool(const std::vector<ServerTarget>& targets, GpuOrdering ordering) {
+  Pool pool;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const ServerTarget& target = targets[i];
+    SessionOptions options;
+    options.server = target.address;
+    options.token = target.token;
+    options.tls = target.tls;
+    options.client_name = "rgpu client";
+    try {
+      auto session = Session::connect(options);
+      GpuListMsg list = decode_gpu_list(session->call(MsgType::ListGpus).payload);
+      size_t cuda = 0;
+      for (auto& gpu : list.gpus) {
+        if (!gpu.cuda) continue;
+        pool.gpus.push_back(PoolGpu{gpu, i});
+        ++cuda;
+      }
+      LOG_INFO("server %s: %zu GPU(s), %zu with CUDA%s", target.address.to_string().c_str(), list.gpus.size(), cuda,
+               session->encrypted() ? "" : " (connection NOT encrypted)");
+    } catch (const std::exception& e) {
+      pool.notes.push_back("server " + target.address.to_string() + " left out of the pool: " + e.what());
+      LOG_WARN("%s", pool.notes.back().c_str());
+    }
+  }
+  order_pool(pool.gpus, ordering);
+  return pool;
+}
+
+}  // namespace rgpu::client

@@ -1,0 +1,37 @@
+// The client daemon's GPU pool: the GPUs of every configured server, in the configured order.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "messages.hpp"
+#include "net.hpp"
+#include "session.hpp"
+
+namespace rgpu::client {
+
+struct ServerTarget {
+  HostPort address;
+  std::string token;
+  TlsMode tls = TlsMode::Auto;
+};
+
+struct PoolGpu {
+  GpuInfo info;        // as the server reported it (info.index is the server's index)
+  size_t server = 0;   // index into the targets
+};
+
+struct Pool {
+  std::vector<PoolGpu> gpus;       // pool order = the order applications number devices
+  std::vector<std::string> notes;  // servers that could not be reached, and why
+};
+
+// Asks every server for its GPUs (a server that cannot be reached is noted and skipped) and
+// orders the CUDA-capable ones: LocalFirst and RemoteFirst keep server order (this daemon pools
+// remote GPUs only), ByCapability sorts by compute capability, highest first.
+Pool build_pool(const std::vector<ServerTarget>& targets, GpuOrdering ordering);
+// The ordering step alone (for tests).
+void order_pool(std::vector<PoolGpu>& gpus, GpuOrdering ordering);
+
+}  // namespace rgpu::client
