@@ -47,17 +47,18 @@ start_rgpu() {
   export LD_LIBRARY_PATH=$PWD/$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   local rgpu=$PWD/$pack/bin/rgpu
   export XDG_RUNTIME_DIR=$work/run
-  mkdir -p "$XDG_RUNTIME_DIR/rgpu"
-  # Socket activation: both sockets listen before the daemons start, so nothing needs waiting for.
-  systemd-socket-activate -l 127.0.0.1:19876 -E RGPU_LOG "$rgpu" server 2> "$results/server.log" &
-  systemd-socket-activate -l "$XDG_RUNTIME_DIR/rgpu/client.sock" -E RGPU_LOG -E XDG_RUNTIME_DIR -E LD_LIBRARY_PATH \
-    "$rgpu" client --server 127.0.0.1:19876 2> "$results/client.log" &
-  # systemd-socket-activate binds asynchronously too: wait for the two sockets to exist.
-  for _ in $(seq 200); do
-    [[ -S $XDG_RUNTIME_DIR/rgpu/client.sock ]] && ss -ltn | grep -q ':19876 ' && return 0
-    sleep 0.05
-  done
-  log "sockets did not appear"; return 1
+  mkdir -p "$XDG_RUNTIME_DIR"
+  rm -f "$work"/*.pid
+  # Each daemon writes its pid file once it listens.
+  "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/server.log" &
+  wait_for "$work/server.pid" || return 1
+  "$rgpu" client --server 127.0.0.1:19876 --pid-file "$work/client.pid" 2> "$results/client.log" &
+  wait_for "$work/client.pid"
+}
+
+wait_for() {
+  for _ in $(seq 400); do [[ -s $1 ]] && return 0; sleep 0.05; done
+  log "$1 did not appear"; return 1
 }
 
 # Runs a command as an application on a host without NVIDIA's driver: the device nodes and the
