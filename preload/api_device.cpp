@@ -89,11 +89,11 @@ RGPU_EXPORT CUresult cuInit(unsigned int flags) {
   const rgpu::cuda::ProcessSession& session = process_session();
   if (!session.connected) return CUDA_ERROR_NO_DEVICE;
   if (session.devices.empty()) {
-    LOG_WARN("rgpu: the RGPU client daemon offers no CUDA GPU to this process");
+    LOG_WARN("the RGPU client daemon offers no CUDA GPU to this process");
     return CUDA_ERROR_NO_DEVICE;
   }
   g_initialized.store(true, std::memory_order_release);
-  LOG_DEBUG("rgpu: %zu GPU(s) on %s", session.devices.size(), session.server.c_str());
+  LOG_DEBUG("%zu GPU(s) on %s", session.devices.size(), session.server.c_str());
   return CUDA_SUCCESS;
 }
 

@@ -94,7 +94,7 @@ CUresult get_proc_address(const char* symbol, void** pfn, int version, cuuint64_
   *pfn = lookup(name);
   if (status) *status = *pfn ? CU_GET_PROC_ADDRESS_SUCCESS : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
   if (*pfn == nullptr) {
-    LOG_DEBUG("rgpu: cuGetProcAddress(%s, %d): not found", symbol, version);
+    LOG_DEBUG("cuGetProcAddress(%s, %d): not found", symbol, version);
     return CUDA_ERROR_NOT_FOUND;
   }
   return CUDA_SUCCESS;
@@ -123,7 +123,7 @@ RGPU_EXPORT CUresult cuGetExportTable(const void** table, const CUuuid* id) {
   static std::mutex mutex;
   static std::set<std::string> logged;
   std::lock_guard lock(mutex);
-  if (logged.insert(text).second) LOG_WARN("rgpu: cuGetExportTable(%s): private table not provided", text);
+  if (logged.insert(text).second) LOG_WARN("cuGetExportTable(%s): private table not provided", text);
   *table = nullptr;
   return CUDA_ERROR_NOT_SUPPORTED;
 }

@@ -35,7 +35,7 @@ void stamp(CallBuilder& call, DaemonLink& link) {
 CUresult report_deferred(const ReplyHeader& header) {
   if (header.deferred_function == 0) return CUDA_SUCCESS;
   const char* name = function_name(header.deferred_function);
-  LOG_WARN("rgpu: an earlier asynchronous %s failed with %s", name ? name : "call",
+  LOG_WARN("an earlier asynchronous %s failed with %s", name ? name : "call",
            error_name_of(static_cast<CUresult>(header.deferred_result)));
   return static_cast<CUresult>(header.deferred_result);
 }
@@ -64,7 +64,7 @@ CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_o
     if (result == CUDA_SUCCESS && read_outs) read_outs(reader);
     return result != CUDA_SUCCESS ? result : deferred;
   } catch (const WireError& e) {
-    LOG_ERROR("rgpu: malformed reply from the server: %s", e.what());
+    LOG_ERROR("malformed reply from the server: %s", e.what());
     return CUDA_ERROR_UNKNOWN;
   }
 }
@@ -108,7 +108,7 @@ CUresult call_pipelined(CallBuilder& call) {
 
 CUresult not_supported(const char* name) {
   std::lock_guard lock(g_logged_mutex);
-  if (g_logged.insert(name).second) LOG_WARN("rgpu: %s is not supported by RGPU; returning CUDA_ERROR_NOT_SUPPORTED", name);
+  if (g_logged.insert(name).second) LOG_WARN("%s is not supported by RGPU; returning CUDA_ERROR_NOT_SUPPORTED", name);
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 

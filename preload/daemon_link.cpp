@@ -123,10 +123,10 @@ bool DaemonLink::connect(bool first) {
   fd_ = connect_unix(path, error);
   if (fd_ < 0) {
     if (first)
-      g_session.problem = "rgpu: cannot reach the RGPU client daemon at " + path + ": " + error +
+      g_session.problem = "cannot reach the RGPU client daemon at " + path + ": " + error +
                           " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
     else
-      LOG_ERROR("rgpu: cannot reach the RGPU client daemon at %s: %s", path.c_str(), error.c_str());
+      LOG_ERROR("cannot reach the RGPU client daemon at %s: %s", path.c_str(), error.c_str());
     return false;
   }
   std::vector<uint8_t> frame;
@@ -168,7 +168,7 @@ bool DaemonLink::connect(bool first) {
       ring_size_ = welcome.ring_size;
       thread_id_ = g_next_thread_id.fetch_add(1);
       if (first) {
-        for (const auto& note : welcome.notes) LOG_WARN("rgpu: %s", note.c_str());
+        for (const auto& note : welcome.notes) LOG_WARN("%s", note.c_str());
         g_session.connected = true;
         g_session.id = welcome.session_id;
         g_session.server = welcome.server;
@@ -180,8 +180,8 @@ bool DaemonLink::connect(bool first) {
     }
   }
   if (ring_fd >= 0) ::close(ring_fd);
-  if (first) g_session.problem = "rgpu: " + error;
-  else LOG_ERROR("rgpu: %s", error.c_str());
+  if (first) g_session.problem = "" + error;
+  else LOG_ERROR("%s", error.c_str());
   ::close(fd_);
   fd_ = -1;
   return false;
@@ -195,7 +195,7 @@ bool DaemonLink::read_frame(Frame& frame, int* received_fd) {
         return true;
       }
     } catch (const FrameError& e) {
-      LOG_ERROR("rgpu: malformed frame from the daemon: %s", e.what());
+      LOG_ERROR("malformed frame from the daemon: %s", e.what());
       return false;
     }
     uint8_t buffer[64 * 1024];
@@ -224,7 +224,7 @@ bool DaemonLink::read_frame(Frame& frame, int* received_fd) {
 CUresult DaemonLink::broken(const std::string& why) {
   if (!broken_) {
     broken_ = true;
-    LOG_ERROR("rgpu: the connection to the GPU server is lost: %s", why.c_str());
+    LOG_ERROR("the connection to the GPU server is lost: %s", why.c_str());
   }
   return kLinkLost;
 }
@@ -257,7 +257,7 @@ void DaemonLink::handle_unsolicited(const Frame& frame) {
       broken(decode_error(frame.payload).message);
       return;
     default:
-      LOG_WARN("rgpu: unexpected %s frame from the daemon", msg_type_name(frame.header.type));
+      LOG_WARN("unexpected %s frame from the daemon", msg_type_name(frame.header.type));
   }
 }
 
@@ -275,7 +275,7 @@ CUresult DaemonLink::wait(uint64_t request_id, std::vector<uint8_t>& storage, st
       }
       if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) {
         ErrorMsg error = decode_error(frame.payload);
-        LOG_ERROR("rgpu: the server refused a call: %s", error.message.c_str());
+        LOG_ERROR("the server refused a call: %s", error.message.c_str());
         return error.code == ErrorCode::NotSupported ? CUDA_ERROR_NOT_SUPPORTED : CUDA_ERROR_INVALID_VALUE;
       }
       if (frame.header.flags & kFrameRing) {
