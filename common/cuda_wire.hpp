@@ -3,6 +3,7 @@
 // each (the value's bytes, zero-padded); C strings are u32 length + bytes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace rgpu::cuda {
@@ -29,6 +30,14 @@ struct ReplyHeader {
   uint32_t reserved = 0;
 };
 static_assert(sizeof(ReplyHeader) == 16);
+
+// Large host<->device copies travel in chunks of at most this many data bytes, so that the
+// application's copy into its ring, the network and the server's GPU copy overlap; the server
+// stages a chunk in page-locked memory of kCopyStagingSize bytes (data plus headers).
+inline constexpr size_t kCopyChunkSize = 8u << 20;
+inline constexpr size_t kCopyStagingSize = kCopyChunkSize + (64u << 10);
+// Frames with payloads from this size on may go straight into staging or ring memory.
+inline constexpr size_t kBulkFrameMinSize = 256u << 10;
 
 // Calls RGPU adds to the driver API (ids outside the FNV space of "cu*" names by construction:
 // they are FNV-1a of names starting with "rgpu.").

@@ -107,7 +107,7 @@ void FrameDecoder::feed(std::span<const uint8_t> bytes) {
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
 }
 
-std::optional<Frame> FrameDecoder::next() {
+std::optional<FrameHeader> FrameDecoder::peek_header() const {
   if (buffered() < kFrameHeaderSize) return std::nullopt;
   FrameHeader header;
   std::memcpy(&header, buffer_.data() + consumed_, kFrameHeaderSize);
@@ -115,6 +115,20 @@ std::optional<Frame> FrameDecoder::next() {
   if (header.payload_len > max_payload_)
     throw FrameError("frame payload of " + std::to_string(header.payload_len) + " bytes is over this link's limit of " +
                      std::to_string(max_payload_));
+  return header;
+}
+
+size_t FrameDecoder::take_into(std::span<uint8_t> payload) {
+  const size_t here = std::min(buffered() - kFrameHeaderSize, payload.size());
+  if (here > 0) std::memcpy(payload.data(), buffer_.data() + consumed_ + kFrameHeaderSize, here);
+  consumed_ += kFrameHeaderSize + here;
+  return here;
+}
+
+std::optional<Frame> FrameDecoder::next() {
+  const std::optional<FrameHeader> peeked = peek_header();
+  if (!peeked) return std::nullopt;
+  const FrameHeader header = *peeked;
   if (buffered() < kFrameHeaderSize + header.payload_len) return std::nullopt;
 
   std::span<const uint8_t> body(buffer_.data() + consumed_ + kFrameHeaderSize, header.payload_len);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -35,9 +36,20 @@ struct FrameHeader {
 };
 static_assert(sizeof(FrameHeader) == kFrameHeaderSize);
 
+// Payload bytes received straight into memory the receiver provided (FrameLink::set_bulk_sink).
+// `owner` keeps that memory alive and gives it back where it came from once dropped.
+struct BulkPayload {
+  std::span<uint8_t> bytes;
+  std::shared_ptr<void> owner;
+};
+
 struct Frame {
   FrameHeader header;
-  std::vector<uint8_t> payload;  // always the uncompressed payload
+  std::vector<uint8_t> payload;  // the uncompressed payload, unless `bulk` holds it
+  BulkPayload bulk;
+  std::span<const uint8_t> body() const {
+    return bulk.owner ? std::span<const uint8_t>(bulk.bytes) : std::span<const uint8_t>(payload);
+  }
 };
 
 // A malformed frame; the connection it came from must be closed. what() names the defect.
@@ -73,6 +85,12 @@ class FrameDecoder {
   // The next whole frame, or nullopt when more bytes are needed. Throws FrameError.
   std::optional<Frame> next();
   size_t buffered() const { return buffer_.size() - consumed_; }
+  // The header of the next frame once it is here (validated; throws FrameError), its payload
+  // perhaps not yet.
+  std::optional<FrameHeader> peek_header() const;
+  // Takes the peeked frame out of the stream: its header and the payload bytes already here,
+  // copied to `payload` (its size is the frame's payload length). Returns how many were copied.
+  size_t take_into(std::span<uint8_t> payload);
   // Accepts these flag bits as well as kFrameKnownFlags (e.g. kFrameRing on local links).
   void allow_flags(uint16_t flags) { allowed_flags_ = kFrameKnownFlags | flags; }
 

@@ -50,6 +50,11 @@ void FrameLink::arm_recv() {
   if (closed_ || ssl_ || recv_armed_ || pending_tls_ctx_ || tls_handshaking_) return;
   if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
   recv_armed_ = true;
+  if (bulk_) {  // the rest of a bulk payload goes straight to its memory
+    std::span<uint8_t> rest = bulk_->bulk.bytes.subspan(bulk_filled_);
+    loop_.recv(fd_.get(), rest, [self = shared_from_this()](int res) { self->on_recv(res); });
+    return;
+  }
   loop_.recv(fd_.get(), read_buffer_, [self = shared_from_this()](int res) { self->on_recv(res); });
 }
 
@@ -58,25 +63,74 @@ void FrameLink::on_recv(int res) {
   if (closed_) return;
   if (res == 0) return close("peer closed the connection");
   if (res < 0) return close(std::string("receive failed: ") + std::strerror(-res));
-  take_bytes({read_buffer_.data(), static_cast<size_t>(res)});
+  if (bulk_) {
+    bulk_received(static_cast<size_t>(res));
+    take_frames();  // frames that were buffered behind it
+  } else {
+    take_bytes({read_buffer_.data(), static_cast<size_t>(res)});
+  }
   if (!paused_) arm_recv();
 }
 
 void FrameLink::pause_reading() { paused_ = true; }
 
+void FrameLink::set_bulk_sink(BulkSink sink, size_t min_size) {
+  bulk_sink_ = std::move(sink);
+  bulk_min_size_ = min_size;
+}
+
 void FrameLink::take_bytes(std::span<const uint8_t> bytes) {
   if (finishing_) return;  // draining a peer we already answered
+  if (bulk_) {             // bytes read through TLS for a bulk payload
+    const size_t n = std::min(bytes.size(), bulk_->bulk.bytes.size() - bulk_filled_);
+    std::memcpy(bulk_->bulk.bytes.data() + bulk_filled_, bytes.data(), n);
+    bytes = bytes.subspan(n);
+    bulk_received(n);
+    if (closed_ || finishing_) return;
+  }
   decoder_.feed(bytes);
+  take_frames();
+}
+
+void FrameLink::take_frames() {
   try {
-    while (!closed_ && !paused_ && !finishing_) {
+    while (!closed_ && !paused_ && !finishing_ && !bulk_) {
+      if (bulk_sink_ && !bulk_declined_) {
+        std::optional<FrameHeader> header = decoder_.peek_header();
+        if (header && header->payload_len >= bulk_min_size_ && !(header->flags & kFrameCompressed)) {
+          if (start_bulk(*header)) continue;
+          bulk_declined_ = true;  // asked once per frame
+        }
+      }
       auto frame = decoder_.next();
       if (!frame) break;
+      bulk_declined_ = false;
       callbacks_.on_frame(std::move(*frame));
     }
   } catch (const FrameError& e) {
     if (callbacks_.on_malformed) callbacks_.on_malformed(e);
     if (!finishing_) close(std::string("malformed frame: ") + e.what());
   }
+}
+
+bool FrameLink::start_bulk(const FrameHeader& header) {
+  BulkPayload memory = bulk_sink_(header);
+  if (!memory.owner || memory.bytes.size() < header.payload_len) return false;
+  bulk_.emplace();
+  bulk_->header = header;
+  bulk_->bulk = {memory.bytes.first(header.payload_len), std::move(memory.owner)};
+  bulk_filled_ = 0;
+  bulk_received(decoder_.take_into(bulk_->bulk.bytes));
+  return true;
+}
+
+// Delivers the bulk frame once its payload is complete.
+void FrameLink::bulk_received(size_t bytes) {
+  bulk_filled_ += bytes;
+  if (bulk_filled_ < bulk_->bulk.bytes.size()) return;
+  Frame frame = std::move(*bulk_);
+  bulk_.reset();
+  callbacks_.on_frame(std::move(frame));
 }
 
 // ---- sending -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <sys/uio.h>
 #include <vector>
@@ -62,6 +63,12 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   size_t buffered() const { return decoder_.buffered(); }
   void allow_flags(uint16_t flags) { decoder_.allow_flags(flags); }
 
+  // Large uncompressed frames (payload of at least `min_size` bytes) may be received straight into
+  // memory the sink provides for their header: pinned staging memory, a shared ring. The sink
+  // returns an empty owner (or too small a span) to take the frame the usual way.
+  using BulkSink = std::function<BulkPayload(const FrameHeader&)>;
+  void set_bulk_sink(BulkSink sink, size_t min_size);
+
  private:
   struct Outgoing {
     std::vector<uint8_t> owned;
@@ -75,6 +82,9 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   void arm_recv();
   void on_recv(int res);
   void take_bytes(std::span<const uint8_t> bytes);
+  void take_frames();
+  bool start_bulk(const FrameHeader& header);
+  void bulk_received(size_t bytes);
   void send_next();
   void on_sent(int res);
   void on_flushed();
@@ -97,6 +107,11 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   FrameDecoder decoder_;
   std::vector<uint8_t> read_buffer_;
   bool recv_armed_ = false;
+  BulkSink bulk_sink_;
+  size_t bulk_min_size_ = 0;
+  std::optional<Frame> bulk_;  // the frame whose payload is being received into bulk memory
+  size_t bulk_filled_ = 0;
+  bool bulk_declined_ = false;  // the sink declined the frame at the front
   std::deque<Outgoing> out_;
   bool send_armed_ = false;
   iovec iov_[2]{};

@@ -35,8 +35,15 @@ bool find_host(const void* pointer, uintptr_t& base, HostAllocation& allocation)
   return true;
 }
 
-// Half the ring, less room for the answer's header.
-size_t chunk_size(DaemonLink& link) { return link.ring().size() / 2 - 4096; }
+// The ring is cut into slots of about kCopyChunkSize; a chunk leaves room for an answer's header.
+struct RingSlots {
+  size_t count, size, chunk;
+};
+RingSlots ring_slots(DaemonLink& link) {
+  const size_t count = std::max<size_t>(2, link.ring().size() / kCopyChunkSize);
+  const size_t size = link.ring().size() / count;
+  return {count, size, size - 4096};
+}
 
 CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
@@ -51,12 +58,11 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
   }
   DaemonLink* link = DaemonLink::for_this_thread();
   if (link == nullptr) return kLinkLost;
-  const size_t chunk = chunk_size(*link);
-  const size_t half = link->ring().size() / 2;
+  const RingSlots slots = ring_slots(*link);
   size_t done = 0;
-  for (int slot = 0; done < bytes; slot ^= 1) {
-    const size_t n = std::min(chunk, bytes - done);
-    const uint64_t offset = static_cast<uint64_t>(slot) * half;
+  for (size_t slot = 0; done < bytes; slot = (slot + 1) % slots.count) {
+    const size_t n = std::min(slots.chunk, bytes - done);
+    const uint64_t offset = slot * slots.size;
     if (CUresult r = link->wait_released(offset); r != CUDA_SUCCESS) return r;
     std::memcpy(link->ring().data() + offset, from + done, n);
     CallBuilder call(FN_rgpuMemcpyHtoD);
@@ -93,9 +99,9 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   }
   DaemonLink* link = DaemonLink::for_this_thread();
   if (link == nullptr) return kLinkLost;
-  const size_t chunk = chunk_size(*link);
-  const size_t half = link->ring().size() / 2;
-  // Two chunks in flight: the server copies one while the other travels and is taken out.
+  const RingSlots slots = ring_slots(*link);
+  // Several chunks in flight: the server copies one while others travel and are taken out.
+  const size_t in_flight = slots.count / 2;
   struct Pending {
     uint64_t id;
     size_t at, n;
@@ -103,19 +109,20 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   std::vector<Pending> pending;
   CUresult first_error = CUDA_SUCCESS;
   size_t issued = 0;
-  auto issue = [&](int slot) -> CUresult {
-    const size_t n = std::min(chunk, bytes - issued);
+  size_t slot = 0;
+  auto issue = [&]() -> CUresult {
+    const size_t n = std::min(slots.chunk, bytes - issued);
     CallBuilder call = request(issued, n);
-    RingSpec spec{0, 0, static_cast<uint64_t>(slot) * half, n + sizeof(ReplyHeader) + 64};
+    RingSpec spec{0, 0, slot * slots.size, n + sizeof(ReplyHeader) + 64};
+    slot = (slot + 1) % in_flight;
     uint64_t id = 0;
     if (CUresult r = send_call(call, &spec, id); r != CUDA_SUCCESS) return r;
     pending.push_back({id, issued, n});
     issued += n;
     return CUDA_SUCCESS;
   };
-  int slot = 0;
-  for (int i = 0; i < 2 && issued < bytes; ++i, slot ^= 1)
-    if (CUresult r = issue(slot); r != CUDA_SUCCESS) return r;
+  for (size_t i = 0; i < in_flight && issued < bytes; ++i)
+    if (CUresult r = issue(); r != CUDA_SUCCESS) return r;
   while (!pending.empty()) {
     Pending p = pending.front();
     pending.erase(pending.begin());
@@ -125,8 +132,7 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
     CUresult r = finish_reply(answer, take(p.at, p.n));
     if (r != CUDA_SUCCESS && first_error == CUDA_SUCCESS) first_error = r;
     if (issued < bytes && first_error == CUDA_SUCCESS) {
-      if (CUresult e = issue(slot); e != CUDA_SUCCESS) return e;
-      slot ^= 1;
+      if (CUresult e = issue(); e != CUDA_SUCCESS) return e;
     }
   }
   return first_error;

@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cuda_wire.hpp"
 #include "event_loop.hpp"
 #include "frame_link.hpp"
 #include "log.hpp"
@@ -81,6 +82,7 @@ struct ClientDaemon::Impl {
   void on_first_frame(uint64_t connection_id, Frame&& frame);
   void on_app_frame(AppSession& session, AppConnection& connection, Frame&& frame);
   void on_server_frame(uint64_t session_id, Frame&& frame);
+  BulkPayload ring_for_answer(uint64_t session_id, const FrameHeader& header);
   void connect_server(uint64_t session_id);
   void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error);
   void welcome(AppSession& session, uint64_t connection_id);
@@ -311,11 +313,26 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
           },
       .on_malformed = [server](const FrameError& e) { LOG_WARN("malformed frame from %s: %s", server.c_str(), e.what()); },
   });
+  // Large answers (device -> host data) are received straight into the asking thread's ring.
+  session.server_link->set_bulk_sink([this, session_id](const FrameHeader& header) { return ring_for_answer(session_id, header); },
+                                     cuda::kBulkFrameMinSize);
   if (ssl) session.server_link->adopt_tls(std::move(ssl));
   CudaOpenMsg open;
   for (const auto& device : session.devices) open.gpu_indices.push_back(device.index);
   session.state = AppSession::State::Opening;
   session.server_link->send(frame_of(kMsgCudaOpen, 0, open));
+}
+
+BulkPayload ClientDaemon::Impl::ring_for_answer(uint64_t session_id, const FrameHeader& header) {
+  auto it = sessions.find(session_id);
+  if (it == sessions.end() || header.type != cuda::kMsgCudaReply) return {};
+  AppSession& session = *it->second;
+  auto route = session.routes.find(header.request_id);
+  if (route == session.routes.end() || route->second.out_capacity < header.payload_len) return {};
+  auto c = session.connections.find(route->second.connection);
+  if (c == session.connections.end()) return {};
+  const std::shared_ptr<AppConnection>& connection = c->second;
+  return BulkPayload{{connection->ring + route->second.out_offset, route->second.out_capacity}, connection};
 }
 
 void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
@@ -349,13 +366,16 @@ void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
   auto c = session.connections.find(r.connection);
   if (c == session.connections.end()) return;  // that thread is gone
   AppConnection& connection = *c->second;
-  if (r.out_capacity > 0 && frame.payload.size() <= r.out_capacity) {
-    std::memcpy(connection.ring + r.out_offset, frame.payload.data(), frame.payload.size());
-    RingSpec spec{0, 0, r.out_offset, frame.payload.size()};
+  auto answer_in_ring = [&](size_t size) {
+    RingSpec spec{0, 0, r.out_offset, size};
     connection.link->send(encode_frame(frame.header.type, frame.header.request_id,
                                        {reinterpret_cast<const uint8_t*>(&spec), sizeof spec},
                                        static_cast<uint16_t>(frame.header.flags | kFrameRing), Compression::Never));
-    return;
+  };
+  if (frame.bulk.owner) return answer_in_ring(frame.bulk.bytes.size());  // received into the ring
+  if (r.out_capacity > 0 && frame.payload.size() <= r.out_capacity) {
+    std::memcpy(connection.ring + r.out_offset, frame.payload.data(), frame.payload.size());
+    return answer_in_ring(frame.payload.size());
   }
   connection.link->send(
       encode_frame(frame.header.type, frame.header.request_id, frame.payload, frame.header.flags, Compression::Never));

@@ -25,7 +25,16 @@ CUresult missing(const char* name) {
 }  // namespace
 
 CudaSession::CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client)
-    : devices_(devices), resources_(std::move(budget), devices), send_(std::move(send)), client_(std::move(client)) {}
+    : devices_(devices),
+      resources_(std::move(budget), devices),
+      send_(std::move(send)),
+      staging_(std::make_shared<StagingPool>(kCopyStagingSize, kStagingBuffers)),
+      client_(std::move(client)) {}
+
+BulkPayload CudaSession::staging_buffer(const FrameHeader& header) {
+  if (header.type != kMsgCudaCall || header.payload_len > kCopyStagingSize) return {};
+  return staging_->acquire();
+}
 
 CudaSession::~CudaSession() {
   for (auto& [id, worker] : workers_)
@@ -33,12 +42,12 @@ CudaSession::~CudaSession() {
 }
 
 void CudaSession::submit(Frame frame) {
-  if (frame.payload.size() < sizeof(CallHeader)) {
-    LOG_WARN("%s: CUDA call of %zu bytes is shorter than its header; ignored", client_.c_str(), frame.payload.size());
+  if (frame.body().size() < sizeof(CallHeader)) {
+    LOG_WARN("%s: CUDA call of %zu bytes is shorter than its header; ignored", client_.c_str(), frame.body().size());
     return;
   }
   CallHeader header;
-  std::memcpy(&header, frame.payload.data(), sizeof header);
+  std::memcpy(&header, frame.body().data(), sizeof header);
   std::lock_guard lock(mutex_);
   if (closing_) return;
   auto& worker = workers_[header.thread];
@@ -93,11 +102,11 @@ void CudaSession::wait_for_turn(uint32_t sequence) {
   turn_changed_.notify_all();
 }
 
-void CudaSession::reply(const Frame& request, CUresult result, std::span<const uint8_t> data) {
+void CudaSession::reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail) {
   if (request.header.flags & kFrameNoReply) {
     if (result != CUDA_SUCCESS) {
       CallHeader header;
-      std::memcpy(&header, request.payload.data(), sizeof header);
+      std::memcpy(&header, request.body().data(), sizeof header);
       note_deferred(header.function, result);
     }
     return;
@@ -111,10 +120,16 @@ void CudaSession::reply(const Frame& request, CUresult result, std::span<const u
     deferred_function_ = 0;
     deferred_result_ = CUDA_SUCCESS;
   }
-  std::vector<uint8_t> payload(sizeof header + data.size());
-  std::memcpy(payload.data(), &header, sizeof header);
-  if (!data.empty()) std::memcpy(payload.data() + sizeof header, data.data(), data.size());
-  send_(encode_frame(kMsgCudaReply, request.header.request_id, payload, 0, Compression::Never));
+  if (result != CUDA_SUCCESS) tail = {};
+  FrameHeader frame;
+  frame.type = kMsgCudaReply;
+  frame.request_id = request.header.request_id;
+  frame.payload_len = static_cast<uint32_t>(sizeof header + data.size() + tail.bytes.size());
+  std::vector<uint8_t> head(kFrameHeaderSize + sizeof header + data.size());
+  std::memcpy(head.data(), &frame, kFrameHeaderSize);
+  std::memcpy(head.data() + kFrameHeaderSize, &header, sizeof header);
+  if (!data.empty()) std::memcpy(head.data() + kFrameHeaderSize + sizeof header, data.data(), data.size());
+  send_(std::move(head), std::move(tail));
 }
 
 void CudaSession::note_deferred(uint32_t function, CUresult result) {
@@ -129,10 +144,11 @@ void CudaSession::note_deferred(uint32_t function, CUresult result) {
 
 void CudaSession::execute(Worker& worker, Frame& frame) {
   CallHeader header;
-  std::memcpy(&header, frame.payload.data(), sizeof header);
+  std::memcpy(&header, frame.body().data(), sizeof header);
   wait_for_turn(header.sequence);
 
-  WireReader args(std::span<const uint8_t>(frame.payload).subspan(sizeof header), "CUDA call");
+  WireReader args(frame.body().subspan(sizeof header), "CUDA call");
+  worker.staged_call = frame.bulk.owner != nullptr;
   WireWriter out;
   CUresult result = CUDA_SUCCESS;
   Driver& driver = Driver::get();
@@ -169,7 +185,46 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
     LOG_WARN("%s: malformed %s call: %s", client_.c_str(), function_name(header.function) ?: "CUDA", e.what());
     result = CUDA_ERROR_INVALID_VALUE;
   }
-  reply(frame, result, out.buffer());
+  reply(frame, result, out.buffer(), std::move(worker.reply_tail));
+  worker.reply_tail = {};
+}
+
+// Device -> host data of one chunk, into page-locked staging when it is large (sent from there
+// without a copy), else into the reply.
+CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
+                                   WireWriter& out) {
+  if (size > kMaxFramePayload - 64) return CUDA_ERROR_INVALID_VALUE;
+  Driver& d = Driver::get();
+  uint8_t* target = nullptr;
+  BulkPayload staged;
+  if (size >= kBulkFrameMinSize && size <= kCopyStagingSize) staged = staging_->acquire();
+  if (staged.owner) {
+    staging_->pin(staged.bytes.data());
+    target = staged.bytes.data();
+  } else {
+    out.buffer().resize(size);
+    target = out.buffer().data();
+  }
+  CUresult r;
+  if (variant == FN_cuMemcpyDtoHAsync_v2 || variant == FN_cuMemcpyDtoHAsync_v2_ptsz) {
+    auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t, CUstream)>(function_name(variant));
+    auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpyDtoHAsync_v2 ? "cuStreamSynchronize"
+                                                                                 : "cuStreamSynchronize_ptsz");
+    if (!fn || !sync) return missing(function_name(variant));
+    r = fn(target, src, size, stream);
+    if (r == CUDA_SUCCESS) r = sync(stream);  // the bytes travel now, so the copy must be done
+  } else {
+    const char* name = variant == FN_cuMemcpyDtoH_v2_ptds ? "cuMemcpyDtoH_v2_ptds" : "cuMemcpyDtoH_v2";
+    auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t)>(name);
+    if (!fn) return missing(name);
+    r = fn(target, src, size);
+  }
+  if (r != CUDA_SUCCESS) {
+    out.buffer().clear();
+    return r;
+  }
+  if (staged.owner) worker.reply_tail = {staged.bytes.first(size), std::move(staged.owner)};
+  return CUDA_SUCCESS;
 }
 
 CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out) {
@@ -208,9 +263,19 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const CUdeviceptr dst = args.get<uint64_t>();
       const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
       auto data = args.rest();
+      const bool staged = worker.staged_call;
+      if (staged) staging_->pin(data.data());
       if (variant == FN_cuMemcpyHtoDAsync_v2 || variant == FN_cuMemcpyHtoDAsync_v2_ptsz) {
         auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t, CUstream)>(function_name(variant));
-        return fn ? fn(dst, data.data(), data.size(), stream) : missing(function_name(variant));
+        if (!fn) return missing(function_name(variant));
+        CUresult r = fn(dst, data.data(), data.size(), stream);
+        if (r != CUDA_SUCCESS || !staged) return r;
+        // From page-locked staging the copy really is asynchronous, and the buffer is reused as
+        // soon as this call ends (pageable memory, which the application gave, is copied before
+        // the driver returns).
+        auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpyHtoDAsync_v2 ? "cuStreamSynchronize"
+                                                                                   : "cuStreamSynchronize_ptsz");
+        return sync ? sync(stream) : missing("cuStreamSynchronize");
       }
       const char* name = variant == FN_cuMemcpyHtoD_v2_ptds ? "cuMemcpyHtoD_v2_ptds" : "cuMemcpyHtoD_v2";
       auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t)>(name);
@@ -222,25 +287,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const uint64_t size = args.get<uint64_t>();
       const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
       args.expect_end();
-      if (size > kMaxFramePayload - 64) return CUDA_ERROR_INVALID_VALUE;
-      std::vector<uint8_t>& buffer = out.buffer();
-      buffer.resize(size);
-      if (variant == FN_cuMemcpyDtoHAsync_v2 || variant == FN_cuMemcpyDtoHAsync_v2_ptsz) {
-        auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t, CUstream)>(function_name(variant));
-        auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpyDtoHAsync_v2 ? "cuStreamSynchronize"
-                                                                                     : "cuStreamSynchronize_ptsz");
-        if (!fn || !sync) return missing(function_name(variant));
-        CUresult r = fn(buffer.data(), src, size, stream);
-        if (r == CUDA_SUCCESS) r = sync(stream);  // the bytes travel now, so the copy must be done
-        if (r != CUDA_SUCCESS) buffer.clear();
-        return r;
-      }
-      const char* name = variant == FN_cuMemcpyDtoH_v2_ptds ? "cuMemcpyDtoH_v2_ptds" : "cuMemcpyDtoH_v2";
-      auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t)>(name);
-      if (!fn) return missing(name);
-      CUresult r = fn(buffer.data(), src, size);
-      if (r != CUDA_SUCCESS) buffer.clear();
-      return r;
+      return copy_to_host(worker, variant, src, size, stream, out);
     }
     case FN_rgpuFunctionParams: {
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());

@@ -16,36 +16,45 @@
 #include "cuda_resources.hpp"
 #include "cuda_wire.hpp"
 #include "frame.hpp"
+#include "staging_pool.hpp"
 
 namespace rgpu::cuda {
 
 class CudaSession : public std::enable_shared_from_this<CudaSession> {
  public:
-  // Sends one encoded frame to the client; called from session threads (must be thread-safe).
-  using SendFn = std::function<void(std::vector<uint8_t>)>;
+  // Sends one frame to the client: its encoded start and, when not empty, bulk payload bytes
+  // that follow it. Called from session threads (must be thread-safe).
+  using SendFn = std::function<void(std::vector<uint8_t> head, BulkPayload tail)>;
 
   CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client);
   ~CudaSession();
 
   // A CudaCall frame, from the event loop thread.
   void submit(Frame frame);
+  // Where a large CudaCall frame may be received (a staging buffer), or an empty owner.
+  BulkPayload staging_buffer(const FrameHeader& header);
   // The client is gone: the threads finish the call they are in, then everything is freed on a
   // thread of its own (never on the event loop).
   void close();
 
   static constexpr size_t kMaxThreads = 256;
+  static constexpr size_t kStagingBuffers = 16;  // per client: 16 x kCopyStagingSize at most
 
  private:
   struct Worker {
     std::thread thread;
     std::deque<Frame> queue;
     CUcontext current = nullptr;  // what this server thread has made current
+    BulkPayload reply_tail;       // bulk output of the call in progress (device -> host data)
+    bool staged_call = false;     // the call in progress arrived in a staging buffer
   };
 
   void worker_main(Worker* worker);
   void execute(Worker& worker, Frame& frame);
   void wait_for_turn(uint32_t sequence);
-  void reply(const Frame& request, CUresult result, std::span<const uint8_t> data);
+  void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {});
+  CUresult copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
+                        WireWriter& out);
   void note_deferred(uint32_t function, CUresult result);
 
   // Hand-written calls (rgpu.* ids and the driver functions that need more than the generic path).
@@ -54,6 +63,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   DeviceMap devices_;
   SessionResources resources_;
   SendFn send_;
+  std::shared_ptr<StagingPool> staging_;
   std::string client_;
 
   std::mutex mutex_;

@@ -275,13 +275,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     std::weak_ptr<FrameLink> weak_link = link_;
     EventLoop* loop = &server_.loop;
-    auto send = [loop, weak_link](std::vector<uint8_t> bytes) {
-      loop->post([weak_link, bytes = std::move(bytes)]() mutable {
-        if (auto link = weak_link.lock()) link->send(std::move(bytes));
+    auto send = [loop, weak_link](std::vector<uint8_t> head, BulkPayload tail) {
+      loop->post([weak_link, head = std::move(head), tail = std::move(tail)]() mutable {
+        auto link = weak_link.lock();
+        if (!link) return;
+        if (!tail.owner) return link->send(std::move(head));
+        link->send_borrowed(std::move(head), tail.bytes, [owner = std::move(tail.owner)]() mutable { owner.reset(); });
       });
     };
     cuda_ = std::make_shared<cuda::CudaSession>(devices, server_.budget_for(token_), send,
                                                 client_name_ + " from " + peer_);
+    // Large calls (host -> device data) are received straight into the session's staging memory.
+    link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(cuda_)](const FrameHeader& header) {
+      auto cuda = session.lock();
+      return cuda ? cuda->staging_buffer(header) : BulkPayload{};
+    }, cuda::kBulkFrameMinSize);
     LOG_INFO("CUDA session for %s on %zu GPU(s)", peer_.c_str(), devices.real.size());
     queue(encode_frame(kMsgCudaOpened, id, {}));
   }

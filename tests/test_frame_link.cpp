@@ -1,0 +1,128 @@
+// FrameLink over a real socket pair and io_uring: frames in order, large frames received straight
+// into memory a bulk sink provides, and the usual path when the sink declines.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <numeric>
+#include <thread>
+
+#include "event_loop.hpp"
+#include "frame_link.hpp"
+
+namespace rgpu {
+namespace {
+
+std::vector<uint8_t> pattern(size_t size, uint8_t seed) {
+  std::vector<uint8_t> bytes(size);
+  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(seed + i * 7 + (i >> 12));
+  return bytes;
+}
+
+struct Received {
+  uint16_t type;
+  std::vector<uint8_t> body;
+  bool bulk;
+};
+
+class FrameLinkBulk : public ::testing::Test {
+ protected:
+  // Sends `frames` from one end with a plain writer thread; the other end is a FrameLink with
+  // `sink`. Returns what the link delivered, in order.
+  std::vector<Received> exchange(const std::vector<std::vector<uint8_t>>& frames, FrameLink::BulkSink sink) {
+    int fds[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    EventLoop loop;
+    std::vector<Received> received;
+    bool done = false;
+    auto link = std::make_shared<FrameLink>(loop, UniqueFd(fds[0]), "test");
+    if (sink) link->set_bulk_sink(std::move(sink), 64 * 1024);
+    link->start(FrameLink::Callbacks{
+        .on_frame =
+            [&](Frame&& frame) {
+              auto body = frame.body();
+              received.push_back({frame.header.type, {body.begin(), body.end()}, frame.bulk.owner != nullptr});
+              if (received.size() == frames.size()) loop.stop();
+            },
+        .on_close =
+            [&](const std::string& reason) {
+              if (done) return;
+              ADD_FAILURE() << "link closed: " << reason;
+              loop.stop();
+            },
+        .on_malformed = {},
+    });
+    std::thread writer([&] {
+      for (const auto& frame : frames) {
+        size_t sent = 0;
+        while (sent < frame.size()) {
+          ssize_t n = ::write(fds[1], frame.data() + sent, frame.size() - sent);
+          ASSERT_GT(n, 0);
+          sent += static_cast<size_t>(n);
+        }
+      }
+    });
+    loop.run();
+    writer.join();
+    done = true;
+    link->close("done");
+    ::close(fds[1]);
+    return received;
+  }
+};
+
+TEST_F(FrameLinkBulk, LargeFramesLandInSinkMemoryInOrder) {
+  const auto small1 = pattern(100, 1), large = pattern(3 << 20, 2), small2 = pattern(10, 3), large2 = pattern(70000, 4);
+  std::vector<std::vector<uint8_t>> frames = {
+      encode_frame(1, 1, small1, 0, Compression::Never), encode_frame(2, 2, large, 0, Compression::Never),
+      encode_frame(3, 3, small2, 0, Compression::Never), encode_frame(4, 4, large2, 0, Compression::Never)};
+  std::vector<std::shared_ptr<std::vector<uint8_t>>> handed_out;
+  auto received = exchange(frames, [&](const FrameHeader& header) {
+    auto memory = std::make_shared<std::vector<uint8_t>>(header.payload_len + 5);
+    handed_out.push_back(memory);
+    return BulkPayload{*memory, memory};
+  });
+  ASSERT_EQ(received.size(), 4u);
+  EXPECT_EQ(received[0].type, 1);
+  EXPECT_FALSE(received[0].bulk);
+  EXPECT_EQ(received[0].body, small1);
+  EXPECT_TRUE(received[1].bulk);
+  EXPECT_EQ(received[1].body, large);
+  EXPECT_FALSE(received[2].bulk);
+  EXPECT_EQ(received[2].body, small2);
+  EXPECT_TRUE(received[3].bulk);
+  EXPECT_EQ(received[3].body, large2);
+  ASSERT_EQ(handed_out.size(), 2u);
+  EXPECT_TRUE(std::equal(large.begin(), large.end(), handed_out[0]->begin()));
+}
+
+TEST_F(FrameLinkBulk, DecliningSinkAndCompressedFramesTakeTheUsualPath) {
+  const auto large = pattern(1 << 20, 5);
+  std::vector<uint8_t> compressible(1 << 20, 0x42);
+  std::vector<std::vector<uint8_t>> frames = {encode_frame(1, 1, large, 0, Compression::Never),
+                                              encode_frame(2, 2, compressible, 0, Compression::IfWorthIt)};
+  int asked = 0;
+  auto received = exchange(frames, [&](const FrameHeader&) {
+    ++asked;
+    return BulkPayload{};
+  });
+  ASSERT_EQ(received.size(), 2u);
+  EXPECT_EQ(asked, 1);  // the compressed frame is never offered
+  EXPECT_FALSE(received[0].bulk);
+  EXPECT_EQ(received[0].body, large);
+  EXPECT_EQ(received[1].body, compressible);
+}
+
+TEST_F(FrameLinkBulk, SinkMemoryTooSmallIsNotUsed) {
+  const auto large = pattern(200000, 6);
+  std::vector<std::vector<uint8_t>> frames = {encode_frame(1, 1, large, 0, Compression::Never)};
+  auto received = exchange(frames, [&](const FrameHeader& header) {
+    auto memory = std::make_shared<std::vector<uint8_t>>(header.payload_len - 1);
+    return BulkPayload{*memory, memory};
+  });
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_FALSE(received[0].bulk);
+  EXPECT_EQ(received[0].body, large);
+}
+
+}  // namespace
+}  // namespace rgpu
