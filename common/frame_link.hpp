@@ -29,7 +29,9 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
     std::function<void(const FrameError&)> on_malformed;
   };
 
-  FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload = kMaxFramePayload);
+  // link_flags: frame flag bits this link defines on top of the frame's own (see FrameDecoder).
+  FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload = kMaxFramePayload,
+            uint16_t link_flags = 0);
   ~FrameLink();
 
   void start(Callbacks callbacks);
