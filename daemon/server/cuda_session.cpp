@@ -158,7 +158,7 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
         if (result == CUDA_SUCCESS) {
           resources_.record(header.function, call.ins(), call.outs(), worker.current);
           for (uint64_t value : call.outs()) out.put(value);
-        } else {
+        } else if (call.passed_veto()) {
           resources_.abandon(header.function, call.ins());
         }
       }
