@@ -89,6 +89,10 @@ void CudaSession::worker_main(Worker* worker) {
 void CudaSession::wait_for_turn(uint32_t sequence) {
   std::unique_lock lock(mutex_);
   turn_changed_.wait(lock, [&] { return closing_ || static_cast<int32_t>(sequence - next_sequence_) <= 0; });
+}
+
+void CudaSession::pass_turn(uint32_t sequence) {
+  std::lock_guard lock(mutex_);
   if (sequence == next_sequence_) ++next_sequence_;
   turn_changed_.notify_all();
 }
@@ -130,7 +134,12 @@ void CudaSession::note_deferred(uint32_t function, CUresult result) {
 void CudaSession::execute(Worker& worker, Frame& frame) {
   CallHeader header;
   std::memcpy(&header, frame.payload.data(), sizeof header);
+  // Later calls may start as soon as an answered call has: their senders had no answer to wait
+  // for. A pipelined call holds them until it is in the driver, where the application was told
+  // it is when the call returned.
+  const bool answered = !(frame.header.flags & kFrameNoReply);
   wait_for_turn(header.sequence);
+  if (answered) pass_turn(header.sequence);
 
   WireReader args(std::span<const uint8_t>(frame.payload).subspan(sizeof header), "CUDA call");
   WireWriter out;
@@ -169,6 +178,7 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
     LOG_WARN("%s: malformed %s call: %s", client_.c_str(), function_name(header.function) ?: "CUDA", e.what());
     result = CUDA_ERROR_INVALID_VALUE;
   }
+  if (!answered) pass_turn(header.sequence);
   reply(frame, result, out.buffer());
 }
 

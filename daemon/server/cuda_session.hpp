@@ -45,6 +45,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void worker_main(Worker* worker);
   void execute(Worker& worker, Frame& frame);
   void wait_for_turn(uint32_t sequence);
+  void pass_turn(uint32_t sequence);
   void reply(const Frame& request, CUresult result, std::span<const uint8_t> data);
   void note_deferred(uint32_t function, CUresult result);
 
