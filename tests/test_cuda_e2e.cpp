@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -17,6 +18,9 @@
 #include <vector>
 
 #include "rgpu_process.hpp"
+
+// cuda.h declares the per-thread default stream variants only to programs built for them.
+extern "C" CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr, const void*, size_t, CUstream);
 
 namespace {
 
