@@ -276,6 +276,10 @@ TEST_F(CudaE2E, ContextsCreatedAndDestroyed) {
   ASSERT_CU(cuCtxDestroy(created));
   ASSERT_CU(cuCtxGetCurrent(&current));
   EXPECT_EQ(current, context_);
+  // With no context current there is none to work in, whatever the server's thread had before.
+  ASSERT_CU(cuCtxSetCurrent(nullptr));
+  CUdeviceptr none;
+  EXPECT_EQ(cuMemAlloc(&none, 16), CUDA_ERROR_INVALID_CONTEXT);
 }
 
 TEST_F(CudaE2E, ThreadsRunConcurrentlyInIssueOrder) {

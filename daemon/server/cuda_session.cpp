@@ -366,6 +366,11 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const uint32_t flags = args.get<uint32_t>();
       const CUdevice device = devices_.to_real(static_cast<CUdevice>(args.get<uint64_t>()));
       args.expect_end();
+      // The driver pushes the new context on this thread's stack. Emptied first, the stack stays
+      // at most one deep, so that no context is current once the new one is destroyed or
+      // cuCtxSetCurrent(NULL) (which pops one) is called.
+      if (auto set_current = d.fn<CUresult (*)(CUcontext)>("cuCtxSetCurrent")) set_current(nullptr);
+      worker.current = nullptr;
       CUcontext context = nullptr;
       CUresult r;
       if (auto v4 = d.fn<CUresult (*)(CUcontext*, CUctxCreateParams*, unsigned, CUdevice)>("cuCtxCreate_v4")) {
