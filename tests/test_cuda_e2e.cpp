@@ -282,6 +282,18 @@ TEST_F(CudaE2E, ContextsCreatedAndDestroyed) {
   EXPECT_EQ(cuMemAlloc(&none, 16), CUDA_ERROR_INVALID_CONTEXT);
 }
 
+TEST_F(CudaE2E, DestroyedContextsMemoryLeavesTheQuota) {
+  CUcontext created;
+  ASSERT_CU(cuCtxCreate(&created, nullptr, 0, 0));
+  CUdeviceptr leaked;
+  ASSERT_CU(cuMemAlloc(&leaked, kQuota / 2 + (1 << 20)));
+  ASSERT_CU(cuCtxDestroy(created));  // frees what the context holds
+  ASSERT_CU(cuCtxSetCurrent(context_));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(d));
+}
+
 TEST_F(CudaE2E, ThreadsRunConcurrentlyInIssueOrder) {
   // Each thread gets its own link and server thread; the work of all must land.
   CUdeviceptr d;

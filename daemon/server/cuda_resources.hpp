@@ -52,6 +52,8 @@ class SessionResources {
     CUcontext context;
   };
   static uint64_t requested_bytes(uint32_t function, const std::vector<uint64_t>& ins);
+  // The driver destroyed the context and everything in it: forgets that, without calling it.
+  void forget_context(CUcontext context);
   void free_allocations_if(const std::function<bool(const Allocation&)>& which);
 
   std::shared_ptr<MemoryBudget> budget_;
