@@ -294,6 +294,21 @@ TEST_F(CudaE2E, DestroyedContextsMemoryLeavesTheQuota) {
   EXPECT_CU(cuMemFree(d));
 }
 
+// The process's last release of a primary context ends it for the process, as the driver's last
+// one does: what was made there is freed, and leaves the quota.
+TEST_F(CudaE2E, LastPrimaryReleaseFreesWhatWasMadeThere) {
+  CUcontext other;
+  ASSERT_CU(cuDevicePrimaryCtxRetain(&other, 1));
+  ASSERT_CU(cuCtxSetCurrent(other));
+  CUdeviceptr leaked;
+  ASSERT_CU(cuMemAlloc(&leaked, kQuota / 2 + (1 << 20)));
+  ASSERT_CU(cuDevicePrimaryCtxRelease(1));
+  ASSERT_CU(cuCtxSetCurrent(context_));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(d));
+}
+
 TEST_F(CudaE2E, ThreadsRunConcurrentlyInIssueOrder) {
   // Each thread gets its own link and server thread; the work of all must land.
   CUdeviceptr d;

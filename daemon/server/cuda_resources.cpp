@@ -133,6 +133,12 @@ void SessionResources::add_context(CUcontext context) {
   contexts_.push_back(context);
 }
 
+int SessionResources::primary_retains(CUdevice device) {
+  std::lock_guard lock(mutex_);
+  auto it = primary_retains_.find(device);
+  return it == primary_retains_.end() ? 0 : it->second;
+}
+
 namespace {
 struct DriverCalls {
   Driver& d = Driver::get();

@@ -39,6 +39,8 @@ class SessionResources {
   void add_module(CUmodule module, CUcontext context);
   void add_library(CUlibrary library);
   void add_context(CUcontext context);
+  // How many retains of the device's primary context this session holds (the application's ordinal).
+  int primary_retains(CUdevice device);
 
   // Frees everything this session's resources in the primary context of `device` (what
   // cuDevicePrimaryCtxReset means for one client of a shared server).

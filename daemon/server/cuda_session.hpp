@@ -51,6 +51,8 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
 
   // Hand-written calls (rgpu.* ids and the driver functions that need more than the generic path).
   CUresult manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out);
+  // Frees what this session made in the primary context of `device` (the driver's ordinal).
+  CUresult free_in_primary_context(Worker& worker, CUdevice device);
 
   DeviceMap devices_;
   SessionResources resources_;
