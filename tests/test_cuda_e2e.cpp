@@ -191,6 +191,37 @@ TEST_F(CudaE2E, KernelLaunchComputes) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// Libraries are how the CUDA runtime loads code: context-free kernels, launched as functions.
+TEST_F(CudaE2E, LibraryKernelsLaunch) {
+  CUlibrary library;
+  ASSERT_CU(cuLibraryLoadData(&library, kModule, nullptr, nullptr, 0, nullptr, nullptr, 0));
+  CUkernel add;
+  EXPECT_EQ(cuLibraryGetKernel(&add, library, "no_such_kernel"), CUDA_ERROR_NOT_FOUND);
+  ASSERT_CU(cuLibraryGetKernel(&add, library, "add_global_f32"));
+  CUdeviceptr offset;
+  size_t bytes = 0;
+  ASSERT_CU(cuLibraryGetGlobal(&offset, &bytes, library, "offset"));
+  EXPECT_EQ(bytes, 4u);
+  float two = 2.0f;
+  ASSERT_CU(cuMemcpyHtoD(offset, &two, 4));
+  int n = 1000;
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, n * 4));
+  ASSERT_CU(cuMemsetD32(d, 0x3f800000, n));  // 1.0f
+  void* args[] = {&d, &n};
+  // A CUkernel launches as the CUfunction it is in the current context.
+  ASSERT_CU(cuLaunchKernel(reinterpret_cast<CUfunction>(add), 8, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  CUfunction add_here;
+  ASSERT_CU(cuKernelGetFunction(&add_here, add));
+  ASSERT_CU(cuLaunchKernel(add_here, 8, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  std::vector<float> out(n);
+  ASSERT_CU(cuMemcpyDtoH(out.data(), d, n * 4));
+  EXPECT_EQ(std::count(out.begin(), out.end(), 5.0f), n);
+  EXPECT_CU(cuMemFree(d));
+  EXPECT_CU(cuLibraryUnload(library));
+  EXPECT_EQ(cuKernelGetFunction(&add_here, add), CUDA_ERROR_INVALID_HANDLE);
+}
+
 TEST_F(CudaE2E, StreamsEventsAndAsyncCopies) {
   CUmodule module = load_module();
   CUfunction fill;
@@ -315,6 +346,19 @@ TEST_F(CudaE2E, MaxMemoryQuotaGivesOutOfMemory) {
   ASSERT_CU(cuMemFree(half));
   ASSERT_CU(cuMemAlloc(&more, kQuota / 2 + (1 << 20)));
   EXPECT_CU(cuMemFree(more));
+}
+
+TEST_F(CudaE2E, PrimaryContextState) {
+  unsigned flags = 1;
+  int active = 0;
+  ASSERT_CU(cuDevicePrimaryCtxGetState(device_, &flags, &active));
+  EXPECT_EQ(active, 1);
+  EXPECT_EQ(flags, 0u);
+  ASSERT_CU(cuDevicePrimaryCtxSetFlags(device_, CU_CTX_SCHED_BLOCKING_SYNC));
+  ASSERT_CU(cuDevicePrimaryCtxGetState(device_, &flags, &active));
+  EXPECT_EQ(flags, unsigned{CU_CTX_SCHED_BLOCKING_SYNC});
+  EXPECT_EQ(cuDevicePrimaryCtxSetFlags(device_, CU_CTX_SCHED_SPIN | CU_CTX_SCHED_YIELD), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuDevicePrimaryCtxSetFlags(device_, 0));
 }
 
 TEST_F(CudaE2E, ContextsCreatedAndDestroyed) {

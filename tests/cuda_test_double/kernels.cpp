@@ -51,8 +51,7 @@ CUresult add_global_f32(const Launch& launch) {
   const uint64_t n = reached(launch, launch.parameter<int>(8));
   if (n == 0) return CUDA_SUCCESS;
   CUdeviceptr global = 0;
-  size_t bytes = 0;
-  if (module_global(launch.module, "offset", global, bytes) != CUDA_SUCCESS) return CUDA_ERROR_ILLEGAL_ADDRESS;
+  if (module_global(launch.module, "offset", &global, nullptr) != CUDA_SUCCESS) return CUDA_ERROR_ILLEGAL_ADDRESS;
   const float* offset = launch.memory<float>(global, 1);
   float* c = launch.memory<float>(launch.parameter<CUdeviceptr>(0), n);
   if (offset == nullptr || c == nullptr) return CUDA_ERROR_ILLEGAL_ADDRESS;
@@ -81,6 +80,13 @@ const Kernel* find_kernel(const std::string& name) {
   for (const Kernel& kernel : kKernels)
     if (name == kernel.name) return &kernel;
   return nullptr;
+}
+
+CUresult parameter_info(const Kernel& kernel, size_t index, size_t* offset, size_t* size) {
+  if (index >= kernel.parameters.size()) return CUDA_ERROR_INVALID_VALUE;
+  if (offset) *offset = kernel.parameters[index].first;
+  if (size) *size = kernel.parameters[index].second;
+  return CUDA_SUCCESS;
 }
 
 }  // namespace rgpu::cuda_double

@@ -1,4 +1,4 @@
-// The test double's modules and launches. A module image is text:
+// The test double's modules and launches. A module image (a library's too) is text:
 //
 //   RGPU-CUDA-TEST-DOUBLE-MODULE
 //   <kernel name>            one line per kernel, from the double's kernels (kernels.cpp)
@@ -33,38 +33,6 @@ struct Function {
 Registry<CUmodule, Module> g_modules;
 Registry<CUfunction, Function> g_functions;
 
-// The image's kernels and globals; false when it is not a module image the double reads.
-bool parse(const char* image, std::vector<const Kernel*>& kernels, std::map<std::string, size_t>& globals) {
-  std::istringstream lines(image);
-  std::string line;
-  if (!std::getline(lines, line) || line != kMagic) return false;
-  while (std::getline(lines, line)) {
-    if (line.empty()) continue;
-    std::istringstream words(line);
-    std::string first, name, bytes_text;
-    words >> first;
-    if (first != "global") {
-      const Kernel* kernel = find_kernel(line);
-      if (kernel == nullptr) return false;
-      kernels.push_back(kernel);
-      continue;
-    }
-    size_t bytes = 0;
-    if (!(words >> name >> bytes_text) || !words.eof()) return false;
-    auto [end, error] = std::from_chars(bytes_text.data(), bytes_text.data() + bytes_text.size(), bytes);
-    if (error != std::errc() || end != bytes_text.data() + bytes_text.size() || bytes == 0 || bytes > kMaxGlobalBytes)
-      return false;
-    globals[name] = bytes;
-  }
-  return true;
-}
-
-void unload(CUmodule handle, Module& module) {
-  for (auto& [name, function] : module.functions) g_functions.remove(function);
-  release_memory_of_module(handle);
-  g_modules.remove(handle);
-}
-
 CUresult check_dimensions(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                           unsigned shared) {
   if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) return CUDA_ERROR_INVALID_VALUE;
@@ -85,19 +53,81 @@ std::vector<uint8_t> pack(const Kernel& kernel, void** params) {
 }
 }  // namespace
 
-CUresult module_global(CUmodule module, const std::string& name, CUdeviceptr& pointer, size_t& bytes) {
+CUresult parse_image(const char* image, Image& parsed) {
+  std::istringstream lines(image);
+  std::string line;
+  if (!std::getline(lines, line) || line != kMagic) return CUDA_ERROR_INVALID_IMAGE;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    std::istringstream words(line);
+    std::string first, name, bytes_text;
+    words >> first;
+    if (first != "global") {
+      const Kernel* kernel = find_kernel(line);
+      if (kernel == nullptr) return CUDA_ERROR_INVALID_IMAGE;
+      parsed.kernels.push_back(kernel);
+      continue;
+    }
+    size_t bytes = 0;
+    if (!(words >> name >> bytes_text) || !words.eof()) return CUDA_ERROR_INVALID_IMAGE;
+    auto [end, error] = std::from_chars(bytes_text.data(), bytes_text.data() + bytes_text.size(), bytes);
+    if (error != std::errc() || end != bytes_text.data() + bytes_text.size() || bytes == 0 || bytes > kMaxGlobalBytes)
+      return CUDA_ERROR_INVALID_IMAGE;
+    parsed.globals[name] = bytes;
+  }
+  for (const Kernel* kernel : parsed.kernels)
+    if (kernel->global != nullptr && !parsed.globals.contains(kernel->global)) return CUDA_ERROR_INVALID_IMAGE;
+  return CUDA_SUCCESS;
+}
+
+CUresult load_module(CUcontext context, const Image& image, CUmodule& handle) {
+  handle = g_modules.add(Module{context, {}, {}});
+  Module& loaded = *g_modules.find(handle);
+  for (const auto& [name, bytes] : image.globals) {
+    CUdeviceptr pointer = 0;
+    if (CUresult r = allocate_device_memory(context, bytes, handle, pointer); r != CUDA_SUCCESS) {
+      unload_module(handle);
+      return r;
+    }
+    std::memset(reinterpret_cast<void*>(pointer), 0, bytes);
+    loaded.globals[name] = Global{pointer, bytes};
+  }
+  for (const Kernel* kernel : image.kernels) loaded.functions[kernel->name] = g_functions.add(Function{handle, kernel});
+  return CUDA_SUCCESS;
+}
+
+void unload_module(CUmodule handle) {
+  Module* module = g_modules.find(handle);
+  if (module == nullptr) return;
+  for (auto& [name, function] : module->functions) g_functions.remove(function);
+  release_memory_of_module(handle);
+  g_modules.remove(handle);
+}
+
+bool module_loaded(CUmodule module) { return g_modules.find(module) != nullptr; }
+
+CUresult module_function(CUmodule module, const std::string& name, CUfunction& function) {
+  const Module* found = g_modules.find(module);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  auto it = found->functions.find(name);
+  if (it == found->functions.end()) return CUDA_ERROR_NOT_FOUND;
+  function = it->second;
+  return CUDA_SUCCESS;
+}
+
+CUresult module_global(CUmodule module, const std::string& name, CUdeviceptr* pointer, size_t* bytes) {
   const Module* found = g_modules.find(module);
   if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   auto it = found->globals.find(name);
   if (it == found->globals.end()) return CUDA_ERROR_NOT_FOUND;
-  pointer = it->second.pointer;
-  bytes = it->second.bytes;
+  if (pointer) *pointer = it->second.pointer;
+  if (bytes) *bytes = it->second.bytes;
   return CUDA_SUCCESS;
 }
 
 void release_modules_of(CUcontext context) {
   for (CUmodule handle : g_modules.handles_if([&](const Module& module) { return module.context == context; }))
-    unload(handle, *g_modules.find(handle));
+    unload_module(handle);
 }
 
 }  // namespace rgpu::cuda_double
@@ -109,35 +139,17 @@ DOUBLE_EXPORT CUresult cuModuleLoadData(CUmodule* handle, const void* image) {
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
   if (handle == nullptr || image == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  std::vector<const Kernel*> kernels;
-  std::map<std::string, size_t> globals;
-  if (!parse(static_cast<const char*>(image), kernels, globals)) return CUDA_ERROR_INVALID_IMAGE;
-  for (const Kernel* kernel : kernels)
-    if (kernel->global != nullptr && !globals.contains(kernel->global)) return CUDA_ERROR_INVALID_IMAGE;
-
-  const CUmodule module = g_modules.add(Module{context, {}, {}});
-  Module& loaded = *g_modules.find(module);
-  for (const auto& [name, bytes] : globals) {
-    CUdeviceptr pointer = 0;
-    if (CUresult r = allocate_device_memory(context, bytes, module, pointer); r != CUDA_SUCCESS) {
-      unload(module, loaded);
-      return r;
-    }
-    std::memset(reinterpret_cast<void*>(pointer), 0, bytes);
-    loaded.globals[name] = Global{pointer, bytes};
-  }
-  for (const Kernel* kernel : kernels) loaded.functions[kernel->name] = g_functions.add(Function{module, kernel});
-  *handle = module;
-  return CUDA_SUCCESS;
+  Image image_parsed;
+  if (CUresult r = parse_image(static_cast<const char*>(image), image_parsed); r != CUDA_SUCCESS) return r;
+  return load_module(context, image_parsed, *handle);
 }
 
 DOUBLE_EXPORT CUresult cuModuleUnload(CUmodule handle) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
-  Module* module = g_modules.find(handle);
-  if (module == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  unload(handle, *module);
+  if (g_modules.find(handle) == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  unload_module(handle);
   return CUDA_SUCCESS;
 }
 
@@ -146,12 +158,7 @@ DOUBLE_EXPORT CUresult cuModuleGetFunction(CUfunction* function, CUmodule handle
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
   if (function == nullptr || name == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  const Module* module = g_modules.find(handle);
-  if (module == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  auto it = module->functions.find(name);
-  if (it == module->functions.end()) return CUDA_ERROR_NOT_FOUND;
-  *function = it->second;
-  return CUDA_SUCCESS;
+  return module_function(handle, name, *function);
 }
 
 DOUBLE_EXPORT CUresult cuModuleGetGlobal_v2(CUdeviceptr* pointer, size_t* bytes, CUmodule handle, const char* name) {
@@ -159,12 +166,7 @@ DOUBLE_EXPORT CUresult cuModuleGetGlobal_v2(CUdeviceptr* pointer, size_t* bytes,
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
   if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  CUdeviceptr found_pointer = 0;
-  size_t found_bytes = 0;
-  if (CUresult r = module_global(handle, name, found_pointer, found_bytes); r != CUDA_SUCCESS) return r;
-  if (pointer) *pointer = found_pointer;
-  if (bytes) *bytes = found_bytes;
-  return CUDA_SUCCESS;
+  return module_global(handle, name, pointer, bytes);
 }
 
 DOUBLE_EXPORT CUresult cuFuncGetParamInfo(CUfunction handle, size_t index, size_t* offset, size_t* size) {
@@ -172,10 +174,7 @@ DOUBLE_EXPORT CUresult cuFuncGetParamInfo(CUfunction handle, size_t index, size_
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   const Function* function = g_functions.find(handle);
   if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  if (index >= function->kernel->parameters.size()) return CUDA_ERROR_INVALID_VALUE;
-  if (offset) *offset = function->kernel->parameters[index].first;
-  if (size) *size = function->kernel->parameters[index].second;
-  return CUDA_SUCCESS;
+  return parameter_info(*function->kernel, index, offset, size);
 }
 
 DOUBLE_EXPORT CUresult cuFuncGetAttribute(int* value, CUfunction_attribute attribute, CUfunction handle) {
@@ -205,8 +204,10 @@ DOUBLE_EXPORT CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned g
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  // A library's kernel launches as its function in the current context.
+  if (g_functions.find(handle) == nullptr)
+    if (CUresult r = kernel_function(reinterpret_cast<CUkernel>(handle), context, handle); r != CUDA_SUCCESS) return r;
   const Function* function = g_functions.find(handle);
-  if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   if (g_modules.find(function->module)->context != context) return CUDA_ERROR_INVALID_CONTEXT;
   if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
   if (CUresult r = check_dimensions(gx, gy, gz, bx, by, bz, shared); r != CUDA_SUCCESS) return r;

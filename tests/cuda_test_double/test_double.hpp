@@ -132,7 +132,25 @@ struct Kernel {
   CUresult (*run)(const Launch& launch);
 };
 const Kernel* find_kernel(const std::string& name);
-// A module global's address, for the kernels that use one.
-CUresult module_global(CUmodule module, const std::string& name, CUdeviceptr& pointer, size_t& bytes);
+// cuFuncGetParamInfo's answer for the kernel (offset and size may be null).
+CUresult parameter_info(const Kernel& kernel, size_t index, size_t* offset, size_t* size);
+
+// ---- modules (modules_kernels.cpp) and libraries (libraries.cpp) ---------------------------
+
+struct Image {
+  std::vector<const Kernel*> kernels;
+  std::map<std::string, size_t> globals;  // name, bytes
+};
+// CUDA_ERROR_INVALID_IMAGE for anything but the double's module text.
+CUresult parse_image(const char* image, Image& parsed);
+CUresult load_module(CUcontext context, const Image& image, CUmodule& module);
+void unload_module(CUmodule module);
+bool module_loaded(CUmodule module);
+CUresult module_function(CUmodule module, const std::string& name, CUfunction& function);
+// cuModuleGetGlobal's answer (pointer and bytes may be null).
+CUresult module_global(CUmodule module, const std::string& name, CUdeviceptr* pointer, size_t* bytes);
+// A library kernel's function in `context`, where the library is loaded on first use;
+// CUDA_ERROR_INVALID_HANDLE when `kernel` is not a library kernel.
+CUresult kernel_function(CUkernel kernel, CUcontext context, CUfunction& function);
 
 }  // namespace rgpu::cuda_double
