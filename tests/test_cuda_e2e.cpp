@@ -211,8 +211,12 @@ TEST_F(CudaE2E, LibraryKernelsLaunch) {
   void* args[] = {&d, &n};
   // A CUkernel launches as the CUfunction it is in the current context.
   ASSERT_CU(cuLaunchKernel(reinterpret_cast<CUfunction>(add), 8, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
-  CUfunction add_here;
+  CUfunction add_here, in_module;
   ASSERT_CU(cuKernelGetFunction(&add_here, add));
+  CUmodule module;
+  ASSERT_CU(cuLibraryGetModule(&module, library));
+  ASSERT_CU(cuModuleGetFunction(&in_module, module, "add_global_f32"));
+  EXPECT_EQ(in_module, add_here);
   ASSERT_CU(cuLaunchKernel(add_here, 8, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
   std::vector<float> out(n);
   ASSERT_CU(cuMemcpyDtoH(out.data(), d, n * 4));

@@ -69,8 +69,8 @@ CUresult enter(CUcontext& context, CUstream stream = nullptr) {
 
 enum class End { Host, Device };
 
-// A copy's end: device memory must lie in one allocation; host memory is only checked for being
-// there.
+// A copy's end: device memory must lie in one allocation; host memory is the caller's, only
+// checked for not being null.
 std::byte* locate(CUdeviceptr pointer, End end, size_t bytes) {
   if (end == End::Device) return device_bytes(pointer, bytes);
   return reinterpret_cast<std::byte*>(pointer);

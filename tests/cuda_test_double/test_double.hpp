@@ -91,7 +91,6 @@ void release_modules_of(CUcontext context);
 // Device memory is host memory in a reserved address range of its own per device, far from the
 // addresses the host allocator hands out; addresses are never handed out twice.
 CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module, CUdeviceptr& pointer);
-void free_device_memory(CUdeviceptr pointer);
 // [pointer, pointer + bytes) inside one live allocation of `context` (any context when null),
 // or nullptr.
 std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context = nullptr);
