@@ -262,6 +262,58 @@ TEST_F(CudaE2E, StreamsEventsAndAsyncCopies) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+TEST_F(CudaE2E, StreamOrderedCopiesAndQueries) {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, 0));
+  CUevent done;
+  ASSERT_CU(cuEventCreate(&done, CU_EVENT_DISABLE_TIMING));
+  std::vector<uint8_t> in(1 << 20), out(1 << 20);
+  std::iota(in.begin(), in.end(), uint8_t{0});
+  CUdeviceptr a, b;
+  ASSERT_CU(cuMemAlloc(&a, in.size()));
+  ASSERT_CU(cuMemAlloc(&b, in.size()));
+  ASSERT_CU(cuMemcpyHtoDAsync(a, in.data(), in.size(), stream));
+  ASSERT_CU(cuMemcpyDtoDAsync(b, a, in.size(), stream));
+  ASSERT_CU(cuEventRecord(done, stream));
+  ASSERT_CU(cuEventSynchronize(done));
+  EXPECT_CU(cuStreamQuery(stream));
+  ASSERT_CU(cuMemcpyDtoHAsync(out.data(), b, out.size(), stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(in, out);
+  float ms;
+  EXPECT_EQ(cuEventElapsedTime(&ms, done, done), CUDA_ERROR_INVALID_HANDLE);  // made without timing
+
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  int threads = 0;
+  ASSERT_CU(cuFuncGetAttribute(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fill));
+  EXPECT_EQ(threads, 1024);
+  EXPECT_CU(cuModuleUnload(module));
+  EXPECT_CU(cuEventDestroy(done));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuMemFree(a));
+  EXPECT_CU(cuMemFree(b));
+}
+
+TEST_F(CudaE2E, FillsOfEveryWidth) {
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 64));
+  ASSERT_CU(cuMemsetD8(d, 0, 64));
+  ASSERT_CU(cuMemsetD8(d + 1, 0xAB, 3));
+  ASSERT_CU(cuMemsetD16(d + 4, 0x1234, 2));
+  ASSERT_CU(cuMemsetD32(d + 8, 0xCAFEF00D, 2));
+  uint8_t bytes[17];
+  ASSERT_CU(cuMemcpyDtoH(bytes, d, sizeof bytes));
+  const uint8_t expected[17] = {0,    0xAB, 0xAB, 0xAB, 0x34, 0x12, 0x34, 0x12, 0x0D,
+                                0xF0, 0xFE, 0xCA, 0x0D, 0xF0, 0xFE, 0xCA, 0};
+  EXPECT_EQ(std::memcmp(bytes, expected, sizeof bytes), 0);
+  // 16-bit fills need 2-byte aligned addresses; the error comes with the next call that waits.
+  EXPECT_CU(cuMemsetD16(d + 1, 0, 1));
+  EXPECT_EQ(cuCtxSynchronize(), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemFree(d));
+}
+
 TEST_F(CudaE2E, PipelinedFailureSurfacesAtTheNextWaitingCall) {
   CUmodule module = load_module();
   CUfunction scale;
