@@ -64,10 +64,11 @@ enum class Compression { Never, IfWorthIt };
 std::vector<uint8_t> encode_frame(uint16_t type, uint64_t request_id, std::span<const uint8_t> payload,
                                   uint16_t flags = 0, Compression compression = Compression::IfWorthIt);
 
-// Validates a received header: magic, flags, reserved bits and the length limit. The protocol
-// version is not checked here; the handshake answers a peer of another version with a clear error.
-// `allowed_flags`: the flag bits this link accepts (local links add kFrameRing).
-void validate_header(const FrameHeader& header, uint16_t allowed_flags = kFrameKnownFlags);
+// Validates a received header: magic, flags, reserved bits and the length limit. `link_flags` are
+// flag bits the link defines on top of the frame's own (kFrameRing between an application and its
+// daemon). The protocol version is not checked here; the handshake answers a peer of another
+// version with a clear error.
+void validate_header(const FrameHeader& header, uint16_t link_flags = 0);
 
 // lz4 helpers, exposed for the benchmarks and tests.
 std::optional<std::vector<uint8_t>> compress_if_worth_it(std::span<const uint8_t> payload);
@@ -79,8 +80,8 @@ std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload,
 // Incremental decoder for a byte stream: feed bytes as they arrive, take whole frames out.
 class FrameDecoder {
  public:
-  explicit FrameDecoder(uint32_t max_payload = kMaxFramePayload, uint16_t extra_flags = 0)
-      : max_payload_(max_payload), allowed_flags_(kFrameKnownFlags | extra_flags) {}
+  explicit FrameDecoder(uint32_t max_payload = kMaxFramePayload, uint16_t link_flags = 0)
+      : max_payload_(max_payload), link_flags_(link_flags) {}
   void feed(std::span<const uint8_t> bytes);
   // The next whole frame, or nullopt when more bytes are needed. Throws FrameError.
   std::optional<Frame> next();
@@ -91,14 +92,12 @@ class FrameDecoder {
   // Takes the peeked frame out of the stream: its header and the payload bytes already here,
   // copied to `payload` (its size is the frame's payload length). Returns how many were copied.
   size_t take_into(std::span<uint8_t> payload);
-  // Accepts these flag bits as well as kFrameKnownFlags (e.g. kFrameRing on local links).
-  void allow_flags(uint16_t flags) { allowed_flags_ = kFrameKnownFlags | flags; }
 
  private:
   std::vector<uint8_t> buffer_;
   size_t consumed_ = 0;
   uint32_t max_payload_;
-  uint16_t allowed_flags_;
+  uint16_t link_flags_;
 };
 
 }  // namespace rgpu

@@ -17,8 +17,8 @@ namespace {
 constexpr size_t kReadChunk = 256 * 1024;
 }
 
-FrameLink::FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload)
-    : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)), decoder_(max_payload) {}
+FrameLink::FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload, uint16_t link_flags)
+    : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)), decoder_(max_payload, link_flags) {}
 
 FrameLink::~FrameLink() {
   for (auto& item : out_) {

@@ -30,7 +30,9 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
     std::function<void(const FrameError&)> on_malformed;
   };
 
-  FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload = kMaxFramePayload);
+  // link_flags: frame flag bits this link defines on top of the frame's own (see FrameDecoder).
+  FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload = kMaxFramePayload,
+            uint16_t link_flags = 0);
   ~FrameLink();
 
   void start(Callbacks callbacks);
@@ -61,7 +63,6 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   const std::string& peer() const { return peer_; }
   int fd() const { return fd_.get(); }
   size_t buffered() const { return decoder_.buffered(); }
-  void allow_flags(uint16_t flags) { decoder_.allow_flags(flags); }
 
   // Large uncompressed frames (payload of at least `min_size` bytes) may be received straight into
   // memory the sink provides for their header: pinned staging memory, a shared ring. The sink

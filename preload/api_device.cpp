@@ -1,4 +1,4 @@
-// Initialisation, devices and error strings: answered locally from facts fetched once.
+// Initialisation and devices: answered locally from facts fetched once.
 #include <atomic>
 #include <cstdio>
 #include <map>
@@ -231,18 +231,6 @@ RGPU_EXPORT CUresult cuDeviceGetProperties(CUdevprop* prop, CUdevice device) {
 
 RGPU_EXPORT CUresult cuDeviceGetLuid(char*, unsigned int*, CUdevice) {
   return not_supported("cuDeviceGetLuid");  // a Windows adapter id; there is none on Linux either
-}
-
-RGPU_EXPORT CUresult cuGetErrorName(CUresult error, const char** text) {
-  if (text == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *text = error_name_of(error);
-  return *text ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
-}
-
-RGPU_EXPORT CUresult cuGetErrorString(CUresult error, const char** text) {
-  if (text == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *text = error_string_of(error);
-  return *text ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 // Lets a process that dlopens "libcuda.so.1" tell this library from NVIDIA's driver (rgpu server

@@ -7,9 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -17,6 +19,9 @@
 #include <vector>
 
 #include "rgpu_process.hpp"
+
+// cuda.h declares the per-thread default stream variants only to programs built for them.
+extern "C" CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr, const void*, size_t, CUstream);
 
 namespace {
 
@@ -186,6 +191,41 @@ TEST_F(CudaE2E, KernelLaunchComputes) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// Libraries are how the CUDA runtime loads code: context-free kernels, launched as functions.
+TEST_F(CudaE2E, LibraryKernelsLaunch) {
+  CUlibrary library;
+  ASSERT_CU(cuLibraryLoadData(&library, kModule, nullptr, nullptr, 0, nullptr, nullptr, 0));
+  CUkernel add;
+  EXPECT_EQ(cuLibraryGetKernel(&add, library, "no_such_kernel"), CUDA_ERROR_NOT_FOUND);
+  ASSERT_CU(cuLibraryGetKernel(&add, library, "add_global_f32"));
+  CUdeviceptr offset;
+  size_t bytes = 0;
+  ASSERT_CU(cuLibraryGetGlobal(&offset, &bytes, library, "offset"));
+  EXPECT_EQ(bytes, 4u);
+  float two = 2.0f;
+  ASSERT_CU(cuMemcpyHtoD(offset, &two, 4));
+  int n = 1000;
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, n * 4));
+  ASSERT_CU(cuMemsetD32(d, 0x3f800000, n));  // 1.0f
+  void* args[] = {&d, &n};
+  // A CUkernel launches as the CUfunction it is in the current context.
+  ASSERT_CU(cuLaunchKernel(reinterpret_cast<CUfunction>(add), 8, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  CUfunction add_here, in_module;
+  ASSERT_CU(cuKernelGetFunction(&add_here, add));
+  CUmodule module;
+  ASSERT_CU(cuLibraryGetModule(&module, library));
+  ASSERT_CU(cuModuleGetFunction(&in_module, module, "add_global_f32"));
+  EXPECT_EQ(in_module, add_here);
+  ASSERT_CU(cuLaunchKernel(add_here, 8, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  std::vector<float> out(n);
+  ASSERT_CU(cuMemcpyDtoH(out.data(), d, n * 4));
+  EXPECT_EQ(std::count(out.begin(), out.end(), 5.0f), n);
+  EXPECT_CU(cuMemFree(d));
+  EXPECT_CU(cuLibraryUnload(library));
+  EXPECT_EQ(cuKernelGetFunction(&add_here, add), CUDA_ERROR_INVALID_HANDLE);
+}
+
 TEST_F(CudaE2E, StreamsEventsAndAsyncCopies) {
   CUmodule module = load_module();
   CUfunction fill;
@@ -222,6 +262,58 @@ TEST_F(CudaE2E, StreamsEventsAndAsyncCopies) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+TEST_F(CudaE2E, StreamOrderedCopiesAndQueries) {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, 0));
+  CUevent done;
+  ASSERT_CU(cuEventCreate(&done, CU_EVENT_DISABLE_TIMING));
+  std::vector<uint8_t> in(1 << 20), out(1 << 20);
+  std::iota(in.begin(), in.end(), uint8_t{0});
+  CUdeviceptr a, b;
+  ASSERT_CU(cuMemAlloc(&a, in.size()));
+  ASSERT_CU(cuMemAlloc(&b, in.size()));
+  ASSERT_CU(cuMemcpyHtoDAsync(a, in.data(), in.size(), stream));
+  ASSERT_CU(cuMemcpyDtoDAsync(b, a, in.size(), stream));
+  ASSERT_CU(cuEventRecord(done, stream));
+  ASSERT_CU(cuEventSynchronize(done));
+  EXPECT_CU(cuStreamQuery(stream));
+  ASSERT_CU(cuMemcpyDtoHAsync(out.data(), b, out.size(), stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(in, out);
+  float ms;
+  EXPECT_EQ(cuEventElapsedTime(&ms, done, done), CUDA_ERROR_INVALID_HANDLE);  // made without timing
+
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  int threads = 0;
+  ASSERT_CU(cuFuncGetAttribute(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fill));
+  EXPECT_EQ(threads, 1024);
+  EXPECT_CU(cuModuleUnload(module));
+  EXPECT_CU(cuEventDestroy(done));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuMemFree(a));
+  EXPECT_CU(cuMemFree(b));
+}
+
+TEST_F(CudaE2E, FillsOfEveryWidth) {
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 64));
+  ASSERT_CU(cuMemsetD8(d, 0, 64));
+  ASSERT_CU(cuMemsetD8(d + 1, 0xAB, 3));
+  ASSERT_CU(cuMemsetD16(d + 4, 0x1234, 2));
+  ASSERT_CU(cuMemsetD32(d + 8, 0xCAFEF00D, 2));
+  uint8_t bytes[17];
+  ASSERT_CU(cuMemcpyDtoH(bytes, d, sizeof bytes));
+  const uint8_t expected[17] = {0,    0xAB, 0xAB, 0xAB, 0x34, 0x12, 0x34, 0x12, 0x0D,
+                                0xF0, 0xFE, 0xCA, 0x0D, 0xF0, 0xFE, 0xCA, 0};
+  EXPECT_EQ(std::memcmp(bytes, expected, sizeof bytes), 0);
+  // 16-bit fills need 2-byte aligned addresses; the error comes with the next call that waits.
+  EXPECT_CU(cuMemsetD16(d + 1, 0, 1));
+  EXPECT_EQ(cuCtxSynchronize(), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemFree(d));
+}
+
 TEST_F(CudaE2E, PipelinedFailureSurfacesAtTheNextWaitingCall) {
   CUmodule module = load_module();
   CUfunction scale;
@@ -241,6 +333,61 @@ TEST_F(CudaE2E, PipelinedFailureSurfacesAtTheNextWaitingCall) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+TEST_F(CudaE2E, CopiesOutsideAllocationsFail) {
+  CUdeviceptr small, freed;
+  ASSERT_CU(cuMemAlloc(&small, 64));
+  ASSERT_CU(cuMemAlloc(&freed, 64));
+  ASSERT_CU(cuMemFree(freed));
+  uint8_t bytes[65] = {};
+  EXPECT_EQ(cuMemcpyHtoD(small, bytes, 65), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuMemcpyDtoH(bytes, small + 64, 1), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuMemcpyDtoH(bytes, freed, 1), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuMemcpyDtoD(small, freed, 1), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemcpyHtoD(small + 1, bytes, 63));  // the last byte of the allocation is in it
+
+  // Large copies travel in chunks: one that fails fails the copy, and only it.
+  CUdeviceptr big;
+  ASSERT_CU(cuMemAlloc(&big, 40 << 20));
+  std::vector<uint8_t> data(70 << 20, 7);
+  EXPECT_EQ(cuMemcpyHtoD(big, data.data(), data.size()), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuMemcpyDtoH(data.data(), big, data.size()), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemcpyHtoD(big, data.data(), 40 << 20));
+
+  // A fill is not waited for: its error comes with the next call that is.
+  EXPECT_CU(cuMemsetD32(small, 0, 17));
+  EXPECT_EQ(cuCtxSynchronize(), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuCtxSynchronize());
+  EXPECT_CU(cuMemFree(small));
+  EXPECT_CU(cuMemFree(big));
+}
+
+// A kernel that faults fails its context, as on a GPU: the launch returns, the next call that
+// waits reports CUDA_ERROR_ILLEGAL_ADDRESS, and so does every later one there until the context is
+// destroyed. Other contexts carry on.
+TEST_F(CudaE2E, FaultingKernelFailsItsContext) {
+  for (const char* kernel : {"illegal_address", "vector_add_f32"}) {
+    CUcontext doomed;
+    ASSERT_CU(cuCtxCreate(&doomed, nullptr, 0, 0));
+    CUmodule module = load_module();
+    CUfunction f;
+    ASSERT_CU(cuModuleGetFunction(&f, module, kernel));
+    CUdeviceptr d;
+    ASSERT_CU(cuMemAlloc(&d, 64));
+    unsigned n = 17;  // vector_add_f32 over 16 floats' worth of memory
+    void* args[] = {&d, &d, &d, &n};
+    EXPECT_CU(cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, nullptr, args, nullptr)) << kernel;
+    EXPECT_EQ(cuCtxSynchronize(), CUDA_ERROR_ILLEGAL_ADDRESS) << kernel;
+    CUdeviceptr more;
+    EXPECT_EQ(cuMemAlloc(&more, 64), CUDA_ERROR_ILLEGAL_ADDRESS) << kernel;
+    EXPECT_CU(cuCtxDestroy(doomed));
+
+    ASSERT_CU(cuCtxSetCurrent(context_));
+    EXPECT_CU(cuCtxSynchronize());
+    ASSERT_CU(cuMemAlloc(&more, 64));
+    EXPECT_CU(cuMemFree(more));
+  }
+}
+
 TEST_F(CudaE2E, MaxMemoryQuotaGivesOutOfMemory) {
   CUdeviceptr big = 0;
   EXPECT_EQ(cuMemAlloc(&big, kQuota + 1), CUDA_ERROR_OUT_OF_MEMORY);
@@ -257,6 +404,19 @@ TEST_F(CudaE2E, MaxMemoryQuotaGivesOutOfMemory) {
   EXPECT_CU(cuMemFree(more));
 }
 
+TEST_F(CudaE2E, PrimaryContextState) {
+  unsigned flags = 1;
+  int active = 0;
+  ASSERT_CU(cuDevicePrimaryCtxGetState(device_, &flags, &active));
+  EXPECT_EQ(active, 1);
+  EXPECT_EQ(flags, 0u);
+  ASSERT_CU(cuDevicePrimaryCtxSetFlags(device_, CU_CTX_SCHED_BLOCKING_SYNC));
+  ASSERT_CU(cuDevicePrimaryCtxGetState(device_, &flags, &active));
+  EXPECT_EQ(flags, unsigned{CU_CTX_SCHED_BLOCKING_SYNC});
+  EXPECT_EQ(cuDevicePrimaryCtxSetFlags(device_, CU_CTX_SCHED_SPIN | CU_CTX_SCHED_YIELD), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuDevicePrimaryCtxSetFlags(device_, 0));
+}
+
 TEST_F(CudaE2E, ContextsCreatedAndDestroyed) {
   CUcontext created;
   ASSERT_CU(cuCtxCreate(&created, nullptr, 0, 1));
@@ -270,6 +430,72 @@ TEST_F(CudaE2E, ContextsCreatedAndDestroyed) {
   ASSERT_CU(cuMemAlloc(&d, 1024));
   EXPECT_CU(cuMemFree(d));
   ASSERT_CU(cuCtxDestroy(created));
+  ASSERT_CU(cuCtxGetCurrent(&current));
+  EXPECT_EQ(current, context_);
+  // With no context current there is none to work in, whatever the server's thread had before.
+  ASSERT_CU(cuCtxSetCurrent(nullptr));
+  CUdeviceptr none;
+  EXPECT_EQ(cuMemAlloc(&none, 16), CUDA_ERROR_INVALID_CONTEXT);
+}
+
+TEST_F(CudaE2E, DestroyedContextsMemoryLeavesTheQuota) {
+  CUcontext created;
+  ASSERT_CU(cuCtxCreate(&created, nullptr, 0, 0));
+  CUdeviceptr leaked;
+  ASSERT_CU(cuMemAlloc(&leaked, kQuota / 2 + (1 << 20)));
+  ASSERT_CU(cuCtxDestroy(created));  // frees what the context holds
+  ASSERT_CU(cuCtxSetCurrent(context_));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(d));
+}
+
+// The process's last release of a primary context ends it for the process, as the driver's last
+// one does: what was made there is freed, and leaves the quota.
+TEST_F(CudaE2E, LastPrimaryReleaseFreesWhatWasMadeThere) {
+  CUcontext other;
+  ASSERT_CU(cuDevicePrimaryCtxRetain(&other, 1));
+  ASSERT_CU(cuCtxSetCurrent(other));
+  CUdeviceptr leaked;
+  ASSERT_CU(cuMemAlloc(&leaked, kQuota / 2 + (1 << 20)));
+  ASSERT_CU(cuDevicePrimaryCtxRelease(1));
+  ASSERT_CU(cuCtxSetCurrent(context_));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(d));
+}
+
+TEST_F(CudaE2E, ThreadsWithContextsOfTheirOwn) {
+  std::vector<std::thread> threads;
+  for (int device = 0; device < 2; ++device)
+    threads.emplace_back([this, device] {
+      CUcontext mine;
+      ASSERT_CU(cuCtxCreate(&mine, nullptr, 0, device));
+      CUcontext current = nullptr;
+      ASSERT_CU(cuCtxGetCurrent(&current));
+      EXPECT_EQ(current, mine);
+      CUdevice on = -1;
+      ASSERT_CU(cuCtxGetDevice(&on));
+      EXPECT_EQ(on, device);
+      CUmodule module = load_module();
+      CUfunction fill;
+      ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+      unsigned long long n = 100000;
+      CUdeviceptr d;
+      ASSERT_CU(cuMemAlloc(&d, n * 4));
+      unsigned value = 1000 + device;
+      void* args[] = {&d, &value, &n};
+      ASSERT_CU(cuLaunchKernel(fill, 64, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+      std::vector<unsigned> out(n);
+      ASSERT_CU(cuMemcpyDtoH(out.data(), d, n * 4));
+      EXPECT_EQ(std::count(out.begin(), out.end(), value), static_cast<long>(n));
+      EXPECT_CU(cuMemFree(d));
+      EXPECT_CU(cuModuleUnload(module));
+      EXPECT_CU(cuCtxDestroy(mine));
+    });
+  for (auto& thread : threads) thread.join();
+  // This thread's context was never theirs.
+  CUcontext current = nullptr;
   ASSERT_CU(cuCtxGetCurrent(&current));
   EXPECT_EQ(current, context_);
 }
@@ -308,20 +534,32 @@ TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
   EXPECT_EQ(cuGetProcAddress("cuNoSuchThing", &fn, 13000, 0, &status), CUDA_ERROR_NOT_FOUND);
 }
 
-// A process that dies holding GPU memory gets it freed by the server.
-TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
-  size_t before = 0, total = 0;
-  ASSERT_CU(cuMemGetInfo(&before, &total));
+// Runs the CudaE2EChild test `name` in a process of its own (a fork's copy of this process's
+// session would not be one) with `variable` added to its environment; returns its exit code.
+int run_child(const std::string& name, const char* variable = nullptr) {
+  const std::string filter = "--gtest_filter=CudaE2EChild." + name;
   pid_t child = fork();
   if (child == 0) {
-    // A fresh process: the fork's copy of the session is not this process's (new links).
-    execl("/proc/self/exe", "/proc/self/exe", "--gtest_filter=CudaE2EChild.*", "--rgpu-child", nullptr);
+    if (variable != nullptr) putenv(const_cast<char*>(variable));
+    execl("/proc/self/exe", "/proc/self/exe", filter.c_str(), "--rgpu-child", nullptr);
     _exit(127);
   }
   int status = 0;
   waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFEXITED(status)) << status;
-  ASSERT_EQ(WEXITSTATUS(status), 42) << "the child did not allocate";
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+constexpr int kChildDone = 42;
+
+TEST_F(CudaE2E, VisibleDevicesChooseAmongTheServersDevices) {
+  EXPECT_EQ(run_child("SeesOnlyDeviceOne", "CUDA_VISIBLE_DEVICES=1"), kChildDone);
+}
+
+// A process that dies holding GPU memory gets it freed by the server.
+TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
+  size_t before = 0, total = 0;
+  ASSERT_CU(cuMemGetInfo(&before, &total));
+  ASSERT_EQ(run_child("AllocateAndDie"), kChildDone) << "the child did not allocate";
   // Cleanup runs on the server after the disconnect; wait for it with a deadline.
   size_t after = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -335,7 +573,7 @@ TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
 bool g_is_child = false;
 
 TEST(CudaE2EChild, AllocateAndDie) {
-  if (!g_is_child) GTEST_SKIP() << "runs only in the child process of DeadClientsMemoryIsFreed";
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
   if (cuInit(0) != CUDA_SUCCESS) _exit(1);
   CUcontext context;
   cuDevicePrimaryCtxRetain(&context, 0);
@@ -343,7 +581,18 @@ TEST(CudaE2EChild, AllocateAndDie) {
   CUdeviceptr d;
   for (int i = 0; i < 3; ++i)
     if (cuMemAlloc(&d, 8 << 20) != CUDA_SUCCESS) _exit(2);
-  _exit(42);  // no cuMemFree, no cleanup: the server must do it
+  _exit(kChildDone);  // no cuMemFree, no cleanup: the server must do it
+}
+
+TEST(CudaE2EChild, SeesOnlyDeviceOne) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  int count = 0;
+  char name[64] = {};
+  if (cuInit(0) != CUDA_SUCCESS || cuDeviceGetCount(&count) != CUDA_SUCCESS) _exit(1);
+  if (count != 1) _exit(2);
+  if (cuDeviceGetName(name, sizeof name, 0) != CUDA_SUCCESS) _exit(3);
+  if (std::string(name) != "RGPU CUDA test double 1") _exit(4);
+  _exit(kChildDone);
 }
 
 }  // namespace

@@ -331,6 +331,17 @@ TEST(FrameMalformed, UnknownFlagBits) {
   }
 }
 
+TEST(FrameMalformed, LinkFlagsAreKnownOnlyToTheirLink) {
+  Bytes wire = encode_frame(1, 1, Bytes{1});
+  patch<uint16_t>(wire, kOffFlags, 1u << 2);
+  expect_decode_error(wire, "unknown flag bits 0x0004");
+  FrameDecoder decoder(kMaxFramePayload, 1u << 2);
+  decoder.feed(wire);
+  auto frame = decoder.next();
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_EQ(frame->header.flags, 1u << 2);
+}
+
 TEST(FrameMalformed, NonZeroReserved) {
   Bytes wire = encode_frame(1, 1, Bytes{1});
   patch<uint16_t>(wire, kOffReserved, 0x0100);

@@ -54,8 +54,12 @@ class CallContext {
 
   CUresult end_of_arguments() {
     args_.expect_end();
-    return veto_ ? veto_(*this) : CUDA_SUCCESS;
+    const CUresult verdict = veto_ ? veto_(*this) : CUDA_SUCCESS;
+    passed_veto_ = verdict == CUDA_SUCCESS;
+    return verdict;
   }
+  // The veto let the call through to the driver (what it reserved is held).
+  bool passed_veto() const { return passed_veto_; }
 
   template <typename T>
   void out(const T& value) {
@@ -75,6 +79,7 @@ class CallContext {
   uint32_t out_mask_;
   const DeviceMap& devices_;
   Veto veto_;
+  bool passed_veto_ = false;
   std::vector<uint64_t> ins_;
   std::vector<uint64_t> outs_;
 };

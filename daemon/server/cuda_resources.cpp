@@ -93,13 +93,29 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
     case FN_cuEventDestroy_v2: events_.erase(reinterpret_cast<CUevent>(ins[0])); return;
     case FN_cuModuleUnload: modules_.erase(reinterpret_cast<CUmodule>(ins[0])); return;
     case FN_cuLibraryUnload: std::erase(libraries_, reinterpret_cast<CUlibrary>(ins[0])); return;
-    case FN_cuCtxDestroy_v2: std::erase(contexts_, reinterpret_cast<CUcontext>(ins[0])); return;
+    case FN_cuCtxDestroy_v2: forget_context(reinterpret_cast<CUcontext>(ins[0])); return;
     case FN_cuDevicePrimaryCtxRetain: ++primary_retains_[static_cast<CUdevice>(ins[0])]; return;
     case FN_cuDevicePrimaryCtxRelease_v2:
       if (--primary_retains_[static_cast<CUdevice>(ins[0])] <= 0) primary_retains_.erase(static_cast<CUdevice>(ins[0]));
       return;
     default: return;
   }
+}
+
+void SessionResources::forget_context(CUcontext context) {
+  std::erase(contexts_, context);
+  for (auto it = allocations_.begin(); it != allocations_.end();) {
+    if (it->second.context == context) {
+      budget_->release(it->second.bytes);
+      it = allocations_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto in_context = [&](const auto& entry) { return entry.second == context; };
+  std::erase_if(streams_, in_context);
+  std::erase_if(events_, in_context);
+  std::erase_if(modules_, in_context);
 }
 
 void SessionResources::add_module(CUmodule module, CUcontext context) {
@@ -115,6 +131,12 @@ void SessionResources::add_library(CUlibrary library) {
 void SessionResources::add_context(CUcontext context) {
   std::lock_guard lock(mutex_);
   contexts_.push_back(context);
+}
+
+int SessionResources::primary_retains(CUdevice device) {
+  std::lock_guard lock(mutex_);
+  auto it = primary_retains_.find(device);
+  return it == primary_retains_.end() ? 0 : it->second;
 }
 
 namespace {

@@ -39,6 +39,8 @@ class SessionResources {
   void add_module(CUmodule module, CUcontext context);
   void add_library(CUlibrary library);
   void add_context(CUcontext context);
+  // How many retains of the device's primary context this session holds (the application's ordinal).
+  int primary_retains(CUdevice device);
 
   // Frees everything this session's resources in the primary context of `device` (what
   // cuDevicePrimaryCtxReset means for one client of a shared server).
@@ -52,6 +54,8 @@ class SessionResources {
     CUcontext context;
   };
   static uint64_t requested_bytes(uint32_t function, const std::vector<uint64_t>& ins);
+  // The driver destroyed the context and everything in it: forgets that, without calling it.
+  void forget_context(CUcontext context);
   void free_allocations_if(const std::function<bool(const Allocation&)>& which);
 
   std::shared_ptr<MemoryBudget> budget_;

@@ -22,6 +22,17 @@ CUresult missing(const char* name) {
   LOG_WARN("the server's CUDA driver has no %s", name);
   return CUDA_ERROR_NOT_SUPPORTED;
 }
+
+// Driver functions the generic path could call that need the session's own handling.
+bool handled_by_hand(uint32_t function) {
+  switch (function) {
+    case FN_cuDevicePrimaryCtxReset:
+    case FN_cuDevicePrimaryCtxReset_v2:
+    case FN_cuDevicePrimaryCtxRelease_v2:
+    case FN_cuCtxDestroy_v2: return true;
+    default: return false;
+  }
+}
 }  // namespace
 
 CudaSession::CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client)
@@ -98,6 +109,10 @@ void CudaSession::worker_main(Worker* worker) {
 void CudaSession::wait_for_turn(uint32_t sequence) {
   std::unique_lock lock(mutex_);
   turn_changed_.wait(lock, [&] { return closing_ || static_cast<int32_t>(sequence - next_sequence_) <= 0; });
+}
+
+void CudaSession::pass_turn(uint32_t sequence) {
+  std::lock_guard lock(mutex_);
   if (sequence == next_sequence_) ++next_sequence_;
   turn_changed_.notify_all();
 }
@@ -145,7 +160,12 @@ void CudaSession::note_deferred(uint32_t function, CUresult result) {
 void CudaSession::execute(Worker& worker, Frame& frame) {
   CallHeader header;
   std::memcpy(&header, frame.body().data(), sizeof header);
+  // Later calls may start as soon as an answered call has: their senders had no answer to wait
+  // for. A pipelined call holds them until it is in the driver, where the application was told
+  // it is when the call returned.
+  const bool answered = !(frame.header.flags & kFrameNoReply);
   wait_for_turn(header.sequence);
+  if (answered) pass_turn(header.sequence);
 
   WireReader args(frame.body().subspan(sizeof header), "CUDA call");
   worker.staged_call = frame.bulk.owner != nullptr;
@@ -162,8 +182,7 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
     if (result != CUDA_SUCCESS) {
       // the context the application believes current does not exist (destroyed?)
     } else if (const AutoFunction* f = find_auto_function(header.function);
-               f != nullptr && header.function != FN_cuDevicePrimaryCtxReset_v2 &&
-               header.function != FN_cuDevicePrimaryCtxReset && header.function != FN_cuCtxDestroy_v2) {
+               f != nullptr && !handled_by_hand(header.function)) {
       void* fn = driver.symbol(f->name);
       if (fn == nullptr) {
         result = missing(f->name);
@@ -174,7 +193,7 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
         if (result == CUDA_SUCCESS) {
           resources_.record(header.function, call.ins(), call.outs(), worker.current);
           for (uint64_t value : call.outs()) out.put(value);
-        } else {
+        } else if (call.passed_veto()) {
           resources_.abandon(header.function, call.ins());
         }
       }
@@ -185,6 +204,7 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
     LOG_WARN("%s: malformed %s call: %s", client_.c_str(), function_name(header.function) ?: "CUDA", e.what());
     result = CUDA_ERROR_INVALID_VALUE;
   }
+  if (!answered) pass_turn(header.sequence);
   reply(frame, result, out.buffer(), std::move(worker.reply_tail));
   worker.reply_tail = {};
 }
@@ -403,6 +423,11 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const uint32_t flags = args.get<uint32_t>();
       const CUdevice device = devices_.to_real(static_cast<CUdevice>(args.get<uint64_t>()));
       args.expect_end();
+      // The driver pushes the new context on this thread's stack. Emptied first, the stack stays
+      // at most one deep, so that no context is current once the new one is destroyed or
+      // cuCtxSetCurrent(NULL) (which pops one) is called.
+      if (auto set_current = d.fn<CUresult (*)(CUcontext)>("cuCtxSetCurrent")) set_current(nullptr);
+      worker.current = nullptr;
       CUcontext context = nullptr;
       CUresult r;
       if (auto v4 = d.fn<CUresult (*)(CUcontext*, CUctxCreateParams*, unsigned, CUdevice)>("cuCtxCreate_v4")) {
@@ -438,15 +463,24 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       // other clients' work. For this client, a reset frees what it made in that context.
       const CUdevice device = devices_.to_real(static_cast<CUdevice>(args.get<uint64_t>()));
       args.expect_end();
-      auto retain = d.fn<CUresult (*)(CUcontext*, CUdevice)>("cuDevicePrimaryCtxRetain");
+      return free_in_primary_context(worker, device);
+    }
+    case FN_cuDevicePrimaryCtxRelease_v2: {
+      // The session's last retain ends the context for it, as a process's last one does: what it
+      // made there is freed (other sessions may hold the context on).
+      const uint64_t app_device = args.get<uint64_t>();
+      args.expect_end();
+      const CUdevice device = devices_.to_real(static_cast<CUdevice>(app_device));
       auto release = d.fn<CUresult (*)(CUdevice)>("cuDevicePrimaryCtxRelease_v2");
-      if (!retain || !release) return missing("cuDevicePrimaryCtxRetain");
-      CUcontext primary = nullptr;
-      if (CUresult r = retain(&primary, device); r != CUDA_SUCCESS) return r;
-      resources_.release_primary_context_resources(primary);
-      release(device);
-      worker.current = reinterpret_cast<CUcontext>(~uintptr_t{0});  // unknown: set it again next call
-      return CUDA_SUCCESS;
+      if (!release) return missing("cuDevicePrimaryCtxRelease_v2");
+      if (resources_.primary_retains(static_cast<CUdevice>(app_device)) == 1)
+        if (CUresult r = free_in_primary_context(worker, device); r != CUDA_SUCCESS) return r;
+      const CUresult r = release(device);
+      if (r == CUDA_SUCCESS) {
+        std::vector<uint64_t> ins{app_device}, outs;
+        resources_.record(FN_cuDevicePrimaryCtxRelease_v2, ins, outs, nullptr);
+      }
+      return r;
     }
     default: {
       const char* name = function_name(header.function);
@@ -455,6 +489,19 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       return CUDA_ERROR_NOT_SUPPORTED;
     }
   }
+}
+
+CUresult CudaSession::free_in_primary_context(Worker& worker, CUdevice device) {
+  Driver& d = Driver::get();
+  auto retain = d.fn<CUresult (*)(CUcontext*, CUdevice)>("cuDevicePrimaryCtxRetain");
+  auto release = d.fn<CUresult (*)(CUdevice)>("cuDevicePrimaryCtxRelease_v2");
+  if (!retain || !release) return missing("cuDevicePrimaryCtxRetain");
+  CUcontext primary = nullptr;
+  if (CUresult r = retain(&primary, device); r != CUDA_SUCCESS) return r;
+  resources_.release_primary_context_resources(primary);
+  release(device);
+  worker.current = reinterpret_cast<CUcontext>(~uintptr_t{0});  // unknown: set it again next call
+  return CUDA_SUCCESS;
 }
 
 }  // namespace rgpu::cuda

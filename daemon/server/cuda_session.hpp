@@ -52,6 +52,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void worker_main(Worker* worker);
   void execute(Worker& worker, Frame& frame);
   void wait_for_turn(uint32_t sequence);
+  void pass_turn(uint32_t sequence);
   void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {});
   CUresult copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
                         WireWriter& out);
@@ -59,6 +60,8 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
 
   // Hand-written calls (rgpu.* ids and the driver functions that need more than the generic path).
   CUresult manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out);
+  // Frees what this session made in the primary context of `device` (the driver's ordinal).
+  CUresult free_in_primary_context(Worker& worker, CUdevice device);
 
   DeviceMap devices_;
   SessionResources resources_;

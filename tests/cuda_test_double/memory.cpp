@@ -1,0 +1,223 @@
+// The test double's device memory, and the copies and fills on it. Every range a call touches is
+// checked against the live allocations: a bad pointer is an error, never a crash.
+#include <sys/mman.h>
+
+#include <algorithm>
+
+#include "test_double.hpp"
+
+namespace rgpu::cuda_double {
+
+namespace {
+// Each device's memory lies in a window of address space reserved for it, well away from where
+// the host's allocators put things (the application's host pointers live in another process and
+// must not look like device pointers there). Allocations are never given the same address twice,
+// and a page without access follows each one.
+constexpr uintptr_t kWindowBase = 0x2000'0000'0000;
+constexpr uint64_t kWindowSize = 1ull << 40;
+constexpr size_t kPage = 4096;
+
+struct Window {
+  uintptr_t base = 0;  // 0: not reserved yet
+  uintptr_t next = 0;
+  uint64_t used = 0;   // bytes of live allocations
+};
+Window g_windows[kDeviceCount];
+
+struct Allocation {
+  size_t bytes;
+  size_t mapped;  // whole pages
+  CUcontext context;
+  CUdevice device;
+  CUmodule module;  // the module whose global this is, or nullptr for cuMemAlloc memory
+};
+std::map<uintptr_t, Allocation> g_allocations;  // by base address
+
+Window* window_of(CUdevice device) {
+  Window& window = g_windows[device];
+  if (window.base == 0) {
+    void* hint = reinterpret_cast<void*>(kWindowBase + kWindowSize * static_cast<uint64_t>(device));
+    void* reserved = ::mmap(hint, kWindowSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserved == MAP_FAILED) return nullptr;
+    window.base = window.next = reinterpret_cast<uintptr_t>(reserved);
+  }
+  return &window;
+}
+
+void unmap(std::map<uintptr_t, Allocation>::iterator it) {
+  // Replacing the pages gives their memory back and leaves the range inaccessible.
+  ::mmap(reinterpret_cast<void*>(it->first), it->second.mapped, PROT_NONE,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  g_windows[it->second.device].used -= it->second.mapped;
+  g_allocations.erase(it);
+}
+
+template <typename Predicate>
+void unmap_if(Predicate predicate) {
+  for (auto it = g_allocations.begin(); it != g_allocations.end();) {
+    auto next = std::next(it);
+    if (predicate(it->second)) unmap(it);
+    it = next;
+  }
+}
+
+// The checks every call that works in the current context makes first.
+CUresult enter(CUcontext& context, CUstream stream = nullptr) {
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  return check_stream(stream, context);
+}
+
+enum class End { Host, Device };
+
+// A copy's end: device memory must lie in one allocation; host memory is the caller's, only
+// checked for not being null.
+std::byte* locate(CUdeviceptr pointer, End end, size_t bytes) {
+  if (end == End::Device) return device_bytes(pointer, bytes);
+  return reinterpret_cast<std::byte*>(pointer);
+}
+
+CUresult copy(CUdeviceptr to, End to_end, CUdeviceptr from, End from_end, size_t bytes, CUstream stream) {
+  CUcontext context;
+  if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
+  if (bytes == 0) return CUDA_SUCCESS;
+  std::byte* destination = locate(to, to_end, bytes);
+  const std::byte* source = locate(from, from_end, bytes);
+  if (destination == nullptr || source == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::memmove(destination, source, bytes);
+  return CUDA_SUCCESS;
+}
+
+CUdeviceptr address(const void* host) { return reinterpret_cast<CUdeviceptr>(host); }
+
+template <typename T>
+CUresult fill(CUdeviceptr to, T value, size_t count, CUstream stream) {
+  CUcontext context;
+  if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
+  if (count == 0) return CUDA_SUCCESS;
+  if (to % sizeof(T) != 0 || count > SIZE_MAX / sizeof(T)) return CUDA_ERROR_INVALID_VALUE;
+  auto* destination = reinterpret_cast<T*>(device_bytes(to, count * sizeof(T)));
+  if (destination == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::fill_n(destination, count, value);
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module, CUdeviceptr& pointer) {
+  const CUdevice device = find_context(context)->device;
+  Window* window = window_of(device);
+  if (window == nullptr || bytes > kDeviceMemory) return CUDA_ERROR_OUT_OF_MEMORY;
+  const size_t mapped = (bytes + kPage - 1) / kPage * kPage;
+  if (window->used + mapped > kDeviceMemory || window->next + mapped + kPage > window->base + kWindowSize)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  if (::mprotect(reinterpret_cast<void*>(window->next), mapped, PROT_READ | PROT_WRITE) != 0)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  pointer = window->next;
+  window->next += mapped + kPage;
+  window->used += mapped;
+  g_allocations.emplace(pointer, Allocation{bytes, mapped, context, device, module});
+  return CUDA_SUCCESS;
+}
+
+std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context) {
+  auto it = g_allocations.upper_bound(pointer);
+  if (it == g_allocations.begin()) return nullptr;
+  --it;
+  const Allocation& allocation = it->second;
+  const uintptr_t offset = pointer - it->first;
+  if (offset >= allocation.bytes || bytes > allocation.bytes - offset) return nullptr;
+  if (context != nullptr && allocation.context != context) return nullptr;
+  return reinterpret_cast<std::byte*>(pointer);
+}
+
+void release_memory_of(CUcontext context) {
+  unmap_if([&](const Allocation& allocation) { return allocation.context == context; });
+}
+
+void release_memory_of_module(CUmodule module) {
+  unmap_if([&](const Allocation& allocation) { return allocation.module == module; });
+}
+
+}  // namespace rgpu::cuda_double
+
+using namespace rgpu::cuda_double;
+
+DOUBLE_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  return allocate_device_memory(context, bytes, nullptr, *pointer);
+}
+
+DOUBLE_EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  auto it = g_allocations.find(pointer);
+  if (it == g_allocations.end() || it->second.module != nullptr) return CUDA_ERROR_INVALID_VALUE;
+  unmap(it);
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  if (free == nullptr || total == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *total = kDeviceMemory;
+  *free = kDeviceMemory - g_windows[find_context(context)->device].used;
+  return CUDA_SUCCESS;
+}
+
+// Copies and fills run when they are issued, so the stream-ordered ones are the others plus a
+// check of the stream.
+
+DOUBLE_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr to, const void* from, size_t bytes) {
+  auto lock = lock_driver();
+  return copy(to, End::Device, address(from), End::Host, bytes, nullptr);
+}
+DOUBLE_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr to, const void* from, size_t bytes, CUstream stream) {
+  auto lock = lock_driver();
+  return copy(to, End::Device, address(from), End::Host, bytes, stream);
+}
+DOUBLE_EXPORT CUresult cuMemcpyDtoH_v2(void* to, CUdeviceptr from, size_t bytes) {
+  auto lock = lock_driver();
+  return copy(address(to), End::Host, from, End::Device, bytes, nullptr);
+}
+DOUBLE_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* to, CUdeviceptr from, size_t bytes, CUstream stream) {
+  auto lock = lock_driver();
+  return copy(address(to), End::Host, from, End::Device, bytes, stream);
+}
+DOUBLE_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr to, CUdeviceptr from, size_t bytes) {
+  auto lock = lock_driver();
+  return copy(to, End::Device, from, End::Device, bytes, nullptr);
+}
+DOUBLE_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr to, CUdeviceptr from, size_t bytes, CUstream stream) {
+  auto lock = lock_driver();
+  return copy(to, End::Device, from, End::Device, bytes, stream);
+}
+
+DOUBLE_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr to, unsigned char value, size_t count) {
+  auto lock = lock_driver();
+  return fill(to, value, count, nullptr);
+}
+DOUBLE_EXPORT CUresult cuMemsetD8Async(CUdeviceptr to, unsigned char value, size_t count, CUstream stream) {
+  auto lock = lock_driver();
+  return fill(to, value, count, stream);
+}
+DOUBLE_EXPORT CUresult cuMemsetD16_v2(CUdeviceptr to, unsigned short value, size_t count) {
+  auto lock = lock_driver();
+  return fill(to, value, count, nullptr);
+}
+DOUBLE_EXPORT CUresult cuMemsetD16Async(CUdeviceptr to, unsigned short value, size_t count, CUstream stream) {
+  auto lock = lock_driver();
+  return fill(to, value, count, stream);
+}
+DOUBLE_EXPORT CUresult cuMemsetD32_v2(CUdeviceptr to, unsigned int value, size_t count) {
+  auto lock = lock_driver();
+  return fill(to, value, count, nullptr);
+}
+DOUBLE_EXPORT CUresult cuMemsetD32Async(CUdeviceptr to, unsigned int value, size_t count, CUstream stream) {
+  auto lock = lock_driver();
+  return fill(to, value, count, stream);
+}

@@ -1,0 +1,223 @@
+// The test double's modules and launches. A module image (a library's too) is text:
+//
+//   RGPU-CUDA-TEST-DOUBLE-MODULE
+//   <kernel name>            one line per kernel, from the double's kernels (kernels.cpp)
+//   global <name> <bytes>    a zero-filled module global
+//
+// Anything else is not an image the double can load (CUDA_ERROR_INVALID_IMAGE).
+#include <charconv>
+#include <sstream>
+
+#include "test_double.hpp"
+
+namespace rgpu::cuda_double {
+
+namespace {
+constexpr const char* kMagic = "RGPU-CUDA-TEST-DOUBLE-MODULE";
+constexpr size_t kMaxGlobalBytes = 1 << 20;
+constexpr unsigned kMaxSharedBytes = 49152;  // without the opt-in attribute, which is not offered
+
+struct Global {
+  CUdeviceptr pointer;
+  size_t bytes;
+};
+struct Module {
+  CUcontext context;
+  std::map<std::string, CUfunction> functions;
+  std::map<std::string, Global> globals;
+};
+struct Function {
+  CUmodule module;
+  const Kernel* kernel;
+};
+Registry<CUmodule, Module> g_modules;
+Registry<CUfunction, Function> g_functions;
+
+CUresult check_dimensions(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                          unsigned shared) {
+  if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (gx > 2147483647u || gy > 65535 || gz > 65535) return CUDA_ERROR_INVALID_VALUE;
+  if (bx > 1024 || by > 1024 || bz > 64 || uint64_t{bx} * by * bz > 1024) return CUDA_ERROR_INVALID_VALUE;
+  if (shared > kMaxSharedBytes) return CUDA_ERROR_INVALID_VALUE;
+  return CUDA_SUCCESS;
+}
+
+// The argument bytes, each parameter copied from where kernelParams points.
+std::vector<uint8_t> pack(const Kernel& kernel, void** params) {
+  size_t end = 0;
+  for (auto [offset, size] : kernel.parameters) end = std::max(end, offset + size);
+  std::vector<uint8_t> bytes(end);
+  for (size_t i = 0; i < kernel.parameters.size(); ++i)
+    std::memcpy(bytes.data() + kernel.parameters[i].first, params[i], kernel.parameters[i].second);
+  return bytes;
+}
+}  // namespace
+
+CUresult parse_image(const char* image, Image& parsed) {
+  std::istringstream lines(image);
+  std::string line;
+  if (!std::getline(lines, line) || line != kMagic) return CUDA_ERROR_INVALID_IMAGE;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    std::istringstream words(line);
+    std::string first, name, bytes_text;
+    words >> first;
+    if (first != "global") {
+      const Kernel* kernel = find_kernel(line);
+      if (kernel == nullptr) return CUDA_ERROR_INVALID_IMAGE;
+      parsed.kernels.push_back(kernel);
+      continue;
+    }
+    size_t bytes = 0;
+    if (!(words >> name >> bytes_text) || !words.eof()) return CUDA_ERROR_INVALID_IMAGE;
+    auto [end, error] = std::from_chars(bytes_text.data(), bytes_text.data() + bytes_text.size(), bytes);
+    if (error != std::errc() || end != bytes_text.data() + bytes_text.size() || bytes == 0 || bytes > kMaxGlobalBytes)
+      return CUDA_ERROR_INVALID_IMAGE;
+    parsed.globals[name] = bytes;
+  }
+  for (const Kernel* kernel : parsed.kernels)
+    if (kernel->global != nullptr && !parsed.globals.contains(kernel->global)) return CUDA_ERROR_INVALID_IMAGE;
+  return CUDA_SUCCESS;
+}
+
+CUresult load_module(CUcontext context, const Image& image, CUmodule& handle) {
+  handle = g_modules.add(Module{context, {}, {}});
+  Module& loaded = *g_modules.find(handle);
+  for (const auto& [name, bytes] : image.globals) {
+    CUdeviceptr pointer = 0;
+    if (CUresult r = allocate_device_memory(context, bytes, handle, pointer); r != CUDA_SUCCESS) {
+      unload_module(handle);
+      return r;
+    }
+    std::memset(reinterpret_cast<void*>(pointer), 0, bytes);
+    loaded.globals[name] = Global{pointer, bytes};
+  }
+  for (const Kernel* kernel : image.kernels) loaded.functions[kernel->name] = g_functions.add(Function{handle, kernel});
+  return CUDA_SUCCESS;
+}
+
+void unload_module(CUmodule handle) {
+  Module* module = g_modules.find(handle);
+  if (module == nullptr) return;
+  for (auto& [name, function] : module->functions) g_functions.remove(function);
+  release_memory_of_module(handle);
+  g_modules.remove(handle);
+}
+
+bool module_loaded(CUmodule module) { return g_modules.find(module) != nullptr; }
+
+CUresult module_function(CUmodule module, const std::string& name, CUfunction& function) {
+  const Module* found = g_modules.find(module);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  auto it = found->functions.find(name);
+  if (it == found->functions.end()) return CUDA_ERROR_NOT_FOUND;
+  function = it->second;
+  return CUDA_SUCCESS;
+}
+
+CUresult module_global(CUmodule module, const std::string& name, CUdeviceptr* pointer, size_t* bytes) {
+  const Module* found = g_modules.find(module);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  auto it = found->globals.find(name);
+  if (it == found->globals.end()) return CUDA_ERROR_NOT_FOUND;
+  if (pointer) *pointer = it->second.pointer;
+  if (bytes) *bytes = it->second.bytes;
+  return CUDA_SUCCESS;
+}
+
+void release_modules_of(CUcontext context) {
+  for (CUmodule handle : g_modules.handles_if([&](const Module& module) { return module.context == context; }))
+    unload_module(handle);
+}
+
+}  // namespace rgpu::cuda_double
+
+using namespace rgpu::cuda_double;
+
+DOUBLE_EXPORT CUresult cuModuleLoadData(CUmodule* handle, const void* image) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (handle == nullptr || image == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  Image image_parsed;
+  if (CUresult r = parse_image(static_cast<const char*>(image), image_parsed); r != CUDA_SUCCESS) return r;
+  return load_module(context, image_parsed, *handle);
+}
+
+DOUBLE_EXPORT CUresult cuModuleUnload(CUmodule handle) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (g_modules.find(handle) == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  unload_module(handle);
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuModuleGetFunction(CUfunction* function, CUmodule handle, const char* name) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (function == nullptr || name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return module_function(handle, name, *function);
+}
+
+DOUBLE_EXPORT CUresult cuModuleGetGlobal_v2(CUdeviceptr* pointer, size_t* bytes, CUmodule handle, const char* name) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return module_global(handle, name, pointer, bytes);
+}
+
+DOUBLE_EXPORT CUresult cuFuncGetParamInfo(CUfunction handle, size_t index, size_t* offset, size_t* size) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  const Function* function = g_functions.find(handle);
+  if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  return parameter_info(*function->kernel, index, offset, size);
+}
+
+DOUBLE_EXPORT CUresult cuFuncGetAttribute(int* value, CUfunction_attribute attribute, CUfunction handle) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (g_functions.find(handle) == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  switch (attribute) {
+    case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *value = 1024; return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES:
+    case CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES:
+    case CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES: *value = 0; return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_NUM_REGS: *value = 16; return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_PTX_VERSION:
+    case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *value = 90; return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_CACHE_MODE_CA: *value = 0; return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *value = kMaxSharedBytes; return CUDA_SUCCESS;
+    default: return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+
+// The kernel runs before the launch returns. A fault it hits does not fail the launch: like a
+// real device's, it fails the context, and the next call there reports it.
+DOUBLE_EXPORT CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                                      unsigned by, unsigned bz, unsigned shared, CUstream stream, void** params,
+                                      void** extra) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  // A library's kernel launches as its function in the current context.
+  if (g_functions.find(handle) == nullptr)
+    if (CUresult r = kernel_function(reinterpret_cast<CUkernel>(handle), context, handle); r != CUDA_SUCCESS) return r;
+  const Function* function = g_functions.find(handle);
+  if (g_modules.find(function->module)->context != context) return CUDA_ERROR_INVALID_CONTEXT;
+  if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
+  if (CUresult r = check_dimensions(gx, gy, gz, bx, by, bz, shared); r != CUDA_SUCCESS) return r;
+  if (extra != nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  const Kernel& kernel = *function->kernel;
+  if (params == nullptr && !kernel.parameters.empty()) return CUDA_ERROR_INVALID_VALUE;
+  const std::vector<uint8_t> arguments = pack(kernel, params);
+  const uint64_t blocks = uint64_t{gx} * gy * gz, block = uint64_t{bx} * by * bz;
+  const uint64_t threads = blocks > UINT64_MAX / block ? UINT64_MAX : blocks * block;
+  const Launch launch{threads, arguments, context, function->module};
+  if (CUresult fault = kernel.run(launch); fault != CUDA_SUCCESS) find_context(context)->sticky = fault;
+  return CUDA_SUCCESS;
+}

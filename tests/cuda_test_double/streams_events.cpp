@@ -1,0 +1,141 @@
+// The test double's streams and events. Work runs when it is issued, so a stream is always
+// idle and an event completes when it is recorded; what is left to report is the error the
+// stream's context hit.
+#include <chrono>
+
+#include "test_double.hpp"
+
+namespace rgpu::cuda_double {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+struct Stream {
+  CUcontext context;
+  unsigned flags;
+};
+struct Event {
+  CUcontext context;
+  unsigned flags;
+  bool recorded = false;
+  Clock::time_point at{};
+};
+Registry<CUstream, Stream> g_streams;
+Registry<CUevent, Event> g_events;
+
+bool is_default(CUstream stream) {
+  return stream == nullptr || stream == CU_STREAM_LEGACY || stream == CU_STREAM_PER_THREAD;
+}
+
+// The error of the context the stream belongs to (the current one for the default stream).
+CUresult stream_state(CUstream stream) {
+  CUcontext current;
+  if (is_default(stream)) return current_context(current);
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  const Stream* found = g_streams.find(stream);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  return find_context(found->context)->sticky;
+}
+
+CUresult event_state(CUevent event) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  const Event* found = g_events.find(event);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  return find_context(found->context)->sticky;
+}
+}  // namespace
+
+CUresult check_stream(CUstream stream, CUcontext context) {
+  if (is_default(stream)) return CUDA_SUCCESS;
+  const Stream* found = g_streams.find(stream);
+  return found != nullptr && found->context == context ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+void release_streams_and_events_of(CUcontext context) {
+  g_streams.remove_if([&](const Stream& stream) { return stream.context == context; });
+  g_events.remove_if([&](const Event& event) { return event.context == context; });
+}
+
+}  // namespace rgpu::cuda_double
+
+using namespace rgpu::cuda_double;
+
+DOUBLE_EXPORT CUresult cuStreamCreate(CUstream* stream, unsigned int flags) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (stream == nullptr || (flags & ~unsigned{CU_STREAM_NON_BLOCKING}) != 0) return CUDA_ERROR_INVALID_VALUE;
+  *stream = g_streams.add(Stream{context, flags});
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamDestroy_v2(CUstream stream) {
+  auto lock = lock_driver();
+  if (is_default(stream)) return CUDA_ERROR_INVALID_HANDLE;
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  g_streams.remove(stream);
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamSynchronize(CUstream stream) {
+  auto lock = lock_driver();
+  return stream_state(stream);
+}
+
+DOUBLE_EXPORT CUresult cuStreamQuery(CUstream stream) {
+  auto lock = lock_driver();
+  return stream_state(stream);
+}
+
+DOUBLE_EXPORT CUresult cuEventCreate(CUevent* event, unsigned int flags) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (event == nullptr || (flags & ~unsigned{CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS}))
+    return CUDA_ERROR_INVALID_VALUE;
+  if (flags & CU_EVENT_INTERPROCESS) return CUDA_ERROR_NOT_SUPPORTED;
+  *event = g_events.add(Event{context, flags});
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuEventRecord(CUevent event, CUstream stream) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  Event* found = g_events.find(event);
+  if (found == nullptr || found->context != context) return CUDA_ERROR_INVALID_HANDLE;
+  if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
+  found->recorded = true;
+  found->at = Clock::now();
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuEventQuery(CUevent event) {
+  auto lock = lock_driver();
+  return event_state(event);
+}
+
+DOUBLE_EXPORT CUresult cuEventSynchronize(CUevent event) {
+  auto lock = lock_driver();
+  return event_state(event);
+}
+
+DOUBLE_EXPORT CUresult cuEventElapsedTime_v2(float* milliseconds, CUevent start, CUevent end) {
+  auto lock = lock_driver();
+  if (CUresult r = event_state(start); r != CUDA_SUCCESS) return r;
+  if (CUresult r = event_state(end); r != CUDA_SUCCESS) return r;
+  if (milliseconds == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const Event& from = *g_events.find(start);
+  const Event& to = *g_events.find(end);
+  if (!from.recorded || !to.recorded || ((from.flags | to.flags) & CU_EVENT_DISABLE_TIMING))
+    return CUDA_ERROR_INVALID_HANDLE;
+  *milliseconds = std::chrono::duration<float, std::milli>(to.at - from.at).count();
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuEventDestroy_v2(CUevent event) {
+  auto lock = lock_driver();
+  if (CUresult r = event_state(event); r != CUDA_SUCCESS) return r;
+  g_events.remove(event);
+  return CUDA_SUCCESS;
+}

@@ -1,0 +1,155 @@
+// A TEST DOUBLE of the CUDA driver (libcuda) for CI machines without a GPU. The RGPU server
+// dlopens it through $RGPU_CUDA_LIBRARY and cannot tell it from a driver: two devices, device
+// memory that is host memory, and kernels implemented on the host (kernels.cpp), run as they are
+// launched. It exports only the entry points it implements with real semantics; a server that
+// asks for any other one finds no symbol and answers CUDA_ERROR_NOT_SUPPORTED.
+//
+// Every entry point holds one lock for its whole run; the helpers declared here expect it held.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#define DOUBLE_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace rgpu::cuda_double {
+
+inline constexpr int kDeviceCount = 2;
+inline constexpr uint64_t kDeviceMemory = 80ull << 30;
+
+std::unique_lock<std::mutex> lock_driver();
+// cuInit has run.
+bool initialized();
+// For device queries: CUDA_ERROR_NOT_INITIALIZED before cuInit, CUDA_ERROR_INVALID_DEVICE for a
+// bad ordinal.
+CUresult check_device(CUdevice device);
+
+// Handles are numbers from one counter, never reused: a stale or foreign handle is never found,
+// and one kind of handle is never mistaken for another.
+uintptr_t next_handle();
+
+template <typename Handle, typename Object>
+class Registry {
+ public:
+  Handle add(Object object) {
+    const uintptr_t id = next_handle();
+    objects_.emplace(id, std::move(object));
+    return reinterpret_cast<Handle>(id);
+  }
+  Object* find(Handle handle) {
+    auto it = objects_.find(reinterpret_cast<uintptr_t>(handle));
+    return it == objects_.end() ? nullptr : &it->second;
+  }
+  void remove(Handle handle) { objects_.erase(reinterpret_cast<uintptr_t>(handle)); }
+  template <typename Predicate>
+  void remove_if(Predicate predicate) {
+    std::erase_if(objects_, [&](const auto& entry) { return predicate(entry.second); });
+  }
+  template <typename Predicate>
+  std::vector<Handle> handles_if(Predicate predicate) const {
+    std::vector<Handle> handles;
+    for (const auto& [id, object] : objects_)
+      if (predicate(object)) handles.push_back(reinterpret_cast<Handle>(id));
+    return handles;
+  }
+
+ private:
+  std::map<uintptr_t, Object> objects_;
+};
+
+// ---- contexts (contexts.cpp) ---------------------------------------------------------------
+
+struct Context {
+  CUdevice device = 0;
+  unsigned flags = 0;
+  bool primary = false;
+  bool alive = true;     // false once destroyed (a primary context: while nobody retains it)
+  int primary_retains = 0;
+  // An error the device hit while running this context's work: from then on every call in the
+  // context answers it, as a real context after a fault does.
+  CUresult sticky = CUDA_SUCCESS;
+};
+Context* find_context(CUcontext handle);
+// The calling thread's current context, usable: CUDA_ERROR_INVALID_CONTEXT without one,
+// CUDA_ERROR_CONTEXT_IS_DESTROYED for a destroyed one, or its sticky error.
+CUresult current_context(CUcontext& handle);
+// What a context owns is freed with it (by the files that own those things).
+void release_memory_of(CUcontext context);
+void release_streams_and_events_of(CUcontext context);
+void release_modules_of(CUcontext context);
+
+// ---- device memory (memory.cpp) ------------------------------------------------------------
+
+// Device memory is host memory in a reserved address range of its own per device, far from the
+// addresses the host allocator hands out; addresses are never handed out twice.
+CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module, CUdeviceptr& pointer);
+// [pointer, pointer + bytes) inside one live allocation of `context` (any context when null),
+// or nullptr.
+std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context = nullptr);
+void release_memory_of_module(CUmodule module);
+
+// ---- streams (streams_events.cpp) ----------------------------------------------------------
+
+// A stream the current context may use: the default stream (0, CU_STREAM_LEGACY,
+// CU_STREAM_PER_THREAD) or one created in that context.
+CUresult check_stream(CUstream stream, CUcontext context);
+
+// ---- kernels (kernels.cpp) -----------------------------------------------------------------
+
+struct Launch {
+  uint64_t threads;                      // grid size times block size
+  std::span<const uint8_t> parameters;   // the argument bytes at their offsets
+  CUcontext context;
+  CUmodule module;
+  // What a kernel reads and writes; nullptr when the range is not the context's memory.
+  template <typename T>
+  T* memory(CUdeviceptr pointer, uint64_t count) const {
+    if (count > SIZE_MAX / sizeof(T)) return nullptr;
+    return reinterpret_cast<T*>(device_bytes(pointer, count * sizeof(T), context));
+  }
+  template <typename T>
+  T parameter(size_t offset) const {
+    T value;
+    std::memcpy(&value, parameters.data() + offset, sizeof value);
+    return value;
+  }
+};
+
+struct Kernel {
+  const char* name;
+  std::vector<std::pair<size_t, size_t>> parameters;  // offset, size
+  const char* global;  // the module global it uses, or nullptr
+  // CUDA_SUCCESS, or the error the device hits (CUDA_ERROR_ILLEGAL_ADDRESS).
+  CUresult (*run)(const Launch& launch);
+};
+const Kernel* find_kernel(const std::string& name);
+// cuFuncGetParamInfo's answer for the kernel (offset and size may be null).
+CUresult parameter_info(const Kernel& kernel, size_t index, size_t* offset, size_t* size);
+
+// ---- modules (modules_kernels.cpp) and libraries (libraries.cpp) ---------------------------
+
+struct Image {
+  std::vector<const Kernel*> kernels;
+  std::map<std::string, size_t> globals;  // name, bytes
+};
+// CUDA_ERROR_INVALID_IMAGE for anything but the double's module text.
+CUresult parse_image(const char* image, Image& parsed);
+CUresult load_module(CUcontext context, const Image& image, CUmodule& module);
+void unload_module(CUmodule module);
+bool module_loaded(CUmodule module);
+CUresult module_function(CUmodule module, const std::string& name, CUfunction& function);
+// cuModuleGetGlobal's answer (pointer and bytes may be null).
+CUresult module_global(CUmodule module, const std::string& name, CUdeviceptr* pointer, size_t* bytes);
+// A library kernel's function in `context`, where the library is loaded on first use;
+// CUDA_ERROR_INVALID_HANDLE when `kernel` is not a library kernel.
+CUresult kernel_function(CUkernel kernel, CUcontext context, CUfunction& function);
+
+}  // namespace rgpu::cuda_double
