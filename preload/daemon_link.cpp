@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -187,6 +188,10 @@ bool DaemonLink::connect(bool first) {
   return false;
 }
 
+namespace {
+constexpr std::chrono::microseconds kAnswerSpin{60};
+}
+
 bool DaemonLink::read_frame(Frame& frame, int* received_fd) {
   for (;;) {
     try {
@@ -206,7 +211,14 @@ bool DaemonLink::read_frame(Frame& frame, int* received_fd) {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    // Answers to synchronous calls come back within tens of microseconds: polling for them a
+    // little while before sleeping spares the wake-up latency.
+    ssize_t n = -1;
+    const auto spin_until = std::chrono::steady_clock::now() + kAnswerSpin;
+    do {
+      n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && (errno == EAGAIN || errno == EINTR) && std::chrono::steady_clock::now() < spin_until);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {

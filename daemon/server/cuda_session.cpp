@@ -73,15 +73,16 @@ void CudaSession::submit(Frame frame) {
     worker->thread = std::thread([self = shared_from_this(), w = worker.get()] { self->worker_main(w); });
   }
   worker->queue.push_back(std::move(frame));
-  work_ready_.notify_all();
+  worker->queued.fetch_add(1, std::memory_order_release);
+  worker->ready.notify_one();
 }
 
 void CudaSession::close() {
   {
     std::lock_guard lock(mutex_);
     closing_ = true;
+    for (auto& [id, worker] : workers_) worker->ready.notify_all();
   }
-  work_ready_.notify_all();
   turn_changed_.notify_all();
   // Joining and freeing can take as long as the kernels still running: not on the event loop.
   std::thread([self = shared_from_this()] {
@@ -94,13 +95,19 @@ void CudaSession::close() {
 
 void CudaSession::worker_main(Worker* worker) {
   for (;;) {
+    // An application waiting on its answer sends its next call within microseconds: looking for
+    // it a little while before sleeping spares the wake-up latency on each synchronous call.
+    const auto spin_until = std::chrono::steady_clock::now() + kIdleSpin;
+    while (worker->queued.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < spin_until)
+      std::this_thread::yield();
     Frame frame;
     {
       std::unique_lock lock(mutex_);
-      work_ready_.wait(lock, [&] { return closing_ || !worker->queue.empty(); });
+      worker->ready.wait(lock, [&] { return closing_ || !worker->queue.empty(); });
       if (closing_) return;
       frame = std::move(worker->queue.front());
       worker->queue.pop_front();
+      worker->queued.fetch_sub(1, std::memory_order_relaxed);
     }
     execute(*worker, frame);
   }

@@ -3,6 +3,8 @@
 // and everything freed when the client goes away.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -38,12 +40,15 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void close();
 
   static constexpr size_t kMaxThreads = 256;
+  static constexpr std::chrono::microseconds kIdleSpin{50};
   static constexpr size_t kStagingBuffers = 16;  // per client: 16 x kCopyStagingSize at most
 
  private:
   struct Worker {
     std::thread thread;
     std::deque<Frame> queue;
+    std::atomic<size_t> queued{0};  // queue.size(), readable without the lock
+    std::condition_variable ready;
     CUcontext current = nullptr;  // what this server thread has made current
     BulkPayload reply_tail;       // bulk output of the call in progress (device -> host data)
     bool staged_call = false;     // the call in progress arrived in a staging buffer
@@ -70,7 +75,6 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   std::string client_;
 
   std::mutex mutex_;
-  std::condition_variable work_ready_;
   std::condition_variable turn_changed_;
   std::map<uint32_t, std::unique_ptr<Worker>> workers_;
   uint32_t next_sequence_ = 1;
