@@ -77,7 +77,12 @@ double unix_round_trip_us() {
   return us;
 }
 
-double tcp_round_trip_us() {
+struct TcpPair {
+  int client, server;
+};
+
+// A connected loopback TCP pair (Nagle off on both ends).
+TcpPair tcp_pair() {
   int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -92,11 +97,42 @@ double tcp_round_trip_us() {
   int one = 1;
   ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   ::setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  double us = socket_round_trip_us(client, server);
-  ::close(client);
-  ::close(server);
   ::close(listener);
+  return {client, server};
+}
+
+double tcp_round_trip_us() {
+  TcpPair pair = tcp_pair();
+  double us = socket_round_trip_us(pair.client, pair.server);
+  ::close(pair.client);
+  ::close(pair.server);
   return us;
+}
+
+// One TCP stream's loopback throughput, 8 MiB writes: the ceiling of a copy through RGPU, whose
+// data crosses one such connection.
+double tcp_stream_gbps(size_t total = 4ull << 30) {
+  TcpPair pair = tcp_pair();
+  std::vector<uint8_t> out(8u << 20, 3), in(8u << 20);
+  std::thread reader([&] {
+    size_t got = 0;
+    while (got < total) {
+      ssize_t n = ::read(pair.server, in.data(), in.size());
+      if (n <= 0) return;
+      got += static_cast<size_t>(n);
+    }
+  });
+  auto start = Clock::now();
+  for (size_t sent = 0; sent < total;) {
+    ssize_t n = ::write(pair.client, out.data(), std::min(out.size(), total - sent));
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  reader.join();
+  double gbps = static_cast<double>(total) / seconds_since(start) / 1e9;
+  ::close(pair.client);
+  ::close(pair.server);
+  return gbps;
 }
 }  // namespace
 
@@ -158,6 +194,7 @@ int main(int argc, char** argv) {
 
   std::printf("%-8s %-28s %14.2f\n", label.c_str(), "raw unix round trip us", unix_round_trip_us());
   std::printf("%-8s %-28s %14.2f\n", label.c_str(), "raw tcp round trip us", tcp_round_trip_us());
+  std::printf("%-8s %-28s %14.3f\n", label.c_str(), "raw tcp stream GB/s", tcp_stream_gbps());
   check(cuMemFree(buffer), "cuMemFree");
   check(cuMemFreeHost(pinned), "cuMemFreeHost");
   return 0;

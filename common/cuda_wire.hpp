@@ -54,6 +54,10 @@ inline constexpr uint32_t FN_rgpuLaunch = fnv1a("rgpu.Launch");                /
 inline constexpr uint32_t FN_rgpuModuleLoad = fnv1a("rgpu.ModuleLoad");        // image bytes -> CUmodule
 inline constexpr uint32_t FN_rgpuLibraryLoad = fnv1a("rgpu.LibraryLoad");      // image bytes -> CUlibrary
 inline constexpr uint32_t FN_rgpuCtxCreate = fnv1a("rgpu.CtxCreate");          // cuCtxCreate_v4 and older
-inline constexpr uint32_t FN_rgpuMemcpy2D = fnv1a("rgpu.Memcpy2D");            // 2D/3D copies, device side
+inline constexpr uint32_t FN_rgpuMemcpy2D = fnv1a("rgpu.Memcpy2D");            // 2D/3D copies
+
+// rgpu.Memcpy2D modes: both sides on the server; packed rows from the application's host memory
+// follow the descriptor; the answer carries packed rows for the application's host memory.
+inline constexpr uint8_t kCopyOnServer = 0, kCopyFromHost = 1, kCopyToHost = 2;
 
 }  // namespace rgpu::cuda

@@ -41,6 +41,8 @@ cuLibraryLoadData cuLibraryLoadFromFile
 cuLaunchKernel cuLaunchKernel_ptsz cuLaunchKernelEx cuLaunchKernelEx_ptsz
 cuLaunchCooperativeKernel cuLaunchCooperativeKernel_ptsz
 cuFuncGetParamInfo
+cuMemcpy2D_v2 cuMemcpy2D_v2_ptds cuMemcpy2DUnaligned_v2 cuMemcpy2DUnaligned_v2_ptds
+cuMemcpy2DAsync_v2 cuMemcpy2DAsync_v2_ptsz cuMemcpy3D_v2 cuMemcpy3D_v2_ptds cuMemcpy3DAsync_v2 cuMemcpy3DAsync_v2_ptsz
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call

@@ -134,6 +134,86 @@ TEST_F(CudaE2E, CopiesOfManySizesRoundTrip) {
   }
 }
 
+// A pitched device image written from a host rectangle, copied on the device, read back into
+// another host rectangle; large enough to travel in several chunks of rows.
+TEST_F(CudaE2E, RectanglesAndBoxesCopy) {
+  const size_t width = 1000, height = 5000, host_pitch = 1100, device_pitch = 1024;
+  std::vector<uint8_t> host(host_pitch * height), back(host_pitch * height, 0xEE);
+  std::mt19937 rng(11);
+  for (auto& v : host) v = static_cast<uint8_t>(rng());
+  CUdeviceptr image = 0, copy = 0;
+  ASSERT_CU(cuMemAlloc(&image, device_pitch * height));
+  ASSERT_CU(cuMemAlloc(&copy, device_pitch * height));
+
+  CUDA_MEMCPY2D up{};
+  up.srcMemoryType = CU_MEMORYTYPE_HOST;
+  up.srcHost = host.data();
+  up.srcPitch = host_pitch;
+  up.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  up.dstDevice = image;
+  up.dstPitch = device_pitch;
+  up.WidthInBytes = width;
+  up.Height = height;
+  ASSERT_CU(cuMemcpy2D(&up));
+
+  CUDA_MEMCPY2D across{};
+  across.srcMemoryType = CU_MEMORYTYPE_UNIFIED;  // device memory, found by address
+  across.srcDevice = image;
+  across.srcPitch = device_pitch;
+  across.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  across.dstDevice = copy;
+  across.dstPitch = device_pitch;
+  across.WidthInBytes = width;
+  across.Height = height;
+  ASSERT_CU(cuMemcpy2DAsync(&across, nullptr));
+
+  CUDA_MEMCPY2D down{};
+  down.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+  down.srcDevice = copy;
+  down.srcPitch = device_pitch;
+  down.dstMemoryType = CU_MEMORYTYPE_HOST;
+  down.dstHost = back.data();
+  down.dstPitch = host_pitch;
+  down.WidthInBytes = width;
+  down.Height = height;
+  ASSERT_CU(cuMemcpy2D(&down));
+  for (size_t y = 0; y < height; ++y) {
+    ASSERT_TRUE(std::equal(host.begin() + y * host_pitch, host.begin() + y * host_pitch + width,
+                           back.begin() + y * host_pitch))
+        << "row " << y;
+    ASSERT_EQ(back[y * host_pitch + width], 0xEE) << "the pitch gap was written in row " << y;
+  }
+
+  // A box: slices 1..2 of a 3-slice host volume into the device, then back at an offset.
+  const size_t w = 64, h = 8, d = 3;
+  std::vector<uint8_t> volume(w * h * d), returned(w * h * d, 0);
+  std::iota(volume.begin(), volume.end(), 0);
+  CUDA_MEMCPY3D box{};
+  box.srcMemoryType = CU_MEMORYTYPE_HOST;
+  box.srcHost = volume.data();
+  box.srcPitch = w;
+  box.srcHeight = h;
+  box.srcZ = 1;
+  box.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  box.dstDevice = image;
+  box.dstPitch = w;
+  box.dstHeight = h;
+  box.WidthInBytes = w;
+  box.Height = h;
+  box.Depth = 2;
+  ASSERT_CU(cuMemcpy3D(&box));
+  std::swap(box.srcMemoryType, box.dstMemoryType);
+  box.srcDevice = image;
+  box.srcZ = 0;
+  box.dstHost = returned.data();
+  box.dstZ = 1;
+  ASSERT_CU(cuMemcpy3D(&box));
+  EXPECT_TRUE(std::equal(volume.begin() + w * h, volume.end(), returned.begin() + w * h));
+  EXPECT_EQ(returned[0], 0);
+  ASSERT_CU(cuMemFree(image));
+  ASSERT_CU(cuMemFree(copy));
+}
+
 TEST_F(CudaE2E, UnifiedCopyTellsHostFromDevice) {
   std::vector<float> in(1000), out(1000);
   std::iota(in.begin(), in.end(), 1.0f);

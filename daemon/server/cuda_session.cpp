@@ -254,6 +254,82 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
   return CUDA_SUCCESS;
 }
 
+namespace {
+bool on_server(CUmemorytype type) { return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY; }
+
+bool is_async_copy(uint32_t variant) {
+  return variant == FN_cuMemcpy2DAsync_v2 || variant == FN_cuMemcpy2DAsync_v2_ptsz ||
+         variant == FN_cuMemcpy3DAsync_v2 || variant == FN_cuMemcpy3DAsync_v2_ptsz;
+}
+}  // namespace
+
+// rgpu.Memcpy2D: a rectangle (or, on the server alone, a box). Host memory is only ever the
+// packed rows of this call: the application's own addresses mean nothing here and are refused.
+CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
+  Driver& d = Driver::get();
+  const uint32_t variant = args.get<uint32_t>();
+  const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+  const uint8_t mode = args.get<uint8_t>();
+  const uint8_t dims = args.get<uint8_t>();
+  const char* name = function_name(variant);
+  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (dims == 3) {
+    auto copy = args.get<CUDA_MEMCPY3D>();
+    args.expect_end();
+    if (mode != kCopyOnServer || !on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType))
+      return CUDA_ERROR_INVALID_VALUE;
+    if (is_async_copy(variant)) {
+      auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY3D*, CUstream)>(name);
+      return fn ? fn(&copy, stream) : missing(name);
+    }
+    auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY3D*)>(name);
+    return fn ? fn(&copy) : missing(name);
+  }
+  if (dims != 2) return CUDA_ERROR_INVALID_VALUE;
+  auto copy = args.get<CUDA_MEMCPY2D>();
+  const size_t packed = copy.WidthInBytes * copy.Height;
+  switch (mode) {
+    case kCopyOnServer:
+      args.expect_end();
+      if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) return CUDA_ERROR_INVALID_VALUE;
+      break;
+    case kCopyFromHost: {
+      auto rows = args.rest();
+      if (copy.srcMemoryType != CU_MEMORYTYPE_HOST || !on_server(copy.dstMemoryType) || rows.size() != packed ||
+          copy.srcPitch != copy.WidthInBytes || copy.srcXInBytes != 0 || copy.srcY != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+      copy.srcHost = rows.data();
+      break;
+    }
+    case kCopyToHost:
+      args.expect_end();
+      if (copy.dstMemoryType != CU_MEMORYTYPE_HOST || !on_server(copy.srcMemoryType) || packed > kMaxFramePayload - 64 ||
+          copy.dstPitch != copy.WidthInBytes || copy.dstXInBytes != 0 || copy.dstY != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+      out.buffer().resize(packed);
+      copy.dstHost = out.buffer().data();
+      break;
+    default: return CUDA_ERROR_INVALID_VALUE;
+  }
+  CUresult r;
+  if (is_async_copy(variant)) {
+    auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY2D*, CUstream)>(name);
+    if (!fn) return missing(name);
+    r = fn(&copy, stream);
+    // Packed rows live only as long as this call.
+    if (r == CUDA_SUCCESS && mode != kCopyOnServer) {
+      auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpy2DAsync_v2 ? "cuStreamSynchronize"
+                                                                                 : "cuStreamSynchronize_ptsz");
+      r = sync ? sync(stream) : missing("cuStreamSynchronize");
+    }
+  } else {
+    auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY2D*)>(name);
+    r = fn ? fn(&copy) : missing(name);
+  }
+  if (r != CUDA_SUCCESS) out.buffer().clear();
+  return r;
+}
+
 CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
   switch (header.function) {
@@ -308,6 +384,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t)>(name);
       return fn ? fn(dst, data.data(), data.size()) : missing(name);
     }
+    case FN_rgpuMemcpy2D:
+      return copy_rectangle(args, out);
     case FN_rgpuMemcpyDtoH: {
       const uint32_t variant = args.get<uint32_t>();
       const CUdeviceptr src = args.get<uint64_t>();

@@ -59,6 +59,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void wait_for_turn(uint32_t sequence);
   void pass_turn(uint32_t sequence);
   void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {});
+  CUresult copy_rectangle(WireReader& args, WireWriter& out);
   CUresult copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
                         WireWriter& out);
   void note_deferred(uint32_t function, CUresult result);

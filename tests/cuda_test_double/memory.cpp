@@ -197,6 +197,69 @@ DOUBLE_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr to, CUdeviceptr from, si
   return copy(to, End::Device, from, End::Device, bytes, stream);
 }
 
+// Rectangles and boxes of linear memory, row by row (arrays are not part of the double).
+CUresult copy_box(const CUDA_MEMCPY3D& box, CUstream stream) {
+  auto end_of = [](CUmemorytype type, End& end) {
+    if (type == CU_MEMORYTYPE_HOST) end = End::Host;
+    else if (type == CU_MEMORYTYPE_DEVICE) end = End::Device;
+    else return false;
+    return true;
+  };
+  End from_end, to_end;
+  if (!end_of(box.srcMemoryType, from_end) || !end_of(box.dstMemoryType, to_end)) return CUDA_ERROR_NOT_SUPPORTED;
+  const CUdeviceptr from = from_end == End::Host ? address(box.srcHost) : box.srcDevice;
+  const CUdeviceptr to = to_end == End::Host ? address(box.dstHost) : box.dstDevice;
+  if (box.WidthInBytes > box.srcPitch || box.WidthInBytes > box.dstPitch) return CUDA_ERROR_INVALID_VALUE;
+  for (size_t z = 0; z < box.Depth; ++z)
+    for (size_t y = 0; y < box.Height; ++y) {
+      const CUdeviceptr src = from + ((box.srcZ + z) * box.srcHeight + box.srcY + y) * box.srcPitch + box.srcXInBytes;
+      const CUdeviceptr dst = to + ((box.dstZ + z) * box.dstHeight + box.dstY + y) * box.dstPitch + box.dstXInBytes;
+      if (CUresult r = copy(dst, to_end, src, from_end, box.WidthInBytes, stream); r != CUDA_SUCCESS) return r;
+    }
+  return CUDA_SUCCESS;
+}
+
+CUDA_MEMCPY3D box_of(const CUDA_MEMCPY2D& rectangle) {
+  CUDA_MEMCPY3D box{};
+  box.srcXInBytes = rectangle.srcXInBytes;
+  box.srcY = rectangle.srcY;
+  box.srcMemoryType = rectangle.srcMemoryType;
+  box.srcHost = rectangle.srcHost;
+  box.srcDevice = rectangle.srcDevice;
+  box.srcPitch = rectangle.srcPitch;
+  box.dstXInBytes = rectangle.dstXInBytes;
+  box.dstY = rectangle.dstY;
+  box.dstMemoryType = rectangle.dstMemoryType;
+  box.dstHost = rectangle.dstHost;
+  box.dstDevice = rectangle.dstDevice;
+  box.dstPitch = rectangle.dstPitch;
+  box.WidthInBytes = rectangle.WidthInBytes;
+  box.Height = rectangle.Height;
+  box.Depth = 1;
+  return box;
+}
+
+DOUBLE_EXPORT CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D* rectangle) {
+  auto lock = lock_driver();
+  return rectangle ? copy_box(box_of(*rectangle), nullptr) : CUDA_ERROR_INVALID_VALUE;
+}
+DOUBLE_EXPORT CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D* rectangle) {
+  auto lock = lock_driver();
+  return rectangle ? copy_box(box_of(*rectangle), nullptr) : CUDA_ERROR_INVALID_VALUE;
+}
+DOUBLE_EXPORT CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D* rectangle, CUstream stream) {
+  auto lock = lock_driver();
+  return rectangle ? copy_box(box_of(*rectangle), stream) : CUDA_ERROR_INVALID_VALUE;
+}
+DOUBLE_EXPORT CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D* box) {
+  auto lock = lock_driver();
+  return box ? copy_box(*box, nullptr) : CUDA_ERROR_INVALID_VALUE;
+}
+DOUBLE_EXPORT CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D* box, CUstream stream) {
+  auto lock = lock_driver();
+  return box ? copy_box(*box, stream) : CUDA_ERROR_INVALID_VALUE;
+}
+
 DOUBLE_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr to, unsigned char value, size_t count) {
   auto lock = lock_driver();
   return fill(to, value, count, nullptr);
