@@ -5,6 +5,7 @@
 
 #include "api_state.hpp"
 #include "cuda_client.hpp"
+#include "export_tables.hpp"
 
 namespace rgpu::cuda {
 
@@ -13,7 +14,15 @@ thread_local std::vector<CUcontext> t_stack;
 std::mutex g_context_mutex;
 std::map<CUcontext, CUdevice> g_context_devices;
 
-CUresult retain_primary(CUcontext* context, CUdevice device) {
+// Each device's primary context handle once learnt, and how many retains this process holds on it
+// (when they are all released, the context is gone as far as this process is concerned).
+struct PrimaryContext {
+  CUcontext handle = nullptr;
+  unsigned retains = 0;
+};
+std::map<CUdevice, PrimaryContext> g_primary;
+
+CUresult send_primary_retain(CUcontext* context, CUdevice device) {
   CallBuilder call(FN_cuDevicePrimaryCtxRetain);
   call.out_mask(1);
   call.in(device);
@@ -21,7 +30,65 @@ CUresult retain_primary(CUcontext* context, CUdevice device) {
   if (r == CUDA_SUCCESS) remember_context_device(*context, device);
   return r;
 }
+
+CUresult send_primary_release(CUdevice device) {
+  CallBuilder call(FN_cuDevicePrimaryCtxRelease_v2);
+  call.in(device);
+  return call_sync(call, nullptr);
+}
+
+CUresult retain_primary(CUcontext* context, CUdevice device) {
+  CUresult r = send_primary_retain(context, device);
+  if (r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(g_context_mutex);
+  PrimaryContext& primary = g_primary[device];
+  primary.handle = *context;
+  ++primary.retains;
+  return CUDA_SUCCESS;
+}
+
+CUresult release_primary(CUdevice device) {
+  CUcontext going = nullptr;
+  {
+    std::lock_guard lock(g_context_mutex);
+    auto it = g_primary.find(device);
+    if (it != g_primary.end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
+  }
+  if (going != nullptr) context_storage_destroyed(going);
+  return send_primary_release(device);
+}
+
+// A reset ends the primary context whatever the retain count.
+CUcontext forget_primary_retains(CUdevice device) {
+  std::lock_guard lock(g_context_mutex);
+  auto it = g_primary.find(device);
+  if (it == g_primary.end()) return nullptr;
+  it->second.retains = 0;
+  return it->second.handle;
+}
 }  // namespace
+
+CUresult primary_context_of(CUdevice device, CUcontext* context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device < 0 || static_cast<size_t>(device) >= devices().size()) return CUDA_ERROR_INVALID_DEVICE;
+  {
+    std::lock_guard lock(g_context_mutex);
+    auto it = g_primary.find(device);
+    if (it != g_primary.end() && it->second.handle != nullptr) {
+      *context = it->second.handle;
+      return CUDA_SUCCESS;
+    }
+  }
+  // The handle of a device's primary context never changes, active or not: learn it with a
+  // retain and give the retain straight back.
+  CUcontext handle = nullptr;
+  if (CUresult r = send_primary_retain(&handle, device); r != CUDA_SUCCESS) return r;
+  if (CUresult r = send_primary_release(device); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(g_context_mutex);
+  g_primary[device].handle = handle;
+  *context = handle;
+  return CUDA_SUCCESS;
+}
 
 std::vector<CUcontext>& context_stack() { return t_stack; }
 CUcontext current_context() { return t_stack.empty() ? nullptr : t_stack.back(); }
@@ -99,14 +166,15 @@ RGPU_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice devic
 }
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
-  CallBuilder call(FN_cuDevicePrimaryCtxRelease_v2);
-  call.in(device);
-  return call_sync(call, nullptr);
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  return release_primary(device);
 }
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice device) { return cuDevicePrimaryCtxRelease_v2(device); }
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (CUcontext primary = forget_primary_retains(device)) context_storage_destroyed(primary);
   CallBuilder call(FN_cuDevicePrimaryCtxReset_v2);
   call.in(device);
   return call_sync(call, nullptr);
@@ -151,6 +219,7 @@ RGPU_EXPORT CUresult cuCtxCreate_v4(CUcontext* context, CUctxCreateParams* param
 RGPU_EXPORT CUresult cuCtxDestroy_v2(CUcontext context) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  context_storage_destroyed(context);
   CallBuilder call(FN_cuCtxDestroy_v2);
   call.in(context);
   CUresult r = call_sync(call, nullptr);

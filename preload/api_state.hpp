@@ -31,6 +31,8 @@ CUcontext current_context();
 std::vector<CUcontext>& context_stack();
 void remember_context_device(CUcontext context, CUdevice device);
 bool context_device(CUcontext context, CUdevice& device);
+// A device's primary context handle, active or not, without adding a retain.
+CUresult primary_context_of(CUdevice device, CUcontext* context);
 
 const char* error_name_of(CUresult result);
 const char* error_string_of(CUresult result);
