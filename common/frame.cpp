@@ -79,15 +79,15 @@ std::vector<uint8_t> encode_frame(uint16_t type, uint64_t request_id, std::span<
   return out;
 }
 
-void validate_header(const FrameHeader& header) {
+void validate_header(const FrameHeader& header, uint16_t allowed_flags) {
   if (header.magic != kFrameMagic) {
     char text[64];
     std::snprintf(text, sizeof text, "bad frame magic 0x%08x (not an RGPU peer?)", header.magic);
     throw FrameError(text);
   }
-  if ((header.flags & ~kFrameKnownFlags) != 0) {
+  if ((header.flags & ~allowed_flags) != 0) {
     char text[64];
-    std::snprintf(text, sizeof text, "frame has unknown flag bits 0x%04x", header.flags & ~kFrameKnownFlags);
+    std::snprintf(text, sizeof text, "frame has unknown flag bits 0x%04x", header.flags & ~allowed_flags);
     throw FrameError(text);
   }
   if (header.reserved != 0) throw FrameError("frame header's reserved field is not zero");
@@ -111,7 +111,7 @@ std::optional<Frame> FrameDecoder::next() {
   if (buffered() < kFrameHeaderSize) return std::nullopt;
   FrameHeader header;
   std::memcpy(&header, buffer_.data() + consumed_, kFrameHeaderSize);
-  validate_header(header);
+  validate_header(header, allowed_flags_);
   if (header.payload_len > max_payload_)
     throw FrameError("frame payload of " + std::to_string(header.payload_len) + " bytes is over this link's limit of " +
                      std::to_string(max_payload_));

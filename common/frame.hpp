@@ -54,7 +54,8 @@ std::vector<uint8_t> encode_frame(uint16_t type, uint64_t request_id, std::span<
 
 // Validates a received header: magic, flags, reserved bits and the length limit. The protocol
 // version is not checked here; the handshake answers a peer of another version with a clear error.
-void validate_header(const FrameHeader& header);
+// `allowed_flags`: the flag bits this link accepts (local links add kFrameRing).
+void validate_header(const FrameHeader& header, uint16_t allowed_flags = kFrameKnownFlags);
 
 // lz4 helpers, exposed for the benchmarks and tests.
 std::optional<std::vector<uint8_t>> compress_if_worth_it(std::span<const uint8_t> payload);
@@ -66,16 +67,20 @@ std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload,
 // Incremental decoder for a byte stream: feed bytes as they arrive, take whole frames out.
 class FrameDecoder {
  public:
-  explicit FrameDecoder(uint32_t max_payload = kMaxFramePayload) : max_payload_(max_payload) {}
+  explicit FrameDecoder(uint32_t max_payload = kMaxFramePayload, uint16_t extra_flags = 0)
+      : max_payload_(max_payload), allowed_flags_(kFrameKnownFlags | extra_flags) {}
   void feed(std::span<const uint8_t> bytes);
   // The next whole frame, or nullopt when more bytes are needed. Throws FrameError.
   std::optional<Frame> next();
   size_t buffered() const { return buffer_.size() - consumed_; }
+  // Accepts these flag bits as well as kFrameKnownFlags (e.g. kFrameRing on local links).
+  void allow_flags(uint16_t flags) { allowed_flags_ = kFrameKnownFlags | flags; }
 
  private:
   std::vector<uint8_t> buffer_;
   size_t consumed_ = 0;
   uint32_t max_payload_;
+  uint16_t allowed_flags_;
 };
 
 }  // namespace rgpu

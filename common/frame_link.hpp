@@ -60,6 +60,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   const std::string& peer() const { return peer_; }
   int fd() const { return fd_.get(); }
   size_t buffered() const { return decoder_.buffered(); }
+  void allow_flags(uint16_t flags) { decoder_.allow_flags(flags); }
 
  private:
   struct Outgoing {

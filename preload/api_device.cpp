@@ -244,3 +244,7 @@ RGPU_EXPORT CUresult cuGetErrorString(CUresult error, const char** text) {
   *text = error_string_of(error);
   return *text ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
+
+// Lets a process that dlopens "libcuda.so.1" tell this library from NVIDIA's driver (rgpu server
+// refuses to run on it).
+RGPU_EXPORT const char rgpu_cuda_interpose_identity[] = "RGPU CUDA interpose library";

@@ -57,7 +57,7 @@ class DaemonLink {
   uint32_t thread_id_ = 0;
   uint8_t* ring_ = nullptr;
   size_t ring_size_ = 0;
-  FrameDecoder decoder_;
+  FrameDecoder decoder_{kMaxFramePayload, kFrameRing};
   std::vector<uint64_t> in_flight_;  // ring offsets the daemon has not released yet
   bool broken_ = false;
 };

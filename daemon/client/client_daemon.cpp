@@ -113,6 +113,7 @@ void ClientDaemon::Impl::on_accept(int fd) {
   connection->id = next_id++;
   connection->pid = cred.pid;
   connection->link = std::make_shared<FrameLink>(loop, UniqueFd(fd), "pid " + std::to_string(cred.pid));
+  connection->link->allow_flags(kFrameRing);
   if (cred.uid != ::getuid()) {
     LOG_WARN("refusing pid %d: it runs as uid %u, this daemon serves uid %u", cred.pid, cred.uid, ::getuid());
     connection->link->start({});

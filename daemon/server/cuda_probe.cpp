@@ -158,6 +158,13 @@ CudaLibrary cuda_driver_library() {
     library.error = error != nullptr ? error : "dlopen failed";
     return library;
   }
+  if (::dlsym(library.handle, "rgpu_cuda_interpose_identity") != nullptr) {
+    // Found through LD_LIBRARY_PATH or LD_PRELOAD: serving our own forwarding library would loop.
+    library.error = "it is RGPU's own interpose library, not NVIDIA's driver (check LD_LIBRARY_PATH, LD_PRELOAD "
+                    "and RGPU_CUDA_LIBRARY)";
+    library.handle = nullptr;
+    return library;
+  }
   opened.emplace(library.name, library.handle);
   return library;
 }

@@ -8,7 +8,9 @@
 #                             with nvcc, runs each natively, then starts `rgpu server` and
 #                             `rgpu client` on loopback and runs each again with the interpose
 #                             library preloaded, in a mount namespace where /dev/nvidia* and the
-#                             real libcuda are hidden. Results go to $OUT (or ./gpu-results).
+#                             real libcuda are hidden.
+#   tests/gpu/suite.sh collect  packs the results into $OUT (or ./gpu-results).
+# On the device: timeout -k 10 540 bash tests/gpu/suite.sh run; bash tests/gpu/suite.sh collect
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pack=.gpu
@@ -16,17 +18,18 @@ pack=.gpu
 pack() {
   ninja -C build
   rm -rf "$pack"
-  mkdir -p "$pack/bin" "$pack/lib"
+  # lib/: what the rgpu binary needs; interpose/: RGPU's libcuda.so.1, seen only by applications.
+  mkdir -p "$pack/bin" "$pack/lib" "$pack/interpose"
   cp build/daemon/rgpu "$pack/bin/"
-  cp build/preload/librgpu_cuda_interpose.so "$pack/lib/"
-  ln -sf librgpu_cuda_interpose.so "$pack/lib/libcuda.so.1"
+  cp build/preload/librgpu_cuda_interpose.so "$pack/interpose/"
+  ln -sf librgpu_cuda_interpose.so "$pack/interpose/libcuda.so.1"
   for lib in liburing.so.2 libtomlplusplus.so.3; do
     cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')" "$pack/lib/"
   done
   du -sh "$pack"
 }
 
-results=${OUT:-$PWD/gpu-results}
+results=/tmp/rgpu-gpu-results   # packed into $OUT (or ./gpu-results) at the end
 work=/tmp/rgpu-gpu-suite
 log() { echo "== $*" | tee -a "$results/summary.txt"; }
 
@@ -44,15 +47,14 @@ build_programs() {
 }
 
 start_rgpu() {
-  export LD_LIBRARY_PATH=$PWD/$pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   local rgpu=$PWD/$pack/bin/rgpu
   export XDG_RUNTIME_DIR=$work/run
   mkdir -p "$XDG_RUNTIME_DIR"
   rm -f "$work"/*.pid
   # Each daemon writes its pid file once it listens.
-  "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/server.log" &
+  LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/server.log" &
   wait_for "$work/server.pid" || return 1
-  "$rgpu" client --server 127.0.0.1:19876 --pid-file "$work/client.pid" 2> "$results/client.log" &
+  LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" client --server 127.0.0.1:19876 --pid-file "$work/client.pid" 2> "$results/client.log" &
   wait_for "$work/client.pid"
 }
 
@@ -64,43 +66,54 @@ wait_for() {
 # Runs a command as an application on a host without NVIDIA's driver: the device nodes and the
 # real libcuda are hidden, only RGPU's libcuda.so.1 is there.
 remote() {
-  local lib=$PWD/$pack/lib/librgpu_cuda_interpose.so
+  local lib=$RGPU_INTERPOSE
   unshare -m bash -c '
-    for d in /dev/nvidia*; do mount --bind /dev/null "$d"; done
+    for d in /dev/nvidia*; do [[ -c $d ]] && mount --bind /dev/null "$d"; done
     for f in $(ldconfig -p | awk "/libcuda.so/ {print \$NF}"); do mount --bind "$0" "$(readlink -f "$f")"; done
     exec env LD_PRELOAD="$0" "$@"' "$lib" "$@"
 }
 
 compare() {  # name, native output, rgpu output
-  if diff -q "$2" "$3" >/dev/null; then log "PASS $1"; else log "FAIL $1"; diff "$2" "$3" | head -20 | tee -a "$results/summary.txt"; fi
+  if diff -q "$2" "$3" >/dev/null; then log "PASS $1"; else log "FAIL $1"; { diff "$2" "$3" | head -20 | tee -a "$results/summary.txt"; } || true; fi
 }
 
 run_case() {  # name, command...
   local name=$1; shift
-  "$@" > "$results/$name.native" 2>&1 || true
-  remote "$@" > "$results/$name.rgpu" 2>&1 || true
+  echo "$(date +%T) $name" >> "$results/progress.txt"
+  timeout -k 5 90 "$@" > "$results/$name.native" 2>&1 || echo "exit status $?" >> "$results/$name.native"
+  timeout -k 5 90 bash -c "$(declare -f remote); remote \"\$@\"" _ "$@" > "$results/$name.rgpu" 2>&1 \
+    || echo "exit status $?" >> "$results/$name.rgpu"
   compare "$name" "$results/$name.native" "$results/$name.rgpu"
 }
 
 run() {
-  mkdir -p "$results"
+  rm -rf "$results"; mkdir -p "$results"
   : > "$results/summary.txt"
+  export RGPU_INTERPOSE=$PWD/$pack/interpose/librgpu_cuda_interpose.so
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$results/summary.txt"
   build_programs
   start_rgpu
-  "$PWD/$pack/bin/rgpu" info --server 127.0.0.1:19876 | tee -a "$results/summary.txt"
+  LD_LIBRARY_PATH=$PWD/$pack/lib "$PWD/$pack/bin/rgpu" info --server 127.0.0.1:19876 | tee -a "$results/summary.txt"
   run_case driver_ptx "$work/driver_vector_add" "$work/vector_add.ptx"
   run_case driver_cubin "$work/driver_vector_add" "$work/vector_add.cubin"
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
-  for case in ${GPU_SUITE_EXTRA:-}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
-  log "bench (native)"; "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
-  log "bench (rgpu)"; remote "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  for case in ${GPU_SUITE_PYTHON-cupy_basics torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   kill $(jobs -p) 2>/dev/null || true
+}
+
+hand_in() {  # the summary plus everything else as one archive (few files travel back)
+  local out=${OUT:-$PWD/gpu-results}
+  mkdir -p "$out"
+  cp "$results/summary.txt" "$out/"
+  tar -C "$results" -czf "$out/results.tar.gz" .
 }
 
 case "${1:-}" in
   pack) pack ;;
   run) run ;;
+  collect) hand_in ;;
   *) echo "usage: $0 pack|run" >&2; exit 2 ;;
 esac
