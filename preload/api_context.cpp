@@ -10,9 +10,12 @@
 namespace rgpu::cuda {
 
 namespace {
-thread_local std::vector<CUcontext> t_stack;
+thread_local std::vector<CUcontext>* t_stack = nullptr;  // freed at thread exit: see api_state.hpp
 std::mutex g_context_mutex;
-std::map<CUcontext, CUdevice> g_context_devices;
+std::map<CUcontext, CUdevice>& context_devices() {
+  static auto* value = new std::map<CUcontext, CUdevice>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
 // Each device's primary context handle once learnt, and how many retains this process holds on it
 // (when they are all released, the context is gone as far as this process is concerned).
@@ -20,7 +23,10 @@ struct PrimaryContext {
   CUcontext handle = nullptr;
   unsigned retains = 0;
 };
-std::map<CUdevice, PrimaryContext> g_primary;
+std::map<CUdevice, PrimaryContext>& primary_contexts() {
+  static auto* value = new std::map<CUdevice, PrimaryContext>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
 CUresult send_primary_retain(CUcontext* context, CUdevice device) {
   CallBuilder call(FN_cuDevicePrimaryCtxRetain);
@@ -41,7 +47,7 @@ CUresult retain_primary(CUcontext* context, CUdevice device) {
   CUresult r = send_primary_retain(context, device);
   if (r != CUDA_SUCCESS) return r;
   std::lock_guard lock(g_context_mutex);
-  PrimaryContext& primary = g_primary[device];
+  PrimaryContext& primary = primary_contexts()[device];
   primary.handle = *context;
   ++primary.retains;
   return CUDA_SUCCESS;
@@ -51,8 +57,8 @@ CUresult release_primary(CUdevice device) {
   CUcontext going = nullptr;
   {
     std::lock_guard lock(g_context_mutex);
-    auto it = g_primary.find(device);
-    if (it != g_primary.end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
+    auto it = primary_contexts().find(device);
+    if (it != primary_contexts().end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
   }
   if (going != nullptr) context_storage_destroyed(going);
   return send_primary_release(device);
@@ -61,8 +67,8 @@ CUresult release_primary(CUdevice device) {
 // A reset ends the primary context whatever the retain count.
 CUcontext forget_primary_retains(CUdevice device) {
   std::lock_guard lock(g_context_mutex);
-  auto it = g_primary.find(device);
-  if (it == g_primary.end()) return nullptr;
+  auto it = primary_contexts().find(device);
+  if (it == primary_contexts().end()) return nullptr;
   it->second.retains = 0;
   return it->second.handle;
 }
@@ -73,8 +79,8 @@ CUresult primary_context_of(CUdevice device, CUcontext* context) {
   if (device < 0 || static_cast<size_t>(device) >= devices().size()) return CUDA_ERROR_INVALID_DEVICE;
   {
     std::lock_guard lock(g_context_mutex);
-    auto it = g_primary.find(device);
-    if (it != g_primary.end() && it->second.handle != nullptr) {
+    auto it = primary_contexts().find(device);
+    if (it != primary_contexts().end() && it->second.handle != nullptr) {
       *context = it->second.handle;
       return CUDA_SUCCESS;
     }
@@ -85,23 +91,29 @@ CUresult primary_context_of(CUdevice device, CUcontext* context) {
   if (CUresult r = send_primary_retain(&handle, device); r != CUDA_SUCCESS) return r;
   if (CUresult r = send_primary_release(device); r != CUDA_SUCCESS) return r;
   std::lock_guard lock(g_context_mutex);
-  g_primary[device].handle = handle;
+  primary_contexts()[device].handle = handle;
   *context = handle;
   return CUDA_SUCCESS;
 }
 
-std::vector<CUcontext>& context_stack() { return t_stack; }
-CUcontext current_context() { return t_stack.empty() ? nullptr : t_stack.back(); }
+std::vector<CUcontext>& context_stack() {
+  if (t_stack == nullptr) {
+    t_stack = new std::vector<CUcontext>;
+    static thread_local ThreadExitDelete<std::vector<CUcontext>> cleanup{&t_stack};
+  }
+  return *t_stack;
+}
+CUcontext current_context() { return t_stack == nullptr || t_stack->empty() ? nullptr : t_stack->back(); }
 
 void remember_context_device(CUcontext context, CUdevice device) {
   std::lock_guard lock(g_context_mutex);
-  g_context_devices[context] = device;
+  context_devices()[context] = device;
 }
 
 bool context_device(CUcontext context, CUdevice& device) {
   std::lock_guard lock(g_context_mutex);
-  auto it = g_context_devices.find(context);
-  if (it == g_context_devices.end()) return false;
+  auto it = context_devices().find(context);
+  if (it == context_devices().end()) return false;
   device = it->second;
   return true;
 }
