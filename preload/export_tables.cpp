@@ -1,12 +1,12 @@
 // cuGetExportTable's lookup: the provided tables by UUID.
 #include "export_tables.hpp"
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <set>
 #include <string>
-#include <vector>
 
 #include "cuda_client.hpp"
 #include "log.hpp"
@@ -23,14 +23,14 @@ std::string uuid_text(const CUuuid& id) {
 
 void log_once(const std::string& what) {
   static std::mutex mutex;
-  static std::set<std::string> logged;
+  static auto* logged = new std::set<std::string>;  // never destroyed: see api_state.hpp
   std::lock_guard lock(mutex);
-  if (logged.insert(what).second) LOG_WARN("%s", what.c_str());
+  if (logged->insert(what).second) LOG_WARN("%s", what.c_str());
 }
 }  // namespace
 
 std::span<const ExportTable> export_tables() {
-  static const std::vector<ExportTable> tables = {
+  static const std::array<ExportTable, 6> tables = {
       cudart_interface_table(), context_storage_table(),      context_checks_table(),
       tools_tls_table(),        tools_callback_hooks_table(), integrity_check_table(),
   };

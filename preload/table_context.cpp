@@ -20,7 +20,10 @@ struct StoredValue {
 };
 
 std::mutex g_storage_mutex;
-std::map<std::pair<CUcontext, void*>, StoredValue> g_storage;
+std::map<std::pair<CUcontext, void*>, StoredValue>& storage() {
+  static auto* value = new std::map<std::pair<CUcontext, void*>, StoredValue>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
 CUresult resolve_context(CUcontext& context) {
   if (context != nullptr) return CUDA_SUCCESS;
@@ -32,22 +35,22 @@ CUresult resolve_context(CUcontext& context) {
 CUresult storage_put(CUcontext context, void* key, void* value, StorageDestructor destructor) {
   if (CUresult r = resolve_context(context); r != CUDA_SUCCESS) return r;
   std::lock_guard lock(g_storage_mutex);
-  g_storage[{context, key}] = StoredValue{value, destructor};
+  storage()[{context, key}] = StoredValue{value, destructor};
   return CUDA_SUCCESS;
 }
 
 CUresult storage_delete(CUcontext context, void* key) {
   if (CUresult r = resolve_context(context); r != CUDA_SUCCESS) return r;
   std::lock_guard lock(g_storage_mutex);
-  return g_storage.erase({context, key}) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  return storage().erase({context, key}) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
 CUresult storage_get(void** value, CUcontext context, void* key) {
   if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = resolve_context(context); r != CUDA_SUCCESS) return r;
   std::lock_guard lock(g_storage_mutex);
-  auto it = g_storage.find({context, key});
-  if (it == g_storage.end()) return CUDA_ERROR_INVALID_HANDLE;
+  auto it = storage().find({context, key});
+  if (it == storage().end()) return CUDA_ERROR_INVALID_HANDLE;
   *value = it->second.value;
   return CUDA_SUCCESS;
 }
@@ -58,10 +61,10 @@ const void* const kStorageSlots[] = {slot(&storage_put), slot(&storage_delete), 
 constexpr char kChecksName[] = "context checks";
 
 // Whether a context is in a state that stops the runtime from using it: never, for contexts RGPU
-// hands out (no context here is ever left half torn down).
-CUresult context_check(CUcontext, uint32_t* state, const void** detail) {
+// hands out (no context here is ever left half torn down). The driver leaves the third argument
+// alone in that case.
+CUresult context_check(CUcontext, uint32_t* state, const void**) {
   if (state != nullptr) *state = 0;
-  if (detail != nullptr) *detail = nullptr;
   return CUDA_SUCCESS;
 }
 
@@ -90,9 +93,9 @@ void context_storage_destroyed(CUcontext context) {
   std::vector<std::pair<void*, StoredValue>> gone;
   {
     std::lock_guard lock(g_storage_mutex);
-    for (auto it = g_storage.lower_bound({context, nullptr}); it != g_storage.end() && it->first.first == context;) {
+    for (auto it = storage().lower_bound({context, nullptr}); it != storage().end() && it->first.first == context;) {
       gone.emplace_back(it->first.second, it->second);
-      it = g_storage.erase(it);
+      it = storage().erase(it);
     }
   }
   // Outside the lock: a destructor may call back into the driver (and into this table).
