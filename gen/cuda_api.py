@@ -62,6 +62,10 @@ cuGraphLaunch cuGraphLaunch_ptsz cuGraphExecDestroy cuGraphDestroy
 cuMemcpyDtoDAsync cuMemcpyDtoDAsync_v2 cuMemcpyDtoDAsync_v2_ptsz
 """.split())
 
+# Inputs named like counts that are plain numbers, not the length of a pointer argument.
+SCALAR_COUNTS = {("cuOccupancyAvailableDynamicSMemPerBlock", "numBlocks"),
+                 ("cuDeviceGetTexture1DLinearMaxWidth", "numChannels")}
+
 # Meaningless or unsafe on another machine (host callbacks, files and processes of the server): never
 # forwarded, whatever their parameters look like.
 DENIED_PREFIXES = ("cuCheckpoint", "cuGraphics", "cuLogs", "cuUserObject", "cuDeviceRegisterAsyncNotification",
@@ -185,6 +189,8 @@ def classify(name, params, types):
             return None
     # A pointer next to a count is an array, not a single value.
     def is_count(n):
+        if (name, n) in SCALAR_COUNTS:
+            return False
         return re.match(r"(num[A-Z]|count)", n) or n.endswith("Count")
     outs = [p[4] for p, k in zip(params, kinds) if k in ("out", "devout")]
     ins = [p[4] for p, k in zip(params, kinds) if k in ("in", "dev")]

@@ -5,15 +5,30 @@
 
 #include "api_state.hpp"
 #include "cuda_client.hpp"
+#include "export_tables.hpp"
 
 namespace rgpu::cuda {
 
 namespace {
-thread_local std::vector<CUcontext> t_stack;
+thread_local std::vector<CUcontext>* t_stack = nullptr;  // freed at thread exit: see api_state.hpp
 std::mutex g_context_mutex;
-std::map<CUcontext, CUdevice> g_context_devices;
+std::map<CUcontext, CUdevice>& context_devices() {
+  static auto* value = new std::map<CUcontext, CUdevice>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
-CUresult retain_primary(CUcontext* context, CUdevice device) {
+// Each device's primary context handle once learnt, and how many retains this process holds on it
+// (when they are all released, the context is gone as far as this process is concerned).
+struct PrimaryContext {
+  CUcontext handle = nullptr;
+  unsigned retains = 0;
+};
+std::map<CUdevice, PrimaryContext>& primary_contexts() {
+  static auto* value = new std::map<CUdevice, PrimaryContext>;  // never destroyed: see api_state.hpp
+  return *value;
+}
+
+CUresult send_primary_retain(CUcontext* context, CUdevice device) {
   CallBuilder call(FN_cuDevicePrimaryCtxRetain);
   call.out_mask(1);
   call.in(device);
@@ -21,20 +36,84 @@ CUresult retain_primary(CUcontext* context, CUdevice device) {
   if (r == CUDA_SUCCESS) remember_context_device(*context, device);
   return r;
 }
+
+CUresult send_primary_release(CUdevice device) {
+  CallBuilder call(FN_cuDevicePrimaryCtxRelease_v2);
+  call.in(device);
+  return call_sync(call, nullptr);
+}
+
+CUresult retain_primary(CUcontext* context, CUdevice device) {
+  CUresult r = send_primary_retain(context, device);
+  if (r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(g_context_mutex);
+  PrimaryContext& primary = primary_contexts()[device];
+  primary.handle = *context;
+  ++primary.retains;
+  return CUDA_SUCCESS;
+}
+
+CUresult release_primary(CUdevice device) {
+  CUcontext going = nullptr;
+  {
+    std::lock_guard lock(g_context_mutex);
+    auto it = primary_contexts().find(device);
+    if (it != primary_contexts().end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
+  }
+  if (going != nullptr) context_storage_destroyed(going);
+  return send_primary_release(device);
+}
+
+// A reset ends the primary context whatever the retain count.
+CUcontext forget_primary_retains(CUdevice device) {
+  std::lock_guard lock(g_context_mutex);
+  auto it = primary_contexts().find(device);
+  if (it == primary_contexts().end()) return nullptr;
+  it->second.retains = 0;
+  return it->second.handle;
+}
 }  // namespace
 
-std::vector<CUcontext>& context_stack() { return t_stack; }
-CUcontext current_context() { return t_stack.empty() ? nullptr : t_stack.back(); }
+CUresult primary_context_of(CUdevice device, CUcontext* context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device < 0 || static_cast<size_t>(device) >= devices().size()) return CUDA_ERROR_INVALID_DEVICE;
+  {
+    std::lock_guard lock(g_context_mutex);
+    auto it = primary_contexts().find(device);
+    if (it != primary_contexts().end() && it->second.handle != nullptr) {
+      *context = it->second.handle;
+      return CUDA_SUCCESS;
+    }
+  }
+  // The handle of a device's primary context never changes, active or not: learn it with a
+  // retain and give the retain straight back.
+  CUcontext handle = nullptr;
+  if (CUresult r = send_primary_retain(&handle, device); r != CUDA_SUCCESS) return r;
+  if (CUresult r = send_primary_release(device); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(g_context_mutex);
+  primary_contexts()[device].handle = handle;
+  *context = handle;
+  return CUDA_SUCCESS;
+}
+
+std::vector<CUcontext>& context_stack() {
+  if (t_stack == nullptr) {
+    t_stack = new std::vector<CUcontext>;
+    static thread_local ThreadExitDelete<std::vector<CUcontext>> cleanup{&t_stack};
+  }
+  return *t_stack;
+}
+CUcontext current_context() { return t_stack == nullptr || t_stack->empty() ? nullptr : t_stack->back(); }
 
 void remember_context_device(CUcontext context, CUdevice device) {
   std::lock_guard lock(g_context_mutex);
-  g_context_devices[context] = device;
+  context_devices()[context] = device;
 }
 
 bool context_device(CUcontext context, CUdevice& device) {
   std::lock_guard lock(g_context_mutex);
-  auto it = g_context_devices.find(context);
-  if (it == g_context_devices.end()) return false;
+  auto it = context_devices().find(context);
+  if (it == context_devices().end()) return false;
   device = it->second;
   return true;
 }
@@ -99,14 +178,15 @@ RGPU_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext* context, CUdevice devic
 }
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
-  CallBuilder call(FN_cuDevicePrimaryCtxRelease_v2);
-  call.in(device);
-  return call_sync(call, nullptr);
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  return release_primary(device);
 }
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice device) { return cuDevicePrimaryCtxRelease_v2(device); }
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (CUcontext primary = forget_primary_retains(device)) context_storage_destroyed(primary);
   CallBuilder call(FN_cuDevicePrimaryCtxReset_v2);
   call.in(device);
   return call_sync(call, nullptr);
@@ -151,6 +231,7 @@ RGPU_EXPORT CUresult cuCtxCreate_v4(CUcontext* context, CUctxCreateParams* param
 RGPU_EXPORT CUresult cuCtxDestroy_v2(CUcontext context) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  context_storage_destroyed(context);
   CallBuilder call(FN_cuCtxDestroy_v2);
   call.in(context);
   CUresult r = call_sync(call, nullptr);

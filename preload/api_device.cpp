@@ -15,7 +15,10 @@ namespace rgpu::cuda {
 namespace {
 std::atomic<bool> g_initialized{false};
 std::mutex g_facts_mutex;
-std::map<CUdevice, std::unique_ptr<DeviceFacts>> g_facts;
+std::map<CUdevice, std::unique_ptr<DeviceFacts>>& facts_cache() {
+  static auto* value = new std::map<CUdevice, std::unique_ptr<DeviceFacts>>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 const std::vector<GpuInfo> kNoDevices;
 
 std::once_flag g_logging_once;
@@ -42,7 +45,7 @@ const DeviceFacts* device_facts(CUdevice device, CUresult* error) {
     return nullptr;
   }
   std::lock_guard lock(g_facts_mutex);
-  auto& slot = g_facts[device];
+  auto& slot = facts_cache()[device];
   if (slot) return slot.get();
   auto facts = std::make_unique<DeviceFacts>();
   CallBuilder call(FN_rgpuDeviceInfo);
@@ -63,7 +66,7 @@ const DeviceFacts* device_facts(CUdevice device, CUresult* error) {
   }, nullptr);
   if (r != CUDA_SUCCESS) {
     if (error) *error = r;
-    g_facts.erase(device);
+    facts_cache().erase(device);
     return nullptr;
   }
   slot = std::move(facts);

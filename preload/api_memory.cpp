@@ -22,12 +22,15 @@ struct HostAllocation {
   bool registered;  // cuMemHostRegister'ed application memory (not ours to free)
 };
 std::mutex g_host_mutex;
-std::map<uintptr_t, HostAllocation> g_host;
+std::map<uintptr_t, HostAllocation>& host_allocations() {
+  static auto* value = new std::map<uintptr_t, HostAllocation>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
 bool find_host(const void* pointer, uintptr_t& base, HostAllocation& allocation) {
   std::lock_guard lock(g_host_mutex);
-  auto it = g_host.upper_bound(reinterpret_cast<uintptr_t>(pointer));
-  if (it == g_host.begin()) return false;
+  auto it = host_allocations().upper_bound(reinterpret_cast<uintptr_t>(pointer));
+  if (it == host_allocations().begin()) return false;
   --it;
   if (reinterpret_cast<uintptr_t>(pointer) >= it->first + it->second.bytes) return false;
   base = it->first;
@@ -235,7 +238,7 @@ static CUresult host_alloc(void** pointer, size_t bytes, unsigned int flags) {
   if (memory == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
   ::mlock(memory, bytes);  // best effort, as page-locked memory is meant to be; copies work either way
   std::lock_guard lock(g_host_mutex);
-  g_host[reinterpret_cast<uintptr_t>(memory)] = {bytes, flags, false};
+  host_allocations()[reinterpret_cast<uintptr_t>(memory)] = {bytes, flags, false};
   *pointer = memory;
   return CUDA_SUCCESS;
 }
@@ -251,10 +254,10 @@ RGPU_EXPORT CUresult cuMemFreeHost(void* pointer) {
   HostAllocation allocation;
   {
     std::lock_guard lock(g_host_mutex);
-    auto it = g_host.find(reinterpret_cast<uintptr_t>(pointer));
-    if (it == g_host.end() || it->second.registered) return CUDA_ERROR_INVALID_VALUE;
+    auto it = host_allocations().find(reinterpret_cast<uintptr_t>(pointer));
+    if (it == host_allocations().end() || it->second.registered) return CUDA_ERROR_INVALID_VALUE;
     allocation = it->second;
-    g_host.erase(it);
+    host_allocations().erase(it);
   }
   ::munmap(pointer, allocation.bytes);
   return CUDA_SUCCESS;
@@ -266,7 +269,7 @@ RGPU_EXPORT CUresult cuMemHostRegister_v2(void* pointer, size_t bytes, unsigned 
   if (flags & (CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_IOMEMORY))
     return not_supported("cuMemHostRegister with DEVICEMAP or IOMEMORY (a remote GPU cannot map this host's memory)");
   std::lock_guard lock(g_host_mutex);
-  auto [it, inserted] = g_host.try_emplace(reinterpret_cast<uintptr_t>(pointer), HostAllocation{bytes, flags, true});
+  auto [it, inserted] = host_allocations().try_emplace(reinterpret_cast<uintptr_t>(pointer), HostAllocation{bytes, flags, true});
   return inserted ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
 }
 RGPU_EXPORT CUresult cuMemHostRegister(void* pointer, size_t bytes, unsigned int flags) {
@@ -276,9 +279,9 @@ RGPU_EXPORT CUresult cuMemHostRegister(void* pointer, size_t bytes, unsigned int
 RGPU_EXPORT CUresult cuMemHostUnregister(void* pointer) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   std::lock_guard lock(g_host_mutex);
-  auto it = g_host.find(reinterpret_cast<uintptr_t>(pointer));
-  if (it == g_host.end() || !it->second.registered) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
-  g_host.erase(it);
+  auto it = host_allocations().find(reinterpret_cast<uintptr_t>(pointer));
+  if (it == host_allocations().end() || !it->second.registered) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+  host_allocations().erase(it);
   return CUDA_SUCCESS;
 }
 

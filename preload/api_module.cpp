@@ -77,12 +77,15 @@ struct ParamLayout {
   }
 };
 std::mutex g_layout_mutex;
-std::map<CUfunction, ParamLayout> g_layouts;
+std::map<CUfunction, ParamLayout>& param_layouts() {
+  static auto* value = new std::map<CUfunction, ParamLayout>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
 CUresult layout_of(CUfunction f, ParamLayout& layout) {
   {
     std::lock_guard lock(g_layout_mutex);
-    if (auto it = g_layouts.find(f); it != g_layouts.end()) {
+    if (auto it = param_layouts().find(f); it != param_layouts().end()) {
       layout = it->second;
       return CUDA_SUCCESS;
     }
@@ -101,7 +104,7 @@ CUresult layout_of(CUfunction f, ParamLayout& layout) {
   });
   if (r != CUDA_SUCCESS) return r;
   std::lock_guard lock(g_layout_mutex);
-  layout = g_layouts[f] = std::move(fetched);
+  layout = param_layouts()[f] = std::move(fetched);
   return CUDA_SUCCESS;
 }
 

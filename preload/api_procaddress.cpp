@@ -1,13 +1,11 @@
 // cuGetProcAddress: the driver entry point that matches a base name, the caller's CUDA version
 // and its default-stream mode; cuGetExportTable: the private tables libcudart asks for.
-#include <cstdio>
 #include <cstring>
-#include <mutex>
-#include <set>
 #include <string>
 
 #include "api_state.hpp"
 #include "cuda_client.hpp"
+#include "export_tables.hpp"
 #include "log.hpp"
 
 namespace rgpu::cuda {
@@ -104,7 +102,6 @@ CUresult get_proc_address(const char* symbol, void** pfn, int version, cuuint64_
 }  // namespace rgpu::cuda
 
 using namespace rgpu::cuda;
-using rgpu::WireReader;
 
 RGPU_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int version, cuuint64_t flags,
                                          CUdriverProcAddressQueryResult* status) {
@@ -115,15 +112,4 @@ RGPU_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int versio
   return get_proc_address(symbol, pfn, version, flags, nullptr);
 }
 
-RGPU_EXPORT CUresult cuGetExportTable(const void** table, const CUuuid* id) {
-  if (table == nullptr || id == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  char text[64];
-  char* p = text;
-  for (unsigned char byte : id->bytes) p += std::snprintf(p, 4, "%02x", byte);
-  static std::mutex mutex;
-  static std::set<std::string> logged;
-  std::lock_guard lock(mutex);
-  if (logged.insert(text).second) LOG_WARN("cuGetExportTable(%s): private table not provided", text);
-  *table = nullptr;
-  return CUDA_ERROR_NOT_SUPPORTED;
-}
+RGPU_EXPORT CUresult cuGetExportTable(const void** table, const CUuuid* id) { return get_export_table(table, id); }

@@ -1,8 +1,14 @@
 // Process and thread state the interpose keeps locally: initialisation, devices and their facts,
 // each thread's context stack.
+//
+// That state is never destroyed (heap objects behind function-local pointers, and the main
+// thread's thread_local objects are left alone at exit): libcudart tears down from its own exit
+// handlers, which run after this library's static objects and the main thread's thread_local
+// objects would have been destroyed, and it still calls the driver then.
 #pragma once
 
 #include <cuda.h>
+#include <unistd.h>
 
 #include <span>
 #include <string>
@@ -13,6 +19,18 @@
 #include "messages.hpp"
 
 namespace rgpu::cuda {
+
+// Deletes a thread's object when the thread ends, except on the main thread (see above). Declare
+// it `static thread_local` next to the code that first fills the thread_local pointer.
+template <typename T>
+struct ThreadExitDelete {
+  T** slot;
+  ~ThreadExitDelete() {
+    if (gettid() == getpid()) return;
+    delete *slot;
+    *slot = nullptr;
+  }
+};
 
 struct DeviceFacts {
   std::string name;
@@ -31,6 +49,8 @@ CUcontext current_context();
 std::vector<CUcontext>& context_stack();
 void remember_context_device(CUcontext context, CUdevice device);
 bool context_device(CUcontext context, CUdevice& device);
+// A device's primary context handle, active or not, without adding a retain.
+CUresult primary_context_of(CUdevice device, CUcontext* context);
 
 const char* error_name_of(CUresult result);
 const char* error_string_of(CUresult result);

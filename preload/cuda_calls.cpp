@@ -17,10 +17,16 @@ std::atomic<uint64_t> g_next_request{1};
 std::atomic<uint32_t> g_next_sequence{1};
 
 std::mutex g_ranges_mutex;
-std::map<CUdeviceptr, DeviceRange> g_ranges;  // by base address
+std::map<CUdeviceptr, DeviceRange>& device_ranges() {  // by base address
+  static auto* value = new std::map<CUdeviceptr, DeviceRange>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
 std::mutex g_logged_mutex;
-std::set<std::string> g_logged;
+std::set<std::string>& logged_names() {
+  static auto* value = new std::set<std::string>;  // never destroyed: see api_state.hpp
+  return *value;
+}
 
 // Fills the header fields known only at send time.
 void stamp(CallBuilder& call, DaemonLink& link) {
@@ -108,24 +114,24 @@ CUresult call_pipelined(CallBuilder& call) {
 
 CUresult not_supported(const char* name) {
   std::lock_guard lock(g_logged_mutex);
-  if (g_logged.insert(name).second) LOG_WARN("%s is not supported by RGPU; returning CUDA_ERROR_NOT_SUPPORTED", name);
+  if (logged_names().insert(name).second) LOG_WARN("%s is not supported by RGPU; returning CUDA_ERROR_NOT_SUPPORTED", name);
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 
 void note_device_range(CUdeviceptr base, size_t bytes) {
   std::lock_guard lock(g_ranges_mutex);
-  g_ranges[base] = DeviceRange{base, bytes, current_context()};
+  device_ranges()[base] = DeviceRange{base, bytes, current_context()};
 }
 
 void forget_device_range(CUdeviceptr base) {
   std::lock_guard lock(g_ranges_mutex);
-  g_ranges.erase(base);
+  device_ranges().erase(base);
 }
 
 bool find_device_range(CUdeviceptr pointer, DeviceRange& range) {
   std::lock_guard lock(g_ranges_mutex);
-  auto it = g_ranges.upper_bound(pointer);
-  if (it == g_ranges.begin()) return false;
+  auto it = device_ranges().upper_bound(pointer);
+  if (it == device_ranges().begin()) return false;
   --it;
   if (pointer >= it->second.base + it->second.bytes) return false;
   range = it->second;

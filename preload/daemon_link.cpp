@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 
+#include "api_state.hpp"
 #include "log.hpp"
 #include "wire.hpp"
 
@@ -22,10 +23,13 @@ namespace rgpu::cuda {
 
 namespace {
 std::mutex g_session_mutex;
-ProcessSession g_session;
+ProcessSession& session_state() {
+  static auto* value = new ProcessSession;  // never destroyed: see api_state.hpp
+  return *value;
+}
 bool g_session_tried = false;
 std::atomic<uint32_t> g_next_thread_id{1};
-thread_local std::unique_ptr<DaemonLink> t_link;
+thread_local DaemonLink* t_link = nullptr;  // freed at thread exit: see api_state.hpp
 thread_local bool t_link_failed = false;
 
 std::string program_name() {
@@ -82,17 +86,17 @@ bool write_all(int fd, std::span<const iovec> parts) {
 const ProcessSession& process_session() {
   DaemonLink::for_this_thread();  // the first link of the process performs AppHello
   std::lock_guard lock(g_session_mutex);
-  return g_session;
+  return session_state();
 }
 
 DaemonLink* DaemonLink::for_this_thread() {
-  if (t_link) return t_link.get();
+  if (t_link) return t_link;
   if (t_link_failed) return nullptr;
   std::unique_ptr<DaemonLink> link(new DaemonLink);
   bool first;
   {
     std::lock_guard lock(g_session_mutex);
-    if (g_session_tried && !g_session.connected) {
+    if (g_session_tried && !session_state().connected) {
       t_link_failed = true;
       return nullptr;
     }
@@ -100,7 +104,7 @@ DaemonLink* DaemonLink::for_this_thread() {
     g_session_tried = true;
     if (first && !link->connect(true)) {
       t_link_failed = true;
-      LOG_ERROR("%s", g_session.problem.c_str());
+      LOG_ERROR("%s", session_state().problem.c_str());
       return nullptr;
     }
   }
@@ -108,8 +112,9 @@ DaemonLink* DaemonLink::for_this_thread() {
     t_link_failed = true;
     return nullptr;
   }
-  t_link = std::move(link);
-  return t_link.get();
+  t_link = link.release();
+  static thread_local ThreadExitDelete<DaemonLink> cleanup{&t_link};
+  return t_link;
 }
 
 DaemonLink::~DaemonLink() {
@@ -117,14 +122,14 @@ DaemonLink::~DaemonLink() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-// With g_session_mutex held when first (it fills g_session).
+// With g_session_mutex held when first (it fills session_state()).
 bool DaemonLink::connect(bool first) {
   const std::string path = default_client_socket_path();
   std::string error;
   fd_ = connect_unix(path, error);
   if (fd_ < 0) {
     if (first)
-      g_session.problem = "cannot reach the RGPU client daemon at " + path + ": " + error +
+      session_state().problem = "cannot reach the RGPU client daemon at " + path + ": " + error +
                           " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
     else
       LOG_ERROR("cannot reach the RGPU client daemon at %s: %s", path.c_str(), error.c_str());
@@ -144,7 +149,7 @@ bool DaemonLink::connect(bool first) {
     AppAttachMsg attach;
     {
       std::lock_guard lock(g_session_mutex);
-      attach.session_id = g_session.id;
+      attach.session_id = session_state().id;
     }
     frame = encode_frame(static_cast<uint16_t>(AppMsg::AppAttach), 0, encode(attach));
   }
@@ -170,10 +175,10 @@ bool DaemonLink::connect(bool first) {
       thread_id_ = g_next_thread_id.fetch_add(1);
       if (first) {
         for (const auto& note : welcome.notes) LOG_WARN("%s", note.c_str());
-        g_session.connected = true;
-        g_session.id = welcome.session_id;
-        g_session.server = welcome.server;
-        g_session.devices = std::move(welcome.devices);
+        session_state().connected = true;
+        session_state().id = welcome.session_id;
+        session_state().server = welcome.server;
+        session_state().devices = std::move(welcome.devices);
       }
       return true;
     } catch (const WireError& e) {
@@ -181,7 +186,7 @@ bool DaemonLink::connect(bool first) {
     }
   }
   if (ring_fd >= 0) ::close(ring_fd);
-  if (first) g_session.problem = "" + error;
+  if (first) session_state().problem = "" + error;
   else LOG_ERROR("%s", error.c_str());
   ::close(fd_);
   fd_ = -1;
