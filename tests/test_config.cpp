@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "config.hpp"
 
@@ -194,6 +195,75 @@ TEST(TokenSnippet, RoundTripsThroughTheParser) {
     EXPECT_EQ(c.tokens[0].name, name);
   }
   EXPECT_EQ(token_toml_snippet("ab", "n"), "[[security.tokens]]\ntoken = \"ab\"\nname = \"n\"\n");
+}
+
+
+// The configuration the packages install (units/rgpu.toml.example -> /etc/rgpu/rgpu.toml).
+std::string shipped_example() {
+  const std::string path = std::string(RGPU_SOURCE_DIR) + "/units/rgpu.toml.example";
+  std::ifstream in(path);
+  EXPECT_TRUE(in) << "cannot read " << path;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Its settings with the leading '#' removed ("#port = 9876", "#[[client.servers]]"); prose
+// comments ("# text") stay comments.
+std::string uncommented(const std::string& text) {
+  std::istringstream in(text);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > 1 && line[0] == '#' && (line[1] == '[' || (line[1] >= 'a' && line[1] <= 'z'))) line.erase(0, 1);
+    out += line + "\n";
+  }
+  return out;
+}
+
+TEST(ShippedConfig, ParsesToTheDefaults) {
+  Config c = parse_config(shipped_example(), "rgpu.toml.example");
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+  const Config defaults;
+  EXPECT_EQ(c.server.bind, defaults.server.bind);
+  EXPECT_EQ(c.server.port, defaults.server.port);
+  EXPECT_FALSE(c.server.cert_path);
+  EXPECT_FALSE(c.server.expose_gpus);
+  EXPECT_TRUE(c.client.servers.empty());
+  EXPECT_TRUE(c.tokens.empty());
+}
+
+TEST(ShippedConfig, EveryCommentedSettingIsValid) {
+  const std::string text = uncommented(shipped_example());
+  Config c = parse_config(text, "rgpu.toml.example (uncommented)");
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+  // Settings that have a default show it.
+  const Config defaults;
+  EXPECT_EQ(c.server.bind, defaults.server.bind);
+  EXPECT_EQ(c.server.port, defaults.server.port);
+  EXPECT_EQ(c.server.server_id, defaults.server.server_id);
+  EXPECT_EQ(c.server.max_clients, defaults.server.max_clients);
+  EXPECT_EQ(c.server.transport, defaults.server.transport);
+  EXPECT_EQ(c.client.gpu_ordering, defaults.client.gpu_ordering);
+  EXPECT_EQ(c.client.include_local_gpus, defaults.client.include_local_gpus);
+  // The others show an example.
+  EXPECT_EQ(c.server.cert_path, "/etc/rgpu/cert.pem");
+  EXPECT_EQ(c.server.key_path, "/etc/rgpu/key.pem");
+  EXPECT_EQ(c.server.expose_gpus, (std::vector<uint32_t>{0, 1}));
+  ASSERT_EQ(c.client.servers.size(), 2u);
+  EXPECT_EQ(c.client.servers[0].address, "gpu-server-1.local:9876");
+  EXPECT_EQ(c.client.servers[0].token, "your-token-here");
+  EXPECT_EQ(c.client.servers[0].transport, Transport::Tcp);
+  EXPECT_EQ(c.client.servers[0].tls, "auto");
+  ASSERT_EQ(c.tokens.size(), 2u);
+  EXPECT_EQ(c.tokens[0].name, "workstation-1");
+  EXPECT_EQ(c.tokens[0].allowed_gpus, (std::vector<uint32_t>{0}));
+  EXPECT_EQ(c.tokens[0].max_memory, 4294967296u);
+  EXPECT_EQ(c.tokens[1].name, "render-farm");
+  // Every key of the configuration reference appears.
+  for (const char* key : {"bind", "port", "server_id", "max_clients", "transport", "cert_path", "key_path",
+                          "expose_gpus", "gpu_ordering", "include_local_gpus", "address", "token", "tls", "name",
+                          "allowed_gpus", "max_memory"})
+    EXPECT_NE(text.find(std::string("\n") + key + " = "), std::string::npos) << key;
 }
 
 }  // namespace
