@@ -66,7 +66,8 @@ void StagingPool::unpin_and_free(Buffer& buffer) {
   if (buffer.pinned) {
     auto host_unregister = Driver::get().fn<CUresult (*)(void*)>("cuMemHostUnregister");
     if (host_unregister) {
-      if (CUresult r = host_unregister(buffer.data); r != CUDA_SUCCESS)
+      // Already unlocked when the last context it was locked in went away.
+      if (CUresult r = host_unregister(buffer.data); r != CUDA_SUCCESS && r != CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED)
         LOG_WARN("cannot unlock a staging buffer: %s", error_name(r));
     }
   }
