@@ -55,7 +55,6 @@ inline constexpr uint32_t FN_rgpuModuleLoad = fnv1a("rgpu.ModuleLoad");        /
 inline constexpr uint32_t FN_rgpuLibraryLoad = fnv1a("rgpu.LibraryLoad");      // image bytes -> CUlibrary
 inline constexpr uint32_t FN_rgpuCtxCreate = fnv1a("rgpu.CtxCreate");          // cuCtxCreate_v4 and older
 inline constexpr uint32_t FN_rgpuMemcpy2D = fnv1a("rgpu.Memcpy2D");            // 2D/3D copies
-inline constexpr uint32_t FN_rgpuClusterQuery = fnv1a("rgpu.ClusterQuery");    // cluster occupancy queries
 
 // rgpu.Memcpy2D modes: both sides on the server; packed rows from the application's host memory
 // follow the descriptor; the answer carries packed rows for the application's host memory.

@@ -137,16 +137,6 @@ CUresult pack_params(const ParamLayout& layout, void** params, void** extra, Cal
   return CUDA_SUCCESS;
 }
 
-// Grid and block, shared memory, stream and launch attributes, as rgpu.Launch and
-// rgpu.ClusterQuery carry them.
-void put_launch_config(WireWriter& w, const unsigned dims[6], unsigned shared, CUstream stream,
-                       std::span<const CUlaunchAttribute> attrs) {
-  for (int i = 0; i < 6; ++i) w.put<uint32_t>(dims[i]);
-  w.put<uint32_t>(shared).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
-  w.put<uint32_t>(static_cast<uint32_t>(attrs.size()));
-  for (const auto& attr : attrs) w.put<uint32_t>(attr.id).bytes(&attr.value, sizeof attr.value);
-}
-
 CUresult launch(uint32_t variant, CUfunction f, const unsigned dims[6], unsigned shared, CUstream stream,
                 std::span<const CUlaunchAttribute> attrs, void** params, void** extra) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
@@ -156,24 +146,12 @@ CUresult launch(uint32_t variant, CUfunction f, const unsigned dims[6], unsigned
   CallBuilder call(FN_rgpuLaunch);
   WireWriter& w = call.writer();
   w.put(variant).put<uint64_t>(reinterpret_cast<uint64_t>(f));
-  put_launch_config(w, dims, shared, stream, attrs);
+  for (int i = 0; i < 6; ++i) w.put<uint32_t>(dims[i]);
+  w.put<uint32_t>(shared).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+  w.put<uint32_t>(static_cast<uint32_t>(attrs.size()));
+  for (const auto& attr : attrs) w.put<uint32_t>(attr.id).bytes(&attr.value, sizeof attr.value);
   if (CUresult r = pack_params(layout, params, extra, call); r != CUDA_SUCCESS) return r;
   return call_pipelined(call);
-}
-
-// cuOccupancyMaxActiveClusters / cuOccupancyMaxPotentialClusterSize: one number for a launch
-// configuration, from the server.
-CUresult cluster_query(uint32_t variant, int* value, CUfunction f, const CUlaunchConfig* config) {
-  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  if (value == nullptr || config == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  const unsigned dims[6] = {config->gridDimX,  config->gridDimY,  config->gridDimZ,
-                            config->blockDimX, config->blockDimY, config->blockDimZ};
-  CallBuilder call(FN_rgpuClusterQuery);
-  call.writer().put(variant).put<uint64_t>(reinterpret_cast<uint64_t>(f));
-  put_launch_config(call.writer(), dims, config->sharedMemBytes, config->hStream,
-                    {config->attrs, config->attrs ? config->numAttrs : 0u});
-  return call_sync(call, [value](WireReader& reader) { *value = reader.get<int32_t>(); });
 }
 }  // namespace
 
@@ -277,14 +255,6 @@ static CUresult launch_ex(uint32_t variant, const CUlaunchConfig* config, CUfunc
                             config->blockDimX, config->blockDimY, config->blockDimZ};
   return launch(variant, f, dims, config->sharedMemBytes, config->hStream,
                 {config->attrs, config->attrs ? config->numAttrs : 0u}, params, extra);
-}
-
-RGPU_EXPORT CUresult cuOccupancyMaxActiveClusters(int* clusters, CUfunction f, const CUlaunchConfig* config) {
-  return cluster_query(FN_cuOccupancyMaxActiveClusters, clusters, f, config);
-}
-
-RGPU_EXPORT CUresult cuOccupancyMaxPotentialClusterSize(int* size, CUfunction f, const CUlaunchConfig* config) {
-  return cluster_query(FN_cuOccupancyMaxPotentialClusterSize, size, f, config);
 }
 
 RGPU_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f, void** params, void** extra) {

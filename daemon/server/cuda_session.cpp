@@ -23,43 +23,6 @@ CUresult missing(const char* name) {
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 
-// A launch configuration as rgpu.Launch and rgpu.ClusterQuery carry it.
-struct LaunchConfig {
-  uint32_t dims[6];
-  uint32_t shared;
-  CUstream stream;
-  std::vector<CUlaunchAttribute> attrs;
-  CUlaunchConfig built{};
-
-  const CUlaunchConfig& config() {
-    built.gridDimX = dims[0], built.gridDimY = dims[1], built.gridDimZ = dims[2];
-    built.blockDimX = dims[3], built.blockDimY = dims[4], built.blockDimZ = dims[5];
-    built.sharedMemBytes = shared;
-    built.hStream = stream;
-    built.attrs = attrs.data();
-    built.numAttrs = static_cast<unsigned>(attrs.size());
-    return built;
-  }
-};
-
-constexpr uint32_t kMaxLaunchAttributes = 64;
-
-LaunchConfig read_launch_config(WireReader& args) {
-  LaunchConfig launch;
-  for (auto& v : launch.dims) v = args.get<uint32_t>();
-  launch.shared = args.get<uint32_t>();
-  launch.stream = handle_of<CUstream>(args.get<uint64_t>());
-  const uint32_t count = args.get<uint32_t>();
-  if (count > kMaxLaunchAttributes) throw WireError("launch configuration with " + std::to_string(count) + " attributes");
-  launch.attrs.resize(count);
-  for (auto& attr : launch.attrs) {
-    attr.id = static_cast<CUlaunchAttributeID>(args.get<uint32_t>());
-    auto value = args.bytes(sizeof attr.value);
-    std::memcpy(&attr.value, value.data(), sizeof attr.value);
-  }
-  return launch;
-}
-
 // Driver functions the generic path could call that need the session's own handling.
 bool handled_by_hand(uint32_t function) {
   switch (function) {
@@ -457,27 +420,21 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       for (auto [offset, size] : params) out.put(offset).put(size);
       return CUDA_SUCCESS;
     }
-    case FN_rgpuClusterQuery: {
-      const uint32_t variant = args.get<uint32_t>();
-      const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
-      LaunchConfig launch = read_launch_config(args);
-      args.expect_end();
-      if (variant != FN_cuOccupancyMaxActiveClusters && variant != FN_cuOccupancyMaxPotentialClusterSize)
-        return CUDA_ERROR_INVALID_VALUE;
-      auto fn = d.fn<CUresult (*)(int*, CUfunction, const CUlaunchConfig*)>(function_name(variant));
-      if (!fn) return missing(function_name(variant));
-      int value = 0;
-      CUresult r = fn(&value, f, &launch.config());
-      if (r == CUDA_SUCCESS) out.put<int32_t>(value);
-      return r;
-    }
     case FN_rgpuLaunch: {
       const uint32_t variant = args.get<uint32_t>();
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
-      LaunchConfig launch = read_launch_config(args);
-      const uint32_t* dims = launch.dims;
-      const uint32_t shared = launch.shared;
-      const CUstream stream = launch.stream;
+      uint32_t dims[6];
+      for (auto& v : dims) v = args.get<uint32_t>();
+      const uint32_t shared = args.get<uint32_t>();
+      const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+      const uint32_t attr_count = args.get<uint32_t>();
+      if (attr_count > 64) return CUDA_ERROR_INVALID_VALUE;
+      std::vector<CUlaunchAttribute> attrs(attr_count);
+      for (auto& attr : attrs) {
+        attr.id = static_cast<CUlaunchAttributeID>(args.get<uint32_t>());
+        auto value = args.bytes(sizeof attr.value);
+        std::memcpy(&attr.value, value.data(), sizeof attr.value);
+      }
       const uint32_t param_count = args.get<uint32_t>();
       if (param_count > 4096) return CUDA_ERROR_INVALID_VALUE;
       std::vector<uint32_t> offsets(param_count);
@@ -496,7 +453,14 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (variant == FN_cuLaunchKernelEx || variant == FN_cuLaunchKernelEx_ptsz) {
         auto fn = d.fn<CUresult (*)(const CUlaunchConfig*, CUfunction, void**, void**)>(name);
         if (!fn) return missing(name);
-        return fn(&launch.config(), f, kernel_params, nullptr);
+        CUlaunchConfig config{};
+        config.gridDimX = dims[0], config.gridDimY = dims[1], config.gridDimZ = dims[2];
+        config.blockDimX = dims[3], config.blockDimY = dims[4], config.blockDimZ = dims[5];
+        config.sharedMemBytes = shared;
+        config.hStream = stream;
+        config.attrs = attrs.data();
+        config.numAttrs = attr_count;
+        return fn(&config, f, kernel_params, nullptr);
       }
       if (variant == FN_cuLaunchCooperativeKernel || variant == FN_cuLaunchCooperativeKernel_ptsz) {
         auto fn = d.fn<CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
