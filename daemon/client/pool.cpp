@@ -14,10 +14,10 @@ void order_pool(std::vector<PoolGpu>& gpus, GpuOrdering ordering) {
   });
 }
 
-Pool build_pool(const std::vector<ServerTarget>& targets, GpuOrdering ordering) {
+Pool build_pool(std::vector<ServerTarget>& targets, GpuOrdering ordering) {
   Pool pool;
   for (size_t i = 0; i < targets.size(); ++i) {
-    const ServerTarget& target = targets[i];
+    ServerTarget& target = targets[i];
     SessionOptions options;
     options.server = target.address;
     options.token = target.token;
@@ -34,6 +34,7 @@ Pool build_pool(const std::vector<ServerTarget>& targets, GpuOrdering ordering) 
       }
       LOG_INFO("server %s: %zu GPU(s), %zu with CUDA%s", target.address.to_string().c_str(), list.gpus.size(), cuda,
                session->encrypted() ? "" : " (connection NOT encrypted)");
+      if (target.tls == TlsMode::Auto) target.tls = session->encrypted() ? TlsMode::On : TlsMode::Off;
     } catch (const std::exception& e) {
       pool.notes.push_back("server " + target.address.to_string() + " left out of the pool: " + e.what());
       LOG_WARN("%s", pool.notes.back().c_str());

@@ -29,8 +29,10 @@ struct Pool {
 
 // Asks every server for its GPUs (a server that cannot be reached is noted and skipped) and
 // orders the CUDA-capable ones: LocalFirst and RemoteFirst keep server order (this daemon pools
-// remote GPUs only), ByCapability sorts by compute capability, highest first.
-Pool build_pool(const std::vector<ServerTarget>& targets, GpuOrdering ordering);
+// remote GPUs only), ByCapability sorts by compute capability, highest first. A target in TLS
+// auto mode is pinned to what this first connection found, so that applications' connections
+// neither try TLS again on a server without it nor accept less than TLS from a server with it.
+Pool build_pool(std::vector<ServerTarget>& targets, GpuOrdering ordering);
 // The ordering step alone (for tests).
 void order_pool(std::vector<PoolGpu>& gpus, GpuOrdering ordering);
 
