@@ -103,6 +103,7 @@ void EventLoop::post(std::function<void()> work) {
   {
     std::lock_guard lock(posted_mutex_);
     posted_.push_back(std::move(work));
+    has_posted_.store(true, std::memory_order_release);
   }
   uint64_t one = 1;
   if (::write(wakeup_fd_.get(), &one, sizeof one) != sizeof one)
@@ -114,6 +115,7 @@ void EventLoop::run_posted() {
   {
     std::lock_guard lock(posted_mutex_);
     work.swap(posted_);
+    has_posted_.store(false, std::memory_order_relaxed);
   }
   for (auto& item : work) item();
 }
@@ -122,10 +124,29 @@ void EventLoop::stop() {
   post([this] { stopping_ = true; });
 }
 
+// A request's answer, or an application's next call, usually follows within microseconds of the
+// work just done: looking for it a little while spares the wake-up latency of sleeping. Posted
+// work found here runs at once (its wake-up completion then finds nothing left).
+bool EventLoop::poll_briefly() {
+  constexpr auto kBusyPoll = std::chrono::microseconds(50);
+  io_uring_submit(&ring_);
+  const auto until = std::chrono::steady_clock::now() + kBusyPoll;
+  io_uring_cqe* cqe = nullptr;
+  do {
+    if (io_uring_peek_cqe(&ring_, &cqe) == 0) return true;
+    if (has_posted_.load(std::memory_order_acquire)) {
+      run_posted();
+      return true;
+    }
+  } while (std::chrono::steady_clock::now() < until);
+  return false;
+}
+
 void EventLoop::run() {
   stopping_ = false;
   while (!stopping_) {
-    io_uring_submit_and_wait(&ring_, 1);
+    if (!poll_briefly()) io_uring_submit_and_wait(&ring_, 1);
+    if (stopping_) break;
     io_uring_cqe* cqe = nullptr;
     unsigned head = 0;
     unsigned seen = 0;

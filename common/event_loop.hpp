@@ -5,6 +5,7 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -47,6 +48,7 @@ class EventLoop {
   void submit_with(io_uring_sqe* sqe, Handler handler);
   void arm_wakeup();
   void run_posted();
+  bool poll_briefly();
 
   struct Operation;
   Operation* track(Handler handler);
@@ -59,6 +61,7 @@ class EventLoop {
   uint64_t wakeup_value_ = 0;
   std::mutex posted_mutex_;
   std::vector<std::function<void()>> posted_;
+  std::atomic<bool> has_posted_{false};
   bool stopping_ = false;
 };
 
