@@ -39,7 +39,7 @@ cuModuleLoadData cuModuleLoadDataEx cuModuleLoadFatBinary cuModuleLoad
 cuLibraryLoadData cuLibraryLoadFromFile
 cuLaunchKernel cuLaunchKernel_ptsz cuLaunchKernelEx cuLaunchKernelEx_ptsz
 cuLaunchCooperativeKernel cuLaunchCooperativeKernel_ptsz
-cuFuncGetParamInfo
+cuFuncGetParamInfo cuOccupancyMaxActiveClusters
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call
