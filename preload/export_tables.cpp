@@ -1,7 +1,6 @@
 // cuGetExportTable's lookup: the provided tables by UUID.
 #include "export_tables.hpp"
 
-#include <array>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -55,20 +54,20 @@ bool known_unprovided(const CUuuid& id) {
 }
 }  // namespace
 
-std::span<const ExportTable> export_tables() {
-  static const std::array<ExportTable, 6> tables = {
-      cudart_interface_table(), context_storage_table(),      context_checks_table(),
-      tools_tls_table(),        tools_callback_hooks_table(), integrity_check_table(),
+std::span<const ExportTable* const> export_tables() {
+  static constexpr const ExportTable* kTables[] = {
+      &kCudartInterfaceTable, &kContextStorageTable,      &kContextChecksTable,
+      &kToolsTlsTable,        &kToolsCallbackHooksTable, &kIntegrityCheckTable,
   };
-  return tables;
+  return kTables;
 }
 
 CUresult get_export_table(const void** table, const CUuuid* id) {
   if (table == nullptr || id == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  for (const ExportTable& candidate : export_tables()) {
-    if (std::memcmp(candidate.id.bytes, id->bytes, sizeof id->bytes) == 0) {
-      *table = candidate.slots.data();
-      LOG_DEBUG("cuGetExportTable(%s): %s", uuid_text(*id).c_str(), candidate.name);
+  for (const ExportTable* candidate : export_tables()) {
+    if (std::memcmp(candidate->id.bytes, id->bytes, sizeof id->bytes) == 0) {
+      *table = candidate->slots.data();
+      LOG_DEBUG("cuGetExportTable(%s): %s", uuid_text(*id).c_str(), candidate->name);
       return CUDA_SUCCESS;
     }
   }

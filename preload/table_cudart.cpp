@@ -68,12 +68,7 @@ const void* const kSlots[] = {
 static_assert(std::size(kSlots) == 13);
 }  // namespace
 
-const ExportTable& cudart_interface_table() {
-  static const ExportTable table{
-      kName,
-      uuid_from_text("6bd5fb6c-5bf4-e74a-8987-d93912fd9df9"),
-      kSlots};
-  return table;
-}
+constinit const ExportTable kCudartInterfaceTable{
+    kName, uuid_from_text("6bd5fb6c-5bf4-e74a-8987-d93912fd9df9"), kSlots};
 
 }  // namespace rgpu::cuda

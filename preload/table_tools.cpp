@@ -43,20 +43,10 @@ const void* const kHooksSlots[] = {
 };
 }  // namespace
 
-const ExportTable& tools_tls_table() {
-  static const ExportTable table{
-      kTlsName,
-      uuid_from_text("42d85a81-23f6-cb47-8298-f6e78a3aecdc"),
-      kTlsSlots};
-  return table;
-}
+constinit const ExportTable kToolsTlsTable{
+    kTlsName, uuid_from_text("42d85a81-23f6-cb47-8298-f6e78a3aecdc"), kTlsSlots};
 
-const ExportTable& tools_callback_hooks_table() {
-  static const ExportTable table{
-      kHooksName,
-      uuid_from_text("a094798c-2e74-2e74-93f2-0800200c0a66"),
-      kHooksSlots};
-  return table;
-}
+constinit const ExportTable kToolsCallbackHooksTable{
+    kHooksName, uuid_from_text("a094798c-2e74-2e74-93f2-0800200c0a66"), kHooksSlots};
 
 }  // namespace rgpu::cuda
