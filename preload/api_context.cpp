@@ -57,8 +57,9 @@ CUresult release_primary(CUdevice device) {
   CUcontext going = nullptr;
   {
     std::lock_guard lock(g_context_mutex);
-    auto it = primary_contexts().find(device);
-    if (it != primary_contexts().end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
+    auto& primaries = primary_contexts();
+    auto it = primaries.find(device);
+    if (it != primaries.end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
   }
   if (going != nullptr) context_storage_destroyed(going);
   return send_primary_release(device);

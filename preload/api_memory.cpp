@@ -269,7 +269,8 @@ RGPU_EXPORT CUresult cuMemHostRegister_v2(void* pointer, size_t bytes, unsigned 
   if (flags & (CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_IOMEMORY))
     return not_supported("cuMemHostRegister with DEVICEMAP or IOMEMORY (a remote GPU cannot map this host's memory)");
   std::lock_guard lock(g_host_mutex);
-  auto [it, inserted] = host_allocations().try_emplace(reinterpret_cast<uintptr_t>(pointer), HostAllocation{bytes, flags, true});
+  auto [it, inserted] =
+      host_allocations().try_emplace(reinterpret_cast<uintptr_t>(pointer), HostAllocation{bytes, flags, true});
   return inserted ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
 }
 RGPU_EXPORT CUresult cuMemHostRegister(void* pointer, size_t bytes, unsigned int flags) {

@@ -137,6 +137,15 @@ CUresult pack_params(const ParamLayout& layout, void** params, void** extra, Cal
   return CUDA_SUCCESS;
 }
 
+// Grid and block dimensions, shared memory, stream and launch attributes, as the server reads them.
+void put_launch_shape(WireWriter& w, const unsigned dims[6], unsigned shared, CUstream stream,
+                      std::span<const CUlaunchAttribute> attrs) {
+  for (int i = 0; i < 6; ++i) w.put<uint32_t>(dims[i]);
+  w.put<uint32_t>(shared).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+  w.put<uint32_t>(static_cast<uint32_t>(attrs.size()));
+  for (const auto& attr : attrs) w.put<uint32_t>(attr.id).bytes(&attr.value, sizeof attr.value);
+}
+
 CUresult launch(uint32_t variant, CUfunction f, const unsigned dims[6], unsigned shared, CUstream stream,
                 std::span<const CUlaunchAttribute> attrs, void** params, void** extra) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
@@ -146,10 +155,7 @@ CUresult launch(uint32_t variant, CUfunction f, const unsigned dims[6], unsigned
   CallBuilder call(FN_rgpuLaunch);
   WireWriter& w = call.writer();
   w.put(variant).put<uint64_t>(reinterpret_cast<uint64_t>(f));
-  for (int i = 0; i < 6; ++i) w.put<uint32_t>(dims[i]);
-  w.put<uint32_t>(shared).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
-  w.put<uint32_t>(static_cast<uint32_t>(attrs.size()));
-  for (const auto& attr : attrs) w.put<uint32_t>(attr.id).bytes(&attr.value, sizeof attr.value);
+  put_launch_shape(w, dims, shared, stream, attrs);
   if (CUresult r = pack_params(layout, params, extra, call); r != CUDA_SUCCESS) return r;
   return call_pipelined(call);
 }
@@ -263,4 +269,16 @@ RGPU_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f
 
 RGPU_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f, void** params, void** extra) {
   return launch_ex(FN_cuLaunchKernelEx_ptsz, config, f, params, extra);
+}
+
+RGPU_EXPORT CUresult cuOccupancyMaxActiveClusters(int* clusters, CUfunction f, const CUlaunchConfig* config) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (clusters == nullptr || config == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const unsigned dims[6] = {config->gridDimX,  config->gridDimY,  config->gridDimZ,
+                            config->blockDimX, config->blockDimY, config->blockDimZ};
+  CallBuilder call(FN_cuOccupancyMaxActiveClusters);
+  call.writer().put<uint64_t>(reinterpret_cast<uint64_t>(f));
+  put_launch_shape(call.writer(), dims, config->sharedMemBytes, config->hStream,
+                   {config->attrs, config->attrs ? config->numAttrs : 0u});
+  return call_sync(call, [&](WireReader& reader) { *clusters = reader.get<int32_t>(); });
 }

@@ -114,7 +114,8 @@ CUresult call_pipelined(CallBuilder& call) {
 
 CUresult not_supported(const char* name) {
   std::lock_guard lock(g_logged_mutex);
-  if (logged_names().insert(name).second) LOG_WARN("%s is not supported by RGPU; returning CUDA_ERROR_NOT_SUPPORTED", name);
+  if (logged_names().insert(name).second)
+    LOG_WARN("%s is not supported by RGPU; returning CUDA_ERROR_NOT_SUPPORTED", name);
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 

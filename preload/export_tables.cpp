@@ -1,7 +1,6 @@
 // cuGetExportTable's lookup: the provided tables by UUID.
 #include "export_tables.hpp"
 
-#include <array>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -32,10 +31,13 @@ bool first_time(const std::string& what) {
   return seen->insert(what).second;
 }
 
-// Tables the driver has that RGPU leaves out on purpose: libcudart 13 looks up the first without
-// calling any of its slots, and works without it; nothing we ran looks up the others.
+// Tables the driver has that RGPU leaves out on purpose. libcudart 13 looks up the first without
+// calling any of its slots, PyTorch and CuPy look up the next two; all carry on without them.
+// Nothing we ran looks up the others.
 constexpr const char* kKnownUnprovided[] = {
     "f8cff951-2146-8b4e-b9e2-fb469e7c0dd9",
+    "69a28e9f-2449-8b47-b030-c5da330ea4e9",
+    "da9151d3-3ae6-cc41-a5c0-4f26d533e328",
     "21318c60-9714-3248-8ca6-41ff7324c8f2",
     "0ca50b8c-1004-929a-89a7-d0df10e77286",  // context creation for the runtime
     "b10541e1-f7c7-c74a-9f64-f223be99f1e2",  // extended device queries
@@ -52,20 +54,20 @@ bool known_unprovided(const CUuuid& id) {
 }
 }  // namespace
 
-std::span<const ExportTable> export_tables() {
-  static const std::array<ExportTable, 6> tables = {
-      cudart_interface_table(), context_storage_table(),      context_checks_table(),
-      tools_tls_table(),        tools_callback_hooks_table(), integrity_check_table(),
+std::span<const ExportTable* const> export_tables() {
+  static constexpr const ExportTable* kTables[] = {
+      &kCudartInterfaceTable, &kContextStorageTable,      &kContextChecksTable,
+      &kToolsTlsTable,        &kToolsCallbackHooksTable, &kIntegrityCheckTable,
   };
-  return tables;
+  return kTables;
 }
 
 CUresult get_export_table(const void** table, const CUuuid* id) {
   if (table == nullptr || id == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  for (const ExportTable& candidate : export_tables()) {
-    if (std::memcmp(candidate.id.bytes, id->bytes, sizeof id->bytes) == 0) {
-      *table = candidate.slots.data();
-      LOG_DEBUG("cuGetExportTable(%s): %s", uuid_text(*id).c_str(), candidate.name);
+  for (const ExportTable* candidate : export_tables()) {
+    if (std::memcmp(candidate->id.bytes, id->bytes, sizeof id->bytes) == 0) {
+      *table = candidate->slots.data();
+      LOG_DEBUG("cuGetExportTable(%s): %s", uuid_text(*id).c_str(), candidate->name);
       return CUDA_SUCCESS;
     }
   }

@@ -19,18 +19,18 @@ struct ExportTable {
 };
 
 // Every table this library provides.
-std::span<const ExportTable> export_tables();
+std::span<const ExportTable* const> export_tables();
 
 // cuGetExportTable: the table for `id`, or the error the driver gives for a UUID it does not know.
 CUresult get_export_table(const void** table, const CUuuid* id);
 
-// The table families (one source file each).
-const ExportTable& cudart_interface_table();
-const ExportTable& context_storage_table();
-const ExportTable& context_checks_table();
-const ExportTable& tools_tls_table();
-const ExportTable& tools_callback_hooks_table();
-const ExportTable& integrity_check_table();
+// The table families (one source file each), constant-initialised.
+extern const ExportTable kCudartInterfaceTable;
+extern const ExportTable kContextStorageTable;
+extern const ExportTable kContextChecksTable;
+extern const ExportTable kToolsTlsTable;
+extern const ExportTable kToolsCallbackHooksTable;
+extern const ExportTable kIntegrityCheckTable;
 
 // Context-local storage: runs and forgets the destructors registered for a context that is going
 // away (destroyed, or a primary context reset or released by this process for the last time).

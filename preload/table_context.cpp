@@ -103,20 +103,10 @@ void context_storage_destroyed(CUcontext context) {
     if (stored.destructor) stored.destructor(context, key, stored.value);
 }
 
-const ExportTable& context_storage_table() {
-  static const ExportTable table{
-      "context-local storage",
-      uuid_from_text("c693336e-1121-df11-a8c3-68f355d89593"),
-      kStorageSlots};
-  return table;
-}
+constinit const ExportTable kContextStorageTable{
+    "context-local storage", uuid_from_text("c693336e-1121-df11-a8c3-68f355d89593"), kStorageSlots};
 
-const ExportTable& context_checks_table() {
-  static const ExportTable table{
-      kChecksName,
-      uuid_from_text("263e8860-7cd2-6143-92f6-bbd5006dfa7e"),
-      kChecksSlots};
-  return table;
-}
+constinit const ExportTable kContextChecksTable{
+    kChecksName, uuid_from_text("263e8860-7cd2-6143-92f6-bbd5006dfa7e"), kChecksSlots};
 
 }  // namespace rgpu::cuda

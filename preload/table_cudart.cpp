@@ -22,8 +22,8 @@ CUresult get_module_from_fatbin(CUmodule* module, const void* fatbin_wrapper) {
   return load_fatbin(module, fatbin_wrapper);
 }
 
-// The same with three further arguments cudart passes as null/zero in every program we traced;
-// anything else asks for something we do not know how to honour.
+// The same with three further arguments, understood only in their null/zero form; anything else
+// asks for something we do not know how to honour.
 CUresult get_module_from_fatbin_with_options(CUmodule* module, const void* fatbin_wrapper, void* extra1,
                                              void* extra2, unsigned extra3) {
   if (extra1 != nullptr || extra2 != nullptr || extra3 != 0)
@@ -68,12 +68,7 @@ const void* const kSlots[] = {
 static_assert(std::size(kSlots) == 13);
 }  // namespace
 
-const ExportTable& cudart_interface_table() {
-  static const ExportTable table{
-      kName,
-      uuid_from_text("6bd5fb6c-5bf4-e74a-8987-d93912fd9df9"),
-      kSlots};
-  return table;
-}
+constinit const ExportTable kCudartInterfaceTable{
+    kName, uuid_from_text("6bd5fb6c-5bf4-e74a-8987-d93912fd9df9"), kSlots};
 
 }  // namespace rgpu::cuda

@@ -50,7 +50,7 @@ CUresult integrity_check(uint32_t runtime_request, uint64_t unix_seconds, uint64
   inputs.runtime_request = runtime_request;
   inputs.process_id = static_cast<uint32_t>(getpid());
   inputs.thread_id = static_cast<uint32_t>(pthread_self());
-  inputs.cudart_table = reinterpret_cast<uint64_t>(cudart_interface_table().slots.data());
+  inputs.cudart_table = reinterpret_cast<uint64_t>(kCudartInterfaceTable.slots.data());
   inputs.integrity_table = reinterpret_cast<uint64_t>(kSlots);
   inputs.check_function = reinterpret_cast<uint64_t>(kSlots[1]);
   inputs.unix_seconds = unix_seconds;
@@ -63,12 +63,7 @@ CUresult integrity_check(uint32_t runtime_request, uint64_t unix_seconds, uint64
 }
 }  // namespace
 
-const ExportTable& integrity_check_table() {
-  static const ExportTable table{
-      kName,
-      uuid_from_text("d4082055-bde6-704b-8d34-ba123c66e1f2"),
-      kSlots};
-  return table;
-}
+constinit const ExportTable kIntegrityCheckTable{
+    kName, uuid_from_text("d4082055-bde6-704b-8d34-ba123c66e1f2"), kSlots};
 
 }  // namespace rgpu::cuda

@@ -12,8 +12,11 @@ namespace {
 constexpr char kTlsName[] = "tools thread-local state";
 constexpr char kHooksName[] = "tools runtime callback hooks";
 
-// The runtime looks this table up but calls none of its slots in any program we traced.
-const void* const kTlsSlots[] = {size_slot(3), slot(&unknown_slot<kTlsName, 1>), slot(&unknown_slot<kTlsName, 2>)};
+// cuBLAS reports each of its API calls here, `(record*, callback id, phase)`, for a tool to pick
+// up. With no tool attached the driver drops the report and answers success; so do we.
+CUresult report_to_tools(const void*, uintptr_t, uintptr_t) { return CUDA_SUCCESS; }
+
+const void* const kTlsSlots[] = {size_slot(3), slot(&unknown_slot<kTlsName, 1>), slot(&report_to_tools)};
 
 // Areas where a tool would find the runtime's callback hooks: zeroed, so no hook is installed.
 std::array<uint32_t, 1024> g_hooks_area{};
@@ -40,20 +43,10 @@ const void* const kHooksSlots[] = {
 };
 }  // namespace
 
-const ExportTable& tools_tls_table() {
-  static const ExportTable table{
-      kTlsName,
-      uuid_from_text("42d85a81-23f6-cb47-8298-f6e78a3aecdc"),
-      kTlsSlots};
-  return table;
-}
+constinit const ExportTable kToolsTlsTable{
+    kTlsName, uuid_from_text("42d85a81-23f6-cb47-8298-f6e78a3aecdc"), kTlsSlots};
 
-const ExportTable& tools_callback_hooks_table() {
-  static const ExportTable table{
-      kHooksName,
-      uuid_from_text("a094798c-2e74-2e74-93f2-0800200c0a66"),
-      kHooksSlots};
-  return table;
-}
+constinit const ExportTable kToolsCallbackHooksTable{
+    kHooksName, uuid_from_text("a094798c-2e74-2e74-93f2-0800200c0a66"), kHooksSlots};
 
 }  // namespace rgpu::cuda

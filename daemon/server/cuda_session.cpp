@@ -33,6 +33,41 @@ bool handled_by_hand(uint32_t function) {
     default: return false;
   }
 }
+
+// A launch's grid and block dimensions, shared memory, stream and attributes (rgpuLaunch and the
+// occupancy queries that take a CUlaunchConfig).
+struct LaunchShape {
+  uint32_t dims[6] = {};
+  uint32_t shared = 0;
+  CUstream stream = nullptr;
+  std::vector<CUlaunchAttribute> attrs;
+
+  CUlaunchConfig config() {
+    CUlaunchConfig c{};
+    c.gridDimX = dims[0], c.gridDimY = dims[1], c.gridDimZ = dims[2];
+    c.blockDimX = dims[3], c.blockDimY = dims[4], c.blockDimZ = dims[5];
+    c.sharedMemBytes = shared;
+    c.hStream = stream;
+    c.attrs = attrs.empty() ? nullptr : attrs.data();
+    c.numAttrs = static_cast<unsigned>(attrs.size());
+    return c;
+  }
+};
+
+bool read_launch_shape(WireReader& args, LaunchShape& shape) {
+  for (auto& v : shape.dims) v = args.get<uint32_t>();
+  shape.shared = args.get<uint32_t>();
+  shape.stream = handle_of<CUstream>(args.get<uint64_t>());
+  const uint32_t attr_count = args.get<uint32_t>();
+  if (attr_count > 64) return false;
+  shape.attrs.resize(attr_count);
+  for (auto& attr : shape.attrs) {
+    attr.id = static_cast<CUlaunchAttributeID>(args.get<uint32_t>());
+    auto value = args.bytes(sizeof attr.value);
+    std::memcpy(&attr.value, value.data(), sizeof attr.value);
+  }
+  return true;
+}
 }  // namespace
 
 CudaSession::CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client)
@@ -423,18 +458,11 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     case FN_rgpuLaunch: {
       const uint32_t variant = args.get<uint32_t>();
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
-      uint32_t dims[6];
-      for (auto& v : dims) v = args.get<uint32_t>();
-      const uint32_t shared = args.get<uint32_t>();
-      const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
-      const uint32_t attr_count = args.get<uint32_t>();
-      if (attr_count > 64) return CUDA_ERROR_INVALID_VALUE;
-      std::vector<CUlaunchAttribute> attrs(attr_count);
-      for (auto& attr : attrs) {
-        attr.id = static_cast<CUlaunchAttributeID>(args.get<uint32_t>());
-        auto value = args.bytes(sizeof attr.value);
-        std::memcpy(&attr.value, value.data(), sizeof attr.value);
-      }
+      LaunchShape shape;
+      if (!read_launch_shape(args, shape)) return CUDA_ERROR_INVALID_VALUE;
+      const uint32_t* dims = shape.dims;
+      const uint32_t shared = shape.shared;
+      const CUstream stream = shape.stream;
       const uint32_t param_count = args.get<uint32_t>();
       if (param_count > 4096) return CUDA_ERROR_INVALID_VALUE;
       std::vector<uint32_t> offsets(param_count);
@@ -453,13 +481,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (variant == FN_cuLaunchKernelEx || variant == FN_cuLaunchKernelEx_ptsz) {
         auto fn = d.fn<CUresult (*)(const CUlaunchConfig*, CUfunction, void**, void**)>(name);
         if (!fn) return missing(name);
-        CUlaunchConfig config{};
-        config.gridDimX = dims[0], config.gridDimY = dims[1], config.gridDimZ = dims[2];
-        config.blockDimX = dims[3], config.blockDimY = dims[4], config.blockDimZ = dims[5];
-        config.sharedMemBytes = shared;
-        config.hStream = stream;
-        config.attrs = attrs.data();
-        config.numAttrs = attr_count;
+        const CUlaunchConfig config = shape.config();
         return fn(&config, f, kernel_params, nullptr);
       }
       if (variant == FN_cuLaunchCooperativeKernel || variant == FN_cuLaunchCooperativeKernel_ptsz) {
@@ -473,6 +495,19 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
                                   CUstream, void**, void**)>(name);
       if (!fn) return missing(name);
       return fn(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, stream, kernel_params, nullptr);
+    }
+    case FN_cuOccupancyMaxActiveClusters: {
+      const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
+      LaunchShape shape;
+      if (!read_launch_shape(args, shape)) return CUDA_ERROR_INVALID_VALUE;
+      args.expect_end();
+      auto fn = d.fn<CUresult (*)(int*, CUfunction, const CUlaunchConfig*)>("cuOccupancyMaxActiveClusters");
+      if (!fn) return missing("cuOccupancyMaxActiveClusters");
+      CUlaunchConfig config = shape.config();
+      int clusters = 0;
+      CUresult r = fn(&clusters, f, &config);
+      if (r == CUDA_SUCCESS) out.put<int32_t>(clusters);
+      return r;
     }
     case FN_rgpuModuleLoad: {
       auto image = args.rest();

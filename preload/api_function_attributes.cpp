@@ -1,0 +1,60 @@
+// Function attributes: asked of the server once per function and attribute, then answered here.
+// cuFuncSetAttribute changes what the function reports, so it forgets that function's answers.
+#include <limits>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+std::mutex g_mutex;
+std::map<std::pair<CUfunction, int>, int>* g_attributes = new std::map<std::pair<CUfunction, int>, int>;
+
+void forget(CUfunction f) {
+  std::lock_guard lock(g_mutex);
+  auto it = g_attributes->lower_bound({f, std::numeric_limits<int>::min()});
+  while (it != g_attributes->end() && it->first.first == f) it = g_attributes->erase(it);
+}
+}  // namespace
+
+}  // namespace rgpu::cuda
+
+using namespace rgpu::cuda;
+
+RGPU_EXPORT CUresult cuFuncGetAttribute(int* value, CUfunction_attribute attribute, CUfunction f) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const std::pair<CUfunction, int> key{f, attribute};
+  {
+    std::lock_guard lock(g_mutex);
+    if (auto it = g_attributes->find(key); it != g_attributes->end()) {
+      *value = it->second;
+      return CUDA_SUCCESS;
+    }
+  }
+  CallBuilder call(FN_cuFuncGetAttribute);
+  call.out_mask(1u);
+  call.in(attribute);
+  call.in(f);
+  int answer = 0;
+  const CUresult result = call_sync(call, [&](rgpu::WireReader& r) { answer = take_out<int>(r); });
+  if (result != CUDA_SUCCESS) return result;
+  *value = answer;
+  std::lock_guard lock(g_mutex);
+  g_attributes->emplace(key, answer);
+  return CUDA_SUCCESS;
+}
+
+RGPU_EXPORT CUresult cuFuncSetAttribute(CUfunction f, CUfunction_attribute attribute, int value) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  forget(f);
+  CallBuilder call(FN_cuFuncSetAttribute);
+  call.in(f);
+  call.in(attribute);
+  call.in(value);
+  return call_sync(call, nullptr);
+}
