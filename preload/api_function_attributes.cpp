@@ -14,6 +14,16 @@ namespace {
 std::mutex g_mutex;
 std::map<std::pair<CUfunction, int>, int>* g_attributes = new std::map<std::pair<CUfunction, int>, int>;
 
+void forget_attributes() {
+  std::lock_guard lock(g_mutex);
+  g_attributes->clear();
+}
+
+void forget_function_facts() {
+  forget_attributes();
+  forget_kernel_parameter_layouts();
+}
+
 void forget(CUfunction f) {
   std::lock_guard lock(g_mutex);
   auto it = g_attributes->lower_bound({f, std::numeric_limits<int>::min()});
@@ -57,4 +67,22 @@ RGPU_EXPORT CUresult cuFuncSetAttribute(CUfunction f, CUfunction_attribute attri
   call.in(attribute);
   call.in(value);
   return call_sync(call, nullptr);
+}
+
+// A function handle may be reused by the server once its module or library is gone: what was
+// learnt about functions is forgotten with it.
+RGPU_EXPORT CUresult cuModuleUnload(CUmodule module) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  forget_function_facts();
+  CallBuilder call(FN_cuModuleUnload);
+  call.in(module);
+  return call_pipelined(call);
+}
+
+RGPU_EXPORT CUresult cuLibraryUnload(CUlibrary library) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  forget_function_facts();
+  CallBuilder call(FN_cuLibraryUnload);
+  call.in(library);
+  return call_pipelined(call);
 }

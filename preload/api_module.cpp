@@ -82,6 +82,14 @@ std::map<CUfunction, ParamLayout>& param_layouts() {
   return *value;
 }
 
+}  // namespace
+
+void forget_kernel_parameter_layouts() {
+  std::lock_guard lock(g_layout_mutex);
+  param_layouts().clear();
+}
+
+namespace {
 CUresult layout_of(CUfunction f, ParamLayout& layout) {
   {
     std::lock_guard lock(g_layout_mutex);

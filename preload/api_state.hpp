@@ -62,6 +62,9 @@ CUresult send_pipelined(CallBuilder& call, const RingSpec* spec);
 CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id);
 CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_outs);
 
+// Forgets the kernel parameter layouts learnt from the server (their functions may be gone).
+void forget_kernel_parameter_layouts();
+
 // The driver version the server's driver reports (CUDA_VERSION style: 13000).
 int server_driver_version();
 

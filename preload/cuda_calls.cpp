@@ -84,7 +84,12 @@ CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpe
   std::vector<uint8_t> storage;
   std::span<const uint8_t> answer;
   if (CUresult r = link->wait(id, storage, answer); r != CUDA_SUCCESS) return r;
-  return finish_reply(answer, read_outs);
+  const CUresult result = finish_reply(answer, read_outs);
+  if (result != CUDA_SUCCESS) {  // RGPU_LOG=debug shows which calls a failing program made fail
+    const char* name = function_name(call.function());
+    LOG_DEBUG("%s: %s", name ? name : "call", error_name_of(result));
+  }
+  return result;
 }
 
 CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id) {

@@ -369,6 +369,14 @@ TEST_F(CudaE2E, StreamOrderedCopiesAndQueries) {
   int threads = 0;
   ASSERT_CU(cuFuncGetAttribute(&threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fill));
   EXPECT_EQ(threads, 1024);
+  // Attributes are answered from what the client learnt, except after the application changed one.
+  int shared = 0;
+  ASSERT_CU(cuFuncGetAttribute(&shared, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, fill));
+  EXPECT_EQ(shared, 49152);
+  ASSERT_CU(cuFuncSetAttribute(fill, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 100000));
+  ASSERT_CU(cuFuncGetAttribute(&shared, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, fill));
+  EXPECT_EQ(shared, 100000);
+  EXPECT_EQ(cuFuncSetAttribute(fill, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 1 << 20), CUDA_ERROR_INVALID_VALUE);
   EXPECT_CU(cuModuleUnload(module));
   EXPECT_CU(cuEventDestroy(done));
   EXPECT_CU(cuStreamDestroy(stream));

@@ -15,7 +15,8 @@ namespace rgpu::cuda_double {
 namespace {
 constexpr const char* kMagic = "RGPU-CUDA-TEST-DOUBLE-MODULE";
 constexpr size_t kMaxGlobalBytes = 1 << 20;
-constexpr unsigned kMaxSharedBytes = 49152;  // without the opt-in attribute, which is not offered
+constexpr unsigned kMaxSharedBytes = 49152;         // without opting in
+constexpr unsigned kMaxOptInSharedBytes = 232448;   // with CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 
 struct Global {
   CUdeviceptr pointer;
@@ -29,16 +30,17 @@ struct Module {
 struct Function {
   CUmodule module;
   const Kernel* kernel;
+  unsigned max_dynamic_shared = kMaxSharedBytes;
 };
 Registry<CUmodule, Module> g_modules;
 Registry<CUfunction, Function> g_functions;
 
 CUresult check_dimensions(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                          unsigned shared) {
+                          unsigned shared, unsigned max_shared) {
   if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) return CUDA_ERROR_INVALID_VALUE;
   if (gx > 2147483647u || gy > 65535 || gz > 65535) return CUDA_ERROR_INVALID_VALUE;
   if (bx > 1024 || by > 1024 || bz > 64 || uint64_t{bx} * by * bz > 1024) return CUDA_ERROR_INVALID_VALUE;
-  if (shared > kMaxSharedBytes) return CUDA_ERROR_INVALID_VALUE;
+  if (shared > max_shared) return CUDA_ERROR_INVALID_VALUE;
   return CUDA_SUCCESS;
 }
 
@@ -181,7 +183,8 @@ DOUBLE_EXPORT CUresult cuFuncGetAttribute(int* value, CUfunction_attribute attri
   auto lock = lock_driver();
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (g_functions.find(handle) == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  const Function* function = g_functions.find(handle);
+  if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   switch (attribute) {
     case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *value = 1024; return CUDA_SUCCESS;
     case CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES:
@@ -191,9 +194,20 @@ DOUBLE_EXPORT CUresult cuFuncGetAttribute(int* value, CUfunction_attribute attri
     case CU_FUNC_ATTRIBUTE_PTX_VERSION:
     case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *value = 90; return CUDA_SUCCESS;
     case CU_FUNC_ATTRIBUTE_CACHE_MODE_CA: *value = 0; return CUDA_SUCCESS;
-    case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *value = kMaxSharedBytes; return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *value = function->max_dynamic_shared; return CUDA_SUCCESS;
     default: return CUDA_ERROR_INVALID_VALUE;
   }
+}
+
+DOUBLE_EXPORT CUresult cuFuncSetAttribute(CUfunction handle, CUfunction_attribute attribute, int value) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  Function* function = g_functions.find(handle);
+  if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  if (attribute != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) return CUDA_ERROR_NOT_SUPPORTED;
+  if (value < 0 || static_cast<unsigned>(value) > kMaxOptInSharedBytes) return CUDA_ERROR_INVALID_VALUE;
+  function->max_dynamic_shared = static_cast<unsigned>(value);
+  return CUDA_SUCCESS;
 }
 
 // The kernel runs before the launch returns. A fault it hits does not fail the launch: like a
@@ -210,7 +224,7 @@ DOUBLE_EXPORT CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned g
   const Function* function = g_functions.find(handle);
   if (g_modules.find(function->module)->context != context) return CUDA_ERROR_INVALID_CONTEXT;
   if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
-  if (CUresult r = check_dimensions(gx, gy, gz, bx, by, bz, shared); r != CUDA_SUCCESS) return r;
+  if (CUresult r = check_dimensions(gx, gy, gz, bx, by, bz, shared, function->max_dynamic_shared); r != CUDA_SUCCESS) return r;
   if (extra != nullptr) return CUDA_ERROR_NOT_SUPPORTED;
   const Kernel& kernel = *function->kernel;
   if (params == nullptr && !kernel.parameters.empty()) return CUDA_ERROR_INVALID_VALUE;
