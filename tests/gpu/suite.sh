@@ -84,6 +84,10 @@ run_case() {  # name, command...
   timeout -k 5 90 bash -c "$(declare -f remote); remote \"\$@\"" _ "$@" > "$results/$name.rgpu" 2>&1 \
     || echo "exit status $?" >> "$results/$name.rgpu"
   compare "$name" "$results/$name.native" "$results/$name.rgpu"
+  # GPU_SUITE_DEBUG="case ...": run those once more with the interpose's debug log, for diagnosis.
+  if [[ " ${GPU_SUITE_DEBUG:-} " == *" $name "* ]]; then
+    RGPU_LOG=debug timeout -k 5 90 bash -c "$(declare -f remote); remote \"\$@\"" _ "$@" > "$results/$name.debug" 2>&1 || true
+  fi
 }
 
 run() {
