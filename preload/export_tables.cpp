@@ -38,7 +38,6 @@ constexpr const char* kKnownUnprovided[] = {
     "f8cff951-2146-8b4e-b9e2-fb469e7c0dd9",
     "69a28e9f-2449-8b47-b030-c5da330ea4e9",
     "da9151d3-3ae6-cc41-a5c0-4f26d533e328",
-    "21318c60-9714-3248-8ca6-41ff7324c8f2",
     "0ca50b8c-1004-929a-89a7-d0df10e77286",  // context creation for the runtime
     "b10541e1-f7c7-c74a-9f64-f223be99f1e2",  // extended device queries
     "195bcbf4-d67d-024a-acc5-1d29cea631ae",  // heap records (absent from the CUDA 13 driver too)
@@ -58,6 +57,7 @@ std::span<const ExportTable* const> export_tables() {
   static constexpr const ExportTable* kTables[] = {
       &kCudartInterfaceTable, &kContextStorageTable,      &kContextChecksTable,
       &kToolsTlsTable,        &kToolsCallbackHooksTable, &kIntegrityCheckTable,
+      &kContextIdentityTable,
   };
   return kTables;
 }

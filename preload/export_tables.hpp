@@ -31,6 +31,7 @@ extern const ExportTable kContextChecksTable;
 extern const ExportTable kToolsTlsTable;
 extern const ExportTable kToolsCallbackHooksTable;
 extern const ExportTable kIntegrityCheckTable;
+extern const ExportTable kContextIdentityTable;
 
 // Context-local storage: runs and forgets the destructors registered for a context that is going
 // away (destroyed, or a primary context reset or released by this process for the last time).

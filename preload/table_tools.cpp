@@ -6,17 +6,22 @@
 #include "cuda_client.hpp"
 #include "export_tables.hpp"
 
+extern "C" CUresult cuCtxGetCurrent(CUcontext* context);
+
 namespace rgpu::cuda {
 
 namespace {
 constexpr char kTlsName[] = "tools thread-local state";
 constexpr char kHooksName[] = "tools runtime callback hooks";
 
-// cuBLAS reports each of its API calls here, `(record*, callback id, phase)`, for a tool to pick
-// up. With no tool attached the driver drops the report and answers success; so do we.
-CUresult report_to_tools(const void*, uintptr_t, uintptr_t) { return CUDA_SUCCESS; }
+// The calling thread's current context. cuBLAS asks on each of its calls, and cuBLASLt keys its
+// kernels by it: an answer that leaves the context unset leaves it no kernel to run.
+CUresult thread_context(CUcontext* context) {
+  if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return ::cuCtxGetCurrent(context);
+}
 
-const void* const kTlsSlots[] = {size_slot(3), slot(&unknown_slot<kTlsName, 1>), slot(&report_to_tools)};
+const void* const kTlsSlots[] = {size_slot(3), slot(&unknown_slot<kTlsName, 1>), slot(&thread_context)};
 
 // Areas where a tool would find the runtime's callback hooks: zeroed, so no hook is installed.
 std::array<uint32_t, 1024> g_hooks_area{};

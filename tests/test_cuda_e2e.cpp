@@ -214,6 +214,38 @@ TEST_F(CudaE2E, RectanglesAndBoxesCopy) {
   ASSERT_CU(cuMemFree(copy));
 }
 
+// The private tables cuBLAS(Lt) keys its kernels by: the thread's current context, and a
+// context's unique id.
+TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextAndItsId) {
+  const CUuuid tools{{0x42, static_cast<char>(0xd8), 0x5a, static_cast<char>(0x81), 0x23, static_cast<char>(0xf6),
+                      static_cast<char>(0xcb), 0x47, static_cast<char>(0x82), static_cast<char>(0x98),
+                      static_cast<char>(0xf6), static_cast<char>(0xe7), static_cast<char>(0x8a), 0x3a,
+                      static_cast<char>(0xec), static_cast<char>(0xdc)}};
+  const CUuuid identity{{0x21, 0x31, static_cast<char>(0x8c), 0x60, static_cast<char>(0x97), 0x14, 0x32, 0x48,
+                         static_cast<char>(0x8c), static_cast<char>(0xa6), 0x41, static_cast<char>(0xff), 0x73,
+                         0x24, static_cast<char>(0xc8), static_cast<char>(0xf2)}};
+  const void* table = nullptr;
+  ASSERT_CU(cuGetExportTable(&table, &tools));
+  auto thread_context = reinterpret_cast<CUresult (*)(CUcontext*)>(static_cast<void* const*>(table)[2]);
+  CUcontext seen = nullptr;
+  ASSERT_CU(thread_context(&seen));
+  EXPECT_EQ(seen, context_);
+
+  ASSERT_CU(cuGetExportTable(&table, &identity));
+  auto context_id = reinterpret_cast<CUresult (*)(CUcontext, unsigned long long*)>(static_cast<void* const*>(table)[4]);
+  unsigned long long id = 0, expected = 0;
+  ASSERT_CU(cuCtxGetId(context_, &expected));
+  ASSERT_CU(context_id(context_, &id));
+  EXPECT_EQ(id, expected);
+  CUcontext other = nullptr;
+  ASSERT_CU(cuCtxCreate(&other, nullptr, 0, device_));
+  unsigned long long other_id = 0;
+  ASSERT_CU(context_id(other, &other_id));
+  EXPECT_NE(other_id, id);
+  ASSERT_CU(cuCtxDestroy(other));
+  ASSERT_CU(cuCtxSetCurrent(context_));
+}
+
 TEST_F(CudaE2E, UnifiedCopyTellsHostFromDevice) {
   std::vector<float> in(1000), out(1000);
   std::iota(in.begin(), in.end(), 1.0f);
