@@ -74,14 +74,19 @@ remote() {
 }
 
 compare() {  # name, native output, rgpu output
-  if diff -q "$2" "$3" >/dev/null; then log "PASS $1"; else log "FAIL $1"; { diff "$2" "$3" | head -20 | tee -a "$results/summary.txt"; } || true; fi
+  if diff -q "$2" "$3" >/dev/null; then log "PASS $1"; else
+    log "FAIL $1"
+    { diff "$2" "$3" | head -20; tail -5 "$3.err"; } | tee -a "$results/summary.txt" || true
+  fi
 }
 
 run_case() {  # name, command...
   local name=$1; shift
   echo "$(date +%T) $name" >> "$results/progress.txt"
-  timeout -k 5 90 "$@" > "$results/$name.native" 2>&1 || echo "exit status $?" >> "$results/$name.native"
-  timeout -k 5 90 bash -c "$(declare -f remote); remote \"\$@\"" _ "$@" > "$results/$name.rgpu" 2>&1 \
+  # Standard output is compared; standard error (warnings, RGPU's log) is kept beside it.
+  timeout -k 5 90 "$@" > "$results/$name.native" 2> "$results/$name.native.err" \
+    || echo "exit status $?" >> "$results/$name.native"
+  timeout -k 5 90 bash -c "$(declare -f remote); remote \"\$@\"" _ "$@" > "$results/$name.rgpu" 2> "$results/$name.rgpu.err" \
     || echo "exit status $?" >> "$results/$name.rgpu"
   compare "$name" "$results/$name.native" "$results/$name.rgpu"
   # GPU_SUITE_DEBUG="case ...": run those once more with the interpose's debug log, for diagnosis.
