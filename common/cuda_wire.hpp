@@ -55,6 +55,12 @@ inline constexpr uint32_t FN_rgpuModuleLoad = fnv1a("rgpu.ModuleLoad");        /
 inline constexpr uint32_t FN_rgpuLibraryLoad = fnv1a("rgpu.LibraryLoad");      // image bytes -> CUlibrary
 inline constexpr uint32_t FN_rgpuCtxCreate = fnv1a("rgpu.CtxCreate");          // cuCtxCreate_v4 and older
 inline constexpr uint32_t FN_rgpuMemcpy2D = fnv1a("rgpu.Memcpy2D");            // 2D/3D copies
+inline constexpr uint32_t FN_rgpuImagePart = fnv1a("rgpu.ImagePart");          // the start of a large image
+
+// Module and library images larger than this travel in parts (rgpu.ImagePart, then the load call
+// with the last part); the server keeps at most kMaxImageSize bytes of one image.
+inline constexpr size_t kImagePartSize = 16u << 20;
+inline constexpr size_t kMaxImageSize = size_t{2} << 30;
 
 // rgpu.Memcpy2D modes: both sides on the server; packed rows from the application's host memory
 // follow the descriptor; the answer carries packed rows for the application's host memory.

@@ -63,6 +63,13 @@ CUresult load(uint32_t function, const void* image, uint64_t& handle) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (image == nullptr) return CUDA_ERROR_INVALID_VALUE;
   auto bytes = image_bytes(image);
+  if (bytes.size() > kMaxImageSize) return CUDA_ERROR_INVALID_IMAGE;
+  while (bytes.size() > kImagePartSize) {  // a large image goes ahead in parts
+    CallBuilder part(FN_rgpuImagePart);
+    part.writer().bytes(bytes.data(), kImagePartSize);
+    if (CUresult r = call_pipelined(part); r != CUDA_SUCCESS) return r;
+    bytes = bytes.subspan(kImagePartSize);
+  }
   CallBuilder call(function);
   call.writer().bytes(bytes.data(), bytes.size());
   return call_sync(call, [&](WireReader& reader) { handle = reader.get<uint64_t>(); });

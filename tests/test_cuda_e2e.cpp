@@ -304,6 +304,35 @@ TEST_F(CudaE2E, KernelLaunchComputes) {
 }
 
 // Libraries are how the CUDA runtime loads code: context-free kernels, launched as functions.
+// An image larger than one frame travels in parts: the kernel named after 70 MiB of blank lines
+// is found and runs, and the module loads as a library too.
+TEST_F(CudaE2E, LargeImagesLoadWhole) {
+  std::string image = "RGPU-CUDA-TEST-DOUBLE-MODULE\nvector_add_f32\n";
+  image.append(size_t{70} << 20, '\n');
+  image += "fill_u32\n";
+  CUmodule module = nullptr;
+  ASSERT_CU(cuModuleLoadData(&module, image.c_str()));
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 64 * sizeof(unsigned)));
+  unsigned value = 7;
+  unsigned long long count = 64;
+  void* params[] = {&d, &value, &count};
+  ASSERT_CU(cuLaunchKernel(fill, 1, 1, 1, 64, 1, 1, 0, nullptr, params, nullptr));
+  std::vector<unsigned> out(64);
+  ASSERT_CU(cuMemcpyDtoH(out.data(), d, 64 * sizeof(unsigned)));
+  EXPECT_EQ(out, std::vector<unsigned>(64, 7));
+  EXPECT_CU(cuModuleUnload(module));
+
+  CUlibrary library = nullptr;
+  ASSERT_CU(cuLibraryLoadData(&library, image.c_str(), nullptr, nullptr, 0, nullptr, nullptr, 0));
+  CUkernel kernel;
+  EXPECT_CU(cuLibraryGetKernel(&kernel, library, "fill_u32"));
+  EXPECT_CU(cuLibraryUnload(library));
+  EXPECT_CU(cuMemFree(d));
+}
+
 TEST_F(CudaE2E, LibraryKernelsLaunch) {
   CUlibrary library;
   ASSERT_CU(cuLibraryLoadData(&library, kModule, nullptr, nullptr, 0, nullptr, nullptr, 0));

@@ -365,6 +365,19 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
   return r;
 }
 
+// The whole image of a load call: parts sent before it, then its own bytes, NUL-terminated (PTX
+// must be). False when the parts ran over the limit.
+bool CudaSession::take_image(Worker& worker, std::span<const uint8_t> last, std::vector<uint8_t>& image) {
+  const bool too_large = worker.image_too_large || worker.pending_image.size() + last.size() > kMaxImageSize;
+  image = std::move(worker.pending_image);
+  worker.pending_image = {};
+  worker.image_too_large = false;
+  if (too_large) return false;
+  image.insert(image.end(), last.begin(), last.end());
+  image.push_back(0);
+  return true;
+}
+
 CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
   switch (header.function) {
@@ -509,11 +522,21 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (r == CUDA_SUCCESS) out.put<int32_t>(clusters);
       return r;
     }
+    case FN_rgpuImagePart: {
+      auto part = args.rest();
+      if (worker.pending_image.size() + part.size() > kMaxImageSize) {
+        worker.pending_image = {};
+        worker.image_too_large = true;
+        return CUDA_ERROR_INVALID_IMAGE;
+      }
+      worker.pending_image.insert(worker.pending_image.end(), part.begin(), part.end());
+      return CUDA_SUCCESS;
+    }
     case FN_rgpuModuleLoad: {
-      auto image = args.rest();
-      // The image travels as bytes; the driver wants it in memory it can read to the end.
-      std::vector<uint8_t> copy(image.begin(), image.end());
-      copy.push_back(0);  // PTX must be NUL-terminated
+      // The image travels as bytes (its start perhaps in parts before); the driver wants it in
+      // memory it can read to the end.
+      std::vector<uint8_t> copy;
+      if (!take_image(worker, args.rest(), copy)) return CUDA_ERROR_INVALID_IMAGE;
       auto fn = d.fn<CUresult (*)(CUmodule*, const void*)>("cuModuleLoadData");
       if (!fn) return missing("cuModuleLoadData");
       CUmodule module = nullptr;
@@ -525,9 +548,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       return r;
     }
     case FN_rgpuLibraryLoad: {
-      auto image = args.rest();
-      std::vector<uint8_t> copy(image.begin(), image.end());
-      copy.push_back(0);
+      std::vector<uint8_t> copy;
+      if (!take_image(worker, args.rest(), copy)) return CUDA_ERROR_INVALID_IMAGE;
       auto fn = d.fn<CUresult (*)(CUlibrary*, const void*, CUjit_option*, void**, unsigned, CUlibraryOption*, void**,
                                   unsigned)>("cuLibraryLoadData");
       if (!fn) return missing("cuLibraryLoadData");

@@ -52,6 +52,8 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
     CUcontext current = nullptr;  // what this server thread has made current
     BulkPayload reply_tail;       // bulk output of the call in progress (device -> host data)
     bool staged_call = false;     // the call in progress arrived in a staging buffer
+    std::vector<uint8_t> pending_image;  // rgpu.ImagePart bytes waiting for their load call
+    bool image_too_large = false;
   };
 
   void worker_main(Worker* worker);
@@ -60,6 +62,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void pass_turn(uint32_t sequence);
   void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {});
   CUresult copy_rectangle(WireReader& args, WireWriter& out);
+  static bool take_image(Worker& worker, std::span<const uint8_t> last, std::vector<uint8_t>& image);
   CUresult copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
                         WireWriter& out);
   void note_deferred(uint32_t function, CUresult result);
