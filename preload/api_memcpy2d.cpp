@@ -53,6 +53,25 @@ CUresult send_copy(uint32_t variant, CUstream stream, uint8_t mode, const void* 
   }, nullptr);
 }
 
+// Rows wider than a chunk: each is a linear copy of its own (through the ring, in chunks).
+CUresult copy_wide_rows(const CUDA_MEMCPY2D& copy, Side src, Side dst, CUstream stream) {
+  if (src == Side::Array || dst == Side::Array) return CUDA_ERROR_INVALID_VALUE;  // wider than any array
+  for (size_t y = 0; y < copy.Height; ++y) {
+    CUresult r;
+    if (src == Side::Host) {
+      const auto* from = static_cast<const uint8_t*>(copy.srcHost) + (copy.srcY + y) * copy.srcPitch + copy.srcXInBytes;
+      const CUdeviceptr to = copy.dstDevice + (copy.dstY + y) * copy.dstPitch + copy.dstXInBytes;
+      r = stream ? cuMemcpyHtoDAsync_v2(to, from, copy.WidthInBytes, stream) : cuMemcpyHtoD_v2(to, from, copy.WidthInBytes);
+    } else {
+      auto* to = static_cast<uint8_t*>(copy.dstHost) + (copy.dstY + y) * copy.dstPitch + copy.dstXInBytes;
+      const CUdeviceptr from = copy.srcDevice + (copy.srcY + y) * copy.srcPitch + copy.srcXInBytes;
+      r = stream ? cuMemcpyDtoHAsync_v2(to, from, copy.WidthInBytes, stream) : cuMemcpyDtoH_v2(to, from, copy.WidthInBytes);
+    }
+    if (r != CUDA_SUCCESS) return r;
+  }
+  return CUDA_SUCCESS;
+}
+
 CUresult copy_2d(uint32_t variant, CUDA_MEMCPY2D copy, CUstream stream) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (copy.WidthInBytes == 0 || copy.Height == 0) return CUDA_SUCCESS;
@@ -74,6 +93,7 @@ CUresult copy_2d(uint32_t variant, CUDA_MEMCPY2D copy, CUstream stream) {
     return CUDA_SUCCESS;
   }
   if (src != Side::Host && dst != Side::Host) return send_copy(variant, stream, kCopyOnServer, &copy, sizeof copy, {}, nullptr, 0);
+  if (width > kRowChunkBytes) return copy_wide_rows(copy, src, dst, stream);
 
   const size_t rows_per_chunk = std::max<size_t>(1, kRowChunkBytes / width);
   std::vector<uint8_t> packed;

@@ -212,6 +212,35 @@ TEST_F(CudaE2E, RectanglesAndBoxesCopy) {
   EXPECT_EQ(returned[0], 0);
   ASSERT_CU(cuMemFree(image));
   ASSERT_CU(cuMemFree(copy));
+
+  // Rows wider than a copy chunk.
+  const size_t wide = (5 << 20) + 3, rows = 3, wide_pitch = wide + 100;
+  std::vector<uint8_t> source(wide_pitch * rows), sink(wide_pitch * rows, 0xEE);
+  for (auto& v : source) v = static_cast<uint8_t>(rng());
+  CUdeviceptr wide_image = 0;
+  ASSERT_CU(cuMemAlloc(&wide_image, wide * rows));
+  CUDA_MEMCPY2D wide_up = up;
+  wide_up.srcHost = source.data();
+  wide_up.srcPitch = wide_pitch;
+  wide_up.dstDevice = wide_image;
+  wide_up.dstPitch = wide;
+  wide_up.WidthInBytes = wide;
+  wide_up.Height = rows;
+  ASSERT_CU(cuMemcpy2D(&wide_up));
+  CUDA_MEMCPY2D wide_down = down;
+  wide_down.srcDevice = wide_image;
+  wide_down.srcPitch = wide;
+  wide_down.dstHost = sink.data();
+  wide_down.dstPitch = wide_pitch;
+  wide_down.WidthInBytes = wide;
+  wide_down.Height = rows;
+  ASSERT_CU(cuMemcpy2DAsync(&wide_down, nullptr));
+  for (size_t y = 0; y < rows; ++y) {
+    EXPECT_TRUE(std::equal(source.begin() + y * wide_pitch, source.begin() + y * wide_pitch + wide,
+                           sink.begin() + y * wide_pitch));
+    EXPECT_EQ(sink[y * wide_pitch + wide], 0xEE);
+  }
+  ASSERT_CU(cuMemFree(wide_image));
 }
 
 // The private tables cuBLAS(Lt) keys its kernels by: the thread's current context, and a
