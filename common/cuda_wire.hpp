@@ -56,6 +56,10 @@ inline constexpr uint32_t FN_rgpuLibraryLoad = fnv1a("rgpu.LibraryLoad");      /
 inline constexpr uint32_t FN_rgpuCtxCreate = fnv1a("rgpu.CtxCreate");          // cuCtxCreate_v4 and older
 inline constexpr uint32_t FN_rgpuMemcpy2D = fnv1a("rgpu.Memcpy2D");            // 2D/3D copies
 inline constexpr uint32_t FN_rgpuImagePart = fnv1a("rgpu.ImagePart");          // the start of a large image
+inline constexpr uint32_t FN_rgpuLinkCreate = fnv1a("rgpu.LinkCreate");        // cuLinkCreate, no options
+inline constexpr uint32_t FN_rgpuLinkAdd = fnv1a("rgpu.LinkAdd");              // cuLinkAddData
+inline constexpr uint32_t FN_rgpuLinkComplete = fnv1a("rgpu.LinkComplete");    // -> the linked image
+inline constexpr uint32_t FN_rgpuLinkDestroy = fnv1a("rgpu.LinkDestroy");
 
 // Module and library images larger than this travel in parts (rgpu.ImagePart, then the load call
 // with the last part); the server keeps at most kMaxImageSize bytes of one image.

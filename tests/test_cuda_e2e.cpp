@@ -362,6 +362,43 @@ TEST_F(CudaE2E, LargeImagesLoadWhole) {
   EXPECT_CU(cuMemFree(d));
 }
 
+// The linker: two inputs (one from memory, one from a file) linked on the server into one image
+// that loads and runs; the linked image lives until cuLinkDestroy.
+TEST_F(CudaE2E, LinkerJoinsInputs) {
+  std::string first = "RGPU-CUDA-TEST-DOUBLE-MODULE\nvector_add_f32\n";
+  TempDir dir;
+  const std::string second = dir.file("second.module", "RGPU-CUDA-TEST-DOUBLE-MODULE\nfill_u32\n");
+  CUlinkState link = nullptr;
+  ASSERT_CU(cuLinkCreate(0, nullptr, nullptr, &link));
+  ASSERT_CU(cuLinkAddData(link, CU_JIT_INPUT_PTX, first.data(), first.size() + 1, "first", 0, nullptr, nullptr));
+  ASSERT_CU(cuLinkAddFile(link, CU_JIT_INPUT_PTX, second.c_str(), 0, nullptr, nullptr));
+  EXPECT_EQ(cuLinkAddFile(link, CU_JIT_INPUT_PTX, (dir.path() + "/missing").c_str(), 0, nullptr, nullptr),
+            CUDA_ERROR_FILE_NOT_FOUND);
+  void* image = nullptr;
+  size_t size = 0;
+  ASSERT_CU(cuLinkComplete(link, &image, &size));
+  ASSERT_GT(size, 0u);
+  CUmodule module = nullptr;
+  ASSERT_CU(cuModuleLoadData(&module, image));
+  CUfunction add, fill;
+  EXPECT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 16 * sizeof(unsigned)));
+  unsigned value = 3;
+  unsigned long long count = 16;
+  void* params[] = {&d, &value, &count};
+  ASSERT_CU(cuLaunchKernel(fill, 1, 1, 1, 16, 1, 1, 0, nullptr, params, nullptr));
+  std::vector<unsigned> out(16);
+  ASSERT_CU(cuMemcpyDtoH(out.data(), d, out.size() * sizeof(unsigned)));
+  EXPECT_EQ(out, std::vector<unsigned>(16, 3));
+  ASSERT_CU(cuLinkDestroy(link));
+  EXPECT_EQ(cuLinkAddData(link, CU_JIT_INPUT_PTX, first.data(), first.size() + 1, "again", 0, nullptr, nullptr),
+            CUDA_ERROR_INVALID_HANDLE);
+  EXPECT_CU(cuModuleUnload(module));
+  EXPECT_CU(cuMemFree(d));
+}
+
 TEST_F(CudaE2E, LibraryKernelsLaunch) {
   CUlibrary library;
   ASSERT_CU(cuLibraryLoadData(&library, kModule, nullptr, nullptr, 0, nullptr, nullptr, 0));

@@ -128,6 +128,21 @@ void SessionResources::add_library(CUlibrary library) {
   libraries_.push_back(library);
 }
 
+void SessionResources::add_link(CUlinkState link) {
+  std::lock_guard lock(mutex_);
+  links_.insert(link);
+}
+
+bool SessionResources::has_link(CUlinkState link) {
+  std::lock_guard lock(mutex_);
+  return links_.contains(link);
+}
+
+bool SessionResources::remove_link(CUlinkState link) {
+  std::lock_guard lock(mutex_);
+  return links_.erase(link) == 1;
+}
+
 void SessionResources::add_context(CUcontext context) {
   std::lock_guard lock(mutex_);
   contexts_.push_back(context);
@@ -148,6 +163,7 @@ struct DriverCalls {
   CUresult (*event_destroy)(CUevent) = d.fn<CUresult (*)(CUevent)>("cuEventDestroy_v2");
   CUresult (*module_unload)(CUmodule) = d.fn<CUresult (*)(CUmodule)>("cuModuleUnload");
   CUresult (*library_unload)(CUlibrary) = d.fn<CUresult (*)(CUlibrary)>("cuLibraryUnload");
+  CUresult (*link_destroy)(CUlinkState) = d.fn<CUresult (*)(CUlinkState)>("cuLinkDestroy");
   CUresult (*ctx_destroy)(CUcontext) = d.fn<CUresult (*)(CUcontext)>("cuCtxDestroy_v2");
   CUresult (*ctx_synchronize)() = d.fn<CUresult (*)()>("cuCtxSynchronize");
   CUresult (*primary_release)(CUdevice) = d.fn<CUresult (*)(CUdevice)>("cuDevicePrimaryCtxRelease_v2");
@@ -223,6 +239,9 @@ void SessionResources::release_all() {
   for (CUlibrary library : libraries_)
     if (calls.library_unload) calls.library_unload(library);
   libraries_.clear();
+  for (CUlinkState link : links_)
+    if (calls.link_destroy) calls.link_destroy(link);
+  links_.clear();
   for (CUcontext context : contexts_)
     if (calls.ctx_destroy) calls.ctx_destroy(context);
   contexts_.clear();

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -38,6 +39,10 @@ class SessionResources {
 
   void add_module(CUmodule module, CUcontext context);
   void add_library(CUlibrary library);
+  void add_link(CUlinkState link);
+  // False when the session did not create `link` (or destroyed it already).
+  bool has_link(CUlinkState link);
+  bool remove_link(CUlinkState link);
   void add_context(CUcontext context);
   // How many retains of the device's primary context this session holds (the application's ordinal).
   int primary_retains(CUdevice device);
@@ -66,6 +71,7 @@ class SessionResources {
   std::map<CUevent, CUcontext> events_;
   std::map<CUmodule, CUcontext> modules_;
   std::vector<CUlibrary> libraries_;
+  std::set<CUlinkState> links_;
   std::vector<CUcontext> contexts_;
   std::map<CUdevice, int> primary_retains_;  // application's device ordinal -> retain count
 };

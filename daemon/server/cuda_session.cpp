@@ -561,6 +561,52 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       }
       return r;
     }
+    case FN_rgpuLinkCreate: {
+      args.expect_end();
+      auto fn = d.fn<CUresult (*)(unsigned, CUjit_option*, void**, CUlinkState*)>("cuLinkCreate_v2");
+      if (!fn) return missing("cuLinkCreate_v2");
+      CUlinkState link = nullptr;
+      CUresult r = fn(0, nullptr, nullptr, &link);
+      if (r == CUDA_SUCCESS) {
+        resources_.add_link(link);
+        out.put(raw_of(link));
+      }
+      return r;
+    }
+    case FN_rgpuLinkAdd: {
+      const auto link = handle_of<CUlinkState>(args.get<uint64_t>());
+      const auto type = static_cast<CUjitInputType>(args.get<uint32_t>());
+      const std::string name = args.str();
+      std::vector<uint8_t> input;
+      if (!take_image(worker, args.rest(), input)) return CUDA_ERROR_INVALID_IMAGE;
+      if (!resources_.has_link(link)) return CUDA_ERROR_INVALID_HANDLE;
+      auto fn = d.fn<CUresult (*)(CUlinkState, CUjitInputType, void*, size_t, const char*, unsigned, CUjit_option*,
+                                  void**)>("cuLinkAddData_v2");
+      if (!fn) return missing("cuLinkAddData_v2");
+      // The size leaves out the NUL take_image() added after the bytes.
+      return fn(link, type, input.data(), input.size() - 1, name.c_str(), 0, nullptr, nullptr);
+    }
+    case FN_rgpuLinkComplete: {
+      const auto link = handle_of<CUlinkState>(args.get<uint64_t>());
+      args.expect_end();
+      if (!resources_.has_link(link)) return CUDA_ERROR_INVALID_HANDLE;
+      auto fn = d.fn<CUresult (*)(CUlinkState, void**, size_t*)>("cuLinkComplete");
+      if (!fn) return missing("cuLinkComplete");
+      void* image = nullptr;
+      size_t size = 0;
+      CUresult r = fn(link, &image, &size);
+      if (r != CUDA_SUCCESS) return r;
+      if (size > kMaxFramePayload - 64) return CUDA_ERROR_INVALID_IMAGE;
+      out.bytes(image, size);
+      return CUDA_SUCCESS;
+    }
+    case FN_rgpuLinkDestroy: {
+      const auto link = handle_of<CUlinkState>(args.get<uint64_t>());
+      args.expect_end();
+      if (!resources_.remove_link(link)) return CUDA_ERROR_INVALID_HANDLE;
+      auto fn = d.fn<CUresult (*)(CUlinkState)>("cuLinkDestroy");
+      return fn ? fn(link) : missing("cuLinkDestroy");
+    }
     case FN_rgpuCtxCreate: {
       const uint32_t flags = args.get<uint32_t>();
       const CUdevice device = devices_.to_real(static_cast<CUdevice>(args.get<uint64_t>()));
