@@ -3,6 +3,7 @@
 // `rgpu server` whose executor runs the CUDA driver TEST DOUBLE (host memory, host-implemented
 // kernels) built by the tests.
 #include <cuda.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -398,6 +399,25 @@ TEST_F(CudaE2E, LinkerJoinsInputs) {
   EXPECT_CU(cuModuleUnload(module));
   EXPECT_CU(cuMemFree(d));
 }
+
+#ifdef CUDART_PROGRAM_PATH
+// An unmodified program built with the static CUDA runtime: libcudart starts up on RGPU's driver
+// (its private tables and integrity check), then allocates, copies and synchronises.
+TEST(CudaRuntime, StaticCudartProgramRuns) {
+  const std::string command = std::string("LD_PRELOAD=") + RGPU_INTERPOSE_PATH + " " + CUDART_PROGRAM_PATH + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("devices 2\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("device 0: RGPU CUDA test double 0, compute 9.0\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("round trip ok\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("memory info ok\n"));
+}
+#endif
 
 TEST_F(CudaE2E, LibraryKernelsLaunch) {
   CUlibrary library;

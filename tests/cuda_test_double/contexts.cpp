@@ -133,6 +133,20 @@ DOUBLE_EXPORT CUresult cuCtxSetCurrent(CUcontext handle) {
   return CUDA_SUCCESS;
 }
 
+// A context's device; a primary context answers even while inactive (its handle stays the same).
+DOUBLE_EXPORT CUresult cuCtxGetDevice_v2(CUdevice* device, CUcontext handle) {
+  auto lock = lock_driver();
+  if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (handle == nullptr) {
+    if (CUresult r = current_context(handle); r != CUDA_SUCCESS) return r;
+  }
+  const Context* context = find_context(handle);
+  if (context == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  if (!context->alive && !context->primary) return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+  *device = context->device;
+  return CUDA_SUCCESS;
+}
+
 // Handles are never reused, so a context's handle serves as its unique id.
 DOUBLE_EXPORT CUresult cuCtxGetId(CUcontext handle, unsigned long long* id) {
   auto lock = lock_driver();

@@ -235,3 +235,12 @@ DOUBLE_EXPORT CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned g
   if (CUresult fault = kernel.run(launch); fault != CUDA_SUCCESS) find_context(context)->sticky = fault;
   return CUDA_SUCCESS;
 }
+
+// Modules load whole when loaded (CUDA_MODULE_LOADING has no effect on the double).
+DOUBLE_EXPORT CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode* mode) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (mode == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *mode = CU_MODULE_EAGER_LOADING;
+  return CUDA_SUCCESS;
+}
