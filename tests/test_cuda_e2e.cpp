@@ -401,10 +401,10 @@ TEST_F(CudaE2E, LinkerJoinsInputs) {
 }
 
 #ifdef CUDART_PROGRAM_PATH
-// An unmodified program built with the static CUDA runtime: libcudart starts up on RGPU's driver
-// (its private tables and integrity check), then allocates, copies and synchronises.
-TEST(CudaRuntime, StaticCudartProgramRuns) {
-  const std::string command = std::string("LD_PRELOAD=") + RGPU_INTERPOSE_PATH + " " + CUDART_PROGRAM_PATH + " 2>&1";
+// Unmodified programs built with the CUDA runtime: libcudart starts up on RGPU's driver (its
+// private tables and integrity check), then allocates, copies and synchronises.
+void expect_cudart_program_runs(const char* program) {
+  const std::string command = std::string("LD_PRELOAD=") + RGPU_INTERPOSE_PATH + " " + program + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   std::string output;
@@ -417,6 +417,11 @@ TEST(CudaRuntime, StaticCudartProgramRuns) {
   EXPECT_THAT(output, ::testing::HasSubstr("round trip ok\n"));
   EXPECT_THAT(output, ::testing::HasSubstr("memory info ok\n"));
 }
+
+TEST(CudaRuntime, StaticCudartProgramRuns) { expect_cudart_program_runs(CUDART_PROGRAM_PATH); }
+#ifdef CUDART_SHARED_PROGRAM_PATH
+TEST(CudaRuntime, SharedCudartProgramRuns) { expect_cudart_program_runs(CUDART_SHARED_PROGRAM_PATH); }
+#endif
 #endif
 
 TEST_F(CudaE2E, LibraryKernelsLaunch) {
