@@ -403,14 +403,20 @@ TEST_F(CudaE2E, LinkerJoinsInputs) {
 #ifdef CUDART_PROGRAM_PATH
 // Unmodified programs built with the CUDA runtime: libcudart starts up on RGPU's driver (its
 // private tables and integrity check), then allocates, copies and synchronises.
-void expect_cudart_program_runs(const char* program) {
+std::string run_with_rgpu(const char* program, int& status) {
   const std::string command = std::string("LD_PRELOAD=") + RGPU_INTERPOSE_PATH + " " + program + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
+  if (pipe == nullptr) return "popen failed";
   std::string output;
   char buffer[4096];
   while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
-  const int status = pclose(pipe);
+  status = pclose(pipe);
+  return output;
+}
+
+void expect_cudart_program_runs(const char* program) {
+  int status = -1;
+  const std::string output = run_with_rgpu(program, status);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
   EXPECT_THAT(output, ::testing::HasSubstr("devices 2\n"));
   EXPECT_THAT(output, ::testing::HasSubstr("device 0: RGPU CUDA test double 0, compute 9.0\n"));
@@ -421,6 +427,20 @@ void expect_cudart_program_runs(const char* program) {
 TEST(CudaRuntime, StaticCudartProgramRuns) { expect_cudart_program_runs(CUDART_PROGRAM_PATH); }
 #ifdef CUDART_SHARED_PROGRAM_PATH
 TEST(CudaRuntime, SharedCudartProgramRuns) { expect_cudart_program_runs(CUDART_SHARED_PROGRAM_PATH); }
+#endif
+
+#ifdef RUNTIME_KERNELS_STATIC_PATH
+// nvcc-built programs with <<<>>> launches, a stream and events: libcudart registers the fat
+// binary, loads it through RGPU and launches its kernels on the server.
+TEST(CudaRuntime, NvccProgramsWithKernelsRun) {
+  for (const char* program : {RUNTIME_KERNELS_STATIC_PATH, RUNTIME_KERNELS_SHARED_PATH}) {
+    int status = -1;
+    const std::string output = run_with_rgpu(program, status);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << program << "\n" << output;
+    EXPECT_THAT(output, ::testing::HasSubstr("vector_add wrong=0\n")) << program;
+    EXPECT_THAT(output, ::testing::HasSubstr("fill not_42=0 timing=ok\n")) << program;
+  }
+}
 #endif
 #endif
 

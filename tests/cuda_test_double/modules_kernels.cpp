@@ -4,7 +4,8 @@
 //   <kernel name>            one line per kernel, from the double's kernels (kernels.cpp)
 //   global <name> <bytes>    a zero-filled module global
 //
-// Anything else is not an image the double can load (CUDA_ERROR_INVALID_IMAGE).
+// or an nvcc-built fat binary (fatbin_images.cpp). Anything else is not an image the double can
+// load (CUDA_ERROR_INVALID_IMAGE).
 #include <charconv>
 #include <sstream>
 
@@ -56,6 +57,7 @@ std::vector<uint8_t> pack(const Kernel& kernel, void** params) {
 }  // namespace
 
 CUresult parse_image(const char* image, Image& parsed) {
+  if (is_fatbin(image)) return parse_fatbin(image, parsed);
   std::istringstream lines(image);
   std::string line;
   if (!std::getline(lines, line) || line != kMagic) return CUDA_ERROR_INVALID_IMAGE;

@@ -140,8 +140,10 @@ struct Image {
   std::vector<const Kernel*> kernels;
   std::map<std::string, size_t> globals;  // name, bytes
 };
-// CUDA_ERROR_INVALID_IMAGE for anything but the double's module text.
+// CUDA_ERROR_INVALID_IMAGE for anything but the double's module text or a fat binary.
 CUresult parse_image(const char* image, Image& parsed);
+bool is_fatbin(const void* image);
+CUresult parse_fatbin(const void* image, Image& parsed);
 CUresult load_module(CUcontext context, const Image& image, CUmodule& module);
 void unload_module(CUmodule module);
 bool module_loaded(CUmodule module);

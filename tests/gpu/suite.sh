@@ -44,6 +44,7 @@ build_programs() {
     -L/usr/local/cuda/lib64/stubs -lcuda
   nvcc -O2 -arch=sm_90 -o "$work/runtime_vector_add_static" "$src/runtime_vector_add.cu"
   nvcc -O2 -arch=sm_90 -cudart shared -o "$work/runtime_vector_add_shared" "$src/runtime_vector_add.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/runtime_kernels" tests/programs/runtime_kernels.cu
 }
 
 start_rgpu() {
@@ -107,6 +108,7 @@ run() {
   run_case driver_cubin "$work/driver_vector_add" "$work/vector_add.cubin"
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
+  run_case runtime_kernels "$work/runtime_kernels"
   for case in ${GPU_SUITE_PYTHON-cupy_basics torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
