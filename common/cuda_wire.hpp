@@ -60,6 +60,7 @@ inline constexpr uint32_t FN_rgpuLinkCreate = fnv1a("rgpu.LinkCreate");        /
 inline constexpr uint32_t FN_rgpuLinkAdd = fnv1a("rgpu.LinkAdd");              // cuLinkAddData
 inline constexpr uint32_t FN_rgpuLinkComplete = fnv1a("rgpu.LinkComplete");    // -> the linked image
 inline constexpr uint32_t FN_rgpuLinkDestroy = fnv1a("rgpu.LinkDestroy");
+inline constexpr uint32_t FN_rgpuTensorMap = fnv1a("rgpu.TensorMap");          // cuTensorMapEncode*, ReplaceAddress
 
 // Module and library images larger than this travel in parts (rgpu.ImagePart, then the load call
 // with the last part); the server keeps at most kMaxImageSize bytes of one image.

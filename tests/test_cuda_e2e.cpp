@@ -444,6 +444,32 @@ TEST(CudaRuntime, NvccProgramsWithKernelsRun) {
 #endif
 #endif
 
+// Tensor maps are encoded by the server's driver from the application's arguments.
+TEST_F(CudaE2E, TensorMapsAreEncodedByTheServer) {
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 1 << 20));
+  const cuuint64_t dims[2] = {256, 128}, strides[1] = {256 * 4};
+  const cuuint32_t box[2] = {32, 16}, element_strides[2] = {1, 1};
+  CUtensorMap map;
+  ASSERT_CU(cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, reinterpret_cast<void*>(d), dims, strides,
+                                   box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                   CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+  EXPECT_EQ(map.opaque[0], CU_TENSOR_MAP_DATA_TYPE_FLOAT32 | 2u << 8 | uint64_t{CU_TENSOR_MAP_SWIZZLE_128B} << 24);
+  EXPECT_EQ(map.opaque[1], d);
+  EXPECT_EQ(map.opaque[2], 256u);
+  EXPECT_EQ(map.opaque[3], 128u);
+  EXPECT_EQ(map.opaque[7], 32u);
+  EXPECT_EQ(map.opaque[8], 16u);
+  ASSERT_CU(cuTensorMapReplaceAddress(&map, reinterpret_cast<void*>(d + 4096)));
+  EXPECT_EQ(map.opaque[1], d + 4096);
+  EXPECT_EQ(map.opaque[2], 256u);
+  EXPECT_EQ(cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 6, reinterpret_cast<void*>(d), dims, strides,
+                                   box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                                   CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+            CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemFree(d));
+}
+
 TEST_F(CudaE2E, LibraryKernelsLaunch) {
   CUlibrary library;
   ASSERT_CU(cuLibraryLoadData(&library, kModule, nullptr, nullptr, 0, nullptr, nullptr, 0));

@@ -365,6 +365,88 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
   return r;
 }
 
+namespace {
+template <typename T>
+std::vector<T> get_array(WireReader& args, size_t count) {
+  std::vector<T> values(count);
+  for (T& value : values) value = args.get<T>();
+  return values;
+}
+}  // namespace
+
+// rgpu.TensorMap: the driver encodes the map from the application's arguments (arrays sized by
+// the rank, which the driver limits to 5).
+CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
+  Driver& d = Driver::get();
+  const uint32_t variant = args.get<uint32_t>();
+  const char* name = function_name(variant);
+  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CUtensorMap map{};
+  CUresult r = CUDA_ERROR_INVALID_VALUE;
+  if (variant == FN_cuTensorMapReplaceAddress) {
+    map = args.get<CUtensorMap>();
+    void* address = reinterpret_cast<void*>(args.get<uint64_t>());
+    args.expect_end();
+    auto fn = d.fn<CUresult (*)(CUtensorMap*, void*)>(name);
+    r = fn ? fn(&map, address) : missing(name);
+  } else {
+    const auto type = static_cast<CUtensorMapDataType>(args.get<uint32_t>());
+    const uint32_t rank = args.get<uint32_t>();
+    if (rank < 1 || rank > 5) return CUDA_ERROR_INVALID_VALUE;
+    void* address = reinterpret_cast<void*>(args.get<uint64_t>());
+    const auto dims = get_array<cuuint64_t>(args, rank);
+    const auto strides = get_array<cuuint64_t>(args, rank - 1);
+    if (variant == FN_cuTensorMapEncodeTiled) {
+      const auto box = get_array<cuuint32_t>(args, rank);
+      const auto element_strides = get_array<cuuint32_t>(args, rank);
+      const auto modes = get_array<uint32_t>(args, 4);
+      args.expect_end();
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                  const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                  CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill)>(name);
+      r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), box.data(), element_strides.data(),
+                  static_cast<CUtensorMapInterleave>(modes[0]), static_cast<CUtensorMapSwizzle>(modes[1]),
+                  static_cast<CUtensorMapL2promotion>(modes[2]), static_cast<CUtensorMapFloatOOBfill>(modes[3]))
+             : missing(name);
+    } else if (variant == FN_cuTensorMapEncodeIm2col) {
+      if (rank < 3) return CUDA_ERROR_INVALID_VALUE;
+      const auto lower = get_array<int32_t>(args, rank - 2);
+      const auto upper = get_array<int32_t>(args, rank - 2);
+      const uint32_t channels = args.get<uint32_t>(), pixels = args.get<uint32_t>();
+      const auto element_strides = get_array<cuuint32_t>(args, rank);
+      const auto modes = get_array<uint32_t>(args, 4);
+      args.expect_end();
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                  const cuuint64_t*, const int*, const int*, cuuint32_t, cuuint32_t, const cuuint32_t*,
+                                  CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
+                                  CUtensorMapFloatOOBfill)>(name);
+      r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), lower.data(), upper.data(), channels, pixels,
+                  element_strides.data(), static_cast<CUtensorMapInterleave>(modes[0]),
+                  static_cast<CUtensorMapSwizzle>(modes[1]), static_cast<CUtensorMapL2promotion>(modes[2]),
+                  static_cast<CUtensorMapFloatOOBfill>(modes[3]))
+             : missing(name);
+    } else if (variant == FN_cuTensorMapEncodeIm2colWide) {
+      if (rank < 3) return CUDA_ERROR_INVALID_VALUE;
+      const int32_t lower = args.get<int32_t>(), upper = args.get<int32_t>();
+      const uint32_t channels = args.get<uint32_t>(), pixels = args.get<uint32_t>();
+      const auto element_strides = get_array<cuuint32_t>(args, rank);
+      const auto modes = get_array<uint32_t>(args, 5);
+      args.expect_end();
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                  const cuuint64_t*, int, int, cuuint32_t, cuuint32_t, const cuuint32_t*,
+                                  CUtensorMapInterleave, CUtensorMapIm2ColWideMode, CUtensorMapSwizzle,
+                                  CUtensorMapL2promotion, CUtensorMapFloatOOBfill)>(name);
+      r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), lower, upper, channels, pixels,
+                  element_strides.data(), static_cast<CUtensorMapInterleave>(modes[0]),
+                  static_cast<CUtensorMapIm2ColWideMode>(modes[1]), static_cast<CUtensorMapSwizzle>(modes[2]),
+                  static_cast<CUtensorMapL2promotion>(modes[3]), static_cast<CUtensorMapFloatOOBfill>(modes[4]))
+             : missing(name);
+    }
+  }
+  if (r == CUDA_SUCCESS) out.bytes(&map, sizeof map);
+  return r;
+}
+
 // The whole image of a load call: parts sent before it, then its own bytes, NUL-terminated (PTX
 // must be). False when the parts ran over the limit.
 bool CudaSession::take_image(Worker& worker, std::span<const uint8_t> last, std::vector<uint8_t>& image) {
@@ -434,6 +516,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     }
     case FN_rgpuMemcpy2D:
       return copy_rectangle(args, out);
+    case FN_rgpuTensorMap:
+      return encode_tensor_map(args, out);
     case FN_rgpuMemcpyDtoH: {
       const uint32_t variant = args.get<uint32_t>();
       const CUdeviceptr src = args.get<uint64_t>();

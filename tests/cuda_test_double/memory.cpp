@@ -284,3 +284,34 @@ DOUBLE_EXPORT CUresult cuMemsetD32Async(CUdeviceptr to, unsigned int value, size
   auto lock = lock_driver();
   return fill(to, value, count, stream);
 }
+
+// Tensor maps: the double's own encoding of what the map describes (the real one is the driver's
+// secret): [0] data type | rank << 8 | interleave << 16 | swizzle << 24, [1] address,
+// [2..6] dims, [7..11] box sizes.
+DOUBLE_EXPORT CUresult cuTensorMapEncodeTiled(CUtensorMap* map, CUtensorMapDataType type, cuuint32_t rank,
+                                              void* address, const cuuint64_t* dims, const cuuint64_t* strides,
+                                              const cuuint32_t* box, const cuuint32_t* element_strides,
+                                              CUtensorMapInterleave interleave, CUtensorMapSwizzle swizzle,
+                                              CUtensorMapL2promotion, CUtensorMapFloatOOBfill) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (map == nullptr || rank < 1 || rank > 5 || dims == nullptr || box == nullptr || element_strides == nullptr ||
+      (rank > 1 && strides == nullptr) || reinterpret_cast<uintptr_t>(address) % 16 != 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  *map = CUtensorMap{};
+  map->opaque[0] = type | rank << 8 | static_cast<uint64_t>(interleave) << 16 | static_cast<uint64_t>(swizzle) << 24;
+  map->opaque[1] = reinterpret_cast<uintptr_t>(address);
+  for (cuuint32_t i = 0; i < rank; ++i) {
+    map->opaque[2 + i] = dims[i];
+    map->opaque[7 + i] = box[i];
+  }
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuTensorMapReplaceAddress(CUtensorMap* map, void* address) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (map == nullptr || reinterpret_cast<uintptr_t>(address) % 16 != 0) return CUDA_ERROR_INVALID_VALUE;
+  map->opaque[1] = reinterpret_cast<uintptr_t>(address);
+  return CUDA_SUCCESS;
+}
