@@ -1,6 +1,10 @@
 // Tensor maps (TMA descriptors): 128 opaque bytes that only the driver knows how to fill. The
 // arguments travel to the server, whose driver encodes the map; the bytes come back here, where
 // the application passes them to kernels as parameters.
+#include <map>
+#include <mutex>
+#include <string>
+
 #include "api_state.hpp"
 #include "cuda_client.hpp"
 
@@ -24,11 +28,35 @@ bool put_tensor(WireWriter& w, CUtensorMapDataType type, cuuint32_t rank, void* 
   return true;
 }
 
+// A map is a function of its arguments (and the context it is made in): libraries that encode
+// the same maps on every call get them from here after the first time.
+constexpr size_t kMaxCachedMaps = 4096;
+std::mutex g_cache_mutex;
+auto* g_cache = new std::map<std::string, CUtensorMap>;  // never destroyed: see api_state.hpp
+
 CUresult encode(CallBuilder& call, CUtensorMap* map) {
-  return call_sync(call, [map](WireReader& reader) {
+  const auto& payload = call.payload();
+  std::string key(reinterpret_cast<const char*>(payload.data()) + sizeof(CallHeader), payload.size() - sizeof(CallHeader));
+  const CUcontext context = current_context();
+  key.append(reinterpret_cast<const char*>(&context), sizeof context);
+  {
+    std::lock_guard lock(g_cache_mutex);
+    if (auto it = g_cache->find(key); it != g_cache->end()) {
+      *map = it->second;
+      return CUDA_SUCCESS;
+    }
+  }
+  CUtensorMap encoded;
+  CUresult r = call_sync(call, [&encoded](WireReader& reader) {
     auto bytes = reader.bytes(sizeof(CUtensorMap));
-    std::memcpy(map, bytes.data(), sizeof(CUtensorMap));
+    std::memcpy(&encoded, bytes.data(), sizeof(CUtensorMap));
   });
+  if (r != CUDA_SUCCESS) return r;
+  *map = encoded;
+  std::lock_guard lock(g_cache_mutex);
+  if (g_cache->size() >= kMaxCachedMaps) g_cache->clear();
+  g_cache->emplace(std::move(key), encoded);
+  return CUDA_SUCCESS;
 }
 }  // namespace
 
