@@ -48,16 +48,26 @@ RingSlots ring_slots(DaemonLink& link) {
   return {count, size, size - 4096};
 }
 
+bool inside_one_allocation(CUdeviceptr pointer, size_t bytes) {
+  DeviceRange range;
+  return find_device_range(pointer, range) && bytes <= range.base + range.bytes - pointer;
+}
+
+// Host to device. Once the data has left the application's buffer the copy need not be waited
+// for (the driver, too, returns once pageable data is staged): a copy into memory known to be
+// allocated goes without a round trip, and a failure surfaces at the next call that waits. A copy
+// anywhere else waits, so that a bad address fails the call itself.
 CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (bytes == 0) return CUDA_SUCCESS;
   if (src == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const auto* from = static_cast<const uint8_t*>(src);
+  const bool wait = !inside_one_allocation(dst, bytes);
   if (bytes <= kInlineLimit) {
     CallBuilder call(FN_rgpuMemcpyHtoD);
     call.writer().put(variant).put<uint64_t>(dst).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
     call.writer().bytes(from, bytes);
-    return exchange(call, nullptr, nullptr);
+    return wait ? exchange(call, nullptr, nullptr) : send_pipelined(call, nullptr);
   }
   DaemonLink* link = DaemonLink::for_this_thread();
   if (link == nullptr) return kLinkLost;
@@ -72,7 +82,7 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
     call.writer().put(variant).put<uint64_t>(dst + done).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
     RingSpec spec{offset, n, 0, 0};
     const bool last = done + n == bytes;
-    if (last) return exchange(call, nullptr, &spec);
+    if (last && wait) return exchange(call, nullptr, &spec);
     if (CUresult r = send_pipelined(call, &spec); r != CUDA_SUCCESS) return r;
     link->mark_in_flight(offset);
     done += n;
