@@ -71,4 +71,26 @@ inline constexpr size_t kMaxImageSize = size_t{2} << 30;
 // follow the descriptor; the answer carries packed rows for the application's host memory.
 inline constexpr uint8_t kCopyOnServer = 0, kCopyFromHost = 1, kCopyToHost = 2;
 
+// The name of one of RGPU's own calls, for logs (nullptr for any other id).
+inline const char* rgpu_call_name(uint32_t id) {
+  switch (id) {
+    case FN_rgpuDeviceInfo: return "rgpu.DeviceInfo";
+    case FN_rgpuMemcpyHtoD: return "rgpu.MemcpyHtoD";
+    case FN_rgpuMemcpyDtoH: return "rgpu.MemcpyDtoH";
+    case FN_rgpuFunctionParams: return "rgpu.FunctionParams";
+    case FN_rgpuLaunch: return "rgpu.Launch";
+    case FN_rgpuModuleLoad: return "rgpu.ModuleLoad";
+    case FN_rgpuLibraryLoad: return "rgpu.LibraryLoad";
+    case FN_rgpuCtxCreate: return "rgpu.CtxCreate";
+    case FN_rgpuMemcpy2D: return "rgpu.Memcpy2D";
+    case FN_rgpuImagePart: return "rgpu.ImagePart";
+    case FN_rgpuLinkCreate: return "rgpu.LinkCreate";
+    case FN_rgpuLinkAdd: return "rgpu.LinkAdd";
+    case FN_rgpuLinkComplete: return "rgpu.LinkComplete";
+    case FN_rgpuLinkDestroy: return "rgpu.LinkDestroy";
+    case FN_rgpuTensorMap: return "rgpu.TensorMap";
+    default: return nullptr;
+  }
+}
+
 }  // namespace rgpu::cuda

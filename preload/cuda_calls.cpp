@@ -40,7 +40,7 @@ void stamp(CallBuilder& call, DaemonLink& link) {
 
 CUresult report_deferred(const ReplyHeader& header) {
   if (header.deferred_function == 0) return CUDA_SUCCESS;
-  const char* name = function_name(header.deferred_function);
+  const char* name = function_name(header.deferred_function) ?: rgpu_call_name(header.deferred_function);
   LOG_WARN("an earlier asynchronous %s failed with %s", name ? name : "call",
            error_name_of(static_cast<CUresult>(header.deferred_result)));
   return static_cast<CUresult>(header.deferred_result);
@@ -86,7 +86,7 @@ CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpe
   if (CUresult r = link->wait(id, storage, answer); r != CUDA_SUCCESS) return r;
   const CUresult result = finish_reply(answer, read_outs);
   if (result != CUDA_SUCCESS) {  // RGPU_LOG=debug shows which calls a failing program made fail
-    const char* name = function_name(call.function());
+    const char* name = function_name(call.function()) ?: rgpu_call_name(call.function());
     LOG_DEBUG("%s: %s", name ? name : "call", error_name_of(result));
   }
   return result;

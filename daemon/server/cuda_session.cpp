@@ -190,7 +190,7 @@ void CudaSession::reply(const Frame& request, CUresult result, std::span<const u
 }
 
 void CudaSession::note_deferred(uint32_t function, CUresult result) {
-  const char* name = function_name(function);
+  const char* name = function_name(function) ?: rgpu_call_name(function);
   LOG_DEBUG("%s: pipelined %s failed: %s", client_.c_str(), name ? name : "call", error_name(result));
   std::lock_guard lock(mutex_);
   if (deferred_function_ == 0) {
@@ -243,7 +243,7 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
       result = manual_call(worker, header, args, out);
     }
   } catch (const WireError& e) {
-    LOG_WARN("%s: malformed %s call: %s", client_.c_str(), function_name(header.function) ?: "CUDA", e.what());
+    LOG_WARN("%s: malformed %s call: %s", client_.c_str(), function_name(header.function) ?: rgpu_call_name(header.function) ?: "CUDA", e.what());
     result = CUDA_ERROR_INVALID_VALUE;
   }
   if (!answered) pass_turn(header.sequence);
