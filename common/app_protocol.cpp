@@ -15,7 +15,7 @@ constexpr uint32_t kMaxIndices = 256;
 
 std::vector<uint8_t> encode(const AppHelloMsg& m) {
   WireWriter w;
-  w.put(m.pid).str(m.program).put<uint8_t>(m.has_visible_devices ? 1 : 0).str(m.visible_devices);
+  w.put(m.pid).str(m.program).put(m.api).put<uint8_t>(m.has_visible_devices ? 1 : 0).str(m.visible_devices);
   return w.take();
 }
 
@@ -24,6 +24,9 @@ AppHelloMsg decode_app_hello(std::span<const uint8_t> data) {
   AppHelloMsg m;
   m.pid = r.get<uint32_t>();
   m.program = r.str(kMaxNameLength);
+  const uint8_t api = r.get<uint8_t>();
+  if (api > static_cast<uint8_t>(AppApi::Vulkan)) throw WireError("AppHello: unknown API " + std::to_string(api));
+  m.api = static_cast<AppApi>(api);
   const uint8_t has = r.get<uint8_t>();
   if (has > 1) throw WireError("AppHello: boolean field holds " + std::to_string(has));
   m.has_visible_devices = has == 1;
@@ -86,22 +89,24 @@ RingReleaseMsg decode_ring_release(std::span<const uint8_t> data) {
   return m;
 }
 
-std::vector<uint8_t> encode(const CudaOpenMsg& m) {
+std::vector<uint8_t> encode(const SessionOpenMsg& m) {
   WireWriter w;
   w.put<uint32_t>(static_cast<uint32_t>(m.gpu_indices.size()));
   for (uint32_t index : m.gpu_indices) w.put(index);
   return w.take();
 }
 
-CudaOpenMsg decode_cuda_open(std::span<const uint8_t> data) {
-  WireReader r(data, "CudaOpen");
-  CudaOpenMsg m;
+SessionOpenMsg decode_session_open(std::span<const uint8_t> data) {
+  WireReader r(data, "SessionOpen");
+  SessionOpenMsg m;
   const uint32_t count = r.get<uint32_t>();
-  if (count > kMaxIndices) throw WireError("CudaOpen: " + std::to_string(count) + " GPUs is over the limit");
+  if (count > kMaxIndices) throw WireError("SessionOpen: " + std::to_string(count) + " GPUs is over the limit");
   for (uint32_t i = 0; i < count; ++i) m.gpu_indices.push_back(r.get<uint32_t>());
   r.expect_end();
   return m;
 }
+
+const char* app_api_name(AppApi api) { return api == AppApi::Vulkan ? "Vulkan" : "CUDA"; }
 
 std::string default_client_socket_path() {
   if (const char* path = std::getenv("RGPU_CLIENT_SOCKET"); path && *path) return path;

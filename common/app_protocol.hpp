@@ -27,10 +27,17 @@ enum class AppMsg : uint16_t {
   ServerGone = 0x34,   // daemon -> app: the server's connection was lost; ErrorMsg payload
 };
 
+// The API an application library speaks: its session on the server runs that API's calls.
+enum class AppApi : uint8_t { Cuda = 0, Vulkan = 1 };
+const char* app_api_name(AppApi api);
+
 // Opens the connection between the daemon and the server for one application session: the
-// server's GPU indices (from its GpuList) in the order the application numbers its devices.
+// server's GPU indices (from its GpuList) in the order the application numbers its devices
+// (SessionOpenMsg); the answer is the matching Opened message or an Error.
 inline constexpr uint16_t kMsgCudaOpen = 0x0F0;
 inline constexpr uint16_t kMsgCudaOpened = 0x0F1;
+inline constexpr uint16_t kMsgVulkanOpen = 0x0F2;
+inline constexpr uint16_t kMsgVulkanOpened = 0x0F3;
 
 struct RingSpec {
   uint64_t in_offset = 0;
@@ -43,6 +50,7 @@ static_assert(sizeof(RingSpec) == 32);
 struct AppHelloMsg {
   uint32_t pid = 0;
   std::string program;              // for logs
+  AppApi api = AppApi::Cuda;
   bool has_visible_devices = false;  // CUDA_VISIBLE_DEVICES was set
   std::string visible_devices;       // its value
 };
@@ -64,7 +72,7 @@ struct RingReleaseMsg {
   uint64_t length = 0;
 };
 
-struct CudaOpenMsg {
+struct SessionOpenMsg {
   std::vector<uint32_t> gpu_indices;
 };
 
@@ -72,12 +80,12 @@ std::vector<uint8_t> encode(const AppHelloMsg&);
 std::vector<uint8_t> encode(const AppAttachMsg&);
 std::vector<uint8_t> encode(const AppWelcomeMsg&);
 std::vector<uint8_t> encode(const RingReleaseMsg&);
-std::vector<uint8_t> encode(const CudaOpenMsg&);
+std::vector<uint8_t> encode(const SessionOpenMsg&);
 AppHelloMsg decode_app_hello(std::span<const uint8_t>);
 AppAttachMsg decode_app_attach(std::span<const uint8_t>);
 AppWelcomeMsg decode_app_welcome(std::span<const uint8_t>);
 RingReleaseMsg decode_ring_release(std::span<const uint8_t>);
-CudaOpenMsg decode_cuda_open(std::span<const uint8_t>);
+SessionOpenMsg decode_session_open(std::span<const uint8_t>);
 
 // Default ring per application thread (the memfd's pages are only used when touched).
 inline constexpr uint64_t kDefaultRingSize = 64ull << 20;

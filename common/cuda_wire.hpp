@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "wire.hpp"
+
 namespace rgpu::cuda {
 
 inline constexpr uint16_t kMsgCudaCall = 0x100;
@@ -41,11 +43,6 @@ inline constexpr size_t kBulkFrameMinSize = 256u << 10;
 
 // Calls RGPU adds to the driver API (ids outside the FNV space of "cu*" names by construction:
 // they are FNV-1a of names starting with "rgpu.").
-inline constexpr uint32_t fnv1a(const char* s) {
-  uint32_t h = 0x811C9DC5u;
-  while (*s) h = (h ^ static_cast<uint8_t>(*s++)) * 0x01000193u;
-  return h;
-}
 inline constexpr uint32_t FN_rgpuDeviceInfo = fnv1a("rgpu.DeviceInfo");        // bulk device facts
 inline constexpr uint32_t FN_rgpuMemcpyHtoD = fnv1a("rgpu.MemcpyHtoD");        // one chunk host -> device
 inline constexpr uint32_t FN_rgpuMemcpyDtoH = fnv1a("rgpu.MemcpyDtoH");        // one chunk device -> host

@@ -23,6 +23,13 @@ class WireError : public std::runtime_error {
 
 inline constexpr uint32_t kMaxWireString = 64 * 1024;
 
+// Ids of calls on the wire: FNV-1a (32-bit) of the call's name, so both ends agree by name.
+inline constexpr uint32_t fnv1a(const char* s) {
+  uint32_t h = 0x811C9DC5u;
+  while (*s) h = (h ^ static_cast<uint8_t>(*s++)) * 0x01000193u;
+  return h;
+}
+
 class WireWriter {
  public:
   WireWriter() = default;

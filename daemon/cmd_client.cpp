@@ -54,10 +54,13 @@ int run_client(const ClientOptions& options) {
   }
   if (settings.servers.empty()) LOG_WARN("no servers configured (--server or [[client.servers]]): no GPUs to offer");
   settings.pool = client::build_pool(settings.servers, config.client.gpu_ordering);
-  LOG_INFO("GPU pool: %zu CUDA GPU(s)", settings.pool.gpus.size());
-  for (size_t i = 0; i < settings.pool.gpus.size(); ++i)
-    LOG_INFO("  GPU %zu: %s on %s", i, settings.pool.gpus[i].info.name.c_str(),
-             settings.servers[settings.pool.gpus[i].server].address.to_string().c_str());
+  LOG_INFO("GPU pool: %zu GPU(s)", settings.pool.gpus.size());
+  for (size_t i = 0; i < settings.pool.gpus.size(); ++i) {
+    const GpuInfo& gpu = settings.pool.gpus[i].info;
+    LOG_INFO("  GPU %zu: %s on %s (%s%s%s)", i, gpu.name.c_str(),
+             settings.servers[settings.pool.gpus[i].server].address.to_string().c_str(), gpu.cuda ? "CUDA" : "",
+             gpu.cuda && gpu.vulkan ? ", " : "", gpu.vulkan ? "Vulkan" : "");
+  }
 
   const bool activated = sd_listen_fds(1) >= 1;
   if (activated) {

@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "api_state.hpp"
+#include "app_link.hpp"
 #include "log.hpp"
 #include "wire.hpp"
 
@@ -32,55 +33,6 @@ std::atomic<uint32_t> g_next_thread_id{1};
 thread_local DaemonLink* t_link = nullptr;  // freed at thread exit: see api_state.hpp
 thread_local bool t_link_failed = false;
 
-std::string program_name() {
-  char path[512] = {};
-  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
-  return n > 0 ? std::string(path, static_cast<size_t>(n)) : "?";
-}
-
-int connect_unix(const std::string& path, std::string& error) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return -1;
-  }
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    error = "socket path too long";
-    ::close(fd);
-    return -1;
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    error = std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool write_all(int fd, std::span<const iovec> parts) {
-  std::vector<iovec> iov(parts.begin(), parts.end());
-  size_t index = 0;
-  while (index < iov.size()) {
-    msghdr msg{};
-    msg.msg_iov = iov.data() + index;
-    msg.msg_iovlen = iov.size() - index;
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    size_t left = static_cast<size_t>(n);
-    while (index < iov.size() && left >= iov[index].iov_len) left -= iov[index++].iov_len;
-    if (index < iov.size()) {
-      iov[index].iov_base = static_cast<uint8_t*>(iov[index].iov_base) + left;
-      iov[index].iov_len -= left;
-    }
-  }
-  return true;
-}
 }  // namespace
 
 const ProcessSession& process_session() {
@@ -139,7 +91,7 @@ bool DaemonLink::connect(bool first) {
   if (first) {
     AppHelloMsg hello;
     hello.pid = static_cast<uint32_t>(::getpid());
-    hello.program = program_name();
+    hello.program = program_path();
     if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES")) {
       hello.has_visible_devices = true;
       hello.visible_devices = visible;
@@ -153,23 +105,12 @@ bool DaemonLink::connect(bool first) {
     }
     frame = encode_frame(static_cast<uint16_t>(AppMsg::AppAttach), 0, encode(attach));
   }
-  iovec part{frame.data(), frame.size()};
-  Frame answer;
+  AppWelcomeMsg welcome;
   int ring_fd = -1;
-  if (!write_all(fd_, {&part, 1}) || !read_frame(answer, &ring_fd)) {
-    error = "the daemon closed the connection during the hello";
-  } else if (answer.header.type == static_cast<uint16_t>(MsgType::Error)) {
-    error = "the daemon refused: " + decode_error(answer.payload).message;
-  } else if (answer.header.type != static_cast<uint16_t>(AppMsg::AppWelcome)) {
-    error = std::string("the daemon answered ") + msg_type_name(answer.header.type) + " to the hello";
-  } else {
-    try {
-      AppWelcomeMsg welcome = decode_app_welcome(answer.payload);
-      if (ring_fd < 0) throw WireError("AppWelcome came without its ring");
-      void* ring = ::mmap(nullptr, welcome.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
-      ::close(ring_fd);
-      ring_fd = -1;
-      if (ring == MAP_FAILED) throw WireError(std::string("cannot map the ring: ") + std::strerror(errno));
+  if (exchange_hello(fd_, decoder_, frame, welcome, ring_fd, error)) {
+    void* ring = ::mmap(nullptr, welcome.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0);
+    ::close(ring_fd);
+    if (ring != MAP_FAILED) {
       ring_ = static_cast<uint8_t*>(ring);
       ring_size_ = welcome.ring_size;
       thread_id_ = g_next_thread_id.fetch_add(1);
@@ -181,12 +122,10 @@ bool DaemonLink::connect(bool first) {
         session_state().devices = std::move(welcome.devices);
       }
       return true;
-    } catch (const WireError& e) {
-      error = std::string("malformed welcome from the daemon: ") + e.what();
     }
+    error = std::string("cannot map the ring: ") + std::strerror(errno);
   }
-  if (ring_fd >= 0) ::close(ring_fd);
-  if (first) session_state().problem = "" + error;
+  if (first) session_state().problem = error;
   else LOG_ERROR("%s", error.c_str());
   ::close(fd_);
   fd_ = -1;
@@ -198,44 +137,9 @@ constexpr std::chrono::microseconds kAnswerSpin{60};
 }
 
 bool DaemonLink::read_frame(Frame& frame, int* received_fd) {
-  for (;;) {
-    try {
-      if (auto next = decoder_.next()) {
-        frame = std::move(*next);
-        return true;
-      }
-    } catch (const FrameError& e) {
-      LOG_ERROR("malformed frame from the daemon: %s", e.what());
-      return false;
-    }
-    uint8_t buffer[64 * 1024];
-    iovec iov{buffer, sizeof buffer};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    // Answers to synchronous calls come back within tens of microseconds: polling for them a
-    // little while before sleeping spares the wake-up latency.
-    ssize_t n = -1;
-    const auto spin_until = std::chrono::steady_clock::now() + kAnswerSpin;
-    do {
-      n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    } while (n < 0 && (errno == EAGAIN || errno == EINTR) && std::chrono::steady_clock::now() < spin_until);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-        if (received_fd && *received_fd < 0) *received_fd = fd;
-        else ::close(fd);
-      }
-    }
-    decoder_.feed({buffer, static_cast<size_t>(n)});
-  }
+  // Answers to synchronous calls come back within tens of microseconds: polling for them a
+  // little while before sleeping spares the wake-up latency.
+  return rgpu::read_frame(fd_, decoder_, frame, received_fd, kAnswerSpin);
 }
 
 CUresult DaemonLink::broken(const std::string& why) {

@@ -68,19 +68,21 @@ std::string TempDir::file(const std::string& name, const std::string& contents) 
   return path;
 }
 
-CommandResult run_rgpu(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+CommandResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                          std::chrono::milliseconds timeout) {
   TempDir dir;
   const std::string out_path = dir.path() + "/out", err_path = dir.path() + "/err";
-  std::vector<std::string> full{RGPU_BINARY};
-  full.insert(full.end(), args.begin(), args.end());
+  std::vector<std::string> full = argv;
+  std::vector<std::string> environment = env;
   pid_t pid = ::fork();
   if (pid == 0) {
     int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    auto argv = argv_of(full);
-    ::execv(argv[0], argv.data());
+    for (auto& e : environment) ::putenv(e.data());
+    auto args = argv_of(full);
+    ::execvp(args[0], args.data());
     ::_exit(127);
   }
   CommandResult result;
@@ -88,6 +90,12 @@ CommandResult run_rgpu(const std::vector<std::string>& args, std::chrono::millis
   result.out = read_file(out_path);
   result.err = read_file(err_path);
   return result;
+}
+
+CommandResult run_rgpu(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  std::vector<std::string> full{RGPU_BINARY};
+  full.insert(full.end(), args.begin(), args.end());
+  return run_program(full, {}, timeout);
 }
 
 ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::string> env,

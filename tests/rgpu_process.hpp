@@ -16,6 +16,11 @@ struct CommandResult {
   std::string err;
 };
 
+// Runs a program (looked up in PATH when argv[0] has no slash) to completion, with `env`
+// ("NAME=value") added to this process's environment; killed after `timeout`.
+CommandResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // Runs `rgpu args...` to completion (killed after `timeout`).
 CommandResult run_rgpu(const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));

@@ -10,6 +10,7 @@
 
 #include "server/cuda_probe.hpp"
 #include "server/gpu_discovery.hpp"
+#include "server/vulkan_loader.hpp"
 #include "server/vulkan_probe.hpp"
 
 namespace rgpu {

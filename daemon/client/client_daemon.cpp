@@ -58,6 +58,7 @@ struct AppSession {
   uint64_t id = 0;
   pid_t pid = 0;
   std::string program;
+  AppApi api = AppApi::Cuda;
   size_t server = 0;
   std::vector<GpuInfo> devices;  // index = the application's ordinal
   std::vector<std::string> notes;
@@ -176,16 +177,23 @@ void ClientDaemon::Impl::on_first_frame(uint64_t connection_id, Frame&& frame) {
       session->id = next_id++;
       session->pid = connection->pid;
       session->program = hello.program;
-      std::vector<GpuInfo> pool_infos;
-      for (const auto& gpu : settings.pool.gpus) pool_infos.push_back(gpu.info);
+      session->api = hello.api;
+      // The application numbers the pool's GPUs of its API; CUDA_VISIBLE_DEVICES picks among those.
+      std::vector<const PoolGpu*> candidates;
+      std::vector<GpuInfo> candidate_infos;
+      for (const auto& gpu : settings.pool.gpus) {
+        if (hello.api == AppApi::Cuda ? !gpu.info.cuda : !gpu.info.vulkan) continue;
+        candidates.push_back(&gpu);
+        candidate_infos.push_back(gpu.info);
+      }
       std::vector<size_t> chosen;
-      if (hello.has_visible_devices) {
-        chosen = select_visible(hello.visible_devices, pool_infos);
+      if (hello.has_visible_devices && hello.api == AppApi::Cuda) {
+        chosen = select_visible(hello.visible_devices, candidate_infos);
       } else {
-        for (size_t i = 0; i < pool_infos.size(); ++i) chosen.push_back(i);
+        for (size_t i = 0; i < candidates.size(); ++i) chosen.push_back(i);
       }
       for (size_t position : chosen) {
-        const PoolGpu& gpu = settings.pool.gpus[position];
+        const PoolGpu& gpu = *candidates[position];
         if (!session->devices.empty() && gpu.server != session->server) {
           session->notes.push_back("GPU " + std::to_string(position) + " (" + gpu.info.name + ") is on server " +
                                    settings.servers[gpu.server].address.to_string() +
@@ -197,7 +205,8 @@ void ClientDaemon::Impl::on_first_frame(uint64_t connection_id, Frame&& frame) {
         session->devices.push_back(info);
       }
       const uint64_t session_id = session->id;
-      LOG_INFO("application %s (pid %d): %zu GPU(s)", session->program.c_str(), session->pid, session->devices.size());
+      LOG_INFO("application %s (pid %d): %s, %zu GPU(s)", session->program.c_str(), session->pid,
+               app_api_name(session->api), session->devices.size());
       fresh.erase(connection_id);
       session->connections[connection_id] = connection;
       session_of_connection[connection_id] = session_id;
@@ -317,10 +326,10 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
   session.server_link->set_bulk_sink([this, session_id](const FrameHeader& header) { return ring_for_answer(session_id, header); },
                                      cuda::kBulkFrameMinSize);
   if (ssl) session.server_link->adopt_tls(std::move(ssl));
-  CudaOpenMsg open;
+  SessionOpenMsg open;
   for (const auto& device : session.devices) open.gpu_indices.push_back(device.index);
   session.state = AppSession::State::Opening;
-  session.server_link->send(frame_of(kMsgCudaOpen, 0, open));
+  session.server_link->send(frame_of(session.api == AppApi::Vulkan ? kMsgVulkanOpen : kMsgCudaOpen, 0, open));
 }
 
 BulkPayload ClientDaemon::Impl::ring_for_answer(uint64_t session_id, const FrameHeader& header) {
@@ -340,13 +349,13 @@ void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
   if (it == sessions.end()) return;
   AppSession& session = *it->second;
   if (session.state == AppSession::State::Opening) {
-    if (frame.header.type == kMsgCudaOpened) {
+    if (frame.header.type == (session.api == AppApi::Vulkan ? kMsgVulkanOpened : kMsgCudaOpened)) {
       session.state = AppSession::State::Open;
       for (uint64_t id : session.waiting) welcome(session, id);
       session.waiting.clear();
       return;
     }
-    std::string why = "unexpected answer to CudaOpen";
+    std::string why = std::string("unexpected answer to ") + app_api_name(session.api) + "Open";
     if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) why = decode_error(frame.payload).message;
     return fail_session(session, why);
   }

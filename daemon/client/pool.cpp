@@ -26,14 +26,15 @@ Pool build_pool(std::vector<ServerTarget>& targets, GpuOrdering ordering) {
     try {
       auto session = Session::connect(options);
       GpuListMsg list = decode_gpu_list(session->call(MsgType::ListGpus).payload);
-      size_t cuda = 0;
+      size_t cuda = 0, vulkan = 0;
       for (auto& gpu : list.gpus) {
-        if (!gpu.cuda) continue;
+        if (!gpu.cuda && !gpu.vulkan) continue;
         pool.gpus.push_back(PoolGpu{gpu, i});
-        ++cuda;
+        cuda += gpu.cuda ? 1 : 0;
+        vulkan += gpu.vulkan ? 1 : 0;
       }
-      LOG_INFO("server %s: %zu GPU(s), %zu with CUDA%s", target.address.to_string().c_str(), list.gpus.size(), cuda,
-               session->encrypted() ? "" : " (connection NOT encrypted)");
+      LOG_INFO("server %s: %zu GPU(s), %zu with CUDA, %zu with Vulkan%s", target.address.to_string().c_str(),
+               list.gpus.size(), cuda, vulkan, session->encrypted() ? "" : " (connection NOT encrypted)");
       if (target.tls == TlsMode::Auto) target.tls = session->encrypted() ? TlsMode::On : TlsMode::Off;
     } catch (const std::exception& e) {
       pool.notes.push_back("server " + target.address.to_string() + " left out of the pool: " + e.what());

@@ -28,7 +28,7 @@ struct Pool {
 };
 
 // Asks every server for its GPUs (a server that cannot be reached is noted and skipped) and
-// orders the CUDA-capable ones: LocalFirst and RemoteFirst keep server order (this daemon pools
+// orders the ones with CUDA or Vulkan (each application session takes those of its API): LocalFirst and RemoteFirst keep server order (this daemon pools
 // remote GPUs only), ByCapability sorts by compute capability, highest first. A target in TLS
 // auto mode is pinned to what this first connection found, so that applications' connections
 // neither try TLS again on a server without it nor accept less than TLS from a server with it.

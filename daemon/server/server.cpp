@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <unordered_map>
 
 #include "app_protocol.hpp"
@@ -22,6 +23,9 @@
 #include "log.hpp"
 #include "net.hpp"
 #include "tls.hpp"
+#include "vulkan_instance.hpp"
+#include "vulkan_session.hpp"
+#include "vulkan_wire.hpp"
 #include "wire.hpp"
 
 namespace rgpu {
@@ -121,6 +125,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   void on_closed(const std::string& reason) {
     if (cuda_) cuda_->close();
+    if (vulkan_) vulkan_->close();
     if (state_ == State::Ready)
       LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
     else
@@ -251,28 +256,64 @@ class Connection : public std::enable_shared_from_this<Connection> {
     queue(frame_of(MsgType::Error, id, ErrorMsg{code, message}));
   }
 
-  void open_cuda(uint64_t id, std::span<const uint8_t> payload) {
-    if (cuda_) return reply_error(id, ErrorCode::UnexpectedMessage, "the CUDA session is already open");
-    CudaOpenMsg open;
+  // The GPUs a SessionOpen names, each one this token may use with `api`; nullopt after replying
+  // with the error (or failing the connection on a malformed payload).
+  std::optional<std::vector<const GpuInfo*>> session_gpus(uint64_t id, std::span<const uint8_t> payload, AppApi api) {
+    SessionOpenMsg open;
     try {
-      open = decode_cuda_open(payload);
+      open = decode_session_open(payload);
     } catch (const WireError& e) {
-      return fail(ErrorCode::MalformedFrame, e.what());
+      fail(ErrorCode::MalformedFrame, e.what());
+      return std::nullopt;
     }
-    cuda::Driver& driver = cuda::Driver::get();
-    if (!driver.ready())
-      return reply_error(id, ErrorCode::NotSupported, "this server has no working CUDA driver: " + driver.problem());
-    cuda::DeviceMap devices;
+    std::vector<const GpuInfo*> gpus;
     for (uint32_t index : open.gpu_indices) {
       const GpuInfo* gpu = nullptr;
       for (const auto& candidate : server_.settings.gpus)
         if (candidate.index == index) gpu = &candidate;
-      if (gpu == nullptr || !gpu->cuda || !gpu_allowed(index))
-        return reply_error(id, ErrorCode::Forbidden,
-                           "GPU " + std::to_string(index) + " is not a CUDA GPU this server shares with token '" +
-                               token_name_ + "'");
-      devices.real.push_back(gpu->cuda_ordinal);
+      const bool speaks = gpu != nullptr && (api == AppApi::Cuda ? gpu->cuda : gpu->vulkan);
+      if (!speaks || !gpu_allowed(index)) {
+        reply_error(id, ErrorCode::Forbidden,
+                    "GPU " + std::to_string(index) + " is not a " + app_api_name(api) +
+                        " GPU this server shares with token '" + token_name_ + "'");
+        return std::nullopt;
+      }
+      gpus.push_back(gpu);
     }
+    return gpus;
+  }
+
+  void open_vulkan(uint64_t id, std::span<const uint8_t> payload) {
+    if (vulkan_) return reply_error(id, ErrorCode::UnexpectedMessage, "the Vulkan session is already open");
+    auto gpus = session_gpus(id, payload, AppApi::Vulkan);
+    if (!gpus) return;
+    vk::Instance& instance = vk::Instance::get();
+    if (!instance.ready())
+      return reply_error(id, ErrorCode::NotSupported, "this server has no working Vulkan instance: " + instance.problem());
+    std::vector<vk::SessionGpu> devices;
+    for (const GpuInfo* gpu : *gpus)
+      devices.push_back(vk::SessionGpu{gpu->index, static_cast<uint32_t>(gpu->vulkan_ordinal)});
+    std::weak_ptr<FrameLink> weak_link = link_;
+    EventLoop* loop = &server_.loop;
+    auto send = [loop, weak_link](std::vector<uint8_t> frame) {
+      loop->post([weak_link, frame = std::move(frame)]() mutable {
+        if (auto link = weak_link.lock()) link->send(std::move(frame));
+      });
+    };
+    vulkan_ = std::make_shared<vk::VulkanSession>(std::move(devices), send, client_name_ + " from " + peer_);
+    LOG_INFO("Vulkan session for %s on %zu GPU(s)", peer_.c_str(), gpus->size());
+    queue(encode_frame(kMsgVulkanOpened, id, {}));
+  }
+
+  void open_cuda(uint64_t id, std::span<const uint8_t> payload) {
+    if (cuda_) return reply_error(id, ErrorCode::UnexpectedMessage, "the CUDA session is already open");
+    auto gpus = session_gpus(id, payload, AppApi::Cuda);
+    if (!gpus) return;
+    cuda::Driver& driver = cuda::Driver::get();
+    if (!driver.ready())
+      return reply_error(id, ErrorCode::NotSupported, "this server has no working CUDA driver: " + driver.problem());
+    cuda::DeviceMap devices;
+    for (const GpuInfo* gpu : *gpus) devices.real.push_back(gpu->cuda_ordinal);
     std::weak_ptr<FrameLink> weak_link = link_;
     EventLoop* loop = &server_.loop;
     auto send = [loop, weak_link](std::vector<uint8_t> head, BulkPayload tail) {
@@ -322,6 +363,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
           return cuda_->submit(std::move(frame));
         }
         if (frame.header.type == kMsgCudaOpen) return open_cuda(id, frame.payload);
+        if (frame.header.type == vk::kMsgVulkanCall) {
+          if (!vulkan_)
+            return reply_error(id, ErrorCode::UnexpectedMessage, "Vulkan call before the Vulkan session was opened");
+          return vulkan_->submit(std::move(frame));
+        }
+        if (frame.header.type == kMsgVulkanOpen) return open_vulkan(id, frame.payload);
         queue(frame_of(MsgType::Error, id,
                        ErrorMsg{ErrorCode::NotSupported, std::string("message type ") + msg_type_name(frame.header.type) +
                                                              " (" + std::to_string(frame.header.type) +
@@ -343,6 +390,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string token_name_;
   const TokenEntry* token_ = nullptr;
   std::shared_ptr<cuda::CudaSession> cuda_;
+  std::shared_ptr<vk::VulkanSession> vulkan_;
 };
 
 void Server::Impl::accept_next() {

@@ -1,50 +1,20 @@
 #include "vulkan_probe.hpp"
 
-#define VK_NO_PROTOTYPES
-#include <dlfcn.h>
-#include <vulkan/vulkan.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <optional>
+
+#include "vulkan_loader.hpp"
+#include "vulkan_wire.hpp"
 
 namespace rgpu {
 
 namespace {
 
-constexpr const char* kDefaultVulkanLibrary = "libvulkan.so.1";
-constexpr uint32_t kRequestedApiVersion = VK_API_VERSION_1_3;
-
-const char* result_name(VkResult result) {
-  switch (result) {
-    case VK_SUCCESS: return "VK_SUCCESS";
-    case VK_INCOMPLETE: return "VK_INCOMPLETE";
-    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
-    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
-    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
-    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
-    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
-    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
-    default: return "VkResult";
-  }
-}
-
-// "VK_ERROR_INCOMPATIBLE_DRIVER (-9)"
-std::string result_text(VkResult result) {
-  return std::string(result_name(result)) + " (" + std::to_string(static_cast<int>(result)) + ")";
-}
-
 // Text from a fixed-size, normally NUL-terminated array in a Vulkan struct.
 template <size_t N>
 std::string fixed_string(const char (&text)[N]) {
   return std::string(text, ::strnlen(text, N));
-}
-
-std::string version_text(uint32_t version) {
-  return std::to_string(VK_API_VERSION_MAJOR(version)) + "." + std::to_string(VK_API_VERSION_MINOR(version)) + "." +
-         std::to_string(VK_API_VERSION_PATCH(version));
 }
 
 GpuType gpu_type(VkPhysicalDeviceType type) {
@@ -86,29 +56,6 @@ class InstanceGuard {
   VkInstance instance_;
   PFN_vkDestroyInstance destroy_;
 };
-
-// The loader's instance version: 1.0 when it predates vkEnumerateInstanceVersion.
-uint32_t loader_version(PFN_vkGetInstanceProcAddr gipa) {
-  auto enumerate_version =
-      reinterpret_cast<PFN_vkEnumerateInstanceVersion>(gipa(VK_NULL_HANDLE, "vkEnumerateInstanceVersion"));
-  uint32_t version = VK_API_VERSION_1_0;
-  if (enumerate_version == nullptr || enumerate_version(&version) != VK_SUCCESS) return VK_API_VERSION_1_0;
-  return version;
-}
-
-VkResult create_instance(PFN_vkGetInstanceProcAddr gipa, uint32_t api_version, VkInstance& instance) {
-  auto create = reinterpret_cast<PFN_vkCreateInstance>(gipa(VK_NULL_HANDLE, "vkCreateInstance"));
-  if (create == nullptr) return VK_ERROR_INITIALIZATION_FAILED;
-  VkApplicationInfo app{};
-  app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
-  app.pApplicationName = "rgpu-discovery";
-  app.pEngineName = "rgpu";
-  app.apiVersion = api_version;
-  VkInstanceCreateInfo info{};
-  info.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
-  info.pApplicationInfo = &app;
-  return create(&info, nullptr, &instance);
-}
 
 bool has_device_extension(const InstanceApi& api, VkPhysicalDevice device, const char* name) {
   uint32_t count = 0;
@@ -208,7 +155,7 @@ void enumerate_devices(PFN_vkGetInstanceProcAddr gipa, VkInstance instance, uint
   std::vector<VkPhysicalDevice> devices(count);
   if (result == VK_SUCCESS && count > 0) result = api.enumerate_physical_devices(instance, &count, devices.data());
   if (result < VK_SUCCESS) {
-    probe.notes.push_back("Vulkan: vkEnumeratePhysicalDevices failed: " + result_text(result));
+    probe.notes.push_back("Vulkan: vkEnumeratePhysicalDevices failed: " + vk::result_text(result));
     return;
   }
   devices.resize(count);
@@ -222,33 +169,18 @@ void enumerate_devices(PFN_vkGetInstanceProcAddr gipa, VkInstance instance, uint
 
 }  // namespace
 
-std::string vulkan_library_name() {
-  const char* name = std::getenv("RGPU_VULKAN_LIBRARY");
-  return name != nullptr && *name != '\0' ? std::string(name) : std::string(kDefaultVulkanLibrary);
-}
-
 VulkanProbeResult probe_vulkan() {
   VulkanProbeResult probe;
-  const std::string library_name = vulkan_library_name();
-  // Never closed: drivers the loader pulled in (lavapipe's LLVM, NVIDIA's) do not all survive being
-  // unloaded, and a second dlopen of a loaded library only counts a reference.
-  void* library = ::dlopen(library_name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (library == nullptr) {
-    const char* error = ::dlerror();
-    probe.notes.push_back("Vulkan: cannot load " + library_name + ": " + (error != nullptr ? error : "dlopen failed"));
-    return probe;
-  }
-  auto gipa = reinterpret_cast<PFN_vkGetInstanceProcAddr>(::dlsym(library, "vkGetInstanceProcAddr"));
+  std::string problem;
+  PFN_vkGetInstanceProcAddr gipa = open_vulkan_loader(problem);
   if (gipa == nullptr) {
-    probe.notes.push_back("Vulkan: " + library_name + " has no vkGetInstanceProcAddr (not a Vulkan loader?)");
+    probe.notes.push_back("Vulkan: " + problem);
     return probe;
   }
-  const uint32_t instance_version = std::min(loader_version(gipa), kRequestedApiVersion);
-  VkInstance instance = VK_NULL_HANDLE;
-  if (VkResult result = create_instance(gipa, instance_version, instance); result != VK_SUCCESS) {
-    probe.notes.push_back("Vulkan: vkCreateInstance (API " + version_text(instance_version) +
-                          ") failed: " + result_text(result) +
-                          (result == VK_ERROR_INCOMPATIBLE_DRIVER ? " (no Vulkan driver installed?)" : ""));
+  const uint32_t instance_version = instance_api_version(gipa);
+  VkInstance instance = create_vulkan_instance(gipa, instance_version, "rgpu-discovery", problem);
+  if (instance == VK_NULL_HANDLE) {
+    probe.notes.push_back("Vulkan: " + problem);
     return probe;
   }
   enumerate_devices(gipa, instance, instance_version, probe);

@@ -9,9 +9,6 @@
 
 namespace rgpu {
 
-// RGPU_VULKAN_LIBRARY when set and not empty, else "libvulkan.so.1".
-std::string vulkan_library_name();
-
 struct VulkanProbeResult {
   std::vector<GpuInfo> devices;    // vulkan = true, vulkan_ordinal = enumeration index; index not set
   std::vector<std::string> notes;  // why nothing (or not everything) was found

@@ -1,0 +1,130 @@
+#include "app_link.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "log.hpp"
+#include "wire.hpp"
+
+namespace rgpu {
+
+std::string program_path() {
+  char path[512] = {};
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  return n > 0 ? std::string(path, static_cast<size_t>(n)) : "?";
+}
+
+int connect_unix(const std::string& path, std::string& error) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return -1;
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "socket path too long";
+    ::close(fd);
+    return -1;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool write_all(int fd, std::span<const iovec> parts) {
+  std::vector<iovec> iov(parts.begin(), parts.end());
+  size_t index = 0;
+  while (index < iov.size()) {
+    msghdr msg{};
+    msg.msg_iov = iov.data() + index;
+    msg.msg_iovlen = iov.size() - index;
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    size_t left = static_cast<size_t>(n);
+    while (index < iov.size() && left >= iov[index].iov_len) left -= iov[index++].iov_len;
+    if (index < iov.size()) {
+      iov[index].iov_base = static_cast<uint8_t*>(iov[index].iov_base) + left;
+      iov[index].iov_len -= left;
+    }
+  }
+  return true;
+}
+
+bool read_frame(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd, std::chrono::microseconds spin) {
+  for (;;) {
+    try {
+      if (auto next = decoder.next()) {
+        frame = std::move(*next);
+        return true;
+      }
+    } catch (const FrameError& e) {
+      LOG_ERROR("malformed frame from the daemon: %s", e.what());
+      return false;
+    }
+    uint8_t buffer[64 * 1024];
+    iovec iov{buffer, sizeof buffer};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = -1;
+    const auto spin_until = std::chrono::steady_clock::now() + spin;
+    do {
+      n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && (errno == EAGAIN || errno == EINTR) && std::chrono::steady_clock::now() < spin_until);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        int passed;
+        std::memcpy(&passed, CMSG_DATA(c), sizeof passed);
+        if (received_fd && *received_fd < 0) *received_fd = passed;
+        else ::close(passed);
+      }
+    }
+    decoder.feed({buffer, static_cast<size_t>(n)});
+  }
+}
+
+bool exchange_hello(int fd, FrameDecoder& decoder, std::span<const uint8_t> hello_frame, AppWelcomeMsg& welcome,
+                    int& ring_fd, std::string& error) {
+  ring_fd = -1;
+  iovec part{const_cast<uint8_t*>(hello_frame.data()), hello_frame.size()};
+  Frame answer;
+  try {
+    if (!write_all(fd, {&part, 1}) || !read_frame(fd, decoder, answer, &ring_fd)) {
+      error = "the daemon closed the connection during the hello";
+    } else if (answer.header.type == static_cast<uint16_t>(MsgType::Error)) {
+      error = "the daemon refused: " + decode_error(answer.payload).message;
+    } else if (answer.header.type != static_cast<uint16_t>(AppMsg::AppWelcome)) {
+      error = std::string("the daemon answered ") + msg_type_name(answer.header.type) + " to the hello";
+    } else {
+      welcome = decode_app_welcome(answer.payload);
+      if (ring_fd < 0) throw WireError("AppWelcome came without its ring");
+      return true;
+    }
+  } catch (const WireError& e) {
+    error = std::string("malformed answer to the hello from the daemon: ") + e.what();
+  }
+  if (ring_fd >= 0) ::close(ring_fd);
+  ring_fd = -1;
+  return false;
+}
+
+}  // namespace rgpu

@@ -1,0 +1,88 @@
+// Vulkan calls on the wire (docs/protocol.md): a VulkanCall frame carries `u32 command` and its
+// arguments, a VulkanReply frame carries `i32 VkResult` and its outputs.
+//
+// Vulkan structs travel as their raw bytes (both ends run the same architecture and build
+// against the same Vulkan headers' layouts); pointers never travel: every pNext is null on the
+// wire, and structs holding other pointers are not sent at all.
+#pragma once
+
+#include <vulkan/vulkan_core.h>
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "wire.hpp"
+
+namespace rgpu::vk {
+
+inline constexpr uint16_t kMsgVulkanCall = 0x200;
+inline constexpr uint16_t kMsgVulkanReply = 0x201;
+
+// Every physical device of the session, described once (no arguments; reply: PhysicalDeviceList).
+inline constexpr uint32_t CMD_DescribePhysicalDevices = fnv1a("rgpu.DescribePhysicalDevices");
+// Queries with parameters, forwarded as they come. `device` is the session's device index.
+struct ImageFormatQuery {
+  uint32_t device;
+  VkFormat format;
+  VkImageType type;
+  VkImageTiling tiling;
+  VkImageUsageFlags usage;
+  VkImageCreateFlags flags;
+};
+// Reply: result, then VkImageFormatProperties.
+inline constexpr uint32_t CMD_GetPhysicalDeviceImageFormatProperties = fnv1a("vkGetPhysicalDeviceImageFormatProperties");
+struct SparseImageFormatQuery {
+  uint32_t device;
+  VkFormat format;
+  VkImageType type;
+  VkSampleCountFlagBits samples;
+  VkImageUsageFlags usage;
+  VkImageTiling tiling;
+};
+// Reply: VK_SUCCESS, then u32 n, n x VkSparseImageFormatProperties.
+inline constexpr uint32_t CMD_GetPhysicalDeviceSparseImageFormatProperties =
+    fnv1a("vkGetPhysicalDeviceSparseImageFormatProperties");
+
+// A struct that extends VkPhysicalDeviceProperties2 or VkPhysicalDeviceFeatures2, as the driver
+// filled it: all its bytes, sType included, pNext zeroed.
+struct ChainedStruct {
+  VkStructureType type = VK_STRUCTURE_TYPE_APPLICATION_INFO;
+  std::vector<uint8_t> bytes;
+};
+
+struct FormatDescription {
+  VkFormat format = VK_FORMAT_UNDEFINED;
+  VkFormatProperties properties{};
+  bool has_properties3 = false;  // the device has Vulkan 1.3 or VK_KHR_format_feature_flags2
+  VkFormatFeatureFlags2 linear_tiling_features2 = 0;
+  VkFormatFeatureFlags2 optimal_tiling_features2 = 0;
+  VkFormatFeatureFlags2 buffer_features2 = 0;
+};
+
+// What an application can learn about a physical device without creating a device: fetched once.
+struct PhysicalDeviceDescription {
+  uint32_t gpu_index = 0;  // the server's GPU index (GpuList)
+  VkPhysicalDeviceProperties properties{};
+  VkPhysicalDeviceFeatures features{};
+  VkPhysicalDeviceMemoryProperties memory{};
+  std::vector<VkQueueFamilyProperties> queue_families;
+  std::vector<FormatDescription> formats;  // every core format the device's version defines
+  std::vector<VkExtensionProperties> extensions;
+  std::vector<ChainedStruct> chained;      // each type at most once
+
+  const ChainedStruct* find(VkStructureType type) const;
+};
+
+struct ReplyHeader {
+  int32_t result = 0;  // VkResult
+};
+
+std::vector<uint8_t> encode(const std::vector<PhysicalDeviceDescription>& devices);
+// Throws WireError naming the field that did not fit.
+std::vector<PhysicalDeviceDescription> decode_physical_devices(std::span<const uint8_t> data);
+
+// "VK_ERROR_INITIALIZATION_FAILED (-3)"
+std::string result_text(VkResult result);
+
+}  // namespace rgpu::vk

@@ -1,0 +1,108 @@
+#include "vulkan_session.hpp"
+
+#include <stdexcept>
+
+#include "log.hpp"
+#include "messages.hpp"
+#include "vulkan_instance.hpp"
+#include "vulkan_wire.hpp"
+
+namespace rgpu::vk {
+
+VulkanSession::VulkanSession(std::vector<SessionGpu> gpus, SendFn send, std::string client)
+    : gpus_(std::move(gpus)), send_(std::move(send)), client_(std::move(client)), thread_([this] { run(); }) {}
+
+VulkanSession::~VulkanSession() { close(); }
+
+void VulkanSession::submit(Frame frame) {
+  {
+    std::lock_guard lock(mutex_);
+    if (closing_) return;
+    calls_.push_back(std::move(frame));
+  }
+  wake_.notify_one();
+}
+
+void VulkanSession::close() {
+  {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void VulkanSession::run() {
+  for (;;) {
+    Frame frame;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return closing_ || !calls_.empty(); });
+      if (closing_) return;
+      frame = std::move(calls_.front());
+      calls_.pop_front();
+    }
+    execute(frame);
+  }
+}
+
+void VulkanSession::reply(uint64_t request_id, int32_t result, std::span<const uint8_t> outputs) {
+  WireWriter w;
+  w.put(ReplyHeader{result}).bytes(outputs.data(), outputs.size());
+  send_(encode_frame(kMsgVulkanReply, request_id, w.take()));
+}
+
+uint32_t VulkanSession::ordinal(uint32_t session_device) const {
+  if (session_device >= gpus_.size())
+    throw std::out_of_range("device " + std::to_string(session_device) + " is not one of this session's " +
+                            std::to_string(gpus_.size()));
+  return gpus_[session_device].vulkan_ordinal;
+}
+
+void VulkanSession::execute(const Frame& frame) {
+  const uint64_t id = frame.header.request_id;
+  auto refuse = [&](ErrorCode code, const std::string& message) {
+    LOG_WARN("Vulkan call from %s refused: %s", client_.c_str(), message.c_str());
+    send_(encode_frame(static_cast<uint16_t>(MsgType::Error), id, encode(ErrorMsg{code, message})));
+  };
+  WireReader reader(frame.payload, "VulkanCall");
+  try {
+    const uint32_t command = reader.get<uint32_t>();
+    if (command == CMD_GetPhysicalDeviceImageFormatProperties) {
+      const auto query = reader.get<ImageFormatQuery>();
+      reader.expect_end();
+      VkImageFormatProperties properties{};
+      const VkResult result = Instance::get().image_format_properties(ordinal(query.device), query, properties);
+      return reply(id, result, {reinterpret_cast<const uint8_t*>(&properties), sizeof properties});
+    }
+    if (command == CMD_GetPhysicalDeviceSparseImageFormatProperties) {
+      const auto query = reader.get<SparseImageFormatQuery>();
+      reader.expect_end();
+      const auto properties = Instance::get().sparse_image_format_properties(ordinal(query.device), query);
+      WireWriter w;
+      w.put<uint32_t>(static_cast<uint32_t>(properties.size()));
+      for (const auto& p : properties) w.put(p);
+      return reply(id, VK_SUCCESS, w.take());
+    }
+    if (command != CMD_DescribePhysicalDevices)
+      return refuse(ErrorCode::NotSupported,
+                    "Vulkan command " + std::to_string(command) + " is not supported by this server");
+    reader.expect_end();
+  } catch (const WireError& e) {
+    return refuse(ErrorCode::MalformedFrame, e.what());
+  } catch (const std::exception& e) {
+    return refuse(ErrorCode::Forbidden, e.what());
+  }
+  std::vector<PhysicalDeviceDescription> devices;
+  try {
+    for (const SessionGpu& gpu : gpus_) {
+      devices.push_back(Instance::get().describe(gpu.vulkan_ordinal));
+      devices.back().gpu_index = gpu.index;
+    }
+  } catch (const std::exception& e) {
+    return refuse(ErrorCode::Internal, std::string("describing the Vulkan devices failed: ") + e.what());
+  }
+  reply(id, VK_SUCCESS, encode(devices));
+}
+
+}  // namespace rgpu::vk

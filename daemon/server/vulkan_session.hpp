@@ -1,0 +1,56 @@
+// One client's Vulkan work on this server. Calls run on a thread of the session's own, in the
+// order they came, never on the event loop.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "frame.hpp"
+
+namespace rgpu::vk {
+
+// A GPU of the session: the server's index (GpuList) and its Vulkan enumeration ordinal.
+struct SessionGpu {
+  uint32_t index = 0;
+  uint32_t vulkan_ordinal = 0;
+};
+
+class VulkanSession {
+ public:
+  // Sends one encoded frame to the client; called from the session's thread (must be thread-safe).
+  using SendFn = std::function<void(std::vector<uint8_t> frame)>;
+
+  VulkanSession(std::vector<SessionGpu> gpus, SendFn send, std::string client);
+  ~VulkanSession();
+  VulkanSession(const VulkanSession&) = delete;
+  VulkanSession& operator=(const VulkanSession&) = delete;
+
+  // Queues a VulkanCall frame (event loop thread).
+  void submit(Frame frame);
+  // Stops taking calls and joins the session's thread.
+  void close();
+
+ private:
+  void run();
+  void execute(const Frame& frame);
+  // The server ordinal of the session's device `session_device`; throws std::out_of_range.
+  uint32_t ordinal(uint32_t session_device) const;
+  void reply(uint64_t request_id, int32_t result, std::span<const uint8_t> outputs);
+
+  std::vector<SessionGpu> gpus_;
+  SendFn send_;
+  std::string client_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Frame> calls_;
+  bool closing_ = false;
+  std::thread thread_;
+};
+
+}  // namespace rgpu::vk

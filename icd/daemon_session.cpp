@@ -1,0 +1,84 @@
+#include "daemon_session.hpp"
+
+#include <unistd.h>
+
+#include "app_link.hpp"
+#include "vulkan_wire.hpp"
+#include "wire.hpp"
+
+namespace rgpu::icd {
+
+std::unique_ptr<DaemonSession> DaemonSession::open(std::string& problem) {
+  const std::string path = default_client_socket_path();
+  std::string error;
+  std::unique_ptr<DaemonSession> session(new DaemonSession);
+  session->fd_ = connect_unix(path, error);
+  if (session->fd_ < 0) {
+    problem = "cannot reach the RGPU client daemon at " + path + ": " + error +
+              " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
+    return nullptr;
+  }
+  AppHelloMsg hello;
+  hello.pid = static_cast<uint32_t>(::getpid());
+  hello.program = program_path();
+  hello.api = AppApi::Vulkan;
+  const auto frame = encode_frame(static_cast<uint16_t>(AppMsg::AppHello), 0, encode(hello));
+  int ring_fd = -1;
+  if (!exchange_hello(session->fd_, session->decoder_, frame, session->welcome_, ring_fd, error)) {
+    problem = "the RGPU client daemon at " + path + ": " + error;
+    return nullptr;
+  }
+  // Nothing travels through the ring yet: device descriptions are small enough to come inline.
+  ::close(ring_fd);
+  return session;
+}
+
+DaemonSession::~DaemonSession() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+VkResult DaemonSession::call(uint32_t command, std::span<const uint8_t> arguments, std::vector<uint8_t>& outputs,
+                             std::string& problem) {
+  std::lock_guard lock(mutex_);
+  if (lost_) {
+    problem = "the connection to the GPU server is lost";
+    return VK_ERROR_DEVICE_LOST;
+  }
+  auto lose = [&](const std::string& why) {
+    lost_ = true;
+    problem = why;
+    return VK_ERROR_DEVICE_LOST;
+  };
+  const uint64_t id = next_request_++;
+  WireWriter payload;
+  payload.put(command).bytes(arguments.data(), arguments.size());
+  const auto frame = encode_frame(vk::kMsgVulkanCall, id, payload.take());
+  iovec part{const_cast<uint8_t*>(frame.data()), frame.size()};
+  if (!write_all(fd_, {&part, 1})) return lose("write to the RGPU client daemon failed");
+  for (;;) {
+    Frame answer;
+    if (!read_frame(fd_, decoder_, answer, nullptr)) return lose("the RGPU client daemon closed the connection");
+    try {
+      const auto type = answer.header.type;
+      if (type == static_cast<uint16_t>(AppMsg::ServerGone))
+        return lose("the GPU server is gone: " + decode_error(answer.payload).message);
+      if (type == static_cast<uint16_t>(MsgType::Error)) {
+        ErrorMsg error = decode_error(answer.payload);
+        if (answer.header.request_id == 0) return lose(error.message);
+        if (answer.header.request_id != id) continue;
+        problem = "the server refused: " + error.message;
+        return VK_ERROR_INITIALIZATION_FAILED;
+      }
+      if (type != vk::kMsgVulkanReply || answer.header.request_id != id) continue;
+      WireReader reader(answer.payload, "VulkanReply");
+      const auto header = reader.get<vk::ReplyHeader>();
+      const auto rest = reader.rest();
+      outputs.assign(rest.begin(), rest.end());
+      return static_cast<VkResult>(header.result);
+    } catch (const WireError& e) {
+      return lose(std::string("malformed answer from the RGPU client daemon: ") + e.what());
+    }
+  }
+}
+
+}  // namespace rgpu::icd
