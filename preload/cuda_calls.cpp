@@ -8,6 +8,7 @@
 #include "api_state.hpp"
 #include "cuda_client.hpp"
 #include "daemon_link.hpp"
+#include "device_address_space.hpp"
 #include "log.hpp"
 
 namespace rgpu::cuda {
@@ -125,13 +126,27 @@ CUresult not_supported(const char* name) {
 }
 
 void note_device_range(CUdeviceptr base, size_t bytes) {
+  if (!reserve_device_addresses(base, bytes)) {
+    std::lock_guard lock(g_logged_mutex);
+    if (logged_names().insert("rgpu.address-overlap").second)
+      LOG_WARN("device memory at 0x%llx overlaps this process's own memory: copies that name such addresses "
+               "with cuMemcpy (unified addressing) may be taken for host copies",
+               static_cast<unsigned long long>(base));
+  }
   std::lock_guard lock(g_ranges_mutex);
-  device_ranges()[base] = DeviceRange{base, bytes, current_context()};
+  auto [it, inserted] = device_ranges().try_emplace(base, DeviceRange{base, bytes, current_context()});
+  if (!inserted) {  // the same address again (a global asked for twice): keep one reservation
+    release_device_addresses(base, it->second.bytes);
+    it->second = DeviceRange{base, bytes, current_context()};
+  }
 }
 
 void forget_device_range(CUdeviceptr base) {
   std::lock_guard lock(g_ranges_mutex);
-  device_ranges().erase(base);
+  auto it = device_ranges().find(base);
+  if (it == device_ranges().end()) return;
+  release_device_addresses(base, it->second.bytes);
+  device_ranges().erase(it);
 }
 
 bool find_device_range(CUdeviceptr pointer, DeviceRange& range) {

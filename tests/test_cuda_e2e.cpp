@@ -5,6 +5,7 @@
 #include <cuda.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -274,6 +275,23 @@ TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextAndItsId) {
   EXPECT_NE(other_id, id);
   ASSERT_CU(cuCtxDestroy(other));
   ASSERT_CU(cuCtxSetCurrent(context_));
+}
+
+// Device addresses are kept out of the application's own address space while allocated, so that
+// no host allocation can carry an address that is also a device address.
+TEST_F(CudaE2E, DeviceAddressesAreReservedWhileAllocated) {
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 64 << 20));
+  const uint64_t inside = (d + (32 << 20)) & ~uint64_t{(2 << 20) - 1};
+  auto try_map = [&] {
+    void* p = mmap(reinterpret_cast<void*>(inside), 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                   -1, 0);
+    if (p != MAP_FAILED) munmap(p, 4096);
+    return p == reinterpret_cast<void*>(inside);
+  };
+  EXPECT_FALSE(try_map()) << "a host mapping could be placed inside device memory";
+  ASSERT_CU(cuMemFree(d));
+  EXPECT_TRUE(try_map()) << "the reservation outlived the allocation";
 }
 
 TEST_F(CudaE2E, UnifiedCopyTellsHostFromDevice) {
