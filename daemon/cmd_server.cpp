@@ -117,6 +117,7 @@ int run_server(const ServerOptions& options) {
       !vk::Instance::get().ready())
     LOG_WARN("Vulkan clients will be refused: %s", vk::Instance::get().problem().c_str());
 
+  const bool socket_activated = settings.listen_fd.has_value();
   Server server(std::move(settings));
   try {
     server.start();
@@ -130,8 +131,12 @@ int run_server(const ServerOptions& options) {
     LOG_WARN("no TLS certificate configured: connections are NOT encrypted (set cert_path/key_path or --cert/--key)");
   else if (!kernel_tls_available())
     LOG_INFO("kernel TLS offload unavailable (no 'tls' module): TLS runs in user space");
-  LOG_INFO("listening on %s:%u (server_id %u, max_clients %u)", section.bind.c_str(), server.port(), section.server_id,
-           section.max_clients);
+  if (socket_activated)
+    LOG_INFO("listening on the socket systemd passed, port %u (server_id %u, max_clients %u)", server.port(),
+             section.server_id, section.max_clients);
+  else
+    LOG_INFO("listening on %s:%u (server_id %u, max_clients %u)", section.bind.c_str(), server.port(),
+             section.server_id, section.max_clients);
 
   if (options.pid_file) {
     try {
