@@ -1,0 +1,289 @@
+// A compute workload through the system loader: storage buffers written by the host, a descriptor
+// set, push constants, a specialization constant, a fill, two dependent dispatches and a copy.
+// It runs four times with different data and parameters: twice in host-coherent memory that stays
+// mapped, twice with explicit flushes and invalidations (in non-coherent memory where the device
+// has some). Prints each run's checksum and a few values, nothing about the device, so that every
+// correct driver prints the same; exits 0 only when every value is the CPU's.
+#include <cinttypes>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "vulkan_compute.comp.h"
+#include "vulkan_program.hpp"
+
+namespace {
+
+using namespace vulkan_program;
+
+constexpr uint32_t kElements = 1 << 16;
+constexpr VkDeviceSize kBytes = kElements * sizeof(uint32_t);
+constexpr uint32_t kGroupSize = 64;          // the shader's local_size_x
+constexpr uint32_t kSalt = 0x9e3779b9;       // the shader's specialization constant 0
+constexpr uint32_t kUnwritten = 0xdeadbeef;  // what the fill leaves from `count` on
+
+struct PushConstants {
+  uint32_t scale;
+  uint32_t add;
+  uint32_t count;
+  uint32_t stage;
+};
+
+struct Run {
+  uint32_t seed;
+  PushConstants parameters;
+};
+
+std::vector<uint32_t> host_data(uint32_t seed) {
+  std::vector<uint32_t> out(kElements);
+  uint32_t x = seed;
+  for (auto& value : out) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    value = x;
+  }
+  return out;
+}
+
+std::vector<uint32_t> expected_results(const std::vector<uint32_t>& input, const PushConstants& p) {
+  std::vector<uint32_t> out(kElements, kUnwritten);
+  for (uint32_t i = 0; i < p.count; ++i) out[i] = ((input[i] * p.scale + p.add) ^ (input[p.count - 1 - i] >> 3)) + kSalt;
+  return out;
+}
+
+struct ComputePipeline {
+  VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
+  VkPipelineLayout layout = VK_NULL_HANDLE;
+  VkPipeline pipeline = VK_NULL_HANDLE;
+  VkDescriptorPool pool = VK_NULL_HANDLE;
+  VkDescriptorSet set = VK_NULL_HANDLE;
+};
+
+VkDescriptorSetLayout create_set_layout(VkDevice device) {
+  VkDescriptorSetLayoutBinding bindings[2]{};
+  for (uint32_t i = 0; i < 2; ++i) {
+    bindings[i].binding = i;
+    bindings[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    bindings[i].descriptorCount = 1;
+    bindings[i].stageFlags = VK_SHADER_STAGE_COMPUTE_BIT;
+  }
+  VkDescriptorSetLayoutCreateInfo info{};
+  info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO;
+  info.bindingCount = 2;
+  info.pBindings = bindings;
+  return VK_CREATE(vkCreateDescriptorSetLayout, device, info);
+}
+
+VkPipeline create_compute_pipeline(VkDevice device, VkPipelineLayout layout) {
+  VkShaderModule shader = create_shader(device, vulkan_compute_comp_spv);
+  VkSpecializationMapEntry entry{0, 0, sizeof kSalt};
+  VkSpecializationInfo specialization{1, &entry, sizeof kSalt, &kSalt};
+  VkComputePipelineCreateInfo info{};
+  info.sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO;
+  info.stage.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
+  info.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
+  info.stage.module = shader;
+  info.stage.pName = "main";
+  info.stage.pSpecializationInfo = &specialization;
+  info.layout = layout;
+  VkPipeline pipeline = VK_NULL_HANDLE;
+  VK_CHECK(vkCreateComputePipelines, device, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline);
+  vkDestroyShaderModule(device, shader, nullptr);
+  return pipeline;
+}
+
+VkDescriptorPool create_descriptor_pool(VkDevice device) {
+  VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 2};
+  VkDescriptorPoolCreateInfo info{};
+  info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO;
+  info.flags = VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT;
+  info.maxSets = 1;
+  info.poolSizeCount = 1;
+  info.pPoolSizes = &size;
+  return VK_CREATE(vkCreateDescriptorPool, device, info);
+}
+
+ComputePipeline create_pipeline(VkDevice device) {
+  ComputePipeline out;
+  out.set_layout = create_set_layout(device);
+  const VkPushConstantRange push_constants{VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(PushConstants)};
+  out.layout = create_pipeline_layout(device, &out.set_layout, &push_constants);
+  out.pipeline = create_compute_pipeline(device, out.layout);
+  out.pool = create_descriptor_pool(device);
+  VkDescriptorSetAllocateInfo info{};
+  info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO;
+  info.descriptorPool = out.pool;
+  info.descriptorSetCount = 1;
+  info.pSetLayouts = &out.set_layout;
+  VK_CHECK(vkAllocateDescriptorSets, device, &info, &out.set);
+  return out;
+}
+
+void destroy_pipeline(VkDevice device, const ComputePipeline& p) {
+  VK_CHECK(vkFreeDescriptorSets, device, p.pool, 1, &p.set);
+  vkDestroyDescriptorPool(device, p.pool, nullptr);
+  vkDestroyPipeline(device, p.pipeline, nullptr);
+  vkDestroyPipelineLayout(device, p.layout, nullptr);
+  vkDestroyDescriptorSetLayout(device, p.set_layout, nullptr);
+}
+
+void bind_buffers(VkDevice device, VkDescriptorSet set, VkBuffer input, VkBuffer output) {
+  VkDescriptorBufferInfo buffers[2] = {{input, 0, VK_WHOLE_SIZE}, {output, 0, VK_WHOLE_SIZE}};
+  VkWriteDescriptorSet write{};
+  write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
+  write.dstSet = set;
+  write.dstBinding = 0;
+  write.descriptorCount = 2;  // runs on into binding 1
+  write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+  write.pBufferInfo = buffers;
+  vkUpdateDescriptorSets(device, 1, &write, 0, nullptr);
+}
+
+struct Context {
+  VkDevice device;
+  VkQueue queue;
+  const Gpu& gpu;
+  const ComputePipeline& pipeline;
+  const Commands& commands;
+  VkFence fence;
+};
+
+// Buffers of one pass: the input and the read-back buffer in the pass's host-visible memory, the
+// output wherever the device likes it best.
+struct PassBuffers {
+  Buffer input;
+  Buffer output;
+  Buffer readback;
+};
+
+void record(const Context& c, const PassBuffers& b, const PushConstants& parameters) {
+  VkCommandBuffer cb = c.commands.buffer;
+  begin(c.device, c.commands);
+  vkCmdFillBuffer(cb, b.output.buffer, 0, VK_WHOLE_SIZE, kUnwritten);
+  buffer_barrier(cb, b.output.buffer, {VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT},
+                 {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT});
+  vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline.pipeline);
+  vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline.layout, 0, 1, &c.pipeline.set, 0, nullptr);
+  PushConstants first = parameters;
+  first.stage = 0;
+  vkCmdPushConstants(cb, c.pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof first, &first);
+  const uint32_t groups = (parameters.count + kGroupSize - 1) / kGroupSize;
+  vkCmdDispatch(cb, groups, 1, 1);
+  VkMemoryBarrier between{};
+  between.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+  between.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
+  between.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+  vkCmdPipelineBarrier(cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &between,
+                       0, nullptr, 0, nullptr);
+  // Only the stage changes: the other push constants stay as they were.
+  const uint32_t second_stage = 1;
+  vkCmdPushConstants(cb, c.pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT, offsetof(PushConstants, stage),
+                     sizeof second_stage, &second_stage);
+  vkCmdDispatch(cb, groups, 1, 1);
+  buffer_barrier(cb, b.output.buffer, {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT},
+                 {VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT});
+  VkBufferCopy region{0, 0, kBytes};
+  vkCmdCopyBuffer(cb, b.output.buffer, b.readback.buffer, 1, &region);
+  buffer_barrier(cb, b.readback.buffer, {VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT},
+                 {VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT});
+  VK_CHECK(vkEndCommandBuffer, cb);
+}
+
+// Compares and prints one run's results; true when all are right.
+bool report(int number, const Run& run, const std::vector<uint32_t>& results, const std::vector<uint32_t>& expected) {
+  uint32_t mismatches = 0;
+  for (uint32_t i = 0; i < kElements; ++i) mismatches += results[i] != expected[i];
+  const PushConstants& p = run.parameters;
+  std::printf("compute run %d: %u elements, count %u, scale %u, add %u, checksum 0x%016" PRIx64 ", mismatches %u\n",
+              number, kElements, p.count, p.scale, p.add, fnv1a(results.data(), kBytes), mismatches);
+  std::printf("  samples");
+  for (uint32_t i : std::set<uint32_t>{0, 1, kElements / 2, p.count - 1, kElements - 1})
+    std::printf(" [%u]=0x%08x", i, results[i]);
+  std::printf("\n");
+  return mismatches == 0;
+}
+
+// Runs each of `runs` in buffers made for the pass. With `explicit_sync`, memory is mapped for each
+// access, flushed after writing and invalidated before reading; otherwise it stays mapped throughout.
+bool run_pass(const Context& c, MemoryChoice host, bool explicit_sync, const std::vector<Run>& runs, int& number) {
+  PassBuffers b;
+  b.input = create_buffer(c.device, c.gpu, kBytes, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, host);
+  b.output = create_buffer(c.device, c.gpu, kBytes,
+                           VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                               VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                           {0, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0});
+  b.readback = create_buffer(c.device, c.gpu, kBytes, VK_BUFFER_USAGE_TRANSFER_DST_BIT, host);
+  bind_buffers(c.device, c.pipeline.set, b.input.buffer, b.output.buffer);
+  void* input = explicit_sync ? nullptr : map(c.device, b.input.memory.memory);
+  void* readback = explicit_sync ? nullptr : map(c.device, b.readback.memory.memory);
+
+  bool ok = true;
+  for (const Run& run : runs) {
+    const std::vector<uint32_t> data = host_data(run.seed);
+    if (explicit_sync) {
+      input = map(c.device, b.input.memory.memory);
+      std::memcpy(input, data.data(), kBytes);
+      const VkMappedMemoryRange range = whole_range(b.input.memory.memory);
+      VK_CHECK(vkFlushMappedMemoryRanges, c.device, 1, &range);
+      vkUnmapMemory(c.device, b.input.memory.memory);
+    } else {
+      std::memcpy(input, data.data(), kBytes);
+    }
+    record(c, b, run.parameters);
+    submit_and_wait(c.device, c.queue, c.commands.buffer, c.fence);
+    std::vector<uint32_t> results(kElements);
+    if (explicit_sync) {
+      readback = map(c.device, b.readback.memory.memory);
+      const VkMappedMemoryRange range = whole_range(b.readback.memory.memory);
+      VK_CHECK(vkInvalidateMappedMemoryRanges, c.device, 1, &range);
+    }
+    std::memcpy(results.data(), readback, kBytes);
+    if (explicit_sync) vkUnmapMemory(c.device, b.readback.memory.memory);
+    ok &= report(++number, run, results, expected_results(data, run.parameters));
+  }
+
+  if (!explicit_sync) {
+    vkUnmapMemory(c.device, b.input.memory.memory);
+    vkUnmapMemory(c.device, b.readback.memory.memory);
+  }
+  destroy_buffer(c.device, b.readback);
+  destroy_buffer(c.device, b.output);
+  destroy_buffer(c.device, b.input);
+  return ok;
+}
+
+}  // namespace
+
+int main() {
+  VkInstance instance = create_instance("vulkan_compute", VK_API_VERSION_1_0);
+  const Gpu gpu = pick_gpu(instance, VK_QUEUE_COMPUTE_BIT);
+  VkDevice device = create_device(gpu, nullptr);
+  VkQueue queue = VK_NULL_HANDLE;
+  vkGetDeviceQueue(device, gpu.queue_family, 0, &queue);
+  const ComputePipeline pipeline = create_pipeline(device);
+  const Commands commands = create_commands(device, gpu.queue_family);
+  VkFence fence = create_fence(device);
+
+  const Context context{device, queue, gpu, pipeline, commands, fence};
+  const VkMemoryPropertyFlags visible = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT;
+  const VkMemoryPropertyFlags coherent = VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  int number = 0;
+  bool ok = run_pass(context, {visible | coherent, 0, 0}, false,
+                     {{1, {3, 7, kElements, 0}}, {2, {5, 11, kElements - 37, 0}}}, number);
+  // Flushing and invalidating coherent memory is allowed, so the pass runs on every device.
+  ok &= run_pass(context, {visible, 0, coherent}, true,
+                 {{3, {7, 13, kElements - 1000, 0}}, {4, {0xfffffffb, 0x80000001, 1, 0}}}, number);
+
+  VK_CHECK(vkDeviceWaitIdle, device);
+  vkDestroyFence(device, fence, nullptr);
+  destroy_commands(device, commands);
+  destroy_pipeline(device, pipeline);
+  vkDestroyDevice(device, nullptr);
+  vkDestroyInstance(instance, nullptr);
+  std::printf("%s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
