@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <mutex>
+#include <set>
 #include <string>
+
+#include "log.hpp"
+#include "vk_codec_support.hpp"
 
 namespace rgpu::vk {
 
@@ -140,6 +145,20 @@ std::string result_text(VkResult result) {
     default: break;
   }
   return std::string(name) + " (" + std::to_string(static_cast<int>(result)) + ")";
+}
+
+}  // namespace rgpu::vk
+
+namespace rgpu::vk {
+
+void skipped_chain_struct(VkStructureType type) {
+  // The loader's own structs (layer links) mean nothing beyond this process.
+  if (type == VK_STRUCTURE_TYPE_LOADER_INSTANCE_CREATE_INFO || type == VK_STRUCTURE_TYPE_LOADER_DEVICE_CREATE_INFO) return;
+  static std::mutex mutex;
+  static std::set<VkStructureType> logged;
+  std::lock_guard lock(mutex);
+  if (logged.insert(type).second)
+    LOG_WARN("Vulkan: a pNext struct of sType %d is not supported by RGPU and was left out", static_cast<int>(type));
 }
 
 }  // namespace rgpu::vk

@@ -18,6 +18,31 @@ namespace rgpu::vk {
 
 inline constexpr uint16_t kMsgVulkanCall = 0x200;
 inline constexpr uint16_t kMsgVulkanReply = 0x201;
+// Server -> ICD, request id 0, sent before the reply that makes it visible: bytes the device
+// changed in host-mapped memory. Payload: u64 memory id, u64 offset in the allocation, bytes.
+inline constexpr uint16_t kMsgVulkanMemory = 0x202;
+// At most this many bytes of memory travel in one frame.
+inline constexpr uint64_t kMemoryChunk = 8ull << 20;
+// Mapped memory is compared and sent in pages of this size.
+inline constexpr uint64_t kMemoryPage = 4096;
+
+// RGPU's own Vulkan calls (the device level; the vk* ones are generated, see vk_commands.gen.hpp).
+// u32 session device, u64 device id, VkDeviceCreateInfo. Synchronous.
+inline constexpr uint32_t CMD_CreateDevice = fnv1a("rgpu.CreateDevice");
+// u64 device id. Pipelined: waits for the device to be idle, destroys what is left of it.
+inline constexpr uint32_t CMD_DestroyDevice = fnv1a("rgpu.DestroyDevice");
+// u64 memory id, u64 offset, u64 size (the range the application maps). Synchronous: the server
+// maps the memory and sends its current contents (kMsgVulkanMemory) before it answers.
+inline constexpr uint32_t CMD_MapMemory = fnv1a("rgpu.MapMemory");
+// u64 memory id. Pipelined.
+inline constexpr uint32_t CMD_UnmapMemory = fnv1a("rgpu.UnmapMemory");
+// u64 memory id, u64 offset, bytes: what the application wrote. Pipelined.
+inline constexpr uint32_t CMD_WriteMemory = fnv1a("rgpu.WriteMemory");
+// No arguments. Synchronous: the server sends what the device changed in mapped memory.
+inline constexpr uint32_t CMD_PullMemory = fnv1a("rgpu.PullMemory");
+// u32 n, then n x (u32 command, u32 length, arguments): a recorded command buffer, from
+// vkBeginCommandBuffer to vkEndCommandBuffer. Pipelined.
+inline constexpr uint32_t CMD_Batch = fnv1a("rgpu.Batch");
 
 // Every physical device of the session, described once (no arguments; reply: PhysicalDeviceList).
 inline constexpr uint32_t CMD_DescribePhysicalDevices = fnv1a("rgpu.DescribePhysicalDevices");
@@ -74,6 +99,7 @@ struct PhysicalDeviceDescription {
   const ChainedStruct* find(VkStructureType type) const;
 };
 
+// A reply: the VkResult, then on success the command's outputs, on failure a text saying why.
 struct ReplyHeader {
   int32_t result = 0;  // VkResult
 };

@@ -39,44 +39,71 @@ DaemonSession::~DaemonSession() {
 
 VkResult DaemonSession::call(uint32_t command, std::span<const uint8_t> arguments, std::vector<uint8_t>& outputs,
                              std::string& problem) {
-  std::lock_guard lock(mutex_);
-  if (lost_) {
-    problem = "the connection to the GPU server is lost";
-    return VK_ERROR_DEVICE_LOST;
-  }
-  auto lose = [&](const std::string& why) {
-    lost_ = true;
-    problem = why;
-    return VK_ERROR_DEVICE_LOST;
-  };
-  const uint64_t id = next_request_++;
   WireWriter payload;
   payload.put(command).bytes(arguments.data(), arguments.size());
-  const auto frame = encode_frame(vk::kMsgVulkanCall, id, payload.take());
+  return request(payload.buffer(), outputs, problem);
+}
+
+VkResult DaemonSession::lose(const std::string& why, std::string& problem) {
+  lost_ = true;
+  problem = why;
+  return VK_ERROR_DEVICE_LOST;
+}
+
+bool DaemonSession::send(std::span<const uint8_t> payload, uint64_t id, uint16_t flags, std::string& problem) {
+  if (lost_) {
+    problem = "the connection to the GPU server is lost";
+    return false;
+  }
+  const auto frame = encode_frame(vk::kMsgVulkanCall, id, payload, flags, Compression::Never);
   iovec part{const_cast<uint8_t*>(frame.data()), frame.size()};
-  if (!write_all(fd_, {&part, 1})) return lose("write to the RGPU client daemon failed");
+  if (!write_all(fd_, {&part, 1})) {
+    lose("write to the RGPU client daemon failed", problem);
+    return false;
+  }
+  return true;
+}
+
+bool DaemonSession::post(std::span<const uint8_t> payload, std::string& problem) {
+  std::lock_guard lock(mutex_);
+  return send(payload, next_request_++, kFrameNoReply, problem);
+}
+
+VkResult DaemonSession::request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs,
+                                std::string& problem) {
+  std::lock_guard lock(mutex_);
+  const uint64_t id = next_request_++;
+  if (!send(payload, id, 0, problem)) return VK_ERROR_DEVICE_LOST;
   for (;;) {
     Frame answer;
-    if (!read_frame(fd_, decoder_, answer, nullptr)) return lose("the RGPU client daemon closed the connection");
+    if (!read_frame(fd_, decoder_, answer, nullptr)) return lose("the RGPU client daemon closed the connection", problem);
     try {
       const auto type = answer.header.type;
       if (type == static_cast<uint16_t>(AppMsg::ServerGone))
-        return lose("the GPU server is gone: " + decode_error(answer.payload).message);
+        return lose("the GPU server is gone: " + decode_error(answer.payload).message, problem);
       if (type == static_cast<uint16_t>(MsgType::Error)) {
         ErrorMsg error = decode_error(answer.payload);
-        if (answer.header.request_id == 0) return lose(error.message);
+        if (answer.header.request_id == 0) return lose(error.message, problem);
         if (answer.header.request_id != id) continue;
         problem = "the server refused: " + error.message;
         return VK_ERROR_INITIALIZATION_FAILED;
+      }
+      if (type == vk::kMsgVulkanMemory) {
+        WireReader reader(answer.payload, "VulkanMemory");
+        const auto memory = reader.get<uint64_t>();
+        const auto offset = reader.get<uint64_t>();
+        if (memory_sink_) memory_sink_(memory, offset, reader.rest());
+        continue;
       }
       if (type != vk::kMsgVulkanReply || answer.header.request_id != id) continue;
       WireReader reader(answer.payload, "VulkanReply");
       const auto header = reader.get<vk::ReplyHeader>();
       const auto rest = reader.rest();
-      outputs.assign(rest.begin(), rest.end());
+      if (header.result < 0) problem.assign(rest.begin(), rest.end());
+      else outputs.assign(rest.begin(), rest.end());
       return static_cast<VkResult>(header.result);
     } catch (const WireError& e) {
-      return lose(std::string("malformed answer from the RGPU client daemon: ") + e.what());
+      return lose(std::string("malformed answer from the RGPU client daemon: ") + e.what(), problem);
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <vulkan/vulkan.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -32,6 +33,19 @@ class DaemonSession {
   // VK_ERROR_DEVICE_LOST once the server is gone) with `problem` set.
   VkResult call(uint32_t command, std::span<const uint8_t> arguments, std::vector<uint8_t>& outputs,
                 std::string& problem);
+  // The same with the whole payload (u32 command, then its arguments) built by the caller. On a
+  // failure reply `problem` carries the server's reason.
+  VkResult request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs, std::string& problem);
+  // A pipelined call: sent, not answered. False (with `problem`) when the connection is lost.
+  bool post(std::span<const uint8_t> payload, std::string& problem);
+
+  // Receives the bytes the device changed in mapped memory (kMsgVulkanMemory frames, which the
+  // server sends before the answer that makes them visible). Called with the session locked.
+  using MemorySink = std::function<void(uint64_t memory, uint64_t offset, std::span<const uint8_t> bytes)>;
+  void set_memory_sink(MemorySink sink) { memory_sink_ = std::move(sink); }
+
+  // The session's lock: held by every call; the ICD's mapped-memory bookkeeping is under it too.
+  std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock(mutex_); }
 
  private:
   DaemonSession() = default;
@@ -39,7 +53,11 @@ class DaemonSession {
   int fd_ = -1;
   FrameDecoder decoder_{kMaxFramePayload, 0};
   AppWelcomeMsg welcome_;
-  std::mutex mutex_;  // one call at a time on the connection
+  bool send(std::span<const uint8_t> payload, uint64_t id, uint16_t flags, std::string& problem);
+  VkResult lose(const std::string& why, std::string& problem);
+
+  std::recursive_mutex mutex_;  // one call at a time on the connection
+  MemorySink memory_sink_;
   uint64_t next_request_ = 1;
   bool lost_ = false;
 };

@@ -86,7 +86,8 @@ RGPU_ICD_EXPORT VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL vk_icdGetInstanceProcAd
   if (auto fn = find(kGlobalCommands, name)) return fn;
   if (instance == VK_NULL_HANDLE) return nullptr;
   if (auto fn = find(kInstanceCommands, name)) return fn;
-  return find(kPhysicalDeviceCommands, name);
+  if (auto fn = find(kPhysicalDeviceCommands, name)) return fn;
+  return GetDeviceProcAddr(VK_NULL_HANDLE, name);
 }
 
 RGPU_ICD_EXPORT VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL vk_icdGetPhysicalDeviceProcAddr(VkInstance, const char* name) {

@@ -6,8 +6,12 @@
 #include <vulkan/vk_icd.h>
 #include <vulkan/vulkan.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "daemon_session.hpp"
@@ -25,14 +29,60 @@ struct PhysicalDevice {
   std::vector<VkExtensionProperties> extensions;  // what this ICD advertises for it
 };
 
+struct Device;
+
+// Device memory as the ICD knows it. While mapped, `region` is the application's copy of the
+// mapped range (from `base`, page-aligned) and `snapshot` what the server last saw of it.
+struct Memory {
+  Device* device = nullptr;
+  uint64_t size = 0;
+  uint32_t type = 0;
+  uint8_t* region = nullptr;
+  uint64_t base = 0;
+  uint64_t length = 0;
+  std::vector<uint8_t> snapshot;
+};
+
 struct Instance {
   VK_LOADER_DATA loader_data;
   std::unique_ptr<DaemonSession> session;
   std::vector<std::unique_ptr<PhysicalDevice>> devices;
+  // Every live allocation of the instance's devices by id (guarded by the session's lock).
+  std::unordered_map<uint64_t, std::unique_ptr<Memory>> memories;
+};
+
+struct Queue {
+  VK_LOADER_DATA loader_data;
+  Device* device = nullptr;
+};
+
+// Commands are recorded here and travel with vkEndCommandBuffer (rgpu.Batch).
+struct CommandBuffer {
+  VK_LOADER_DATA loader_data;
+  Device* device = nullptr;
+  uint64_t pool = 0;
+  std::vector<uint8_t> stream;  // n x (u32 command, u32 length, arguments)
+  uint32_t count = 0;
+};
+
+struct Device {
+  VK_LOADER_DATA loader_data;
+  PhysicalDevice* physical = nullptr;
+  uint32_t api_version = 0;  // the core version whose commands it offers
+  std::vector<std::string> extensions;  // enabled at creation
+  std::mutex mutex;  // queues and pools
+  std::map<std::pair<uint32_t, uint32_t>, std::unique_ptr<Queue>> queues;  // (family, index)
+  std::unordered_map<uint64_t, std::vector<std::unique_ptr<CommandBuffer>>> pools;
+
+  DaemonSession& session() const { return *physical->instance->session; }
+  Instance& instance() const { return *physical->instance; }
 };
 
 inline Instance* from_handle(VkInstance handle) { return reinterpret_cast<Instance*>(handle); }
 inline PhysicalDevice* from_handle(VkPhysicalDevice handle) { return reinterpret_cast<PhysicalDevice*>(handle); }
+inline Device* from_handle(VkDevice handle) { return reinterpret_cast<Device*>(handle); }
+inline Queue* from_handle(VkQueue handle) { return reinterpret_cast<Queue*>(handle); }
+inline CommandBuffer* from_handle(VkCommandBuffer handle) { return reinterpret_cast<CommandBuffer*>(handle); }
 
 // Vulkan's two-call idiom: with `out` null, the count; else as many as fit, VK_INCOMPLETE when
 // not all did.
@@ -78,9 +128,14 @@ VKAPI_ATTR void VKAPI_CALL GetPhysicalDeviceSparseImageFormatProperties(VkPhysic
                                                                         VkImageTiling, uint32_t*,
                                                                         VkSparseImageFormatProperties*);
 
-// Device level (device.cpp): not implemented yet, but the loader refuses an ICD without them.
+// Device level (device.cpp).
 VKAPI_ATTR VkResult VKAPI_CALL CreateDevice(VkPhysicalDevice, const VkDeviceCreateInfo*, const VkAllocationCallbacks*,
                                             VkDevice*);
 VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL GetDeviceProcAddr(VkDevice, const char*);
+VKAPI_ATTR void VKAPI_CALL DestroyDevice(VkDevice, const VkAllocationCallbacks*);
+// Device extensions this ICD can forward, among those the physical device has.
+std::vector<VkExtensionProperties> forwardable_extensions(const std::vector<VkExtensionProperties>& device_has);
+// The mapped-memory updates from the server land here (installed on the instance's session).
+void receive_memory(Instance& instance, uint64_t memory, uint64_t offset, std::span<const uint8_t> bytes);
 
 }  // namespace rgpu::icd

@@ -13,25 +13,9 @@ const VkExtensionProperties kInstanceExtensions[] = {
     {VK_KHR_GET_PHYSICAL_DEVICE_PROPERTIES_2_EXTENSION_NAME, VK_KHR_GET_PHYSICAL_DEVICE_PROPERTIES_2_SPEC_VERSION},
 };
 
-// Device extensions advertised so far: only those that add nothing but information to queries
-// this ICD answers (and that the remote device has). Extensions with commands or device state
-// come with the device-level implementation.
-const char* const kInformationalDeviceExtensions[] = {
-    VK_KHR_DRIVER_PROPERTIES_EXTENSION_NAME,
-    VK_EXT_PCI_BUS_INFO_EXTENSION_NAME,
-};
-
 bool known_instance_extension(const char* name) {
   return std::any_of(std::begin(kInstanceExtensions), std::end(kInstanceExtensions),
                      [name](const VkExtensionProperties& e) { return std::strcmp(e.extensionName, name) == 0; });
-}
-
-std::vector<VkExtensionProperties> advertised_extensions(const vk::PhysicalDeviceDescription& device) {
-  std::vector<VkExtensionProperties> out;
-  for (const auto& extension : device.extensions)
-    for (const char* name : kInformationalDeviceExtensions)
-      if (std::strcmp(extension.extensionName, name) == 0) out.push_back(extension);
-  return out;
 }
 
 void init_logging_once() {
@@ -66,6 +50,10 @@ VKAPI_ATTR VkResult VKAPI_CALL CreateInstance(const VkInstanceCreateInfo* info, 
     LOG_ERROR("Vulkan: %s", problem.c_str());
     return VK_ERROR_INITIALIZATION_FAILED;
   }
+  instance->session->set_memory_sink(
+      [target = instance.get()](uint64_t memory, uint64_t offset, std::span<const uint8_t> bytes) {
+        receive_memory(*target, memory, offset, bytes);
+      });
   const AppWelcomeMsg& welcome = instance->session->welcome();
   for (const auto& note : welcome.notes) LOG_WARN("Vulkan: %s", note.c_str());
   std::vector<vk::PhysicalDeviceDescription> descriptions;
@@ -92,7 +80,7 @@ VKAPI_ATTR VkResult VKAPI_CALL CreateInstance(const VkInstanceCreateInfo* info, 
     device->instance = instance.get();
     device->session_index = static_cast<uint32_t>(i);
     device->description = std::move(descriptions[i]);
-    device->extensions = advertised_extensions(device->description);
+    device->extensions = forwardable_extensions(device->description.extensions);
     const VkPhysicalDeviceProperties& p = device->description.properties;
     LOG_INFO("  GPU %zu: %s (server GPU %u, Vulkan %s)", i, p.deviceName, device->description.gpu_index,
              version_text(p.apiVersion).c_str());

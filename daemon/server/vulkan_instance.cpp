@@ -56,6 +56,7 @@ Instance::Instance() {
   instance_ = create_vulkan_instance(gipa, api_version_, "rgpu-server", problem_);
   if (instance_ == VK_NULL_HANDLE) return;
   PFN_vkEnumeratePhysicalDevices enumerate = nullptr;
+  gipa_ = gipa;
   resolve(gipa, instance_, enumerate, "vkEnumeratePhysicalDevices");
   resolve(gipa, instance_, get_properties_, "vkGetPhysicalDeviceProperties");
   resolve(gipa, instance_, get_properties2_, "vkGetPhysicalDeviceProperties2");
@@ -106,6 +107,22 @@ std::vector<VkSparseImageFormatProperties> Instance::sparse_image_format_propert
   std::vector<VkSparseImageFormatProperties> out(count);
   get_sparse_image_format_properties_(physical, q.format, q.type, q.samples, q.usage, q.tiling, &count, out.data());
   out.resize(count);
+  return out;
+}
+
+VkResult Instance::create_device(uint32_t ordinal, const VkDeviceCreateInfo& info, VkDevice& device,
+                                 PFN_vkGetDeviceProcAddr& get_device_proc_addr) const {
+  VkPhysicalDevice physical = this->device(ordinal);
+  PFN_vkCreateDevice create = nullptr;
+  resolve(gipa_, instance_, create, "vkCreateDevice");
+  resolve(gipa_, instance_, get_device_proc_addr, "vkGetDeviceProcAddr");
+  if (create == nullptr || get_device_proc_addr == nullptr) return VK_ERROR_INITIALIZATION_FAILED;
+  return create(physical, &info, nullptr, &device);
+}
+
+VkPhysicalDeviceMemoryProperties Instance::memory_properties(uint32_t ordinal) const {
+  VkPhysicalDeviceMemoryProperties out{};
+  get_memory_properties_(device(ordinal), &out);
   return out;
 }
 

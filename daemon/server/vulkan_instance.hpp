@@ -26,6 +26,10 @@ class Instance {
   VkResult image_format_properties(uint32_t ordinal, const ImageFormatQuery& query, VkImageFormatProperties& out) const;
   std::vector<VkSparseImageFormatProperties> sparse_image_format_properties(uint32_t ordinal,
                                                                             const SparseImageFormatQuery& query) const;
+  // A device on the physical device at `ordinal`, and the function that finds its commands.
+  VkResult create_device(uint32_t ordinal, const VkDeviceCreateInfo& info, VkDevice& device,
+                         PFN_vkGetDeviceProcAddr& get_device_proc_addr) const;
+  VkPhysicalDeviceMemoryProperties memory_properties(uint32_t ordinal) const;
 
  private:
   Instance();
@@ -37,6 +41,7 @@ class Instance {
   std::string problem_;
   uint32_t api_version_ = 0;
   VkInstance instance_ = VK_NULL_HANDLE;
+  PFN_vkGetInstanceProcAddr gipa_ = nullptr;
   std::vector<VkPhysicalDevice> devices_;
   PFN_vkGetPhysicalDeviceProperties get_properties_ = nullptr;
   PFN_vkGetPhysicalDeviceProperties2 get_properties2_ = nullptr;

@@ -9,8 +9,29 @@
 
 namespace rgpu::vk {
 
+namespace {
+std::vector<uint32_t> ordinals_of(const std::vector<SessionGpu>& gpus) {
+  std::vector<uint32_t> out;
+  for (const SessionGpu& gpu : gpus) out.push_back(gpu.vulkan_ordinal);
+  return out;
+}
+
+std::string call_text(uint32_t command) {
+  const char* name = command_name(command);
+  return name != nullptr ? name : "call " + std::to_string(command);
+}
+}  // namespace
+
 VulkanSession::VulkanSession(std::vector<SessionGpu> gpus, SendFn send, std::string client)
-    : gpus_(std::move(gpus)), send_(std::move(send)), client_(std::move(client)), thread_([this] { run(); }) {}
+    : gpus_(std::move(gpus)), send_(std::move(send)), client_(std::move(client)) {
+  replay_ = std::make_unique<Replay>(ordinals_of(gpus_), [this](uint64_t memory, uint64_t offset,
+                                                                std::span<const uint8_t> bytes) {
+    WireWriter w;
+    w.put(memory).put(offset).bytes(bytes.data(), bytes.size());
+    send_(encode_frame(kMsgVulkanMemory, 0, w.take()));
+  });
+  thread_ = std::thread([this] { run(); });
+}
 
 VulkanSession::~VulkanSession() { close(); }
 
@@ -30,6 +51,7 @@ void VulkanSession::close() {
   }
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
+  replay_.reset();  // frees what the client left behind
 }
 
 void VulkanSession::run() {
@@ -84,9 +106,7 @@ void VulkanSession::execute(const Frame& frame) {
       for (const auto& p : properties) w.put(p);
       return reply(id, VK_SUCCESS, w.take());
     }
-    if (command != CMD_DescribePhysicalDevices)
-      return refuse(ErrorCode::NotSupported,
-                    "Vulkan command " + std::to_string(command) + " is not supported by this server");
+    if (command != CMD_DescribePhysicalDevices) return replay(frame, command, reader);
     reader.expect_end();
   } catch (const WireError& e) {
     return refuse(ErrorCode::MalformedFrame, e.what());
@@ -103,6 +123,34 @@ void VulkanSession::execute(const Frame& frame) {
     return refuse(ErrorCode::Internal, std::string("describing the Vulkan devices failed: ") + e.what());
   }
   reply(id, VK_SUCCESS, encode(devices));
+}
+
+void VulkanSession::replay(const Frame& frame, uint32_t command, WireReader& reader) {
+  const uint64_t id = frame.header.request_id;
+  const bool pipelined = frame.header.flags & kFrameNoReply;
+  auto fail = [&](VkResult result, const std::string& why) {
+    if (pipelined) {
+      if (deferred_failure_.empty()) {
+        deferred_failure_ = why;
+        LOG_WARN("Vulkan: %s: %s", client_.c_str(), why.c_str());
+      }
+      return;
+    }
+    reply(id, result, {reinterpret_cast<const uint8_t*>(why.data()), why.size()});
+  };
+  if (!deferred_failure_.empty() && !pipelined)
+    return fail(VK_ERROR_DEVICE_LOST, "an earlier call failed: " + deferred_failure_);
+  WireWriter outputs;
+  VkResult result = VK_SUCCESS;
+  try {
+    replay_->call(command, reader, outputs, result);
+  } catch (const WireError& e) {
+    return fail(VK_ERROR_DEVICE_LOST, call_text(command) + ": malformed call: " + e.what());
+  } catch (const NotForwarded& e) {
+    return fail(VK_ERROR_FEATURE_NOT_PRESENT, e.what());
+  }
+  if (result < 0) return fail(result, call_text(command) + " returned " + result_text(result));
+  if (!pipelined) reply(id, result, outputs.buffer());
 }
 
 }  // namespace rgpu::vk

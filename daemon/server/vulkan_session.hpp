@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "frame.hpp"
+#include "vulkan_replay.hpp"
 
 namespace rgpu::vk {
 
@@ -42,6 +43,9 @@ class VulkanSession {
   // The server ordinal of the session's device `session_device`; throws std::out_of_range.
   uint32_t ordinal(uint32_t session_device) const;
   void reply(uint64_t request_id, int32_t result, std::span<const uint8_t> outputs);
+  // Device-level calls: replayed; pipelined ones answer nothing, and their first failure
+  // fails every later call that waits.
+  void replay(const Frame& frame, uint32_t command, WireReader& reader);
 
   std::vector<SessionGpu> gpus_;
   SendFn send_;
@@ -50,6 +54,8 @@ class VulkanSession {
   std::condition_variable wake_;
   std::deque<Frame> calls_;
   bool closing_ = false;
+  std::unique_ptr<Replay> replay_;
+  std::string deferred_failure_;  // the first pipelined call that failed, and how
   std::thread thread_;
 };
 

@@ -1,0 +1,125 @@
+// What the generated Vulkan codecs (gen/vk_commands.py) build on: handles as wire ids, the arena
+// that decoded structs live in, and the checks every length read from the wire goes through.
+#pragma once
+
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "wire.hpp"
+
+namespace rgpu::vk {
+
+inline constexpr uint32_t kMaxChainLength = 64;
+
+// A handle (dispatchable or not) as the u64 it travels as. The ICD's handles are its ids.
+template <typename Handle>
+uint64_t to_wire(Handle h) {
+  if constexpr (std::is_pointer_v<Handle>) return reinterpret_cast<uint64_t>(h);
+  else return static_cast<uint64_t>(h);
+}
+template <typename Handle>
+Handle from_wire(uint64_t value) {
+  if constexpr (std::is_pointer_v<Handle>) return reinterpret_cast<Handle>(value);
+  else return static_cast<Handle>(value);
+}
+
+// Memory for one decoded call: everything is released together when the call is done.
+class Arena {
+ public:
+  template <typename T>
+  T* make(uint64_t n) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    if (n == 0) return nullptr;
+    return static_cast<T*>(allocate(n * sizeof(T)));
+  }
+  template <typename T>
+  const T* copy_bytes(std::span<const uint8_t> bytes) {
+    if (bytes.empty()) return nullptr;
+    void* p = allocate(bytes.size());
+    std::memcpy(p, bytes.data(), bytes.size());
+    return static_cast<const T*>(p);
+  }
+  const char* copy_string(const std::string& s) {
+    char* p = static_cast<char*>(allocate(s.size() + 1));
+    std::memcpy(p, s.c_str(), s.size() + 1);
+    return p;
+  }
+  void clear() { blocks_.clear(); }
+
+ private:
+  void* allocate(uint64_t size) {
+    // Zeroed, and aligned for any Vulkan struct.
+    blocks_.emplace_back(new (std::align_val_t{16}) uint8_t[size]());
+    return blocks_.back().get();
+  }
+  struct Free {
+    void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t{16}); }
+  };
+  std::vector<std::unique_ptr<uint8_t[], Free>> blocks_;
+};
+
+// The server's map from wire ids to the driver's handles; throws WireError for an id that is not
+// an object of `type` in this session. 0 is VK_NULL_HANDLE.
+class HandleResolver {
+ public:
+  virtual ~HandleResolver() = default;
+  virtual uint64_t resolve(uint64_t id, VkObjectType type) = 0;
+};
+
+struct DecodeContext {
+  Arena& arena;
+  HandleResolver& handles;
+};
+
+// A count read from the wire, refused when the rest of the payload cannot hold that many
+// elements of at least `min_size` bytes (so a bad count cannot make a huge allocation).
+inline uint64_t checked_count(const WireReader& r, uint64_t n, uint64_t min_size) {
+  if (min_size != 0 && n > r.remaining() / min_size)
+    throw WireError("a count of " + std::to_string(n) + " is more than the payload holds");
+  return n;
+}
+
+inline constexpr uint64_t kMaxAnswerBytes = 48ull << 20;
+// Room for an answer the driver writes (query results, cache data): bounded by what one reply carries.
+inline uint64_t checked_answer(uint64_t n, uint64_t size) {
+  if (size != 0 && n > kMaxAnswerBytes / size)
+    throw WireError("an answer of " + std::to_string(n) + " elements is over the limit of one reply");
+  return n;
+}
+
+// Logs (once per type) a struct of a pNext chain that this build cannot send; it is left out.
+void skipped_chain_struct(VkStructureType type);
+
+inline void* find_in_chain(void* next, VkStructureType type) {
+  for (auto* s = static_cast<VkBaseOutStructure*>(next); s != nullptr; s = s->pNext)
+    if (s->sType == type) return s;
+  return nullptr;
+}
+
+// VkWriteDescriptorSet and VkDescriptorSetLayoutBinding members that the spec says are ignored
+// (and may hold anything) for other descriptor types.
+inline bool writes_images(VkDescriptorType t) {
+  return t == VK_DESCRIPTOR_TYPE_SAMPLER || t == VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER ||
+         t == VK_DESCRIPTOR_TYPE_SAMPLED_IMAGE || t == VK_DESCRIPTOR_TYPE_STORAGE_IMAGE ||
+         t == VK_DESCRIPTOR_TYPE_INPUT_ATTACHMENT;
+}
+inline bool writes_buffers(VkDescriptorType t) {
+  return t == VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER || t == VK_DESCRIPTOR_TYPE_STORAGE_BUFFER ||
+         t == VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER_DYNAMIC || t == VK_DESCRIPTOR_TYPE_STORAGE_BUFFER_DYNAMIC;
+}
+inline bool writes_texel_buffers(VkDescriptorType t) {
+  return t == VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER || t == VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER;
+}
+inline bool takes_immutable_samplers(VkDescriptorType t) {
+  return t == VK_DESCRIPTOR_TYPE_SAMPLER || t == VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER;
+}
+
+}  // namespace rgpu::vk

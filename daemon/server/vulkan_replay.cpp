@@ -1,0 +1,275 @@
+#include "vulkan_replay.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "log.hpp"
+#include "mapped_memory_sync.hpp"
+#include "vulkan_instance.hpp"
+#include "vulkan_wire.hpp"
+
+namespace rgpu::vk {
+
+namespace {
+std::string id_text(uint64_t id) { return std::to_string(id); }
+
+std::string command_text(uint32_t command) {
+  const char* name = command_name(command);
+  return name != nullptr ? name : "call " + std::to_string(command);
+}
+
+// Calls after which the device's writes must be visible in the client's mapped memory.
+bool makes_visible(uint32_t command) {
+  switch (command) {
+    case CMD_vkWaitForFences:
+    case CMD_vkGetFenceStatus:
+    case CMD_vkQueueWaitIdle:
+    case CMD_vkDeviceWaitIdle:
+    case CMD_vkWaitSemaphores:
+    case CMD_vkGetSemaphoreCounterValue:
+    case CMD_vkGetEventStatus:
+    case CMD_PullMemory:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+NotForwarded::NotForwarded(uint32_t command)
+    : std::runtime_error(command_text(command) + " is not forwarded by this server") {}
+
+Replay::Replay(std::vector<uint32_t> ordinals, SendMemory send_memory)
+    : ordinals_(std::move(ordinals)), send_memory_(std::move(send_memory)) {}
+
+Replay::~Replay() {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, device] : devices_) ids.push_back(id);
+  for (uint64_t id : ids) destroy_device(id);
+}
+
+uint64_t Replay::resolve(uint64_t id, VkObjectType type) {
+  if (id == 0) return 0;
+  if (type == VK_OBJECT_TYPE_DEVICE) return to_wire(device(id).real);
+  auto it = objects_.find(id);
+  if (it == objects_.end() || it->second.type != type)
+    throw WireError("handle " + id_text(id) + " is not a live object of type " + std::to_string(type) +
+                    " in this session");
+  return it->second.real;
+}
+
+Replay::Device& Replay::device(uint64_t id) {
+  auto it = devices_.find(id);
+  if (it == devices_.end()) throw WireError("device " + id_text(id) + " is not a live device of this session");
+  return *it->second;
+}
+
+Replay::Allocation& Replay::allocation(uint64_t id) {
+  auto it = allocations_.find(id);
+  if (it == allocations_.end()) throw WireError("memory " + id_text(id) + " is not a live allocation of this session");
+  return it->second;
+}
+
+const DeviceTable& Replay::table_of(uint64_t id, VkObjectType type) {
+  if (type == VK_OBJECT_TYPE_DEVICE) return device(id).table;
+  resolve(id, type);
+  return device(objects_.at(id).device).table;
+}
+
+void Replay::created(uint64_t id, VkObjectType type, uint64_t real, uint64_t device_id, uint64_t parent) {
+  if (id == 0) throw WireError("an object was created with id 0");
+  // vkGetDeviceQueue hands out the same queue again under the same id.
+  auto [it, fresh] = objects_.try_emplace(id, Object{type, real, device_id, parent, next_order_++});
+  if (!fresh && (it->second.type != type || it->second.real != real))
+    throw WireError("id " + id_text(id) + " is already in use in this session");
+}
+
+void Replay::destroyed(uint64_t id) {
+  auto it = objects_.find(id);
+  if (it == objects_.end()) return;
+  const Object object = it->second;
+  objects_.erase(it);
+  auto a = allocations_.find(id);
+  if (a != allocations_.end()) allocations_.erase(a);  // vkFreeMemory unmaps
+  released_children(object.device, object.real);
+}
+
+void Replay::released_children(uint64_t device_id, uint64_t pool) {
+  std::erase_if(objects_, [&](const auto& entry) {
+    return entry.second.device == device_id && entry.second.parent != 0 && entry.second.parent == pool;
+  });
+}
+
+void Replay::remember_allocation(uint64_t id, uint64_t device_id, VkDeviceMemory memory,
+                                 const VkMemoryAllocateInfo& info) {
+  const Device& d = device(device_id);
+  Allocation a;
+  a.device = device_id;
+  a.real = memory;
+  a.size = info.allocationSize;
+  if (info.memoryTypeIndex < d.memory.memoryTypeCount)
+    a.coherent = d.memory.memoryTypes[info.memoryTypeIndex].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  allocations_[id] = std::move(a);
+}
+
+void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& result) {
+  struct ClearArena {
+    Arena& arena;
+    ~ClearArena() { arena.clear(); }
+  } clear{arena_};
+  result = VK_SUCCESS;
+  switch (command) {
+    case CMD_CreateDevice:
+      return create_device(r, result);
+    case CMD_DestroyDevice: {
+      const uint64_t id = r.get<uint64_t>();
+      r.expect_end();
+      device(id);
+      return destroy_device(id);
+    }
+    case CMD_MapMemory:
+      return map_memory(r, result);
+    case CMD_UnmapMemory: {
+      Allocation& a = allocation(r.get<uint64_t>());
+      r.expect_end();
+      return unmap(a);
+    }
+    case CMD_WriteMemory:
+      return write_memory(r);
+    case CMD_Batch:
+      return batch(r, result);
+    case CMD_PullMemory:
+      r.expect_end();
+      return pull();
+    default:
+      execute(command, r, w, result);
+      if (result >= 0 && makes_visible(command)) pull();
+  }
+}
+
+void Replay::create_device(WireReader& r, VkResult& result) {
+  const uint32_t session_device = r.get<uint32_t>();
+  const uint64_t id = r.get<uint64_t>();
+  auto* info = arena_.make<VkDeviceCreateInfo>(1);
+  get(r, *info, ctx);
+  r.expect_end();
+  if (session_device >= ordinals_.size())
+    throw WireError("device " + std::to_string(session_device) + " is not one of this session's " +
+                    std::to_string(ordinals_.size()));
+  if (id == 0 || devices_.count(id) || objects_.count(id)) throw WireError("device id " + id_text(id) + " is in use");
+  const Instance& instance = Instance::get();
+  auto d = std::make_unique<Device>();
+  PFN_vkGetDeviceProcAddr gdpa = nullptr;
+  result = instance.create_device(ordinals_[session_device], *info, d->real, gdpa);
+  if (result != VK_SUCCESS) return;
+  d->table.load(gdpa, d->real);
+  d->destroy = reinterpret_cast<PFN_vkDestroyDevice>(gdpa(d->real, "vkDestroyDevice"));
+  d->memory = instance.memory_properties(ordinals_[session_device]);
+  devices_[id] = std::move(d);
+}
+
+void Replay::destroy_device(uint64_t id) {
+  Device& d = device(id);
+  if (d.table.vkDeviceWaitIdle) d.table.vkDeviceWaitIdle(d.real);
+  std::vector<std::pair<uint64_t, Object>> owned;
+  for (const auto& entry : objects_)
+    if (entry.second.device == id) owned.push_back(entry);
+  std::sort(owned.begin(), owned.end(), [](const auto& a, const auto& b) { return a.second.order > b.second.order; });
+  for (const auto& [object_id, object] : owned) {
+    // Pool children go with their pool; queues and command buffers are not destroyed on their own.
+    if (object.parent != 0 || object.type == VK_OBJECT_TYPE_QUEUE || object.type == VK_OBJECT_TYPE_COMMAND_BUFFER)
+      continue;
+    auto a = allocations_.find(object_id);
+    if (a != allocations_.end() && a->second.mapped) d.table.vkUnmapMemory(d.real, a->second.real);
+    destroy_object(d.table, d.real, object.type, object.real);
+  }
+  for (const auto& [object_id, object] : owned) {
+    objects_.erase(object_id);
+    allocations_.erase(object_id);
+  }
+  if (d.destroy) d.destroy(d.real, nullptr);
+  devices_.erase(id);
+}
+
+void Replay::map_memory(WireReader& r, VkResult& result) {
+  const uint64_t id = r.get<uint64_t>();
+  const uint64_t offset = r.get<uint64_t>();
+  const uint64_t size = r.get<uint64_t>();
+  r.expect_end();
+  Allocation& a = allocation(id);
+  const uint64_t end = size == VK_WHOLE_SIZE ? a.size : offset + size;
+  if (offset >= a.size || end > a.size || end <= offset)
+    throw WireError("mapping [" + std::to_string(offset) + ", " + std::to_string(end) + ") of memory " + id_text(id) +
+                    " is outside its " + std::to_string(a.size) + " bytes");
+  Device& d = device(a.device);
+  if (a.mapped == nullptr) {
+    void* data = nullptr;
+    result = d.table.vkMapMemory(d.real, a.real, 0, VK_WHOLE_SIZE, 0, &data);
+    if (result != VK_SUCCESS) return;
+    a.mapped = static_cast<uint8_t*>(data);
+  }
+  a.base = offset & ~(kMemoryPage - 1);
+  // The client's copy starts out zeroed: what differs from zero is sent now, by pull().
+  a.snapshot.assign(end - a.base, 0);
+  pull();
+}
+
+void Replay::unmap(Allocation& a) {
+  if (a.mapped == nullptr) return;
+  Device& d = device(a.device);
+  d.table.vkUnmapMemory(d.real, a.real);
+  a.mapped = nullptr;
+  a.snapshot = {};
+}
+
+void Replay::write_memory(WireReader& r) {
+  const uint64_t id = r.get<uint64_t>();
+  const uint64_t offset = r.get<uint64_t>();
+  const auto bytes = r.rest();
+  Allocation& a = allocation(id);
+  if (a.mapped == nullptr) throw WireError("memory " + id_text(id) + " is written but not mapped");
+  if (offset < a.base || offset - a.base > a.snapshot.size() || bytes.size() > a.snapshot.size() - (offset - a.base))
+    throw WireError("a write of " + std::to_string(bytes.size()) + " bytes at " + std::to_string(offset) +
+                    " is outside the mapped range of memory " + id_text(id));
+  merge_incoming(bytes, a.mapped + offset, a.snapshot.data() + (offset - a.base));
+  if (!a.coherent) {
+    Device& d = device(a.device);
+    VkMappedMemoryRange range{VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, nullptr, a.real, 0, VK_WHOLE_SIZE};
+    d.table.vkFlushMappedMemoryRanges(d.real, 1, &range);
+  }
+}
+
+void Replay::pull() {
+  for (auto& [id, a] : allocations_) {
+    if (a.mapped == nullptr) continue;
+    if (!a.coherent) {
+      Device& d = device(a.device);
+      VkMappedMemoryRange range{VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, nullptr, a.real, 0, VK_WHOLE_SIZE};
+      d.table.vkInvalidateMappedMemoryRanges(d.real, 1, &range);
+    }
+    const uint8_t* current = a.mapped + a.base;
+    const uint64_t memory = id;
+    const uint64_t base = a.base;
+    for_each_changed_run(current, a.snapshot.data(), a.snapshot.size(), kMemoryPage, kMemoryChunk,
+                         [&](size_t offset, size_t length) {
+                           send_memory_(memory, base + offset, {current + offset, length});
+                         });
+  }
+}
+
+void Replay::batch(WireReader& r, VkResult& result) {
+  const uint32_t n = r.get<uint32_t>();
+  WireWriter ignored;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t command = r.get<uint32_t>();
+    const uint32_t length = r.get<uint32_t>();
+    WireReader one(r.bytes(length), "recorded command");
+    execute(command, one, ignored, result);
+    arena_.clear();
+    if (result < 0) return;
+  }
+  r.expect_end();
+}
+
+}  // namespace rgpu::vk

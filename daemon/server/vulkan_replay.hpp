@@ -1,0 +1,99 @@
+// One client's Vulkan objects on this server: the ids its ICD picked mapped to the driver's
+// handles, the devices they belong to, and the host-mapped memory kept in step with the ICD's
+// copy. Calls are decoded and replayed by the generated Replay::execute (vk_server.gen.cpp).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <unordered_map>
+#include <vector>
+
+#include "vk_codec.gen.hpp"
+#include "vk_commands.gen.hpp"
+
+namespace rgpu::vk {
+
+// A call this server does not replay (not generated, or the driver lacks it).
+class NotForwarded : public std::runtime_error {
+ public:
+  explicit NotForwarded(uint32_t command);
+};
+
+class Replay final : public HandleResolver {
+ public:
+  // Sends bytes the device changed in mapped memory to the ICD (kMsgVulkanMemory).
+  using SendMemory = std::function<void(uint64_t memory, uint64_t offset, std::span<const uint8_t> bytes)>;
+
+  // `ordinals`: the Vulkan ordinal of each of the session's devices.
+  Replay(std::vector<uint32_t> ordinals, SendMemory send_memory);
+  ~Replay() override;  // destroys everything the client left behind
+  Replay(const Replay&) = delete;
+  Replay& operator=(const Replay&) = delete;
+
+  // One call: a generated vk* command or one of RGPU's own (vulkan_wire.hpp). Outputs go to `w`.
+  // Throws WireError (malformed arguments, unknown handles) and NotForwarded.
+  void call(uint32_t command, WireReader& r, WireWriter& w, VkResult& result);
+
+  uint64_t resolve(uint64_t id, VkObjectType type) override;
+
+ private:
+  struct Object {
+    VkObjectType type;
+    uint64_t real;
+    uint64_t device;  // the id of the device it belongs to
+    uint64_t parent;  // the pool it was allocated from (driver handle), or 0
+    uint64_t order;   // creation order: cleanup goes backwards
+  };
+  struct Device {
+    VkDevice real = VK_NULL_HANDLE;
+    DeviceTable table;
+    PFN_vkDestroyDevice destroy = nullptr;
+    VkPhysicalDeviceMemoryProperties memory{};
+  };
+  struct Allocation {
+    uint64_t device = 0;
+    VkDeviceMemory real = VK_NULL_HANDLE;
+    uint64_t size = 0;
+    bool coherent = true;
+    uint8_t* mapped = nullptr;        // the whole allocation, while the client has it mapped
+    uint64_t base = 0;                // the range the client maps, page-aligned at the start
+    std::vector<uint8_t> snapshot;    // what the client has of that range
+  };
+
+  // Generated (vk_server.gen.cpp).
+  void execute(uint32_t command, WireReader& r, WireWriter& w, VkResult& result);
+  static void destroy_object(const DeviceTable& t, VkDevice device, VkObjectType type, uint64_t real);
+
+  // Used by the generated code.
+  const DeviceTable& table_of(uint64_t id, VkObjectType type);
+  void created(uint64_t id, VkObjectType type, uint64_t real, uint64_t device, uint64_t parent);
+  void destroyed(uint64_t id);
+  void released_children(uint64_t device, uint64_t pool);
+  void remember_allocation(uint64_t id, uint64_t device, VkDeviceMemory memory, const VkMemoryAllocateInfo& info);
+
+  // RGPU's own calls.
+  void create_device(WireReader& r, VkResult& result);
+  void destroy_device(uint64_t id);
+  void map_memory(WireReader& r, VkResult& result);
+  void unmap(Allocation& allocation);
+  void write_memory(WireReader& r);
+  void batch(WireReader& r, VkResult& result);
+  // Sends what the device changed in every mapped range.
+  void pull();
+  Device& device(uint64_t id);
+  Allocation& allocation(uint64_t id);
+
+  std::vector<uint32_t> ordinals_;
+  SendMemory send_memory_;
+  Arena arena_;
+  DecodeContext ctx{arena_, *this};
+  std::unordered_map<uint64_t, std::unique_ptr<Device>> devices_;
+  std::unordered_map<uint64_t, Object> objects_;
+  std::unordered_map<uint64_t, Allocation> allocations_;
+  uint64_t next_order_ = 0;
+};
+
+}  // namespace rgpu::vk
