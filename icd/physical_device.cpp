@@ -121,7 +121,8 @@ VkResult ask_server(VkPhysicalDevice handle, uint32_t command, const Query& quer
   std::string problem;
   const std::span<const uint8_t> arguments{reinterpret_cast<const uint8_t*>(&query), sizeof query};
   VkResult result = device->instance->session->call(command, arguments, outputs, problem);
-  if (!problem.empty()) LOG_ERROR("Vulkan: %s: %s", device->description.properties.deviceName, problem.c_str());
+  if (!problem.empty() && result != VK_ERROR_FORMAT_NOT_SUPPORTED)
+    LOG_ERROR("Vulkan: %s: %s", device->description.properties.deviceName, problem.c_str());
   return result;
 }
 }  // namespace
@@ -133,7 +134,8 @@ VKAPI_ATTR VkResult VKAPI_CALL GetPhysicalDeviceImageFormatProperties(VkPhysical
   const vk::ImageFormatQuery query{from_handle(device)->session_index, format, type, tiling, usage, flags};
   std::vector<uint8_t> outputs;
   VkResult result = ask_server(device, vk::CMD_GetPhysicalDeviceImageFormatProperties, query, outputs);
-  if (result != VK_SUCCESS && result != VK_ERROR_FORMAT_NOT_SUPPORTED) return result;
+  if (result == VK_ERROR_FORMAT_NOT_SUPPORTED) *out = {};
+  if (result != VK_SUCCESS) return result;
   if (outputs.size() != sizeof *out) {
     LOG_ERROR("Vulkan: vkGetPhysicalDeviceImageFormatProperties: the server answered %zu bytes", outputs.size());
     return VK_ERROR_INITIALIZATION_FAILED;

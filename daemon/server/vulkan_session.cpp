@@ -95,6 +95,10 @@ void VulkanSession::execute(const Frame& frame) {
       reader.expect_end();
       VkImageFormatProperties properties{};
       const VkResult result = Instance::get().image_format_properties(ordinal(query.device), query, properties);
+      if (result < 0) {
+        const std::string why = "vkGetPhysicalDeviceImageFormatProperties returned " + result_text(result);
+        return reply(id, result, {reinterpret_cast<const uint8_t*>(why.data()), why.size()});
+      }
       return reply(id, result, {reinterpret_cast<const uint8_t*>(&properties), sizeof properties});
     }
     if (command == CMD_GetPhysicalDeviceSparseImageFormatProperties) {
