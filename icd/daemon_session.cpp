@@ -2,11 +2,19 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include "app_link.hpp"
 #include "vulkan_wire.hpp"
 #include "wire.hpp"
 
 namespace rgpu::icd {
+
+namespace {
+// Answers to quick calls come back within tens of microseconds: looking for them a little while
+// before sleeping spares a wake-up on each.
+constexpr std::chrono::microseconds kAnswerSpin{60};
+}  // namespace
 
 std::unique_ptr<DaemonSession> DaemonSession::open(std::string& problem) {
   const std::string path = default_client_socket_path();
@@ -76,7 +84,7 @@ VkResult DaemonSession::request(std::span<const uint8_t> payload, std::vector<ui
   if (!send(payload, id, 0, problem)) return VK_ERROR_DEVICE_LOST;
   for (;;) {
     Frame answer;
-    if (!read_frame(fd_, decoder_, answer, nullptr)) return lose("the RGPU client daemon closed the connection", problem);
+    if (!read_frame(fd_, decoder_, answer, nullptr, kAnswerSpin)) return lose("the RGPU client daemon closed the connection", problem);
     try {
       const auto type = answer.header.type;
       if (type == static_cast<uint16_t>(AppMsg::ServerGone))

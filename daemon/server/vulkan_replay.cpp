@@ -142,10 +142,55 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
     case CMD_PullMemory:
       r.expect_end();
       return pull();
-    default:
+    default: {
+      const bool submits = command == CMD_vkQueueSubmit || command == CMD_vkQueueSubmit2 ||
+                           command == CMD_vkQueueBindSparse;
+      WireReader arguments = r;
       execute(command, r, w, result);
+      if (result >= 0 && submits) track_submission(arguments.get<uint64_t>());
       if (result >= 0 && makes_visible(command)) pull();
+    }
   }
+}
+
+void Replay::track_submission(uint64_t queue_id) {
+  device_may_write_ = true;
+  Device& d = device(objects_.at(queue_id).device);
+  QueueTracking& tracking = d.queues[queue_id];
+  tracking.queue = from_wire<VkQueue>(objects_.at(queue_id).real);
+  VkFence fence = VK_NULL_HANDLE;
+  const VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, nullptr, 0};
+  if (d.table.vkCreateFence(d.real, &info, nullptr, &fence) != VK_SUCCESS) return;
+  if (d.table.vkQueueSubmit(tracking.queue, 0, nullptr, fence) != VK_SUCCESS) {
+    d.table.vkDestroyFence(d.real, fence, nullptr);
+    return;
+  }
+  if (tracking.latest != VK_NULL_HANDLE) tracking.retired.push_back(tracking.latest);
+  tracking.latest = fence;
+}
+
+bool Replay::idle() {
+  bool all = true;
+  for (auto& [id, d] : devices_) {
+    for (auto& [queue, tracking] : d->queues) {
+      std::erase_if(tracking.retired, [&](VkFence fence) {
+        if (d->table.vkGetFenceStatus(d->real, fence) != VK_SUCCESS) return false;
+        d->table.vkDestroyFence(d->real, fence, nullptr);
+        return true;
+      });
+      if (tracking.latest != VK_NULL_HANDLE && d->table.vkGetFenceStatus(d->real, tracking.latest) != VK_SUCCESS)
+        all = false;
+    }
+  }
+  return all;
+}
+
+void Replay::release_tracking(Device& d) {
+  for (auto& [queue, tracking] : d.queues) {
+    for (VkFence fence : tracking.retired) d.table.vkDestroyFence(d.real, fence, nullptr);
+    if (tracking.latest != VK_NULL_HANDLE) d.table.vkDestroyFence(d.real, tracking.latest, nullptr);
+  }
+  d.queues.clear();
 }
 
 void Replay::create_device(WireReader& r, VkResult& result) {
@@ -172,6 +217,7 @@ void Replay::create_device(WireReader& r, VkResult& result) {
 void Replay::destroy_device(uint64_t id) {
   Device& d = device(id);
   if (d.table.vkDeviceWaitIdle) d.table.vkDeviceWaitIdle(d.real);
+  release_tracking(d);
   std::vector<std::pair<uint64_t, Object>> owned;
   for (const auto& entry : objects_)
     if (entry.second.device == id) owned.push_back(entry);
@@ -212,7 +258,7 @@ void Replay::map_memory(WireReader& r, VkResult& result) {
   a.base = offset & ~(kMemoryPage - 1);
   // The client's copy starts out zeroed: what differs from zero is sent now, by pull().
   a.snapshot.assign(end - a.base, 0);
-  pull();
+  send_changes(id, a);
 }
 
 void Replay::unmap(Allocation& a) {
@@ -241,21 +287,26 @@ void Replay::write_memory(WireReader& r) {
 }
 
 void Replay::pull() {
-  for (auto& [id, a] : allocations_) {
-    if (a.mapped == nullptr) continue;
-    if (!a.coherent) {
-      Device& d = device(a.device);
-      VkMappedMemoryRange range{VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, nullptr, a.real, 0, VK_WHOLE_SIZE};
-      d.table.vkInvalidateMappedMemoryRanges(d.real, 1, &range);
-    }
-    const uint8_t* current = a.mapped + a.base;
-    const uint64_t memory = id;
-    const uint64_t base = a.base;
-    for_each_changed_run(current, a.snapshot.data(), a.snapshot.size(), kMemoryPage, kMemoryChunk,
-                         [&](size_t offset, size_t length) {
-                           send_memory_(memory, base + offset, {current + offset, length});
-                         });
+  if (!device_may_write_) return;
+  // Checked before the scan: when all work had finished by then, the scan sees all its writes.
+  const bool finished = idle();
+  for (auto& [id, a] : allocations_) send_changes(id, a);
+  if (finished) device_may_write_ = false;
+}
+
+void Replay::send_changes(uint64_t id, Allocation& a) {
+  if (a.mapped == nullptr) return;
+  if (!a.coherent) {
+    Device& d = device(a.device);
+    VkMappedMemoryRange range{VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, nullptr, a.real, 0, VK_WHOLE_SIZE};
+    d.table.vkInvalidateMappedMemoryRanges(d.real, 1, &range);
   }
+  const uint8_t* current = a.mapped + a.base;
+  const uint64_t base = a.base;
+  for_each_changed_run(current, a.snapshot.data(), a.snapshot.size(), kMemoryPage, kMemoryChunk,
+                       [&](size_t offset, size_t length) {
+                         send_memory_(id, base + offset, {current + offset, length});
+                       });
 }
 
 void Replay::batch(WireReader& r, VkResult& result) {

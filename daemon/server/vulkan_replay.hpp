@@ -47,11 +47,19 @@ class Replay final : public HandleResolver {
     uint64_t parent;  // the pool it was allocated from (driver handle), or 0
     uint64_t order;   // creation order: cleanup goes backwards
   };
+  // A fence the server submits after each of the client's submissions on a queue: once it has
+  // signaled, everything submitted there before has finished.
+  struct QueueTracking {
+    VkQueue queue = VK_NULL_HANDLE;
+    VkFence latest = VK_NULL_HANDLE;
+    std::vector<VkFence> retired;  // earlier ones, destroyed once signaled
+  };
   struct Device {
     VkDevice real = VK_NULL_HANDLE;
     DeviceTable table;
     PFN_vkDestroyDevice destroy = nullptr;
     VkPhysicalDeviceMemoryProperties memory{};
+    std::unordered_map<uint64_t, QueueTracking> queues;  // by queue id
   };
   struct Allocation {
     uint64_t device = 0;
@@ -83,6 +91,13 @@ class Replay final : public HandleResolver {
   void batch(WireReader& r, VkResult& result);
   // Sends what the device changed in every mapped range.
   void pull();
+  // Sends what differs between one allocation's mapped range and the client's copy.
+  void send_changes(uint64_t id, Allocation& a);
+  // After a submission on queue `queue_id`: the device may write mapped memory until it is idle.
+  void track_submission(uint64_t queue_id);
+  // Whether all submitted work has finished (retired tracking fences are destroyed here).
+  bool idle();
+  void release_tracking(Device& d);
   Device& device(uint64_t id);
   Allocation& allocation(uint64_t id);
 
@@ -94,6 +109,7 @@ class Replay final : public HandleResolver {
   std::unordered_map<uint64_t, Object> objects_;
   std::unordered_map<uint64_t, Allocation> allocations_;
   uint64_t next_order_ = 0;
+  bool device_may_write_ = false;  // a submission may still be writing mapped memory
 };
 
 }  // namespace rgpu::vk

@@ -40,6 +40,7 @@ void VulkanSession::submit(Frame frame) {
     std::lock_guard lock(mutex_);
     if (closing_) return;
     calls_.push_back(std::move(frame));
+    queued_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_one();
 }
@@ -56,6 +57,11 @@ void VulkanSession::close() {
 
 void VulkanSession::run() {
   for (;;) {
+    // The next call of an application that waits on its answer comes within microseconds: look
+    // for it a little while before sleeping.
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    while (queued_.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < spin_until)
+      std::this_thread::yield();
     Frame frame;
     {
       std::unique_lock lock(mutex_);
@@ -63,6 +69,7 @@ void VulkanSession::run() {
       if (closing_) return;
       frame = std::move(calls_.front());
       calls_.pop_front();
+      queued_.fetch_sub(1, std::memory_order_relaxed);
     }
     execute(frame);
   }

@@ -2,6 +2,8 @@
 // order they came, never on the event loop.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -53,6 +55,7 @@ class VulkanSession {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Frame> calls_;
+  std::atomic<size_t> queued_{0};
   bool closing_ = false;
   std::unique_ptr<Replay> replay_;
   std::string deferred_failure_;  // the first pipelined call that failed, and how

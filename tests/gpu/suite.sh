@@ -26,6 +26,13 @@ pack() {
   for lib in liburing.so.2 libtomlplusplus.so.3; do
     cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')" "$pack/lib/"
   done
+  # vulkan/: RGPU's ICD with a manifest that finds it beside itself, the Vulkan test programs,
+  # and the Vulkan loader (lib/), which a bare GPU host may lack.
+  mkdir -p "$pack/vulkan/lib"
+  cp build/icd/librgpu_vk_icd.so build/tests/vulkan_compute build/tests/vulkan_render build/tests/vulkan_bench \
+    "$pack/vulkan/"
+  sed 's|"library_path": *"[^"]*"|"library_path": "./librgpu_vk_icd.so"|' build/icd/rgpu_icd.json > "$pack/vulkan/rgpu_icd.json"
+  cp -L "$(ldconfig -p | awk '$1 == "libvulkan.so.1" {print $NF; exit}')" "$pack/vulkan/lib/"
   du -sh "$pack"
 }
 
@@ -52,8 +59,10 @@ start_rgpu() {
   export XDG_RUNTIME_DIR=$work/run
   mkdir -p "$XDG_RUNTIME_DIR"
   rm -f "$work"/*.pid
-  # Each daemon writes its pid file once it listens.
-  LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/server.log" &
+  # Each daemon writes its pid file once it listens. The server finds NVIDIA's Vulkan driver
+  # through the carried loader.
+  LD_LIBRARY_PATH=$PWD/$pack/lib VK_DRIVER_FILES=$(nvidia_icd) RGPU_VULKAN_LIBRARY=$PWD/$pack/vulkan/lib/libvulkan.so.1 \
+    "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/server.log" &
   wait_for "$work/server.pid" || return 1
   LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" client --server 127.0.0.1:19876 --pid-file "$work/client.pid" 2> "$results/client.log" &
   wait_for "$work/client.pid"
@@ -72,6 +81,34 @@ remote() {
     for d in /dev/nvidia*; do [[ -c $d ]] && mount --bind /dev/null "$d"; done
     for f in $(ldconfig -p | awk "/libcuda.so/ {print \$NF}"); do mount --bind "$0" "$(readlink -f "$f")"; done
     exec env LD_PRELOAD="$0" "$@"' "$lib" "$@"
+}
+
+nvidia_icd() {
+  local f
+  # GPU_SUITE_VULKAN_ICD: another driver's manifest (a dry run of the Vulkan cases on lavapipe).
+  [[ -n ${GPU_SUITE_VULKAN_ICD:-} ]] && { echo "$GPU_SUITE_VULKAN_ICD"; return; }
+  for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+    /etc/vulkan/icd.d/nvidia_icd.json; do
+    [[ -f $f ]] && { echo "$f"; return; }
+  done
+}
+
+# A Vulkan program natively (NVIDIA's driver), or through RGPU's ICD with the GPU hidden.
+vulkan_native() { env LD_LIBRARY_PATH="$PWD/$pack/vulkan/lib" VK_DRIVER_FILES="$(nvidia_icd)" "$@"; }
+vulkan_remote() {
+  unshare -m bash -c '
+    for d in /dev/nvidia*; do [[ -c $d ]] && mount --bind /dev/null "$d"; done
+    exec "$@"' _ env LD_LIBRARY_PATH="$PWD/$pack/vulkan/lib" VK_DRIVER_FILES="$PWD/$pack/vulkan/rgpu_icd.json" "$@"
+}
+
+run_vulkan_case() {  # name, command...
+  local name=$1; shift
+  echo "$(date +%T) $name" >> "$results/progress.txt"
+  timeout -k 5 90 bash -c "$(declare -f nvidia_icd vulkan_native); pack=$pack; vulkan_native \"\$@\"" _ "$@" \
+    > "$results/$name.native" 2> "$results/$name.native.err" || echo "exit status $?" >> "$results/$name.native"
+  timeout -k 5 90 bash -c "$(declare -f vulkan_remote); pack=$pack; vulkan_remote \"\$@\"" _ "$@" \
+    > "$results/$name.rgpu" 2> "$results/$name.rgpu.err" || echo "exit status $?" >> "$results/$name.rgpu"
+  compare "$name" "$results/$name.native" "$results/$name.rgpu"
 }
 
 compare() {  # name, native output, rgpu output
@@ -96,6 +133,23 @@ run_case() {  # name, command...
   fi
 }
 
+run_vulkan_cases() {
+  if [[ -n $(nvidia_icd) ]]; then
+    local vk=$PWD/$pack/vulkan
+    run_vulkan_case vulkan_compute "$vk/vulkan_compute"
+    run_vulkan_case vulkan_render "$vk/vulkan_render"
+    run_vulkan_case vulkan_render_dynamic "$vk/vulkan_render" --dynamic-rendering
+    log "vulkan bench (native)"
+    timeout -k 5 120 bash -c "$(declare -f nvidia_icd vulkan_native); pack=$pack; vulkan_native $vk/vulkan_bench" \
+      | tee -a "$results/summary.txt" || true
+    log "vulkan bench (rgpu)"
+    timeout -k 5 180 bash -c "$(declare -f vulkan_remote); pack=$pack; vulkan_remote $vk/vulkan_bench" \
+      | tee -a "$results/summary.txt" || true
+  else
+    log "no NVIDIA Vulkan driver manifest found: Vulkan cases skipped"
+  fi
+}
+
 run() {
   rm -rf "$results"; mkdir -p "$results"
   : > "$results/summary.txt"
@@ -110,6 +164,7 @@ run() {
   run_case runtime_shared "$work/runtime_vector_add_shared"
   run_case runtime_kernels "$work/runtime_kernels"
   for case in ${GPU_SUITE_PYTHON-cupy_basics torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  run_vulkan_cases
   log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   kill $(jobs -p) 2>/dev/null || true
@@ -122,9 +177,20 @@ hand_in() {  # the summary plus everything else as one archive (few files travel
   tar -C "$results" -czf "$out/results.tar.gz" .
 }
 
+# Only the Vulkan cases, e.g. GPU_SUITE_VULKAN_ICD=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json on a
+# machine without an NVIDIA GPU, to try the suite's Vulkan half.
+run_vulkan_only() {
+  rm -rf "$results"; mkdir -p "$results" "$work"
+  : > "$results/summary.txt"
+  start_rgpu
+  run_vulkan_cases
+  kill $(jobs -p) 2>/dev/null || true
+}
+
 case "${1:-}" in
   pack) pack ;;
   run) run ;;
+  vulkan) run_vulkan_only ;;
   collect) hand_in ;;
-  *) echo "usage: $0 pack|run" >&2; exit 2 ;;
+  *) echo "usage: $0 pack|run|vulkan|collect" >&2; exit 2 ;;
 esac
