@@ -3,6 +3,7 @@
 // whose GPU is Mesa's lavapipe. What the program learns must be what lavapipe itself reports.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -197,6 +198,46 @@ TEST_F(VulkanPath, RenderProgramGetsLavapipesPixels) {
     EXPECT_NE(remote.out.find("hash 0x"), std::string::npos) << remote.out;
   }
 #endif
+}
+
+// A program that exits without destroying anything: the server destroys its device and objects
+// when the connection closes, and the next program is served as before.
+TEST_F(VulkanPath, ServerReleasesWhatAVanishedProgramLeft) {
+#ifndef VULKAN_COMPUTE
+  GTEST_SKIP() << "built without glslangValidator: no compute program";
+#else
+  const CommandResult leaving = run_program({VULKAN_COMPUTE, "--exit-without-cleanup"}, icd_env(socket_));
+  ASSERT_EQ(leaving.exit_code, 0) << leaving.out << leaving.err;
+  EXPECT_NE(leaving.out.find("PASS (exiting without cleanup)"), std::string::npos) << leaving.out;
+  // The session closes once the server has seen the connection go; its log line says what it
+  // freed. Wait for it with a deadline.
+  std::string log;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    log = server_->log();
+  } while (log.find("released 1 device(s)") == std::string::npos && std::chrono::steady_clock::now() < deadline);
+  EXPECT_NE(log.find("released 1 device(s) and "), std::string::npos) << log;
+  const CommandResult next = run_program({VULKAN_COMPUTE}, icd_env(socket_));
+  EXPECT_EQ(next.exit_code, 0) << next.out << next.err;
+#endif
+}
+
+// A token limited to GPUs the server does not have sees no Vulkan device at all.
+TEST(VulkanTokens, AllowedGpusHideTheOthers) {
+  TempDir dir;
+  const std::string token = "vk-token-0123456789abcdef0123456789abcdef0123456789abcdef012345678";
+  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
+                                                       token + "\"\nname = \"limited\"\nallowed_gpus = [7]\n");
+  ServerProcess server({"--config", config}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server.address(), "--tls", "off", "--token", token, "--socket", socket}, {},
+                       "client");
+  const CommandResult result = run_program(
+      {VULKAN_DUMP}, {"VK_DRIVER_FILES=" RGPU_ICD_MANIFEST, "RGPU_CLIENT_SOCKET=" + socket, "XDG_RUNTIME_DIR=" + dir.path()});
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_EQ(parse_dump(result.out)["devices"], "0") << result.out;
+  // It was the limited token that was refused the GPU, not a failed connection.
+  EXPECT_NE(server.log().find("as 'limited'"), std::string::npos) << server.log();
 }
 
 // The Vulkan bench checks every readback against what it uploaded.

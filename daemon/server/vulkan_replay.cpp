@@ -43,10 +43,14 @@ NotForwarded::NotForwarded(uint32_t command)
 Replay::Replay(std::vector<uint32_t> ordinals, SendMemory send_memory)
     : ordinals_(std::move(ordinals)), send_memory_(std::move(send_memory)) {}
 
-Replay::~Replay() {
+Replay::~Replay() { release_all(); }
+
+std::pair<size_t, size_t> Replay::release_all() {
   std::vector<uint64_t> ids;
   for (const auto& [id, device] : devices_) ids.push_back(id);
-  for (uint64_t id : ids) destroy_device(id);
+  size_t objects = 0;
+  for (uint64_t id : ids) objects += destroy_device(id);
+  return {ids.size(), objects};
 }
 
 uint64_t Replay::resolve(uint64_t id, VkObjectType type) {
@@ -126,7 +130,8 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
       const uint64_t id = r.get<uint64_t>();
       r.expect_end();
       device(id);
-      return destroy_device(id);
+      destroy_device(id);
+      return;
     }
     case CMD_MapMemory:
       return map_memory(r, result);
@@ -214,7 +219,7 @@ void Replay::create_device(WireReader& r, VkResult& result) {
   devices_[id] = std::move(d);
 }
 
-void Replay::destroy_device(uint64_t id) {
+size_t Replay::destroy_device(uint64_t id) {
   Device& d = device(id);
   if (d.table.vkDeviceWaitIdle) d.table.vkDeviceWaitIdle(d.real);
   release_tracking(d);
@@ -236,6 +241,7 @@ void Replay::destroy_device(uint64_t id) {
   }
   if (d.destroy) d.destroy(d.real, nullptr);
   devices_.erase(id);
+  return owned.size();
 }
 
 void Replay::map_memory(WireReader& r, VkResult& result) {

@@ -29,7 +29,7 @@ class Replay final : public HandleResolver {
 
   // `ordinals`: the Vulkan ordinal of each of the session's devices.
   Replay(std::vector<uint32_t> ordinals, SendMemory send_memory);
-  ~Replay() override;  // destroys everything the client left behind
+  ~Replay() override;  // releases what is left (see release_all)
   Replay(const Replay&) = delete;
   Replay& operator=(const Replay&) = delete;
 
@@ -38,6 +38,10 @@ class Replay final : public HandleResolver {
   void call(uint32_t command, WireReader& r, WireWriter& w, VkResult& result);
 
   uint64_t resolve(uint64_t id, VkObjectType type) override;
+
+  // Destroys every device the client left, with all its objects. Returns how many devices and
+  // objects that was.
+  std::pair<size_t, size_t> release_all();
 
  private:
   struct Object {
@@ -84,7 +88,8 @@ class Replay final : public HandleResolver {
 
   // RGPU's own calls.
   void create_device(WireReader& r, VkResult& result);
-  void destroy_device(uint64_t id);
+  // Destroys the device and whatever the client left of it; returns how many objects that was.
+  size_t destroy_device(uint64_t id);
   void map_memory(WireReader& r, VkResult& result);
   void unmap(Allocation& allocation);
   void write_memory(WireReader& r);

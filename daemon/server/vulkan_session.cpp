@@ -52,7 +52,12 @@ void VulkanSession::close() {
   }
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
-  replay_.reset();  // frees what the client left behind
+  if (!replay_) return;
+  const auto [devices, objects] = replay_->release_all();
+  if (devices > 0)
+    LOG_INFO("Vulkan session of %s closed: released %zu device(s) and %zu object(s) it left", client_.c_str(), devices,
+             objects);
+  replay_.reset();
 }
 
 void VulkanSession::run() {

@@ -258,7 +258,9 @@ bool run_pass(const Context& c, MemoryChoice host, bool explicit_sync, const std
 
 }  // namespace
 
-int main() {
+// --exit-without-cleanup: leaves the device and its objects behind, as a crashing program would.
+int main(int argc, char** argv) {
+  const bool leave_objects = argc > 1 && std::strcmp(argv[1], "--exit-without-cleanup") == 0;
   VkInstance instance = create_instance("vulkan_compute", VK_API_VERSION_1_0);
   const Gpu gpu = pick_gpu(instance, VK_QUEUE_COMPUTE_BIT);
   VkDevice device = create_device(gpu, nullptr);
@@ -279,6 +281,11 @@ int main() {
                  {{3, {7, 13, kElements - 1000, 0}}, {4, {0xfffffffb, 0x80000001, 1, 0}}}, number);
 
   VK_CHECK(vkDeviceWaitIdle, device);
+  if (leave_objects) {
+    std::printf("%s (exiting without cleanup)\n", ok ? "PASS" : "FAIL");
+    std::fflush(stdout);
+    std::_Exit(ok ? 0 : 1);
+  }
   vkDestroyFence(device, fence, nullptr);
   destroy_commands(device, commands);
   destroy_pipeline(device, pipeline);

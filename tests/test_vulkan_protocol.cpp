@@ -1,0 +1,121 @@
+// The server's Vulkan executor driven call by call over a real loopback connection, with lavapipe
+// as its GPU: malformed or unknown calls get a reason, and the session goes on.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "app_protocol.hpp"
+#include "server/server.hpp"
+#include "session.hpp"
+#include "vk_codec.gen.hpp"
+#include "vk_commands.gen.hpp"
+#include "vulkan_wire.hpp"
+#include "wire.hpp"
+
+namespace rgpu {
+namespace {
+
+class VulkanServer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerSettings settings;
+    settings.bind = "127.0.0.1";
+    settings.port = 0;
+    GpuInfo gpu;
+    gpu.index = 0;
+    gpu.name = "lavapipe";
+    gpu.vulkan = true;
+    gpu.vulkan_ordinal = 0;
+    settings.gpus = {gpu};
+    server_ = std::make_unique<Server>(settings);
+    server_->start();
+    thread_ = std::thread([this] { server_->run(); });
+    SessionOptions options;
+    options.server = {"127.0.0.1", server_->port()};
+    options.timeout = std::chrono::seconds(20);
+    session_ = Session::connect(options);
+    SessionOpenMsg open;
+    open.gpu_indices = {0};
+    const Frame opened = call(kMsgVulkanOpen, encode(open));
+    ASSERT_EQ(opened.header.type, kMsgVulkanOpened);
+  }
+  void TearDown() override {
+    session_.reset();
+    server_->stop();
+    thread_.join();
+  }
+
+  Frame call(uint16_t type, std::span<const uint8_t> payload, uint16_t flags = 0) {
+    const uint64_t id = session_->next_request_id();
+    session_->channel().send_frame(type, id, payload, flags);
+    if (flags & kFrameNoReply) return {};
+    for (;;) {
+      Frame frame = session_->channel().receive_frame();
+      if (frame.header.request_id == id) return frame;
+    }
+  }
+
+  // A VulkanCall and its reply: the VkResult and the rest (outputs, or the reason of a failure).
+  std::pair<VkResult, std::string> vulkan(const WireWriter& payload, uint16_t flags = 0) {
+    const Frame reply = call(vk::kMsgVulkanCall, const_cast<WireWriter&>(payload).buffer(), flags);
+    if (flags & kFrameNoReply) return {VK_SUCCESS, ""};
+    EXPECT_EQ(reply.header.type, vk::kMsgVulkanReply);
+    WireReader reader(reply.payload);
+    const auto header = reader.get<vk::ReplyHeader>();
+    const auto rest = reader.rest();
+    return {static_cast<VkResult>(header.result), std::string(rest.begin(), rest.end())};
+  }
+
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  std::unique_ptr<Session> session_;
+};
+
+TEST_F(VulkanServer, UnknownCommandIsNotForwarded) {
+  WireWriter w;
+  w.put<uint32_t>(0x12345678);
+  const auto [result, why] = vulkan(w);
+  EXPECT_EQ(result, VK_ERROR_FEATURE_NOT_PRESENT);
+  EXPECT_NE(why.find("is not forwarded by this server"), std::string::npos) << why;
+}
+
+TEST_F(VulkanServer, TruncatedCallGetsAReasonAndTheSessionGoesOn) {
+  WireWriter truncated;
+  truncated.put(vk::CMD_CreateDevice).put<uint32_t>(0);
+  const auto [result, why] = vulkan(truncated);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("malformed call"), std::string::npos) << why;
+  // The session still answers.
+  WireWriter describe;
+  describe.put(vk::CMD_DescribePhysicalDevices);
+  const auto [described, devices] = vulkan(describe);
+  EXPECT_EQ(described, VK_SUCCESS);
+  EXPECT_EQ(vk::decode_physical_devices({reinterpret_cast<const uint8_t*>(devices.data()), devices.size()}).size(), 1u);
+}
+
+TEST_F(VulkanServer, UnknownHandleInAPipelinedCallFailsTheNextCallThatWaits) {
+  WireWriter destroy;
+  destroy.put(vk::CMD_vkDestroyBuffer).put<uint64_t>(999).put<uint64_t>(5);
+  vulkan(destroy, kFrameNoReply);
+  WireWriter pull;
+  pull.put(vk::CMD_PullMemory);
+  const auto [result, why] = vulkan(pull);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("an earlier call failed: vkDestroyBuffer: malformed call: device 999 is not a live device"),
+            std::string::npos)
+      << why;
+}
+
+TEST_F(VulkanServer, OutOfRangeDeviceIsRefused) {
+  WireWriter create;
+  create.put(vk::CMD_CreateDevice).put<uint32_t>(3).put<uint64_t>(77);
+  const VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, nullptr, 0, 0, nullptr, 0, nullptr, 0, nullptr,
+                                nullptr};
+  vk::put(create, info);
+  const auto [result, why] = vulkan(create);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("device 3 is not one of this session's 1"), std::string::npos) << why;
+}
+
+}  // namespace
+}  // namespace rgpu
