@@ -72,6 +72,8 @@ class HandleResolver {
  public:
   virtual ~HandleResolver() = default;
   virtual uint64_t resolve(uint64_t id, VkObjectType type) = 0;
+  // The same for an object the call only reads from (the source of a transfer).
+  virtual uint64_t resolve_source(uint64_t id, VkObjectType type) { return resolve(id, type); }
 };
 
 struct DecodeContext {

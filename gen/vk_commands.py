@@ -256,9 +256,11 @@ class Emitter:
         self.reg = reg
         self.model = model
 
-    def handle_get(self, type_name, target):
+    def handle_get(self, type_name, target, name=""):
         _, objtype = self.reg.handle_info(type_name)
-        return f"{target} = from_wire<{type_name}>(ctx.handles.resolve(r.get<uint64_t>(), {objtype}));"
+        # Sources of transfers (srcBuffer, srcImage, srcSet) are only read.
+        resolve = "resolve_source" if name.startswith("src") else "resolve"
+        return f"{target} = from_wire<{type_name}>(ctx.handles.{resolve}(r.get<uint64_t>(), {objtype}));"
 
     def put_value(self, m, v):
         cat = self.reg.category(m.type)
@@ -277,7 +279,7 @@ class Emitter:
                 return [f"{target} = static_cast<size_t>(r.get<uint64_t>());"]
             return [f"{target} = r.get<{m.type}>();"]
         if cat == "handle":
-            return [self.handle_get(m.type, target)]
+            return [self.handle_get(m.type, target, m.name)]
         if cat == "union" or self.model.pod(m.type):
             return [f"std::memcpy(&{target}, r.bytes(sizeof({target})).data(), sizeof({target}));"]
         return [f"get(r, {target}, ctx);"]

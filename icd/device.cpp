@@ -9,6 +9,7 @@
 #include "log.hpp"
 #include "vk_icd.gen.hpp"
 #include "vulkan_wire.hpp"
+#include "written_pages.hpp"
 
 namespace rgpu::icd {
 
@@ -97,6 +98,8 @@ VkResult post(Device* device, const WireWriter& payload, const char* what) {
 }
 
 void release_region(Memory& memory) {
+  if (memory.watched) WrittenPages::get().unwatch(memory.region, memory.length);
+  memory.watched = false;
   if (memory.region != nullptr) ::munmap(memory.region, memory.length);
   memory.region = nullptr;
   memory.snapshot = {};
@@ -350,6 +353,7 @@ VKAPI_ATTR VkResult VKAPI_CALL MapMemory(VkDevice handle, VkDeviceMemory memory_
   }
   memory->region = static_cast<uint8_t*>(region);
   memory->snapshot.assign(memory->length, 0);
+  memory->watched = WrittenPages::get().watch(memory->region, memory->length);
   // The server answers after sending the memory's contents, which land in the region.
   WireWriter w;
   w.put(vk::CMD_MapMemory).put(vk::to_wire(memory_handle)).put<uint64_t>(offset).put<uint64_t>(size);

@@ -5,6 +5,7 @@
 #include "log.hpp"
 #include "mapped_memory_sync.hpp"
 #include "vulkan_wire.hpp"
+#include "written_pages.hpp"
 
 namespace rgpu::icd {
 
@@ -66,17 +67,22 @@ void push_mapped_memory(Device* device) {
   std::string problem;
   for (auto& [id, memory] : instance.memories) {
     if (memory->region == nullptr) continue;
+    Memory& m = *memory;
     const uint64_t memory_id = id;
-    const uint64_t base = memory->base;
-    const uint8_t* region = memory->region;
-    vk::for_each_changed_run(region, memory->snapshot.data(), memory->length, vk::kMemoryPage, vk::kMemoryChunk,
-                             [&](size_t offset, size_t length) {
-                               WireWriter w;
-                               w.put(vk::CMD_WriteMemory).put(memory_id).put<uint64_t>(base + offset);
-                               w.bytes(region + offset, length);
-                               if (!session.post(w.buffer(), problem))
-                                 LOG_ERROR("Vulkan: sending mapped memory: %s", problem.c_str());
-                             });
+    // Sends what differs from the snapshot within [from, from + length) of the region.
+    auto send_changes = [&](size_t from, size_t length) {
+      vk::for_each_changed_run(m.region + from, m.snapshot.data() + from, length, vk::kMemoryPage, vk::kMemoryChunk,
+                               [&](size_t offset, size_t run) {
+                                 WireWriter w;
+                                 w.put(vk::CMD_WriteMemory).put(memory_id).put<uint64_t>(m.base + from + offset);
+                                 w.bytes(m.region + from + offset, run);
+                                 if (!session.post(w.buffer(), problem))
+                                   LOG_ERROR("Vulkan: sending mapped memory: %s", problem.c_str());
+                               });
+    };
+    if (m.watched && WrittenPages::get().take(m.region, m.length, send_changes)) continue;
+    m.watched = false;
+    send_changes(0, m.length);
   }
 }
 

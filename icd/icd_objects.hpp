@@ -41,6 +41,7 @@ struct Memory {
   uint64_t base = 0;
   uint64_t length = 0;
   std::vector<uint8_t> snapshot;
+  bool watched = false;  // the kernel reports which pages of the region were written
 };
 
 struct Instance {

@@ -60,7 +60,14 @@ uint64_t Replay::resolve(uint64_t id, VkObjectType type) {
   if (it == objects_.end() || it->second.type != type)
     throw WireError("handle " + id_text(id) + " is not a live object of type " + std::to_string(type) +
                     " in this session");
+  writes_.named(id, type);
   return it->second.real;
+}
+
+uint64_t Replay::resolve_source(uint64_t id, VkObjectType type) {
+  const uint64_t real = resolve(id, type);
+  if (id != 0) writes_.read_only(id);
+  return real;
 }
 
 Replay::Device& Replay::device(uint64_t id) {
@@ -87,6 +94,7 @@ void Replay::created(uint64_t id, VkObjectType type, uint64_t real, uint64_t dev
   auto [it, fresh] = objects_.try_emplace(id, Object{type, real, device_id, parent, next_order_++});
   if (!fresh && (it->second.type != type || it->second.real != real))
     throw WireError("id " + id_text(id) + " is already in use in this session");
+  writes_.named(id, type);
 }
 
 void Replay::destroyed(uint64_t id) {
@@ -94,6 +102,7 @@ void Replay::destroyed(uint64_t id) {
   if (it == objects_.end()) return;
   const Object object = it->second;
   objects_.erase(it);
+  writes_.forget(id);
   auto a = allocations_.find(id);
   if (a != allocations_.end()) allocations_.erase(a);  // vkFreeMemory unmaps
   released_children(object.device, object.real);
@@ -101,7 +110,9 @@ void Replay::destroyed(uint64_t id) {
 
 void Replay::released_children(uint64_t device_id, uint64_t pool) {
   std::erase_if(objects_, [&](const auto& entry) {
-    return entry.second.device == device_id && entry.second.parent != 0 && entry.second.parent == pool;
+    const bool child = entry.second.device == device_id && entry.second.parent != 0 && entry.second.parent == pool;
+    if (child) writes_.forget(entry.first);
+    return child;
   });
 }
 
@@ -151,8 +162,17 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
       const bool submits = command == CMD_vkQueueSubmit || command == CMD_vkQueueSubmit2 ||
                            command == CMD_vkQueueBindSparse;
       WireReader arguments = r;
+      writes_.start_call();
       execute(command, r, w, result);
-      if (result >= 0 && submits) track_submission(arguments.get<uint64_t>());
+      if (result < 0) return;
+      writes_.finish_call(command, 0);
+      if (submits) {
+        track_submission(arguments.get<uint64_t>());
+        for (uint64_t memory : writes_.reachable_memory()) {
+          auto a = allocations_.find(memory);
+          if (a != allocations_.end()) a->second.device_may_write = true;
+        }
+      }
       if (result >= 0 && makes_visible(command)) pull();
     }
   }
@@ -238,6 +258,7 @@ size_t Replay::destroy_device(uint64_t id) {
   for (const auto& [object_id, object] : owned) {
     objects_.erase(object_id);
     allocations_.erase(object_id);
+    writes_.forget(object_id);
   }
   if (d.destroy) d.destroy(d.real, nullptr);
   devices_.erase(id);
@@ -296,8 +317,11 @@ void Replay::pull() {
   if (!device_may_write_) return;
   // Checked before the scan: when all work had finished by then, the scan sees all its writes.
   const bool finished = idle();
-  for (auto& [id, a] : allocations_) send_changes(id, a);
-  if (finished) device_may_write_ = false;
+  for (auto& [id, a] : allocations_)
+    if (a.device_may_write || writes_.addresses_used()) send_changes(id, a);
+  if (!finished) return;
+  device_may_write_ = false;
+  for (auto& [id, a] : allocations_) a.device_may_write = false;
 }
 
 void Replay::send_changes(uint64_t id, Allocation& a) {
@@ -322,7 +346,11 @@ void Replay::batch(WireReader& r, VkResult& result) {
     const uint32_t command = r.get<uint32_t>();
     const uint32_t length = r.get<uint32_t>();
     WireReader one(r.bytes(length), "recorded command");
+    // Every recorded command names its command buffer first.
+    const uint64_t recording = WireReader(one).get<uint64_t>();
+    writes_.start_call();
     execute(command, one, ignored, result);
+    if (result >= 0) writes_.finish_call(command, recording);
     arena_.clear();
     if (result < 0) return;
   }

@@ -13,6 +13,7 @@
 
 #include "vk_codec.gen.hpp"
 #include "vk_commands.gen.hpp"
+#include "vulkan_write_tracker.hpp"
 
 namespace rgpu::vk {
 
@@ -38,6 +39,7 @@ class Replay final : public HandleResolver {
   void call(uint32_t command, WireReader& r, WireWriter& w, VkResult& result);
 
   uint64_t resolve(uint64_t id, VkObjectType type) override;
+  uint64_t resolve_source(uint64_t id, VkObjectType type) override;
 
   // Destroys every device the client left, with all its objects. Returns how many devices and
   // objects that was.
@@ -73,6 +75,7 @@ class Replay final : public HandleResolver {
     uint8_t* mapped = nullptr;        // the whole allocation, while the client has it mapped
     uint64_t base = 0;                // the range the client maps, page-aligned at the start
     std::vector<uint8_t> snapshot;    // what the client has of that range
+    bool device_may_write = false;    // submitted work can reach it
   };
 
   // Generated (vk_server.gen.cpp).
@@ -115,6 +118,7 @@ class Replay final : public HandleResolver {
   std::unordered_map<uint64_t, Allocation> allocations_;
   uint64_t next_order_ = 0;
   bool device_may_write_ = false;  // a submission may still be writing mapped memory
+  WriteTracker writes_;
 };
 
 }  // namespace rgpu::vk
