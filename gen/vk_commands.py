@@ -51,6 +51,10 @@ SYNC_CREATIONS = {"vkAllocateMemory", "vkAllocateDescriptorSets", "vkCreateGraph
 # mapped memory before it answers.
 MAKES_VISIBLE = {"vkWaitForFences", "vkGetFenceStatus", "vkQueueWaitIdle", "vkDeviceWaitIdle", "vkWaitSemaphores",
                  "vkGetSemaphoreCounterValue", "vkInvalidateMappedMemoryRanges", "vkGetEventStatus"}
+# The server's Replay looks at these calls' decoded arguments after they ran (observe_<command>):
+# memory bindings and the ranges that transfers write, so that it knows what the device can change.
+OBSERVED = {"vkBindBufferMemory", "vkBindBufferMemory2", "vkCmdCopyBuffer", "vkCmdFillBuffer", "vkCmdUpdateBuffer",
+            "vkCmdCopyImageToBuffer"}
 # Pool-owned objects: released with their pool (or its reset), never destroyed on their own.
 POOL_OF = {"VkDescriptorSet": "descriptorPool", "VkCommandBuffer": "commandPool"}
 POOL_RESETS = {"vkResetDescriptorPool": "descriptorPool"}
@@ -888,6 +892,8 @@ def server_case(cmd, kind, reg, em):
         lines.append(f"  const auto value = {call};")
         lines.append("  result = VK_SUCCESS;")
     lines += post
+    if cmd.name in OBSERVED:
+        lines.append(f"  if (result >= 0) observe_{cmd.name}({', '.join(call_args)});")
     if cmd.ret not in ("void", "VkResult"):
         lines.append("  w.put(value);")
     lines += ["  return;", "}"]

@@ -55,7 +55,11 @@ std::pair<size_t, size_t> Replay::release_all() {
 
 uint64_t Replay::resolve(uint64_t id, VkObjectType type) {
   if (id == 0) return 0;
-  if (type == VK_OBJECT_TYPE_DEVICE) return to_wire(device(id).real);
+  if (type == VK_OBJECT_TYPE_DEVICE) {
+    const uint64_t real = to_wire(device(id).real);
+    writes_.named(id, type);
+    return real;
+  }
   auto it = objects_.find(id);
   if (it == objects_.end() || it->second.type != type)
     throw WireError("handle " + id_text(id) + " is not a live object of type " + std::to_string(type) +
@@ -168,9 +172,11 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
       writes_.finish_call(command, 0);
       if (submits) {
         track_submission(arguments.get<uint64_t>());
-        for (uint64_t memory : writes_.reachable_memory()) {
+        for (auto& [memory, ranges] : writes_.reachable_memory()) {
           auto a = allocations_.find(memory);
-          if (a != allocations_.end()) a->second.device_may_write = true;
+          if (a == allocations_.end()) continue;
+          auto& writes = a->second.device_writes;
+          writes.insert(writes.end(), ranges.begin(), ranges.end());
         }
       }
       if (result >= 0 && makes_visible(command)) pull();
@@ -285,7 +291,7 @@ void Replay::map_memory(WireReader& r, VkResult& result) {
   a.base = offset & ~(kMemoryPage - 1);
   // The client's copy starts out zeroed: what differs from zero is sent now, by pull().
   a.snapshot.assign(end - a.base, 0);
-  send_changes(id, a);
+  send_changes(id, a, {ByteRange{}});
 }
 
 void Replay::unmap(Allocation& a) {
@@ -317,26 +323,86 @@ void Replay::pull() {
   if (!device_may_write_) return;
   // Checked before the scan: when all work had finished by then, the scan sees all its writes.
   const bool finished = idle();
-  for (auto& [id, a] : allocations_)
-    if (a.device_may_write || writes_.addresses_used()) send_changes(id, a);
+  const std::vector<ByteRange> everything{ByteRange{}};
+  for (auto& [id, a] : allocations_) {
+    if (writes_.addresses_used()) send_changes(id, a, everything);
+    else if (!a.device_writes.empty()) send_changes(id, a, a.device_writes);
+  }
   if (!finished) return;
   device_may_write_ = false;
-  for (auto& [id, a] : allocations_) a.device_may_write = false;
+  for (auto& [id, a] : allocations_) a.device_writes.clear();
 }
 
-void Replay::send_changes(uint64_t id, Allocation& a) {
+void Replay::send_changes(uint64_t id, Allocation& a, const std::vector<ByteRange>& ranges) {
   if (a.mapped == nullptr) return;
   if (!a.coherent) {
     Device& d = device(a.device);
     VkMappedMemoryRange range{VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, nullptr, a.real, 0, VK_WHOLE_SIZE};
     d.table.vkInvalidateMappedMemoryRanges(d.real, 1, &range);
   }
-  const uint8_t* current = a.mapped + a.base;
-  const uint64_t base = a.base;
-  for_each_changed_run(current, a.snapshot.data(), a.snapshot.size(), kMemoryPage, kMemoryChunk,
-                       [&](size_t offset, size_t length) {
-                         send_memory_(id, base + offset, {current + offset, length});
-                       });
+  // The ranges, clipped to the mapped range and widened to whole pages, in order and merged.
+  const uint64_t mapped_end = a.base + a.snapshot.size();
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  for (const ByteRange& r : ranges) {
+    const uint64_t begin = std::max(r.offset, a.base) & ~(kMemoryPage - 1);
+    const uint64_t end = r.size > mapped_end - std::min(r.offset, mapped_end) ? mapped_end : r.offset + r.size;
+    if (end > std::max(begin, a.base)) spans.push_back({std::max(begin, a.base), end});
+  }
+  std::sort(spans.begin(), spans.end());
+  uint64_t done = a.base;  // everything before has been compared
+  for (auto [begin, end] : spans) {
+    begin = std::max(begin, done);
+    if (end <= begin) continue;
+    end = std::min(mapped_end, (end + kMemoryPage - 1) & ~(kMemoryPage - 1));
+    const uint8_t* current = a.mapped + begin;
+    for_each_changed_run(current, a.snapshot.data() + (begin - a.base), end - begin, kMemoryPage, kMemoryChunk,
+                         [&](size_t offset, size_t length) {
+                           send_memory_(id, begin + offset, {current + offset, length});
+                         });
+    done = end;
+  }
+}
+
+void Replay::observe_vkBindBufferMemory(VkDevice device, VkBuffer buffer, VkDeviceMemory, VkDeviceSize offset) {
+  const uint64_t buffer_id = writes_.named_id(VK_OBJECT_TYPE_BUFFER);
+  const uint64_t memory_id = writes_.named_id(VK_OBJECT_TYPE_DEVICE_MEMORY);
+  const Device& d = this->device(writes_.named_id(VK_OBJECT_TYPE_DEVICE));
+  VkMemoryRequirements requirements{};
+  d.table.vkGetBufferMemoryRequirements(device, buffer, &requirements);
+  writes_.bound(buffer_id, memory_id, offset, requirements.size);
+}
+
+void Replay::observe_vkBindBufferMemory2(VkDevice device, uint32_t count, const VkBindBufferMemoryInfo* infos) {
+  const Device& d = this->device(writes_.named_id(VK_OBJECT_TYPE_DEVICE));
+  for (uint32_t i = 0; i < count; ++i) {
+    VkMemoryRequirements requirements{};
+    d.table.vkGetBufferMemoryRequirements(device, infos[i].buffer, &requirements);
+    writes_.bound(writes_.named_id(VK_OBJECT_TYPE_BUFFER, i), writes_.named_id(VK_OBJECT_TYPE_DEVICE_MEMORY, i),
+                  infos[i].memoryOffset, requirements.size);
+  }
+}
+
+void Replay::observe_vkCmdCopyBuffer(VkCommandBuffer, VkBuffer, VkBuffer, uint32_t count, const VkBufferCopy* regions) {
+  // The source was named read-only; the destination is the other buffer.
+  const uint64_t destination = writes_.named_id(VK_OBJECT_TYPE_BUFFER, 1);
+  for (uint32_t i = 0; i < count; ++i) writes_.writes(recording_, destination, regions[i].dstOffset, regions[i].size);
+}
+
+void Replay::observe_vkCmdFillBuffer(VkCommandBuffer, VkBuffer, VkDeviceSize offset, VkDeviceSize size, uint32_t) {
+  writes_.writes(recording_, writes_.named_id(VK_OBJECT_TYPE_BUFFER), offset,
+                 size == VK_WHOLE_SIZE ? ByteRange{}.size : size);
+}
+
+void Replay::observe_vkCmdUpdateBuffer(VkCommandBuffer, VkBuffer, VkDeviceSize offset, VkDeviceSize size, const void*) {
+  writes_.writes(recording_, writes_.named_id(VK_OBJECT_TYPE_BUFFER), offset, size);
+}
+
+// Rows and layers of an image copy land between its regions' first offset and the buffer's end.
+void Replay::observe_vkCmdCopyImageToBuffer(VkCommandBuffer, VkImage, VkImageLayout, VkBuffer, uint32_t count,
+                                            const VkBufferImageCopy* regions) {
+  uint64_t first = ByteRange{}.size;
+  for (uint32_t i = 0; i < count; ++i) first = std::min<uint64_t>(first, regions[i].bufferOffset);
+  if (count > 0) writes_.writes(recording_, writes_.named_id(VK_OBJECT_TYPE_BUFFER), first, ByteRange{}.size);
 }
 
 void Replay::batch(WireReader& r, VkResult& result) {
@@ -347,10 +413,16 @@ void Replay::batch(WireReader& r, VkResult& result) {
     const uint32_t length = r.get<uint32_t>();
     WireReader one(r.bytes(length), "recorded command");
     // Every recorded command names its command buffer first.
-    const uint64_t recording = WireReader(one).get<uint64_t>();
+    recording_ = WireReader(one).get<uint64_t>();
     writes_.start_call();
-    execute(command, one, ignored, result);
-    if (result >= 0) writes_.finish_call(command, recording);
+    try {
+      execute(command, one, ignored, result);
+    } catch (...) {
+      recording_ = 0;
+      throw;
+    }
+    if (result >= 0) writes_.finish_call(command, recording_);
+    recording_ = 0;
     arena_.clear();
     if (result < 0) return;
   }

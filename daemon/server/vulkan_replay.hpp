@@ -75,7 +75,7 @@ class Replay final : public HandleResolver {
     uint8_t* mapped = nullptr;        // the whole allocation, while the client has it mapped
     uint64_t base = 0;                // the range the client maps, page-aligned at the start
     std::vector<uint8_t> snapshot;    // what the client has of that range
-    bool device_may_write = false;    // submitted work can reach it
+    std::vector<ByteRange> device_writes;  // what submitted work can write of it
   };
 
   // Generated (vk_server.gen.cpp).
@@ -89,6 +89,17 @@ class Replay final : public HandleResolver {
   void released_children(uint64_t device, uint64_t pool);
   void remember_allocation(uint64_t id, uint64_t device, VkDeviceMemory memory, const VkMemoryAllocateInfo& info);
 
+  // Looks at decoded arguments (gen/vk_commands.py OBSERVED): bindings and transfer ranges.
+  void observe_vkBindBufferMemory(VkDevice device, VkBuffer buffer, VkDeviceMemory memory, VkDeviceSize offset);
+  void observe_vkBindBufferMemory2(VkDevice device, uint32_t count, const VkBindBufferMemoryInfo* infos);
+  void observe_vkCmdCopyBuffer(VkCommandBuffer, VkBuffer, VkBuffer, uint32_t count, const VkBufferCopy* regions);
+  void observe_vkCmdFillBuffer(VkCommandBuffer, VkBuffer, VkDeviceSize offset, VkDeviceSize size, uint32_t);
+  void observe_vkCmdUpdateBuffer(VkCommandBuffer, VkBuffer, VkDeviceSize offset, VkDeviceSize size, const void*);
+  void observe_vkCmdCopyImageToBuffer(VkCommandBuffer, VkImage, VkImageLayout, VkBuffer, uint32_t count,
+                                      const VkBufferImageCopy* regions);
+  // The command buffer whose recorded commands are being replayed (batch), else 0.
+  uint64_t recording_ = 0;
+
   // RGPU's own calls.
   void create_device(WireReader& r, VkResult& result);
   // Destroys the device and whatever the client left of it; returns how many objects that was.
@@ -100,7 +111,7 @@ class Replay final : public HandleResolver {
   // Sends what the device changed in every mapped range.
   void pull();
   // Sends what differs between one allocation's mapped range and the client's copy.
-  void send_changes(uint64_t id, Allocation& a);
+  void send_changes(uint64_t id, Allocation& a, const std::vector<ByteRange>& ranges);
   // After a submission on queue `queue_id`: the device may write mapped memory until it is idle.
   void track_submission(uint64_t queue_id);
   // Whether all submitted work has finished (retired tracking fences are destroyed here).
