@@ -1,5 +1,7 @@
 #include "frame_link.hpp"
 
+#include <fcntl.h>
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +31,7 @@ FrameLink::~FrameLink() {
 
 void FrameLink::start(Callbacks callbacks) {
   callbacks_ = std::move(callbacks);
+  if (ssl_) return drive_tls();
   arm_recv();
 }
 
@@ -245,6 +248,7 @@ void FrameLink::begin_tls() {
   SslPtr ssl(SSL_new(pending_tls_ctx_));
   pending_tls_ctx_ = nullptr;
   if (!ssl || SSL_set_fd(ssl.get(), fd_.get()) != 1) return close("cannot set up TLS: " + openssl_errors());
+  make_nonblocking();
   SSL_set_accept_state(ssl.get());
   ssl_ = std::move(ssl);
   tls_handshaking_ = true;
@@ -253,8 +257,15 @@ void FrameLink::begin_tls() {
 }
 
 void FrameLink::adopt_tls(SslPtr ssl) {
+  make_nonblocking();
   ssl_ = std::move(ssl);
-  drive_tls();
+  if (callbacks_.on_frame) drive_tls();
+}
+
+// OpenSSL reads and writes the socket itself, on the event loop's thread: it must never block.
+void FrameLink::make_nonblocking() {
+  const int flags = ::fcntl(fd_.get(), F_GETFL);
+  if (flags >= 0 && !(flags & O_NONBLOCK)) ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);
 }
 
 bool FrameLink::handle_ssl_result(int ret, const char* what) {

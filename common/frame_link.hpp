@@ -52,6 +52,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   // Server side: once everything queued has left, runs a TLS accept on this socket; `done` reports it.
   void start_tls_server(SSL_CTX* ctx, std::function<void()> done);
   // Takes over a TLS session already established on this socket (blocking handshake done elsewhere).
+  // Call it before start(): the socket may already hold TLS records.
   void adopt_tls(SslPtr ssl);
 
   // Sends what is queued, then half-closes; the link closes when the peer does (or on close()).
@@ -71,6 +72,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   void set_bulk_sink(BulkSink sink, size_t min_size);
 
  private:
+  void make_nonblocking();
   struct Outgoing {
     std::vector<uint8_t> owned;
     std::span<const uint8_t> borrowed;

@@ -98,9 +98,9 @@ VkResult post(Device* device, const WireWriter& payload, const char* what) {
 }
 
 void release_region(Memory& memory) {
-  if (memory.watched) WrittenPages::get().unwatch(memory.region, memory.length);
+  if (memory.watched) WrittenPages::get().unwatch(memory.region, memory.region_size());
   memory.watched = false;
-  if (memory.region != nullptr) ::munmap(memory.region, memory.length);
+  if (memory.region != nullptr) ::munmap(memory.region, memory.region_size());
   memory.region = nullptr;
   memory.snapshot = {};
 }
@@ -346,14 +346,14 @@ VKAPI_ATTR VkResult VKAPI_CALL MapMemory(VkDevice handle, VkDeviceMemory memory_
   if (offset >= memory->size || end > memory->size) return VK_ERROR_MEMORY_MAP_FAILED;
   memory->base = offset & ~(vk::kMemoryPage - 1);
   memory->length = end - memory->base;
-  void* region = ::mmap(nullptr, memory->length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* region = ::mmap(nullptr, memory->region_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (region == MAP_FAILED) {
     LOG_ERROR("Vulkan: vkMapMemory: no room for a copy of %llu bytes", static_cast<unsigned long long>(memory->length));
     return VK_ERROR_OUT_OF_HOST_MEMORY;
   }
   memory->region = static_cast<uint8_t*>(region);
   memory->snapshot.assign(memory->length, 0);
-  memory->watched = WrittenPages::get().watch(memory->region, memory->length);
+  memory->watched = WrittenPages::get().watch(memory->region, memory->region_size());
   // The server answers after sending the memory's contents, which land in the region.
   WireWriter w;
   w.put(vk::CMD_MapMemory).put(vk::to_wire(memory_handle)).put<uint64_t>(offset).put<uint64_t>(size);

@@ -1,5 +1,6 @@
 #include "icd_calls.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "log.hpp"
@@ -71,6 +72,8 @@ void push_mapped_memory(Device* device) {
     const uint64_t memory_id = id;
     // Sends what differs from the snapshot within [from, from + length) of the region.
     auto send_changes = [&](size_t from, size_t length) {
+      if (from >= m.length) return;  // the tail of the last page, past the mapped range
+      length = std::min<size_t>(length, m.length - from);
       vk::for_each_changed_run(m.region + from, m.snapshot.data() + from, length, vk::kMemoryPage, vk::kMemoryChunk,
                                [&](size_t offset, size_t run) {
                                  WireWriter w;
@@ -80,7 +83,7 @@ void push_mapped_memory(Device* device) {
                                    LOG_ERROR("Vulkan: sending mapped memory: %s", problem.c_str());
                                });
     };
-    if (m.watched && WrittenPages::get().take(m.region, m.length, send_changes)) continue;
+    if (m.watched && WrittenPages::get().take(m.region, m.region_size(), send_changes)) continue;
     m.watched = false;
     send_changes(0, m.length);
   }

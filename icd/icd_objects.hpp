@@ -42,6 +42,9 @@ struct Memory {
   uint64_t length = 0;
   std::vector<uint8_t> snapshot;
   bool watched = false;  // the kernel reports which pages of the region were written
+
+  // The region's mapping: whole pages.
+  uint64_t region_size() const { return (length + 4095) & ~uint64_t{4095}; }
 };
 
 struct Instance {

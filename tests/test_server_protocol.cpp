@@ -348,6 +348,18 @@ TEST_F(ServerTls, AutoModeUsesTls) {
 }
 
 // Each answer is queued from inside the TLS read loop; a long run of requests must not nest calls.
+// The server reads TLS connections without blocking: a client that is connected and silent does
+// not hold up the others.
+TEST_F(ServerTls, SilentClientDoesNotHoldUpTheOthers) {
+  RunningServer server(tls_settings());
+  auto silent = Session::connect(options_for(server));
+  ASSERT_TRUE(silent->encrypted());
+  auto busy = Session::connect(options_for(server));
+  std::vector<uint8_t> payload(64, 7);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(busy->call(MsgType::Ping, payload).payload, payload) << i;
+  EXPECT_EQ(silent->call(MsgType::Ping, payload).payload, payload);
+}
+
 TEST_F(ServerTls, LongRunOfRequestsKeepsWorking) {
   RunningServer server(tls_settings());
   auto session = Session::connect(options_for(server));

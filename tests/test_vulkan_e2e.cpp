@@ -245,6 +245,28 @@ TEST(VulkanTokens, AllowedGpusHideTheOthers) {
   EXPECT_NE(server.log().find("as 'limited'"), std::string::npos) << server.log();
 }
 
+// Over TLS (the client daemon's default when the server has a certificate) the same program
+// gets the same results.
+TEST(VulkanTls, ComputeProgramOverTls) {
+#ifndef VULKAN_COMPUTE
+  GTEST_SKIP() << "built without glslangValidator: no compute program";
+#else
+  TempDir dir;
+  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
+  ServerProcess server({"--config", config, "--cert", dir.path() + "/cert.pem", "--key", dir.path() + "/key.pem",
+                        "--generate-cert"},
+                       {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server.address(), "--socket", socket}, {}, "client");
+  const CommandResult direct = run_program({VULKAN_COMPUTE}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+  const CommandResult remote = run_program(
+      {VULKAN_COMPUTE}, {"VK_DRIVER_FILES=" RGPU_ICD_MANIFEST, "RGPU_CLIENT_SOCKET=" + socket, "XDG_RUNTIME_DIR=" + dir.path()});
+  ASSERT_EQ(remote.exit_code, 0) << remote.out << remote.err << "\nclient:\n" << client.log();
+  EXPECT_EQ(remote.out, direct.out);
+  EXPECT_NE(server.log().find("TLS with 127.0.0.1"), std::string::npos) << server.log();
+#endif
+}
+
 // The Vulkan bench checks every readback against what it uploaded.
 TEST_F(VulkanPath, BenchUploadsAndReadsBackThroughRgpu) {
   const CommandResult remote = run_program({VULKAN_BENCH, "--quick"}, icd_env(socket_));

@@ -312,6 +312,9 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
   session.server_link = std::make_shared<FrameLink>(loop, std::move(fd), server);
+  // Before the link reads anything: what already waits on the socket (a TLS 1.3 session ticket,
+  // say) is TLS records.
+  if (ssl) session.server_link->adopt_tls(std::move(ssl));
   session.server_link->start(FrameLink::Callbacks{
       .on_frame = [this, session_id](Frame&& frame) { on_server_frame(session_id, std::move(frame)); },
       .on_close =
@@ -325,7 +328,6 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
   // Large answers (device -> host data) are received straight into the asking thread's ring.
   session.server_link->set_bulk_sink([this, session_id](const FrameHeader& header) { return ring_for_answer(session_id, header); },
                                      cuda::kBulkFrameMinSize);
-  if (ssl) session.server_link->adopt_tls(std::move(ssl));
   SessionOpenMsg open;
   for (const auto& device : session.devices) open.gpu_indices.push_back(device.index);
   session.state = AppSession::State::Opening;
