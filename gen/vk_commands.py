@@ -35,13 +35,15 @@ HAND_WRITTEN = {
     "vkGetDeviceQueue", "vkGetDeviceQueue2", "vkAllocateCommandBuffers", "vkFreeCommandBuffers",
     "vkBeginCommandBuffer", "vkEndCommandBuffer", "vkResetCommandBuffer", "vkDestroyCommandPool",
     "vkResetCommandPool", "vkAllocateMemory", "vkFreeMemory", "vkFlushMappedMemoryRanges",
-    "vkInvalidateMappedMemoryRanges",
+    "vkInvalidateMappedMemoryRanges", "vkCreateDescriptorUpdateTemplate", "vkDestroyDescriptorUpdateTemplate",
 }
 # Commands after which the device may read host memory: the ICD first sends what the application
 # changed in mapped memory.
 PUSH_BEFORE = {"vkQueueSubmit", "vkQueueSubmit2", "vkQueueBindSparse", "vkSetEvent", "vkSignalSemaphore"}
 # Written by hand in the ICD and served by RGPU's own calls (mapped memory lives in the ICD).
-HAND_ONLY = {"vkMapMemory": "VkResult", "vkUnmapMemory": "void"}
+# vkUpdateDescriptorSetWithTemplate becomes a vkUpdateDescriptorSets in the ICD, which knows the
+# template's entries.
+HAND_ONLY = {"vkMapMemory": "VkResult", "vkUnmapMemory": "void", "vkUpdateDescriptorSetWithTemplate": "void"}
 # Not forwarded at all: the server has no use for them or they need host memory the wire cannot see.
 NOT_FORWARDED = {"vkCreateDevice", "vkDestroyDevice", "vkGetDeviceProcAddr"}
 # Creations that wait for their answer: their failures are ones applications handle.

@@ -77,6 +77,8 @@ struct Device {
   std::mutex mutex;  // queues and pools
   std::map<std::pair<uint32_t, uint32_t>, std::unique_ptr<Queue>> queues;  // (family, index)
   std::unordered_map<uint64_t, std::vector<std::unique_ptr<CommandBuffer>>> pools;
+  // Descriptor update templates' entries, by template id (descriptor_templates.cpp).
+  std::unordered_map<uint64_t, std::vector<VkDescriptorUpdateTemplateEntry>> templates;
 
   DaemonSession& session() const { return *physical->instance->session; }
   Instance& instance() const { return *physical->instance; }
