@@ -18,6 +18,10 @@
 namespace rgpu::vk {
 
 inline constexpr uint32_t kMaxChainLength = 64;
+// pNext chains inside chained structs, at most this deep.
+inline constexpr int kMaxChainDepth = 8;
+// What one decoded call may occupy in memory (its structs, arrays and strings).
+inline constexpr uint64_t kMaxCallMemory = 256ull << 20;
 
 // A handle (dispatchable or not) as the u64 it travels as. The ICD's handles are its ids.
 template <typename Handle>
@@ -52,14 +56,21 @@ class Arena {
     std::memcpy(p, s.c_str(), s.size() + 1);
     return p;
   }
-  void clear() { blocks_.clear(); }
+  void clear() {
+    blocks_.clear();
+    used_ = 0;
+  }
 
  private:
   void* allocate(uint64_t size) {
+    if (size > kMaxCallMemory - used_)
+      throw WireError("the call's arguments need more than " + std::to_string(kMaxCallMemory >> 20) + " MiB");
+    used_ += size;
     // Zeroed, and aligned for any Vulkan struct.
     blocks_.emplace_back(new (std::align_val_t{16}) uint8_t[size]());
     return blocks_.back().get();
   }
+  uint64_t used_ = 0;
   struct Free {
     void operator()(uint8_t* p) const { ::operator delete[](p, std::align_val_t{16}); }
   };
@@ -79,6 +90,24 @@ class HandleResolver {
 struct DecodeContext {
   Arena& arena;
   HandleResolver& handles;
+  int chain_depth = 0;
+};
+
+// Counts one level of pNext chain decoding; refuses chains nested too deep.
+class ChainDepth {
+ public:
+  explicit ChainDepth(DecodeContext& ctx) : ctx_(ctx) {
+    if (++ctx_.chain_depth > kMaxChainDepth) {
+      --ctx_.chain_depth;
+      throw WireError("pNext chains nested more than " + std::to_string(kMaxChainDepth) + " deep");
+    }
+  }
+  ~ChainDepth() { --ctx_.chain_depth; }
+  ChainDepth(const ChainDepth&) = delete;
+  ChainDepth& operator=(const ChainDepth&) = delete;
+
+ private:
+  DecodeContext& ctx_;
 };
 
 // A count read from the wire, refused when the rest of the payload cannot hold that many

@@ -587,7 +587,8 @@ def emit_codec(reg, model, em, structs):
         cpp.append(f"      case {st}: w.put<uint32_t>({st}); put(w, *reinterpret_cast<const {s}*>(s)); ++count; break;")
     cpp += ["      default: skipped_chain_struct(s->sType); break;", "    }", "  }",
             "  std::memcpy(w.buffer().data() + at, &count, sizeof count);", "}", "",
-            "void* get_chain(WireReader& r, DecodeContext& ctx) {", "  const uint32_t count = r.get<uint32_t>();",
+            "void* get_chain(WireReader& r, DecodeContext& ctx) {", "  const ChainDepth depth(ctx);",
+            "  const uint32_t count = r.get<uint32_t>();",
             "  if (count > kMaxChainLength) throw WireError(\"pNext chain of \" + std::to_string(count) + \" structs\");",
             "  void* head = nullptr;", "  VkBaseOutStructure* tail = nullptr;",
             "  for (uint32_t i = 0; i < count; ++i) {", "    const auto type = r.get<VkStructureType>();",

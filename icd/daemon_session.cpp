@@ -72,6 +72,27 @@ bool DaemonSession::send(std::span<const uint8_t> payload, uint64_t id, uint16_t
   return true;
 }
 
+bool DaemonSession::post(std::span<const uint8_t> head, std::span<const uint8_t> data, std::string& problem) {
+  std::lock_guard lock(mutex_);
+  if (lost_) {
+    problem = "the connection to the GPU server is lost";
+    return false;
+  }
+  FrameHeader header;
+  header.type = vk::kMsgVulkanCall;
+  header.flags = kFrameNoReply;
+  header.payload_len = static_cast<uint32_t>(head.size() + data.size());
+  header.request_id = next_request_++;
+  iovec parts[3] = {{&header, sizeof header},
+                    {const_cast<uint8_t*>(head.data()), head.size()},
+                    {const_cast<uint8_t*>(data.data()), data.size()}};
+  if (!write_all(fd_, parts)) {
+    lose("write to the RGPU client daemon failed", problem);
+    return false;
+  }
+  return true;
+}
+
 bool DaemonSession::post(std::span<const uint8_t> payload, std::string& problem) {
   std::lock_guard lock(mutex_);
   return send(payload, next_request_++, kFrameNoReply, problem);

@@ -38,6 +38,8 @@ class DaemonSession {
   VkResult request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs, std::string& problem);
   // A pipelined call: sent, not answered. False (with `problem`) when the connection is lost.
   bool post(std::span<const uint8_t> payload, std::string& problem);
+  // A pipelined call whose payload is `head` followed by `data`, written without copying them.
+  bool post(std::span<const uint8_t> head, std::span<const uint8_t> data, std::string& problem);
 
   // Receives the bytes the device changed in mapped memory (kMsgVulkanMemory frames, which the
   // server sends before the answer that makes them visible). Called with the session locked.

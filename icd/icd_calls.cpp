@@ -78,8 +78,7 @@ void push_mapped_memory(Device* device) {
                                [&](size_t offset, size_t run) {
                                  WireWriter w;
                                  w.put(vk::CMD_WriteMemory).put(memory_id).put<uint64_t>(m.base + from + offset);
-                                 w.bytes(m.region + from + offset, run);
-                                 if (!session.post(w.buffer(), problem))
+                                 if (!session.post(w.buffer(), {m.region + from + offset, run}, problem))
                                    LOG_ERROR("Vulkan: sending mapped memory: %s", problem.c_str());
                                });
     };

@@ -2,6 +2,7 @@
 // as its GPU: malformed or unknown calls get a reason, and the session goes on.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "app_protocol.hpp"
@@ -115,6 +116,48 @@ TEST_F(VulkanServer, OutOfRangeDeviceIsRefused) {
   const auto [result, why] = vulkan(create);
   EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
   EXPECT_NE(why.find("device 3 is not one of this session's 1"), std::string::npos) << why;
+}
+
+// pNext chains inside chained structs, nested deeper than any real program does: refused.
+TEST_F(VulkanServer, DeeplyNestedChainsAreRefused) {
+  // Each level: a VkPhysicalDeviceVulkan11Features whose own pNext holds the next level.
+  std::function<void(WireWriter&, int)> nest = [&](WireWriter& w, int levels) {
+    w.put<uint32_t>(levels > 0 ? 1 : 0);
+    if (levels == 0) return;
+    w.put<uint32_t>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES);
+    w.put<uint32_t>(VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES);
+    nest(w, levels - 1);
+    for (int i = 0; i < 12; ++i) w.put<uint32_t>(0);
+  };
+  WireWriter create;
+  create.put(vk::CMD_CreateDevice).put<uint32_t>(0).put<uint64_t>(77);
+  create.put<uint32_t>(VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO);
+  nest(create, 40);
+  const auto [result, why] = vulkan(create);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("nested more than 8 deep"), std::string::npos) << why;
+}
+
+// A count that would make the server allocate far more than the call's bytes: refused before
+// anything is allocated.
+TEST_F(VulkanServer, CountsThatWouldNeedTooMuchMemoryAreRefused) {
+  const float priority = 1;
+  const VkDeviceQueueCreateInfo queue{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, nullptr, 0, 0, 1, &priority};
+  const VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, nullptr, 0, 1, &queue, 0, nullptr, 0, nullptr,
+                                nullptr};
+  WireWriter create;
+  create.put(vk::CMD_CreateDevice).put<uint32_t>(0).put<uint64_t>(77);
+  vk::put(create, info);
+  ASSERT_EQ(vulkan(create).first, VK_SUCCESS);
+
+  const uint32_t writes = 8u << 20;  // 8 Mi VkWriteDescriptorSet: 512 MiB in memory
+  WireWriter update;
+  update.put(vk::CMD_vkUpdateDescriptorSets).put<uint64_t>(77).put<uint32_t>(writes).put<uint8_t>(1);
+  update.put<uint64_t>(writes);
+  update.buffer().resize(update.buffer().size() + writes, 0);
+  const auto [result, why] = vulkan(update);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("need more than 256 MiB"), std::string::npos) << why;
 }
 
 }  // namespace
