@@ -112,6 +112,8 @@ bool exchange_hello(int fd, FrameDecoder& decoder, std::span<const uint8_t> hell
       error = "the daemon closed the connection during the hello";
     } else if (answer.header.type == static_cast<uint16_t>(MsgType::Error)) {
       error = "the daemon refused: " + decode_error(answer.payload).message;
+    } else if (answer.header.type == static_cast<uint16_t>(AppMsg::ServerGone)) {
+      error = "no GPU server: " + decode_error(answer.payload).message;
     } else if (answer.header.type != static_cast<uint16_t>(AppMsg::AppWelcome)) {
       error = std::string("the daemon answered ") + msg_type_name(answer.header.type) + " to the hello";
     } else {

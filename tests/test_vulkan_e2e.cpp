@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -265,6 +266,39 @@ TEST(VulkanTls, ComputeProgramOverTls) {
   EXPECT_EQ(remote.out, direct.out);
   EXPECT_NE(server.log().find("TLS with 127.0.0.1"), std::string::npos) << server.log();
 #endif
+}
+
+// The server vanishes while a program works: the program's next calls fail with
+// VK_ERROR_DEVICE_LOST and a reason, and the client daemon stays up for the next program.
+TEST(VulkanVanishedServer, ProgramGetsDeviceLostAndTheDaemonGoesOn) {
+  TempDir dir;
+  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
+  auto server = std::make_unique<ServerProcess>(std::vector<std::string>{"--config", config},
+                                                std::vector<std::string>{"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+  const std::string address = server->address();
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server->address(), "--tls", "off", "--socket", socket}, {}, "client");
+  const std::vector<std::string> env = {"VK_DRIVER_FILES=" RGPU_ICD_MANIFEST, "RGPU_CLIENT_SOCKET=" + socket,
+                                        "XDG_RUNTIME_DIR=" + dir.path()};
+  CommandResult bench;
+  std::thread program([&] { bench = run_program({VULKAN_BENCH}, env, std::chrono::seconds(120)); });
+  // Once the program has its device (with a deadline), the server goes: the bench has seconds of
+  // work ahead of it then.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (server->log().find("created a device") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  server.reset();
+  program.join();
+  // The program fails (where it next asks something: a command returning VK_ERROR_DEVICE_LOST, or
+  // one that cannot return an error and leaves its answer empty), and the ICD's log says why.
+  EXPECT_EQ(bench.exit_code, 1) << bench.out << bench.err;
+  EXPECT_NE(bench.err.find("VK_ERROR_DEVICE_LOST (-4) the GPU server is gone: server " + address),
+            std::string::npos)
+      << bench.err;
+  // The daemon is still there: the next program is told plainly that there is no server.
+  const CommandResult next = run_program({VULKAN_DUMP}, env);
+  EXPECT_NE(next.exit_code, 0) << next.out;
+  EXPECT_NE(next.err.find("no GPU server: "), std::string::npos) << next.err;
 }
 
 // The Vulkan bench checks every readback against what it uploaded.

@@ -166,6 +166,7 @@ void VulkanSession::replay(const Frame& frame, uint32_t command, WireReader& rea
     return fail(VK_ERROR_FEATURE_NOT_PRESENT, e.what());
   }
   if (result < 0) return fail(result, call_text(command) + " returned " + result_text(result));
+  if (command == CMD_CreateDevice) LOG_INFO("Vulkan: %s created a device", client_.c_str());
   if (!pipelined) reply(id, result, outputs.buffer());
 }
 
