@@ -172,11 +172,14 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
       writes_.finish_call(command, 0);
       if (submits) {
         track_submission(arguments.get<uint64_t>());
+        if (writes_.addresses_used())
+          for (auto& [memory, allocation] : allocations_) allocation.written = true;
         for (auto& [memory, ranges] : writes_.reachable_memory()) {
           auto a = allocations_.find(memory);
           if (a == allocations_.end()) continue;
           auto& writes = a->second.device_writes;
           writes.insert(writes.end(), ranges.begin(), ranges.end());
+          a->second.written = true;
         }
       }
       if (result >= 0 && makes_visible(command)) pull();
@@ -289,9 +292,16 @@ void Replay::map_memory(WireReader& r, VkResult& result) {
     a.mapped = static_cast<uint8_t*>(data);
   }
   a.base = offset & ~(kMemoryPage - 1);
-  // The client's copy starts out zeroed: what differs from zero is sent now, by pull().
+  // The client's copy starts out zeroed: what differs from zero is sent now.
   a.snapshot.assign(end - a.base, 0);
-  send_changes(id, a, {ByteRange{}});
+  if (a.written) return send_changes(id, a, {ByteRange{}});
+  // Memory nothing has written yet holds undefined bytes: zeroing it is cheaper than reading it
+  // (device memory the host can see may be slow to read), and both copies then agree.
+  std::memset(a.mapped + a.base, 0, a.snapshot.size());
+  if (!a.coherent) {
+    VkMappedMemoryRange range{VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, nullptr, a.real, 0, VK_WHOLE_SIZE};
+    d.table.vkFlushMappedMemoryRanges(d.real, 1, &range);
+  }
 }
 
 void Replay::unmap(Allocation& a) {
@@ -312,6 +322,7 @@ void Replay::write_memory(WireReader& r) {
     throw WireError("a write of " + std::to_string(bytes.size()) + " bytes at " + std::to_string(offset) +
                     " is outside the mapped range of memory " + id_text(id));
   merge_incoming(bytes, a.mapped + offset, a.snapshot.data() + (offset - a.base));
+  a.written = true;
   if (!a.coherent) {
     Device& d = device(a.device);
     VkMappedMemoryRange range{VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE, nullptr, a.real, 0, VK_WHOLE_SIZE};

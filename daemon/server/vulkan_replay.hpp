@@ -76,6 +76,7 @@ class Replay final : public HandleResolver {
     uint64_t base = 0;                // the range the client maps, page-aligned at the start
     std::vector<uint8_t> snapshot;    // what the client has of that range
     std::vector<ByteRange> device_writes;  // what submitted work can write of it
+    bool written = false;                  // by the client or (possibly) by the device, ever
   };
 
   // Generated (vk_server.gen.cpp).
