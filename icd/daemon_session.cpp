@@ -53,8 +53,10 @@ VkResult DaemonSession::call(uint32_t command, std::span<const uint8_t> argument
 }
 
 VkResult DaemonSession::lose(const std::string& why, std::string& problem) {
+  if (!lost_) lost_reason_ = why;
   lost_ = true;
-  problem = why;
+  problem = lost_reason_;
+  answered_.notify_all();
   return VK_ERROR_DEVICE_LOST;
 }
 
@@ -100,40 +102,83 @@ bool DaemonSession::post(std::span<const uint8_t> payload, std::string& problem)
 
 VkResult DaemonSession::request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs,
                                 std::string& problem) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   const uint64_t id = next_request_++;
   if (!send(payload, id, 0, problem)) return VK_ERROR_DEVICE_LOST;
-  for (;;) {
-    Frame answer;
-    if (!read_frame(fd_, decoder_, answer, nullptr, kAnswerSpin)) return lose("the RGPU client daemon closed the connection", problem);
-    try {
-      const auto type = answer.header.type;
-      if (type == static_cast<uint16_t>(AppMsg::ServerGone))
-        return lose("the GPU server is gone: " + decode_error(answer.payload).message, problem);
-      if (type == static_cast<uint16_t>(MsgType::Error)) {
-        ErrorMsg error = decode_error(answer.payload);
-        if (answer.header.request_id == 0) return lose(error.message, problem);
-        if (answer.header.request_id != id) continue;
-        problem = "the server refused: " + error.message;
-        return VK_ERROR_INITIALIZATION_FAILED;
-      }
-      if (type == vk::kMsgVulkanMemory) {
-        WireReader reader(answer.payload, "VulkanMemory");
-        const auto memory = reader.get<uint64_t>();
-        const auto offset = reader.get<uint64_t>();
-        if (memory_sink_) memory_sink_(memory, offset, reader.rest());
-        continue;
-      }
-      if (type != vk::kMsgVulkanReply || answer.header.request_id != id) continue;
-      WireReader reader(answer.payload, "VulkanReply");
-      const auto header = reader.get<vk::ReplyHeader>();
-      const auto rest = reader.rest();
-      if (header.result < 0) problem.assign(rest.begin(), rest.end());
-      else outputs.assign(rest.begin(), rest.end());
-      return static_cast<VkResult>(header.result);
-    } catch (const WireError& e) {
-      return lose(std::string("malformed answer from the RGPU client daemon: ") + e.what(), problem);
+  Answer answer;
+  waiting_[id] = &answer;
+  while (!answer.done && !lost_) {
+    if (reading_) {
+      answered_.wait(lock);
+      continue;
     }
+    // This thread reads for everyone until its own answer is there; the lock is free meanwhile,
+    // so that other threads can send.
+    reading_ = true;
+    Frame frame;
+    lock.unlock();
+    const bool read = read_frame(fd_, decoder_, frame, nullptr, kAnswerSpin);
+    lock.lock();
+    reading_ = false;
+    if (!read) {
+      lose("the RGPU client daemon closed the connection", problem);
+      break;
+    }
+    dispatch(frame);
+    answered_.notify_all();
+  }
+  waiting_.erase(id);
+  if (!answer.done) {
+    problem = lost_reason_;
+    return VK_ERROR_DEVICE_LOST;
+  }
+  outputs = std::move(answer.outputs);
+  problem = std::move(answer.problem);
+  return answer.result;
+}
+
+void DaemonSession::dispatch(Frame& frame) {
+  std::string ignored;
+  try {
+    const auto type = frame.header.type;
+    const uint64_t id = frame.header.request_id;
+    if (type == static_cast<uint16_t>(AppMsg::ServerGone)) {
+      lose("the GPU server is gone: " + decode_error(frame.payload).message, ignored);
+      return;
+    }
+    if (type == vk::kMsgVulkanMemory) {
+      WireReader reader(frame.payload, "VulkanMemory");
+      const auto memory = reader.get<uint64_t>();
+      const auto offset = reader.get<uint64_t>();
+      if (memory_sink_) memory_sink_(memory, offset, reader.rest());
+      return;
+    }
+    if (type == static_cast<uint16_t>(MsgType::Error) && id == 0) {
+      lose(decode_error(frame.payload).message, ignored);
+      return;
+    }
+    auto it = waiting_.find(id);
+    if (it == waiting_.end()) return;  // an answer nobody waits for any more
+    Answer& answer = *it->second;
+    answer.done = true;
+    if (type == static_cast<uint16_t>(MsgType::Error)) {
+      answer.result = VK_ERROR_INITIALIZATION_FAILED;
+      answer.problem = "the server refused: " + decode_error(frame.payload).message;
+      return;
+    }
+    if (type != vk::kMsgVulkanReply) {
+      answer.result = VK_ERROR_DEVICE_LOST;
+      answer.problem = std::string("unexpected answer from the RGPU client daemon: ") + msg_type_name(type);
+      return;
+    }
+    WireReader reader(frame.payload, "VulkanReply");
+    const auto header = reader.get<vk::ReplyHeader>();
+    const auto rest = reader.rest();
+    answer.result = static_cast<VkResult>(header.result);
+    if (header.result < 0) answer.problem.assign(rest.begin(), rest.end());
+    else answer.outputs.assign(rest.begin(), rest.end());
+  } catch (const WireError& e) {
+    lose(std::string("malformed answer from the RGPU client daemon: ") + e.what(), ignored);
   }
 }
 

@@ -5,7 +5,9 @@
 #define VK_NO_PROTOTYPES
 #include <vulkan/vulkan.h>
 
+#include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -34,7 +36,8 @@ class DaemonSession {
   VkResult call(uint32_t command, std::span<const uint8_t> arguments, std::vector<uint8_t>& outputs,
                 std::string& problem);
   // The same with the whole payload (u32 command, then its arguments) built by the caller. On a
-  // failure reply `problem` carries the server's reason.
+  // failure reply `problem` carries the server's reason. Threads wait for their answers side by
+  // side: one reads for all, the others may send meanwhile. Must not be called with lock() held.
   VkResult request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs, std::string& problem);
   // A pipelined call: sent, not answered. False (with `problem`) when the connection is lost.
   bool post(std::span<const uint8_t> payload, std::string& problem);
@@ -46,7 +49,8 @@ class DaemonSession {
   using MemorySink = std::function<void(uint64_t memory, uint64_t offset, std::span<const uint8_t> bytes)>;
   void set_memory_sink(MemorySink sink) { memory_sink_ = std::move(sink); }
 
-  // The session's lock: held by every call; the ICD's mapped-memory bookkeeping is under it too.
+  // The session's lock: held while a call is sent and while an answer is handed out; the ICD's
+  // mapped-memory bookkeeping is under it too.
   std::unique_lock<std::recursive_mutex> lock() { return std::unique_lock(mutex_); }
 
  private:
@@ -55,11 +59,23 @@ class DaemonSession {
   int fd_ = -1;
   FrameDecoder decoder_{kMaxFramePayload, 0};
   AppWelcomeMsg welcome_;
+  struct Answer {
+    bool done = false;
+    VkResult result = VK_SUCCESS;
+    std::vector<uint8_t> outputs;
+    std::string problem;
+  };
   bool send(std::span<const uint8_t> payload, uint64_t id, uint16_t flags, std::string& problem);
   VkResult lose(const std::string& why, std::string& problem);
+  // Hands a frame read from the daemon to whoever it is for (lock held).
+  void dispatch(Frame& frame);
 
   std::recursive_mutex mutex_;  // one call at a time on the connection
   MemorySink memory_sink_;
+  std::condition_variable_any answered_;
+  std::map<uint64_t, Answer*> waiting_;  // requests sent and not answered yet
+  bool reading_ = false;                 // a thread is reading the daemon's frames for all
+  std::string lost_reason_;
   uint64_t next_request_ = 1;
   bool lost_ = false;
 };

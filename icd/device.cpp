@@ -354,10 +354,13 @@ VKAPI_ATTR VkResult VKAPI_CALL MapMemory(VkDevice handle, VkDeviceMemory memory_
   memory->region = static_cast<uint8_t*>(region);
   memory->snapshot.assign(memory->length, 0);
   memory->watched = WrittenPages::get().watch(memory->region, memory->region_size());
-  // The server answers after sending the memory's contents, which land in the region.
+  // The server answers after sending the memory's contents, which land in the region (under the
+  // lock, taken by whichever thread reads them).
   WireWriter w;
   w.put(vk::CMD_MapMemory).put(vk::to_wire(memory_handle)).put<uint64_t>(offset).put<uint64_t>(size);
+  lock.unlock();
   const VkResult result = request(device, w, "vkMapMemory");
+  lock.lock();
   if (result != VK_SUCCESS) {
     release_region(*memory);
     return result;

@@ -206,6 +206,16 @@ TEST_F(VulkanPath, RenderProgramGetsLavapipesPixels) {
 #endif
 }
 
+// Threads that wait (a timeline semaphore, a fence) while the main thread goes on calling and
+// only then signals: the waits do not hold up the other threads' calls.
+TEST_F(VulkanPath, WaitingThreadsDoNotHoldUpTheOthers) {
+  const CommandResult direct = run_program({VULKAN_THREADS}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+  ASSERT_EQ(direct.exit_code, 0) << direct.out << direct.err;
+  const CommandResult remote = run_program({VULKAN_THREADS}, icd_env(socket_));
+  ASSERT_EQ(remote.exit_code, 0) << remote.out << remote.err << "\nserver:\n" << server_->log();
+  EXPECT_EQ(remote.out, direct.out);
+}
+
 // A program that exits without destroying anything: the server destroys its device and objects
 // when the connection closes, and the next program is served as before.
 TEST_F(VulkanPath, ServerReleasesWhatAVanishedProgramLeft) {

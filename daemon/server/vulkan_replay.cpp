@@ -1,6 +1,7 @@
 #include "vulkan_replay.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -185,6 +186,119 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
       if (result >= 0 && makes_visible(command)) pull();
     }
   }
+}
+
+VkFence Replay::fence_after(uint64_t queue_id) {
+  Device& d = device(objects_.at(queue_id).device);
+  VkFence fence = VK_NULL_HANDLE;
+  const VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, nullptr, 0};
+  if (d.table.vkCreateFence(d.real, &info, nullptr, &fence) != VK_SUCCESS) return VK_NULL_HANDLE;
+  if (d.table.vkQueueSubmit(from_wire<VkQueue>(objects_.at(queue_id).real), 0, nullptr, fence) != VK_SUCCESS) {
+    d.table.vkDestroyFence(d.real, fence, nullptr);
+    return VK_NULL_HANDLE;
+  }
+  return fence;
+}
+
+namespace {
+constexpr uint64_t kWaitSliceNs = 100'000'000;
+
+// Waits in slices of at most kWaitSliceNs until `wait` stops timing out, `timeout_ns` has passed
+// or the wait is abandoned.
+VkResult sliced(uint64_t timeout_ns, const std::atomic<bool>& abandon, const std::function<VkResult(uint64_t)>& wait) {
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const auto spent = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+    const uint64_t left = timeout_ns > spent ? timeout_ns - spent : 0;
+    const VkResult result = wait(std::min(left, kWaitSliceNs));
+    if (result != VK_TIMEOUT || left <= kWaitSliceNs || abandon.load()) return result;
+  }
+}
+}  // namespace
+
+Replay::Wait Replay::blocking_wait(uint32_t command, WireReader& r) {
+  if (command == CMD_vkWaitForFences) {
+    const uint64_t device_id = r.get<uint64_t>();
+    const Device& d = device(device_id);
+    const uint32_t count = r.get<uint32_t>();
+    std::vector<VkFence> fences;
+    if (r.get<uint8_t>()) {
+      const uint64_t n = r.get<uint64_t>();
+      if (n != count) throw WireError("vkWaitForFences: " + std::to_string(n) + " fences, fenceCount " + std::to_string(count));
+      for (uint64_t i = 0; i < checked_count(r, n, 8); ++i)
+        fences.push_back(from_wire<VkFence>(resolve(r.get<uint64_t>(), VK_OBJECT_TYPE_FENCE)));
+    }
+    const auto wait_all = r.get<VkBool32>();
+    const auto timeout = r.get<uint64_t>();
+    r.expect_end();
+    return [wait = d.table.vkWaitForFences, device = d.real, fences, wait_all, timeout](const std::atomic<bool>& abandon) {
+      return sliced(timeout, abandon, [&](uint64_t slice) {
+        return wait(device, static_cast<uint32_t>(fences.size()), fences.data(), wait_all, slice);
+      });
+    };
+  }
+  if (command == CMD_vkWaitSemaphores) {
+    const uint64_t device_id = r.get<uint64_t>();
+    const Device& d = device(device_id);
+    if (!r.get<uint8_t>()) throw WireError("vkWaitSemaphores without pWaitInfo");
+    VkSemaphoreWaitInfo info{};
+    get(r, info, ctx);
+    const auto timeout = r.get<uint64_t>();
+    r.expect_end();
+    // The arrays outlive this call's arena in the wait.
+    std::vector<VkSemaphore> semaphores(info.pSemaphores, info.pSemaphores + (info.pSemaphores ? info.semaphoreCount : 0));
+    std::vector<uint64_t> values(info.pValues, info.pValues + (info.pValues ? info.semaphoreCount : 0));
+    const VkSemaphoreWaitFlags flags = info.flags;
+    return [wait = d.table.vkWaitSemaphores, device = d.real, semaphores, values, flags,
+            timeout](const std::atomic<bool>& abandon) {
+      return sliced(timeout, abandon, [&](uint64_t slice) {
+        const VkSemaphoreWaitInfo again{VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO, nullptr, flags,
+                                        static_cast<uint32_t>(semaphores.size()), semaphores.data(), values.data()};
+        return wait(device, &again, slice);
+      });
+    };
+  }
+  if (command != CMD_vkQueueWaitIdle && command != CMD_vkDeviceWaitIdle) return {};
+  // Idle waits become fence waits: a fence submitted after everything else on each queue.
+  const uint64_t id = r.get<uint64_t>();
+  r.expect_end();
+  std::vector<uint64_t> queues;
+  if (command == CMD_vkQueueWaitIdle) {
+    resolve(id, VK_OBJECT_TYPE_QUEUE);
+    queues.push_back(id);
+  } else {
+    device(id);
+    for (const auto& [object_id, object] : objects_)
+      if (object.type == VK_OBJECT_TYPE_QUEUE && object.device == id) queues.push_back(object_id);
+  }
+  const uint64_t device_id = command == CMD_vkQueueWaitIdle ? objects_.at(id).device : id;
+  const Device& d = device(device_id);
+  std::vector<VkFence> fences;
+  for (uint64_t queue : queues) {
+    VkFence fence = fence_after(queue);
+    if (fence == VK_NULL_HANDLE) {
+      for (VkFence f : fences) d.table.vkDestroyFence(d.real, f, nullptr);
+      return [](const std::atomic<bool>&) { return VK_ERROR_DEVICE_LOST; };
+    }
+    fences.push_back(fence);
+  }
+  return [table = &d.table, device = d.real, fences](const std::atomic<bool>& abandon) {
+    VkResult result = VK_SUCCESS;
+    if (!fences.empty())
+      result = sliced(UINT64_MAX, abandon, [&](uint64_t slice) {
+        return table->vkWaitForFences(device, static_cast<uint32_t>(fences.size()), fences.data(), VK_TRUE, slice);
+      });
+    // An abandoned wait leaves its fences to the device's destruction, which waits for it idle.
+    if (result != VK_TIMEOUT)
+      for (VkFence fence : fences) table->vkDestroyFence(device, fence, nullptr);
+    return result == VK_TIMEOUT ? VK_ERROR_DEVICE_LOST : result;
+  };
+}
+
+void Replay::finish_wait(VkResult result) {
+  arena_.clear();
+  if (result >= 0) pull();
 }
 
 void Replay::track_submission(uint64_t queue_id) {

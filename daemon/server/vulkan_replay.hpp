@@ -3,6 +3,7 @@
 // copy. Calls are decoded and replayed by the generated Replay::execute (vk_server.gen.cpp).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -40,6 +41,15 @@ class Replay final : public HandleResolver {
 
   uint64_t resolve(uint64_t id, VkObjectType type) override;
   uint64_t resolve_source(uint64_t id, VkObjectType type) override;
+
+  // Waits that block (vkWaitForFences, vkWaitSemaphores, vkQueueWaitIdle, vkDeviceWaitIdle) do
+  // not run on the session's thread, where they would hold up the application's other threads:
+  // this decodes one and returns the wait itself, to run elsewhere. It waits in slices and gives
+  // up (VK_TIMEOUT) once `abandon` is set. Nothing (an empty function) for other commands.
+  using Wait = std::function<VkResult(const std::atomic<bool>& abandon)>;
+  Wait blocking_wait(uint32_t command, WireReader& r);
+  // After such a wait: the device's writes become visible to the client (pull).
+  void finish_wait(VkResult result);
 
   // Destroys every device the client left, with all its objects. Returns how many devices and
   // objects that was.
@@ -115,6 +125,8 @@ class Replay final : public HandleResolver {
   void send_changes(uint64_t id, Allocation& a, const std::vector<ByteRange>& ranges);
   // After a submission on queue `queue_id`: the device may write mapped memory until it is idle.
   void track_submission(uint64_t queue_id);
+  // A fence of the server's own, signaled once everything submitted to the queue has finished.
+  VkFence fence_after(uint64_t queue_id);
   // Whether all submitted work has finished (retired tracking fences are destroyed here).
   bool idle();
   void release_tracking(Device& d);

@@ -36,13 +36,36 @@ VulkanSession::VulkanSession(std::vector<SessionGpu> gpus, SendFn send, std::str
 VulkanSession::~VulkanSession() { close(); }
 
 void VulkanSession::submit(Frame frame) {
+  auto call = std::make_shared<Frame>(std::move(frame));
+  enqueue([this, call] { execute(*call); });
+}
+
+void VulkanSession::enqueue(std::function<void()> call) {
   {
     std::lock_guard lock(mutex_);
     if (closing_) return;
-    calls_.push_back(std::move(frame));
+    calls_.push_back(std::move(call));
     queued_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_one();
+}
+
+void VulkanSession::start_wait(uint64_t request_id, uint32_t command, Replay::Wait wait) {
+  const uint64_t serial = next_waiter_++;
+  waiters_[serial] = std::thread([this, serial, request_id, command, wait = std::move(wait)] {
+    const VkResult result = wait(abandon_waits_);
+    enqueue([this, serial, request_id, command, result] {
+      // Back on the session's thread: the waiter has nothing left to do but return.
+      waiters_.at(serial).join();
+      waiters_.erase(serial);
+      replay_->finish_wait(result);
+      if (result < 0) {
+        const std::string why = call_text(command) + " returned " + result_text(result);
+        return reply(request_id, result, {reinterpret_cast<const uint8_t*>(why.data()), why.size()});
+      }
+      reply(request_id, result, {});
+    });
+  });
 }
 
 void VulkanSession::close() {
@@ -52,6 +75,9 @@ void VulkanSession::close() {
   }
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
+  abandon_waits_ = true;
+  for (auto& [serial, waiter] : waiters_) waiter.join();
+  waiters_.clear();
   if (!replay_) return;
   const auto [devices, objects] = replay_->release_all();
   if (devices > 0)
@@ -67,16 +93,16 @@ void VulkanSession::run() {
     const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
     while (queued_.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < spin_until)
       std::this_thread::yield();
-    Frame frame;
+    std::function<void()> call;
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return closing_ || !calls_.empty(); });
       if (closing_) return;
-      frame = std::move(calls_.front());
+      call = std::move(calls_.front());
       calls_.pop_front();
       queued_.fetch_sub(1, std::memory_order_relaxed);
     }
-    execute(frame);
+    call();
   }
 }
 
@@ -159,6 +185,9 @@ void VulkanSession::replay(const Frame& frame, uint32_t command, WireReader& rea
   WireWriter outputs;
   VkResult result = VK_SUCCESS;
   try {
+    if (!pipelined) {
+      if (Replay::Wait wait = replay_->blocking_wait(command, reader)) return start_wait(id, command, std::move(wait));
+    }
     replay_->call(command, reader, outputs, result);
   } catch (const WireError& e) {
     return fail(VK_ERROR_DEVICE_LOST, call_text(command) + ": malformed call: " + e.what());

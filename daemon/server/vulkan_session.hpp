@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,13 +49,20 @@ class VulkanSession {
   // Device-level calls: replayed; pipelined ones answer nothing, and their first failure
   // fails every later call that waits.
   void replay(const Frame& frame, uint32_t command, WireReader& reader);
+  // Runs a blocking wait on a thread of its own; its end comes back through the call queue.
+  void start_wait(uint64_t request_id, uint32_t command, Replay::Wait wait);
+  void enqueue(std::function<void()> call);
 
   std::vector<SessionGpu> gpus_;
   SendFn send_;
   std::string client_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<Frame> calls_;
+  // Calls, and the ends of waits run elsewhere, in the order they are to be handled.
+  std::deque<std::function<void()>> calls_;
+  std::map<uint64_t, std::thread> waiters_;  // blocking waits (Replay::blocking_wait), by serial
+  uint64_t next_waiter_ = 0;
+  std::atomic<bool> abandon_waits_{false};
   std::atomic<size_t> queued_{0};
   bool closing_ = false;
   std::unique_ptr<Replay> replay_;
