@@ -29,7 +29,8 @@ pack() {
   # vulkan/: RGPU's ICD with a manifest that finds it beside itself, the Vulkan test programs,
   # and the Vulkan loader (lib/), which a bare GPU host may lack.
   mkdir -p "$pack/vulkan/lib"
-  cp build/icd/librgpu_vk_icd.so build/tests/vulkan_compute build/tests/vulkan_render build/tests/vulkan_bench \
+  cp build/icd/librgpu_vk_icd.so build/tests/vulkan_compute build/tests/vulkan_render build/tests/vulkan_threads \
+    build/tests/vulkan_bench \
     "$pack/vulkan/"
   sed 's|"library_path": *"[^"]*"|"library_path": "./librgpu_vk_icd.so"|' build/icd/rgpu_icd.json > "$pack/vulkan/rgpu_icd.json"
   cp -L "$(ldconfig -p | awk '$1 == "libvulkan.so.1" {print $NF; exit}')" "$pack/vulkan/lib/"
@@ -139,6 +140,7 @@ run_vulkan_cases() {
     run_vulkan_case vulkan_compute "$vk/vulkan_compute"
     run_vulkan_case vulkan_render "$vk/vulkan_render"
     run_vulkan_case vulkan_render_dynamic "$vk/vulkan_render" --dynamic-rendering
+    run_vulkan_case vulkan_threads "$vk/vulkan_threads"
     log "vulkan bench (native)"
     timeout -k 5 120 bash -c "$(declare -f nvidia_icd vulkan_native); pack=$pack; vulkan_native $vk/vulkan_bench" \
       | tee -a "$results/summary.txt" || true
