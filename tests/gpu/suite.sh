@@ -34,6 +34,7 @@ pack() {
     "$pack/vulkan/"
   sed 's|"library_path": *"[^"]*"|"library_path": "./librgpu_vk_icd.so"|' build/icd/rgpu_icd.json > "$pack/vulkan/rgpu_icd.json"
   cp -L "$(ldconfig -p | awk '$1 == "libvulkan.so.1" {print $NF; exit}')" "$pack/vulkan/lib/"
+  if command -v vulkaninfo >/dev/null; then cp "$(command -v vulkaninfo)" "$pack/vulkan/"; fi
   du -sh "$pack"
 }
 
@@ -141,6 +142,10 @@ run_vulkan_cases() {
     run_vulkan_case vulkan_render "$vk/vulkan_render"
     run_vulkan_case vulkan_render_dynamic "$vk/vulkan_render" --dynamic-rendering
     run_vulkan_case vulkan_threads "$vk/vulkan_threads"
+    # vulkaninfo's device section (the instance part is the loader's own).
+    if [[ -x $vk/vulkaninfo ]]; then
+      run_vulkan_case vulkaninfo_summary bash -c "\"$vk/vulkaninfo\" --summary | sed -n '/^Devices:/,\$p'"
+    fi
     log "vulkan bench (native)"
     timeout -k 5 120 bash -c "$(declare -f nvidia_icd vulkan_native); pack=$pack; vulkan_native $vk/vulkan_bench" \
       | tee -a "$results/summary.txt" || true
