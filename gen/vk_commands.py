@@ -27,7 +27,16 @@ import sys
 import xml.etree.ElementTree as ET
 
 VERSIONS = ["VK_VERSION_1_0", "VK_VERSION_1_1", "VK_VERSION_1_2", "VK_VERSION_1_3"]
-DISPATCHABLE_FIRST = {"VkDevice", "VkQueue", "VkCommandBuffer"}
+DISPATCHABLE_FIRST = {"VkDevice", "VkQueue", "VkCommandBuffer", "VkPhysicalDevice"}
+# Physical-device commands the ICD answers itself (from the description fetched once) or by hand.
+ANSWERED_BY_ICD = {
+    "vkGetPhysicalDeviceProperties", "vkGetPhysicalDeviceProperties2", "vkGetPhysicalDeviceFeatures",
+    "vkGetPhysicalDeviceFeatures2", "vkGetPhysicalDeviceMemoryProperties", "vkGetPhysicalDeviceMemoryProperties2",
+    "vkGetPhysicalDeviceQueueFamilyProperties", "vkGetPhysicalDeviceQueueFamilyProperties2",
+    "vkGetPhysicalDeviceFormatProperties", "vkGetPhysicalDeviceFormatProperties2",
+    "vkGetPhysicalDeviceImageFormatProperties", "vkGetPhysicalDeviceSparseImageFormatProperties",
+    "vkGetPhysicalDeviceToolProperties", "vkEnumerateDeviceExtensionProperties", "vkEnumerateDeviceLayerProperties",
+}
 # Device extensions whose commands are forwarded (beyond their core aliases).
 EXTENSIONS = []
 # Written by hand in the ICD (they keep client-side state); the server side is still generated.
@@ -45,7 +54,7 @@ PUSH_BEFORE = {"vkQueueSubmit", "vkQueueSubmit2", "vkQueueBindSparse", "vkSetEve
 # template's entries.
 HAND_ONLY = {"vkMapMemory": "VkResult", "vkUnmapMemory": "void", "vkUpdateDescriptorSetWithTemplate": "void"}
 # Not forwarded at all: the server has no use for them or they need host memory the wire cannot see.
-NOT_FORWARDED = {"vkCreateDevice", "vkDestroyDevice", "vkGetDeviceProcAddr"}
+NOT_FORWARDED = {"vkCreateDevice", "vkDestroyDevice", "vkGetDeviceProcAddr"} | ANSWERED_BY_ICD
 # Creations that wait for their answer: their failures are ones applications handle.
 SYNC_CREATIONS = {"vkAllocateMemory", "vkAllocateDescriptorSets", "vkCreateGraphicsPipelines",
                   "vkCreateComputePipelines"}
@@ -708,6 +717,8 @@ def encode_param(p, cmd, reg, em):
             return [f"w.put<uint8_t>({p.name} != nullptr);", f"if ({p.name} != nullptr)",
                     f"  for (uint64_t i = 0; i < static_cast<uint64_t>({n}); ++i) put(w, {p.name}[i]);"]
         return [f"w.put<uint8_t>({p.name} != nullptr);"]  # bytes or scalars answered
+    if p is cmd.params[0] and p.type == "VkPhysicalDevice":
+        return [f"w.put<uint64_t>(physical_device_id({p.name}));"]  # its place in the session
     count = count_expr(p, cmd, "put")
     return em.put_member(p, p.name, count)
 
@@ -747,8 +758,14 @@ def emit_server(reg, model, em, forwarded):
            '#include "vk_commands.gen.hpp"', '#include "vulkan_replay.hpp"', "", "#include <cstring>", "",
            "namespace rgpu::vk {", ""]
     out.append("void DeviceTable::load(PFN_vkGetDeviceProcAddr gdpa, VkDevice device) {")
-    for name in [cmd.name for cmd, _ in forwarded] + sorted(HAND_ONLY):
+    physical = [cmd.name for cmd, _ in forwarded if cmd.params[0].type == "VkPhysicalDevice"]
+    for name in [cmd.name for cmd, _ in forwarded if cmd.name not in physical] + sorted(HAND_ONLY):
         out.append(f"  {name} = reinterpret_cast<PFN_{name}>(gdpa(device, \"{name}\"));")
+    out.append("}")
+    out.append("")
+    out.append("void DeviceTable::load_physical(PFN_vkGetInstanceProcAddr gipa, VkInstance instance) {")
+    for name in physical:
+        out.append(f"  {name} = reinterpret_cast<PFN_{name}>(gipa(instance, \"{name}\"));")
     out.append("}")
     out.append("")
     out.append("void Replay::execute(uint32_t command, WireReader& r, WireWriter& w, VkResult& result) {")
@@ -965,18 +982,25 @@ def main():
         h.append(f"  PFN_{cmd.name} {cmd.name} = nullptr;")
     for name in sorted(HAND_ONLY):
         h.append(f"  PFN_{name} {name} = nullptr;")
-    h += ["  void load(PFN_vkGetDeviceProcAddr gdpa, VkDevice device);", "};", "",
+    h += ["  // The device's commands; the physical-device commands come from the instance.",
+          "  void load(PFN_vkGetDeviceProcAddr gdpa, VkDevice device);",
+          "  void load_physical(PFN_vkGetInstanceProcAddr gipa, VkInstance instance);", "};", "",
           "// Name of a forwarded command (for logs); nullptr when unknown.",
           "const char* command_name(uint32_t command);", "", "}  // namespace rgpu::vk", ""]
     with open(f"{args.out_dir}/vk_commands.gen.hpp", "w") as f:
         f.write("\n".join(h))
     icd = emit_icd(reg, model, em, forwarded)
-    for name, version, ext, cmd in entries:
-        fn = cmd.name[2:]
+    def entry(name, version, ext, cmd):
         ext_text = f'"{ext}"' if ext else "nullptr"
-        icd.append(f"    {{\"{name}\", reinterpret_cast<PFN_vkVoidFunction>(&{fn}), {version or 0}, {ext_text}}},")
+        return f"    {{\"{name}\", reinterpret_cast<PFN_vkVoidFunction>(&{cmd.name[2:]}), {version or 0}, {ext_text}}},"
+    physical = [e for e in entries if e[3].params[0].type == "VkPhysicalDevice"]
+    icd += [entry(*e) for e in entries if e not in physical]
     icd += ["};", "const size_t kDeviceCommandCount = sizeof kDeviceCommands / sizeof kDeviceCommands[0];", "",
-            "}  // namespace rgpu::icd", ""]
+            "const DeviceCommand kForwardedPhysicalDeviceCommands[] = {"]
+    icd += [entry(*e) for e in physical]
+    icd += ["};",
+            "const size_t kForwardedPhysicalDeviceCommandCount = sizeof kForwardedPhysicalDeviceCommands / sizeof kForwardedPhysicalDeviceCommands[0];",
+            "", "}  // namespace rgpu::icd", ""]
     with open(f"{args.out_dir}/vk_icd.gen.cpp", "w") as f:
         f.write("\n".join(icd))
     with open(f"{args.out_dir}/vk_server.gen.cpp", "w") as f:
@@ -992,7 +1016,10 @@ def main():
     for name in sorted(HAND_ONLY):
         cmd = commands[name]
         hand.append(f"VKAPI_ATTR {cmd.ret} VKAPI_CALL {cmd.name[2:]}({', '.join(c_param(p) for p in cmd.params)});")
-    hand += ["", "extern const vk::DeviceCommand kDeviceCommands[];", "extern const size_t kDeviceCommandCount;", "",
+    hand += ["", "extern const vk::DeviceCommand kDeviceCommands[];", "extern const size_t kDeviceCommandCount;",
+             "// Commands whose first parameter is a VkPhysicalDevice, forwarded to the server.",
+             "extern const vk::DeviceCommand kForwardedPhysicalDeviceCommands[];",
+             "extern const size_t kForwardedPhysicalDeviceCommandCount;", "",
              "}  // namespace rgpu::icd", ""]
     with open(f"{args.out_dir}/vk_icd.gen.hpp", "w") as f:
         f.write("\n".join(hand))

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "icd_objects.hpp"
+#include "vk_icd.gen.hpp"
 
 namespace rgpu::icd {
 
@@ -64,6 +65,14 @@ PFN_vkVoidFunction find(const Command (&table)[N], const char* name) {
     if (std::strcmp(command.name, name) == 0) return command.function;
   return nullptr;
 }
+
+// Physical-device commands: answered here, or forwarded (generated).
+PFN_vkVoidFunction find_physical_device_command(const char* name) {
+  if (auto fn = find(kPhysicalDeviceCommands, name)) return fn;
+  for (size_t i = 0; i < kForwardedPhysicalDeviceCommandCount; ++i)
+    if (std::strcmp(kForwardedPhysicalDeviceCommands[i].name, name) == 0) return kForwardedPhysicalDeviceCommands[i].function;
+  return nullptr;
+}
 }  // namespace
 
 }  // namespace rgpu::icd
@@ -86,12 +95,12 @@ RGPU_ICD_EXPORT VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL vk_icdGetInstanceProcAd
   if (auto fn = find(kGlobalCommands, name)) return fn;
   if (instance == VK_NULL_HANDLE) return nullptr;
   if (auto fn = find(kInstanceCommands, name)) return fn;
-  if (auto fn = find(kPhysicalDeviceCommands, name)) return fn;
+  if (auto fn = find_physical_device_command(name)) return fn;
   return GetDeviceProcAddr(VK_NULL_HANDLE, name);
 }
 
 RGPU_ICD_EXPORT VKAPI_ATTR PFN_vkVoidFunction VKAPI_CALL vk_icdGetPhysicalDeviceProcAddr(VkInstance, const char* name) {
-  return name != nullptr ? find(kPhysicalDeviceCommands, name) : nullptr;
+  return name != nullptr ? find_physical_device_command(name) : nullptr;
 }
 
 }  // extern "C"

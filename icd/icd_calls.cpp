@@ -15,17 +15,20 @@ uint64_t next_object_id() {
   return next++;
 }
 
-Call::Call(Device* device, uint32_t command, const char* name) : device_(device), name_(name) {
+Call::Call(DaemonSession& session, uint32_t command, const char* name) : session_(session), name_(name) {
   writer_.put(command);
 }
-Call::Call(VkDevice device, uint32_t command, const char* name) : Call(from_handle(device), command, name) {}
-Call::Call(VkQueue queue, uint32_t command, const char* name) : Call(from_handle(queue)->device, command, name) {}
+Call::Call(VkDevice device, uint32_t command, const char* name) : Call(from_handle(device)->session(), command, name) {}
+Call::Call(VkQueue queue, uint32_t command, const char* name)
+    : Call(from_handle(queue)->device->session(), command, name) {}
 Call::Call(VkCommandBuffer buffer, uint32_t command, const char* name)
-    : Call(from_handle(buffer)->device, command, name) {}
+    : Call(from_handle(buffer)->device->session(), command, name) {}
+Call::Call(VkPhysicalDevice physical, uint32_t command, const char* name)
+    : Call(*from_handle(physical)->instance->session, command, name) {}
 
 VkResult Call::send_pipelined() {
   std::string problem;
-  if (device_->session().post(payload_, problem)) return VK_SUCCESS;
+  if (session_.post(payload_, problem)) return VK_SUCCESS;
   LOG_ERROR("Vulkan: %s: %s", name_, problem.c_str());
   failed_ = true;
   return VK_ERROR_DEVICE_LOST;
@@ -33,7 +36,7 @@ VkResult Call::send_pipelined() {
 
 VkResult Call::send_and_wait() {
   std::string problem;
-  const VkResult result = device_->session().request(payload_, outputs_, problem);
+  const VkResult result = session_.request(payload_, outputs_, problem);
   if (result < 0) {
     // Errors such as VK_ERROR_OUT_OF_POOL_MEMORY are the application's to handle; the server's
     // reason is still worth a line.

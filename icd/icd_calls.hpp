@@ -27,6 +27,7 @@ class Call {
   Call(VkDevice device, uint32_t command, const char* name);
   Call(VkQueue queue, uint32_t command, const char* name);
   Call(VkCommandBuffer buffer, uint32_t command, const char* name);
+  Call(VkPhysicalDevice physical, uint32_t command, const char* name);
 
   WireWriter& args() { return writer_; }
   // Sends without waiting: VK_SUCCESS, or VK_ERROR_DEVICE_LOST once the connection is gone.
@@ -38,9 +39,9 @@ class Call {
   bool failed() const { return failed_; }
 
  private:
-  Call(Device* device, uint32_t command, const char* name);
+  Call(DaemonSession& session, uint32_t command, const char* name);
 
-  Device* device_;
+  DaemonSession& session_;
   const char* name_;
   std::vector<uint8_t> payload_;
   WireWriter writer_{payload_};
@@ -62,6 +63,9 @@ class Recording {
   WireWriter writer_;
   size_t length_at_;
 };
+
+// A physical device on the wire: its place in the session's device list.
+inline uint64_t physical_device_id(VkPhysicalDevice physical) { return from_handle(physical)->session_index; }
 
 // Sends what the application changed in the mapped memory of the device's instance (before a
 // submission or a host signal lets the device read it).

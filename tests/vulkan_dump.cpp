@@ -56,6 +56,44 @@ void dump_chain(const std::string& prefix, VkPhysicalDevice device, uint32_t api
          hex(storage[i].data() + sizeof(VkBaseOutStructure), layouts[i]->size - sizeof(VkBaseOutStructure)));
 }
 
+// Vulkan 1.1 queries with chained inputs and outputs: images, buffers, fences and semaphores
+// shared through file descriptors.
+void dump_external(const std::string& prefix, VkPhysicalDevice device) {
+  const auto fd = VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT;
+  VkPhysicalDeviceExternalImageFormatInfo external_info{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO,
+                                                        nullptr, fd};
+  VkPhysicalDeviceImageFormatInfo2 image_info{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_FORMAT_INFO_2, &external_info,
+                                              VK_FORMAT_R8G8B8A8_UNORM, VK_IMAGE_TYPE_2D, VK_IMAGE_TILING_OPTIMAL,
+                                              VK_IMAGE_USAGE_SAMPLED_BIT, 0};
+  VkExternalImageFormatProperties external_image{VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES, nullptr, {}};
+  VkImageFormatProperties2 image{VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2, &external_image, {}};
+  const VkResult result = vkGetPhysicalDeviceImageFormatProperties2(device, &image_info, &image);
+  line(prefix + "imageFormat2.R8G8B8A8_UNORM.opaqueFd", std::to_string(result) + " " + hex(image.imageFormatProperties) +
+                                                            " " + hex(external_image.externalMemoryProperties));
+  const VkPhysicalDeviceExternalBufferInfo buffer_info{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_BUFFER_INFO, nullptr,
+                                                       0, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, fd};
+  VkExternalBufferProperties buffer{VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES, nullptr, {}};
+  vkGetPhysicalDeviceExternalBufferProperties(device, &buffer_info, &buffer);
+  line(prefix + "externalBuffer.opaqueFd", hex(buffer.externalMemoryProperties));
+  const VkPhysicalDeviceExternalFenceInfo fence_info{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_FENCE_INFO, nullptr,
+                                                     VK_EXTERNAL_FENCE_HANDLE_TYPE_OPAQUE_FD_BIT};
+  VkExternalFenceProperties fence{VK_STRUCTURE_TYPE_EXTERNAL_FENCE_PROPERTIES, nullptr, 0, 0, 0};
+  vkGetPhysicalDeviceExternalFenceProperties(device, &fence_info, &fence);
+  line(prefix + "externalFence.opaqueFd", hex(&fence.exportFromImportedHandleTypes, 3 * sizeof(uint32_t)));
+  const VkPhysicalDeviceExternalSemaphoreInfo semaphore_info{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_SEMAPHORE_INFO,
+                                                             nullptr, VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_OPAQUE_FD_BIT};
+  VkExternalSemaphoreProperties semaphore{VK_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_PROPERTIES, nullptr, 0, 0, 0};
+  vkGetPhysicalDeviceExternalSemaphoreProperties(device, &semaphore_info, &semaphore);
+  line(prefix + "externalSemaphore.opaqueFd", hex(&semaphore.exportFromImportedHandleTypes, 3 * sizeof(uint32_t)));
+  const VkPhysicalDeviceSparseImageFormatInfo2 sparse_info{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SPARSE_IMAGE_FORMAT_INFO_2,
+                                                           nullptr, VK_FORMAT_R8G8B8A8_UNORM, VK_IMAGE_TYPE_2D,
+                                                           VK_SAMPLE_COUNT_1_BIT, VK_IMAGE_USAGE_SAMPLED_BIT,
+                                                           VK_IMAGE_TILING_OPTIMAL};
+  uint32_t sparse = 99;
+  vkGetPhysicalDeviceSparseImageFormatProperties2(device, &sparse_info, &sparse, nullptr);
+  line(prefix + "sparseImageFormat2.R8G8B8A8_UNORM", std::to_string(sparse));
+}
+
 void dump_device(const std::string& prefix, VkPhysicalDevice device) {
   VkPhysicalDeviceProperties p{};
   vkGetPhysicalDeviceProperties(device, &p);
@@ -101,6 +139,7 @@ void dump_device(const std::string& prefix, VkPhysicalDevice device) {
   result = vkGetPhysicalDeviceImageFormatProperties(device, VK_FORMAT_ASTC_4x4_UNORM_BLOCK, VK_IMAGE_TYPE_3D,
                                                     VK_IMAGE_TILING_LINEAR, VK_IMAGE_USAGE_STORAGE_BIT, 0, &unsupported);
   line(prefix + "imageFormat.ASTC_3D_linear_storage", std::to_string(result));
+  if (p.apiVersion >= VK_API_VERSION_1_1) dump_external(prefix, device);
   dump_chain(prefix, device, p.apiVersion, rgpu::vk::Query::Properties2);
   dump_chain(prefix, device, p.apiVersion, rgpu::vk::Query::Features2);
   uint32_t count = 0;

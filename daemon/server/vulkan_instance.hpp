@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "vk_commands.gen.hpp"
 #include "vulkan_loader.hpp"
 #include "vulkan_wire.hpp"
 
@@ -30,6 +31,9 @@ class Instance {
   VkResult create_device(uint32_t ordinal, const VkDeviceCreateInfo& info, VkDevice& device,
                          PFN_vkGetDeviceProcAddr& get_device_proc_addr) const;
   VkPhysicalDeviceMemoryProperties memory_properties(uint32_t ordinal) const;
+  VkPhysicalDevice physical_device(uint32_t ordinal) const { return device(ordinal); }
+  // The physical-device commands a session forwards (DeviceTable::load_physical).
+  void load_physical_commands(DeviceTable& table) const { table.load_physical(gipa_, instance_); }
 
  private:
   Instance();

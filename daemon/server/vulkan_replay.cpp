@@ -55,6 +55,13 @@ std::pair<size_t, size_t> Replay::release_all() {
 }
 
 uint64_t Replay::resolve(uint64_t id, VkObjectType type) {
+  if (type == VK_OBJECT_TYPE_PHYSICAL_DEVICE) {
+    // The ICD names physical devices by their place in the session.
+    if (id >= ordinals_.size())
+      throw WireError("physical device " + id_text(id) + " is not one of this session's " +
+                      std::to_string(ordinals_.size()));
+    return to_wire(Instance::get().physical_device(ordinals_[id]));
+  }
   if (id == 0) return 0;
   if (type == VK_OBJECT_TYPE_DEVICE) {
     const uint64_t real = to_wire(device(id).real);
@@ -89,6 +96,11 @@ Replay::Allocation& Replay::allocation(uint64_t id) {
 
 const DeviceTable& Replay::table_of(uint64_t id, VkObjectType type) {
   if (type == VK_OBJECT_TYPE_DEVICE) return device(id).table;
+  if (type == VK_OBJECT_TYPE_PHYSICAL_DEVICE) {
+    if (!physical_table_loaded_) Instance::get().load_physical_commands(physical_table_);
+    physical_table_loaded_ = true;
+    return physical_table_;
+  }
   resolve(id, type);
   return device(objects_.at(id).device).table;
 }

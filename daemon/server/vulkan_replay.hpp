@@ -143,6 +143,8 @@ class Replay final : public HandleResolver {
   uint64_t next_order_ = 0;
   bool device_may_write_ = false;  // a submission may still be writing mapped memory
   WriteTracker writes_;
+  DeviceTable physical_table_;  // the instance's physical-device commands
+  bool physical_table_loaded_ = false;
 };
 
 }  // namespace rgpu::vk
