@@ -26,8 +26,18 @@ BlockingChannel::~BlockingChannel() {
 void BlockingChannel::start_tls_client(SSL_CTX* ctx) {
   SslPtr ssl(SSL_new(ctx));
   if (!ssl || SSL_set_fd(ssl.get(), fd_.get()) != 1) throw TlsError("cannot set up TLS: " + openssl_errors());
-  ERR_clear_error();  // SSL_get_error() reads this thread's error queue
-  if (SSL_connect(ssl.get()) != 1) throw TlsError("TLS handshake failed: " + openssl_errors());
+  for (;;) {
+    ERR_clear_error();  // SSL_get_error() reads this thread's error queue
+    const int ret = SSL_connect(ssl.get());
+    if (ret == 1) break;
+    // A signal (a profiler's timer, say) interrupting the blocking handshake is not a failure.
+    const int error = SSL_get_error(ssl.get(), ret);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+      if (errno == EINTR) continue;
+      throw TlsError("TLS handshake failed: timed out waiting for the server");
+    }
+    throw TlsError("TLS handshake failed: " + openssl_errors());
+  }
   ssl_ = std::move(ssl);
 }
 

@@ -1,8 +1,11 @@
 #include "daemon_session.hpp"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "app_link.hpp"
 #include "vulkan_wire.hpp"
@@ -14,6 +17,8 @@ namespace {
 // Answers to quick calls come back within tens of microseconds: looking for them a little while
 // before sleeping spares a wake-up on each.
 constexpr std::chrono::microseconds kAnswerSpin{60};
+// Ring slots: several in flight, each at most what one memory frame carries.
+constexpr size_t kRingSlot = vk::kMemoryChunk;
 }  // namespace
 
 std::unique_ptr<DaemonSession> DaemonSession::open(std::string& problem) {
@@ -36,13 +41,23 @@ std::unique_ptr<DaemonSession> DaemonSession::open(std::string& problem) {
     problem = "the RGPU client daemon at " + path + ": " + error;
     return nullptr;
   }
-  // Nothing travels through the ring yet: device descriptions are small enough to come inline.
+  // Mapped memory the application wrote travels through the ring; answers come inline.
+  const size_t ring_size = session->welcome_.ring_size;
+  void* ring = ring_size > 0 ? ::mmap(nullptr, ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0) : MAP_FAILED;
   ::close(ring_fd);
+  if (ring != MAP_FAILED) {
+    session->ring_ = static_cast<uint8_t*>(ring);
+    session->ring_size_ = ring_size;
+    const size_t slots = std::max<size_t>(2, ring_size / kRingSlot);
+    session->ring_slot_size_ = ring_size / slots;
+    session->slot_busy_.assign(slots, false);
+  }
   return session;
 }
 
 DaemonSession::~DaemonSession() {
   if (fd_ >= 0) ::close(fd_);
+  if (ring_ != nullptr) ::munmap(ring_, ring_size_);
 }
 
 VkResult DaemonSession::call(uint32_t command, std::span<const uint8_t> arguments, std::vector<uint8_t>& outputs,
@@ -80,6 +95,20 @@ bool DaemonSession::post(std::span<const uint8_t> head, std::span<const uint8_t>
     problem = "the connection to the GPU server is lost";
     return false;
   }
+  // Through a free ring slot when there is one (the daemon sends the bytes from there); never
+  // waiting for one, as the caller may hold the lock that answers need.
+  const size_t slot = ring_ != nullptr && data.size() <= ring_slot_size_
+                          ? static_cast<size_t>(std::find(slot_busy_.begin(), slot_busy_.end(), false) - slot_busy_.begin())
+                          : slot_busy_.size();
+  if (slot < slot_busy_.size()) {
+    slot_busy_[slot] = true;
+    std::memcpy(ring_ + slot * ring_slot_size_, data.data(), data.size());
+    const RingSpec spec{slot * ring_slot_size_, data.size(), 0, 0};
+    std::vector<uint8_t> payload(sizeof spec + head.size());
+    std::memcpy(payload.data(), &spec, sizeof spec);
+    std::memcpy(payload.data() + sizeof spec, head.data(), head.size());
+    return send(payload, next_request_++, static_cast<uint16_t>(kFrameNoReply | kFrameRing), problem);
+  }
   FrameHeader header;
   header.type = vk::kMsgVulkanCall;
   header.flags = kFrameNoReply;
@@ -95,6 +124,23 @@ bool DaemonSession::post(std::span<const uint8_t> head, std::span<const uint8_t>
   return true;
 }
 
+void DaemonSession::take_turn(std::unique_lock<std::recursive_mutex>& lock, std::string& problem) {
+  if (reading_) {
+    answered_.wait(lock);
+    return;
+  }
+  // This thread reads for everyone; the lock is free meanwhile, so that other threads can send.
+  reading_ = true;
+  Frame frame;
+  lock.unlock();
+  const bool read = read_frame(fd_, decoder_, frame, nullptr, kAnswerSpin);
+  lock.lock();
+  reading_ = false;
+  if (!read) lose("the RGPU client daemon closed the connection", problem);
+  else dispatch(frame);
+  answered_.notify_all();
+}
+
 bool DaemonSession::post(std::span<const uint8_t> payload, std::string& problem) {
   std::lock_guard lock(mutex_);
   return send(payload, next_request_++, kFrameNoReply, problem);
@@ -107,26 +153,7 @@ VkResult DaemonSession::request(std::span<const uint8_t> payload, std::vector<ui
   if (!send(payload, id, 0, problem)) return VK_ERROR_DEVICE_LOST;
   Answer answer;
   waiting_[id] = &answer;
-  while (!answer.done && !lost_) {
-    if (reading_) {
-      answered_.wait(lock);
-      continue;
-    }
-    // This thread reads for everyone until its own answer is there; the lock is free meanwhile,
-    // so that other threads can send.
-    reading_ = true;
-    Frame frame;
-    lock.unlock();
-    const bool read = read_frame(fd_, decoder_, frame, nullptr, kAnswerSpin);
-    lock.lock();
-    reading_ = false;
-    if (!read) {
-      lose("the RGPU client daemon closed the connection", problem);
-      break;
-    }
-    dispatch(frame);
-    answered_.notify_all();
-  }
+  while (!answer.done && !lost_) take_turn(lock, problem);
   waiting_.erase(id);
   if (!answer.done) {
     problem = lost_reason_;
@@ -144,6 +171,12 @@ void DaemonSession::dispatch(Frame& frame) {
     const uint64_t id = frame.header.request_id;
     if (type == static_cast<uint16_t>(AppMsg::ServerGone)) {
       lose("the GPU server is gone: " + decode_error(frame.payload).message, ignored);
+      return;
+    }
+    if (type == static_cast<uint16_t>(AppMsg::RingRelease)) {
+      const RingReleaseMsg release = decode_ring_release(frame.payload);
+      const size_t slot = ring_slot_size_ != 0 ? release.offset / ring_slot_size_ : slot_busy_.size();
+      if (slot < slot_busy_.size()) slot_busy_[slot] = false;
       return;
     }
     if (type == vk::kMsgVulkanMemory) {

@@ -41,7 +41,9 @@ class DaemonSession {
   VkResult request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs, std::string& problem);
   // A pipelined call: sent, not answered. False (with `problem`) when the connection is lost.
   bool post(std::span<const uint8_t> payload, std::string& problem);
-  // A pipelined call whose payload is `head` followed by `data`, written without copying them.
+  // A pipelined call whose payload is `head` followed by `data`. `data` is copied into a free slot
+  // of the shared-memory ring (the daemon sends it to the server from there), or, when none is
+  // free or it does not fit one, written to the socket after `head`.
   bool post(std::span<const uint8_t> head, std::span<const uint8_t> data, std::string& problem);
 
   // Receives the bytes the device changed in mapped memory (kMsgVulkanMemory frames, which the
@@ -69,6 +71,8 @@ class DaemonSession {
   VkResult lose(const std::string& why, std::string& problem);
   // Hands a frame read from the daemon to whoever it is for (lock held).
   void dispatch(Frame& frame);
+  // Reads and dispatches one frame, or waits while another thread does (lock held by `lock`).
+  void take_turn(std::unique_lock<std::recursive_mutex>& lock, std::string& problem);
 
   std::recursive_mutex mutex_;  // one call at a time on the connection
   MemorySink memory_sink_;
@@ -76,6 +80,12 @@ class DaemonSession {
   std::map<uint64_t, Answer*> waiting_;  // requests sent and not answered yet
   bool reading_ = false;                 // a thread is reading the daemon's frames for all
   std::string lost_reason_;
+  // The shared-memory ring from the daemon, cut in slots; a slot is busy from its send until the
+  // daemon's RingRelease.
+  uint8_t* ring_ = nullptr;
+  size_t ring_size_ = 0;
+  size_t ring_slot_size_ = 0;
+  std::vector<bool> slot_busy_;
   uint64_t next_request_ = 1;
   bool lost_ = false;
 };
