@@ -35,6 +35,19 @@ Handle from_wire(uint64_t value) {
   else return static_cast<Handle>(value);
 }
 
+// A count or size member as a number; an enum is copied, never loaded as the enum (from the wire
+// it may hold any value, and loading one outside the enum would be undefined behaviour).
+template <typename T>
+uint64_t number(const T& value) {
+  if constexpr (std::is_enum_v<T>) {
+    std::underlying_type_t<T> raw;
+    std::memcpy(&raw, &value, sizeof raw);
+    return static_cast<uint64_t>(raw);
+  } else {
+    return static_cast<uint64_t>(value);
+  }
+}
+
 // Memory for one decoded call: everything is released together when the call is done.
 class Arena {
  public:
@@ -129,27 +142,34 @@ inline uint64_t checked_answer(uint64_t n, uint64_t size) {
 // Logs (once per type) a struct of a pNext chain that this build cannot send; it is left out.
 void skipped_chain_struct(VkStructureType type);
 
-inline void* find_in_chain(void* next, VkStructureType type) {
+// A struct's sType as the number it holds (which, from the wire, need not be a valid enumerator).
+inline uint32_t structure_type(const void* s) {
+  uint32_t type;
+  std::memcpy(&type, s, sizeof type);
+  return type;
+}
+
+inline void* find_in_chain(void* next, uint32_t type) {
   for (auto* s = static_cast<VkBaseOutStructure*>(next); s != nullptr; s = s->pNext)
-    if (s->sType == type) return s;
+    if (structure_type(s) == type) return s;
   return nullptr;
 }
 
 // VkWriteDescriptorSet and VkDescriptorSetLayoutBinding members that the spec says are ignored
 // (and may hold anything) for other descriptor types.
-inline bool writes_images(VkDescriptorType t) {
+inline bool writes_images(uint64_t t) {
   return t == VK_DESCRIPTOR_TYPE_SAMPLER || t == VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER ||
          t == VK_DESCRIPTOR_TYPE_SAMPLED_IMAGE || t == VK_DESCRIPTOR_TYPE_STORAGE_IMAGE ||
          t == VK_DESCRIPTOR_TYPE_INPUT_ATTACHMENT;
 }
-inline bool writes_buffers(VkDescriptorType t) {
+inline bool writes_buffers(uint64_t t) {
   return t == VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER || t == VK_DESCRIPTOR_TYPE_STORAGE_BUFFER ||
          t == VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER_DYNAMIC || t == VK_DESCRIPTOR_TYPE_STORAGE_BUFFER_DYNAMIC;
 }
-inline bool writes_texel_buffers(VkDescriptorType t) {
+inline bool writes_texel_buffers(uint64_t t) {
   return t == VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER || t == VK_DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER;
 }
-inline bool takes_immutable_samplers(VkDescriptorType t) {
+inline bool takes_immutable_samplers(uint64_t t) {
   return t == VK_DESCRIPTOR_TYPE_SAMPLER || t == VK_DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER;
 }
 

@@ -71,10 +71,10 @@ POOL_OF = {"VkDescriptorSet": "descriptorPool", "VkCommandBuffer": "commandPool"
 POOL_RESETS = {"vkResetDescriptorPool": "descriptorPool"}
 # Members the spec says are ignored (and may hold garbage) unless a condition holds.
 MEMBER_CONDITIONS = {
-    ("VkWriteDescriptorSet", "pImageInfo"): "writes_images(s.descriptorType)",
-    ("VkWriteDescriptorSet", "pBufferInfo"): "writes_buffers(s.descriptorType)",
-    ("VkWriteDescriptorSet", "pTexelBufferView"): "writes_texel_buffers(s.descriptorType)",
-    ("VkDescriptorSetLayoutBinding", "pImmutableSamplers"): "takes_immutable_samplers(s.descriptorType)",
+    ("VkWriteDescriptorSet", "pImageInfo"): "writes_images(number(s.descriptorType))",
+    ("VkWriteDescriptorSet", "pBufferInfo"): "writes_buffers(number(s.descriptorType))",
+    ("VkWriteDescriptorSet", "pTexelBufferView"): "writes_texel_buffers(number(s.descriptorType))",
+    ("VkDescriptorSetLayoutBinding", "pImmutableSamplers"): "takes_immutable_samplers(number(s.descriptorType))",
 }
 PLAIN_C = {"uint8_t", "int8_t", "uint16_t", "int16_t", "uint32_t", "int32_t", "uint64_t", "int64_t", "float",
            "double", "char", "int", "size_t"}
@@ -156,6 +156,10 @@ class Registry:
     def members(self, name):
         t = self.types[self.resolve(name)]
         return [Member(m, name) for m in t.findall("member") if is_vulkan(m)]
+
+    def is_enum(self, name):
+        t = self.types.get(self.resolve(name))
+        return t is not None and t.get("category") == "enum"
 
     def handle_info(self, name):
         t = self.types[self.resolve(name)]
@@ -260,8 +264,13 @@ class Model:
 
 
 def cexpr(expr, names, prefix):
-    """A len expression of the registry as C++, members prefixed (`s.`) where they are the struct's."""
-    return re.sub(r"\b([A-Za-z_]\w*)\b", lambda m: prefix + m.group(1) if m.group(1) in names else m.group(1), expr)
+    """A len expression of the registry as C++, members prefixed (`s.`) where they are the struct's.
+    A struct's members are read as numbers (number()): one may be an enum holding any value."""
+    def name(m):
+        if m.group(1) not in names:
+            return m.group(1)
+        return f"number({prefix}{m.group(1)})" if prefix else m.group(1)
+    return re.sub(r"\b([A-Za-z_]\w*)\b", name, expr)
 
 
 class Emitter:
@@ -292,6 +301,9 @@ class Emitter:
         if cat == "plain":
             if m.type == "size_t":
                 return [f"{target} = static_cast<size_t>(r.get<uint64_t>());"]
+            if self.reg.is_enum(m.type):
+                # Copied, never loaded as the enum: a value outside it would be undefined behaviour.
+                return [f"std::memcpy(&{target}, r.bytes(sizeof({target})).data(), sizeof({target}));"]
             return [f"{target} = r.get<{m.type}>();"]
         if cat == "handle":
             return [self.handle_get(m.type, target, m.name)]
@@ -350,7 +362,11 @@ class Emitter:
             return self.get_value(m, target)
         lines = [f"{target} = nullptr;", "if (r.get<uint8_t>()) {"]
         if m.type == "char" and m.ptr == 2:
-            return lines + ["  const uint32_t n = r.get<uint32_t>();",
+            check = []
+            if count is not None:
+                check = [f"  if (n != static_cast<uint64_t>({count}))",
+                         f"    throw WireError(\"{where}: {m.name} has \" + std::to_string(n) + \" strings, its length says \" + std::to_string({count}));"]
+            return lines + ["  const uint32_t n = r.get<uint32_t>();"] + check + [
                             "  auto** strings = ctx.arena.make<const char*>(checked_count(r, n, 4));",
                             "  for (uint32_t i = 0; i < n; ++i) strings[i] = ctx.arena.copy_string(r.str());",
                             f"  {target} = strings;", "}"]
@@ -600,17 +616,18 @@ def emit_codec(reg, model, em, structs):
             "  const uint32_t count = r.get<uint32_t>();",
             "  if (count > kMaxChainLength) throw WireError(\"pNext chain of \" + std::to_string(count) + \" structs\");",
             "  void* head = nullptr;", "  VkBaseOutStructure* tail = nullptr;",
-            "  for (uint32_t i = 0; i < count; ++i) {", "    const auto type = r.get<VkStructureType>();",
+            "  for (uint32_t i = 0; i < count; ++i) {", "    const uint32_t type = r.get<uint32_t>();",
             "    VkBaseOutStructure* s = nullptr;", "    switch (type) {"]
     for s, st in chained:
         cpp.append(f"      case {st}: {{ auto* v = ctx.arena.make<{s}>(1); get(r, *v, ctx); "
                    f"s = reinterpret_cast<VkBaseOutStructure*>(v); break; }}")
     cpp += ["      default: throw WireError(\"pNext chain: unknown sType \" + std::to_string(type));", "    }",
-            "    if (s->sType != type) throw WireError(\"pNext chain: sType \" + std::to_string(type) + \" carries \" + std::to_string(s->sType));",
+            "    if (structure_type(s) != type)",
+            "      throw WireError(\"pNext chain: sType \" + std::to_string(type) + \" carries \" + std::to_string(structure_type(s)));",
             "    s->pNext = nullptr;",
             "    if (tail) tail->pNext = s; else head = s;", "    tail = s;", "  }", "  return head;", "}", "",
             "void fill_chain(WireReader& r, void* next) {", "  const uint32_t count = r.get<uint32_t>();",
-            "  for (uint32_t i = 0; i < count; ++i) {", "    const auto type = r.get<VkStructureType>();",
+            "  for (uint32_t i = 0; i < count; ++i) {", "    const uint32_t type = r.get<uint32_t>();",
             "    void* target = find_in_chain(next, type);", "    switch (type) {"]
     for s, st in chained:
         if model.output_problem(s):
