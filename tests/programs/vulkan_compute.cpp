@@ -78,6 +78,18 @@ VkDescriptorSetLayout create_set_layout(VkDevice device) {
   return VK_CREATE(vkCreateDescriptorSetLayout, device, info);
 }
 
+// A pipeline cache's data starts with a header naming its version and the device's vendor.
+void report_cache(VkDevice device, VkPipelineCache cache) {
+  size_t size = 0;
+  VK_CHECK(vkGetPipelineCacheData, device, cache, &size, nullptr);
+  std::vector<uint8_t> data(size);
+  VK_CHECK(vkGetPipelineCacheData, device, cache, &size, data.data());
+  VkPipelineCacheHeaderVersionOne header{};
+  if (size >= sizeof header) std::memcpy(&header, data.data(), sizeof header);
+  std::printf("pipeline cache: %s, header version %u\n", size >= sizeof header ? "has data" : "too short",
+              static_cast<unsigned>(header.headerVersion));
+}
+
 VkPipeline create_compute_pipeline(VkDevice device, VkPipelineLayout layout) {
   VkShaderModule shader = create_shader(device, vulkan_compute_comp_spv);
   VkSpecializationMapEntry entry{0, 0, sizeof kSalt};
@@ -90,9 +102,14 @@ VkPipeline create_compute_pipeline(VkDevice device, VkPipelineLayout layout) {
   info.stage.pName = "main";
   info.stage.pSpecializationInfo = &specialization;
   info.layout = layout;
+  // Through a pipeline cache, whose data (the two-call idiom) is checked afterwards.
+  const VkPipelineCacheCreateInfo cache_info{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO, nullptr, 0, 0, nullptr};
+  const VkPipelineCache cache = VK_CREATE(vkCreatePipelineCache, device, cache_info);
   VkPipeline pipeline = VK_NULL_HANDLE;
-  VK_CHECK(vkCreateComputePipelines, device, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline);
+  VK_CHECK(vkCreateComputePipelines, device, cache, 1, &info, nullptr, &pipeline);
   vkDestroyShaderModule(device, shader, nullptr);
+  report_cache(device, cache);
+  vkDestroyPipelineCache(device, cache, nullptr);
   return pipeline;
 }
 
