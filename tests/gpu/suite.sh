@@ -34,7 +34,13 @@ pack() {
     "$pack/vulkan/"
   sed 's|"library_path": *"[^"]*"|"library_path": "./librgpu_vk_icd.so"|' build/icd/rgpu_icd.json > "$pack/vulkan/rgpu_icd.json"
   cp -L "$(ldconfig -p | awk '$1 == "libvulkan.so.1" {print $NF; exit}')" "$pack/vulkan/lib/"
-  if command -v vulkaninfo >/dev/null; then cp "$(command -v vulkaninfo)" "$pack/vulkan/"; fi
+  if command -v vulkaninfo >/dev/null; then
+    # vulkaninfo and the window-system libraries it links, which a GPU server may lack.
+    cp "$(command -v vulkaninfo)" "$pack/vulkan/"
+    ldd "$(command -v vulkaninfo)" | awk '$3 ~ /^\// {print $3}' |
+      grep -Ev '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|ld-linux[^/]*)\.so' |
+      xargs -r -I{} cp -L {} "$pack/vulkan/lib/"
+  fi
   du -sh "$pack"
 }
 
@@ -114,7 +120,11 @@ run_vulkan_case() {  # name, command...
 }
 
 compare() {  # name, native output, rgpu output
-  if diff -q "$2" "$3" >/dev/null; then log "PASS $1"; else
+  # A program that failed natively proves nothing through RGPU, whatever it printed there.
+  if grep -q '^exit status' "$2"; then
+    log "FAIL $1 (the native run failed: $(tail -1 "$2"))"
+    tail -5 "$2.err" | tee -a "$results/summary.txt" || true
+  elif diff -q "$2" "$3" >/dev/null; then log "PASS $1"; else
     log "FAIL $1"
     { diff "$2" "$3" | head -20; tail -5 "$3.err"; } | tee -a "$results/summary.txt" || true
   fi
@@ -144,7 +154,7 @@ run_vulkan_cases() {
     run_vulkan_case vulkan_threads "$vk/vulkan_threads"
     # vulkaninfo's device section (the instance part is the loader's own).
     if [[ -x $vk/vulkaninfo ]]; then
-      run_vulkan_case vulkaninfo_summary bash -c "\"$vk/vulkaninfo\" --summary | sed -n '/^Devices:/,\$p'"
+      run_vulkan_case vulkaninfo_summary bash -c "set -o pipefail; \"$vk/vulkaninfo\" --summary | sed -n '/^Devices:/,\$p'"
     fi
     log "vulkan bench (native)"
     timeout -k 5 120 bash -c "$(declare -f nvidia_icd vulkan_native); pack=$pack; vulkan_native $vk/vulkan_bench" \
