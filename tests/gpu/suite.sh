@@ -180,7 +180,7 @@ run() {
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
   run_case runtime_kernels "$work/runtime_kernels"
-  for case in ${GPU_SUITE_PYTHON-cupy_basics torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_vulkan_cases
   log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
