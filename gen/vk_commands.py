@@ -38,7 +38,7 @@ ANSWERED_BY_ICD = {
     "vkGetPhysicalDeviceToolProperties", "vkEnumerateDeviceExtensionProperties", "vkEnumerateDeviceLayerProperties",
 }
 # Device extensions whose commands are forwarded (beyond their core aliases).
-EXTENSIONS = []
+EXTENSIONS = ["VK_KHR_push_descriptor"]
 # Written by hand in the ICD (they keep client-side state); the server side is still generated.
 HAND_WRITTEN = {
     "vkGetDeviceQueue", "vkGetDeviceQueue2", "vkAllocateCommandBuffers", "vkFreeCommandBuffers",
@@ -52,7 +52,8 @@ PUSH_BEFORE = {"vkQueueSubmit", "vkQueueSubmit2", "vkQueueBindSparse", "vkSetEve
 # Written by hand in the ICD and served by RGPU's own calls (mapped memory lives in the ICD).
 # vkUpdateDescriptorSetWithTemplate becomes a vkUpdateDescriptorSets in the ICD, which knows the
 # template's entries.
-HAND_ONLY = {"vkMapMemory": "VkResult", "vkUnmapMemory": "void", "vkUpdateDescriptorSetWithTemplate": "void"}
+HAND_ONLY = {"vkMapMemory": "VkResult", "vkUnmapMemory": "void", "vkUpdateDescriptorSetWithTemplate": "void",
+             "vkCmdPushDescriptorSetWithTemplateKHR": "void"}
 # Not forwarded at all: the server has no use for them or they need host memory the wire cannot see.
 NOT_FORWARDED = {"vkCreateDevice", "vkDestroyDevice", "vkGetDeviceProcAddr"} | ANSWERED_BY_ICD
 # Creations that wait for their answer: their failures are ones applications handle.
@@ -1007,6 +1008,13 @@ def main():
     with open(f"{args.out_dir}/vk_commands.gen.hpp", "w") as f:
         f.write("\n".join(h))
     icd = emit_icd(reg, model, em, forwarded)
+    unique, named = [], set()
+    for e in entries:  # an extension may require a command in more than one block
+        if e[0] not in named:
+            named.add(e[0])
+            unique.append(e)
+    entries = unique
+
     def entry(name, version, ext, cmd):
         ext_text = f'"{ext}"' if ext else "nullptr"
         return f"    {{\"{name}\", reinterpret_cast<PFN_vkVoidFunction>(&{cmd.name[2:]}), {version or 0}, {ext_text}}},"

@@ -1,28 +1,99 @@
 // Descriptor update templates: the ICD keeps each template's entries, and an update through a
-// template becomes the vkUpdateDescriptorSets it stands for, built from the application's data.
-// The template object itself is created on the server too, so that its handle is a real one.
+// template becomes the vkUpdateDescriptorSets (or, recorded, the vkCmdPushDescriptorSetKHR) it
+// stands for, built from the application's data. The template object itself is created on the
+// server too, so that its handle is a real one.
 #include "icd_calls.hpp"
 #include "log.hpp"
 #include "vk_icd.gen.hpp"
 
 namespace rgpu::icd {
 
+namespace {
+using Template = Device::UpdateTemplate;
+
+// The VkWriteDescriptorSet array a template update stands for, with what it points to.
+class TemplateWrites {
+ public:
+  TemplateWrites(const std::vector<VkDescriptorUpdateTemplateEntry>& entries, VkDescriptorSet set, const void* data);
+  const std::vector<VkWriteDescriptorSet>& writes() const { return writes_; }
+
+ private:
+  // Reserved up front: the writes point into them.
+  std::vector<VkDescriptorImageInfo> images_;
+  std::vector<VkDescriptorBufferInfo> buffers_;
+  std::vector<VkBufferView> views_;
+  std::vector<VkWriteDescriptorSetInlineUniformBlock> blocks_;
+  std::vector<VkWriteDescriptorSet> writes_;
+};
+
+TemplateWrites::TemplateWrites(const std::vector<VkDescriptorUpdateTemplateEntry>& entries, VkDescriptorSet set,
+                               const void* data) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  size_t total = 0;
+  for (const auto& e : entries) total += e.descriptorCount;
+  images_.reserve(total);
+  buffers_.reserve(total);
+  views_.reserve(total);
+  blocks_.reserve(entries.size());
+  for (const auto& e : entries) {
+    VkWriteDescriptorSet write{};
+    write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
+    write.dstSet = set;
+    write.dstBinding = e.dstBinding;
+    write.dstArrayElement = e.dstArrayElement;
+    write.descriptorCount = e.descriptorCount;
+    write.descriptorType = e.descriptorType;
+    const uint8_t* at = bytes + e.offset;
+    if (e.descriptorType == VK_DESCRIPTOR_TYPE_INLINE_UNIFORM_BLOCK) {
+      // descriptorCount is a byte count here, and the bytes are the data itself.
+      blocks_.push_back({VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET_INLINE_UNIFORM_BLOCK, nullptr, e.descriptorCount, at});
+      write.pNext = &blocks_.back();
+    } else if (vk::writes_images(e.descriptorType)) {
+      write.pImageInfo = images_.data() + images_.size();
+      for (uint32_t i = 0; i < e.descriptorCount; ++i)
+        images_.push_back(*reinterpret_cast<const VkDescriptorImageInfo*>(at + i * e.stride));
+    } else if (vk::writes_buffers(e.descriptorType)) {
+      write.pBufferInfo = buffers_.data() + buffers_.size();
+      for (uint32_t i = 0; i < e.descriptorCount; ++i)
+        buffers_.push_back(*reinterpret_cast<const VkDescriptorBufferInfo*>(at + i * e.stride));
+    } else if (vk::writes_texel_buffers(e.descriptorType)) {
+      write.pTexelBufferView = views_.data() + views_.size();
+      for (uint32_t i = 0; i < e.descriptorCount; ++i)
+        views_.push_back(*reinterpret_cast<const VkBufferView*>(at + i * e.stride));
+    } else {
+      LOG_ERROR("Vulkan: descriptor update template: descriptor type %d is not supported by RGPU",
+                static_cast<int>(e.descriptorType));
+      continue;
+    }
+    writes_.push_back(write);
+  }
+}
+
+// A copy of the template's description; false (logged) for an unknown template.
+bool find_template(Device* device, VkDescriptorUpdateTemplate handle, Template& out) {
+  std::lock_guard lock(device->mutex);
+  auto it = device->templates.find(vk::to_wire(handle));
+  if (it == device->templates.end()) {
+    LOG_ERROR("Vulkan: an update through an unknown descriptor update template");
+    return false;
+  }
+  out = it->second;
+  return true;
+}
+}  // namespace
+
 VKAPI_ATTR VkResult VKAPI_CALL CreateDescriptorUpdateTemplate(VkDevice handle,
                                                               const VkDescriptorUpdateTemplateCreateInfo* info,
                                                               const VkAllocationCallbacks* allocator,
                                                               VkDescriptorUpdateTemplate* out) {
-  if (info->templateType != VK_DESCRIPTOR_UPDATE_TEMPLATE_TYPE_DESCRIPTOR_SET) {
-    // Push descriptors are not offered.
-    LOG_ERROR("Vulkan: vkCreateDescriptorUpdateTemplate: template type %d is not supported by RGPU",
-              static_cast<int>(info->templateType));
-    return VK_ERROR_FEATURE_NOT_PRESENT;
-  }
   *out = new_handle<VkDescriptorUpdateTemplate>();
   Device* device = from_handle(handle);
   {
     std::lock_guard lock(device->mutex);
-    device->templates[vk::to_wire(*out)].assign(info->pDescriptorUpdateEntries,
-                                                info->pDescriptorUpdateEntries + info->descriptorUpdateEntryCount);
+    auto& stored = device->templates[vk::to_wire(*out)];
+    stored.entries.assign(info->pDescriptorUpdateEntries,
+                          info->pDescriptorUpdateEntries + info->descriptorUpdateEntryCount);
+    stored.bind_point = info->pipelineBindPoint;
   }
   Call call(handle, vk::CMD_vkCreateDescriptorUpdateTemplate, "vkCreateDescriptorUpdateTemplate");
   encode_vkCreateDescriptorUpdateTemplate(call.args(), handle, info, allocator, out);
@@ -45,65 +116,25 @@ VKAPI_ATTR void VKAPI_CALL DestroyDescriptorUpdateTemplate(VkDevice handle, VkDe
 VKAPI_ATTR void VKAPI_CALL UpdateDescriptorSetWithTemplate(VkDevice handle, VkDescriptorSet set,
                                                            VkDescriptorUpdateTemplate update_template,
                                                            const void* data) {
-  Device* device = from_handle(handle);
-  std::vector<VkDescriptorUpdateTemplateEntry> entries;
-  {
-    std::lock_guard lock(device->mutex);
-    auto it = device->templates.find(vk::to_wire(update_template));
-    if (it == device->templates.end()) {
-      LOG_ERROR("Vulkan: vkUpdateDescriptorSetWithTemplate: unknown template");
-      return;
-    }
-    entries = it->second;
-  }
-  const auto* bytes = static_cast<const uint8_t*>(data);
-  // Storage for what the writes point to; reserved up front so that the pointers stay valid.
-  size_t total = 0;
-  for (const auto& e : entries) total += e.descriptorCount;
-  std::vector<VkDescriptorImageInfo> images;
-  std::vector<VkDescriptorBufferInfo> buffers;
-  std::vector<VkBufferView> views;
-  std::vector<VkWriteDescriptorSetInlineUniformBlock> blocks;
-  images.reserve(total);
-  buffers.reserve(total);
-  views.reserve(total);
-  blocks.reserve(entries.size());
-  std::vector<VkWriteDescriptorSet> writes;
-  for (const auto& e : entries) {
-    VkWriteDescriptorSet write{};
-    write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
-    write.dstSet = set;
-    write.dstBinding = e.dstBinding;
-    write.dstArrayElement = e.dstArrayElement;
-    write.descriptorCount = e.descriptorCount;
-    write.descriptorType = e.descriptorType;
-    const uint8_t* at = bytes + e.offset;
-    if (e.descriptorType == VK_DESCRIPTOR_TYPE_INLINE_UNIFORM_BLOCK) {
-      // descriptorCount is a byte count here, and the bytes are the data itself.
-      blocks.push_back({VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET_INLINE_UNIFORM_BLOCK, nullptr, e.descriptorCount, at});
-      write.pNext = &blocks.back();
-    } else if (vk::writes_images(e.descriptorType)) {
-      write.pImageInfo = images.data() + images.size();
-      for (uint32_t i = 0; i < e.descriptorCount; ++i)
-        images.push_back(*reinterpret_cast<const VkDescriptorImageInfo*>(at + i * e.stride));
-    } else if (vk::writes_buffers(e.descriptorType)) {
-      write.pBufferInfo = buffers.data() + buffers.size();
-      for (uint32_t i = 0; i < e.descriptorCount; ++i)
-        buffers.push_back(*reinterpret_cast<const VkDescriptorBufferInfo*>(at + i * e.stride));
-    } else if (vk::writes_texel_buffers(e.descriptorType)) {
-      write.pTexelBufferView = views.data() + views.size();
-      for (uint32_t i = 0; i < e.descriptorCount; ++i)
-        views.push_back(*reinterpret_cast<const VkBufferView*>(at + i * e.stride));
-    } else {
-      LOG_ERROR("Vulkan: vkUpdateDescriptorSetWithTemplate: descriptor type %d is not supported by RGPU",
-                static_cast<int>(e.descriptorType));
-      continue;
-    }
-    writes.push_back(write);
-  }
+  Template found{};
+  if (!find_template(from_handle(handle), update_template, found)) return;
+  const TemplateWrites writes(found.entries, set, data);
   Call call(handle, vk::CMD_vkUpdateDescriptorSets, "vkUpdateDescriptorSetWithTemplate");
-  encode_vkUpdateDescriptorSets(call.args(), handle, static_cast<uint32_t>(writes.size()), writes.data(), 0, nullptr);
+  encode_vkUpdateDescriptorSets(call.args(), handle, static_cast<uint32_t>(writes.writes().size()),
+                                writes.writes().data(), 0, nullptr);
   call.send_pipelined();
+}
+
+// Recorded as the vkCmdPushDescriptorSetKHR it stands for.
+VKAPI_ATTR void VKAPI_CALL CmdPushDescriptorSetWithTemplateKHR(VkCommandBuffer buffer,
+                                                               VkDescriptorUpdateTemplate update_template,
+                                                               VkPipelineLayout layout, uint32_t set, const void* data) {
+  Template found{};
+  if (!find_template(from_handle(buffer)->device, update_template, found)) return;
+  const TemplateWrites writes(found.entries, VK_NULL_HANDLE, data);
+  Recording rec(buffer, vk::CMD_vkCmdPushDescriptorSetKHR);
+  encode_vkCmdPushDescriptorSetKHR(rec.args(), buffer, found.bind_point, layout, set,
+                                   static_cast<uint32_t>(writes.writes().size()), writes.writes().data());
 }
 
 }  // namespace rgpu::icd

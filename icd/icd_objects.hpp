@@ -77,8 +77,12 @@ struct Device {
   std::mutex mutex;  // queues and pools
   std::map<std::pair<uint32_t, uint32_t>, std::unique_ptr<Queue>> queues;  // (family, index)
   std::unordered_map<uint64_t, std::vector<std::unique_ptr<CommandBuffer>>> pools;
-  // Descriptor update templates' entries, by template id (descriptor_templates.cpp).
-  std::unordered_map<uint64_t, std::vector<VkDescriptorUpdateTemplateEntry>> templates;
+  // Descriptor update templates, by template id (descriptor_templates.cpp).
+  struct UpdateTemplate {
+    std::vector<VkDescriptorUpdateTemplateEntry> entries;
+    VkPipelineBindPoint bind_point;  // of push descriptor templates
+  };
+  std::unordered_map<uint64_t, UpdateTemplate> templates;
 
   DaemonSession& session() const { return *physical->instance->session; }
   Instance& instance() const { return *physical->instance; }

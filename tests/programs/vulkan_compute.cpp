@@ -63,7 +63,7 @@ struct ComputePipeline {
   VkDescriptorSet set = VK_NULL_HANDLE;
 };
 
-VkDescriptorSetLayout create_set_layout(VkDevice device) {
+VkDescriptorSetLayout create_set_layout(VkDevice device, VkDescriptorSetLayoutCreateFlags flags = 0) {
   VkDescriptorSetLayoutBinding bindings[2]{};
   for (uint32_t i = 0; i < 2; ++i) {
     bindings[i].binding = i;
@@ -73,6 +73,7 @@ VkDescriptorSetLayout create_set_layout(VkDevice device) {
   }
   VkDescriptorSetLayoutCreateInfo info{};
   info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO;
+  info.flags = flags;
   info.bindingCount = 2;
   info.pBindings = bindings;
   return VK_CREATE(vkCreateDescriptorSetLayout, device, info);
@@ -196,6 +197,14 @@ void bind_buffers_with_template(VkDevice device, VkDescriptorSetLayout layout, V
   destroy(device, update_template, nullptr);
 }
 
+// Push descriptors (VK_KHR_push_descriptor): the buffers are pushed while recording, directly or
+// through a push descriptor update template, instead of living in a descriptor set.
+struct PushDescriptors {
+  PFN_vkCmdPushDescriptorSetKHR push = nullptr;
+  PFN_vkCmdPushDescriptorSetWithTemplateKHR push_with_template = nullptr;
+  VkDescriptorUpdateTemplate update_template = VK_NULL_HANDLE;  // pushes through it when set
+};
+
 struct Context {
   VkDevice device;
   VkQueue queue;
@@ -203,6 +212,7 @@ struct Context {
   const ComputePipeline& pipeline;
   const Commands& commands;
   VkFence fence;
+  const PushDescriptors* push = nullptr;  // null: the pipeline's descriptor set
 };
 
 // Buffers of one pass: the input and the read-back buffer in the pass's host-visible memory, the
@@ -213,6 +223,21 @@ struct PassBuffers {
   Buffer readback;
 };
 
+void push_buffers(VkCommandBuffer cb, const Context& c, const PassBuffers& b) {
+  const VkDescriptorBufferInfo buffers[2] = {{b.input.buffer, 0, VK_WHOLE_SIZE}, {b.output.buffer, 0, VK_WHOLE_SIZE}};
+  if (c.push->update_template != VK_NULL_HANDLE) {
+    c.push->push_with_template(cb, c.push->update_template, c.pipeline.layout, 0, buffers);
+    return;
+  }
+  VkWriteDescriptorSet write{};
+  write.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
+  write.dstBinding = 0;
+  write.descriptorCount = 2;
+  write.descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+  write.pBufferInfo = buffers;
+  c.push->push(cb, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline.layout, 0, 1, &write);
+}
+
 void record(const Context& c, const PassBuffers& b, const PushConstants& parameters) {
   VkCommandBuffer cb = c.commands.buffer;
   begin(c.device, c.commands);
@@ -220,7 +245,10 @@ void record(const Context& c, const PassBuffers& b, const PushConstants& paramet
   buffer_barrier(cb, b.output.buffer, {VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT},
                  {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT});
   vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline.pipeline);
-  vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline.layout, 0, 1, &c.pipeline.set, 0, nullptr);
+  if (c.push)
+    push_buffers(cb, c, b);
+  else
+    vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline.layout, 0, 1, &c.pipeline.set, 0, nullptr);
   PushConstants first = parameters;
   first.stage = 0;
   vkCmdPushConstants(cb, c.pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof first, &first);
@@ -270,10 +298,10 @@ bool run_pass(const Context& c, MemoryChoice host, bool explicit_sync, const std
                                VK_BUFFER_USAGE_TRANSFER_DST_BIT,
                            {0, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0});
   b.readback = create_buffer(c.device, c.gpu, kBytes, VK_BUFFER_USAGE_TRANSFER_DST_BIT, host);
-  // The second pass binds through a descriptor update template.
-  if (explicit_sync)
+  // The second pass binds through a descriptor update template; push passes bind while recording.
+  if (!c.push && explicit_sync)
     bind_buffers_with_template(c.device, c.pipeline.set_layout, c.pipeline.set, b.input.buffer, b.output.buffer);
-  else
+  else if (!c.push)
     bind_buffers(c.device, c.pipeline.set, b.input.buffer, b.output.buffer);
   void* input = explicit_sync ? nullptr : map(c.device, b.input.memory.memory);
   void* readback = explicit_sync ? nullptr : map(c.device, b.readback.memory.memory);
@@ -313,6 +341,47 @@ bool run_pass(const Context& c, MemoryChoice host, bool explicit_sync, const std
   return ok;
 }
 
+ComputePipeline create_push_pipeline(VkDevice device) {
+  ComputePipeline out;
+  out.set_layout = create_set_layout(device, VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR);
+  const VkPushConstantRange push_constants{VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(PushConstants)};
+  out.layout = create_pipeline_layout(device, &out.set_layout, &push_constants);
+  out.pipeline = create_compute_pipeline(device, out.layout);
+  return out;
+}
+
+// Runs 5 and 6 bind their buffers with push descriptors: pushed directly, then through a template
+// (whose data is the two VkDescriptorBufferInfo, back to back).
+bool run_push_passes(const Context& base, MemoryChoice host, int& number) {
+  VkDevice device = base.device;
+  const ComputePipeline pipeline = create_push_pipeline(device);
+  PushDescriptors push;
+  push.push = reinterpret_cast<PFN_vkCmdPushDescriptorSetKHR>(vkGetDeviceProcAddr(device, "vkCmdPushDescriptorSetKHR"));
+  push.push_with_template = reinterpret_cast<PFN_vkCmdPushDescriptorSetWithTemplateKHR>(
+      vkGetDeviceProcAddr(device, "vkCmdPushDescriptorSetWithTemplateKHR"));
+  if (!push.push || !push.push_with_template) fail("vkGetDeviceProcAddr returned no push descriptor command");
+  const Context with_pipeline{base.device, base.queue, base.gpu, pipeline, base.commands, base.fence, &push};
+  bool ok = run_pass(with_pipeline, host, false, {{5, {9, 17, kElements - 3, 0}}}, number);
+
+  const VkDescriptorUpdateTemplateEntry entry{0, 0, 2, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 0,
+                                              sizeof(VkDescriptorBufferInfo)};
+  VkDescriptorUpdateTemplateCreateInfo info{};
+  info.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_UPDATE_TEMPLATE_CREATE_INFO;
+  info.descriptorUpdateEntryCount = 1;
+  info.pDescriptorUpdateEntries = &entry;
+  info.templateType = VK_DESCRIPTOR_UPDATE_TEMPLATE_TYPE_PUSH_DESCRIPTORS_KHR;
+  info.pipelineBindPoint = VK_PIPELINE_BIND_POINT_COMPUTE;
+  info.pipelineLayout = pipeline.layout;
+  info.set = 0;
+  VK_CHECK(vkCreateDescriptorUpdateTemplate, device, &info, nullptr, &push.update_template);
+  ok &= run_pass(with_pipeline, host, false, {{6, {11, 19, kElements / 2, 0}}}, number);
+  vkDestroyDescriptorUpdateTemplate(device, push.update_template, nullptr);
+  vkDestroyPipeline(device, pipeline.pipeline, nullptr);
+  vkDestroyPipelineLayout(device, pipeline.layout, nullptr);
+  vkDestroyDescriptorSetLayout(device, pipeline.set_layout, nullptr);
+  return ok;
+}
+
 }  // namespace
 
 // --exit-without-cleanup: leaves the device and its objects behind, as a crashing program would.
@@ -320,7 +389,10 @@ int main(int argc, char** argv) {
   const bool leave_objects = argc > 1 && std::strcmp(argv[1], "--exit-without-cleanup") == 0;
   VkInstance instance = create_instance("vulkan_compute", VK_API_VERSION_1_1);
   const Gpu gpu = pick_gpu(instance, VK_QUEUE_COMPUTE_BIT);
-  VkDevice device = create_device(gpu, nullptr);
+  const bool push_descriptors = has_extension(gpu.physical, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
+  VkDevice device = create_device(gpu, nullptr,
+                                  push_descriptors ? std::vector<const char*>{VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME}
+                                                   : std::vector<const char*>{});
   VkQueue queue = VK_NULL_HANDLE;
   vkGetDeviceQueue(device, gpu.queue_family, 0, &queue);
   const ComputePipeline pipeline = create_pipeline(device);
@@ -336,6 +408,8 @@ int main(int argc, char** argv) {
   // Flushing and invalidating coherent memory is allowed, so the pass runs on every device.
   ok &= run_pass(context, {visible, 0, coherent}, true,
                  {{3, {7, 13, kElements - 1000, 0}}, {4, {0xfffffffb, 0x80000001, 1, 0}}}, number);
+  std::printf("push descriptors: %s\n", push_descriptors ? "available" : "not supported");
+  if (push_descriptors) ok &= run_push_passes(context, {visible | coherent, 0, 0}, number);
 
   VK_CHECK(vkDeviceWaitIdle, device);
   if (leave_objects) {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <vector>
 
@@ -77,7 +78,18 @@ inline Gpu pick_gpu(VkInstance instance, VkQueueFlags queue_flags) {
 }
 
 // One queue of the GPU's chosen family; `features` is the create info's pNext chain.
-inline VkDevice create_device(const Gpu& gpu, const void* features) {
+// Whether the physical device has a device extension.
+inline bool has_extension(VkPhysicalDevice physical, const char* name) {
+  uint32_t count = 0;
+  VK_CHECK(vkEnumerateDeviceExtensionProperties, physical, nullptr, &count, nullptr);
+  std::vector<VkExtensionProperties> extensions(count);
+  VK_CHECK(vkEnumerateDeviceExtensionProperties, physical, nullptr, &count, extensions.data());
+  for (const auto& extension : extensions)
+    if (std::strcmp(extension.extensionName, name) == 0) return true;
+  return false;
+}
+
+inline VkDevice create_device(const Gpu& gpu, const void* features, const std::vector<const char*>& extensions = {}) {
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue{};
   queue.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
@@ -89,6 +101,8 @@ inline VkDevice create_device(const Gpu& gpu, const void* features) {
   info.pNext = features;
   info.queueCreateInfoCount = 1;
   info.pQueueCreateInfos = &queue;
+  info.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
+  info.ppEnabledExtensionNames = extensions.data();
   VkDevice device = VK_NULL_HANDLE;
   VK_CHECK(vkCreateDevice, gpu.physical, &info, nullptr, &device);
   return device;
