@@ -869,7 +869,7 @@ def server_case(cmd, kind, reg, em):
                     holder = next((q for q in cmd.params if q.type.endswith("AllocateInfo")), None)
                     parent = f"to_wire({holder.name}->{pool})" if holder else "0"
                 if cmd.name == "vkAllocateMemory":
-                    post.append(f"  if (result >= 0) remember_allocation({p.name}_ids[0], {first.name}_id, *{p.name}, *pAllocateInfo);")
+                    post.append(f"  if (result >= 0) result = remember_allocation({p.name}_ids[0], {first.name}_id, *{p.name}, *pAllocateInfo);")
                 post += [f"  if (result >= 0)",
                          f"    for (uint64_t i = 0; i < {p.name}_n; ++i) created({p.name}_ids[i], {ot}, to_wire({p.name}[i]), {first.name}_id, {parent});"]
                 call_args.append(p.name)

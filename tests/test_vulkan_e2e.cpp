@@ -311,6 +311,31 @@ TEST(VulkanVanishedServer, ProgramGetsDeviceLostAndTheDaemonGoesOn) {
   EXPECT_NE(next.err.find("no GPU server: "), std::string::npos) << next.err;
 }
 
+// A token's max_memory bounds what its programs allocate (with its CUDA programs), and the heaps
+// they are shown are no larger.
+TEST(VulkanTokens, MaxMemoryLimitsAllocations) {
+  TempDir dir;
+  const std::string token = "vk-token-fedcba9876543210fedcba9876543210fedcba9876543210fedcba987";
+  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
+                                                       token + "\"\nname = \"small\"\nmax_memory = 524288\n");
+  ServerProcess server({"--config", config}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server.address(), "--tls", "off", "--token", token, "--socket", socket}, {},
+                       "client");
+  const std::vector<std::string> env = {"VK_DRIVER_FILES=" RGPU_ICD_MANIFEST, "RGPU_CLIENT_SOCKET=" + socket,
+                                        "XDG_RUNTIME_DIR=" + dir.path()};
+  const CommandResult dump = run_program({VULKAN_DUMP}, env);
+  ASSERT_EQ(dump.exit_code, 0) << dump.err;
+  // A heap: 8 bytes of size (little-endian), then flags. 524288 = 0x80000.
+  EXPECT_EQ(parse_dump(dump.out)["gpu0.memoryHeap0"].substr(0, 16), "0000080000000000") << dump.out;
+#ifdef VULKAN_COMPUTE
+  // The compute program's three 256 KiB buffers do not fit in 512 KiB.
+  const CommandResult compute = run_program({VULKAN_COMPUTE}, env);
+  EXPECT_EQ(compute.exit_code, 1) << compute.out;
+  EXPECT_NE(compute.err.find("vkAllocateMemory returned -2"), std::string::npos) << compute.err;
+#endif
+}
+
 // The Vulkan bench checks every readback against what it uploaded.
 TEST_F(VulkanPath, BenchUploadsAndReadsBackThroughRgpu) {
   const CommandResult remote = run_program({VULKAN_BENCH, "--quick"}, icd_env(socket_));

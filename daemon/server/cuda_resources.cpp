@@ -7,20 +7,6 @@
 
 namespace rgpu::cuda {
 
-bool MemoryBudget::reserve(uint64_t bytes) {
-  if (limit == 0) {
-    used.fetch_add(bytes);
-    return true;
-  }
-  uint64_t current = used.load();
-  do {
-    if (current + bytes > limit || current + bytes < current) return false;
-  } while (!used.compare_exchange_weak(current, current + bytes));
-  return true;
-}
-
-void MemoryBudget::release(uint64_t bytes) { used.fetch_sub(std::min(bytes, used.load())); }
-
 uint64_t SessionResources::requested_bytes(uint32_t function, const std::vector<uint64_t>& ins) {
   switch (function) {
     case FN_cuMemAlloc_v2:

@@ -13,17 +13,11 @@
 #include <vector>
 
 #include "cuda_dispatch.hpp"
+#include "memory_budget.hpp"
 
 namespace rgpu::cuda {
 
-// Device memory used by all sessions of one token; limit 0 = unlimited.
-struct MemoryBudget {
-  uint64_t limit = 0;
-  std::atomic<uint64_t> used{0};
-  // Reserves bytes if they fit under the limit.
-  bool reserve(uint64_t bytes);
-  void release(uint64_t bytes);
-};
+using MemoryBudget = rgpu::MemoryBudget;
 
 class SessionResources {
  public:

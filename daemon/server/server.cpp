@@ -300,7 +300,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (auto link = weak_link.lock()) link->send(std::move(frame));
       });
     };
-    vulkan_ = std::make_shared<vk::VulkanSession>(std::move(devices), send, client_name_ + " from " + peer_);
+    vulkan_ = std::make_shared<vk::VulkanSession>(std::move(devices), server_.budget_for(token_), send,
+                                                  client_name_ + " from " + peer_);
     LOG_INFO("Vulkan session for %s on %zu GPU(s)", peer_.c_str(), gpus->size());
     queue(encode_frame(kMsgVulkanOpened, id, {}));
   }

@@ -41,8 +41,8 @@ bool makes_visible(uint32_t command) {
 NotForwarded::NotForwarded(uint32_t command)
     : std::runtime_error(command_text(command) + " is not forwarded by this server") {}
 
-Replay::Replay(std::vector<uint32_t> ordinals, SendMemory send_memory)
-    : ordinals_(std::move(ordinals)), send_memory_(std::move(send_memory)) {}
+Replay::Replay(std::vector<uint32_t> ordinals, std::shared_ptr<MemoryBudget> budget, SendMemory send_memory)
+    : ordinals_(std::move(ordinals)), budget_(std::move(budget)), send_memory_(std::move(send_memory)) {}
 
 Replay::~Replay() { release_all(); }
 
@@ -120,8 +120,7 @@ void Replay::destroyed(uint64_t id) {
   const Object object = it->second;
   objects_.erase(it);
   writes_.forget(id);
-  auto a = allocations_.find(id);
-  if (a != allocations_.end()) allocations_.erase(a);  // vkFreeMemory unmaps
+  forget_allocation(id);  // vkFreeMemory unmaps
   released_children(object.device, object.real);
 }
 
@@ -133,9 +132,13 @@ void Replay::released_children(uint64_t device_id, uint64_t pool) {
   });
 }
 
-void Replay::remember_allocation(uint64_t id, uint64_t device_id, VkDeviceMemory memory,
-                                 const VkMemoryAllocateInfo& info) {
+VkResult Replay::remember_allocation(uint64_t id, uint64_t device_id, VkDeviceMemory memory,
+                                     const VkMemoryAllocateInfo& info) {
   const Device& d = device(device_id);
+  if (!budget_->reserve(info.allocationSize)) {
+    d.table.vkFreeMemory(d.real, memory, nullptr);
+    return VK_ERROR_OUT_OF_DEVICE_MEMORY;
+  }
   Allocation a;
   a.device = device_id;
   a.real = memory;
@@ -143,6 +146,14 @@ void Replay::remember_allocation(uint64_t id, uint64_t device_id, VkDeviceMemory
   if (info.memoryTypeIndex < d.memory.memoryTypeCount)
     a.coherent = d.memory.memoryTypes[info.memoryTypeIndex].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
   allocations_[id] = std::move(a);
+  return VK_SUCCESS;
+}
+
+void Replay::forget_allocation(uint64_t id) {
+  auto a = allocations_.find(id);
+  if (a == allocations_.end()) return;
+  budget_->release(a->second.size);
+  allocations_.erase(a);
 }
 
 void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& result) {
@@ -392,7 +403,7 @@ size_t Replay::destroy_device(uint64_t id) {
   }
   for (const auto& [object_id, object] : owned) {
     objects_.erase(object_id);
-    allocations_.erase(object_id);
+    forget_allocation(object_id);
     writes_.forget(object_id);
   }
   if (d.destroy) d.destroy(d.real, nullptr);

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "memory_budget.hpp"
 #include "vk_codec.gen.hpp"
 #include "vk_commands.gen.hpp"
 #include "vulkan_write_tracker.hpp"
@@ -29,8 +30,8 @@ class Replay final : public HandleResolver {
   // Sends bytes the device changed in mapped memory to the ICD (kMsgVulkanMemory).
   using SendMemory = std::function<void(uint64_t memory, uint64_t offset, std::span<const uint8_t> bytes)>;
 
-  // `ordinals`: the Vulkan ordinal of each of the session's devices.
-  Replay(std::vector<uint32_t> ordinals, SendMemory send_memory);
+  // `ordinals`: the Vulkan ordinal of each of the session's devices; `budget`: the token's memory.
+  Replay(std::vector<uint32_t> ordinals, std::shared_ptr<MemoryBudget> budget, SendMemory send_memory);
   ~Replay() override;  // releases what is left (see release_all)
   Replay(const Replay&) = delete;
   Replay& operator=(const Replay&) = delete;
@@ -98,7 +99,10 @@ class Replay final : public HandleResolver {
   void created(uint64_t id, VkObjectType type, uint64_t real, uint64_t device, uint64_t parent);
   void destroyed(uint64_t id);
   void released_children(uint64_t device, uint64_t pool);
-  void remember_allocation(uint64_t id, uint64_t device, VkDeviceMemory memory, const VkMemoryAllocateInfo& info);
+  // After vkAllocateMemory: counts it against the token's budget; over it, frees it again and
+  // answers VK_ERROR_OUT_OF_DEVICE_MEMORY.
+  VkResult remember_allocation(uint64_t id, uint64_t device, VkDeviceMemory memory, const VkMemoryAllocateInfo& info);
+  void forget_allocation(uint64_t id);
 
   // Looks at decoded arguments (gen/vk_commands.py OBSERVED): bindings and transfer ranges.
   void observe_vkBindBufferMemory(VkDevice device, VkBuffer buffer, VkDeviceMemory memory, VkDeviceSize offset);
@@ -134,6 +138,7 @@ class Replay final : public HandleResolver {
   Allocation& allocation(uint64_t id);
 
   std::vector<uint32_t> ordinals_;
+  std::shared_ptr<MemoryBudget> budget_;
   SendMemory send_memory_;
   Arena arena_;
   DecodeContext ctx{arena_, *this};

@@ -1,5 +1,6 @@
 #include "vulkan_session.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "log.hpp"
@@ -22,9 +23,10 @@ std::string call_text(uint32_t command) {
 }
 }  // namespace
 
-VulkanSession::VulkanSession(std::vector<SessionGpu> gpus, SendFn send, std::string client)
-    : gpus_(std::move(gpus)), send_(std::move(send)), client_(std::move(client)) {
-  replay_ = std::make_unique<Replay>(ordinals_of(gpus_), [this](uint64_t memory, uint64_t offset,
+VulkanSession::VulkanSession(std::vector<SessionGpu> gpus, std::shared_ptr<MemoryBudget> budget, SendFn send,
+                             std::string client)
+    : gpus_(std::move(gpus)), budget_(std::move(budget)), send_(std::move(send)), client_(std::move(client)) {
+  replay_ = std::make_unique<Replay>(ordinals_of(gpus_), budget_, [this](uint64_t memory, uint64_t offset,
                                                                 std::span<const uint8_t> bytes) {
     WireWriter w;
     w.put(memory).put(offset).bytes(bytes.data(), bytes.size());
@@ -160,6 +162,11 @@ void VulkanSession::execute(const Frame& frame) {
     for (const SessionGpu& gpu : gpus_) {
       devices.push_back(Instance::get().describe(gpu.vulkan_ordinal));
       devices.back().gpu_index = gpu.index;
+      // A token's memory limit is the most any heap can give it.
+      VkPhysicalDeviceMemoryProperties& memory = devices.back().memory;
+      if (budget_->limit != 0)
+        for (uint32_t i = 0; i < memory.memoryHeapCount; ++i)
+          memory.memoryHeaps[i].size = std::min<VkDeviceSize>(memory.memoryHeaps[i].size, budget_->limit);
     }
   } catch (const std::exception& e) {
     return refuse(ErrorCode::Internal, std::string("describing the Vulkan devices failed: ") + e.what());

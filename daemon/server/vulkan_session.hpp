@@ -30,7 +30,7 @@ class VulkanSession {
   // Sends one encoded frame to the client; called from the session's thread (must be thread-safe).
   using SendFn = std::function<void(std::vector<uint8_t> frame)>;
 
-  VulkanSession(std::vector<SessionGpu> gpus, SendFn send, std::string client);
+  VulkanSession(std::vector<SessionGpu> gpus, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client);
   ~VulkanSession();
   VulkanSession(const VulkanSession&) = delete;
   VulkanSession& operator=(const VulkanSession&) = delete;
@@ -54,6 +54,7 @@ class VulkanSession {
   void enqueue(std::function<void()> call);
 
   std::vector<SessionGpu> gpus_;
+  std::shared_ptr<MemoryBudget> budget_;
   SendFn send_;
   std::string client_;
   std::mutex mutex_;
