@@ -238,22 +238,32 @@ TEST_F(VulkanPath, ServerReleasesWhatAVanishedProgramLeft) {
 #endif
 }
 
+// A server (lavapipe) with one token, and a client daemon that uses it.
+struct TokenSetup {
+  explicit TokenSetup(const std::string& token_settings)
+      : server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
+                                                      std::string(kToken) + "\"\n" + token_settings)},
+               {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST}),
+        client({"--server", server.address(), "--tls", "off", "--token", kToken, "--socket", dir.path() + "/client.sock"},
+               {}, "client") {}
+  std::vector<std::string> env() const {
+    return {"VK_DRIVER_FILES=" RGPU_ICD_MANIFEST, "RGPU_CLIENT_SOCKET=" + dir.path() + "/client.sock",
+            "XDG_RUNTIME_DIR=" + dir.path()};
+  }
+  static constexpr const char* kToken = "vk-token-0123456789abcdef0123456789abcdef0123456789abcdef012345678";
+  TempDir dir;
+  ServerProcess server;
+  ServerProcess client;
+};
+
 // A token limited to GPUs the server does not have sees no Vulkan device at all.
 TEST(VulkanTokens, AllowedGpusHideTheOthers) {
-  TempDir dir;
-  const std::string token = "vk-token-0123456789abcdef0123456789abcdef0123456789abcdef012345678";
-  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
-                                                       token + "\"\nname = \"limited\"\nallowed_gpus = [7]\n");
-  ServerProcess server({"--config", config}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
-  const std::string socket = dir.path() + "/client.sock";
-  ServerProcess client({"--server", server.address(), "--tls", "off", "--token", token, "--socket", socket}, {},
-                       "client");
-  const CommandResult result = run_program(
-      {VULKAN_DUMP}, {"VK_DRIVER_FILES=" RGPU_ICD_MANIFEST, "RGPU_CLIENT_SOCKET=" + socket, "XDG_RUNTIME_DIR=" + dir.path()});
+  TokenSetup setup("name = \"limited\"\nallowed_gpus = [7]\n");
+  const CommandResult result = run_program({VULKAN_DUMP}, setup.env());
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   EXPECT_EQ(parse_dump(result.out)["devices"], "0") << result.out;
   // It was the limited token that was refused the GPU, not a failed connection.
-  EXPECT_NE(server.log().find("as 'limited'"), std::string::npos) << server.log();
+  EXPECT_NE(setup.server.log().find("as 'limited'"), std::string::npos) << setup.server.log();
 }
 
 // Over TLS (the client daemon's default when the server has a certificate) the same program
@@ -314,16 +324,8 @@ TEST(VulkanVanishedServer, ProgramGetsDeviceLostAndTheDaemonGoesOn) {
 // A token's max_memory bounds what its programs allocate (with its CUDA programs), and the heaps
 // they are shown are no larger.
 TEST(VulkanTokens, MaxMemoryLimitsAllocations) {
-  TempDir dir;
-  const std::string token = "vk-token-fedcba9876543210fedcba9876543210fedcba9876543210fedcba987";
-  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
-                                                       token + "\"\nname = \"small\"\nmax_memory = 524288\n");
-  ServerProcess server({"--config", config}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
-  const std::string socket = dir.path() + "/client.sock";
-  ServerProcess client({"--server", server.address(), "--tls", "off", "--token", token, "--socket", socket}, {},
-                       "client");
-  const std::vector<std::string> env = {"VK_DRIVER_FILES=" RGPU_ICD_MANIFEST, "RGPU_CLIENT_SOCKET=" + socket,
-                                        "XDG_RUNTIME_DIR=" + dir.path()};
+  TokenSetup setup("name = \"small\"\nmax_memory = 524288\n");
+  const std::vector<std::string> env = setup.env();
   const CommandResult dump = run_program({VULKAN_DUMP}, env);
   ASSERT_EQ(dump.exit_code, 0) << dump.err;
   // A heap: 8 bytes of size (little-endian), then flags. 524288 = 0x80000.
