@@ -41,6 +41,8 @@ pack() {
       grep -Ev '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|ld-linux[^/]*)\.so' |
       xargs -r -I{} cp -L {} "$pack/vulkan/lib/"
   fi
+  # Debug information would take most of what may travel to the GPU host.
+  find "$pack" -type f \( -name '*.so*' -o -perm -u+x \) -exec strip --strip-debug {} + 2>/dev/null || true
   du -sh "$pack"
 }
 
