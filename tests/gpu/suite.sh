@@ -41,6 +41,11 @@ pack() {
       grep -Ev '/(libc|libm|libstdc\+\+|libgcc_s|libpthread|libdl|ld-linux[^/]*)\.so' |
       xargs -r -I{} cp -L {} "$pack/vulkan/lib/"
   fi
+  # The Vulkan loader and GL dispatch libraries NVIDIA's Vulkan driver needs, which a bare GPU
+  # host may lack; `run` unpacks them there.
+  mkdir -p "$pack/debs"
+  (cd "$pack/debs" && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null 2>&1) ||
+    echo "could not download the loader packages: the GPU host must have them" >&2
   # Debug information would take most of what may travel to the GPU host.
   find "$pack" -type f \( -name '*.so*' -o -perm -u+x \) -exec strip --strip-debug {} + 2>/dev/null || true
   du -sh "$pack"
@@ -169,8 +174,16 @@ run_vulkan_cases() {
   fi
 }
 
+# NVIDIA's Vulkan driver loads through the system's loader and GL dispatch libraries.
+unpack_loaders() {
+  if ldconfig -p | grep -q libvulkan.so.1; then return; fi
+  for f in "$pack"/debs/*.deb; do [[ -f $f ]] && dpkg -x "$f" /; done
+  ldconfig
+}
+
 run() {
   rm -rf "$results"; mkdir -p "$results"
+  unpack_loaders
   : > "$results/summary.txt"
   export RGPU_INTERPOSE=$PWD/$pack/interpose/librgpu_cuda_interpose.so
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$results/summary.txt"
