@@ -214,6 +214,7 @@ hand_in() {  # the summary plus everything else as one archive (few files travel
 run_vulkan_only() {
   rm -rf "$results"; mkdir -p "$results" "$work"
   : > "$results/summary.txt"
+  unpack_loaders
   start_rgpu
   run_vulkan_cases
   kill $(jobs -p) 2>/dev/null || true
