@@ -326,16 +326,9 @@ void Replay::finish_wait(VkResult result) {
 
 void Replay::track_submission(uint64_t queue_id) {
   device_may_write_ = true;
-  Device& d = device(objects_.at(queue_id).device);
-  QueueTracking& tracking = d.queues[queue_id];
-  tracking.queue = from_wire<VkQueue>(objects_.at(queue_id).real);
-  VkFence fence = VK_NULL_HANDLE;
-  const VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, nullptr, 0};
-  if (d.table.vkCreateFence(d.real, &info, nullptr, &fence) != VK_SUCCESS) return;
-  if (d.table.vkQueueSubmit(tracking.queue, 0, nullptr, fence) != VK_SUCCESS) {
-    d.table.vkDestroyFence(d.real, fence, nullptr);
-    return;
-  }
+  VkFence fence = fence_after(queue_id);
+  if (fence == VK_NULL_HANDLE) return;
+  QueueTracking& tracking = device(objects_.at(queue_id).device).queues[queue_id];
   if (tracking.latest != VK_NULL_HANDLE) tracking.retired.push_back(tracking.latest);
   tracking.latest = fence;
 }

@@ -67,7 +67,6 @@ class Replay final : public HandleResolver {
   // A fence the server submits after each of the client's submissions on a queue: once it has
   // signaled, everything submitted there before has finished.
   struct QueueTracking {
-    VkQueue queue = VK_NULL_HANDLE;
     VkFence latest = VK_NULL_HANDLE;
     std::vector<VkFence> retired;  // earlier ones, destroyed once signaled
   };
