@@ -52,8 +52,7 @@ PUSH_BEFORE = {"vkQueueSubmit", "vkQueueSubmit2", "vkQueueBindSparse", "vkSetEve
 # Written by hand in the ICD and served by RGPU's own calls (mapped memory lives in the ICD).
 # vkUpdateDescriptorSetWithTemplate becomes a vkUpdateDescriptorSets in the ICD, which knows the
 # template's entries.
-HAND_ONLY = {"vkMapMemory": "VkResult", "vkUnmapMemory": "void", "vkUpdateDescriptorSetWithTemplate": "void",
-             "vkCmdPushDescriptorSetWithTemplateKHR": "void"}
+HAND_ONLY = {"vkMapMemory", "vkUnmapMemory", "vkUpdateDescriptorSetWithTemplate", "vkCmdPushDescriptorSetWithTemplateKHR"}
 # Not forwarded at all: the server has no use for them or they need host memory the wire cannot see.
 NOT_FORWARDED = {"vkCreateDevice", "vkDestroyDevice", "vkGetDeviceProcAddr"} | ANSWERED_BY_ICD
 # Creations that wait for their answer: their failures are ones applications handle.
@@ -142,7 +141,7 @@ class Registry:
         if c in ("enum", "bitmask"):
             return "plain"
         if c == "basetype":
-            return "plain" if t.find("type") is not None or name in ("VkRemoteAddressNV",) and False else None
+            return "plain" if t.find("type") is not None else None
         if c is None and (name in PLAIN_C or name == "void"):
             return "plain"
         return c  # struct, union, handle, funcpointer, include, define
@@ -514,8 +513,6 @@ def classify(cmd, reg, model):
         return "pipelined", None
     if outputs or cmd.ret not in ("void", "VkResult") or cmd.name in MAKES_VISIBLE:
         return "synchronous", None
-    if cmd.name in ("vkGetEventStatus",):
-        return "synchronous", None
     return "pipelined", None
 
 
@@ -523,7 +520,7 @@ def param_names(cmd):
     return {p.name for p in cmd.params}
 
 
-def count_expr(p, cmd, side):
+def count_expr(p, cmd):
     """The element count of pointer parameter `p`, or None for a single element."""
     if p.array:
         return p.array
@@ -675,7 +672,7 @@ def emit_icd(reg, model, em, forwarded):
         outs = outputs_of(cmd, reg)
         creates = [p for p in outs if reg.category(p.type) == "handle"]
         for p in creates:
-            n = count_expr(p, cmd, "put")
+            n = count_expr(p, cmd)
             n = n if n else "1"
             out.append(f"  for (uint64_t i = 0; i < static_cast<uint64_t>({n}); ++i) {p.name}[i] = new_handle<{p.type}>();")
         if cmd.name in PUSH_BEFORE:
@@ -721,7 +718,7 @@ def encode_param(p, cmd, reg, em):
     """ICD side: inputs, and for outputs what the server needs to know (shape, capacity)."""
     if p.ptr and not p.const:
         cat = reg.category(p.type)
-        n = count_expr(p, cmd, "put")
+        n = count_expr(p, cmd)
         if cat not in ("handle", "struct") and n is None and p.name not in two_call_counts(cmd):
             return [f"(void){p.name};  // a scalar answer"]
         if cat == "handle":  # ids the ICD picked
@@ -737,7 +734,7 @@ def encode_param(p, cmd, reg, em):
         return [f"w.put<uint8_t>({p.name} != nullptr);"]  # bytes or scalars answered
     if p is cmd.params[0] and p.type == "VkPhysicalDevice":
         return [f"w.put<uint64_t>(physical_device_id({p.name}));"]  # its place in the session
-    count = count_expr(p, cmd, "put")
+    count = count_expr(p, cmd)
     return em.put_member(p, p.name, count)
 
 
@@ -756,7 +753,7 @@ def two_call_counts(cmd):
 def decode_output(p, cmd, reg, em):
     """ICD side: an answer into the application's output parameter."""
     cat = reg.category(p.type)
-    n = count_expr(p, cmd, "put")
+    n = count_expr(p, cmd)
     if cat == "handle":
         return []
     if p.name in two_call_counts(cmd):
@@ -854,7 +851,7 @@ def server_case(cmd, kind, reg, em):
             call_args.append("nullptr")
             continue
         cat = reg.category(p.type)
-        n = count_expr(p, cmd, "get")
+        n = count_expr(p, cmd)
         if p.ptr and not p.const:
             if cat == "handle":
                 _, ot = reg.handle_info(p.type)
