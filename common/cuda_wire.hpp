@@ -68,6 +68,13 @@ inline constexpr size_t kMaxImageSize = size_t{2} << 30;
 // follow the descriptor; the answer carries packed rows for the application's host memory.
 inline constexpr uint8_t kCopyOnServer = 0, kCopyFromHost = 1, kCopyToHost = 2;
 
+// cuStreamGetCaptureInfo_v2/_v3: which outputs the application asked for (the call's out mask).
+// The answer: status u32, id u64, graph u64, dependency count u64, which lists follow u8, then the
+// dependency nodes (u64 each) and their CUgraphEdgeData, each if listed.
+inline constexpr uint32_t kCaptureStatus = 1, kCaptureId = 2, kCaptureGraph = 4, kCaptureDependencies = 8,
+                          kCaptureEdgeData = 16, kCaptureCount = 32;
+inline constexpr uint8_t kCaptureListsNodes = 1, kCaptureListsEdges = 2;
+
 // The name of one of RGPU's own calls, for logs (nullptr for any other id).
 inline const char* rgpu_call_name(uint32_t id) {
   switch (id) {

@@ -558,6 +558,58 @@ TEST_F(CudaE2E, StreamsEventsAndAsyncCopies) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+TEST_F(CudaE2E, StreamCaptureIsQueriedFromTheServer) {
+  // Runtimes built against CUDA 11.3-12.2 ask for the _v2 form.
+  using CaptureInfoV2 = CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
+                                     size_t*);
+  void* address = nullptr;
+  CUdriverProcAddressQueryResult found;
+  ASSERT_CU(cuGetProcAddress("cuStreamGetCaptureInfo", &address, 11030, CU_GET_PROC_ADDRESS_DEFAULT, &found));
+  auto cuStreamGetCaptureInfo_v2 = reinterpret_cast<CaptureInfoV2>(address);
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_ACTIVE;
+  ASSERT_CU(cuStreamGetCaptureInfo_v2(stream, &status, nullptr, nullptr, nullptr, nullptr));
+  EXPECT_EQ(status, CU_STREAM_CAPTURE_STATUS_NONE);
+
+  ASSERT_CU(cuStreamBeginCapture_v2(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+  cuuint64_t id = 0;
+  CUgraph graph = nullptr;
+  const CUgraphNode* nodes = nullptr;
+  size_t count = 99;
+  ASSERT_CU(cuStreamGetCaptureInfo_v2(stream, &status, &id, &graph, &nodes, &count));
+  EXPECT_EQ(status, CU_STREAM_CAPTURE_STATUS_ACTIVE);
+  EXPECT_NE(id, 0u);
+  EXPECT_NE(graph, nullptr);
+  EXPECT_EQ(count, 0u);
+  EXPECT_EQ(nodes, nullptr);
+
+  // The double captures an event record as a node, which becomes the capture's dependency.
+  CUevent event;
+  ASSERT_CU(cuEventCreate(&event, 0));
+  ASSERT_CU(cuEventRecord(event, stream));
+  const CUgraphEdgeData* edges = nullptr;
+  cuuint64_t same_id = 0;
+  ASSERT_CU(cuStreamGetCaptureInfo(stream, &status, &same_id, nullptr, &nodes, &edges, &count));
+  EXPECT_EQ(same_id, id);
+  ASSERT_EQ(count, 1u);
+  ASSERT_NE(nodes, nullptr);
+  EXPECT_NE(nodes[0], nullptr);
+  ASSERT_NE(edges, nullptr);
+  EXPECT_EQ(edges[0].type, CU_GRAPH_DEPENDENCY_TYPE_DEFAULT);
+  EXPECT_EQ(cuStreamGetCaptureInfo(stream, &status, nullptr, nullptr, nullptr, &edges, nullptr),
+            CUDA_ERROR_INVALID_VALUE);
+
+  CUgraph captured = nullptr;
+  ASSERT_CU(cuStreamEndCapture(stream, &captured));
+  EXPECT_EQ(captured, graph);
+  ASSERT_CU(cuStreamGetCaptureInfo(stream, &status, nullptr, nullptr, nullptr, nullptr, nullptr));
+  EXPECT_EQ(status, CU_STREAM_CAPTURE_STATUS_NONE);
+  EXPECT_CU(cuGraphDestroy(captured));
+  EXPECT_CU(cuEventDestroy(event));
+  EXPECT_CU(cuStreamDestroy(stream));
+}
+
 TEST_F(CudaE2E, StreamOrderedCopiesAndQueries) {
   CUstream stream;
   ASSERT_CU(cuStreamCreate(&stream, 0));

@@ -460,6 +460,46 @@ bool CudaSession::take_image(Worker& worker, std::span<const uint8_t> last, std:
   return true;
 }
 
+namespace {
+// cuStreamGetCaptureInfo_v2/_v3: the driver's arrays travel in the answer (see kCaptureStatus).
+// Only the outputs the application asked for are asked of the driver, so that its errors (a lossy
+// query without edge data, say) are the application's.
+CUresult capture_info(uint32_t variant, uint32_t wanted, WireReader& args, WireWriter& out) {
+  const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+  args.expect_end();
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  cuuint64_t id = 0;
+  CUgraph graph = nullptr;
+  const CUgraphNode* nodes = nullptr;
+  const CUgraphEdgeData* edges = nullptr;
+  size_t count = 0;
+  auto* id_out = (wanted & kCaptureId) ? &id : nullptr;
+  auto* graph_out = (wanted & kCaptureGraph) ? &graph : nullptr;
+  auto* nodes_out = (wanted & (kCaptureDependencies | kCaptureEdgeData)) ? &nodes : nullptr;
+  auto* count_out = (wanted & (kCaptureCount | kCaptureDependencies)) ? &count : nullptr;
+  const char* name = function_name(variant);
+  Driver& d = Driver::get();
+  CUresult r;
+  if (variant == FN_cuStreamGetCaptureInfo_v3) {
+    auto fn = d.fn<CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
+                                const CUgraphEdgeData**, size_t*)>(name);
+    if (!fn) return missing(name);
+    r = fn(stream, &status, id_out, graph_out, nodes_out, (wanted & kCaptureEdgeData) ? &edges : nullptr, count_out);
+  } else {
+    auto fn = d.fn<CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
+                                size_t*)>(name);
+    if (!fn) return missing(name);
+    r = fn(stream, &status, id_out, graph_out, nodes_out, count_out);
+  }
+  if (r != CUDA_SUCCESS) return r;
+  const uint8_t lists = (nodes ? kCaptureListsNodes : 0) | (nodes && edges ? kCaptureListsEdges : 0);
+  out.put<uint32_t>(status).put<uint64_t>(id).put<uint64_t>(raw_of(graph)).put<uint64_t>(count).put(lists);
+  for (size_t i = 0; nodes != nullptr && i < count; ++i) out.put<uint64_t>(raw_of(nodes[i]));
+  for (size_t i = 0; (lists & kCaptureListsEdges) && i < count; ++i) out.put(edges[i]);
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
 CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
   switch (header.function) {
@@ -518,6 +558,10 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       return copy_rectangle(args, out);
     case FN_rgpuTensorMap:
       return encode_tensor_map(args, out);
+    case FN_cuStreamGetCaptureInfo_v2:
+    case FN_cuStreamGetCaptureInfo_v2_ptsz:
+    case FN_cuStreamGetCaptureInfo_v3:
+      return capture_info(header.function, header.out_mask, args, out);
     case FN_rgpuMemcpyDtoH: {
       const uint32_t variant = args.get<uint32_t>();
       const CUdeviceptr src = args.get<uint64_t>();

@@ -2,6 +2,8 @@
 // idle and an event completes when it is recorded; what is left to report is the error the
 // stream's context hit.
 #include <chrono>
+#include <optional>
+#include <vector>
 
 #include "test_double.hpp"
 
@@ -10,9 +12,21 @@ namespace rgpu::cuda_double {
 namespace {
 using Clock = std::chrono::steady_clock;
 
+// Stream capture: the double captures only event records (as event record nodes); the
+// capture's dependencies are the last node captured.
+struct Capture {
+  cuuint64_t id = 0;
+  CUgraph graph = nullptr;
+  std::vector<CUgraphNode> dependencies;
+  std::vector<CUgraphEdgeData> edges;
+};
 struct Stream {
   CUcontext context;
   unsigned flags;
+  std::optional<Capture> capture;
+};
+struct Graph {
+  std::vector<CUgraphNode> nodes;
 };
 struct Event {
   CUcontext context;
@@ -22,6 +36,9 @@ struct Event {
 };
 Registry<CUstream, Stream> g_streams;
 Registry<CUevent, Event> g_events;
+Registry<CUgraph, Graph> g_graphs;
+Registry<CUgraphNode, CUevent> g_nodes;
+cuuint64_t g_last_capture_id = 0;
 
 bool is_default(CUstream stream) {
   return stream == nullptr || stream == CU_STREAM_LEGACY || stream == CU_STREAM_PER_THREAD;
@@ -65,7 +82,7 @@ DOUBLE_EXPORT CUresult cuStreamCreate(CUstream* stream, unsigned int flags) {
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
   if (stream == nullptr || (flags & ~unsigned{CU_STREAM_NON_BLOCKING}) != 0) return CUDA_ERROR_INVALID_VALUE;
-  *stream = g_streams.add(Stream{context, flags});
+  *stream = g_streams.add(Stream{context, flags, std::nullopt});
   return CUDA_SUCCESS;
 }
 
@@ -105,6 +122,13 @@ DOUBLE_EXPORT CUresult cuEventRecord(CUevent event, CUstream stream) {
   Event* found = g_events.find(event);
   if (found == nullptr || found->context != context) return CUDA_ERROR_INVALID_HANDLE;
   if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
+  if (Stream* s = is_default(stream) ? nullptr : g_streams.find(stream); s != nullptr && s->capture) {
+    const CUgraphNode node = g_nodes.add(event);
+    g_graphs.find(s->capture->graph)->nodes.push_back(node);
+    s->capture->dependencies = {node};
+    s->capture->edges = {CUgraphEdgeData{}};
+    return CUDA_SUCCESS;
+  }
   found->recorded = true;
   found->at = Clock::now();
   return CUDA_SUCCESS;
@@ -138,4 +162,61 @@ DOUBLE_EXPORT CUresult cuEventDestroy_v2(CUevent event) {
   if (CUresult r = event_state(event); r != CUDA_SUCCESS) return r;
   g_events.remove(event);
   return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureMode mode) {
+  auto lock = lock_driver();
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  if (is_default(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  if (mode > CU_STREAM_CAPTURE_MODE_RELAXED) return CUDA_ERROR_INVALID_VALUE;
+  Stream& found = *g_streams.find(stream);
+  if (found.capture) return CUDA_ERROR_ILLEGAL_STATE;
+  found.capture = Capture{++g_last_capture_id, g_graphs.add(Graph{}), {}, {}};
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
+  auto lock = lock_driver();
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  Stream* found = is_default(stream) ? nullptr : g_streams.find(stream);
+  if (found == nullptr || !found->capture) return CUDA_ERROR_ILLEGAL_STATE;
+  *graph = found->capture->graph;
+  found->capture.reset();
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuGraphDestroy(CUgraph graph) {
+  auto lock = lock_driver();
+  Graph* found = g_graphs.find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  for (CUgraphNode node : found->nodes) g_nodes.remove(node);
+  g_graphs.remove(graph);
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamGetCaptureInfo_v3(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                                 CUgraph* graph, const CUgraphNode** dependencies,
+                                                 const CUgraphEdgeData** edges, size_t* count) {
+  auto lock = lock_driver();
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  if (status == nullptr || (edges != nullptr && dependencies == nullptr)) return CUDA_ERROR_INVALID_VALUE;
+  const Stream* found = is_default(stream) ? nullptr : g_streams.find(stream);
+  if (found == nullptr || !found->capture) {
+    *status = CU_STREAM_CAPTURE_STATUS_NONE;
+    return CUDA_SUCCESS;
+  }
+  const Capture& capture = *found->capture;
+  *status = CU_STREAM_CAPTURE_STATUS_ACTIVE;
+  if (id) *id = capture.id;
+  if (graph) *graph = capture.graph;
+  if (dependencies) *dependencies = capture.dependencies.empty() ? nullptr : capture.dependencies.data();
+  if (edges) *edges = capture.edges.empty() ? nullptr : capture.edges.data();
+  if (count) *count = capture.dependencies.size();
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamGetCaptureInfo_v2(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                                 CUgraph* graph, const CUgraphNode** dependencies, size_t* count) {
+  return cuStreamGetCaptureInfo_v3(stream, status, id, graph, dependencies, nullptr, count);
 }

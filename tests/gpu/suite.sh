@@ -9,6 +9,7 @@
 #                             `rgpu client` on loopback and runs each again with the interpose
 #                             library preloaded, in a mount namespace where /dev/nvidia* and the
 #                             real libcuda are hidden.
+#   tests/gpu/suite.sh with-rgpu SCRIPT  (on the GPU host) starts RGPU and sources SCRIPT.
 #   tests/gpu/suite.sh collect  packs the results into $OUT (or ./gpu-results).
 # On the device: timeout -k 10 540 bash tests/gpu/suite.sh run; bash tests/gpu/suite.sh collect
 set -euo pipefail
@@ -220,10 +221,24 @@ run_vulkan_only() {
   kill $(jobs -p) 2>/dev/null || true
 }
 
+# Starts RGPU and sources a script of one's own (a diagnosis), which may use remote, vulkan_remote
+# and vulkan_native; its files go under $results, which `collect` packs.
+run_with_rgpu() {
+  rm -rf "$results"; mkdir -p "$results" "$work"
+  : > "$results/summary.txt"
+  unpack_loaders
+  export RGPU_INTERPOSE=$PWD/$pack/interpose/librgpu_cuda_interpose.so
+  start_rgpu
+  # shellcheck source=/dev/null
+  source "$1"
+  kill $(jobs -p) 2>/dev/null || true
+}
+
 case "${1:-}" in
   pack) pack ;;
   run) run ;;
   vulkan) run_vulkan_only ;;
+  with-rgpu) run_with_rgpu "$2" ;;
   collect) hand_in ;;
-  *) echo "usage: $0 pack|run|vulkan|collect" >&2; exit 2 ;;
+  *) echo "usage: $0 pack|run|vulkan|with-rgpu SCRIPT|collect" >&2; exit 2 ;;
 esac

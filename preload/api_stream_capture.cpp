@@ -1,0 +1,70 @@
+// Stream capture queries whose answers include arrays the driver owns (the capture's current
+// dependency nodes and their edge data). The server's driver answers; the arrays are kept here,
+// per stream, until the next query on that stream, as the driver keeps its own.
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+struct CaptureDependencies {
+  std::vector<CUgraphNode> nodes;
+  std::vector<CUgraphEdgeData> edges;
+};
+
+std::mutex g_mutex;
+auto* g_dependencies = new std::map<CUstream, CaptureDependencies>;  // never destroyed: see api_state.hpp
+
+CUresult capture_info(uint32_t variant, CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                      CUgraph* graph, const CUgraphNode** dependencies, const CUgraphEdgeData** edge_data,
+                      size_t* count) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (status == nullptr || (edge_data != nullptr && dependencies == nullptr)) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(variant);
+  call.out_mask(kCaptureStatus | (id ? kCaptureId : 0u) | (graph ? kCaptureGraph : 0u) |
+                (dependencies ? kCaptureDependencies : 0u) | (edge_data ? kCaptureEdgeData : 0u) |
+                (count ? kCaptureCount : 0u));
+  call.in(stream);
+  return call_sync(call, [&](WireReader& reader) {
+    *status = static_cast<CUstreamCaptureStatus>(reader.get<uint32_t>());
+    const cuuint64_t capture_id = reader.get<uint64_t>();
+    const auto capture_graph = reinterpret_cast<CUgraph>(reader.get<uint64_t>());
+    const uint64_t n = reader.get<uint64_t>();
+    const uint8_t lists = reader.get<uint8_t>();
+    CaptureDependencies found;
+    for (uint64_t i = 0; (lists & kCaptureListsNodes) && i < n; ++i)
+      found.nodes.push_back(reinterpret_cast<CUgraphNode>(reader.get<uint64_t>()));
+    for (uint64_t i = 0; (lists & kCaptureListsEdges) && i < n; ++i) found.edges.push_back(reader.get<CUgraphEdgeData>());
+    if (id) *id = capture_id;
+    if (graph) *graph = capture_graph;
+    if (count) *count = n;
+    std::lock_guard lock(g_mutex);
+    auto& kept = (*g_dependencies)[stream];
+    kept = std::move(found);
+    if (dependencies) *dependencies = kept.nodes.empty() ? nullptr : kept.nodes.data();
+    if (edge_data) *edge_data = kept.edges.empty() ? nullptr : kept.edges.data();
+  });
+}
+}  // namespace
+
+RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v2(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                               CUgraph* graph, const CUgraphNode** dependencies, size_t* count) {
+  return capture_info(FN_cuStreamGetCaptureInfo_v2, stream, status, id, graph, dependencies, nullptr, count);
+}
+
+RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v2_ptsz(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                                    CUgraph* graph, const CUgraphNode** dependencies, size_t* count) {
+  return capture_info(FN_cuStreamGetCaptureInfo_v2_ptsz, stream, status, id, graph, dependencies, nullptr, count);
+}
+
+RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v3(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                               CUgraph* graph, const CUgraphNode** dependencies,
+                                               const CUgraphEdgeData** edge_data, size_t* count) {
+  return capture_info(FN_cuStreamGetCaptureInfo_v3, stream, status, id, graph, dependencies, edge_data, count);
+}
+
+}  // namespace rgpu::cuda
