@@ -223,23 +223,6 @@ VkFence Replay::fence_after(uint64_t queue_id) {
   return fence;
 }
 
-namespace {
-constexpr uint64_t kWaitSliceNs = 100'000'000;
-
-// Waits in slices of at most kWaitSliceNs until `wait` stops timing out, `timeout_ns` has passed
-// or the wait is abandoned.
-VkResult sliced(uint64_t timeout_ns, const std::atomic<bool>& abandon, const std::function<VkResult(uint64_t)>& wait) {
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    const auto spent = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
-    const uint64_t left = timeout_ns > spent ? timeout_ns - spent : 0;
-    const VkResult result = wait(std::min(left, kWaitSliceNs));
-    if (result != VK_TIMEOUT || left <= kWaitSliceNs || abandon.load()) return result;
-  }
-}
-}  // namespace
-
 Replay::Wait Replay::blocking_wait(uint32_t command, WireReader& r) {
   if (command == CMD_vkWaitForFences) {
     const uint64_t device_id = r.get<uint64_t>();
@@ -255,11 +238,10 @@ Replay::Wait Replay::blocking_wait(uint32_t command, WireReader& r) {
     const auto wait_all = r.get<VkBool32>();
     const auto timeout = r.get<uint64_t>();
     r.expect_end();
-    return [wait = d.table.vkWaitForFences, device = d.real, fences, wait_all, timeout](const std::atomic<bool>& abandon) {
-      return sliced(timeout, abandon, [&](uint64_t slice) {
-        return wait(device, static_cast<uint32_t>(fences.size()), fences.data(), wait_all, slice);
-      });
+    auto slice = [wait = d.table.vkWaitForFences, device = d.real, fences, wait_all](uint64_t slice_ns) {
+      return wait(device, static_cast<uint32_t>(fences.size()), fences.data(), wait_all, slice_ns);
     };
+    return Wait{slice, timeout, {}};
   }
   if (command == CMD_vkWaitSemaphores) {
     const uint64_t device_id = r.get<uint64_t>();
@@ -273,14 +255,12 @@ Replay::Wait Replay::blocking_wait(uint32_t command, WireReader& r) {
     std::vector<VkSemaphore> semaphores(info.pSemaphores, info.pSemaphores + (info.pSemaphores ? info.semaphoreCount : 0));
     std::vector<uint64_t> values(info.pValues, info.pValues + (info.pValues ? info.semaphoreCount : 0));
     const VkSemaphoreWaitFlags flags = info.flags;
-    return [wait = d.table.vkWaitSemaphores, device = d.real, semaphores, values, flags,
-            timeout](const std::atomic<bool>& abandon) {
-      return sliced(timeout, abandon, [&](uint64_t slice) {
-        const VkSemaphoreWaitInfo again{VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO, nullptr, flags,
-                                        static_cast<uint32_t>(semaphores.size()), semaphores.data(), values.data()};
-        return wait(device, &again, slice);
-      });
+    auto slice = [wait = d.table.vkWaitSemaphores, device = d.real, semaphores, values, flags](uint64_t slice_ns) {
+      const VkSemaphoreWaitInfo again{VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO, nullptr, flags,
+                                      static_cast<uint32_t>(semaphores.size()), semaphores.data(), values.data()};
+      return wait(device, &again, slice_ns);
     };
+    return Wait{slice, timeout, {}};
   }
   if (command != CMD_vkQueueWaitIdle && command != CMD_vkDeviceWaitIdle) return {};
   // Idle waits become fence waits: a fence submitted after everything else on each queue.
@@ -302,21 +282,21 @@ Replay::Wait Replay::blocking_wait(uint32_t command, WireReader& r) {
     VkFence fence = fence_after(queue);
     if (fence == VK_NULL_HANDLE) {
       for (VkFence f : fences) d.table.vkDestroyFence(d.real, f, nullptr);
-      return [](const std::atomic<bool>&) { return VK_ERROR_DEVICE_LOST; };
+      return Wait{[](uint64_t) { return VK_ERROR_DEVICE_LOST; }, UINT64_MAX, {}};
     }
     fences.push_back(fence);
   }
-  return [table = &d.table, device = d.real, fences](const std::atomic<bool>& abandon) {
-    VkResult result = VK_SUCCESS;
-    if (!fences.empty())
-      result = sliced(UINT64_MAX, abandon, [&](uint64_t slice) {
-        return table->vkWaitForFences(device, static_cast<uint32_t>(fences.size()), fences.data(), VK_TRUE, slice);
-      });
+  auto slice = [table = &d.table, device = d.real, fences](uint64_t slice_ns) {
+    if (fences.empty()) return VK_SUCCESS;
+    return table->vkWaitForFences(device, static_cast<uint32_t>(fences.size()), fences.data(), VK_TRUE, slice_ns);
+  };
+  auto end = [table = &d.table, device = d.real, fences](VkResult result) {
     // An abandoned wait leaves its fences to the device's destruction, which waits for it idle.
     if (result != VK_TIMEOUT)
       for (VkFence fence : fences) table->vkDestroyFence(device, fence, nullptr);
     return result == VK_TIMEOUT ? VK_ERROR_DEVICE_LOST : result;
   };
+  return Wait{slice, UINT64_MAX, end};
 }
 
 void Replay::finish_wait(VkResult result) {

@@ -43,11 +43,20 @@ class Replay final : public HandleResolver {
   uint64_t resolve(uint64_t id, VkObjectType type) override;
   uint64_t resolve_source(uint64_t id, VkObjectType type) override;
 
-  // Waits that block (vkWaitForFences, vkWaitSemaphores, vkQueueWaitIdle, vkDeviceWaitIdle) do
-  // not run on the session's thread, where they would hold up the application's other threads:
-  // this decodes one and returns the wait itself, to run elsewhere. It waits in slices and gives
-  // up (VK_TIMEOUT) once `abandon` is set. Nothing (an empty function) for other commands.
-  using Wait = std::function<VkResult(const std::atomic<bool>& abandon)>;
+  // A wait that blocks (vkWaitForFences, vkWaitSemaphores, vkQueueWaitIdle, vkDeviceWaitIdle),
+  // decoded but not run: the session runs it in slices, so that it can hand it to a thread of its
+  // own when it would hold up the application's other threads.
+  struct Wait {
+    // Waits at most slice_ns; VK_TIMEOUT while what it waits for has not happened.
+    std::function<VkResult(uint64_t slice_ns)> slice;
+    uint64_t timeout_ns = 0;
+    // Turns how the slices ended into the call's result (VK_TIMEOUT when it was abandoned);
+    // none: the result is the last slice's.
+    std::function<VkResult(VkResult)> end;
+    explicit operator bool() const { return static_cast<bool>(slice); }
+    VkResult result_of(VkResult last) const { return end ? end(last) : last; }
+  };
+  // The wait of a blocking command; an empty Wait for other commands.
   Wait blocking_wait(uint32_t command, WireReader& r);
   // After such a wait: the device's writes become visible to the client (pull).
   void finish_wait(VkResult result);

@@ -21,6 +21,17 @@ std::string call_text(uint32_t command) {
   const char* name = command_name(command);
   return name != nullptr ? name : "call " + std::to_string(command);
 }
+
+// A blocking wait runs on the session's thread in slices this long, looking at the call queue
+// between them; on a thread of its own, in slices this long, looking whether the session closes.
+constexpr uint64_t kInlineSliceNs = 200'000;
+constexpr uint64_t kThreadSliceNs = 100'000'000;
+
+uint64_t time_left(uint64_t timeout_ns, std::chrono::steady_clock::time_point start) {
+  const auto spent = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+  return timeout_ns > spent ? timeout_ns - spent : 0;
+}
 }  // namespace
 
 VulkanSession::VulkanSession(std::vector<SessionGpu> gpus, std::shared_ptr<MemoryBudget> budget, SendFn send,
@@ -52,22 +63,50 @@ void VulkanSession::enqueue(std::function<void()> call) {
   wake_.notify_one();
 }
 
+void VulkanSession::run_wait(uint64_t request_id, uint32_t command, Replay::Wait wait) {
+  // Most waits end within microseconds, sooner than a thread could take them over: they run here
+  // until another call comes, which may be what they wait for (a timeline semaphore signalled by
+  // another thread of the application), and then on a thread of their own.
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const uint64_t left = time_left(wait.timeout_ns, start);
+    const VkResult result = wait.slice(std::min(left, kInlineSliceNs));
+    if (result != VK_TIMEOUT || left <= kInlineSliceNs) return end_wait(request_id, command, wait.result_of(result));
+    if (abandon_waits_.load()) return;
+    if (queued_.load(std::memory_order_acquire) > 0) {
+      wait.timeout_ns = time_left(wait.timeout_ns, start);
+      return start_wait(request_id, command, std::move(wait));
+    }
+  }
+}
+
 void VulkanSession::start_wait(uint64_t request_id, uint32_t command, Replay::Wait wait) {
   const uint64_t serial = next_waiter_++;
   waiters_[serial] = std::thread([this, serial, request_id, command, wait = std::move(wait)] {
-    const VkResult result = wait(abandon_waits_);
+    const auto start = std::chrono::steady_clock::now();
+    VkResult last;
+    for (;;) {
+      const uint64_t left = time_left(wait.timeout_ns, start);
+      last = wait.slice(std::min(left, kThreadSliceNs));
+      if (last != VK_TIMEOUT || left <= kThreadSliceNs || abandon_waits_.load()) break;
+    }
+    const VkResult result = wait.result_of(last);
     enqueue([this, serial, request_id, command, result] {
       // Back on the session's thread: the waiter has nothing left to do but return.
       waiters_.at(serial).join();
       waiters_.erase(serial);
-      replay_->finish_wait(result);
-      if (result < 0) {
-        const std::string why = call_text(command) + " returned " + result_text(result);
-        return reply(request_id, result, {reinterpret_cast<const uint8_t*>(why.data()), why.size()});
-      }
-      reply(request_id, result, {});
+      end_wait(request_id, command, result);
     });
   });
+}
+
+void VulkanSession::end_wait(uint64_t request_id, uint32_t command, VkResult result) {
+  replay_->finish_wait(result);
+  if (result < 0) {
+    const std::string why = call_text(command) + " returned " + result_text(result);
+    return reply(request_id, result, {reinterpret_cast<const uint8_t*>(why.data()), why.size()});
+  }
+  reply(request_id, result, {});
 }
 
 void VulkanSession::close() {
@@ -75,9 +114,9 @@ void VulkanSession::close() {
     std::lock_guard lock(mutex_);
     closing_ = true;
   }
+  abandon_waits_ = true;
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
-  abandon_waits_ = true;
   for (auto& [serial, waiter] : waiters_) waiter.join();
   waiters_.clear();
   if (!replay_) return;
@@ -193,7 +232,7 @@ void VulkanSession::replay(const Frame& frame, uint32_t command, WireReader& rea
   VkResult result = VK_SUCCESS;
   try {
     if (!pipelined) {
-      if (Replay::Wait wait = replay_->blocking_wait(command, reader)) return start_wait(id, command, std::move(wait));
+      if (Replay::Wait wait = replay_->blocking_wait(command, reader)) return run_wait(id, command, std::move(wait));
     }
     replay_->call(command, reader, outputs, result);
   } catch (const WireError& e) {

@@ -49,8 +49,11 @@ class VulkanSession {
   // Device-level calls: replayed; pipelined ones answer nothing, and their first failure
   // fails every later call that waits.
   void replay(const Frame& frame, uint32_t command, WireReader& reader);
-  // Runs a blocking wait on a thread of its own; its end comes back through the call queue.
+  // Runs a blocking wait here while no other call is queued (see run_wait), then on a thread of
+  // its own (start_wait), whose end comes back through the call queue; end_wait answers it.
+  void run_wait(uint64_t request_id, uint32_t command, Replay::Wait wait);
   void start_wait(uint64_t request_id, uint32_t command, Replay::Wait wait);
+  void end_wait(uint64_t request_id, uint32_t command, VkResult result);
   void enqueue(std::function<void()> call);
 
   std::vector<SessionGpu> gpus_;
