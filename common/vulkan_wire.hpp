@@ -8,6 +8,7 @@
 
 #include <vulkan/vulkan_core.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -25,6 +26,25 @@ inline constexpr uint16_t kMsgVulkanMemory = 0x202;
 inline constexpr uint64_t kMemoryChunk = 8ull << 20;
 // Mapped memory is compared and sent in pages of this size.
 inline constexpr uint64_t kMemoryPage = 4096;
+
+// A Vulkan application's ring (one per ICD connection) in two halves: the ICD's writes to mapped
+// memory leave through slots of the lower half, which the ICD picks; kMsgVulkanMemory frames
+// arrive through slots of the upper half, which the daemon picks (the frame is received straight
+// into the slot) and the ICD gives back with RingRelease once it has taken the bytes.
+struct VulkanRingLayout {
+  uint64_t outgoing_slot = 0, outgoing_slots = 0;  // from offset 0
+  uint64_t incoming_base = 0, incoming_slot = 0, incoming_slots = 0;
+};
+inline VulkanRingLayout vulkan_ring_layout(uint64_t ring_size) {
+  VulkanRingLayout layout;
+  const uint64_t half = ring_size / 2;
+  layout.outgoing_slots = std::max<uint64_t>(2, half / kMemoryChunk);
+  layout.outgoing_slot = half / layout.outgoing_slots;
+  layout.incoming_base = half;
+  layout.incoming_slot = kMemoryChunk + kMemoryPage;  // a whole chunk and its frame's fields
+  layout.incoming_slots = (ring_size - half) / layout.incoming_slot;
+  return layout;
+}
 
 // RGPU's own Vulkan calls (the device level; the vk* ones are generated, see vk_commands.gen.hpp).
 // u32 session device, u64 device id, VkDeviceCreateInfo. Synchronous.

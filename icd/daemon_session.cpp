@@ -17,8 +17,6 @@ namespace {
 // Answers to quick calls come back within tens of microseconds: looking for them a little while
 // before sleeping spares a wake-up on each.
 constexpr std::chrono::microseconds kAnswerSpin{60};
-// Ring slots: several in flight, each at most what one memory frame carries.
-constexpr size_t kRingSlot = vk::kMemoryChunk;
 }  // namespace
 
 std::unique_ptr<DaemonSession> DaemonSession::open(std::string& problem) {
@@ -41,16 +39,16 @@ std::unique_ptr<DaemonSession> DaemonSession::open(std::string& problem) {
     problem = "the RGPU client daemon at " + path + ": " + error;
     return nullptr;
   }
-  // Mapped memory the application wrote travels through the ring; answers come inline.
+  // Mapped memory travels through the ring both ways (vk::vulkan_ring_layout); answers come inline.
   const size_t ring_size = session->welcome_.ring_size;
   void* ring = ring_size > 0 ? ::mmap(nullptr, ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring_fd, 0) : MAP_FAILED;
   ::close(ring_fd);
   if (ring != MAP_FAILED) {
     session->ring_ = static_cast<uint8_t*>(ring);
     session->ring_size_ = ring_size;
-    const size_t slots = std::max<size_t>(2, ring_size / kRingSlot);
-    session->ring_slot_size_ = ring_size / slots;
-    session->slot_busy_.assign(slots, false);
+    const vk::VulkanRingLayout layout = vk::vulkan_ring_layout(ring_size);
+    session->ring_slot_size_ = layout.outgoing_slot;
+    session->slot_busy_.assign(layout.outgoing_slots, false);
   }
   return session;
 }
@@ -75,12 +73,13 @@ VkResult DaemonSession::lose(const std::string& why, std::string& problem) {
   return VK_ERROR_DEVICE_LOST;
 }
 
-bool DaemonSession::send(std::span<const uint8_t> payload, uint64_t id, uint16_t flags, std::string& problem) {
+bool DaemonSession::send(std::span<const uint8_t> payload, uint64_t id, uint16_t flags, std::string& problem,
+                         uint16_t type) {
   if (lost_) {
     problem = "the connection to the GPU server is lost";
     return false;
   }
-  const auto frame = encode_frame(vk::kMsgVulkanCall, id, payload, flags, Compression::Never);
+  const auto frame = encode_frame(type, id, payload, flags, Compression::Never);
   iovec part{const_cast<uint8_t*>(frame.data()), frame.size()};
   if (!write_all(fd_, {&part, 1})) {
     lose("write to the RGPU client daemon failed", problem);
@@ -164,6 +163,13 @@ VkResult DaemonSession::request(std::span<const uint8_t> payload, std::vector<ui
   return answer.result;
 }
 
+void DaemonSession::take_memory(std::span<const uint8_t> payload) {
+  WireReader reader(payload, "VulkanMemory");
+  const auto memory = reader.get<uint64_t>();
+  const auto offset = reader.get<uint64_t>();
+  if (memory_sink_) memory_sink_(memory, offset, reader.rest());
+}
+
 void DaemonSession::dispatch(Frame& frame) {
   std::string ignored;
   try {
@@ -180,10 +186,18 @@ void DaemonSession::dispatch(Frame& frame) {
       return;
     }
     if (type == vk::kMsgVulkanMemory) {
-      WireReader reader(frame.payload, "VulkanMemory");
-      const auto memory = reader.get<uint64_t>();
-      const auto offset = reader.get<uint64_t>();
-      if (memory_sink_) memory_sink_(memory, offset, reader.rest());
+      if (!(frame.header.flags & kFrameRing)) return take_memory(frame.payload);
+      // The frame itself waits in a slot of the ring's upper half; this one says where.
+      RingSpec spec;
+      if (frame.payload.size() != sizeof spec) throw WireError("VulkanMemory in the ring without its RingSpec");
+      std::memcpy(&spec, frame.payload.data(), sizeof spec);
+      const uint64_t base = vk::vulkan_ring_layout(ring_size_).incoming_base;
+      if (ring_ == nullptr || spec.out_offset < base || spec.out_offset > ring_size_ ||
+          spec.out_capacity > ring_size_ - spec.out_offset)
+        throw WireError("VulkanMemory at a ring range outside the ring's upper half");
+      take_memory({ring_ + spec.out_offset, spec.out_capacity});
+      send(encode(RingReleaseMsg{spec.out_offset, spec.out_capacity}), 0, 0, ignored,
+           static_cast<uint16_t>(AppMsg::RingRelease));
       return;
     }
     if (type == static_cast<uint16_t>(MsgType::Error) && id == 0) {

@@ -17,6 +17,7 @@
 
 #include "app_protocol.hpp"
 #include "frame.hpp"
+#include "vulkan_wire.hpp"
 
 namespace rgpu::icd {
 
@@ -59,7 +60,7 @@ class DaemonSession {
   DaemonSession() = default;
 
   int fd_ = -1;
-  FrameDecoder decoder_{kMaxFramePayload, 0};
+  FrameDecoder decoder_{kMaxFramePayload, kFrameRing};
   AppWelcomeMsg welcome_;
   struct Answer {
     bool done = false;
@@ -67,7 +68,10 @@ class DaemonSession {
     std::vector<uint8_t> outputs;
     std::string problem;
   };
-  bool send(std::span<const uint8_t> payload, uint64_t id, uint16_t flags, std::string& problem);
+  bool send(std::span<const uint8_t> payload, uint64_t id, uint16_t flags, std::string& problem,
+            uint16_t type = vk::kMsgVulkanCall);
+  // A kMsgVulkanMemory payload (u64 memory, u64 offset, bytes), to the memory sink.
+  void take_memory(std::span<const uint8_t> payload);
   VkResult lose(const std::string& why, std::string& problem);
   // Hands a frame read from the daemon to whoever it is for (lock held).
   void dispatch(Frame& frame);
@@ -80,8 +84,8 @@ class DaemonSession {
   std::map<uint64_t, Answer*> waiting_;  // requests sent and not answered yet
   bool reading_ = false;                 // a thread is reading the daemon's frames for all
   std::string lost_reason_;
-  // The shared-memory ring from the daemon, cut in slots; a slot is busy from its send until the
-  // daemon's RingRelease.
+  // The shared-memory ring from the daemon; the slots of its lower half (vk::vulkan_ring_layout)
+  // carry mapped-memory writes, each busy from its send until the daemon's RingRelease.
   uint8_t* ring_ = nullptr;
   size_t ring_size_ = 0;
   size_t ring_slot_size_ = 0;

@@ -15,7 +15,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include "app_link.hpp"
 #include "rgpu_process.hpp"
+#include "vulkan_wire.hpp"
 
 namespace {
 
@@ -239,6 +243,39 @@ TEST_F(VulkanPath, ServerReleasesWhatAVanishedProgramLeft) {
 }
 
 // A server (lavapipe) with one token, and a client daemon that uses it.
+// An application that gives back a ring slot it was never given is told so and cut off; the
+// daemon goes on serving the others.
+TEST_F(VulkanPath, DaemonRefusesAForgedRingRelease) {
+  std::string error;
+  const int fd = rgpu::connect_unix(socket_, error);
+  ASSERT_GE(fd, 0) << error;
+  rgpu::AppHelloMsg hello;
+  hello.pid = static_cast<uint32_t>(::getpid());
+  hello.program = "forger";
+  hello.api = rgpu::AppApi::Vulkan;
+  rgpu::FrameDecoder decoder(rgpu::kMaxFramePayload, rgpu::kFrameRing);
+  rgpu::AppWelcomeMsg welcome;
+  int ring_fd = -1;
+  const auto hello_frame = rgpu::encode_frame(static_cast<uint16_t>(rgpu::AppMsg::AppHello), 0, rgpu::encode(hello));
+  ASSERT_TRUE(rgpu::exchange_hello(fd, decoder, hello_frame, welcome, ring_fd, error)) << error;
+  ::close(ring_fd);
+  const uint64_t slot = rgpu::vk::vulkan_ring_layout(welcome.ring_size).incoming_base;
+  const auto forged = rgpu::encode_frame(static_cast<uint16_t>(rgpu::AppMsg::RingRelease), 0,
+                                         rgpu::encode(rgpu::RingReleaseMsg{slot, 16}));
+  const iovec part{const_cast<uint8_t*>(forged.data()), forged.size()};
+  ASSERT_TRUE(rgpu::write_all(fd, {&part, 1}));
+  rgpu::Frame answer;
+  ASSERT_TRUE(rgpu::read_frame(fd, decoder, answer, nullptr));
+  ASSERT_EQ(answer.header.type, static_cast<uint16_t>(rgpu::MsgType::Error));
+  EXPECT_NE(rgpu::decode_error(answer.payload).message.find("RingRelease of ring offset " + std::to_string(slot)),
+            std::string::npos)
+      << rgpu::decode_error(answer.payload).message;
+  EXPECT_FALSE(rgpu::read_frame(fd, decoder, answer, nullptr)) << "the connection stays open";
+  ::close(fd);
+  const CommandResult after = run_program({VULKAN_DUMP}, icd_env(socket_));
+  EXPECT_EQ(after.exit_code, 0) << after.err << "\nclient daemon:\n" << client_->log();
+}
+
 struct TokenSetup {
   explicit TokenSetup(const std::string& token_settings)
       : server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "frame_link.hpp"
 #include "log.hpp"
 #include "visible_devices.hpp"
+#include "vulkan_wire.hpp"
 #include "wire.hpp"
 
 namespace rgpu::client {
@@ -72,6 +74,9 @@ struct AppSession {
     uint64_t out_capacity;
   };
   std::unordered_map<uint64_t, Route> routes;  // request id -> who asked
+  // Vulkan: the slots of the ring's upper half (vk::vulkan_ring_layout) holding device changes to
+  // mapped memory that the ICD has not given back yet.
+  std::vector<bool> incoming_busy;
 };
 
 struct ClientDaemon::Impl {
@@ -84,6 +89,8 @@ struct ClientDaemon::Impl {
   void on_app_frame(AppSession& session, AppConnection& connection, Frame&& frame);
   void on_server_frame(uint64_t session_id, Frame&& frame);
   BulkPayload ring_for_answer(uint64_t session_id, const FrameHeader& header);
+  BulkPayload ring_for_memory(AppSession& session, const FrameHeader& header);
+  void on_ring_release(AppSession& session, AppConnection& connection, const Frame& frame);
   void connect_server(uint64_t session_id);
   void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error);
   void welcome(AppSession& session, uint64_t connection_id);
@@ -336,14 +343,47 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
 
 BulkPayload ClientDaemon::Impl::ring_for_answer(uint64_t session_id, const FrameHeader& header) {
   auto it = sessions.find(session_id);
-  if (it == sessions.end() || header.type != cuda::kMsgCudaReply) return {};
+  if (it == sessions.end()) return {};
   AppSession& session = *it->second;
+  if (header.type == vk::kMsgVulkanMemory) return ring_for_memory(session, header);
+  if (header.type != cuda::kMsgCudaReply) return {};
   auto route = session.routes.find(header.request_id);
   if (route == session.routes.end() || route->second.out_capacity < header.payload_len) return {};
   auto c = session.connections.find(route->second.connection);
   if (c == session.connections.end()) return {};
   const std::shared_ptr<AppConnection>& connection = c->second;
   return BulkPayload{{connection->ring + route->second.out_offset, route->second.out_capacity}, connection};
+}
+
+// A free slot of the ring's upper half for device changes to mapped memory (an ICD has one
+// connection); none when all are taken: the frame then comes through the socket.
+BulkPayload ClientDaemon::Impl::ring_for_memory(AppSession& session, const FrameHeader& header) {
+  if (session.api != AppApi::Vulkan || session.connections.size() != 1) return {};
+  const std::shared_ptr<AppConnection>& connection = session.connections.begin()->second;
+  const vk::VulkanRingLayout layout = vk::vulkan_ring_layout(connection->ring_size);
+  if (connection->ring == nullptr || header.payload_len > layout.incoming_slot) return {};
+  session.incoming_busy.resize(layout.incoming_slots, false);
+  auto free = std::find(session.incoming_busy.begin(), session.incoming_busy.end(), false);
+  if (free == session.incoming_busy.end()) return {};
+  *free = true;
+  const uint64_t offset = layout.incoming_base + (free - session.incoming_busy.begin()) * layout.incoming_slot;
+  return BulkPayload{{connection->ring + offset, header.payload_len}, connection};
+}
+
+void ClientDaemon::Impl::on_ring_release(AppSession& session, AppConnection& connection, const Frame& frame) {
+  const RingReleaseMsg release = decode_ring_release(frame.payload);
+  const vk::VulkanRingLayout layout = vk::vulkan_ring_layout(connection.ring_size);
+  const uint64_t slot = release.offset >= layout.incoming_base
+                            ? (release.offset - layout.incoming_base) / layout.incoming_slot
+                            : session.incoming_busy.size();
+  if (slot >= session.incoming_busy.size() || !session.incoming_busy[slot] ||
+      release.offset != layout.incoming_base + slot * layout.incoming_slot) {
+    connection.link->send(error_frame(0, ErrorCode::MalformedFrame,
+                                      "RingRelease of ring offset " + std::to_string(release.offset) +
+                                          ", which holds nothing given to the application"));
+    return connection.link->finish_after_flush();
+  }
+  session.incoming_busy[slot] = false;
 }
 
 void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
@@ -362,6 +402,14 @@ void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
     return fail_session(session, why);
   }
   if (frame.header.request_id == 0) {
+    if (frame.bulk.owner) {
+      // Received into a ring slot (ring_for_memory): the ICD is told where.
+      auto& connection = *static_cast<AppConnection*>(frame.bulk.owner.get());
+      const RingSpec spec{0, 0, static_cast<uint64_t>(frame.bulk.bytes.data() - connection.ring), frame.bulk.bytes.size()};
+      connection.link->send(encode_frame(frame.header.type, 0, {reinterpret_cast<const uint8_t*>(&spec), sizeof spec},
+                                         static_cast<uint16_t>(frame.header.flags | kFrameRing), Compression::Never));
+      return;
+    }
     for (auto& [id, connection] : session.connections)
       connection->link->send(encode_frame(frame.header.type, 0, frame.payload, frame.header.flags, Compression::Never));
     return;
@@ -393,6 +441,14 @@ void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
 }
 
 void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connection, Frame&& frame) {
+  if (frame.header.type == static_cast<uint16_t>(AppMsg::RingRelease)) {
+    try {
+      return on_ring_release(session, connection, frame);
+    } catch (const WireError& e) {
+      connection.link->send(error_frame(0, ErrorCode::MalformedFrame, e.what()));
+      return connection.link->finish_after_flush();
+    }
+  }
   if (session.state != AppSession::State::Open || !session.server_link) {
     connection.link->send(error_frame(frame.header.request_id, ErrorCode::UnexpectedMessage, "no server for this process"));
     return;
@@ -407,7 +463,7 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
   RingSpec spec;
   if (frame.payload.size() < sizeof spec) {
     connection.link->send(error_frame(frame.header.request_id, ErrorCode::MalformedFrame, "ring frame without RingSpec"));
-    return connection.link->close("malformed ring frame");
+    return connection.link->finish_after_flush();
   }
   std::memcpy(&spec, frame.payload.data(), sizeof spec);
   const size_t inline_size = frame.payload.size() - sizeof spec;
@@ -417,7 +473,7 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
   if (outside(spec.in_offset, spec.in_length) || outside(spec.out_offset, spec.out_capacity) ||
       inline_size + spec.in_length > kMaxFramePayload) {
     connection.link->send(error_frame(frame.header.request_id, ErrorCode::MalformedFrame, "ring range outside the ring"));
-    return connection.link->close("ring range outside the ring");
+    return connection.link->finish_after_flush();
   }
   if (wants_answer) session.routes[frame.header.request_id] = {connection.id, spec.out_offset, spec.out_capacity};
   FrameHeader header = frame.header;

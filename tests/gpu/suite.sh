@@ -228,10 +228,10 @@ run_with_rgpu() {
   : > "$results/summary.txt"
   unpack_loaders
   export RGPU_INTERPOSE=$PWD/$pack/interpose/librgpu_cuda_interpose.so
+  trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
   start_rgpu
   # shellcheck source=/dev/null
   source "$1"
-  kill $(jobs -p) 2>/dev/null || true
 }
 
 case "${1:-}" in
