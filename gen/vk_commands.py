@@ -46,9 +46,12 @@ HAND_WRITTEN = {
     "vkResetCommandPool", "vkAllocateMemory", "vkFreeMemory", "vkFlushMappedMemoryRanges",
     "vkInvalidateMappedMemoryRanges", "vkCreateDescriptorUpdateTemplate", "vkDestroyDescriptorUpdateTemplate",
 }
+# Queue submissions: the server's Replay picks the fence they signal (submission_fence: the
+# application's, or one of its own), by which it knows when the queue's work has finished.
+SUBMISSIONS = {"vkQueueSubmit", "vkQueueSubmit2", "vkQueueBindSparse"}
 # Commands after which the device may read host memory: the ICD first sends what the application
 # changed in mapped memory.
-PUSH_BEFORE = {"vkQueueSubmit", "vkQueueSubmit2", "vkQueueBindSparse", "vkSetEvent", "vkSignalSemaphore"}
+PUSH_BEFORE = SUBMISSIONS | {"vkSetEvent", "vkSignalSemaphore"}
 # Written by hand in the ICD and served by RGPU's own calls (mapped memory lives in the ICD).
 # vkUpdateDescriptorSetWithTemplate becomes a vkUpdateDescriptorSets in the ICD, which knows the
 # template's entries.
@@ -63,9 +66,10 @@ SYNC_CREATIONS = {"vkAllocateMemory", "vkAllocateDescriptorSets", "vkCreateGraph
 MAKES_VISIBLE = {"vkWaitForFences", "vkGetFenceStatus", "vkQueueWaitIdle", "vkDeviceWaitIdle", "vkWaitSemaphores",
                  "vkGetSemaphoreCounterValue", "vkInvalidateMappedMemoryRanges", "vkGetEventStatus"}
 # The server's Replay looks at these calls' decoded arguments after they ran (observe_<command>):
-# memory bindings and the ranges that transfers write, so that it knows what the device can change.
+# memory bindings and the ranges that transfers write, so that it knows what the device can change;
+# fences reset or destroyed (which the application may do only once their work has finished).
 OBSERVED = {"vkBindBufferMemory", "vkBindBufferMemory2", "vkCmdCopyBuffer", "vkCmdFillBuffer", "vkCmdUpdateBuffer",
-            "vkCmdCopyImageToBuffer"}
+            "vkCmdCopyImageToBuffer", "vkResetFences", "vkDestroyFence"}
 # Pool-owned objects: released with their pool (or its reset), never destroyed on their own.
 POOL_OF = {"VkDescriptorSet": "descriptorPool", "VkCommandBuffer": "commandPool"}
 POOL_RESETS = {"vkResetDescriptorPool": "descriptorPool"}
@@ -916,6 +920,8 @@ def server_case(cmd, kind, reg, em):
         if cmd.name in POOL_RESETS and p.name == POOL_RESETS[cmd.name]:
             post.append(f"  if (result >= 0) released_children({first.name}_id, to_wire({p.name}));")
     lines.append("  r.expect_end();")
+    if cmd.name in SUBMISSIONS:
+        lines.append(f"  fence = submission_fence({first.name}_id, fence);")
     call = f"t.{cmd.name}({', '.join(call_args)})"
     lines.append(f"  if (t.{cmd.name} == nullptr) throw NotForwarded(command);")
     if cmd.ret == "VkResult":

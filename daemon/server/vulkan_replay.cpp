@@ -189,13 +189,13 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
     default: {
       const bool submits = command == CMD_vkQueueSubmit || command == CMD_vkQueueSubmit2 ||
                            command == CMD_vkQueueBindSparse;
-      WireReader arguments = r;
       writes_.start_call();
+      submitted_ = {};
       execute(command, r, w, result);
+      if (submits) track_submission(result >= 0);
       if (result < 0) return;
       writes_.finish_call(command, 0);
       if (submits) {
-        track_submission(arguments.get<uint64_t>());
         if (writes_.addresses_used())
           for (auto& [memory, allocation] : allocations_) allocation.written = true;
         for (auto& [memory, ranges] : writes_.reachable_memory()) {
@@ -304,13 +304,45 @@ void Replay::finish_wait(VkResult result) {
   if (result >= 0) pull();
 }
 
-void Replay::track_submission(uint64_t queue_id) {
+VkFence Replay::submission_fence(uint64_t queue_id, VkFence application_fence) {
+  submitted_.queue = queue_id;
+  if (application_fence != VK_NULL_HANDLE) {
+    submitted_.fence = {application_fence, false};
+    return application_fence;
+  }
+  Device& d = device(objects_.at(queue_id).device);
+  VkFence fence = VK_NULL_HANDLE;
+  if (!d.spare_fences.empty()) {
+    fence = d.spare_fences.back();
+    d.spare_fences.pop_back();
+  } else {
+    const VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, nullptr, 0};
+    if (d.table.vkCreateFence(d.real, &info, nullptr, &fence) != VK_SUCCESS) fence = VK_NULL_HANDLE;
+  }
+  submitted_.fence = {fence, true};
+  return fence;
+}
+
+void Replay::track_submission(bool succeeded) {
+  const PendingSubmission s = submitted_;
+  submitted_ = {};
+  if (s.queue == 0) return;
+  Device& d = device(objects_.at(s.queue).device);
+  if (!succeeded) {
+    if (s.fence.ours && s.fence.fence != VK_NULL_HANDLE) d.spare_fences.push_back(s.fence.fence);
+    return;
+  }
   device_may_write_ = true;
-  VkFence fence = fence_after(queue_id);
-  if (fence == VK_NULL_HANDLE) return;
-  QueueTracking& tracking = device(objects_.at(queue_id).device).queues[queue_id];
-  if (tracking.latest != VK_NULL_HANDLE) tracking.retired.push_back(tracking.latest);
-  tracking.latest = fence;
+  QueueTracking& tracking = d.queues[s.queue];
+  if (tracking.latest.ours) tracking.retired.push_back(tracking.latest.fence);
+  tracking.latest = s.fence;
+  // Without a fence (none could be made) the queue is not known idle before a later submission's
+  // fence has signaled: waits keep comparing meanwhile.
+  tracking.untracked = s.fence.fence == VK_NULL_HANDLE;
+}
+
+bool Replay::signaled(Device& d, VkFence fence) {
+  return d.table.vkGetFenceStatus(d.real, fence) == VK_SUCCESS;
 }
 
 bool Replay::idle() {
@@ -318,23 +350,41 @@ bool Replay::idle() {
   for (auto& [id, d] : devices_) {
     for (auto& [queue, tracking] : d->queues) {
       std::erase_if(tracking.retired, [&](VkFence fence) {
-        if (d->table.vkGetFenceStatus(d->real, fence) != VK_SUCCESS) return false;
-        d->table.vkDestroyFence(d->real, fence, nullptr);
+        if (!signaled(*d, fence)) return false;
+        if (d->table.vkResetFences(d->real, 1, &fence) == VK_SUCCESS) d->spare_fences.push_back(fence);
+        else d->table.vkDestroyFence(d->real, fence, nullptr);
         return true;
       });
-      if (tracking.latest != VK_NULL_HANDLE && d->table.vkGetFenceStatus(d->real, tracking.latest) != VK_SUCCESS)
+      if (tracking.untracked || (tracking.latest.fence != VK_NULL_HANDLE && !signaled(*d, tracking.latest.fence)))
         all = false;
     }
   }
   return all;
 }
 
+// The application resets or destroys a fence only once the work that signals it has finished:
+// a queue whose latest submission signals it has finished everything.
+void Replay::observe_vkResetFences(VkDevice device, uint32_t count, const VkFence* fences) {
+  for (auto& [id, d] : devices_) {
+    if (d->real != device) continue;
+    for (auto& [queue, tracking] : d->queues)
+      if (!tracking.latest.ours && std::find(fences, fences + count, tracking.latest.fence) != fences + count)
+        tracking.latest = {};
+  }
+}
+
+void Replay::observe_vkDestroyFence(VkDevice device, VkFence fence, const VkAllocationCallbacks*) {
+  observe_vkResetFences(device, 1, &fence);
+}
+
 void Replay::release_tracking(Device& d) {
   for (auto& [queue, tracking] : d.queues) {
     for (VkFence fence : tracking.retired) d.table.vkDestroyFence(d.real, fence, nullptr);
-    if (tracking.latest != VK_NULL_HANDLE) d.table.vkDestroyFence(d.real, tracking.latest, nullptr);
+    if (tracking.latest.ours) d.table.vkDestroyFence(d.real, tracking.latest.fence, nullptr);
   }
+  for (VkFence fence : d.spare_fences) d.table.vkDestroyFence(d.real, fence, nullptr);
   d.queues.clear();
+  d.spare_fences.clear();
 }
 
 void Replay::create_device(WireReader& r, VkResult& result) {

@@ -73,11 +73,16 @@ class Replay final : public HandleResolver {
     uint64_t parent;  // the pool it was allocated from (driver handle), or 0
     uint64_t order;   // creation order: cleanup goes backwards
   };
-  // A fence the server submits after each of the client's submissions on a queue: once it has
-  // signaled, everything submitted there before has finished.
+  // The fence the latest submission on a queue signals (the application's, or the server's own
+  // when it gave none): once it has signaled, everything submitted there before has finished.
+  struct TrackedFence {
+    VkFence fence = VK_NULL_HANDLE;
+    bool ours = false;
+  };
   struct QueueTracking {
-    VkFence latest = VK_NULL_HANDLE;
-    std::vector<VkFence> retired;  // earlier ones, destroyed once signaled
+    TrackedFence latest;
+    bool untracked = false;        // the latest submission signals no fence
+    std::vector<VkFence> retired;  // earlier fences of our own, back to the spares once signaled
   };
   struct Device {
     VkDevice real = VK_NULL_HANDLE;
@@ -85,6 +90,7 @@ class Replay final : public HandleResolver {
     PFN_vkDestroyDevice destroy = nullptr;
     VkPhysicalDeviceMemoryProperties memory{};
     std::unordered_map<uint64_t, QueueTracking> queues;  // by queue id
+    std::vector<VkFence> spare_fences;                   // ours, unsignaled, for the next submissions
   };
   struct Allocation {
     uint64_t device = 0;
@@ -120,6 +126,15 @@ class Replay final : public HandleResolver {
   void observe_vkCmdUpdateBuffer(VkCommandBuffer, VkBuffer, VkDeviceSize offset, VkDeviceSize size, const void*);
   void observe_vkCmdCopyImageToBuffer(VkCommandBuffer, VkImage, VkImageLayout, VkBuffer, uint32_t count,
                                       const VkBufferImageCopy* regions);
+  void observe_vkResetFences(VkDevice device, uint32_t count, const VkFence* fences);
+  void observe_vkDestroyFence(VkDevice device, VkFence fence, const VkAllocationCallbacks*);
+  // The fence a submission on `queue_id` signals: the application's, else a spare of our own.
+  VkFence submission_fence(uint64_t queue_id, VkFence application_fence);
+  // The submission just executed, with the fence submission_fence chose.
+  struct PendingSubmission {
+    uint64_t queue = 0;
+    TrackedFence fence;
+  } submitted_;
   // The command buffer whose recorded commands are being replayed (batch), else 0.
   uint64_t recording_ = 0;
 
@@ -135,11 +150,14 @@ class Replay final : public HandleResolver {
   void pull();
   // Sends what differs between one allocation's mapped range and the client's copy.
   void send_changes(uint64_t id, Allocation& a, const std::vector<ByteRange>& ranges);
-  // After a submission on queue `queue_id`: the device may write mapped memory until it is idle.
-  void track_submission(uint64_t queue_id);
+  // After the submission (submitted_): the device may write mapped memory until it is idle. A
+  // submission that failed gives its fence back.
+  void track_submission(bool succeeded);
+  // Whether `fence` signaled; ours that did are reset for the next submissions.
+  bool signaled(Device& d, VkFence fence);
   // A fence of the server's own, signaled once everything submitted to the queue has finished.
   VkFence fence_after(uint64_t queue_id);
-  // Whether all submitted work has finished (retired tracking fences are destroyed here).
+  // Whether all submitted work has finished (retired fences of our own go back to the spares).
   bool idle();
   void release_tracking(Device& d);
   Device& device(uint64_t id);
