@@ -247,7 +247,7 @@ TEST_F(CudaE2E, RectanglesAndBoxesCopy) {
 
 // The private tables cuBLAS(Lt) keys its kernels by: the thread's current context, and a
 // context's unique id.
-TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextAndItsId) {
+TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextItsIdAndStreamIds) {
   const CUuuid tools{{0x42, static_cast<char>(0xd8), 0x5a, static_cast<char>(0x81), 0x23, static_cast<char>(0xf6),
                       static_cast<char>(0xcb), 0x47, static_cast<char>(0x82), static_cast<char>(0x98),
                       static_cast<char>(0xf6), static_cast<char>(0xe7), static_cast<char>(0x8a), 0x3a,
@@ -275,6 +275,31 @@ TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextAndItsId) {
   EXPECT_NE(other_id, id);
   ASSERT_CU(cuCtxDestroy(other));
   ASSERT_CU(cuCtxSetCurrent(context_));
+
+  // cuBLAS keeps a workspace per stream: slot 51 resolves a stream handle (the null stream per
+  // the caller's default-stream mode), slot 39 gives the resolved stream's id.
+  auto resolve = reinterpret_cast<CUresult (*)(CUcontext, CUstream, CUstream*, int)>(static_cast<void* const*>(table)[51]);
+  auto stream_id = reinterpret_cast<CUresult (*)(CUcontext, CUstream, unsigned long long*)>(static_cast<void* const*>(table)[39]);
+  auto id_of = [&](CUstream handle, int per_thread) {
+    CUstream resolved = nullptr;
+    EXPECT_CU(resolve(context_, handle, &resolved, per_thread));
+    unsigned long long value = 0;
+    EXPECT_CU(stream_id(context_, resolved, &value));
+    return value;
+  };
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, 0));
+  unsigned long long legacy = 0, per_thread = 0, created = 0;
+  ASSERT_CU(cuStreamGetId(CU_STREAM_LEGACY, &legacy));
+  ASSERT_CU(cuStreamGetId(CU_STREAM_PER_THREAD, &per_thread));
+  ASSERT_CU(cuStreamGetId(stream, &created));
+  EXPECT_EQ(id_of(nullptr, 0), legacy);
+  EXPECT_EQ(id_of(CU_STREAM_LEGACY, 1), legacy);
+  EXPECT_EQ(id_of(nullptr, 1), per_thread);
+  EXPECT_EQ(id_of(stream, 0), created);
+  EXPECT_NE(legacy, per_thread);
+  EXPECT_NE(legacy, created);
+  ASSERT_CU(cuStreamDestroy(stream));
 }
 
 // Device addresses are kept out of the application's own address space while allocated, so that

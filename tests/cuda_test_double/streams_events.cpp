@@ -104,6 +104,22 @@ DOUBLE_EXPORT CUresult cuStreamQuery(CUstream stream) {
   return stream_state(stream);
 }
 
+// Ids: the legacy default stream 1, a thread's per-thread default stream 2, created streams
+// from 1000 up.
+DOUBLE_EXPORT CUresult cuStreamGetId(CUstream stream, unsigned long long* id) {
+  auto lock = lock_driver();
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  if (id == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (stream == nullptr || stream == CU_STREAM_LEGACY) *id = 1;
+  else if (stream == CU_STREAM_PER_THREAD) *id = 2;
+  else *id = 1000 + reinterpret_cast<uintptr_t>(stream);
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamGetId_ptsz(CUstream stream, unsigned long long* id) {
+  return cuStreamGetId(stream == nullptr ? CU_STREAM_PER_THREAD : stream, id);
+}
+
 DOUBLE_EXPORT CUresult cuEventCreate(CUevent* event, unsigned int flags) {
   auto lock = lock_driver();
   CUcontext context;
