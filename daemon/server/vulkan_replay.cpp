@@ -481,7 +481,15 @@ void Replay::write_memory(WireReader& r) {
   if (offset < a.base || offset - a.base > a.snapshot.size() || bytes.size() > a.snapshot.size() - (offset - a.base))
     throw WireError("a write of " + std::to_string(bytes.size()) + " bytes at " + std::to_string(offset) +
                     " is outside the mapped range of memory " + id_text(id));
-  merge_incoming(bytes, a.mapped + offset, a.snapshot.data() + (offset - a.base));
+  uint8_t* snapshot = a.snapshot.data() + (offset - a.base);
+  if (a.device_writes.empty() && !writes_.addresses_used()) {
+    // No submitted work can have changed this memory since the snapshot: the mapping still holds
+    // the snapshot, and is not read (host-visible memory that is not cached reads very slowly).
+    std::memcpy(a.mapped + offset, bytes.data(), bytes.size());
+    std::memcpy(snapshot, bytes.data(), bytes.size());
+  } else {
+    merge_incoming(bytes, a.mapped + offset, snapshot);
+  }
   a.written = true;
   if (!a.coherent) {
     Device& d = device(a.device);
