@@ -1,6 +1,7 @@
 // Vulkan data-path benchmark: upload and readback bandwidth through a mapped staging buffer and
-// vkCmdCopyBuffer, the round trip of a submit and its fence wait, and host memcpy of the same sizes
-// measured in the same run, so that a run on a driver and a run through RGPU compare as ratios.
+// vkCmdCopyBuffer, the round trip of a submit and its wait (on a fence, and with vkQueueWaitIdle),
+// and host memcpy of the same sizes measured in the same run, so that a run on a driver and a run
+// through RGPU compare as ratios.
 // Prints one table; --json FILE also writes the results as JSON.
 //
 //   vulkan_bench [--device N] [--quick] [--json FILE]
@@ -362,6 +363,16 @@ void submit_and_wait(const Gpu& gpu, VkCommandBuffer cmd) {
   check(vkResetFences(gpu.device, 1, &gpu.fence), "vkResetFences");
 }
 
+// The same waited for with vkQueueWaitIdle instead of a fence.
+void submit_and_wait_idle(const Gpu& gpu, VkCommandBuffer cmd) {
+  VkSubmitInfo submit{};
+  submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+  submit.commandBufferCount = 1;
+  submit.pCommandBuffers = &cmd;
+  check(vkQueueSubmit(gpu.queue, 1, &submit, VK_NULL_HANDLE), "vkQueueSubmit");
+  check(vkQueueWaitIdle(gpu.queue), "vkQueueWaitIdle");
+}
+
 struct Rate {
   double gbps = 0;
   int reps = 0;
@@ -386,7 +397,8 @@ struct Latency {
   int reps = 0;
 };
 
-Latency round_trip(const Gpu& gpu, VkCommandBuffer cmd, const Plan& plan) {
+Latency round_trip(const Gpu& gpu, VkCommandBuffer cmd, const Plan& plan,
+                   void (*submit_and_wait)(const Gpu&, VkCommandBuffer) = ::submit_and_wait) {
   for (int i = 0; i < 10; ++i) submit_and_wait(gpu, cmd);
   std::vector<double> samples;
   const auto start = Clock::now();
@@ -485,10 +497,10 @@ struct Row {
   int reps;
 };
 
-// Submit+wait measured twice: with no host-visible memory mapped, and with the transfer's two
+// Submit+wait measured with no host-visible memory mapped, and with the transfer's two
 // staging buffers mapped (a remoting driver may have to look at mapped memory on each).
 struct Latencies {
-  Latency unmapped, mapped;
+  Latency unmapped, mapped, idle;  // idle: waited for with vkQueueWaitIdle, nothing mapped
   VkDeviceSize mapped_bytes = 0;
 };
 
@@ -505,6 +517,7 @@ std::vector<Row> rows_of(const std::vector<SizeResult>& sizes, const Latencies& 
   rows.push_back({"submit+wait mean", 0, unmapped.mean_us, "us", 0, unmapped.reps});
   rows.push_back({"submit+wait median, mapped", latencies.mapped_bytes, mapped.median_us, "us", 0, mapped.reps});
   rows.push_back({"submit+wait mean, mapped", latencies.mapped_bytes, mapped.mean_us, "us", 0, mapped.reps});
+  rows.push_back({"submit+queue idle median", 0, latencies.idle.median_us, "us", 0, latencies.idle.reps});
   return rows;
 }
 
@@ -589,6 +602,7 @@ int main(int argc, char** argv) {
   VkCommandBuffer fill = allocate_command_buffer(gpu);
   record_fill(fill, target.buffer);
   latencies.unmapped = round_trip(gpu, fill, plan);
+  latencies.idle = round_trip(gpu, fill, plan, submit_and_wait_idle);
 
   Transfer transfer = create_transfer(gpu, types, sizes.empty() ? 4 * KiB : sizes.back());
   std::vector<SizeResult> results;

@@ -213,14 +213,29 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
 
 VkFence Replay::fence_after(uint64_t queue_id) {
   Device& d = device(objects_.at(queue_id).device);
-  VkFence fence = VK_NULL_HANDLE;
-  const VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, nullptr, 0};
-  if (d.table.vkCreateFence(d.real, &info, nullptr, &fence) != VK_SUCCESS) return VK_NULL_HANDLE;
+  VkFence fence = spare_fence(d);
+  if (fence == VK_NULL_HANDLE) return VK_NULL_HANDLE;
   if (d.table.vkQueueSubmit(from_wire<VkQueue>(objects_.at(queue_id).real), 0, nullptr, fence) != VK_SUCCESS) {
-    d.table.vkDestroyFence(d.real, fence, nullptr);
+    d.spare_fences.push_back(fence);  // never submitted: still unsignaled
     return VK_NULL_HANDLE;
   }
   return fence;
+}
+
+VkFence Replay::spare_fence(Device& d) {
+  if (!d.spare_fences.empty()) {
+    const VkFence fence = d.spare_fences.back();
+    d.spare_fences.pop_back();
+    return fence;
+  }
+  VkFence fence = VK_NULL_HANDLE;
+  const VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, nullptr, 0};
+  return d.table.vkCreateFence(d.real, &info, nullptr, &fence) == VK_SUCCESS ? fence : VK_NULL_HANDLE;
+}
+
+void Replay::reuse_fence(Device& d, VkFence signaled) {
+  if (d.table.vkResetFences(d.real, 1, &signaled) == VK_SUCCESS) d.spare_fences.push_back(signaled);
+  else d.table.vkDestroyFence(d.real, signaled, nullptr);
 }
 
 Replay::Wait Replay::blocking_wait(uint32_t command, WireReader& r) {
@@ -278,23 +293,23 @@ Replay::Wait Replay::blocking_wait(uint32_t command, WireReader& r) {
   const uint64_t device_id = command == CMD_vkQueueWaitIdle ? objects_.at(id).device : id;
   const Device& d = device(device_id);
   std::vector<VkFence> fences;
+  bool all_fenced = true;  // else the wait still waits for the fences it has, then fails
   for (uint64_t queue : queues) {
-    VkFence fence = fence_after(queue);
-    if (fence == VK_NULL_HANDLE) {
-      for (VkFence f : fences) d.table.vkDestroyFence(d.real, f, nullptr);
-      return Wait{[](uint64_t) { return VK_ERROR_DEVICE_LOST; }, UINT64_MAX, {}};
-    }
-    fences.push_back(fence);
+    const VkFence fence = fence_after(queue);
+    if (fence == VK_NULL_HANDLE) all_fenced = false;
+    else fences.push_back(fence);
   }
   auto slice = [table = &d.table, device = d.real, fences](uint64_t slice_ns) {
     if (fences.empty()) return VK_SUCCESS;
     return table->vkWaitForFences(device, static_cast<uint32_t>(fences.size()), fences.data(), VK_TRUE, slice_ns);
   };
-  auto end = [table = &d.table, device = d.real, fences](VkResult result) {
-    // An abandoned wait leaves its fences to the device's destruction, which waits for it idle.
-    if (result != VK_TIMEOUT)
-      for (VkFence fence : fences) table->vkDestroyFence(device, fence, nullptr);
-    return result == VK_TIMEOUT ? VK_ERROR_DEVICE_LOST : result;
+  // On the session's thread, once the wait has ended (an abandoned wait's end never runs: its
+  // fences go with the device).
+  auto end = [this, device_id, fences, all_fenced](VkResult result) {
+    auto it = devices_.find(device_id);
+    if (result == VK_SUCCESS && it != devices_.end())
+      for (VkFence fence : fences) reuse_fence(*it->second, fence);
+    return result == VK_SUCCESS && !all_fenced ? VK_ERROR_DEVICE_LOST : result;
   };
   return Wait{slice, UINT64_MAX, end};
 }
@@ -310,15 +325,7 @@ VkFence Replay::submission_fence(uint64_t queue_id, VkFence application_fence) {
     submitted_.fence = {application_fence, false};
     return application_fence;
   }
-  Device& d = device(objects_.at(queue_id).device);
-  VkFence fence = VK_NULL_HANDLE;
-  if (!d.spare_fences.empty()) {
-    fence = d.spare_fences.back();
-    d.spare_fences.pop_back();
-  } else {
-    const VkFenceCreateInfo info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, nullptr, 0};
-    if (d.table.vkCreateFence(d.real, &info, nullptr, &fence) != VK_SUCCESS) fence = VK_NULL_HANDLE;
-  }
+  const VkFence fence = spare_fence(device(objects_.at(queue_id).device));
   submitted_.fence = {fence, true};
   return fence;
 }
@@ -351,8 +358,7 @@ bool Replay::idle() {
     for (auto& [queue, tracking] : d->queues) {
       std::erase_if(tracking.retired, [&](VkFence fence) {
         if (!signaled(*d, fence)) return false;
-        if (d->table.vkResetFences(d->real, 1, &fence) == VK_SUCCESS) d->spare_fences.push_back(fence);
-        else d->table.vkDestroyFence(d->real, fence, nullptr);
+        reuse_fence(*d, fence);
         return true;
       });
       if (tracking.untracked || (tracking.latest.fence != VK_NULL_HANDLE && !signaled(*d, tracking.latest.fence)))

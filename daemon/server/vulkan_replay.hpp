@@ -50,8 +50,8 @@ class Replay final : public HandleResolver {
     // Waits at most slice_ns; VK_TIMEOUT while what it waits for has not happened.
     std::function<VkResult(uint64_t slice_ns)> slice;
     uint64_t timeout_ns = 0;
-    // Turns how the slices ended into the call's result (VK_TIMEOUT when it was abandoned);
-    // none: the result is the last slice's.
+    // Turns how the slices ended into the call's result, on the session's thread; none: the
+    // result is the last slice's. Not called for a wait abandoned when the session closes.
     std::function<VkResult(VkResult)> end;
     explicit operator bool() const { return static_cast<bool>(slice); }
     VkResult result_of(VkResult last) const { return end ? end(last) : last; }
@@ -157,6 +157,10 @@ class Replay final : public HandleResolver {
   bool signaled(Device& d, VkFence fence);
   // A fence of the server's own, signaled once everything submitted to the queue has finished.
   VkFence fence_after(uint64_t queue_id);
+  // An unsignaled fence of our own (a spare, else a new one; creating one costs about 0.5 ms on
+  // NVIDIA's driver), and a signaled one back to the spares.
+  VkFence spare_fence(Device& d);
+  void reuse_fence(Device& d, VkFence signaled);
   // Whether all submitted work has finished (retired fences of our own go back to the spares).
   bool idle();
   void release_tracking(Device& d);

@@ -92,14 +92,14 @@ void VulkanSession::start_wait(uint64_t request_id, uint32_t command, Replay::Wa
     for (;;) {
       const uint64_t left = time_left(wait.timeout_ns, start);
       last = wait.slice(std::min(left, kThreadSliceNs));
-      if (last != VK_TIMEOUT || left <= kThreadSliceNs || abandon_waits_.load()) break;
+      if (last != VK_TIMEOUT || left <= kThreadSliceNs) break;
+      if (abandon_waits_.load()) return;
     }
-    const VkResult result = wait.result_of(last);
-    enqueue([this, serial, request_id, command, result] {
+    enqueue([this, serial, request_id, command, last, end = wait.end] {
       // Back on the session's thread: the waiter has nothing left to do but return.
       waiters_.at(serial).join();
       waiters_.erase(serial);
-      end_wait(request_id, command, result);
+      end_wait(request_id, command, end ? end(last) : last);
     });
   });
 }
