@@ -38,6 +38,11 @@ inline constexpr uint16_t kMsgCudaOpen = 0x0F0;
 inline constexpr uint16_t kMsgCudaOpened = 0x0F1;
 inline constexpr uint16_t kMsgVulkanOpen = 0x0F2;
 inline constexpr uint16_t kMsgVulkanOpened = 0x0F3;
+// CudaOpened's payload: u64 lane key. A further connection of the same token that sends CudaJoin
+// (u64 lane key) carries CUDA calls of that session too (bulk lanes: large no-reply copies, in
+// parallel with the session's own connection); the answer is CudaJoined or an Error.
+inline constexpr uint16_t kMsgCudaJoin = 0x0F4;
+inline constexpr uint16_t kMsgCudaJoined = 0x0F5;
 
 struct RingSpec {
   uint64_t in_offset = 0;

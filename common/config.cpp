@@ -163,6 +163,7 @@ void read_client(Section& s, ClientSection& out, const std::string& source, std:
                                          std::pair{"ByCapability", GpuOrdering::ByCapability}}))
     out.gpu_ordering = *v;
   if (auto v = s.boolean("include_local_gpus")) out.include_local_gpus = *v;
+  if (auto v = s.integer("bulk_lanes", 0, 16)) out.bulk_lanes = static_cast<uint32_t>(*v);
   if (const toml::array* servers = table_array(s, "servers")) {
     for (size_t i = 0; i < servers->size(); ++i) {
       Section entry(*servers->get(i)->as_table(), "client.servers[" + std::to_string(i) + "]", source, warnings);

@@ -136,6 +136,39 @@ TEST_F(CudaE2E, CopiesOfManySizesRoundTrip) {
   }
 }
 
+// Large host-to-device chunks travel over the client daemon's bulk lanes, further connections
+// that reach the server in any order; calls on the session's own connection (a fill) still run
+// after the copy issued before them, and the data arrives whole.
+TEST_F(CudaE2E, BulkLanesKeepTheApplicationsOrder) {
+  // The lanes join shortly after the session opens.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto joined = [] {
+    const std::string log = CudaPath::server_log();
+    size_t count = 0;
+    for (size_t at = log.find("bulk lane from"); at != std::string::npos; at = log.find("bulk lane from", at + 1)) ++count;
+    return count;
+  };
+  while (joined() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_GE(joined(), 3u) << CudaPath::server_log();
+
+  std::mt19937 rng(11);
+  const size_t bytes = (48 << 20) + 5;
+  std::vector<uint8_t> in(bytes), out(bytes);
+  for (auto& v : in) v = static_cast<uint8_t>(rng());
+  CUdeviceptr d = 0;
+  ASSERT_CU(cuMemAlloc(&d, bytes));
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_CU(cuMemcpyHtoDAsync(d, in.data(), bytes, nullptr));
+    // Pipelined on the session's connection, behind chunks that went over the lanes.
+    ASSERT_CU(cuMemsetD8(d + (16 << 20), static_cast<unsigned char>(0xA0 + round), 4096));
+    ASSERT_CU(cuMemcpyDtoH(out.data(), d, bytes));
+    std::vector<uint8_t> expected = in;
+    std::fill_n(expected.begin() + (16 << 20), 4096, static_cast<uint8_t>(0xA0 + round));
+    ASSERT_TRUE(out == expected) << "round " << round;
+  }
+  ASSERT_CU(cuMemFree(d));
+}
+
 // A pitched device image written from a host rectangle, copied on the device, read back into
 // another host rectangle; large enough to travel in several chunks of rows.
 TEST_F(CudaE2E, RectanglesAndBoxesCopy) {

@@ -15,6 +15,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "bulk_lane.hpp"
 #include "cuda_wire.hpp"
 #include "event_loop.hpp"
 #include "frame_link.hpp"
@@ -77,7 +78,15 @@ struct AppSession {
   // Vulkan: the slots of the ring's upper half (vk::vulkan_ring_layout) holding device changes to
   // mapped memory that the ICD has not given back yet.
   std::vector<bool> incoming_busy;
+  // CUDA: further connections for large host-to-device frames, taken in turn.
+  std::vector<std::unique_ptr<BulkLane>> lanes;
+  size_t next_lane = 0;
 };
+
+namespace {
+// Frames at least this large (chunks of host-to-device copies) go through a bulk lane.
+constexpr uint64_t kLaneMinSize = 1u << 20;
+}  // namespace
 
 struct ClientDaemon::Impl {
   explicit Impl(ClientDaemonSettings s) : settings(std::move(s)) {}
@@ -90,6 +99,9 @@ struct ClientDaemon::Impl {
   void on_server_frame(uint64_t session_id, Frame&& frame);
   BulkPayload ring_for_answer(uint64_t session_id, const FrameHeader& header);
   BulkPayload ring_for_memory(AppSession& session, const FrameHeader& header);
+  // CUDA: opens the session's bulk lanes with the key from CudaOpened; a ready lane in turn.
+  void open_lanes(AppSession& session, const Frame& opened);
+  BulkLane* lane_for(AppSession& session);
   void on_ring_release(AppSession& session, AppConnection& connection, const Frame& frame);
   void connect_server(uint64_t session_id);
   void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error);
@@ -393,6 +405,7 @@ void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
   if (session.state == AppSession::State::Opening) {
     if (frame.header.type == (session.api == AppApi::Vulkan ? kMsgVulkanOpened : kMsgCudaOpened)) {
       session.state = AppSession::State::Open;
+      if (session.api == AppApi::Cuda && frame.payload.size() == sizeof(uint64_t)) open_lanes(session, frame);
       for (uint64_t id : session.waiting) welcome(session, id);
       session.waiting.clear();
       return;
@@ -490,8 +503,41 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
         link->send(frame_of(static_cast<uint16_t>(AppMsg::RingRelease), 0, RingReleaseMsg{spec.in_offset, spec.in_length}));
     };
   }
-  session.server_link->send_borrowed(std::move(head), {connection.ring + spec.in_offset, spec.in_length},
-                                     std::move(release));
+  const std::span<const uint8_t> data{connection.ring + spec.in_offset, spec.in_length};
+  if (BulkLane* lane = !wants_answer && spec.in_length >= kLaneMinSize ? lane_for(session) : nullptr)
+    return lane->send(std::move(head), data, std::move(release));
+  session.server_link->send_borrowed(std::move(head), data, std::move(release));
+}
+
+void ClientDaemon::Impl::open_lanes(AppSession& session, const Frame& opened) {
+  WireReader reader(opened.payload, "CudaOpened");
+  const auto key = reader.get<uint64_t>();
+  const ServerTarget& target = settings.servers[session.server];
+  SessionOptions options;
+  options.server = target.address;
+  options.token = target.token;
+  options.tls = target.tls;
+  options.client_name = "rgpu client (bulk lane)";
+  // The session's own connection was just made: a lane that takes longer is not worth waiting for
+  // (a session that ends waits for its lanes' threads).
+  options.timeout = std::chrono::seconds(2);
+  const uint64_t session_id = session.id;
+  for (uint32_t i = 0; i < settings.bulk_lanes; ++i) {
+    session.lanes.push_back(std::make_unique<BulkLane>(
+        options, key, [this](std::function<void()> work) { loop.post(std::move(work)); },
+        [this, session_id](const std::string& why) {
+          auto s = sessions.find(session_id);
+          if (s != sessions.end() && s->second->state != AppSession::State::Closed) fail_session(*s->second, why);
+        }));
+  }
+}
+
+BulkLane* ClientDaemon::Impl::lane_for(AppSession& session) {
+  for (size_t tried = 0; tried < session.lanes.size(); ++tried) {
+    BulkLane& lane = *session.lanes[session.next_lane++ % session.lanes.size()];
+    if (lane.ready()) return &lane;
+  }
+  return nullptr;
 }
 
 void ClientDaemon::Impl::fail_session(AppSession& session, const std::string& reason) {

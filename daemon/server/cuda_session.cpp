@@ -9,6 +9,12 @@ namespace rgpu::cuda {
 namespace {
 using Handle = uint64_t;
 
+uint32_t sequence_of(const Frame& call) {
+  CallHeader header;
+  std::memcpy(&header, call.body().data(), sizeof header);
+  return header.sequence;
+}
+
 template <typename T>
 T handle_of(uint64_t raw) {
   return reinterpret_cast<T>(static_cast<uintptr_t>(raw));
@@ -107,7 +113,12 @@ void CudaSession::submit(Frame frame) {
     worker = std::make_unique<Worker>();
     worker->thread = std::thread([self = shared_from_this(), w = worker.get()] { self->worker_main(w); });
   }
-  worker->queue.push_back(std::move(frame));
+  // Frames of one application thread may come over several connections (bulk lanes): each
+  // worker's queue is kept in the application's order, which is the order of their sequences.
+  auto later = std::find_if(worker->queue.rbegin(), worker->queue.rend(), [&](const Frame& queued) {
+    return static_cast<int32_t>(sequence_of(queued) - header.sequence) < 0;
+  });
+  worker->queue.insert(later.base(), std::move(frame));
   worker->queued.fetch_add(1, std::memory_order_release);
   worker->ready.notify_one();
 }
@@ -118,7 +129,6 @@ void CudaSession::close() {
     closing_ = true;
     for (auto& [id, worker] : workers_) worker->ready.notify_all();
   }
-  turn_changed_.notify_all();
   // Joining and freeing can take as long as the kernels still running: not on the event loop.
   std::thread([self = shared_from_this()] {
     for (auto& [id, worker] : self->workers_)
@@ -137,8 +147,13 @@ void CudaSession::worker_main(Worker* worker) {
       std::this_thread::yield();
     Frame frame;
     {
+      // A frame waits in the queue until its turn, so that one coming later over another
+      // connection with an earlier sequence still goes first.
       std::unique_lock lock(mutex_);
-      worker->ready.wait(lock, [&] { return closing_ || !worker->queue.empty(); });
+      worker->ready.wait(lock, [&] {
+        return closing_ ||
+               (!worker->queue.empty() && static_cast<int32_t>(sequence_of(worker->queue.front()) - next_sequence_) <= 0);
+      });
       if (closing_) return;
       frame = std::move(worker->queue.front());
       worker->queue.pop_front();
@@ -148,15 +163,10 @@ void CudaSession::worker_main(Worker* worker) {
   }
 }
 
-void CudaSession::wait_for_turn(uint32_t sequence) {
-  std::unique_lock lock(mutex_);
-  turn_changed_.wait(lock, [&] { return closing_ || static_cast<int32_t>(sequence - next_sequence_) <= 0; });
-}
-
 void CudaSession::pass_turn(uint32_t sequence) {
   std::lock_guard lock(mutex_);
   if (sequence == next_sequence_) ++next_sequence_;
-  turn_changed_.notify_all();
+  for (auto& [id, worker] : workers_) worker->ready.notify_one();
 }
 
 void CudaSession::reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail) {
@@ -206,7 +216,6 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
   // for. A pipelined call holds them until it is in the driver, where the application was told
   // it is when the call returned.
   const bool answered = !(frame.header.flags & kFrameNoReply);
-  wait_for_turn(header.sequence);
   if (answered) pass_turn(header.sequence);
 
   WireReader args(frame.body().subspan(sizeof header), "CUDA call");

@@ -58,7 +58,6 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
 
   void worker_main(Worker* worker);
   void execute(Worker& worker, Frame& frame);
-  void wait_for_turn(uint32_t sequence);
   void pass_turn(uint32_t sequence);
   void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {});
   CUresult copy_rectangle(WireReader& args, WireWriter& out);
@@ -80,7 +79,6 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   std::string client_;
 
   std::mutex mutex_;
-  std::condition_variable turn_changed_;
   std::map<uint32_t, std::unique_ptr<Worker>> workers_;
   uint32_t next_sequence_ = 1;
   bool closing_ = false;

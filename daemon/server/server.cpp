@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -60,6 +61,7 @@ struct Server::Impl {
   void on_accept(int res);
   void sweep();
   void forget(uint64_t id, bool counted);
+  void forget_admission();
 
   ServerSettings settings;
   EventLoop loop;
@@ -73,6 +75,13 @@ struct Server::Impl {
   bool stopping = false;
   // Device memory quota shared by all connections of a token (token name -> budget).
   std::unordered_map<std::string, std::shared_ptr<cuda::MemoryBudget>> budgets;
+  // CUDA sessions that bulk lanes may join: lane key -> the session and the token it was opened
+  // with (a lane must come with the same token).
+  struct LaneTarget {
+    std::weak_ptr<cuda::CudaSession> session;
+    const TokenEntry* token = nullptr;
+  };
+  std::unordered_map<uint64_t, LaneTarget> lane_targets;
 
   std::shared_ptr<cuda::MemoryBudget> budget_for(const TokenEntry* token) {
     if (token == nullptr) return std::make_shared<cuda::MemoryBudget>();
@@ -124,7 +133,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void on_closed(const std::string& reason) {
-    if (cuda_) cuda_->close();
+    if (cuda_ && !lane_) {
+      cuda_->close();
+      server_.lane_targets.erase(lane_key_);
+    }
     if (vulkan_) vulkan_->close();
     if (state_ == State::Ready)
       LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
@@ -333,7 +345,42 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return cuda ? cuda->staging_buffer(header) : BulkPayload{};
     }, cuda::kBulkFrameMinSize);
     LOG_INFO("CUDA session for %s on %zu GPU(s)", peer_.c_str(), devices.real.size());
-    queue(encode_frame(kMsgCudaOpened, id, {}));
+    // A key further connections of this token join with (bulk lanes); 0 is never one.
+    while (lane_key_ == 0 || server_.lane_targets.count(lane_key_))
+      if (RAND_bytes(reinterpret_cast<unsigned char*>(&lane_key_), sizeof lane_key_) != 1) lane_key_ = 0;
+    server_.lane_targets[lane_key_] = Server::Impl::LaneTarget{cuda_, token_};
+    WireWriter opened;
+    opened.put(lane_key_);
+    queue(encode_frame(kMsgCudaOpened, id, opened.buffer()));
+  }
+
+  // A bulk lane: this connection carries calls of the CUDA session with the key too.
+  void join_cuda(uint64_t id, std::span<const uint8_t> payload) {
+    if (cuda_ || vulkan_) return reply_error(id, ErrorCode::UnexpectedMessage, "a session is already open here");
+    uint64_t key = 0;
+    try {
+      WireReader reader(payload, "CudaJoin");
+      key = reader.get<uint64_t>();
+      reader.expect_end();
+    } catch (const WireError& e) {
+      return reply_error(id, ErrorCode::MalformedFrame, e.what());
+    }
+    auto target = server_.lane_targets.find(key);
+    auto session = target == server_.lane_targets.end() ? nullptr : target->second.session.lock();
+    if (!session) return reply_error(id, ErrorCode::Forbidden, "no CUDA session has that lane key");
+    if (target->second.token != token_)
+      return reply_error(id, ErrorCode::Forbidden, "the CUDA session with that lane key belongs to another token");
+    cuda_ = std::move(session);
+    lane_ = true;
+    // A lane is part of its application's session, not a client of its own.
+    if (admitted_) server_.forget_admission();
+    admitted_ = false;
+    link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(cuda_)](const FrameHeader& header) {
+      auto cuda = session.lock();
+      return cuda ? cuda->staging_buffer(header) : BulkPayload{};
+    }, cuda::kBulkFrameMinSize);
+    LOG_INFO("bulk lane from %s joined a CUDA session", peer_.c_str());
+    queue(encode_frame(kMsgCudaJoined, id, {}));
   }
 
   bool gpu_allowed(uint32_t index) const {
@@ -364,6 +411,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
           return cuda_->submit(std::move(frame));
         }
         if (frame.header.type == kMsgCudaOpen) return open_cuda(id, frame.payload);
+        if (frame.header.type == kMsgCudaJoin) return join_cuda(id, frame.payload);
         if (frame.header.type == vk::kMsgVulkanCall) {
           if (!vulkan_)
             return reply_error(id, ErrorCode::UnexpectedMessage, "Vulkan call before the Vulkan session was opened");
@@ -391,6 +439,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string token_name_;
   const TokenEntry* token_ = nullptr;
   std::shared_ptr<cuda::CudaSession> cuda_;
+  bool lane_ = false;      // cuda_ is another connection's session, joined as a bulk lane
+  uint64_t lane_key_ = 0;  // the key lanes join this connection's CUDA session with
   std::shared_ptr<vk::VulkanSession> vulkan_;
 };
 
@@ -419,6 +469,8 @@ void Server::Impl::on_accept(int res) {
   }
   accept_next();
 }
+
+void Server::Impl::forget_admission() { --admitted; }
 
 void Server::Impl::forget(uint64_t id, bool counted) {
   if (connections.erase(id) == 0) return;
