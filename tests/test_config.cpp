@@ -86,6 +86,7 @@ TEST(Config, EmptyFileGivesDefaults) {
   EXPECT_EQ(c.server.max_clients, 16u);
   EXPECT_EQ(c.client.gpu_ordering, GpuOrdering::LocalFirst);
   EXPECT_TRUE(c.client.include_local_gpus);
+  EXPECT_EQ(c.client.bulk_lanes, 3u);
   EXPECT_TRUE(c.tokens.empty());
 }
 
@@ -97,6 +98,7 @@ expose_gpus = [0, 2]
 [client]
 gpu_ordering = "ByCapability"
 include_local_gpus = false
+bulk_lanes = 0
 [[client.servers]]
 address = "[::1]:9000"
 tls = "on"
@@ -111,6 +113,7 @@ max_memory = 4294967296
   EXPECT_EQ(*c.server.expose_gpus, (std::vector<uint32_t>{0, 2}));
   EXPECT_EQ(c.client.gpu_ordering, GpuOrdering::ByCapability);
   EXPECT_FALSE(c.client.include_local_gpus);
+  EXPECT_EQ(c.client.bulk_lanes, 0u);
   EXPECT_EQ(c.client.servers[0].tls, "on");
   EXPECT_EQ(*c.tokens[0].allowed_gpus, std::vector<uint32_t>{1});
   EXPECT_EQ(*c.tokens[0].max_memory, 4294967296ull);
@@ -144,6 +147,7 @@ INSTANTIATE_TEST_SUITE_P(
                       BadValue{"[server]\nexpose_gpus = 0", "server.expose_gpus", "must be an array"},
                       BadValue{"[client]\ngpu_ordering = \"Fastest\"", "client.gpu_ordering", "\"ByCapability\""},
                       BadValue{"[client]\ninclude_local_gpus = 1", "client.include_local_gpus", "true or false"},
+                      BadValue{"[client]\nbulk_lanes = 17", "client.bulk_lanes", "17 is out of range (allowed: 0-16)"},
                       BadValue{"[[client.servers]]\ntoken = \"t\"", "client.servers[0].address", "is missing"},
                       BadValue{"[[client.servers]]\naddress = \"h:0\"", "client.servers[0].address", "port must be"},
                       BadValue{"[[client.servers]]\naddress = \"h\"\ntls = \"yes\"", "client.servers[0].tls", "\"auto\""},
@@ -245,6 +249,7 @@ TEST(ShippedConfig, EveryCommentedSettingIsValid) {
   EXPECT_EQ(c.server.transport, defaults.server.transport);
   EXPECT_EQ(c.client.gpu_ordering, defaults.client.gpu_ordering);
   EXPECT_EQ(c.client.include_local_gpus, defaults.client.include_local_gpus);
+  EXPECT_EQ(c.client.bulk_lanes, defaults.client.bulk_lanes);
   // The others show an example.
   EXPECT_EQ(c.server.cert_path, "/etc/rgpu/cert.pem");
   EXPECT_EQ(c.server.key_path, "/etc/rgpu/key.pem");
@@ -261,7 +266,7 @@ TEST(ShippedConfig, EveryCommentedSettingIsValid) {
   EXPECT_EQ(c.tokens[1].name, "render-farm");
   // Every key of the configuration reference appears.
   for (const char* key : {"bind", "port", "server_id", "max_clients", "transport", "cert_path", "key_path",
-                          "expose_gpus", "gpu_ordering", "include_local_gpus", "address", "token", "tls", "name",
+                          "expose_gpus", "gpu_ordering", "include_local_gpus", "bulk_lanes", "address", "token", "tls", "name",
                           "allowed_gpus", "max_memory"})
     EXPECT_NE(text.find(std::string("\n") + key + " = "), std::string::npos) << key;
 }
