@@ -8,6 +8,7 @@
 #include <cuda.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -109,29 +110,58 @@ double tcp_round_trip_us() {
   return us;
 }
 
-// One TCP stream's loopback throughput, 8 MiB writes: the ceiling of a copy through RGPU, whose
-// data crosses one such connection.
-double tcp_stream_gbps(size_t total = 4ull << 30) {
-  TcpPair pair = tcp_pair();
-  std::vector<uint8_t> out(8u << 20, 3), in(8u << 20);
-  std::thread reader([&] {
-    size_t got = 0;
-    while (got < total) {
-      ssize_t n = ::read(pair.server, in.data(), in.size());
-      if (n <= 0) return;
-      got += static_cast<size_t>(n);
+// Loopback TCP throughput over `streams` connections, a writing thread each, 8 MiB writes: one
+// connection is the ceiling of a copy through one RGPU connection; several, read by a thread each
+// or by one thread for all (as the server's event loop reads a session's bulk lanes), show what
+// parallel connections can add.
+double tcp_streams_gbps(size_t streams, bool one_reader, size_t total = 4ull << 30) {
+  std::vector<TcpPair> pairs;
+  for (size_t i = 0; i < streams; ++i) pairs.push_back(tcp_pair());
+  const size_t share = total / streams;
+  auto read_all = [share](std::vector<int> fds) {
+    std::vector<uint8_t> in(8u << 20);
+    std::vector<size_t> got(fds.size(), 0);
+    std::vector<pollfd> polled;
+    for (int fd : fds) polled.push_back({fd, POLLIN, 0});
+    for (size_t done = 0; done < fds.size();) {
+      if (fds.size() > 1 && ::poll(polled.data(), polled.size(), -1) <= 0) return;
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (got[i] == share || (fds.size() > 1 && !(polled[i].revents & POLLIN))) continue;
+        ssize_t n = ::read(fds[i], in.data(), std::min(in.size(), share - got[i]));
+        if (n <= 0) return;
+        got[i] += static_cast<size_t>(n);
+        if (got[i] == share) {
+          ++done;
+          polled[i].fd = -1;
+        }
+      }
     }
-  });
+  };
+  std::vector<std::thread> threads;
   auto start = Clock::now();
-  for (size_t sent = 0; sent < total;) {
-    ssize_t n = ::write(pair.client, out.data(), std::min(out.size(), total - sent));
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
+  if (one_reader) {
+    std::vector<int> fds;
+    for (const TcpPair& pair : pairs) fds.push_back(pair.server);
+    threads.emplace_back(read_all, fds);
+  } else {
+    for (const TcpPair& pair : pairs) threads.emplace_back(read_all, std::vector<int>{pair.server});
   }
-  reader.join();
-  double gbps = static_cast<double>(total) / seconds_since(start) / 1e9;
-  ::close(pair.client);
-  ::close(pair.server);
+  for (const TcpPair& pair : pairs) {
+    threads.emplace_back([fd = pair.client, share] {
+      std::vector<uint8_t> out(8u << 20, 3);
+      for (size_t sent = 0; sent < share;) {
+        ssize_t n = ::write(fd, out.data(), std::min(out.size(), share - sent));
+        if (n <= 0) return;
+        sent += static_cast<size_t>(n);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  double gbps = static_cast<double>(share * streams) / seconds_since(start) / 1e9;
+  for (const TcpPair& pair : pairs) {
+    ::close(pair.client);
+    ::close(pair.server);
+  }
   return gbps;
 }
 }  // namespace
@@ -194,7 +224,9 @@ int main(int argc, char** argv) {
 
   std::printf("%-8s %-28s %14.2f\n", label.c_str(), "raw unix round trip us", unix_round_trip_us());
   std::printf("%-8s %-28s %14.2f\n", label.c_str(), "raw tcp round trip us", tcp_round_trip_us());
-  std::printf("%-8s %-28s %14.3f\n", label.c_str(), "raw tcp stream GB/s", tcp_stream_gbps());
+  std::printf("%-8s %-28s %14.3f\n", label.c_str(), "raw tcp stream GB/s", tcp_streams_gbps(1, false));
+  std::printf("%-8s %-28s %14.3f\n", label.c_str(), "raw tcp x3 GB/s", tcp_streams_gbps(3, false));
+  std::printf("%-8s %-28s %14.3f\n", label.c_str(), "raw tcp x3 one reader GB/s", tcp_streams_gbps(3, true));
   check(cuMemFree(buffer), "cuMemFree");
   check(cuMemFreeHost(pinned), "cuMemFreeHost");
   return 0;
