@@ -1,8 +1,7 @@
 // Stream capture queries whose answers include arrays the driver owns (the capture's current
 // dependency nodes and their edge data). The server's driver answers; the arrays are kept here,
-// per stream, until the next query on that stream, as the driver keeps its own.
+// per thread and stream, until that thread asks for them on that stream again.
 #include <map>
-#include <mutex>
 #include <vector>
 
 #include "api_state.hpp"
@@ -16,8 +15,7 @@ struct CaptureDependencies {
   std::vector<CUgraphEdgeData> edges;
 };
 
-std::mutex g_mutex;
-auto* g_dependencies = new std::map<CUstream, CaptureDependencies>;  // never destroyed: see api_state.hpp
+thread_local std::map<CUstream, CaptureDependencies> t_dependencies;
 
 CUresult capture_info(uint32_t variant, CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
                       CUgraph* graph, const CUgraphNode** dependencies, const CUgraphEdgeData** edge_data,
@@ -42,10 +40,10 @@ CUresult capture_info(uint32_t variant, CUstream stream, CUstreamCaptureStatus* 
     if (id) *id = capture_id;
     if (graph) *graph = capture_graph;
     if (count) *count = n;
-    std::lock_guard lock(g_mutex);
-    auto& kept = (*g_dependencies)[stream];
+    if (dependencies == nullptr) return;
+    auto& kept = t_dependencies[stream];
     kept = std::move(found);
-    if (dependencies) *dependencies = kept.nodes.empty() ? nullptr : kept.nodes.data();
+    *dependencies = kept.nodes.empty() ? nullptr : kept.nodes.data();
     if (edge_data) *edge_data = kept.edges.empty() ? nullptr : kept.edges.data();
   });
 }

@@ -20,7 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include "app_protocol.hpp"
 #include "rgpu_process.hpp"
+#include "session.hpp"
+#include "wire.hpp"
 
 // cuda.h declares the per-thread default stream variants only to programs built for them.
 extern "C" CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr, const void*, size_t, CUstream);
@@ -64,6 +67,7 @@ class CudaPath : public ::testing::Environment {
     server_.reset();
   }
   static std::string server_log() { return instance->server_->log(); }
+  static std::string server_address() { return instance->server_->address(); }
   static inline CudaPath* instance = nullptr;
 
  private:
@@ -167,6 +171,21 @@ TEST_F(CudaE2E, BulkLanesKeepTheApplicationsOrder) {
     ASSERT_TRUE(out == expected) << "round " << round;
   }
   ASSERT_CU(cuMemFree(d));
+}
+
+// A connection that asks to join a CUDA session with a key no session has is refused, saying so.
+TEST_F(CudaE2E, BulkLaneWithAnUnknownKeyIsRefused) {
+  rgpu::SessionOptions options;
+  options.server = rgpu::parse_host_port(CudaPath::server_address());
+  options.token = kToken;
+  options.tls = rgpu::TlsMode::Off;
+  auto session = rgpu::Session::connect(options);
+  rgpu::WireWriter key;
+  key.put<uint64_t>(0x1234);
+  session->channel().send_frame(rgpu::kMsgCudaJoin, session->next_request_id(), key.buffer());
+  const rgpu::Frame answer = session->channel().receive_frame();
+  ASSERT_EQ(answer.header.type, static_cast<uint16_t>(rgpu::MsgType::Error));
+  EXPECT_THAT(rgpu::decode_error(answer.payload).message, ::testing::HasSubstr("no CUDA session has that lane key"));
 }
 
 // A pitched device image written from a host rectangle, copied on the device, read back into

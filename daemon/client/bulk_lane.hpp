@@ -5,7 +5,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -44,12 +43,16 @@ class BulkLane {
     std::function<void()> sent;
   };
   void run(SessionOptions options, uint64_t lane_key);
+  // The next frame to write; false when the lane stops, or its connection closed (`closed` says how).
+  bool next_job(int fd, Job& job, std::string& closed);
+  void wake();
+  bool stopping();
   void fail(const std::string& why);
 
   Post post_;
   std::function<void(const std::string&)> lost_;
   std::mutex mutex_;
-  std::condition_variable wake_;
+  int wake_fd_ = -1;  // an eventfd: a job queued, or the lane stopping
   std::deque<Job> jobs_;
   bool stopping_ = false;
   int fd_ = -1;  // the connection's socket once connected (shut down to stop a blocked write)

@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -119,6 +121,12 @@ struct ClientDaemon::Impl {
   std::unordered_map<uint64_t, std::shared_ptr<AppConnection>> fresh;
   std::unordered_map<uint64_t, std::unique_ptr<AppSession>> sessions;
   std::unordered_map<uint64_t, uint64_t> session_of_connection;
+  // Lanes of ended sessions are destroyed on threads of their own (a lane still connecting can
+  // take seconds to stop); the daemon waits for those threads before it goes.
+  std::mutex retiring_mutex;
+  std::condition_variable retired;
+  size_t retiring = 0;
+  void retire_lanes(AppSession& session);
 };
 
 void ClientDaemon::Impl::accept_next() {
@@ -495,14 +503,15 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
   std::vector<uint8_t> head(kFrameHeaderSize + inline_size);
   std::memcpy(head.data(), &header, kFrameHeaderSize);
   std::memcpy(head.data() + kFrameHeaderSize, frame.payload.data() + sizeof spec, inline_size);
-  std::function<void()> release;
-  if (!wants_answer && spec.in_length > 0) {
-    std::weak_ptr<FrameLink> app = connection.link;
-    release = [app, spec] {
-      if (auto link = app.lock())
-        link->send(frame_of(static_cast<uint16_t>(AppMsg::RingRelease), 0, RingReleaseMsg{spec.in_offset, spec.in_length}));
-    };
-  }
+  // The bytes are sent from the ring: its connection (which unmaps it when it goes) is kept until
+  // they have left; then a no-reply frame's part of the ring is given back.
+  std::shared_ptr<AppConnection> ring_owner = session.connections.at(connection.id);
+  const bool give_back = !wants_answer && spec.in_length > 0;
+  std::function<void()> release = [ring_owner, give_back, spec] {
+    if (give_back)
+      ring_owner->link->send(
+          frame_of(static_cast<uint16_t>(AppMsg::RingRelease), 0, RingReleaseMsg{spec.in_offset, spec.in_length}));
+  };
   const std::span<const uint8_t> data{connection.ring + spec.in_offset, spec.in_length};
   if (BulkLane* lane = !wants_answer && spec.in_length >= kLaneMinSize ? lane_for(session) : nullptr)
     return lane->send(std::move(head), data, std::move(release));
@@ -540,6 +549,21 @@ BulkLane* ClientDaemon::Impl::lane_for(AppSession& session) {
   return nullptr;
 }
 
+void ClientDaemon::Impl::retire_lanes(AppSession& session) {
+  if (session.lanes.empty()) return;
+  {
+    std::lock_guard lock(retiring_mutex);
+    ++retiring;
+  }
+  std::thread([this, lanes = std::move(session.lanes)]() mutable {
+    lanes.clear();
+    std::lock_guard lock(retiring_mutex);
+    --retiring;
+    retired.notify_all();
+  }).detach();
+  session.lanes.clear();
+}
+
 void ClientDaemon::Impl::fail_session(AppSession& session, const std::string& reason) {
   LOG_WARN("application %s (pid %d): %s", session.program.c_str(), session.pid, reason.c_str());
   session.state = AppSession::State::Closed;
@@ -548,6 +572,7 @@ void ClientDaemon::Impl::fail_session(AppSession& session, const std::string& re
     connection->link->finish_after_flush();
   }
   if (session.server_link) session.server_link->close(reason);
+  retire_lanes(session);
 }
 
 void ClientDaemon::Impl::drop_connection(uint64_t session_id, uint64_t connection_id) {
@@ -560,6 +585,7 @@ void ClientDaemon::Impl::drop_connection(uint64_t session_id, uint64_t connectio
   LOG_INFO("application %s (pid %d) finished", session.program.c_str(), session.pid);
   session.state = AppSession::State::Closed;
   if (session.server_link) session.server_link->close("the application finished");
+  retire_lanes(session);
   sessions.erase(it);
 }
 
@@ -568,6 +594,10 @@ ClientDaemon::ClientDaemon(ClientDaemonSettings settings) : impl_(std::make_uniq
 ClientDaemon::~ClientDaemon() {
   impl_->sessions.clear();
   impl_->fresh.clear();
+  {
+    std::unique_lock lock(impl_->retiring_mutex);
+    impl_->retired.wait(lock, [&] { return impl_->retiring == 0; });
+  }
   if (!impl_->created_socket.empty()) ::unlink(impl_->created_socket.c_str());
 }
 

@@ -80,8 +80,12 @@ struct Server::Impl {
   struct LaneTarget {
     std::weak_ptr<cuda::CudaSession> session;
     const TokenEntry* token = nullptr;
+    uint64_t owner = 0;           // the session's own connection
+    std::vector<uint64_t> lanes;  // connections joined to it
   };
   std::unordered_map<uint64_t, LaneTarget> lane_targets;
+  static constexpr size_t kMaxLanesPerSession = 16;
+  void close_connection(uint64_t id, const std::string& reason);
 
   std::shared_ptr<cuda::MemoryBudget> budget_for(const TokenEntry* token) {
     if (token == nullptr) return std::make_shared<cuda::MemoryBudget>();
@@ -133,10 +137,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void on_closed(const std::string& reason) {
-    if (cuda_ && !lane_) {
-      cuda_->close();
-      server_.lane_targets.erase(lane_key_);
+    // A session and its lanes go together: frames a closing lane held may be lost, and lanes of a
+    // closed session carry nothing.
+    auto target = server_.lane_targets.find(lane_key_);
+    if (target != server_.lane_targets.end() && lane_) {
+      std::erase(target->second.lanes, id_);
+      server_.close_connection(target->second.owner, "a bulk lane of its CUDA session closed (" + reason + ")");
+    } else if (target != server_.lane_targets.end()) {
+      const std::vector<uint64_t> lanes = target->second.lanes;
+      server_.lane_targets.erase(target);
+      for (uint64_t lane : lanes) server_.close_connection(lane, "its CUDA session closed");
     }
+    if (cuda_ && !lane_) cuda_->close();
     if (vulkan_) vulkan_->close();
     if (state_ == State::Ready)
       LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
@@ -296,7 +308,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void open_vulkan(uint64_t id, std::span<const uint8_t> payload) {
-    if (vulkan_) return reply_error(id, ErrorCode::UnexpectedMessage, "the Vulkan session is already open");
+    if (vulkan_ || lane_) return reply_error(id, ErrorCode::UnexpectedMessage, "a session is already open here");
     auto gpus = session_gpus(id, payload, AppApi::Vulkan);
     if (!gpus) return;
     vk::Instance& instance = vk::Instance::get();
@@ -348,7 +360,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // A key further connections of this token join with (bulk lanes); 0 is never one.
     while (lane_key_ == 0 || server_.lane_targets.count(lane_key_))
       if (RAND_bytes(reinterpret_cast<unsigned char*>(&lane_key_), sizeof lane_key_) != 1) lane_key_ = 0;
-    server_.lane_targets[lane_key_] = Server::Impl::LaneTarget{cuda_, token_};
+    server_.lane_targets[lane_key_] = Server::Impl::LaneTarget{cuda_, token_, id_, {}};
     WireWriter opened;
     opened.put(lane_key_);
     queue(encode_frame(kMsgCudaOpened, id, opened.buffer()));
@@ -370,8 +382,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!session) return reply_error(id, ErrorCode::Forbidden, "no CUDA session has that lane key");
     if (target->second.token != token_)
       return reply_error(id, ErrorCode::Forbidden, "the CUDA session with that lane key belongs to another token");
+    if (target->second.lanes.size() >= Server::Impl::kMaxLanesPerSession)
+      return reply_error(id, ErrorCode::Forbidden,
+                         "the CUDA session has " + std::to_string(Server::Impl::kMaxLanesPerSession) + " bulk lanes already");
     cuda_ = std::move(session);
     lane_ = true;
+    lane_key_ = key;
+    target->second.lanes.push_back(id_);
     // A lane is part of its application's session, not a client of its own.
     if (admitted_) server_.forget_admission();
     admitted_ = false;
@@ -440,7 +457,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const TokenEntry* token_ = nullptr;
   std::shared_ptr<cuda::CudaSession> cuda_;
   bool lane_ = false;      // cuda_ is another connection's session, joined as a bulk lane
-  uint64_t lane_key_ = 0;  // the key lanes join this connection's CUDA session with
+  uint64_t lane_key_ = 0;  // the key of this connection's CUDA session (its own, or the one joined)
   std::shared_ptr<vk::VulkanSession> vulkan_;
 };
 
@@ -471,6 +488,13 @@ void Server::Impl::on_accept(int res) {
 }
 
 void Server::Impl::forget_admission() { --admitted; }
+
+void Server::Impl::close_connection(uint64_t id, const std::string& reason) {
+  auto it = connections.find(id);
+  if (it == connections.end()) return;
+  std::shared_ptr<Connection> connection = it->second;  // alive while it closes and is forgotten
+  connection->close(reason);
+}
 
 void Server::Impl::forget(uint64_t id, bool counted) {
   if (connections.erase(id) == 0) return;

@@ -191,7 +191,12 @@ void Replay::call(uint32_t command, WireReader& r, WireWriter& w, VkResult& resu
                            command == CMD_vkQueueBindSparse;
       writes_.start_call();
       submitted_ = {};
-      execute(command, r, w, result);
+      try {
+        execute(command, r, w, result);
+      } catch (...) {
+        if (submits) track_submission(false);  // gives back the fence a failed submission took
+        throw;
+      }
       if (submits) track_submission(result >= 0);
       if (result < 0) return;
       writes_.finish_call(command, 0);
