@@ -988,6 +988,12 @@ TEST_F(CudaE2E, VisibleDevicesChooseAmongTheServersDevices) {
   EXPECT_EQ(run_child("SeesOnlyDeviceOne", "CUDA_VISIBLE_DEVICES=1"), kChildDone);
 }
 
+// The server runs at most 256 threads per process; a call of a thread beyond them fails with
+// CUDA_ERROR_OUT_OF_MEMORY, and the calls after it still run.
+TEST_F(CudaE2E, CallsOfThreadsOverTheServersLimitFailAndTheOthersGoOn) {
+  EXPECT_EQ(run_child("ThreadsOverTheLimit"), kChildDone);
+}
+
 // A process that dies holding GPU memory gets it freed by the server.
 TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
   size_t before = 0, total = 0;
@@ -1015,6 +1021,28 @@ TEST(CudaE2EChild, AllocateAndDie) {
   for (int i = 0; i < 3; ++i)
     if (cuMemAlloc(&d, 8 << 20) != CUDA_SUCCESS) _exit(2);
   _exit(kChildDone);  // no cuMemFree, no cleanup: the server must do it
+}
+
+TEST(CudaE2EChild, ThreadsOverTheLimit) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  if (cuInit(0) != CUDA_SUCCESS) _exit(1);
+  CUcontext context;
+  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
+  if (cuCtxSynchronize() != CUDA_SUCCESS) _exit(3);
+  // One thread after another, each with its own connection and thread on the server.
+  int refused = 0;
+  for (int i = 0; i < 260; ++i) {
+    CUresult result = CUDA_SUCCESS;
+    std::thread([&] {
+      cuCtxSetCurrent(context);
+      result = cuCtxSynchronize();
+    }).join();
+    if (result == CUDA_ERROR_OUT_OF_MEMORY) ++refused;
+    else if (result != CUDA_SUCCESS) _exit(4);
+  }
+  if (refused == 0) _exit(5);
+  if (cuCtxSynchronize() != CUDA_SUCCESS) _exit(6);  // the main thread's calls still run
+  _exit(kChildDone);
 }
 
 TEST(CudaE2EChild, SeesOnlyDeviceOne) {

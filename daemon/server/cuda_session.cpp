@@ -100,12 +100,16 @@ void CudaSession::submit(Frame frame) {
   }
   CallHeader header;
   std::memcpy(&header, frame.body().data(), sizeof header);
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (closing_) return;
   auto& worker = workers_[header.thread];
   if (!worker) {
     if (workers_.size() > kMaxThreads) {
       workers_.erase(header.thread);
+      // Its turn is skipped when it comes, so that the calls after it still run.
+      skipped_.insert(header.sequence);
+      skip_passed_turns();
+      lock.unlock();  // reply() takes the lock
       LOG_WARN("%s: more than %zu application threads; call dropped", client_.c_str(), kMaxThreads);
       reply(frame, CUDA_ERROR_OUT_OF_MEMORY, {});
       return;
@@ -166,7 +170,14 @@ void CudaSession::worker_main(Worker* worker) {
 void CudaSession::pass_turn(uint32_t sequence) {
   std::lock_guard lock(mutex_);
   if (sequence == next_sequence_) ++next_sequence_;
-  for (auto& [id, worker] : workers_) worker->ready.notify_one();
+  skip_passed_turns();
+}
+
+void CudaSession::skip_passed_turns() {
+  while (skipped_.erase(next_sequence_)) ++next_sequence_;
+  // Only a worker with a call waiting can be the one whose turn it is now.
+  for (auto& [id, worker] : workers_)
+    if (!worker->queue.empty()) worker->ready.notify_one();
 }
 
 void CudaSession::reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail) {

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -59,6 +60,8 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void worker_main(Worker* worker);
   void execute(Worker& worker, Frame& frame);
   void pass_turn(uint32_t sequence);
+  // With mutex_ held: moves the turn past dropped calls, wakes the workers with calls waiting.
+  void skip_passed_turns();
   void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {});
   CUresult copy_rectangle(WireReader& args, WireWriter& out);
   static CUresult encode_tensor_map(WireReader& args, WireWriter& out);
@@ -81,6 +84,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   std::mutex mutex_;
   std::map<uint32_t, std::unique_ptr<Worker>> workers_;
   uint32_t next_sequence_ = 1;
+  std::set<uint32_t> skipped_;  // sequences of calls dropped before their turn
   bool closing_ = false;
   uint32_t deferred_function_ = 0;
   CUresult deferred_result_ = CUDA_SUCCESS;
