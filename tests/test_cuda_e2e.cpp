@@ -994,6 +994,24 @@ TEST_F(CudaE2E, CallsOfThreadsOverTheServersLimitFailAndTheOthersGoOn) {
   EXPECT_EQ(run_child("ThreadsOverTheLimit"), kChildDone);
 }
 
+// The CUDA path over TLS, bulk lanes included (each lane makes its own TLS connection): a copy
+// larger than the ring crosses it whole.
+TEST_F(CudaE2E, CopiesCrossATlsServerOverBulkLanes) {
+  TempDir dir;
+  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
+  ServerProcess server({"--config", config, "--cert", dir.path() + "/cert.pem", "--key", dir.path() + "/key.pem",
+                        "--generate-cert"},
+                       {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server.address(), "--tls", "on", "--socket", socket}, {}, "client");
+  const std::string variable = "RGPU_CLIENT_SOCKET=" + socket;
+  EXPECT_EQ(run_child("LargeCopyRoundTrips", variable.c_str()), kChildDone)
+      << "server:\n" << server.log() << "\nclient:\n" << client.log();
+  const std::string log = server.log();
+  EXPECT_NE(log.find("TLS with 127.0.0.1"), std::string::npos) << log;
+  EXPECT_NE(log.find("bulk lane from"), std::string::npos) << log;
+}
+
 // A process that dies holding GPU memory gets it freed by the server.
 TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
   size_t before = 0, total = 0;
@@ -1042,6 +1060,26 @@ TEST(CudaE2EChild, ThreadsOverTheLimit) {
   }
   if (refused == 0) _exit(5);
   if (cuCtxSynchronize() != CUDA_SUCCESS) _exit(6);  // the main thread's calls still run
+  _exit(kChildDone);
+}
+
+TEST(CudaE2EChild, LargeCopyRoundTrips) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  if (cuInit(0) != CUDA_SUCCESS) _exit(1);
+  CUcontext context;
+  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
+  const size_t bytes = (96 << 20) + 7;
+  std::vector<uint8_t> in(bytes), out(bytes);
+  std::mt19937 rng(5);
+  for (auto& v : in) v = static_cast<uint8_t>(rng());
+  CUdeviceptr d = 0;
+  if (cuMemAlloc(&d, bytes) != CUDA_SUCCESS) _exit(3);
+  // Twice: the lanes join while the first copy may be under way.
+  for (int round = 0; round < 2; ++round) {
+    if (cuMemcpyHtoD(d, in.data(), bytes) != CUDA_SUCCESS) _exit(4);
+    if (cuMemcpyDtoH(out.data(), d, bytes) != CUDA_SUCCESS) _exit(5);
+    if (out != in) _exit(6);
+  }
   _exit(kChildDone);
 }
 
