@@ -82,22 +82,6 @@ bool offered(const Device& device, const vk::DeviceCommand& command) {
   return std::find(device.extensions.begin(), device.extensions.end(), command.extension) != device.extensions.end();
 }
 
-// Sends an RGPU call built here (not a generated vk* command) and waits for its answer.
-VkResult request(Device* device, const WireWriter& payload, const char* what) {
-  std::vector<uint8_t> outputs;
-  std::string problem;
-  const VkResult result = device->session().request(const_cast<WireWriter&>(payload).buffer(), outputs, problem);
-  if (result < 0) LOG_ERROR("Vulkan: %s: %s %s", what, vk::result_text(result).c_str(), problem.c_str());
-  return result;
-}
-
-VkResult post(Device* device, const WireWriter& payload, const char* what) {
-  std::string problem;
-  if (device->session().post(const_cast<WireWriter&>(payload).buffer(), problem)) return VK_SUCCESS;
-  LOG_ERROR("Vulkan: %s: %s", what, problem.c_str());
-  return VK_ERROR_DEVICE_LOST;
-}
-
 void release_region(Memory& memory) {
   if (memory.watched) WrittenPages::get().unwatch(memory.region, memory.region_size());
   memory.watched = false;
@@ -138,10 +122,10 @@ VKAPI_ATTR VkResult VKAPI_CALL CreateDevice(VkPhysicalDevice physical_handle, co
     }
     device->extensions.emplace_back(name);
   }
-  WireWriter w;
-  w.put(vk::CMD_CreateDevice).put(physical->session_index).put(vk::to_wire(reinterpret_cast<VkDevice>(device.get())));
-  vk::put(w, *info);
-  const VkResult result = request(device.get(), w, "vkCreateDevice");
+  Call call(physical_handle, vk::CMD_CreateDevice, "vkCreateDevice");
+  call.args().put(physical->session_index).put(vk::to_wire(reinterpret_cast<VkDevice>(device.get())));
+  vk::put(call.args(), *info);
+  const VkResult result = call.send_and_wait();
   if (result != VK_SUCCESS) return result;
   *out = reinterpret_cast<VkDevice>(device.release());
   return VK_SUCCESS;
@@ -162,9 +146,9 @@ VKAPI_ATTR void VKAPI_CALL DestroyDevice(VkDevice handle, const VkAllocationCall
       it = memories.erase(it);
     }
   }
-  WireWriter w;
-  w.put(vk::CMD_DestroyDevice).put(vk::to_wire(handle));
-  post(device, w, "vkDestroyDevice");
+  Call call(handle, vk::CMD_DestroyDevice, "vkDestroyDevice");
+  call.args().put(vk::to_wire(handle));
+  call.send_pipelined();
   delete device;
 }
 
@@ -281,11 +265,11 @@ VKAPI_ATTR VkResult VKAPI_CALL EndCommandBuffer(VkCommandBuffer handle) {
     Recording rec(handle, vk::CMD_vkEndCommandBuffer);
     encode_vkEndCommandBuffer(rec.args(), handle);
   }
-  WireWriter w;
-  w.put(vk::CMD_Batch).put(buffer->count).bytes(buffer->stream.data(), buffer->stream.size());
+  Call call(handle, vk::CMD_Batch, "vkEndCommandBuffer");
+  call.args().put(buffer->count).bytes(buffer->stream.data(), buffer->stream.size());
   buffer->stream.clear();
   buffer->count = 0;
-  return post(buffer->device, w, "vkEndCommandBuffer");
+  return call.send_pipelined();
 }
 
 VKAPI_ATTR VkResult VKAPI_CALL ResetCommandBuffer(VkCommandBuffer handle, VkCommandBufferResetFlags flags) {
@@ -357,10 +341,10 @@ VKAPI_ATTR VkResult VKAPI_CALL MapMemory(VkDevice handle, VkDeviceMemory memory_
   memory->watched = WrittenPages::get().watch(memory->region, memory->region_size());
   // The server answers after sending the memory's contents, which land in the region (under the
   // lock, taken by whichever thread reads them).
-  WireWriter w;
-  w.put(vk::CMD_MapMemory).put(vk::to_wire(memory_handle)).put<uint64_t>(offset).put<uint64_t>(size);
+  Call call(handle, vk::CMD_MapMemory, "vkMapMemory");
+  call.args().put(vk::to_wire(memory_handle)).put<uint64_t>(offset).put<uint64_t>(size);
   lock.unlock();
-  const VkResult result = request(device, w, "vkMapMemory");
+  const VkResult result = call.send_and_wait();
   lock.lock();
   if (result != VK_SUCCESS) {
     release_region(*memory);
@@ -376,9 +360,9 @@ VKAPI_ATTR void VKAPI_CALL UnmapMemory(VkDevice handle, VkDeviceMemory memory_ha
   Memory* memory = find_memory(device, memory_handle);
   if (memory == nullptr || memory->region == nullptr) return;
   push_mapped_memory(device);
-  WireWriter w;
-  w.put(vk::CMD_UnmapMemory).put(vk::to_wire(memory_handle));
-  post(device, w, "vkUnmapMemory");
+  Call call(handle, vk::CMD_UnmapMemory, "vkUnmapMemory");
+  call.args().put(vk::to_wire(memory_handle));
+  call.send_pipelined();
   release_region(*memory);
 }
 
@@ -389,9 +373,7 @@ VKAPI_ATTR VkResult VKAPI_CALL FlushMappedMemoryRanges(VkDevice handle, uint32_t
 }
 
 VKAPI_ATTR VkResult VKAPI_CALL InvalidateMappedMemoryRanges(VkDevice handle, uint32_t, const VkMappedMemoryRange*) {
-  WireWriter w;
-  w.put(vk::CMD_PullMemory);
-  return request(from_handle(handle), w, "vkInvalidateMappedMemoryRanges");
+  return Call(handle, vk::CMD_PullMemory, "vkInvalidateMappedMemoryRanges").send_and_wait();
 }
 
 }  // namespace rgpu::icd
