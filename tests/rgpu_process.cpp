@@ -169,4 +169,9 @@ int ServerProcess::stop() {
 
 std::string ServerProcess::log() const { return read_file(log_path_); }
 
+std::vector<std::string> tls_server_args(const TempDir& dir) {
+  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
+  return {"--config", config, "--cert", dir.path() + "/cert.pem", "--key", dir.path() + "/key.pem", "--generate-cert"};
+}
+
 }  // namespace rgpu::test

@@ -37,6 +37,9 @@ class TempDir {
   std::string path_;
 };
 
+// `rgpu server` arguments for a loopback server with a TLS certificate it generates in `dir`.
+std::vector<std::string> tls_server_args(const TempDir& dir);
+
 class ServerProcess {
  public:
   // Starts `rgpu server args...` on a fresh loopback port (an inherited listening socket, as systemd

@@ -998,10 +998,7 @@ TEST_F(CudaE2E, CallsOfThreadsOverTheServersLimitFailAndTheOthersGoOn) {
 // larger than the ring crosses it whole.
 TEST_F(CudaE2E, CopiesCrossATlsServerOverBulkLanes) {
   TempDir dir;
-  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
-  ServerProcess server({"--config", config, "--cert", dir.path() + "/cert.pem", "--key", dir.path() + "/key.pem",
-                        "--generate-cert"},
-                       {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
+  ServerProcess server(rgpu::test::tls_server_args(dir), {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
   const std::string socket = dir.path() + "/client.sock";
   ServerProcess client({"--server", server.address(), "--tls", "on", "--socket", socket}, {}, "client");
   const std::string variable = "RGPU_CLIENT_SOCKET=" + socket;

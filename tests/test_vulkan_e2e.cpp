@@ -310,10 +310,7 @@ TEST(VulkanTls, ComputeProgramOverTls) {
   GTEST_SKIP() << "built without glslangValidator: no compute program";
 #else
   TempDir dir;
-  const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
-  ServerProcess server({"--config", config, "--cert", dir.path() + "/cert.pem", "--key", dir.path() + "/key.pem",
-                        "--generate-cert"},
-                       {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+  ServerProcess server(rgpu::test::tls_server_args(dir), {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
   const std::string socket = dir.path() + "/client.sock";
   ServerProcess client({"--server", server.address(), "--socket", socket}, {}, "client");
   const CommandResult direct = run_program({VULKAN_COMPUTE}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});

@@ -351,11 +351,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     };
     cuda_ = std::make_shared<cuda::CudaSession>(devices, server_.budget_for(token_), send,
                                                 client_name_ + " from " + peer_);
-    // Large calls (host -> device data) are received straight into the session's staging memory.
-    link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(cuda_)](const FrameHeader& header) {
-      auto cuda = session.lock();
-      return cuda ? cuda->staging_buffer(header) : BulkPayload{};
-    }, cuda::kBulkFrameMinSize);
+    receive_into_staging();
     LOG_INFO("CUDA session for %s on %zu GPU(s)", peer_.c_str(), devices.real.size());
     // A key further connections of this token join with (bulk lanes); 0 is never one.
     while (lane_key_ == 0 || server_.lane_targets.count(lane_key_))
@@ -364,6 +360,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     WireWriter opened;
     opened.put(lane_key_);
     queue(encode_frame(kMsgCudaOpened, id, opened.buffer()));
+  }
+
+  // Large calls (host -> device data) are received straight into cuda_'s staging memory.
+  void receive_into_staging() {
+    link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(cuda_)](const FrameHeader& header) {
+      auto cuda = session.lock();
+      return cuda ? cuda->staging_buffer(header) : BulkPayload{};
+    }, cuda::kBulkFrameMinSize);
   }
 
   // A bulk lane: this connection carries calls of the CUDA session with the key too.
@@ -392,10 +396,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // A lane is part of its application's session, not a client of its own.
     if (admitted_) server_.forget_admission();
     admitted_ = false;
-    link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(cuda_)](const FrameHeader& header) {
-      auto cuda = session.lock();
-      return cuda ? cuda->staging_buffer(header) : BulkPayload{};
-    }, cuda::kBulkFrameMinSize);
+    receive_into_staging();
     LOG_INFO("bulk lane from %s joined a CUDA session", peer_.c_str());
     queue(encode_frame(kMsgCudaJoined, id, {}));
   }

@@ -95,11 +95,11 @@ void VulkanSession::start_wait(uint64_t request_id, uint32_t command, Replay::Wa
       if (last != VK_TIMEOUT || left <= kThreadSliceNs) break;
       if (abandon_waits_.load()) return;
     }
-    enqueue([this, serial, request_id, command, last, end = wait.end] {
+    enqueue([this, serial, request_id, command, last, wait] {
       // Back on the session's thread: the waiter has nothing left to do but return.
       waiters_.at(serial).join();
       waiters_.erase(serial);
-      end_wait(request_id, command, end ? end(last) : last);
+      end_wait(request_id, command, wait.result_of(last));
     });
   });
 }
