@@ -125,6 +125,13 @@ size_t FrameDecoder::take_into(std::span<uint8_t> payload) {
   return here;
 }
 
+std::vector<uint8_t> FrameDecoder::take_rest() {
+  std::vector<uint8_t> rest(buffer_.begin() + static_cast<std::ptrdiff_t>(consumed_), buffer_.end());
+  buffer_.clear();
+  consumed_ = 0;
+  return rest;
+}
+
 std::optional<Frame> FrameDecoder::next() {
   const std::optional<FrameHeader> peeked = peek_header();
   if (!peeked) return std::nullopt;

@@ -92,6 +92,8 @@ class FrameDecoder {
   // Takes the peeked frame out of the stream: its header and the payload bytes already here,
   // copied to `payload` (its size is the frame's payload length). Returns how many were copied.
   size_t take_into(std::span<uint8_t> payload);
+  // Everything buffered and not yet taken, as raw bytes; the decoder is empty afterwards.
+  std::vector<uint8_t> take_rest();
 
  private:
   std::vector<uint8_t> buffer_;

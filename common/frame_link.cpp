@@ -31,8 +31,29 @@ FrameLink::~FrameLink() {
 
 void FrameLink::start(Callbacks callbacks) {
   callbacks_ = std::move(callbacks);
+  if (decoder_.buffered() > 0) take_frames();
   if (ssl_) return drive_tls();
   arm_recv();
+}
+
+void FrameLink::prime(std::span<const uint8_t> bytes) { decoder_.feed(bytes); }
+
+void FrameLink::hand_over(std::function<void(Handover)> take) {
+  if (closed_) return;
+  handover_ = std::move(take);
+  paused_ = true;
+  // Not from inside the frame handler that asked: the reading code above it still uses the socket.
+  loop_.post([self = shared_from_this()] { self->finish_handover(); });
+}
+
+void FrameLink::finish_handover() {
+  if (closed_ || !handover_ || send_armed_ || !out_.empty()) return;  // on_flushed comes back here
+  if (recv_armed_ || bulk_) return close("cannot hand over a connection in the middle of a receive");
+  Handover handover{std::move(fd_), std::move(ssl_), decoder_.take_rest()};
+  auto take = std::move(handover_);
+  closed_ = true;
+  callbacks_ = {};
+  take(std::move(handover));
 }
 
 void FrameLink::close(const std::string& reason) {
@@ -220,6 +241,7 @@ void FrameLink::on_sent(int res) {
 
 void FrameLink::on_flushed() {
   if (pending_tls_ctx_) return begin_tls();
+  if (handover_) return finish_handover();
   if (finishing_ && !write_shut_) {
     write_shut_ = true;
     ::shutdown(fd_.get(), SHUT_WR);  // the peer reads what we sent, then sees the end of the stream
@@ -346,6 +368,10 @@ void FrameLink::drive_tls_once() {
   if (out_.empty() && finishing_ && !write_shut_) {
     write_shut_ = true;
     ::shutdown(fd_.get(), SHUT_WR);
+  }
+  if (out_.empty() && handover_) {
+    loop_.post([self = shared_from_this()] { self->finish_handover(); });
+    return;
   }
   if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
   while (!paused_ || finishing_) {

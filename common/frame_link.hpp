@@ -55,6 +55,19 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   // Call it before start(): the socket may already hold TLS records.
   void adopt_tls(SslPtr ssl);
 
+  // Gives the connection to another owner (a link on another event loop): stops reading after the
+  // current frame and, once everything queued has left, hands over the socket, its TLS session and
+  // any bytes received past that frame. The link is closed from then on, without on_close; if it
+  // closes first, `take` never runs.
+  struct Handover {
+    UniqueFd fd;
+    SslPtr ssl;
+    std::vector<uint8_t> unread;
+  };
+  void hand_over(std::function<void(Handover)> take);
+  // Bytes received before this link existed (a handover's `unread`); call it before start().
+  void prime(std::span<const uint8_t> bytes);
+
   // Sends what is queued, then half-closes; the link closes when the peer does (or on close()).
   void finish_after_flush();
   void close(const std::string& reason);
@@ -97,6 +110,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   void drive_tls();
   void drive_tls_once();
   void complete_front(size_t bytes);
+  void finish_handover();
 
   EventLoop& loop_;
   UniqueFd fd_;
@@ -124,6 +138,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   SslPtr ssl_;
   SSL_CTX* pending_tls_ctx_ = nullptr;
   std::function<void()> tls_done_;
+  std::function<void(Handover)> handover_;
   bool tls_handshaking_ = false;
   short poll_armed_ = 0;
   bool driving_ = false;

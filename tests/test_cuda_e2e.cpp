@@ -188,6 +188,34 @@ TEST_F(CudaE2E, BulkLaneWithAnUnknownKeyIsRefused) {
   EXPECT_THAT(rgpu::decode_error(answer.payload).message, ::testing::HasSubstr("no CUDA session has that lane key"));
 }
 
+// A joined lane is read on a thread of its own: it answers the join from there, carries CUDA calls
+// only, and a lane refused for anything else ends its session with it.
+TEST_F(CudaE2E, ALaneCarriesCudaCallsOnlyAndTakesItsSessionWithIt) {
+  rgpu::SessionOptions options;
+  options.server = rgpu::parse_host_port(CudaPath::server_address());
+  options.token = kToken;
+  options.tls = rgpu::TlsMode::Off;
+  auto owner = rgpu::Session::connect(options);
+  owner->channel().send_frame(rgpu::kMsgCudaOpen, owner->next_request_id(), rgpu::encode(rgpu::SessionOpenMsg{{0}}));
+  const rgpu::Frame opened = owner->channel().receive_frame();
+  ASSERT_EQ(opened.header.type, rgpu::kMsgCudaOpened);
+  ASSERT_EQ(opened.payload.size(), sizeof(uint64_t));
+
+  auto lane = rgpu::Session::connect(options);
+  const uint64_t join = lane->next_request_id();
+  lane->channel().send_frame(rgpu::kMsgCudaJoin, join, opened.payload);
+  const rgpu::Frame joined = lane->channel().receive_frame();
+  ASSERT_EQ(joined.header.type, rgpu::kMsgCudaJoined);
+  EXPECT_EQ(joined.header.request_id, join);
+
+  lane->channel().send_frame(static_cast<uint16_t>(rgpu::MsgType::Ping), lane->next_request_id(), {});
+  const rgpu::Frame refused = lane->channel().receive_frame();
+  ASSERT_EQ(refused.header.type, static_cast<uint16_t>(rgpu::MsgType::Error));
+  EXPECT_THAT(rgpu::decode_error(refused.payload).message, ::testing::HasSubstr("a bulk lane carries CUDA calls only, not Ping"));
+  lane.reset();  // the refused client goes
+  EXPECT_THROW(owner->channel().receive_frame(), rgpu::ChannelClosed);  // and its session with it
+}
+
 // A pitched device image written from a host rectangle, copied on the device, read back into
 // another host rectangle; large enough to travel in several chunks of rows.
 TEST_F(CudaE2E, RectanglesAndBoxesCopy) {

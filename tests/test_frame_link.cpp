@@ -1,11 +1,14 @@
 // FrameLink over a real socket pair and io_uring: frames in order, large frames received straight
-// into memory a bulk sink provides, and the usual path when the sink declines.
+// into memory a bulk sink provides, the usual path when the sink declines, and a connection handed
+// over to a link on another loop thread.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <future>
 #include <numeric>
 #include <thread>
 
+#include "channel.hpp"
 #include "event_loop.hpp"
 #include "frame_link.hpp"
 
@@ -122,6 +125,70 @@ TEST_F(FrameLinkBulk, SinkMemoryTooSmallIsNotUsed) {
   ASSERT_EQ(received.size(), 1u);
   EXPECT_FALSE(received[0].bulk);
   EXPECT_EQ(received[0].body, large);
+}
+
+// The first link answers a frame, then gives the connection away: its answer leaves first, the
+// frames sent behind the one that asked arrive at the new link on the other loop, which goes on.
+TEST(FrameLinkHandover, QueuedAnswerLeavesAndUnreadFramesFollowTheConnection) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  UniqueFd peer(fds[1]);
+  EventLoop first_loop, second_loop;
+  std::thread second_thread([&] { second_loop.run(); });
+  std::shared_ptr<FrameLink> second;
+  std::promise<std::vector<uint16_t>> second_got;
+  std::vector<uint16_t> got;  // on second_loop's thread
+  bool first_closed = false;
+
+  auto first = std::make_shared<FrameLink>(first_loop, UniqueFd(fds[0]), "test");
+  first->start(FrameLink::Callbacks{
+      .on_frame =
+          [&](Frame&& frame) {
+            ASSERT_EQ(frame.header.type, 1);
+            first->send(encode_frame(100, 0, {}, 0, Compression::Never));
+            first->hand_over([&](FrameLink::Handover connection) {
+              EXPECT_EQ(connection.unread.size(), 2 * kFrameHeaderSize + 6);  // frames 2 and 3
+              auto handed = std::make_shared<FrameLink::Handover>(std::move(connection));
+              second_loop.post([&, handed] {
+                second = std::make_shared<FrameLink>(second_loop, std::move(handed->fd), "test");
+                second->prime(handed->unread);
+                second->start(FrameLink::Callbacks{
+                    .on_frame =
+                        [&](Frame&& frame) {
+                          got.push_back(frame.header.type);
+                          if (got.size() == 3) {
+                            second->send(encode_frame(101, 0, {}, 0, Compression::Never));
+                            second_got.set_value(got);
+                          }
+                        },
+                    .on_close = [](const std::string&) {},
+                    .on_malformed = {},
+                });
+              });
+              first_loop.stop();
+            });
+          },
+      .on_close = [&](const std::string&) { first_closed = true; },
+      .on_malformed = {},
+  });
+  BlockingChannel channel(std::move(peer));
+  std::vector<uint8_t> burst;
+  for (uint16_t type : {1, 2, 3}) {
+    auto frame = encode_frame(type, 0, std::vector<uint8_t>(3, static_cast<uint8_t>(type)), 0, Compression::Never);
+    burst.insert(burst.end(), frame.begin(), frame.end());
+  }
+  channel.write_all(burst);
+  first_loop.run();
+  EXPECT_FALSE(first_closed);
+  EXPECT_TRUE(first->closed());
+  EXPECT_EQ(channel.receive_frame().header.type, 100);
+  channel.send_frame(4, 0, {}, 0, Compression::Never);
+  auto future = second_got.get_future();
+  EXPECT_EQ(future.get(), (std::vector<uint16_t>{2, 3, 4}));
+  EXPECT_EQ(channel.receive_frame().header.type, 101);
+  second_loop.post([&] { second->close("done"); second.reset(); });
+  second_loop.stop();
+  second_thread.join();
 }
 
 }  // namespace

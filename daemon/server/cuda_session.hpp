@@ -32,7 +32,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client);
   ~CudaSession();
 
-  // A CudaCall frame, from the event loop thread.
+  // A CudaCall frame, from the thread reading its connection (thread-safe).
   void submit(Frame frame);
   // Where a large CudaCall frame may be received (a staging buffer), or an empty owner.
   BulkPayload staging_buffer(const FrameHeader& header);

@@ -7,14 +7,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "app_protocol.hpp"
 #include "auth.hpp"
+#include "bulk_lane_reader.hpp"
 #include "cuda_driver.hpp"
 #include "cuda_session.hpp"
 #include "cuda_wire.hpp"
@@ -22,6 +25,7 @@
 #include "frame.hpp"
 #include "frame_link.hpp"
 #include "log.hpp"
+#include "loop_threads.hpp"
 #include "net.hpp"
 #include "tls.hpp"
 #include "vulkan_instance.hpp"
@@ -85,6 +89,12 @@ struct Server::Impl {
   };
   std::unordered_map<uint64_t, LaneTarget> lane_targets;
   static constexpr size_t kMaxLanesPerSession = 16;
+  // Where joined lanes are read: loop threads of their own, started with the first lane.
+  std::unique_ptr<LoopThreads> lane_loops;
+  EventLoop& lane_loop() {
+    if (!lane_loops) lane_loops = std::make_unique<LoopThreads>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
+    return lane_loops->next();
+  }
   void close_connection(uint64_t id, const std::string& reason);
 
   std::shared_ptr<cuda::MemoryBudget> budget_for(const TokenEntry* token) {
@@ -133,7 +143,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                  std::to_string(server_.settings.handshake_timeout.count()) + " ms");
   }
 
-  void close(const std::string& reason) { link_->close(reason); }
+  void close(const std::string& reason) {
+    if (lane_reader_) return lane_reader_->close(reason);
+    link_->close(reason);
+  }
 
  private:
   void on_closed(const std::string& reason) {
@@ -396,9 +409,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // A lane is part of its application's session, not a client of its own.
     if (admitted_) server_.forget_admission();
     admitted_ = false;
-    receive_into_staging();
     LOG_INFO("bulk lane from %s joined a CUDA session", peer_.c_str());
-    queue(encode_frame(kMsgCudaJoined, id, {}));
+    // From here on the lane is read on a loop thread of its own; it sent nothing after CudaJoin.
+    std::weak_ptr<Connection> weak = shared_from_this();
+    link_->hand_over([weak, id](FrameLink::Handover connection) {
+      auto self = weak.lock();
+      if (!self) return;
+      EventLoop* main_loop = &self->server_.loop;
+      self->lane_reader_ = BulkLaneReader::start(
+          self->server_.lane_loop(), std::move(connection), self->peer_, self->cuda_, id,
+          [main_loop, weak](const std::string& reason) {
+            main_loop->post([weak, reason] {
+              if (auto closed = weak.lock()) closed->on_closed(reason);
+            });
+          });
+    });
   }
 
   bool gpu_allowed(uint32_t index) const {
@@ -458,6 +483,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const TokenEntry* token_ = nullptr;
   std::shared_ptr<cuda::CudaSession> cuda_;
   bool lane_ = false;      // cuda_ is another connection's session, joined as a bulk lane
+  std::shared_ptr<BulkLaneReader> lane_reader_;  // the lane once handed over to its loop thread
   uint64_t lane_key_ = 0;  // the key of this connection's CUDA session (its own, or the one joined)
   std::shared_ptr<vk::VulkanSession> vulkan_;
 };
@@ -549,6 +575,7 @@ void Server::run() {
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : impl_->connections) all.push_back(c);
   for (auto& c : all) c->close("server shutting down");
+  impl_->lane_loops.reset();  // after the lanes' closing, which is posted to them
 }
 
 void Server::stop() { impl_->loop.stop(); }
