@@ -10,6 +10,7 @@
 #include "cuda_client.hpp"
 #include "daemon_link.hpp"
 #include "log.hpp"
+#include "parallel_copy.hpp"
 
 namespace rgpu::cuda {
 
@@ -77,7 +78,7 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
     const size_t n = std::min(slots.chunk, bytes - done);
     const uint64_t offset = slot * slots.size;
     if (CUresult r = link->wait_released(offset); r != CUDA_SUCCESS) return r;
-    std::memcpy(link->ring().data() + offset, from + done, n);
+    parallel_copy(link->ring().data() + offset, from + done, n);
     CallBuilder call(FN_rgpuMemcpyHtoD);
     call.writer().put(variant).put<uint64_t>(dst + done).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
     RingSpec spec{offset, n, 0, 0};
@@ -103,7 +104,7 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   auto take = [&](size_t at, size_t n) {
     return [to, at, n](WireReader& reader) {
       auto data = reader.bytes(n);
-      std::memcpy(to + at, data.data(), n);
+      parallel_copy(to + at, data.data(), n);
     };
   };
   if (bytes <= kInlineLimit) {
