@@ -46,7 +46,7 @@ struct ClientSection {
   bool include_local_gpus = true;
   // RGPU extension: further connections per CUDA application that carry its large host-to-device
   // copies in parallel (0: everything on the application's one connection).
-  uint32_t bulk_lanes = 3;
+  uint32_t bulk_lanes = 4;
   std::vector<ClientServerEntry> servers;
 };
 

@@ -86,7 +86,7 @@ TEST(Config, EmptyFileGivesDefaults) {
   EXPECT_EQ(c.server.max_clients, 16u);
   EXPECT_EQ(c.client.gpu_ordering, GpuOrdering::LocalFirst);
   EXPECT_TRUE(c.client.include_local_gpus);
-  EXPECT_EQ(c.client.bulk_lanes, 3u);
+  EXPECT_EQ(c.client.bulk_lanes, 4u);
   EXPECT_TRUE(c.tokens.empty());
 }
 

@@ -18,7 +18,7 @@ struct ClientDaemonSettings {
   std::string socket_path;       // where to listen (ignored with listen_fd)
   std::optional<int> listen_fd;  // an inherited listening unix socket (systemd)
   uint64_t ring_size = kDefaultRingSize;
-  uint32_t bulk_lanes = 3;  // per CUDA application (rgpu.toml [client] bulk_lanes)
+  uint32_t bulk_lanes = 4;  // per CUDA application (rgpu.toml [client] bulk_lanes)
 };
 
 class ClientDaemon {
