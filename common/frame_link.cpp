@@ -387,4 +387,13 @@ void FrameLink::drive_tls_once() {
   }
 }
 
+void post_send(EventLoop& loop, std::weak_ptr<FrameLink> link, std::vector<uint8_t> head, BulkPayload tail) {
+  loop.post([link = std::move(link), head = std::move(head), tail = std::move(tail)]() mutable {
+    auto alive = link.lock();
+    if (!alive) return;
+    if (!tail.owner) return alive->send(std::move(head));
+    alive->send_borrowed(std::move(head), tail.bytes, [owner = std::move(tail.owner)]() mutable { owner.reset(); });
+  });
+}
+
 }  // namespace rgpu

@@ -145,4 +145,8 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   bool drive_again_ = false;
 };
 
+// Sends a frame's encoded start and, when `tail` has an owner, the bytes it holds after it, from
+// any thread: the send runs on `loop`, if the link is still there; the owner goes once sent.
+void post_send(EventLoop& loop, std::weak_ptr<FrameLink> link, std::vector<uint8_t> head, BulkPayload tail);
+
 }  // namespace rgpu

@@ -183,36 +183,46 @@ void DaemonLink::handle_unsolicited(const Frame& frame) {
 }
 
 CUresult DaemonLink::wait(uint64_t request_id, std::vector<uint8_t>& storage, std::span<const uint8_t>& answer) {
+  if (auto early = early_.extract(request_id)) return take_answer(early.mapped(), storage, answer);
   for (;;) {
     if (broken_) return kLinkLost;
     Frame frame;
     if (!read_frame(frame, nullptr)) return broken("the daemon closed the connection");
     try {
-      if (frame.header.request_id != request_id || frame.header.type == static_cast<uint16_t>(AppMsg::RingRelease)) {
-        if (frame.header.type == static_cast<uint16_t>(MsgType::Error) && frame.header.request_id == 0)
+      if (frame.header.type == static_cast<uint16_t>(AppMsg::RingRelease) || frame.header.request_id == 0) {
+        if (frame.header.type == static_cast<uint16_t>(MsgType::Error))
           return broken(decode_error(frame.payload).message);
         handle_unsolicited(frame);
         continue;
       }
-      if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) {
-        ErrorMsg error = decode_error(frame.payload);
-        LOG_ERROR("the server refused a call: %s", error.message.c_str());
-        return error.code == ErrorCode::NotSupported ? CUDA_ERROR_NOT_SUPPORTED : CUDA_ERROR_INVALID_VALUE;
-      }
-      if (frame.header.flags & kFrameRing) {
-        WireReader reader(frame.payload, "ring answer");
-        RingSpec spec = reader.get<RingSpec>();
-        if (spec.out_offset > ring_size_ || spec.out_capacity > ring_size_ - spec.out_offset)
-          return broken("the daemon placed an answer outside the ring");
-        answer = {ring_ + spec.out_offset, spec.out_capacity};
-      } else {
-        storage = std::move(frame.payload);
-        answer = storage;
-      }
-      return CUDA_SUCCESS;
     } catch (const WireError& e) {
       return broken(std::string("malformed frame from the daemon: ") + e.what());
     }
+    if (frame.header.request_id == request_id) return take_answer(frame, storage, answer);
+    early_.emplace(frame.header.request_id, std::move(frame));
+  }
+}
+
+CUresult DaemonLink::take_answer(Frame& frame, std::vector<uint8_t>& storage, std::span<const uint8_t>& answer) {
+  try {
+    if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) {
+      ErrorMsg error = decode_error(frame.payload);
+      LOG_ERROR("the server refused a call: %s", error.message.c_str());
+      return error.code == ErrorCode::NotSupported ? CUDA_ERROR_NOT_SUPPORTED : CUDA_ERROR_INVALID_VALUE;
+    }
+    if (frame.header.flags & kFrameRing) {
+      WireReader reader(frame.payload, "ring answer");
+      RingSpec spec = reader.get<RingSpec>();
+      if (spec.out_offset > ring_size_ || spec.out_capacity > ring_size_ - spec.out_offset)
+        return broken("the daemon placed an answer outside the ring");
+      answer = {ring_ + spec.out_offset, spec.out_capacity};
+    } else {
+      storage = std::move(frame.payload);
+      answer = storage;
+    }
+    return CUDA_SUCCESS;
+  } catch (const WireError& e) {
+    return broken(std::string("malformed frame from the daemon: ") + e.what());
   }
 }
 

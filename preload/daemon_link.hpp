@@ -5,6 +5,7 @@
 #include <cuda.h>
 
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,7 +40,9 @@ class DaemonLink {
   // Sends one frame; with ring_spec, `in` bytes travel from the ring and the answer may land there.
   CUresult send(uint64_t request_id, uint16_t flags, std::span<const uint8_t> payload,
                 const RingSpec* ring_spec = nullptr);
-  // Reads until the answer to request_id; `answer` points into `storage` or into the ring.
+  // Reads until the answer to request_id; `answer` points into `storage` or into the ring. Answers
+  // to other requests that come first (several requests in flight, answered over different
+  // connections) are kept for their own wait.
   CUresult wait(uint64_t request_id, std::vector<uint8_t>& storage, std::span<const uint8_t>& answer);
   // Blocks until the daemon has released the ring bytes at [offset, offset + length).
   CUresult wait_released(uint64_t offset);
@@ -52,6 +55,7 @@ class DaemonLink {
   bool read_frame(Frame& frame, int* received_fd);
   CUresult broken(const std::string& why);
   void handle_unsolicited(const Frame& frame);
+  CUresult take_answer(Frame& frame, std::vector<uint8_t>& storage, std::span<const uint8_t>& answer);
 
   int fd_ = -1;
   uint32_t thread_id_ = 0;
@@ -59,6 +63,7 @@ class DaemonLink {
   size_t ring_size_ = 0;
   FrameDecoder decoder_{kMaxFramePayload, kFrameRing};
   std::vector<uint64_t> in_flight_;  // ring offsets the daemon has not released yet
+  std::map<uint64_t, Frame> early_;  // answers that came before their wait, by request id
   bool broken_ = false;
 };
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "app_protocol.hpp"
+#include "cuda_wire.hpp"
 #include "rgpu_process.hpp"
 #include "session.hpp"
 #include "wire.hpp"
@@ -189,7 +190,7 @@ TEST_F(CudaE2E, BulkLaneWithAnUnknownKeyIsRefused) {
 }
 
 // A joined lane is read on a thread of its own: it answers the join from there, carries CUDA calls
-// only, and a lane refused for anything else ends its session with it.
+// (answered over the lane) only, and a lane refused for anything else ends its session with it.
 TEST_F(CudaE2E, ALaneCarriesCudaCallsOnlyAndTakesItsSessionWithIt) {
   rgpu::SessionOptions options;
   options.server = rgpu::parse_host_port(CudaPath::server_address());
@@ -207,6 +208,20 @@ TEST_F(CudaE2E, ALaneCarriesCudaCallsOnlyAndTakesItsSessionWithIt) {
   const rgpu::Frame joined = lane->channel().receive_frame();
   ASSERT_EQ(joined.header.type, rgpu::kMsgCudaJoined);
   EXPECT_EQ(joined.header.request_id, join);
+
+  rgpu::cuda::CallHeader call;
+  call.function = rgpu::fnv1a("cuNoSuchFunction");
+  call.thread = 1;
+  call.sequence = 1;
+  const uint64_t asked = lane->next_request_id();
+  lane->channel().send_frame(rgpu::cuda::kMsgCudaCall, asked, {reinterpret_cast<const uint8_t*>(&call), sizeof call});
+  const rgpu::Frame answer = lane->channel().receive_frame();
+  ASSERT_EQ(answer.header.type, rgpu::cuda::kMsgCudaReply);
+  EXPECT_EQ(answer.header.request_id, asked);
+  ASSERT_GE(answer.payload.size(), sizeof(rgpu::cuda::ReplyHeader));
+  rgpu::cuda::ReplyHeader result;
+  std::memcpy(&result, answer.payload.data(), sizeof result);
+  EXPECT_EQ(result.result, CUDA_ERROR_NOT_SUPPORTED);
 
   lane->channel().send_frame(static_cast<uint16_t>(rgpu::MsgType::Ping), lane->next_request_id(), {});
   const rgpu::Frame refused = lane->channel().receive_frame();

@@ -14,8 +14,9 @@
 
 namespace rgpu::client {
 
-BulkLane::BulkLane(SessionOptions options, uint64_t lane_key, Post post, std::function<void(const std::string&)> lost)
-    : post_(std::move(post)), lost_(std::move(lost)), wake_fd_(::eventfd(0, EFD_CLOEXEC)) {
+BulkLane::BulkLane(SessionOptions options, uint64_t lane_key, Post post, std::function<void(const std::string&)> lost,
+                   std::function<void(Frame&&)> answered)
+    : post_(std::move(post)), lost_(std::move(lost)), answered_(std::move(answered)), wake_fd_(::eventfd(0, EFD_CLOEXEC)) {
   thread_ = std::thread([this, options = std::move(options), lane_key] { run(options, lane_key); });
 }
 
@@ -36,9 +37,11 @@ void BulkLane::wake() {
     LOG_WARN("bulk lane: waking its thread failed: %s", std::strerror(errno));
 }
 
-void BulkLane::send(std::vector<uint8_t> head, std::span<const uint8_t> body, std::function<void()> sent) {
+void BulkLane::send(std::vector<uint8_t> head, std::span<const uint8_t> body, std::function<void()> sent,
+                    std::optional<Answer> answer) {
   {
     std::lock_guard lock(mutex_);
+    if (answer) awaited_[answer->request_id] = std::move(*answer);
     jobs_.push_back(Job{std::move(head), body, std::move(sent)});
   }
   wake();
@@ -51,10 +54,12 @@ bool BulkLane::stopping() {
 
 void BulkLane::fail(const std::string& why) {
   ready_.store(false, std::memory_order_release);
+  if (failed_.exchange(true)) return;  // both of its threads may find the connection gone
   std::deque<Job> left;
   {
     std::lock_guard lock(mutex_);
     left.swap(jobs_);
+    awaited_.clear();
   }
   // Frames given to the lane are lost with it: the session cannot go on without them.
   post_([lost = lost_, why] { lost(why); });
@@ -134,6 +139,20 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
     if (!quiet) LOG_WARN("bulk lane to %s not opened: %s", server.c_str(), e.what());
     return;
   }
+  // An unencrypted connection may be read by one thread while another writes it; a TLS session
+  // may not, so a TLS lane only sends.
+  std::thread receiver;
+  if (session->channel().ssl() == nullptr) {
+    timeval none{};
+    ::setsockopt(session->channel().fd(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    receiver = std::thread([this, fd = session->channel().fd(), server] {
+      const std::string closed = receive_answers(fd);
+      if (stopping()) return;
+      LOG_WARN("bulk lane to %s lost: %s", server.c_str(), closed.c_str());
+      fail("a bulk lane to the server was lost: " + closed);
+    });
+    answers_.store(true, std::memory_order_release);
+  }
   ready_.store(true, std::memory_order_release);
   std::string closed;
   Job job;
@@ -148,12 +167,74 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
     }
     post_(std::move(job.sent));
   }
-  if (!stopping()) {
+  if (!stopping() && !failed_.load()) {
     LOG_WARN("bulk lane to %s lost: %s", server.c_str(), closed.c_str());
     fail("a bulk lane to the server was lost: " + closed);
   }
+  if (receiver.joinable()) {
+    ::shutdown(session->channel().fd(), SHUT_RDWR);  // ends its read
+    receiver.join();
+  }
   std::lock_guard lock(mutex_);
   fd_ = -1;
+}
+
+bool BulkLane::read_exactly(int fd, std::span<uint8_t> into, std::string& closed) {
+  size_t got = 0;
+  while (got < into.size()) {
+    const ssize_t n = ::recv(fd, into.data() + got, into.size() - got, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (n == 0) {
+      closed = "the server closed it";
+      return false;
+    } else if (errno != EINTR) {
+      closed = std::string("receive failed: ") + std::strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string BulkLane::receive_answers(int fd) {
+  std::vector<uint8_t> start(kFrameHeaderSize);
+  std::string closed;
+  for (;;) {
+    if (!read_exactly(fd, start, closed)) return closed;
+    FrameDecoder decoder;
+    decoder.feed(start);
+    FrameHeader header;
+    try {
+      header = *decoder.peek_header();
+    } catch (const FrameError& e) {
+      return std::string("malformed frame from the server: ") + e.what();
+    }
+    std::optional<Answer> awaited;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = awaited_.find(header.request_id); it != awaited_.end()) {
+        awaited = std::move(it->second);
+        awaited_.erase(it);
+      }
+    }
+    Frame frame;
+    if (awaited && !(header.flags & kFrameCompressed) && header.payload_len <= awaited->into.size()) {
+      const std::span<uint8_t> into = awaited->into.first(header.payload_len);
+      if (!read_exactly(fd, into, closed)) return closed;
+      frame.header = header;
+      frame.bulk = BulkPayload{into, std::move(awaited->owner)};
+    } else {
+      std::vector<uint8_t> payload(header.payload_len);
+      if (!read_exactly(fd, payload, closed)) return closed;
+      decoder.feed(payload);
+      try {
+        frame = std::move(*decoder.next());
+      } catch (const FrameError& e) {
+        return std::string("malformed frame from the server: ") + e.what();
+      }
+    }
+    post_([answered = answered_, frame = std::move(frame)]() mutable { answered(std::move(frame)); });
+  }
 }
 
 }  // namespace rgpu::client

@@ -1,7 +1,8 @@
-// A further connection to a CUDA session's server that carries large no-reply frames (chunks of
-// host-to-device copies) on a thread of its own. One TCP stream on loopback moves about 4 GB/s
-// and the event loop's one thread sends for all; several lanes with a thread each move a
-// process's copies in parallel. The server puts every call back in the application's order.
+// A further connection to a CUDA session's server that carries large frames on a thread of its
+// own: chunks of host-to-device copies and, on an unencrypted connection, requests for chunks of
+// device-to-host copies, whose answers a second thread receives straight into the application's
+// ring. One TCP stream on loopback moves about 4-5 GB/s; several lanes with threads of their own
+// move a process's copies in parallel. The server puts every call back in the application's order.
 #pragma once
 
 #include <atomic>
@@ -9,9 +10,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "session.hpp"
@@ -25,16 +28,29 @@ class BulkLane {
   // Connects, authenticates and joins the session with `lane_key` on a thread of its own. A lane
   // that cannot join logs why and takes no frames; `lost` runs (on the loop) when a lane that had
   // joined loses its connection with frames given to it.
-  BulkLane(SessionOptions options, uint64_t lane_key, Post post, std::function<void(const std::string&)> lost);
+  // `answered` runs (on the loop) with each answer that came over the lane.
+  BulkLane(SessionOptions options, uint64_t lane_key, Post post, std::function<void(const std::string&)> lost,
+           std::function<void(Frame&&)> answered);
   ~BulkLane();
   BulkLane(const BulkLane&) = delete;
   BulkLane& operator=(const BulkLane&) = delete;
 
   // Whether the lane has joined and takes frames.
   bool ready() const { return ready_.load(std::memory_order_acquire); }
+  // Whether it also takes requests and receives their answers (an unencrypted connection: one
+  // thread writes while another reads).
+  bool answers() const { return answers_.load(std::memory_order_acquire); }
+  // Where the answer to a request goes: straight into `into` when it fits; `owner` keeps that
+  // memory until then.
+  struct Answer {
+    uint64_t request_id = 0;
+    std::span<uint8_t> into;
+    std::shared_ptr<void> owner;
+  };
   // Queues one encoded frame start and the bytes it borrows; `sent` runs on the loop once both
-  // have been written (or the lane is lost).
-  void send(std::vector<uint8_t> head, std::span<const uint8_t> body, std::function<void()> sent);
+  // have been written (or the lane is lost). A request (only where answers()) names its answer.
+  void send(std::vector<uint8_t> head, std::span<const uint8_t> body, std::function<void()> sent,
+            std::optional<Answer> answer = std::nullopt);
 
  private:
   struct Job {
@@ -48,9 +64,16 @@ class BulkLane {
   void wake();
   bool stopping();
   void fail(const std::string& why);
+  // The answers' thread: reads frames until the connection ends; returns why it ended.
+  std::string receive_answers(int fd);
+  bool read_exactly(int fd, std::span<uint8_t> into, std::string& closed);
 
   Post post_;
   std::function<void(const std::string&)> lost_;
+  std::function<void(Frame&&)> answered_;
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> answers_{false};
+  std::unordered_map<uint64_t, Answer> awaited_;  // by request id, under mutex_
   std::mutex mutex_;
   int wake_fd_ = -1;  // an eventfd: a job queued, or the lane stopping
   std::deque<Job> jobs_;

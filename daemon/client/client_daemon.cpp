@@ -80,13 +80,14 @@ struct AppSession {
   // Vulkan: the slots of the ring's upper half (vk::vulkan_ring_layout) holding device changes to
   // mapped memory that the ICD has not given back yet.
   std::vector<bool> incoming_busy;
-  // CUDA: further connections for large host-to-device frames, taken in turn.
+  // CUDA: further connections for large copies, taken in turn.
   std::vector<std::unique_ptr<BulkLane>> lanes;
   size_t next_lane = 0;
 };
 
 namespace {
-// Frames at least this large (chunks of host-to-device copies) go through a bulk lane.
+// Frames at least this large (chunks of host-to-device copies), and requests for answers at least
+// this large (chunks of device-to-host copies), go through a bulk lane.
 constexpr uint64_t kLaneMinSize = 1u << 20;
 }  // namespace
 
@@ -103,7 +104,8 @@ struct ClientDaemon::Impl {
   BulkPayload ring_for_memory(AppSession& session, const FrameHeader& header);
   // CUDA: opens the session's bulk lanes with the key from CudaOpened; a ready lane in turn.
   void open_lanes(AppSession& session, const Frame& opened);
-  BulkLane* lane_for(AppSession& session);
+  // A request (its answer awaited) needs a lane that receives answers.
+  BulkLane* lane_for(AppSession& session, bool request);
   void on_ring_release(AppSession& session, AppConnection& connection, const Frame& frame);
   void connect_server(uint64_t session_id);
   void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error);
@@ -513,8 +515,14 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
           frame_of(static_cast<uint16_t>(AppMsg::RingRelease), 0, RingReleaseMsg{spec.in_offset, spec.in_length}));
   };
   const std::span<const uint8_t> data{connection.ring + spec.in_offset, spec.in_length};
-  if (BulkLane* lane = !wants_answer && spec.in_length >= kLaneMinSize ? lane_for(session) : nullptr)
+  if (BulkLane* lane = !wants_answer && spec.in_length >= kLaneMinSize ? lane_for(session, false) : nullptr)
     return lane->send(std::move(head), data, std::move(release));
+  // A request for much data (a chunk of a device-to-host copy): its answer comes over the lane,
+  // straight into the ring.
+  if (BulkLane* lane = wants_answer && spec.out_capacity >= kLaneMinSize ? lane_for(session, true) : nullptr)
+    return lane->send(std::move(head), data, std::move(release),
+                      BulkLane::Answer{frame.header.request_id, {connection.ring + spec.out_offset, spec.out_capacity},
+                                       ring_owner});
   session.server_link->send_borrowed(std::move(head), data, std::move(release));
 }
 
@@ -537,14 +545,15 @@ void ClientDaemon::Impl::open_lanes(AppSession& session, const Frame& opened) {
         [this, session_id](const std::string& why) {
           auto s = sessions.find(session_id);
           if (s != sessions.end() && s->second->state != AppSession::State::Closed) fail_session(*s->second, why);
-        }));
+        },
+        [this, session_id](Frame&& answer) { on_server_frame(session_id, std::move(answer)); }));
   }
 }
 
-BulkLane* ClientDaemon::Impl::lane_for(AppSession& session) {
+BulkLane* ClientDaemon::Impl::lane_for(AppSession& session, bool request) {
   for (size_t tried = 0; tried < session.lanes.size(); ++tried) {
     BulkLane& lane = *session.lanes[session.next_lane++ % session.lanes.size()];
-    if (lane.ready()) return &lane;
+    if (lane.ready() && (!request || lane.answers())) return &lane;
   }
   return nullptr;
 }

@@ -32,6 +32,10 @@ void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer, uin
     return cuda ? cuda->staging_buffer(header) : BulkPayload{};
   }, cuda::kBulkFrameMinSize);
   std::weak_ptr<BulkLaneReader> weak = shared_from_this();
+  answer_here_ = std::make_shared<const cuda::CudaSession::SendFn>(
+      [loop = &loop_, link = std::weak_ptr<FrameLink>(link_)](std::vector<uint8_t> head, BulkPayload tail) {
+        post_send(*loop, link, std::move(head), std::move(tail));
+      });
   link_->send(encode_frame(kMsgCudaJoined, join_request, {}));
   link_->start(FrameLink::Callbacks{
       .on_frame = [weak](Frame&& frame) { if (auto self = weak.lock()) self->on_frame(std::move(frame)); },
@@ -63,7 +67,7 @@ void BulkLaneReader::on_frame(Frame&& frame) {
     return refuse(ErrorCode::UnexpectedMessage, std::string("a bulk lane carries CUDA calls only, not ") +
                                                     msg_type_name(frame.header.type) + " (type " +
                                                     std::to_string(frame.header.type) + ")");
-  if (session_) session_->submit(std::move(frame));
+  if (session_) session_->submit(std::move(frame), answer_here_);
 }
 
 void BulkLaneReader::refuse(ErrorCode code, const std::string& message) {

@@ -1,7 +1,8 @@
 // A bulk lane of a CUDA session, once joined: read on an event loop of its own, so that a
 // session's lanes are received in parallel (one thread reading every connection is slower than
 // one TCP stream can go). It carries the session's CUDA calls only, large host-to-device chunks
-// going straight into the session's staging memory.
+// going straight into the session's staging memory; the answers to calls that came over it go
+// back over it (device-to-host chunks, sent from staging memory).
 #pragma once
 
 #include <functional>
@@ -39,6 +40,8 @@ class BulkLaneReader : public std::enable_shared_from_this<BulkLaneReader> {
   std::shared_ptr<cuda::CudaSession> session_;
   ClosedFn on_closed_;
   std::shared_ptr<FrameLink> link_;  // on loop_'s thread only
+  // How answers to calls that came over this lane go back over it (any thread).
+  std::shared_ptr<const cuda::CudaSession::SendFn> answer_here_;
 };
 
 }  // namespace rgpu

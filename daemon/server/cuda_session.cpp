@@ -93,7 +93,7 @@ CudaSession::~CudaSession() {
     if (worker->thread.joinable()) worker->thread.join();
 }
 
-void CudaSession::submit(Frame frame) {
+void CudaSession::submit(Frame frame, std::shared_ptr<const SendFn> answer_via) {
   if (frame.body().size() < sizeof(CallHeader)) {
     LOG_WARN("%s: CUDA call of %zu bytes is shorter than its header; ignored", client_.c_str(), frame.body().size());
     return;
@@ -119,10 +119,10 @@ void CudaSession::submit(Frame frame) {
   }
   // Frames of one application thread may come over several connections (bulk lanes): each
   // worker's queue is kept in the application's order, which is the order of their sequences.
-  auto later = std::find_if(worker->queue.rbegin(), worker->queue.rend(), [&](const Frame& queued) {
-    return static_cast<int32_t>(sequence_of(queued) - header.sequence) < 0;
+  auto later = std::find_if(worker->queue.rbegin(), worker->queue.rend(), [&](const Call& queued) {
+    return static_cast<int32_t>(sequence_of(queued.frame) - header.sequence) < 0;
   });
-  worker->queue.insert(later.base(), std::move(frame));
+  worker->queue.insert(later.base(), Call{std::move(frame), std::move(answer_via)});
   worker->queued.fetch_add(1, std::memory_order_release);
   worker->ready.notify_one();
 }
@@ -149,21 +149,21 @@ void CudaSession::worker_main(Worker* worker) {
     const auto spin_until = std::chrono::steady_clock::now() + kIdleSpin;
     while (worker->queued.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < spin_until)
       std::this_thread::yield();
-    Frame frame;
+    Call call;
     {
       // A frame waits in the queue until its turn, so that one coming later over another
       // connection with an earlier sequence still goes first.
       std::unique_lock lock(mutex_);
       worker->ready.wait(lock, [&] {
         return closing_ ||
-               (!worker->queue.empty() && static_cast<int32_t>(sequence_of(worker->queue.front()) - next_sequence_) <= 0);
+               (!worker->queue.empty() && static_cast<int32_t>(sequence_of(worker->queue.front().frame) - next_sequence_) <= 0);
       });
       if (closing_) return;
-      frame = std::move(worker->queue.front());
+      call = std::move(worker->queue.front());
       worker->queue.pop_front();
       worker->queued.fetch_sub(1, std::memory_order_relaxed);
     }
-    execute(*worker, frame);
+    execute(*worker, call);
   }
 }
 
@@ -180,7 +180,8 @@ void CudaSession::skip_passed_turns() {
     if (!worker->queue.empty()) worker->ready.notify_one();
 }
 
-void CudaSession::reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail) {
+void CudaSession::reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail,
+                        const SendFn* via) {
   if (request.header.flags & kFrameNoReply) {
     if (result != CUDA_SUCCESS) {
       CallHeader header;
@@ -207,7 +208,7 @@ void CudaSession::reply(const Frame& request, CUresult result, std::span<const u
   std::memcpy(head.data(), &frame, kFrameHeaderSize);
   std::memcpy(head.data() + kFrameHeaderSize, &header, sizeof header);
   if (!data.empty()) std::memcpy(head.data() + kFrameHeaderSize + sizeof header, data.data(), data.size());
-  send_(std::move(head), std::move(tail));
+  (via ? *via : send_)(std::move(head), std::move(tail));
 }
 
 void CudaSession::note_deferred(uint32_t function, CUresult result) {
@@ -220,7 +221,8 @@ void CudaSession::note_deferred(uint32_t function, CUresult result) {
   }
 }
 
-void CudaSession::execute(Worker& worker, Frame& frame) {
+void CudaSession::execute(Worker& worker, Call& incoming) {
+  Frame& frame = incoming.frame;
   CallHeader header;
   std::memcpy(&header, frame.body().data(), sizeof header);
   // Later calls may start as soon as an answered call has: their senders had no answer to wait
@@ -267,7 +269,7 @@ void CudaSession::execute(Worker& worker, Frame& frame) {
     result = CUDA_ERROR_INVALID_VALUE;
   }
   if (!answered) pass_turn(header.sequence);
-  reply(frame, result, out.buffer(), std::move(worker.reply_tail));
+  reply(frame, result, out.buffer(), std::move(worker.reply_tail), incoming.answer_via.get());
   worker.reply_tail = {};
 }
 

@@ -32,8 +32,9 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client);
   ~CudaSession();
 
-  // A CudaCall frame, from the thread reading its connection (thread-safe).
-  void submit(Frame frame);
+  // A CudaCall frame, from the thread reading its connection (thread-safe). Its answer goes out
+  // through `answer_via` when given (the bulk lane it came over), else through the session's send.
+  void submit(Frame frame, std::shared_ptr<const SendFn> answer_via = nullptr);
   // Where a large CudaCall frame may be received (a staging buffer), or an empty owner.
   BulkPayload staging_buffer(const FrameHeader& header);
   // The client is gone: the threads finish the call they are in, then everything is freed on a
@@ -45,9 +46,13 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   static constexpr size_t kStagingBuffers = 16;  // per client: 16 x kCopyStagingSize at most
 
  private:
+  struct Call {
+    Frame frame;
+    std::shared_ptr<const SendFn> answer_via;
+  };
   struct Worker {
     std::thread thread;
-    std::deque<Frame> queue;
+    std::deque<Call> queue;
     std::atomic<size_t> queued{0};  // queue.size(), readable without the lock
     std::condition_variable ready;
     CUcontext current = nullptr;  // what this server thread has made current
@@ -58,11 +63,12 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   };
 
   void worker_main(Worker* worker);
-  void execute(Worker& worker, Frame& frame);
+  void execute(Worker& worker, Call& incoming);
   void pass_turn(uint32_t sequence);
   // With mutex_ held: moves the turn past dropped calls, wakes the workers with calls waiting.
   void skip_passed_turns();
-  void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {});
+  void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {},
+             const SendFn* via = nullptr);
   CUresult copy_rectangle(WireReader& args, WireWriter& out);
   static CUresult encode_tensor_map(WireReader& args, WireWriter& out);
   static bool take_image(Worker& worker, std::span<const uint8_t> last, std::vector<uint8_t>& image);

@@ -355,12 +355,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::weak_ptr<FrameLink> weak_link = link_;
     EventLoop* loop = &server_.loop;
     auto send = [loop, weak_link](std::vector<uint8_t> head, BulkPayload tail) {
-      loop->post([weak_link, head = std::move(head), tail = std::move(tail)]() mutable {
-        auto link = weak_link.lock();
-        if (!link) return;
-        if (!tail.owner) return link->send(std::move(head));
-        link->send_borrowed(std::move(head), tail.bytes, [owner = std::move(tail.owner)]() mutable { owner.reset(); });
-      });
+      post_send(*loop, weak_link, std::move(head), std::move(tail));
     };
     cuda_ = std::make_shared<cuda::CudaSession>(devices, server_.budget_for(token_), send,
                                                 client_name_ + " from " + peer_);
