@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
   check(cuModuleGetFunction(&empty, module, "empty"), "cuModuleGetFunction");
 
   std::printf("%-8s %-28s %14s\n", "path", "measure", "value");
-  const std::vector<size_t> sizes = copies_only ? std::vector<size_t>{16u << 20, 256u << 20, 1u << 30}
+  const std::vector<size_t> sizes = copies_only ? std::vector<size_t>{64u << 10, 1u << 20, 16u << 20, 256u << 20, 1u << 30}
                                                 : std::vector<size_t>{4u << 10, 64u << 10, 1u << 20, 16u << 20, 256u << 20, 1u << 30};
   const size_t largest = sizes.back();
   std::vector<uint8_t> pageable(largest, 1);

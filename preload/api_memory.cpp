@@ -74,9 +74,9 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
   if (link == nullptr) return kLinkLost;
   const RingSlots slots = ring_slots(*link);
   size_t done = 0;
-  for (size_t slot = 0; done < bytes; slot = (slot + 1) % slots.count) {
+  while (done < bytes) {
     const size_t n = std::min(slots.chunk, bytes - done);
-    const uint64_t offset = slot * slots.size;
+    const uint64_t offset = link->next_upload_slot(slots.count) * slots.size;
     if (CUresult r = link->wait_released(offset); r != CUDA_SUCCESS) return r;
     parallel_copy(link->ring().data() + offset, from + done, n);
     CallBuilder call(FN_rgpuMemcpyHtoD);
