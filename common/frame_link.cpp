@@ -118,7 +118,7 @@ void FrameLink::take_bytes(std::span<const uint8_t> bytes) {
 
 void FrameLink::take_frames() {
   try {
-    while (!closed_ && !paused_ && !finishing_ && !bulk_) {
+    while (callbacks_.on_frame && !closed_ && !paused_ && !finishing_ && !bulk_) {  // none before start()
       if (bulk_sink_ && !bulk_declined_) {
         std::optional<FrameHeader> header = decoder_.peek_header();
         if (header && header->payload_len >= bulk_min_size_ && !(header->flags & kFrameCompressed)) {

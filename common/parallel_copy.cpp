@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace rgpu {
@@ -36,12 +38,14 @@ struct Part {
 // on it at exit), and made anew in a forked child, which has none of its parent's threads.
 class Helpers {
  public:
+  // No lock here: a fork() while another thread held it would leave the child's copies stuck.
   static Helpers* for_this_process() {
-    static std::mutex made_mutex;
-    static Helpers* helpers = nullptr;
-    std::lock_guard lock(made_mutex);
-    if (helpers == nullptr || helpers->pid_ != ::getpid()) helpers = new Helpers();
-    return helpers;
+    static std::atomic<Helpers*> current{nullptr};
+    Helpers* helpers = current.load(std::memory_order_acquire);
+    if (helpers != nullptr && helpers->pid_ == ::getpid()) return helpers;
+    auto* made = new Helpers();
+    // Two threads may make them at once: the one that loses leaves its idle helpers be.
+    return current.compare_exchange_strong(helpers, made, std::memory_order_acq_rel) ? made : helpers;
   }
 
   unsigned count() const { return count_; }
@@ -56,8 +60,12 @@ class Helpers {
 
  private:
   Helpers() : pid_(::getpid()) {
-    count_ = std::clamp(std::thread::hardware_concurrency() / 4, 1u, kMaxHelpers);
-    for (unsigned i = 0; i < count_; ++i) std::thread([this] { work(); }).detach();
+    const unsigned wanted = std::clamp(std::thread::hardware_concurrency() / 4, 1u, kMaxHelpers);
+    try {
+      for (; count_ < wanted; ++count_) std::thread([this] { work(); }).detach();
+    } catch (const std::system_error&) {
+      // No more threads to be had: copy with those there are (the caller alone, if none).
+    }
   }
 
   void work() {
@@ -85,7 +93,7 @@ class Helpers {
 
 void parallel_copy(void* dst, const void* src, size_t bytes) {
   Helpers* helpers = bytes >= kMinParallelBytes ? Helpers::for_this_process() : nullptr;
-  if (helpers == nullptr) {
+  if (helpers == nullptr || helpers->count() == 0) {
     std::memcpy(dst, src, bytes);
     return;
   }

@@ -142,7 +142,10 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
   // An unencrypted connection may be read by one thread while another writes it; a TLS session
   // may not, so a TLS lane only sends.
   std::thread receiver;
-  if (session->channel().ssl() == nullptr) {
+  const bool plain = session->channel().ssl() == nullptr;
+  answers_.store(plain, std::memory_order_release);
+  ready_.store(true, std::memory_order_release);  // before the receiver, which may fail at once
+  if (plain) {
     timeval none{};
     ::setsockopt(session->channel().fd(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
     receiver = std::thread([this, fd = session->channel().fd(), server] {
@@ -151,9 +154,7 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
       LOG_WARN("bulk lane to %s lost: %s", server.c_str(), closed.c_str());
       fail("a bulk lane to the server was lost: " + closed);
     });
-    answers_.store(true, std::memory_order_release);
   }
-  ready_.store(true, std::memory_order_release);
   std::string closed;
   Job job;
   while (next_job(session->channel().fd(), job, closed)) {

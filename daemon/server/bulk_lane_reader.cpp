@@ -12,19 +12,20 @@ namespace {
 constexpr auto kRefusalLinger = std::chrono::seconds(2);
 }  // namespace
 
-std::shared_ptr<BulkLaneReader> BulkLaneReader::start(EventLoop& loop, FrameLink::Handover connection, std::string peer,
+std::shared_ptr<BulkLaneReader> BulkLaneReader::start(std::shared_ptr<EventLoop> loop, FrameLink::Handover connection,
+                                                      std::string peer,
                                                       std::shared_ptr<cuda::CudaSession> session, uint64_t join_request,
                                                       ClosedFn on_closed) {
   auto reader = std::make_shared<BulkLaneReader>(loop, std::move(session), std::move(on_closed));
   auto handed = std::make_shared<FrameLink::Handover>(std::move(connection));
-  loop.post([reader, handed, peer = std::move(peer), join_request]() mutable {
+  loop->post([reader, handed, peer = std::move(peer), join_request]() mutable {
     reader->begin(std::move(*handed), std::move(peer), join_request);
   });
   return reader;
 }
 
 void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer, uint64_t join_request) {
-  link_ = std::make_shared<FrameLink>(loop_, std::move(connection.fd), std::move(peer));
+  link_ = std::make_shared<FrameLink>(*loop_, std::move(connection.fd), std::move(peer));
   if (connection.ssl) link_->adopt_tls(std::move(connection.ssl));
   link_->prime(connection.unread);
   link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(session_)](const FrameHeader& header) {
@@ -33,10 +34,10 @@ void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer, uin
   }, cuda::kBulkFrameMinSize);
   std::weak_ptr<BulkLaneReader> weak = shared_from_this();
   answer_here_ = std::make_shared<const cuda::CudaSession::SendFn>(
-      [loop = &loop_, link = std::weak_ptr<FrameLink>(link_)](std::vector<uint8_t> head, BulkPayload tail) {
+      // The loop is kept: a session thread may answer after the server has stopped its lanes.
+      [loop = loop_, link = std::weak_ptr<FrameLink>(link_)](std::vector<uint8_t> head, BulkPayload tail) {
         post_send(*loop, link, std::move(head), std::move(tail));
       });
-  link_->send(encode_frame(kMsgCudaJoined, join_request, {}));
   link_->start(FrameLink::Callbacks{
       .on_frame = [weak](Frame&& frame) { if (auto self = weak.lock()) self->on_frame(std::move(frame)); },
       .on_close =
@@ -51,10 +52,12 @@ void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer, uin
             if (auto self = weak.lock()) self->refuse(ErrorCode::MalformedFrame, std::string("malformed frame: ") + e.what());
           },
   });
+  // After start(): over TLS, sending also reads, and what it reads needs the handlers.
+  link_->send(encode_frame(kMsgCudaJoined, join_request, {}));
 }
 
 void BulkLaneReader::close(const std::string& reason) {
-  loop_.post([self = shared_from_this(), reason] {
+  loop_->post([self = shared_from_this(), reason] {
     if (self->link_) self->link_->close(reason);
   });
 }
@@ -75,7 +78,7 @@ void BulkLaneReader::refuse(ErrorCode code, const std::string& message) {
   LOG_WARN("refusing bulk lane %s: %s", link_->peer().c_str(), message.c_str());
   link_->send(encode_frame(static_cast<uint16_t>(MsgType::Error), 0, encode(ErrorMsg{code, message})));
   link_->finish_after_flush();
-  loop_.after(kRefusalLinger, [weak = std::weak_ptr<FrameLink>(link_)](int) {
+  loop_->after(kRefusalLinger, [weak = std::weak_ptr<FrameLink>(link_)](int) {
     if (auto link = weak.lock()) link->close("peer did not close after our error");
   });
 }

@@ -22,21 +22,22 @@ class BulkLaneReader : public std::enable_shared_from_this<BulkLaneReader> {
   using ClosedFn = std::function<void(const std::string& reason)>;
 
   // Takes the joined connection over on `loop` and answers the join (request `join_request`).
-  static std::shared_ptr<BulkLaneReader> start(EventLoop& loop, FrameLink::Handover connection, std::string peer,
+  static std::shared_ptr<BulkLaneReader> start(std::shared_ptr<EventLoop> loop, FrameLink::Handover connection,
+                                               std::string peer,
                                                std::shared_ptr<cuda::CudaSession> session, uint64_t join_request,
                                                ClosedFn on_closed);
   // Any thread.
   void close(const std::string& reason);
 
-  BulkLaneReader(EventLoop& loop, std::shared_ptr<cuda::CudaSession> session, ClosedFn on_closed)
-      : loop_(loop), session_(std::move(session)), on_closed_(std::move(on_closed)) {}
+  BulkLaneReader(std::shared_ptr<EventLoop> loop, std::shared_ptr<cuda::CudaSession> session, ClosedFn on_closed)
+      : loop_(std::move(loop)), session_(std::move(session)), on_closed_(std::move(on_closed)) {}
 
  private:
   void begin(FrameLink::Handover connection, std::string peer, uint64_t join_request);
   void on_frame(Frame&& frame);
   void refuse(ErrorCode code, const std::string& message);
 
-  EventLoop& loop_;
+  std::shared_ptr<EventLoop> loop_;  // outlives link_, which refers to it
   std::shared_ptr<cuda::CudaSession> session_;
   ClosedFn on_closed_;
   std::shared_ptr<FrameLink> link_;  // on loop_'s thread only

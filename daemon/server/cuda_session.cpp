@@ -111,7 +111,7 @@ void CudaSession::submit(Frame frame, std::shared_ptr<const SendFn> answer_via) 
       skip_passed_turns();
       lock.unlock();  // reply() takes the lock
       LOG_WARN("%s: more than %zu application threads; call dropped", client_.c_str(), kMaxThreads);
-      reply(frame, CUDA_ERROR_OUT_OF_MEMORY, {});
+      reply(frame, CUDA_ERROR_OUT_OF_MEMORY, {}, {}, answer_via.get());
       return;
     }
     worker = std::make_unique<Worker>();

@@ -3,7 +3,7 @@
 namespace rgpu {
 
 LoopThreads::LoopThreads(size_t count) {
-  for (size_t i = 0; i < count; ++i) loops_.push_back(std::make_unique<EventLoop>());
+  for (size_t i = 0; i < count; ++i) loops_.push_back(std::make_shared<EventLoop>());
   for (auto& loop : loops_) threads_.emplace_back([loop = loop.get()] { loop->run(); });
 }
 
@@ -12,6 +12,6 @@ LoopThreads::~LoopThreads() {
   for (auto& thread : threads_) thread.join();
 }
 
-EventLoop& LoopThreads::next() { return *loops_[next_++ % loops_.size()]; }
+std::shared_ptr<EventLoop> LoopThreads::next() { return loops_[next_++ % loops_.size()]; }
 
 }  // namespace rgpu

@@ -18,11 +18,11 @@ class LoopThreads {
   LoopThreads(const LoopThreads&) = delete;
   LoopThreads& operator=(const LoopThreads&) = delete;
 
-  // The loops in turn.
-  EventLoop& next();
+  // The loops in turn; one may outlive this object (stopped) for those that keep it.
+  std::shared_ptr<EventLoop> next();
 
  private:
-  std::vector<std::unique_ptr<EventLoop>> loops_;
+  std::vector<std::shared_ptr<EventLoop>> loops_;
   std::vector<std::thread> threads_;
   size_t next_ = 0;
 };

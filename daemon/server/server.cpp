@@ -91,7 +91,7 @@ struct Server::Impl {
   static constexpr size_t kMaxLanesPerSession = 16;
   // Where joined lanes are read: loop threads of their own, started with the first lane.
   std::unique_ptr<LoopThreads> lane_loops;
-  EventLoop& lane_loop() {
+  std::shared_ptr<EventLoop> lane_loop() {
     if (!lane_loops) lane_loops = std::make_unique<LoopThreads>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
     return lane_loops->next();
   }
