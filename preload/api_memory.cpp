@@ -16,6 +16,10 @@ namespace rgpu::cuda {
 
 namespace {
 constexpr size_t kInlineLimit = 256 * 1024;
+// Device-to-host chunks: at least this large (the daemon sends requests for answers this large
+// over its bulk lanes) and a multiple of kChunkAlign.
+constexpr size_t kMinReadChunk = 256 * 1024;
+constexpr size_t kChunkAlign = 64 * 1024;
 
 struct HostAllocation {
   size_t bytes;
@@ -114,8 +118,12 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   DaemonLink* link = DaemonLink::for_this_thread();
   if (link == nullptr) return kLinkLost;
   const RingSlots slots = ring_slots(*link);
-  // Several chunks in flight: the server copies one while others travel and are taken out.
+  // Several chunks in flight: the server copies one while others travel (over several
+  // connections) and are taken out. A copy of a few MiB is cut into as many chunks as may be in
+  // flight, so that it too crosses the connections in parallel.
   const size_t in_flight = slots.count / 2;
+  const size_t chunk = std::clamp((bytes / in_flight + kChunkAlign - 1) / kChunkAlign * kChunkAlign,
+                                  kMinReadChunk, slots.chunk);
   struct Pending {
     uint64_t id;
     size_t at, n;
@@ -125,7 +133,7 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   size_t issued = 0;
   size_t slot = 0;
   auto issue = [&]() -> CUresult {
-    const size_t n = std::min(slots.chunk, bytes - issued);
+    const size_t n = std::min(chunk, bytes - issued);
     CallBuilder call = request(issued, n);
     RingSpec spec{0, 0, slot * slots.size, n + sizeof(ReplyHeader) + 64};
     slot = (slot + 1) % in_flight;

@@ -87,8 +87,10 @@ struct AppSession {
 
 namespace {
 // Frames at least this large (chunks of host-to-device copies), and requests for answers at least
-// this large (chunks of device-to-host copies), go through a bulk lane.
+// this large (chunks of device-to-host copies; the interpose cuts them from 256 KiB), go through a
+// bulk lane.
 constexpr uint64_t kLaneMinSize = 1u << 20;
+constexpr uint64_t kLaneMinAnswer = 256u << 10;
 }  // namespace
 
 struct ClientDaemon::Impl {
@@ -519,7 +521,7 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
     return lane->send(std::move(head), data, std::move(release));
   // A request for much data (a chunk of a device-to-host copy): its answer comes over the lane,
   // straight into the ring.
-  if (BulkLane* lane = wants_answer && spec.out_capacity >= kLaneMinSize ? lane_for(session, true) : nullptr)
+  if (BulkLane* lane = wants_answer && spec.out_capacity >= kLaneMinAnswer ? lane_for(session, true) : nullptr)
     return lane->send(std::move(head), data, std::move(release),
                       BulkLane::Answer{frame.header.request_id, {connection.ring + spec.out_offset, spec.out_capacity},
                                        ring_owner});
