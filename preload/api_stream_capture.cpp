@@ -1,6 +1,7 @@
 // Stream capture queries whose answers include arrays the driver owns (the capture's current
 // dependency nodes and their edge data). The server's driver answers; the arrays are kept here,
-// per thread and stream, until that thread asks for them on that stream again.
+// per thread and stream, until that thread asks for them on that stream again (a stream that is
+// not capturing keeps nothing, so a destroyed stream leaves nothing behind unless it was).
 #include <map>
 #include <vector>
 
@@ -41,6 +42,12 @@ CUresult capture_info(uint32_t variant, CUstream stream, CUstreamCaptureStatus* 
     if (graph) *graph = capture_graph;
     if (count) *count = n;
     if (dependencies == nullptr) return;
+    if (found.nodes.empty() && found.edges.empty()) {  // not capturing, or nothing yet: nothing to keep
+      t_dependencies.erase(stream);
+      *dependencies = nullptr;
+      if (edge_data) *edge_data = nullptr;
+      return;
+    }
     auto& kept = t_dependencies[stream];
     kept = std::move(found);
     *dependencies = kept.nodes.empty() ? nullptr : kept.nodes.data();
