@@ -191,16 +191,22 @@ void FrameLink::send_borrowed(std::vector<uint8_t> header, std::span<const uint8
   if (!send_armed_) send_next();
 }
 
+// Everything queued goes in one sendmsg (up to kMaxSendParts pieces): many small frames, such as
+// a burst of pipelined calls, cost one system call rather than one each.
 void FrameLink::send_next() {
-  Outgoing& front = out_.front();
   size_t n = 0;
-  if (front.offset < front.owned.size()) {
-    iov_[n++] = {front.owned.data() + front.offset, front.owned.size() - front.offset};
-    if (!front.borrowed.empty()) iov_[n++] = {const_cast<uint8_t*>(front.borrowed.data()), front.borrowed.size()};
-  } else {
-    size_t skip = front.offset - front.owned.size();
-    iov_[n++] = {const_cast<uint8_t*>(front.borrowed.data()) + skip, front.borrowed.size() - skip};
+  for (size_t i = 0; i < out_.size() && n + 2 <= kMaxSendParts; ++i) {
+    Outgoing& item = out_[i];
+    if (i > 0 && item.fd >= 0) break;  // a descriptor travels with its own frame's first byte
+    if (item.offset < item.owned.size()) {
+      iov_[n++] = {item.owned.data() + item.offset, item.owned.size() - item.offset};
+      if (!item.borrowed.empty()) iov_[n++] = {const_cast<uint8_t*>(item.borrowed.data()), item.borrowed.size()};
+    } else {
+      const size_t skip = item.offset - item.owned.size();
+      iov_[n++] = {const_cast<uint8_t*>(item.borrowed.data()) + skip, item.borrowed.size() - skip};
+    }
   }
+  Outgoing& front = out_.front();
   message_ = {};
   message_.msg_iov = iov_;
   message_.msg_iovlen = n;
@@ -217,16 +223,21 @@ void FrameLink::send_next() {
   loop_.sendmsg(fd_.get(), &message_, [self = shared_from_this()](int res) { self->on_sent(res); });
 }
 
-void FrameLink::complete_front(size_t bytes) {
-  Outgoing& front = out_.front();
-  if (front.fd >= 0 && bytes > 0) {  // the descriptor went with the first byte
-    ::close(front.fd);
-    front.fd = -1;
-  }
-  front.offset += bytes;
-  if (front.offset == front.size()) {
-    if (front.release) front.release();
+// `bytes` left from the front of the queue: finished items go (their release runs).
+void FrameLink::complete_sent(size_t bytes) {
+  while (!out_.empty()) {
+    Outgoing& front = out_.front();
+    if (front.fd >= 0 && bytes > 0) {  // the descriptor went with the first byte
+      ::close(front.fd);
+      front.fd = -1;
+    }
+    const size_t taken = std::min(bytes, front.size() - front.offset);
+    front.offset += taken;
+    bytes -= taken;
+    if (front.offset < front.size()) return;
+    auto release = std::move(front.release);
     out_.pop_front();
+    if (release) release();
   }
 }
 
@@ -234,7 +245,7 @@ void FrameLink::on_sent(int res) {
   send_armed_ = false;
   if (closed_) return;
   if (res < 0) return close(std::string("send failed: ") + std::strerror(-res));
-  complete_front(static_cast<size_t>(res));
+  complete_sent(static_cast<size_t>(res));
   if (!out_.empty()) return send_next();
   on_flushed();
 }
@@ -363,7 +374,7 @@ void FrameLink::drive_tls_once() {
       if (!handle_ssl_result(ret, "write")) return;
       break;
     }
-    complete_front(written);
+    complete_sent(written);
   }
   if (out_.empty() && finishing_ && !write_shut_) {
     write_shut_ = true;

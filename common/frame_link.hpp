@@ -109,7 +109,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   void want_poll(short events);
   void drive_tls();
   void drive_tls_once();
-  void complete_front(size_t bytes);
+  void complete_sent(size_t bytes);
   void finish_handover();
 
   EventLoop& loop_;
@@ -131,7 +131,8 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   bool bulk_declined_ = false;  // the sink declined the frame at the front
   std::deque<Outgoing> out_;
   bool send_armed_ = false;
-  iovec iov_[2]{};
+  static constexpr size_t kMaxSendParts = 64;
+  iovec iov_[kMaxSendParts]{};
   msghdr message_{};
   alignas(cmsghdr) char control_[CMSG_SPACE(sizeof(int))]{};
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <cstring>
 #include <future>
 #include <numeric>
 #include <thread>
@@ -125,6 +126,48 @@ TEST_F(FrameLinkBulk, SinkMemoryTooSmallIsNotUsed) {
   ASSERT_EQ(received.size(), 1u);
   EXPECT_FALSE(received[0].bulk);
   EXPECT_EQ(received[0].body, large);
+}
+
+// Frames queued together leave together (several per system call): all arrive, in order, and each
+// borrowed payload is released once it has been sent.
+TEST(FrameLinkSend, ManyQueuedFramesArriveInOrderAndBorrowedBytesAreReleased) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  EventLoop loop;
+  auto link = std::make_shared<FrameLink>(loop, UniqueFd(fds[0]), "test");
+  link->start(FrameLink::Callbacks{.on_frame = [](Frame&&) {}, .on_close = [](const std::string&) {}, .on_malformed = {}});
+  const size_t count = 300;  // more than one sendmsg takes
+  std::vector<std::vector<uint8_t>> borrowed(count);
+  size_t released = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const auto body = pattern(1 + i * 37 % 5000, static_cast<uint8_t>(i));
+    if (i % 2 == 0) {
+      link->send(encode_frame(static_cast<uint16_t>(i), i, body, 0, Compression::Never));
+    } else {
+      borrowed[i] = body;
+      FrameHeader header;
+      header.type = static_cast<uint16_t>(i);
+      header.request_id = i;
+      header.payload_len = static_cast<uint32_t>(body.size());
+      std::vector<uint8_t> head(kFrameHeaderSize);
+      std::memcpy(head.data(), &header, kFrameHeaderSize);
+      link->send_borrowed(std::move(head), borrowed[i], [&] {
+        if (++released == count / 2) loop.stop();  // the last borrowed frame (the last frame) has left
+      });
+    }
+  }
+  std::thread reader([&, fd = fds[1]] {
+    BlockingChannel channel{UniqueFd(fd)};
+    for (size_t i = 0; i < count; ++i) {
+      const Frame frame = channel.receive_frame();
+      EXPECT_EQ(frame.header.type, i);
+      EXPECT_EQ(frame.payload, pattern(1 + i * 37 % 5000, static_cast<uint8_t>(i)));
+    }
+  });
+  loop.run();
+  reader.join();
+  EXPECT_EQ(released, count / 2);
+  link->close("done");
 }
 
 // The first link answers a frame, then gives the connection away: its answer leaves first, the
