@@ -92,6 +92,7 @@ class Helpers {
 }  // namespace
 
 void parallel_copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;  // the pointers of an empty copy may be null, which memcpy may not take
   Helpers* helpers = bytes >= kMinParallelBytes ? Helpers::for_this_process() : nullptr;
   if (helpers == nullptr || helpers->count() == 0) {
     std::memcpy(dst, src, bytes);
