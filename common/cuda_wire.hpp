@@ -39,7 +39,7 @@ static_assert(sizeof(ReplyHeader) == 16);
 inline constexpr size_t kCopyChunkSize = 8u << 20;
 inline constexpr size_t kCopyStagingSize = kCopyChunkSize + (64u << 10);
 // Frames with payloads from this size on may go straight into staging or ring memory.
-inline constexpr size_t kBulkFrameMinSize = 256u << 10;
+inline constexpr size_t kBulkFrameMinSize = 64u << 10;
 
 // Calls RGPU adds to the driver API (ids outside the FNV space of "cu*" names by construction:
 // they are FNV-1a of names starting with "rgpu.").

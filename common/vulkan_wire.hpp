@@ -26,6 +26,8 @@ inline constexpr uint16_t kMsgVulkanMemory = 0x202;
 inline constexpr uint64_t kMemoryChunk = 8ull << 20;
 // Mapped memory is compared and sent in pages of this size.
 inline constexpr uint64_t kMemoryPage = 4096;
+// kMsgVulkanMemory frames from this size on arrive through the ring (smaller ones inline).
+inline constexpr uint64_t kRingMemoryMin = 256u << 10;
 
 // A Vulkan application's ring (one per ICD connection) in two halves: the ICD's writes to mapped
 // memory leave through slots of the lower half, which the ICD picks; kMsgVulkanMemory frames

@@ -15,7 +15,9 @@
 namespace rgpu::cuda {
 
 namespace {
-constexpr size_t kInlineLimit = 256 * 1024;
+// Copies from this size on go through the ring (the daemon sends them from there, the server
+// receives them into pinned staging memory); smaller ones travel inside their call.
+constexpr size_t kRingCopyMin = 64 * 1024;
 // Device-to-host chunks: at least this large (the daemon sends requests for answers this large
 // over its bulk lanes) and a multiple of kChunkAlign.
 constexpr size_t kMinReadChunk = 256 * 1024;
@@ -68,7 +70,7 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
   if (src == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const auto* from = static_cast<const uint8_t*>(src);
   const bool wait = !inside_one_allocation(dst, bytes);
-  if (bytes <= kInlineLimit) {
+  if (bytes < kRingCopyMin) {
     CallBuilder call(FN_rgpuMemcpyHtoD);
     call.writer().put(variant).put<uint64_t>(dst).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
     call.writer().bytes(from, bytes);
@@ -111,7 +113,7 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
       parallel_copy(to + at, data.data(), n);
     };
   };
-  if (bytes <= kInlineLimit) {
+  if (bytes < kRingCopyMin) {
     CallBuilder call = request(0, bytes);
     return exchange(call, take(0, bytes), nullptr);
   }

@@ -385,7 +385,8 @@ BulkPayload ClientDaemon::Impl::ring_for_memory(AppSession& session, const Frame
   if (session.api != AppApi::Vulkan || session.connections.size() != 1) return {};
   const std::shared_ptr<AppConnection>& connection = session.connections.begin()->second;
   const vk::VulkanRingLayout layout = vk::vulkan_ring_layout(connection->ring_size);
-  if (connection->ring == nullptr || header.payload_len > layout.incoming_slot) return {};
+  if (connection->ring == nullptr || header.payload_len > layout.incoming_slot || header.payload_len < vk::kRingMemoryMin)
+    return {};
   session.incoming_busy.resize(layout.incoming_slots, false);
   auto free = std::find(session.incoming_busy.begin(), session.incoming_busy.end(), false);
   if (free == session.incoming_busy.end()) return {};
