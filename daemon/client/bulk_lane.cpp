@@ -140,7 +140,9 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
     return;
   }
   // An unencrypted connection may be read by one thread while another writes it; a TLS session
-  // may not, so a TLS lane only sends.
+  // may not, so a TLS lane only sends. (Its one thread must not read an answer after each request
+  // either: a frame queued behind the request may carry another thread's earlier call, which the
+  // server runs first, so the answer would wait for a frame that waits for the answer.)
   std::thread receiver;
   const bool plain = session->channel().ssl() == nullptr;
   answers_.store(plain, std::memory_order_release);
