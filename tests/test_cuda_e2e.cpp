@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
@@ -1084,6 +1086,45 @@ TEST_F(CudaE2E, ATlsLaneCallSentBeforeItsJoinWasAnsweredIsRun) {
   EXPECT_EQ(owner->channel().receive_frame().header.type, static_cast<uint16_t>(rgpu::MsgType::Pong)) << server.log();
 }
 
+// The server goes away while an application copies from the device over the bulk lanes: the copy
+// fails with CUDA_ERROR_DEVICE_UNAVAILABLE (nothing waits forever) and the daemon goes on.
+TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
+  TempDir dir;
+  auto server = std::make_unique<ServerProcess>(
+      std::vector<std::string>{"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n")},
+      std::vector<std::string>{"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server->address(), "--tls", "off", "--socket", socket}, {}, "client");
+  const std::string marker = dir.path() + "/copying";
+  const std::string socket_variable = "RGPU_CLIENT_SOCKET=" + socket;
+  const std::string marker_variable = "RGPU_TEST_MARKER=" + marker;
+  const pid_t child = fork();
+  if (child == 0) {
+    putenv(const_cast<char*>(socket_variable.c_str()));
+    putenv(const_cast<char*>(marker_variable.c_str()));
+    execl("/proc/self/exe", "/proc/self/exe", "--gtest_filter=CudaE2EChild.CopiesUntilTheServerGoes", "--rgpu-child",
+          nullptr);
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (access(marker.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // waiting for the child's first copy
+  ASSERT_EQ(access(marker.c_str(), F_OK), 0) << "the child never copied:\n" << client.log();
+  server->stop();
+  int status = 0;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (waitpid(child, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL() << "the application still waited 30 s after the server went:\n" << client.log();
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == kChildDone)
+      << "status " << status << "\n" << client.log();
+  EXPECT_EQ(client.stop(), 0) << client.log();  // it was still running
+}
+
 // A process that dies holding GPU memory gets it freed by the server.
 TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
   size_t before = 0, total = 0;
@@ -1153,6 +1194,23 @@ TEST(CudaE2EChild, LargeCopyRoundTrips) {
     if (out != in) _exit(6);
   }
   _exit(kChildDone);
+}
+
+TEST(CudaE2EChild, CopiesUntilTheServerGoes) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  if (cuInit(0) != CUDA_SUCCESS) _exit(1);
+  CUcontext context;
+  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
+  const size_t bytes = 32 << 20;
+  std::vector<uint8_t> out(bytes);
+  CUdeviceptr d = 0;
+  if (cuMemAlloc(&d, bytes) != CUDA_SUCCESS) _exit(3);
+  for (int i = 0; i < 100000; ++i) {
+    const CUresult r = cuMemcpyDtoH(out.data(), d, bytes);
+    if (r != CUDA_SUCCESS) _exit(r == CUDA_ERROR_DEVICE_UNAVAILABLE ? kChildDone : 4);
+    if (i == 0) std::fclose(std::fopen(std::getenv("RGPU_TEST_MARKER"), "w"));
+  }
+  _exit(5);  // the server never went
 }
 
 TEST(CudaE2EChild, SeesOnlyDeviceOne) {
