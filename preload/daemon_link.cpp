@@ -168,6 +168,10 @@ CUresult DaemonLink::send(uint64_t request_id, uint16_t flags, std::span<const u
 }
 
 void DaemonLink::handle_unsolicited(const Frame& frame) {
+  if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) {  // about the whole connection
+    broken(decode_error(frame.payload).message);
+    return;
+  }
   switch (static_cast<AppMsg>(frame.header.type)) {
     case AppMsg::RingRelease: {
       RingReleaseMsg release = decode_ring_release(frame.payload);

@@ -475,11 +475,13 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
       return connection.link->finish_after_flush();
     }
   }
+  const bool wants_answer = !(frame.header.flags & kFrameNoReply);
   if (session.state != AppSession::State::Open || !session.server_link) {
-    connection.link->send(error_frame(frame.header.request_id, ErrorCode::UnexpectedMessage, "no server for this process"));
+    // A call that waits gets its answer; one that does not is told at its next wait (request 0).
+    connection.link->send(error_frame(wants_answer ? frame.header.request_id : 0, ErrorCode::UnexpectedMessage,
+                                      "no server for this process"));
     return;
   }
-  const bool wants_answer = !(frame.header.flags & kFrameNoReply);
   if (!(frame.header.flags & kFrameRing)) {
     if (wants_answer) session.routes[frame.header.request_id] = {connection.id, 0, 0};
     session.server_link->send(
