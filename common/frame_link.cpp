@@ -242,10 +242,19 @@ void FrameLink::complete_sent(size_t bytes) {
 }
 
 void FrameLink::on_sent(int res) {
+  if (closed_) {
+    send_armed_ = false;
+    return;
+  }
+  if (res < 0) {
+    send_armed_ = false;
+    return close(std::string("send failed: ") + std::strerror(-res));
+  }
+  // Still armed while releases run: one that sends on this link only queues (the next sendmsg
+  // starts below, from offsets that count what just left).
+  complete_sent(static_cast<size_t>(res));
   send_armed_ = false;
   if (closed_) return;
-  if (res < 0) return close(std::string("send failed: ") + std::strerror(-res));
-  complete_sent(static_cast<size_t>(res));
   if (!out_.empty()) return send_next();
   on_flushed();
 }

@@ -152,8 +152,11 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
     pending.erase(pending.begin());
     std::vector<uint8_t> storage;
     std::span<const uint8_t> answer;
-    if (CUresult r = link->wait(p.id, storage, answer); r != CUDA_SUCCESS) return r;
-    CUresult r = finish_reply(answer, take(p.at, p.n));
+    // A refused chunk still lets the others in flight come back (they land in the ring, which
+    // the next copy uses) before the copy returns; only a lost link ends it at once.
+    CUresult r = link->wait(p.id, storage, answer);
+    if (link->is_broken()) return kLinkLost;
+    if (r == CUDA_SUCCESS) r = finish_reply(answer, take(p.at, p.n));
     if (r != CUDA_SUCCESS && first_error == CUDA_SUCCESS) first_error = r;
     if (issued < bytes && first_error == CUDA_SUCCESS) {
       if (CUresult e = issue(); e != CUDA_SUCCESS) return e;

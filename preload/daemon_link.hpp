@@ -47,6 +47,7 @@ class DaemonLink {
   // Blocks until the daemon has released the ring bytes at [offset, offset + length).
   CUresult wait_released(uint64_t offset);
   void mark_in_flight(uint64_t offset) { in_flight_.push_back(offset); }
+  bool is_broken() const { return broken_; }
   // The ring slot (of `count`) for the next host-to-device chunk: one copy after another goes
   // round the whole ring, so that a copy need not wait for the previous one's chunks to leave.
   size_t next_upload_slot(size_t count) { return next_upload_slot_++ % count; }

@@ -1112,10 +1112,11 @@ TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
   ASSERT_EQ(access(marker.c_str(), F_OK), 0) << "the child never copied:\n" << client.log();
   server->stop();
   int status = 0;
+  bool ended = false;
   deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (waitpid(child, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < deadline)
+  while (!(ended = waitpid(child, &status, WNOHANG) == child) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
+  if (!ended) {
     kill(child, SIGKILL);
     waitpid(child, &status, 0);
     FAIL() << "the application still waited 30 s after the server went:\n" << client.log();

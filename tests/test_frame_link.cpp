@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <functional>
 #include <future>
 #include <numeric>
 #include <thread>
@@ -129,44 +130,59 @@ TEST_F(FrameLinkBulk, SinkMemoryTooSmallIsNotUsed) {
 }
 
 // Frames queued together leave together (several per system call): all arrive, in order, and each
-// borrowed payload is released once it has been sent.
+// borrowed payload is released once it has been sent; a release that sends on the same link
+// queues its frame behind the others.
 TEST(FrameLinkSend, ManyQueuedFramesArriveInOrderAndBorrowedBytesAreReleased) {
   int fds[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
   EventLoop loop;
   auto link = std::make_shared<FrameLink>(loop, UniqueFd(fds[0]), "test");
   link->start(FrameLink::Callbacks{.on_frame = [](Frame&&) {}, .on_close = [](const std::string&) {}, .on_malformed = {}});
-  const size_t count = 300;  // more than one sendmsg takes
-  std::vector<std::vector<uint8_t>> borrowed(count);
+  const size_t count = 300;  // more than one sendmsg takes; then one more, sent by a release
+  const size_t borrowed_count = count / 2 + 1;
+  std::vector<std::vector<uint8_t>> borrowed(count + 1);
   size_t released = 0;
+  std::function<void(size_t)> send_borrowed = [&](size_t i) {
+    borrowed[i] = pattern(1 + i * 37 % 5000, static_cast<uint8_t>(i));
+    FrameHeader header;
+    header.type = static_cast<uint16_t>(i);
+    header.request_id = i;
+    header.payload_len = static_cast<uint32_t>(borrowed[i].size());
+    std::vector<uint8_t> head(kFrameHeaderSize);
+    std::memcpy(head.data(), &header, kFrameHeaderSize);
+    link->send_borrowed(std::move(head), borrowed[i], [&, i] {
+      if (i == 1) send_borrowed(count);
+      if (++released == borrowed_count) loop.stop();  // the last frame has left
+    });
+  };
   for (size_t i = 0; i < count; ++i) {
-    const auto body = pattern(1 + i * 37 % 5000, static_cast<uint8_t>(i));
     if (i % 2 == 0) {
-      link->send(encode_frame(static_cast<uint16_t>(i), i, body, 0, Compression::Never));
+      link->send(encode_frame(static_cast<uint16_t>(i), i, pattern(1 + i * 37 % 5000, static_cast<uint8_t>(i)), 0,
+                              Compression::Never));
     } else {
-      borrowed[i] = body;
-      FrameHeader header;
-      header.type = static_cast<uint16_t>(i);
-      header.request_id = i;
-      header.payload_len = static_cast<uint32_t>(body.size());
-      std::vector<uint8_t> head(kFrameHeaderSize);
-      std::memcpy(head.data(), &header, kFrameHeaderSize);
-      link->send_borrowed(std::move(head), borrowed[i], [&] {
-        if (++released == count / 2) loop.stop();  // the last borrowed frame (the last frame) has left
-      });
+      send_borrowed(i);
     }
   }
+  loop.after(std::chrono::seconds(20), [&](int) {
+    if (released < borrowed_count) ADD_FAILURE() << "only " << released << " borrowed frames left in 20 s";
+    ::shutdown(fds[0], SHUT_RDWR);  // ends the reader's wait too
+    loop.stop();
+  });
   std::thread reader([&, fd = fds[1]] {
     BlockingChannel channel{UniqueFd(fd)};
-    for (size_t i = 0; i < count; ++i) {
-      const Frame frame = channel.receive_frame();
-      EXPECT_EQ(frame.header.type, i);
-      EXPECT_EQ(frame.payload, pattern(1 + i * 37 % 5000, static_cast<uint8_t>(i)));
+    try {
+      for (size_t i = 0; i <= count; ++i) {
+        const Frame frame = channel.receive_frame();
+        EXPECT_EQ(frame.header.type, i);
+        EXPECT_EQ(frame.payload, pattern(1 + i * 37 % 5000, static_cast<uint8_t>(i)));
+      }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "reading the frames: " << e.what();
     }
   });
   loop.run();
   reader.join();
-  EXPECT_EQ(released, count / 2);
+  EXPECT_EQ(released, borrowed_count);
   link->close("done");
 }
 

@@ -81,11 +81,23 @@ CudaSession::CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget
       resources_(std::move(budget), devices),
       send_(std::move(send)),
       staging_(std::make_shared<StagingPool>(kCopyStagingSize, kStagingBuffers)),
+      small_staging_(std::make_shared<StagingPool>(kSmallStagingSize, kSmallStagingBuffers)),
       client_(std::move(client)) {}
 
 BulkPayload CudaSession::staging_buffer(const FrameHeader& header) {
-  if (header.type != kMsgCudaCall || header.payload_len > kCopyStagingSize) return {};
-  return staging_->acquire();
+  if (header.type != kMsgCudaCall) return {};
+  return staging_for(header.payload_len);
+}
+
+BulkPayload CudaSession::staging_for(size_t bytes) {
+  if (bytes <= kSmallStagingSize)
+    if (BulkPayload small = small_staging_->acquire(); small.owner) return small;
+  return bytes <= kCopyStagingSize ? staging_->acquire() : BulkPayload{};
+}
+
+void CudaSession::pin_staging(const void* address) {
+  staging_->pin(address);  // each pool locks only a buffer of its own
+  small_staging_->pin(address);
 }
 
 CudaSession::~CudaSession() {
@@ -281,9 +293,9 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
   Driver& d = Driver::get();
   uint8_t* target = nullptr;
   BulkPayload staged;
-  if (size >= kBulkFrameMinSize && size <= kCopyStagingSize) staged = staging_->acquire();
+  if (size >= kBulkFrameMinSize) staged = staging_for(size);
   if (staged.owner) {
-    staging_->pin(staged.bytes.data());
+    pin_staging(staged.bytes.data());
     target = staged.bytes.data();
   } else {
     out.buffer().resize(size);
@@ -559,7 +571,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
       auto data = args.rest();
       const bool staged = worker.staged_call;
-      if (staged) staging_->pin(data.data());
+      if (staged) pin_staging(data.data());
       if (variant == FN_cuMemcpyHtoDAsync_v2 || variant == FN_cuMemcpyHtoDAsync_v2_ptsz) {
         auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t, CUstream)>(function_name(variant));
         if (!fn) return missing(function_name(variant));

@@ -44,6 +44,9 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   static constexpr size_t kMaxThreads = 256;
   static constexpr std::chrono::microseconds kIdleSpin{50};
   static constexpr size_t kStagingBuffers = 16;  // per client: 16 x kCopyStagingSize at most
+  // Smaller frames take smaller buffers, so that many of them in flight leave the large ones be.
+  static constexpr size_t kSmallStagingSize = (1u << 20) + (64u << 10);
+  static constexpr size_t kSmallStagingBuffers = 32;
 
  private:
   struct Call {
@@ -84,7 +87,12 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   DeviceMap devices_;
   SessionResources resources_;
   SendFn send_;
+  // A staging buffer for `bytes` (a small one when it fits), or an empty owner.
+  BulkPayload staging_for(size_t bytes);
+  void pin_staging(const void* address);
+
   std::shared_ptr<StagingPool> staging_;
+  std::shared_ptr<StagingPool> small_staging_;
   std::string client_;
 
   std::mutex mutex_;
