@@ -1079,7 +1079,9 @@ TEST_F(CudaE2E, ATlsLaneCallSentBeforeItsJoinWasAnsweredIsRun) {
   for (int i = 0; i < 2; ++i) {
     const rgpu::Frame frame = lane->channel().receive_frame();
     types.push_back(frame.header.type);
-    if (frame.header.type == rgpu::cuda::kMsgCudaReply) EXPECT_EQ(frame.header.request_id, asked);
+    if (frame.header.type == rgpu::cuda::kMsgCudaReply) {
+      EXPECT_EQ(frame.header.request_id, asked);
+    }
   }
   EXPECT_THAT(types, ::testing::UnorderedElementsAre(rgpu::kMsgCudaJoined, rgpu::cuda::kMsgCudaReply)) << server.log();
   owner->channel().send_frame(static_cast<uint16_t>(rgpu::MsgType::Ping), owner->next_request_id(), {});
