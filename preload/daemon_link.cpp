@@ -194,9 +194,7 @@ CUresult DaemonLink::wait(uint64_t request_id, std::vector<uint8_t>& storage, st
     if (!read_frame(frame, nullptr)) return broken("the daemon closed the connection");
     try {
       if (frame.header.type == static_cast<uint16_t>(AppMsg::RingRelease) || frame.header.request_id == 0) {
-        if (frame.header.type == static_cast<uint16_t>(MsgType::Error))
-          return broken(decode_error(frame.payload).message);
-        handle_unsolicited(frame);
+        handle_unsolicited(frame);  // an error there breaks the link, which the loop's top returns
         continue;
       }
     } catch (const WireError& e) {

@@ -1012,19 +1012,27 @@ TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
   EXPECT_EQ(cuGetProcAddress("cuNoSuchThing", &fn, 13000, 0, &status), CUDA_ERROR_NOT_FOUND);
 }
 
-// Runs the CudaE2EChild test `name` in a process of its own (a fork's copy of this process's
-// session would not be one) with `variable` added to its environment; returns its exit code.
-int run_child(const std::string& name, const char* variable = nullptr) {
+// Starts the CudaE2EChild test `name` in a process of its own (a fork's copy of this process's
+// session would not be one) with `variables` ("NAME=value") added to its environment.
+pid_t start_child(const std::string& name, const std::vector<std::string>& variables = {}) {
   const std::string filter = "--gtest_filter=CudaE2EChild." + name;
   pid_t child = fork();
   if (child == 0) {
-    if (variable != nullptr) putenv(const_cast<char*>(variable));
+    for (const std::string& variable : variables) putenv(const_cast<char*>(variable.c_str()));
     execl("/proc/self/exe", "/proc/self/exe", filter.c_str(), "--rgpu-child", nullptr);
     _exit(127);
   }
+  return child;
+}
+
+int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+// Runs the CudaE2EChild test `name` (see start_child) to its end; returns its exit code.
+int run_child(const std::string& name, const char* variable = nullptr) {
+  const pid_t child = start_child(name, variable ? std::vector<std::string>{variable} : std::vector<std::string>{});
   int status = 0;
   waitpid(child, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_of(status);
 }
 
 constexpr int kChildDone = 42;
@@ -1098,16 +1106,8 @@ TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
   const std::string socket = dir.path() + "/client.sock";
   ServerProcess client({"--server", server->address(), "--tls", "off", "--socket", socket}, {}, "client");
   const std::string marker = dir.path() + "/copying";
-  const std::string socket_variable = "RGPU_CLIENT_SOCKET=" + socket;
-  const std::string marker_variable = "RGPU_TEST_MARKER=" + marker;
-  const pid_t child = fork();
-  if (child == 0) {
-    putenv(const_cast<char*>(socket_variable.c_str()));
-    putenv(const_cast<char*>(marker_variable.c_str()));
-    execl("/proc/self/exe", "/proc/self/exe", "--gtest_filter=CudaE2EChild.CopiesUntilTheServerGoes", "--rgpu-child",
-          nullptr);
-    _exit(127);
-  }
+  const pid_t child =
+      start_child("CopiesUntilTheServerGoes", {"RGPU_CLIENT_SOCKET=" + socket, "RGPU_TEST_MARKER=" + marker});
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (access(marker.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // waiting for the child's first copy
@@ -1123,8 +1123,7 @@ TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
     waitpid(child, &status, 0);
     FAIL() << "the application still waited 30 s after the server went:\n" << client.log();
   }
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == kChildDone)
-      << "status " << status << "\n" << client.log();
+  EXPECT_EQ(exit_code_of(status), kChildDone) << client.log();
   EXPECT_EQ(client.stop(), 0) << client.log();  // it was still running
 }
 
@@ -1145,23 +1144,27 @@ TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
 
 bool g_is_child = false;
 
-TEST(CudaE2EChild, AllocateAndDie) {
-  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+// A child's start: the driver initialised and device 0's primary context current (exit codes 1
+// and 2 say which failed).
+CUcontext enter_primary_context() {
   if (cuInit(0) != CUDA_SUCCESS) _exit(1);
   CUcontext context;
-  cuDevicePrimaryCtxRetain(&context, 0);
-  cuCtxSetCurrent(context);
+  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
+  return context;
+}
+
+TEST(CudaE2EChild, AllocateAndDie) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  enter_primary_context();
   CUdeviceptr d;
   for (int i = 0; i < 3; ++i)
-    if (cuMemAlloc(&d, 8 << 20) != CUDA_SUCCESS) _exit(2);
+    if (cuMemAlloc(&d, 8 << 20) != CUDA_SUCCESS) _exit(3);
   _exit(kChildDone);  // no cuMemFree, no cleanup: the server must do it
 }
 
 TEST(CudaE2EChild, ThreadsOverTheLimit) {
   if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
-  if (cuInit(0) != CUDA_SUCCESS) _exit(1);
-  CUcontext context;
-  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
+  const CUcontext context = enter_primary_context();
   if (cuCtxSynchronize() != CUDA_SUCCESS) _exit(3);
   // One thread after another, each with its own connection and thread on the server.
   int refused = 0;
@@ -1181,9 +1184,7 @@ TEST(CudaE2EChild, ThreadsOverTheLimit) {
 
 TEST(CudaE2EChild, LargeCopyRoundTrips) {
   if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
-  if (cuInit(0) != CUDA_SUCCESS) _exit(1);
-  CUcontext context;
-  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
+  enter_primary_context();
   const size_t bytes = (96 << 20) + 7;
   std::vector<uint8_t> in(bytes), out(bytes);
   std::mt19937 rng(5);
@@ -1201,9 +1202,7 @@ TEST(CudaE2EChild, LargeCopyRoundTrips) {
 
 TEST(CudaE2EChild, CopiesUntilTheServerGoes) {
   if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
-  if (cuInit(0) != CUDA_SUCCESS) _exit(1);
-  CUcontext context;
-  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
+  enter_primary_context();
   const size_t bytes = 32 << 20;
   std::vector<uint8_t> out(bytes);
   CUdeviceptr d = 0;

@@ -52,9 +52,11 @@ bool BulkLane::stopping() {
   return stopping_;
 }
 
-void BulkLane::fail(const std::string& why) {
+void BulkLane::fail(const std::string& server, const std::string& closed) {
   ready_.store(false, std::memory_order_release);
   if (failed_.exchange(true)) return;  // both of its threads may find the connection gone
+  LOG_WARN("bulk lane to %s lost: %s", server.c_str(), closed.c_str());
+  const std::string why = "a bulk lane to the server was lost: " + closed;
   std::deque<Job> left;
   {
     std::lock_guard lock(mutex_);
@@ -150,11 +152,10 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
   if (plain) {
     timeval none{};
     ::setsockopt(session->channel().fd(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
-    receiver = std::thread([this, fd = session->channel().fd(), server] {
-      const std::string closed = receive_answers(fd);
-      if (stopping()) return;
-      LOG_WARN("bulk lane to %s lost: %s", server.c_str(), closed.c_str());
-      fail("a bulk lane to the server was lost: " + closed);
+    // Only recv() on the socket: the writer's send() may run beside it.
+    receiver = std::thread([this, &channel = session->channel(), server] {
+      const std::string closed = receive_answers(channel);
+      if (!stopping()) fail(server, closed);
     });
   }
   std::string closed;
@@ -170,10 +171,7 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
     }
     post_(std::move(job.sent));
   }
-  if (!stopping() && !failed_.load()) {
-    LOG_WARN("bulk lane to %s lost: %s", server.c_str(), closed.c_str());
-    fail("a bulk lane to the server was lost: " + closed);
-  }
+  if (!stopping()) fail(server, closed);
   if (receiver.joinable()) {
     ::shutdown(session->channel().fd(), SHUT_RDWR);  // ends its read
     receiver.join();
@@ -182,28 +180,23 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
   fd_ = -1;
 }
 
-bool BulkLane::read_exactly(int fd, std::span<uint8_t> into, std::string& closed) {
-  size_t got = 0;
-  while (got < into.size()) {
-    const ssize_t n = ::recv(fd, into.data() + got, into.size() - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    } else if (n == 0) {
-      closed = "the server closed it";
-      return false;
-    } else if (errno != EINTR) {
-      closed = std::string("receive failed: ") + std::strerror(errno);
-      return false;
-    }
+namespace {
+bool read_exactly(BlockingChannel& channel, std::span<uint8_t> into, std::string& closed) {
+  try {
+    for (size_t got = 0; got < into.size();) got += channel.read_some(into.subspan(got));
+    return true;
+  } catch (const ChannelClosed& e) {
+    closed = e.what();
+    return false;
   }
-  return true;
 }
+}  // namespace
 
-std::string BulkLane::receive_answers(int fd) {
+std::string BulkLane::receive_answers(BlockingChannel& channel) {
   std::vector<uint8_t> start(kFrameHeaderSize);
   std::string closed;
   for (;;) {
-    if (!read_exactly(fd, start, closed)) return closed;
+    if (!read_exactly(channel, start, closed)) return closed;
     FrameDecoder decoder;
     decoder.feed(start);
     FrameHeader header;
@@ -223,12 +216,12 @@ std::string BulkLane::receive_answers(int fd) {
     Frame frame;
     if (awaited && !(header.flags & kFrameCompressed) && header.payload_len <= awaited->into.size()) {
       const std::span<uint8_t> into = awaited->into.first(header.payload_len);
-      if (!read_exactly(fd, into, closed)) return closed;
+      if (!read_exactly(channel, into, closed)) return closed;
       frame.header = header;
       frame.bulk = BulkPayload{into, std::move(awaited->owner)};
     } else {
       std::vector<uint8_t> payload(header.payload_len);
-      if (!read_exactly(fd, payload, closed)) return closed;
+      if (!read_exactly(channel, payload, closed)) return closed;
       decoder.feed(payload);
       try {
         frame = std::move(*decoder.next());

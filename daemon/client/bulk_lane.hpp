@@ -63,10 +63,10 @@ class BulkLane {
   bool next_job(int fd, Job& job, std::string& closed);
   void wake();
   bool stopping();
-  void fail(const std::string& why);
+  // The connection to `server` ended (`closed` says how): logged and reported once.
+  void fail(const std::string& server, const std::string& closed);
   // The answers' thread: reads frames until the connection ends; returns why it ended.
-  std::string receive_answers(int fd);
-  bool read_exactly(int fd, std::span<uint8_t> into, std::string& closed);
+  std::string receive_answers(BlockingChannel& channel);
 
   Post post_;
   std::function<void(const std::string&)> lost_;

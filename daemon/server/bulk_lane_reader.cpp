@@ -28,10 +28,7 @@ void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer, uin
   link_ = std::make_shared<FrameLink>(*loop_, std::move(connection.fd), std::move(peer));
   if (connection.ssl) link_->adopt_tls(std::move(connection.ssl));
   link_->prime(connection.unread);
-  link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(session_)](const FrameHeader& header) {
-    auto cuda = session.lock();
-    return cuda ? cuda->staging_buffer(header) : BulkPayload{};
-  }, cuda::kBulkFrameMinSize);
+  link_->set_bulk_sink(cuda::CudaSession::staging_sink(session_), cuda::kBulkFrameMinSize);
   std::weak_ptr<BulkLaneReader> weak = shared_from_this();
   answer_here_ = std::make_shared<const cuda::CudaSession::SendFn>(
       // The loop is kept: a session thread may answer after the server has stopped its lanes.

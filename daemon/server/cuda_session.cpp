@@ -89,6 +89,13 @@ BulkPayload CudaSession::staging_buffer(const FrameHeader& header) {
   return staging_for(header.payload_len);
 }
 
+std::function<BulkPayload(const FrameHeader&)> CudaSession::staging_sink(std::weak_ptr<CudaSession> session) {
+  return [session = std::move(session)](const FrameHeader& header) {
+    auto cuda = session.lock();
+    return cuda ? cuda->staging_buffer(header) : BulkPayload{};
+  };
+}
+
 BulkPayload CudaSession::staging_for(size_t bytes) {
   if (bytes <= kSmallStagingSize)
     if (BulkPayload small = small_staging_->acquire(); small.owner) return small;

@@ -37,6 +37,9 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void submit(Frame frame, std::shared_ptr<const SendFn> answer_via = nullptr);
   // Where a large CudaCall frame may be received (a staging buffer), or an empty owner.
   BulkPayload staging_buffer(const FrameHeader& header);
+  // A connection's bulk sink (FrameLink::set_bulk_sink) that receives into the session's staging
+  // memory while the session lasts.
+  static std::function<BulkPayload(const FrameHeader&)> staging_sink(std::weak_ptr<CudaSession> session);
   // The client is gone: the threads finish the call they are in, then everything is freed on a
   // thread of its own (never on the event loop).
   void close();

@@ -372,10 +372,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Large calls (host -> device data) are received straight into cuda_'s staging memory.
   void receive_into_staging() {
-    link_->set_bulk_sink([session = std::weak_ptr<cuda::CudaSession>(cuda_)](const FrameHeader& header) {
-      auto cuda = session.lock();
-      return cuda ? cuda->staging_buffer(header) : BulkPayload{};
-    }, cuda::kBulkFrameMinSize);
+    link_->set_bulk_sink(cuda::CudaSession::staging_sink(cuda_), cuda::kBulkFrameMinSize);
   }
 
   // A bulk lane: this connection carries calls of the CUDA session with the key too.
