@@ -43,6 +43,14 @@ inline constexpr uint16_t kMsgVulkanOpened = 0x0F3;
 // parallel with the session's own connection); the answer is CudaJoined or an Error.
 inline constexpr uint16_t kMsgCudaJoin = 0x0F4;
 inline constexpr uint16_t kMsgCudaJoined = 0x0F5;
+// Each session runs in a worker process of the server. CudaOpened and VulkanOpened carry the
+// session's key (u64); a client whose session connection closed asks how the session ended with
+// SessionFate (u64 key) on a connection of the same token; the answer SessionFateIs is a sentence
+// (u32 length + UTF-8), e.g. "the GPU server's worker for this application was killed by SIGSEGV".
+// Over TLS, a connection that was answered CudaOpened, VulkanOpened or CudaJoined carries a second
+// TLS handshake next, with the worker (common/tls_rekey.hpp); nothing may be sent before it.
+inline constexpr uint16_t kMsgSessionFate = 0x0F6;
+inline constexpr uint16_t kMsgSessionFateIs = 0x0F7;
 
 struct RingSpec {
   uint64_t in_offset = 0;

@@ -38,6 +38,9 @@ class BlockingChannel {
     ssl = std::move(ssl_);
   }
   SSL* ssl() const { return ssl_.get(); }
+  // The connection's TLS session is replaced by another on the same socket (tls_rekey.hpp); the
+  // old one ends without a close_notify.
+  void replace_tls(SslPtr ssl) { ssl_ = std::move(ssl); }
 
  private:
   UniqueFd fd_;

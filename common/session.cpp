@@ -6,6 +6,7 @@
 #include "auth.hpp"
 #include "log.hpp"
 #include "tls.hpp"
+#include "tls_rekey.hpp"
 #include "wire.hpp"
 
 namespace rgpu {
@@ -136,9 +137,11 @@ std::unique_ptr<Session> Session::connect(const SessionOptions& options) {
   return session;
 }
 
-Frame Session::call(MsgType type, std::span<const uint8_t> payload) {
+Frame Session::call(MsgType type, std::span<const uint8_t> payload) { return call(static_cast<uint16_t>(type), payload); }
+
+Frame Session::call(uint16_t type, std::span<const uint8_t> payload) {
   const uint64_t id = next_request_id();
-  channel_->send_frame(static_cast<uint16_t>(type), id, payload);
+  channel_->send_frame(type, id, payload, 0, Compression::Never);
   for (;;) {
     Frame frame = channel_->receive_frame();
     if (frame.header.request_id != id) {
@@ -151,6 +154,60 @@ Frame Session::call(MsgType type, std::span<const uint8_t> payload) {
       throw RemoteError(error.code, error.message);
     }
     return frame;
+  }
+}
+
+}  // namespace rgpu
+
+namespace rgpu {
+
+void Session::move_to_worker() {
+  if (!channel_->ssl()) return;
+  try {
+    const WorkerPsk psk = derive_worker_psk(channel_->ssl());
+    channel_->replace_tls(rekey_as_client(channel_->fd(), psk));
+  } catch (const TlsError& e) {
+    throw SessionError(Kind::TlsFailure, e.what());
+  }
+}
+
+uint64_t Session::open_application_session(AppApi api, std::span<const uint8_t> open) {
+  const Frame opened = call(api == AppApi::Cuda ? kMsgCudaOpen : kMsgVulkanOpen, open);
+  if (opened.header.type != (api == AppApi::Cuda ? kMsgCudaOpened : kMsgVulkanOpened))
+    throw SessionError(Kind::Protocol, std::string("the server answered ") + app_api_name(api) + "Open with " +
+                                           msg_type_name(opened.header.type));
+  uint64_t key = 0;
+  try {
+    WireReader reader(opened.payload, "Opened");
+    key = reader.get<uint64_t>();
+    reader.expect_end();
+  } catch (const WireError& e) {
+    throw SessionError(Kind::Protocol, e.what());
+  }
+  move_to_worker();
+  return key;
+}
+
+void Session::join_cuda_session(uint64_t key) {
+  WireWriter payload;
+  payload.put(key);
+  const Frame joined = call(kMsgCudaJoin, payload.buffer());
+  if (joined.header.type != kMsgCudaJoined)
+    throw SessionError(Kind::Protocol, std::string("the server answered CudaJoin with ") + msg_type_name(joined.header.type));
+  move_to_worker();
+}
+
+std::string Session::session_fate(uint64_t key) {
+  WireWriter payload;
+  payload.put(key);
+  const Frame fate = call(kMsgSessionFate, payload.buffer());
+  try {
+    WireReader reader(fate.payload, "SessionFateIs");
+    std::string text = reader.str(kMaxNameLength);
+    reader.expect_end();
+    return text;
+  } catch (const WireError& e) {
+    throw SessionError(Kind::Protocol, e.what());
   }
 }
 

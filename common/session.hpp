@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "app_protocol.hpp"
 #include "channel.hpp"
 #include "messages.hpp"
 #include "net.hpp"
@@ -51,6 +52,16 @@ class Session {
 
   // Sends a request and waits for the answer with the same request id; an Error answer throws RemoteError.
   Frame call(MsgType type, std::span<const uint8_t> payload = {});
+  Frame call(uint16_t type, std::span<const uint8_t> payload);
+
+  // Opens an application session (CudaOpen or VulkanOpen with `open`'s GPUs) and returns its key;
+  // the connection then carries that session (with the server's worker process). Throws
+  // RemoteError for the server's refusal, SessionError otherwise.
+  uint64_t open_application_session(AppApi api, std::span<const uint8_t> open);
+  // Makes this connection a bulk lane of the CUDA session with `key`; throws as above.
+  void join_cuda_session(uint64_t key);
+  // How the session with `key` ended, as the server tells it (a sentence); throws as above.
+  std::string session_fate(uint64_t key);
   BlockingChannel& channel() { return *channel_; }
   uint64_t next_request_id() { return ++last_request_id_; }
 
@@ -63,6 +74,8 @@ class Session {
 
  private:
   Session() = default;
+  // Over TLS, the second handshake, with the session's worker (tls_rekey.hpp).
+  void move_to_worker();
   std::unique_ptr<BlockingChannel> channel_;
   ChallengeMsg challenge_;
   WelcomeMsg welcome_;

@@ -32,9 +32,10 @@ SslCtxPtr base_context(const SSL_METHOD* method) {
   SslCtxPtr ctx(SSL_CTX_new(method));
   if (!ctx) throw TlsError("cannot create a TLS context: " + openssl_errors());
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
-  SSL_CTX_set_options(ctx.get(), SSL_OP_ENABLE_KTLS | SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  // No kTLS here: a socket keyed in the kernel cannot carry the second handshake of an
+  // application's connections (tls_rekey.hpp), whose session is the one offloaded.
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  // Ciphers the kernel can offload, AES-GCM first.
   SSL_CTX_set_ciphersuites(ctx.get(), "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
   return ctx;
 }

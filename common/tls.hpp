@@ -27,10 +27,10 @@ struct SslDeleter {
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;
 
-// Server side: TLS 1.3 only, kTLS requested, no session tickets (kTLS keeps record sequence numbers
-// in the kernel, and nothing here resumes sessions). Throws TlsError naming the file at fault.
+// Server side: TLS 1.3 only, no session tickets (nothing here resumes sessions), no kTLS (see
+// tls_rekey.hpp). Throws TlsError naming the file at fault.
 SslCtxPtr make_server_tls_context(const std::string& cert_path, const std::string& key_path);
-// Client side: TLS 1.3 only, kTLS requested. The server certificate is not checked against a CA:
+// Client side: TLS 1.3 only, no kTLS (see tls_rekey.hpp). The server certificate is not checked against a CA:
 // the token handshake is bound to this TLS session (auth.hpp), which defeats a man in the middle.
 SslCtxPtr make_client_tls_context();
 

@@ -15,7 +15,6 @@
 #include "log.hpp"
 #include "server/gpu_discovery.hpp"
 #include "server/server.hpp"
-#include "server/vulkan_instance.hpp"
 #include "tls.hpp"
 
 namespace rgpu {
@@ -112,10 +111,6 @@ int run_server(const ServerOptions& options) {
   }
   if (settings.gpus.empty()) LOG_WARN("no GPU to share: clients will see none");
   log_gpus(settings.gpus);
-  // The Vulkan executor's instance is made now, not on the event loop when a client first asks.
-  if (std::any_of(settings.gpus.begin(), settings.gpus.end(), [](const GpuInfo& gpu) { return gpu.vulkan; }) &&
-      !vk::Instance::get().ready())
-    LOG_WARN("Vulkan clients will be refused: %s", vk::Instance::get().problem().c_str());
 
   const bool socket_activated = settings.listen_fd.has_value();
   Server server(std::move(settings));

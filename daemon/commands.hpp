@@ -54,4 +54,7 @@ struct InfoOptions {
 };
 int run_info(const InfoOptions& options);
 
+// The server's worker process for one application session (started by run_server only).
+int run_worker();
+
 }  // namespace rgpu

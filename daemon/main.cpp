@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   info_cmd->add_option("--tls", info.tls, "TLS: auto (use it when the server has it), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
 
+  // Started by `rgpu server` for each application session; not for users (hidden from --help).
+  auto* worker_cmd = app.add_subcommand("worker", "")->group("");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -60,5 +63,6 @@ int main(int argc, char** argv) {
     return rgpu::run_client(client);
   }
   if (info_cmd->parsed()) return rgpu::run_info(info);
+  if (worker_cmd->parsed()) return rgpu::run_worker();
   return rgpu::kExitUsage;
 }

@@ -1062,38 +1062,36 @@ TEST_F(CudaE2E, CopiesCrossATlsServerOverBulkLanes) {
   EXPECT_NE(log.find("bulk lane from"), std::string::npos) << log;
 }
 
-// A TLS lane that sends a call right behind its CudaJoin (before CudaJoined came back) has it
-// read on the lane's own thread, where it is run and answered; the server goes on.
-TEST_F(CudaE2E, ATlsLaneCallSentBeforeItsJoinWasAnsweredIsRun) {
+// Over TLS a connection carries nothing between CudaJoined and its second handshake (the one with
+// the session's worker): a lane that sends a call right behind its CudaJoin is dropped, its session
+// ends with it, the server says how when asked, and goes on.
+TEST_F(CudaE2E, ATlsLaneThatSendsBeforeItsSecondHandshakeEndsItsSession) {
   TempDir dir;
   ServerProcess server(rgpu::test::tls_server_args(dir), {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
   rgpu::SessionOptions options;
   options.server = rgpu::parse_host_port(server.address());
   options.tls = rgpu::TlsMode::On;
   auto owner = rgpu::Session::connect(options);
-  owner->channel().send_frame(rgpu::kMsgCudaOpen, owner->next_request_id(), rgpu::encode(rgpu::SessionOpenMsg{{0}}));
-  const rgpu::Frame opened = owner->channel().receive_frame();
-  ASSERT_EQ(opened.header.type, rgpu::kMsgCudaOpened) << server.log();
+  const uint64_t key = owner->open_application_session(rgpu::AppApi::Cuda, rgpu::encode(rgpu::SessionOpenMsg{{0}}));
 
   auto lane = rgpu::Session::connect(options);
-  lane->channel().send_frame(rgpu::kMsgCudaJoin, lane->next_request_id(), opened.payload);
+  rgpu::WireWriter join;
+  join.put(key);
+  lane->channel().send_frame(rgpu::kMsgCudaJoin, lane->next_request_id(), join.buffer());
   rgpu::cuda::CallHeader call;
   call.function = rgpu::fnv1a("cuNoSuchFunction");
   call.thread = 1;
   call.sequence = 1;
-  const uint64_t asked = lane->next_request_id();
-  lane->channel().send_frame(rgpu::cuda::kMsgCudaCall, asked, {reinterpret_cast<const uint8_t*>(&call), sizeof call});
-  std::vector<uint16_t> types;
-  for (int i = 0; i < 2; ++i) {
-    const rgpu::Frame frame = lane->channel().receive_frame();
-    types.push_back(frame.header.type);
-    if (frame.header.type == rgpu::cuda::kMsgCudaReply) {
-      EXPECT_EQ(frame.header.request_id, asked);
-    }
-  }
-  EXPECT_THAT(types, ::testing::UnorderedElementsAre(rgpu::kMsgCudaJoined, rgpu::cuda::kMsgCudaReply)) << server.log();
-  owner->channel().send_frame(static_cast<uint16_t>(rgpu::MsgType::Ping), owner->next_request_id(), {});
-  EXPECT_EQ(owner->channel().receive_frame().header.type, static_cast<uint16_t>(rgpu::MsgType::Pong)) << server.log();
+  lane->channel().send_frame(rgpu::cuda::kMsgCudaCall, lane->next_request_id(),
+                             {reinterpret_cast<const uint8_t*>(&call), sizeof call});
+  EXPECT_EQ(lane->channel().receive_frame().header.type, rgpu::kMsgCudaJoined);
+  EXPECT_THROW(lane->channel().receive_frame(), rgpu::ChannelClosed) << server.log();
+  // The session went with its lane.
+  EXPECT_THROW(owner->channel().receive_frame(), rgpu::ChannelClosed) << server.log();
+  const std::string fate = rgpu::Session::connect(options)->session_fate(key);
+  EXPECT_THAT(fate, ::testing::HasSubstr("the GPU server's worker for this application")) << server.log();
+  auto next = rgpu::Session::connect(options);
+  EXPECT_EQ(next->call(rgpu::MsgType::ListGpus).header.type, static_cast<uint16_t>(rgpu::MsgType::GpuList));
 }
 
 // The server goes away while an application copies from the device over the bulk lanes: the copy

@@ -28,6 +28,7 @@ class VulkanServer : public ::testing::Test {
     gpu.vulkan = true;
     gpu.vulkan_ordinal = 0;
     settings.gpus = {gpu};
+    settings.worker_executable = RGPU_BINARY;
     server_ = std::make_unique<Server>(settings);
     server_->start();
     thread_ = std::thread([this] { server_->run(); });
@@ -37,8 +38,7 @@ class VulkanServer : public ::testing::Test {
     session_ = Session::connect(options);
     SessionOpenMsg open;
     open.gpu_indices = {0};
-    const Frame opened = call(kMsgVulkanOpen, encode(open));
-    ASSERT_EQ(opened.header.type, kMsgVulkanOpened);
+    session_->open_application_session(AppApi::Vulkan, encode(open));
   }
   void TearDown() override {
     session_.reset();

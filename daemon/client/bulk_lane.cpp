@@ -119,15 +119,10 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
     // Writes block while the server's staging is full: no time limit on them.
     timeval none{};
     ::setsockopt(session->channel().fd(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
-    WireWriter key;
-    key.put(lane_key);
-    session->channel().send_frame(kMsgCudaJoin, session->next_request_id(), key.buffer(), 0, Compression::Never);
-    const Frame answer = session->channel().receive_frame();
-    if (answer.header.type != kMsgCudaJoined) {
-      const std::string why = answer.header.type == static_cast<uint16_t>(MsgType::Error)
-                                  ? decode_error(answer.payload).message
-                                  : std::string("unexpected answer ") + msg_type_name(answer.header.type);
-      LOG_WARN("bulk lane to %s not joined: %s", server.c_str(), why.c_str());
+    try {
+      session->join_cuda_session(lane_key);
+    } catch (const RemoteError& e) {
+      LOG_WARN("bulk lane to %s not joined: %s", server.c_str(), e.what());
       std::lock_guard lock(mutex_);
       fd_ = -1;
       return;

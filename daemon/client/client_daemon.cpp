@@ -59,7 +59,7 @@ struct AppConnection {
 
 // One application process: its connections and its one server connection.
 struct AppSession {
-  enum class State { Connecting, Opening, Open, Closed };
+  enum class State { Connecting, Open, Closed };
   uint64_t id = 0;
   pid_t pid = 0;
   std::string program;
@@ -69,6 +69,8 @@ struct AppSession {
   std::vector<std::string> notes;
   State state = State::Connecting;
   std::shared_ptr<FrameLink> server_link;
+  uint64_t key = 0;            // the session's key on the server
+  bool asking_fate = false;    // its connection was lost; the server is being asked why
   std::map<uint64_t, std::shared_ptr<AppConnection>> connections;
   std::vector<uint64_t> waiting;  // connections to welcome once the server is open
   struct Route {
@@ -91,6 +93,8 @@ namespace {
 // bulk lane.
 constexpr uint64_t kLaneMinSize = 1u << 20;
 constexpr uint64_t kLaneMinAnswer = 256u << 10;
+// How long a lost session's reason is worth waiting for.
+constexpr auto kFateTimeout = std::chrono::seconds(3);
 }  // namespace
 
 struct ClientDaemon::Impl {
@@ -104,13 +108,22 @@ struct ClientDaemon::Impl {
   void on_server_frame(uint64_t session_id, Frame&& frame);
   BulkPayload ring_for_answer(uint64_t session_id, const FrameHeader& header);
   BulkPayload ring_for_memory(AppSession& session, const FrameHeader& header);
-  // CUDA: opens the session's bulk lanes with the key from CudaOpened; a ready lane in turn.
-  void open_lanes(AppSession& session, const Frame& opened);
+  // CUDA: opens the session's bulk lanes (joined with its key); a ready lane in turn.
+  void open_lanes(AppSession& session);
   // A request (its answer awaited) needs a lane that receives answers.
   BulkLane* lane_for(AppSession& session, bool request);
   void on_ring_release(AppSession& session, AppConnection& connection, const Frame& frame);
   void connect_server(uint64_t session_id);
-  void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error);
+  void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, uint64_t key, std::string error);
+  void server_lost(uint64_t session_id, const std::string& reason);
+  SessionOptions session_options(const ServerTarget& target, const char* name) const {
+    SessionOptions options;
+    options.server = target.address;
+    options.token = target.token;
+    options.tls = target.tls;
+    options.client_name = name;
+    return options;
+  }
   void welcome(AppSession& session, uint64_t connection_id);
   void fail_session(AppSession& session, const std::string& reason);
   void drop_connection(uint64_t session_id, uint64_t connection_id);
@@ -308,31 +321,32 @@ void ClientDaemon::Impl::on_connection_frame(uint64_t connection_id, Frame&& fra
 void ClientDaemon::Impl::connect_server(uint64_t session_id) {
   AppSession& session = *sessions.at(session_id);
   const ServerTarget target = settings.servers[session.server];
-  // The TLS and token handshake blocks: it runs off the event loop, then hands the socket over.
-  std::thread([this, session_id, target] {
+  SessionOpenMsg open;
+  for (const auto& device : session.devices) open.gpu_indices.push_back(device.index);
+  // The TLS and token handshake and the session's opening block: they run off the event loop,
+  // then the socket is handed over.
+  std::thread([this, session_id, target, api = session.api, open = encode(open)] {
     UniqueFd fd;
     SslPtr ssl;
+    uint64_t key = 0;
     std::string error;
     try {
-      SessionOptions options;
-      options.server = target.address;
-      options.token = target.token;
-      options.tls = target.tls;
-      options.client_name = "rgpu client";
-      auto connection = Session::connect(options);
+      auto connection = Session::connect(session_options(target, "rgpu client"));
+      key = connection->open_application_session(api, open);
       connection->channel().release(fd, ssl);
     } catch (const std::exception& e) {
       error = e.what();
     }
     auto fd_raw = fd.release();
     SSL* ssl_raw = ssl.release();
-    loop.post([this, session_id, fd_raw, ssl_raw, error] {
-      on_server_connected(session_id, UniqueFd(fd_raw), SslPtr(ssl_raw), error);
+    loop.post([this, session_id, fd_raw, ssl_raw, key, error] {
+      on_server_connected(session_id, UniqueFd(fd_raw), SslPtr(ssl_raw), key, error);
     });
   }).detach();
 }
 
-void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, std::string error) {
+void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, uint64_t key,
+                                             std::string error) {
   auto it = sessions.find(session_id);
   if (it == sessions.end()) return;  // the application left meanwhile; fd closes here
   AppSession& session = *it->second;
@@ -342,27 +356,48 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
   timeval none{};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  session.key = key;
   session.server_link = std::make_shared<FrameLink>(loop, std::move(fd), server);
-  // Before the link reads anything: what already waits on the socket (a TLS 1.3 session ticket,
-  // say) is TLS records.
+  // Before the link reads anything: what already waits on the socket is TLS records.
   if (ssl) session.server_link->adopt_tls(std::move(ssl));
   session.server_link->start(FrameLink::Callbacks{
       .on_frame = [this, session_id](Frame&& frame) { on_server_frame(session_id, std::move(frame)); },
-      .on_close =
-          [this, session_id, server](const std::string& reason) {
-            auto s = sessions.find(session_id);
-            if (s != sessions.end() && s->second->state != AppSession::State::Closed)
-              fail_session(*s->second, "server " + server + " closed the connection: " + reason);
-          },
+      .on_close = [this, session_id, server](const std::string& reason) {
+        server_lost(session_id, "server " + server + " closed the connection: " + reason);
+      },
       .on_malformed = [server](const FrameError& e) { LOG_WARN("malformed frame from %s: %s", server.c_str(), e.what()); },
   });
   // Large answers (device -> host data) are received straight into the asking thread's ring.
   session.server_link->set_bulk_sink([this, session_id](const FrameHeader& header) { return ring_for_answer(session_id, header); },
                                      cuda::kBulkFrameMinSize);
-  SessionOpenMsg open;
-  for (const auto& device : session.devices) open.gpu_indices.push_back(device.index);
-  session.state = AppSession::State::Opening;
-  session.server_link->send(frame_of(session.api == AppApi::Vulkan ? kMsgVulkanOpen : kMsgCudaOpen, 0, open));
+  session.state = AppSession::State::Open;
+  if (session.api == AppApi::Cuda) open_lanes(session);
+  for (uint64_t id : session.waiting) welcome(session, id);
+  session.waiting.clear();
+}
+
+// The session's connection (or a lane) is gone. The server knows why (its worker for this
+// application may have crashed): ask it on a connection of our own, then tell the application.
+void ClientDaemon::Impl::server_lost(uint64_t session_id, const std::string& reason) {
+  auto it = sessions.find(session_id);
+  if (it == sessions.end() || it->second->state == AppSession::State::Closed || it->second->asking_fate) return;
+  AppSession& session = *it->second;
+  session.asking_fate = true;
+  const ServerTarget target = settings.servers[session.server];
+  std::thread([this, session_id, target, key = session.key, reason] {
+    std::string why = reason;
+    try {
+      SessionOptions options = session_options(target, "rgpu client");
+      options.timeout = kFateTimeout;
+      why = Session::connect(options)->session_fate(key);
+    } catch (const std::exception& e) {
+      LOG_DEBUG("could not learn how session %llx ended: %s", static_cast<unsigned long long>(key), e.what());
+    }
+    loop.post([this, session_id, why] {
+      auto s = sessions.find(session_id);
+      if (s != sessions.end() && s->second->state != AppSession::State::Closed) fail_session(*s->second, why);
+    });
+  }).detach();
 }
 
 BulkPayload ClientDaemon::Impl::ring_for_answer(uint64_t session_id, const FrameHeader& header) {
@@ -415,18 +450,6 @@ void ClientDaemon::Impl::on_server_frame(uint64_t session_id, Frame&& frame) {
   auto it = sessions.find(session_id);
   if (it == sessions.end()) return;
   AppSession& session = *it->second;
-  if (session.state == AppSession::State::Opening) {
-    if (frame.header.type == (session.api == AppApi::Vulkan ? kMsgVulkanOpened : kMsgCudaOpened)) {
-      session.state = AppSession::State::Open;
-      if (session.api == AppApi::Cuda && frame.payload.size() == sizeof(uint64_t)) open_lanes(session, frame);
-      for (uint64_t id : session.waiting) welcome(session, id);
-      session.waiting.clear();
-      return;
-    }
-    std::string why = std::string("unexpected answer to ") + app_api_name(session.api) + "Open";
-    if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) why = decode_error(frame.payload).message;
-    return fail_session(session, why);
-  }
   if (frame.header.request_id == 0) {
     if (frame.bulk.owner) {
       // Received into a ring slot (ring_for_memory): the ICD is told where.
@@ -531,26 +554,17 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
   session.server_link->send_borrowed(std::move(head), data, std::move(release));
 }
 
-void ClientDaemon::Impl::open_lanes(AppSession& session, const Frame& opened) {
-  WireReader reader(opened.payload, "CudaOpened");
-  const auto key = reader.get<uint64_t>();
-  const ServerTarget& target = settings.servers[session.server];
-  SessionOptions options;
-  options.server = target.address;
-  options.token = target.token;
-  options.tls = target.tls;
-  options.client_name = "rgpu client (bulk lane)";
+void ClientDaemon::Impl::open_lanes(AppSession& session) {
+  SessionOptions options = session_options(settings.servers[session.server], "rgpu client (bulk lane)");
   // The session's own connection was just made: a lane that takes longer is not worth waiting for
   // (a session that ends waits for its lanes' threads).
   options.timeout = std::chrono::seconds(2);
+  const uint64_t key = session.key;
   const uint64_t session_id = session.id;
   for (uint32_t i = 0; i < settings.bulk_lanes; ++i) {
     session.lanes.push_back(std::make_unique<BulkLane>(
         options, key, [this](std::function<void()> work) { loop.post(std::move(work)); },
-        [this, session_id](const std::string& why) {
-          auto s = sessions.find(session_id);
-          if (s != sessions.end() && s->second->state != AppSession::State::Closed) fail_session(*s->second, why);
-        },
+        [this, session_id](const std::string& why) { server_lost(session_id, why); },
         [this, session_id](Frame&& answer) { on_server_frame(session_id, std::move(answer)); }));
   }
 }

@@ -13,18 +13,15 @@ constexpr auto kRefusalLinger = std::chrono::seconds(2);
 }  // namespace
 
 std::shared_ptr<BulkLaneReader> BulkLaneReader::start(std::shared_ptr<EventLoop> loop, FrameLink::Handover connection,
-                                                      std::string peer,
-                                                      std::shared_ptr<cuda::CudaSession> session, uint64_t join_request,
+                                                      std::string peer, std::shared_ptr<cuda::CudaSession> session,
                                                       ClosedFn on_closed) {
   auto reader = std::make_shared<BulkLaneReader>(loop, std::move(session), std::move(on_closed));
   auto handed = std::make_shared<FrameLink::Handover>(std::move(connection));
-  loop->post([reader, handed, peer = std::move(peer), join_request]() mutable {
-    reader->begin(std::move(*handed), std::move(peer), join_request);
-  });
+  loop->post([reader, handed, peer = std::move(peer)]() mutable { reader->begin(std::move(*handed), std::move(peer)); });
   return reader;
 }
 
-void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer, uint64_t join_request) {
+void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer) {
   link_ = std::make_shared<FrameLink>(*loop_, std::move(connection.fd), std::move(peer));
   if (connection.ssl) link_->adopt_tls(std::move(connection.ssl));
   link_->prime(connection.unread);
@@ -49,8 +46,6 @@ void BulkLaneReader::begin(FrameLink::Handover connection, std::string peer, uin
             if (auto self = weak.lock()) self->refuse(ErrorCode::MalformedFrame, std::string("malformed frame: ") + e.what());
           },
   });
-  // After start(): over TLS, sending also reads, and what it reads needs the handlers.
-  link_->send(encode_frame(kMsgCudaJoined, join_request, {}));
 }
 
 void BulkLaneReader::close(const std::string& reason) {

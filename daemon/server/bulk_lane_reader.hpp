@@ -21,10 +21,9 @@ class BulkLaneReader : public std::enable_shared_from_this<BulkLaneReader> {
   // Runs on the lane's loop thread, once.
   using ClosedFn = std::function<void(const std::string& reason)>;
 
-  // Takes the joined connection over on `loop` and answers the join (request `join_request`).
+  // Takes the joined connection over on `loop` (the main process answered the join).
   static std::shared_ptr<BulkLaneReader> start(std::shared_ptr<EventLoop> loop, FrameLink::Handover connection,
-                                               std::string peer,
-                                               std::shared_ptr<cuda::CudaSession> session, uint64_t join_request,
+                                               std::string peer, std::shared_ptr<cuda::CudaSession> session,
                                                ClosedFn on_closed);
   // Any thread.
   void close(const std::string& reason);
@@ -33,7 +32,7 @@ class BulkLaneReader : public std::enable_shared_from_this<BulkLaneReader> {
       : loop_(std::move(loop)), session_(std::move(session)), on_closed_(std::move(on_closed)) {}
 
  private:
-  void begin(FrameLink::Handover connection, std::string peer, uint64_t join_request);
+  void begin(FrameLink::Handover connection, std::string peer);
   void on_frame(Frame&& frame);
   void refuse(ErrorCode code, const std::string& message);
 

@@ -60,10 +60,10 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
       return;
     case FN_cuMemGetInfo_v2:
       // With a quota, the device looks as large as the quota.
-      if (budget_->limit != 0 && outs.size() == 2) {
-        const uint64_t left = budget_->limit - std::min(budget_->limit, budget_->used.load());
+      if (budget_->limit() != 0 && outs.size() == 2) {
+        const uint64_t left = budget_->limit() - std::min(budget_->limit(), budget_->used());
         outs[0] = std::min(outs[0], left);
-        outs[1] = std::min(outs[1], budget_->limit);
+        outs[1] = std::min(outs[1], budget_->limit());
       }
       return;
     case FN_cuStreamCreate:

@@ -152,13 +152,10 @@ void CudaSession::close() {
     closing_ = true;
     for (auto& [id, worker] : workers_) worker->ready.notify_all();
   }
-  // Joining and freeing can take as long as the kernels still running: not on the event loop.
-  std::thread([self = shared_from_this()] {
-    for (auto& [id, worker] : self->workers_)
-      if (worker->thread.joinable()) worker->thread.join();
-    self->resources_.release_all();
-    LOG_INFO("%s: CUDA session closed", self->client_.c_str());
-  }).detach();
+  for (auto& [id, worker] : workers_)
+    if (worker->thread.joinable()) worker->thread.join();
+  resources_.release_all();
+  LOG_INFO("%s: CUDA session closed", client_.c_str());
 }
 
 void CudaSession::worker_main(Worker* worker) {

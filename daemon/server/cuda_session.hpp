@@ -40,8 +40,8 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   // A connection's bulk sink (FrameLink::set_bulk_sink) that receives into the session's staging
   // memory while the session lasts.
   static std::function<BulkPayload(const FrameHeader&)> staging_sink(std::weak_ptr<CudaSession> session);
-  // The client is gone: the threads finish the call they are in, then everything is freed on a
-  // thread of its own (never on the event loop).
+  // The client is gone: the threads finish the call they are in, then everything is freed. Takes as
+  // long as the kernels still running: never on an event loop.
   void close();
 
   static constexpr size_t kMaxThreads = 256;

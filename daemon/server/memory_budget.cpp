@@ -1,21 +1,132 @@
 #include "memory_budget.hpp"
 
-#include <algorithm>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace rgpu {
 
-bool MemoryBudget::reserve(uint64_t bytes) {
-  if (limit == 0) {
-    used.fetch_add(bytes);
-    return true;
+struct MemoryBudget::Block {
+  uint64_t limit;
+  uint32_t slot_count;
+  uint32_t reserved;
+  std::atomic<uint64_t> used[1];  // slot_count of them
+};
+
+namespace {
+size_t block_size(uint32_t slots) { return sizeof(uint64_t) * 2 + sizeof(std::atomic<uint64_t>) * slots; }
+}  // namespace
+
+MemoryBudget::MemoryBudget()
+    : block_(static_cast<Block*>(::operator new(block_size(1)))), slot_(0) {
+  std::memset(static_cast<void*>(block_), 0, block_size(1));
+  block_->slot_count = 1;
+}
+
+MemoryBudget::MemoryBudget(int memfd, Block* block, size_t mapped, uint32_t slot)
+    : memfd_(memfd), block_(block), mapped_(mapped), slot_(slot) {}
+
+MemoryBudget::~MemoryBudget() {
+  if (mapped_ != 0) {
+    ::munmap(block_, mapped_);
+    ::close(memfd_);
+  } else {
+    ::operator delete(block_);
   }
-  uint64_t current = used.load();
-  do {
-    if (current + bytes > limit || current + bytes < current) return false;
-  } while (!used.compare_exchange_weak(current, current + bytes));
+}
+
+std::shared_ptr<MemoryBudget> MemoryBudget::create_shared(uint64_t limit, uint32_t slots) {
+  const size_t size = block_size(slots);
+  const int fd = ::memfd_create("rgpu-memory-budget", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) throw std::runtime_error(std::string("memfd_create for a token's memory budget: ") + std::strerror(errno));
+  void* mapped = MAP_FAILED;
+  if (::ftruncate(fd, static_cast<off_t>(size)) == 0 &&
+      // A worker must not be able to resize the block under the main process (SIGBUS).
+      ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+    mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (mapped == MAP_FAILED) {
+    const int error = errno;
+    ::close(fd);
+    throw std::runtime_error(std::string("cannot make a token's memory budget: ") + std::strerror(error));
+  }
+  auto* block = static_cast<Block*>(mapped);
+  block->limit = limit;
+  block->slot_count = slots;
+  std::shared_ptr<MemoryBudget> budget(new MemoryBudget(fd, block, size, slots));
+  budget->taken_ = std::make_unique<bool[]>(slots);
+  return budget;
+}
+
+std::shared_ptr<MemoryBudget> MemoryBudget::attach(int memfd, uint32_t slot) {
+  struct stat info {};
+  if (::fstat(memfd, &info) != 0 || info.st_size < static_cast<off_t>(block_size(1))) {
+    ::close(memfd);
+    throw std::runtime_error("the memory budget block is missing or too small");
+  }
+  const size_t size = static_cast<size_t>(info.st_size);
+  void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  if (mapped == MAP_FAILED) {
+    const int error = errno;
+    ::close(memfd);
+    throw std::runtime_error(std::string("cannot map the memory budget block: ") + std::strerror(error));
+  }
+  auto* block = static_cast<Block*>(mapped);
+  if (block_size(block->slot_count) > size || slot >= block->slot_count) {
+    ::munmap(mapped, size);
+    ::close(memfd);
+    throw std::runtime_error("memory budget slot " + std::to_string(slot) + " is outside its block");
+  }
+  return std::shared_ptr<MemoryBudget>(new MemoryBudget(memfd, block, size, slot));
+}
+
+uint64_t MemoryBudget::limit() const { return block_->limit; }
+uint32_t MemoryBudget::slot_count() const { return block_->slot_count; }
+
+uint64_t MemoryBudget::used() const {
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < block_->slot_count; ++i) sum += block_->used[i].load(std::memory_order_acquire);
+  return sum;
+}
+
+bool MemoryBudget::reserve(uint64_t bytes) {
+  std::atomic<uint64_t>& mine = block_->used[slot_];
+  mine.fetch_add(bytes, std::memory_order_acq_rel);
+  const uint64_t limit = block_->limit;
+  const uint64_t total = used();
+  if (limit != 0 && (total > limit || total < bytes)) {
+    mine.fetch_sub(bytes, std::memory_order_acq_rel);
+    return false;
+  }
   return true;
 }
 
-void MemoryBudget::release(uint64_t bytes) { used.fetch_sub(std::min(bytes, used.load())); }
+void MemoryBudget::release(uint64_t bytes) {
+  std::atomic<uint64_t>& mine = block_->used[slot_];
+  uint64_t current = mine.load();
+  while (!mine.compare_exchange_weak(current, current - std::min(bytes, current))) {
+  }
+}
+
+uint32_t MemoryBudget::take_slot() {
+  for (uint32_t i = 0; i < block_->slot_count; ++i)
+    if (!taken_[i]) {
+      taken_[i] = true;
+      block_->used[i].store(0);
+      return i;
+    }
+  return block_->slot_count;
+}
+
+void MemoryBudget::free_slot(uint32_t slot) {
+  if (slot >= block_->slot_count) return;
+  taken_[slot] = false;
+  block_->used[slot].store(0);
+}
 
 }  // namespace rgpu

@@ -14,24 +14,21 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "app_protocol.hpp"
 #include "auth.hpp"
-#include "bulk_lane_reader.hpp"
-#include "cuda_driver.hpp"
-#include "cuda_session.hpp"
 #include "cuda_wire.hpp"
 #include "event_loop.hpp"
 #include "frame.hpp"
 #include "frame_link.hpp"
 #include "log.hpp"
-#include "loop_threads.hpp"
+#include "memory_budget.hpp"
 #include "net.hpp"
 #include "tls.hpp"
-#include "vulkan_instance.hpp"
-#include "vulkan_session.hpp"
 #include "vulkan_wire.hpp"
 #include "wire.hpp"
+#include "worker_process.hpp"
 
 namespace rgpu {
 
@@ -77,41 +74,47 @@ struct Server::Impl {
   size_t admitted = 0;  // connections counted against max_clients
   std::atomic<size_t> connection_count{0};
   bool stopping = false;
-  // Device memory quota shared by all connections of a token (token name -> budget).
-  std::unordered_map<std::string, std::shared_ptr<cuda::MemoryBudget>> budgets;
-  // CUDA sessions that bulk lanes may join: lane key -> the session and the token it was opened
-  // with (a lane must come with the same token).
-  struct LaneTarget {
-    std::weak_ptr<cuda::CudaSession> session;
-    const TokenEntry* token = nullptr;
-    uint64_t owner = 0;           // the session's own connection
-    std::vector<uint64_t> lanes;  // connections joined to it
-  };
-  std::unordered_map<uint64_t, LaneTarget> lane_targets;
-  static constexpr size_t kMaxLanesPerSession = 16;
-  // Where joined lanes are read: loop threads of their own, started with the first lane.
-  std::unique_ptr<LoopThreads> lane_loops;
-  std::shared_ptr<EventLoop> lane_loop() {
-    if (!lane_loops) lane_loops = std::make_unique<LoopThreads>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
-    return lane_loops->next();
-  }
-  void close_connection(uint64_t id, const std::string& reason);
+  // Device memory quota of each token, shared by its workers (token name -> budget; "" in open mode).
+  std::unordered_map<std::string, std::shared_ptr<MemoryBudget>> budgets;
+  std::shared_ptr<MemoryBudget> budget_for(const TokenEntry* token);
 
-  std::shared_ptr<cuda::MemoryBudget> budget_for(const TokenEntry* token) {
-    if (token == nullptr) return std::make_shared<cuda::MemoryBudget>();
-    auto& budget = budgets[token->name];
-    if (!budget) {
-      budget = std::make_shared<cuda::MemoryBudget>();
-      budget->limit = token->max_memory.value_or(0);
-    }
-    return budget;
-  }
+  // The worker process of each application session, by session key (the key CudaOpened and
+  // VulkanOpened give, which bulk lanes join with and SessionFate asks about).
+  struct WorkerEntry {
+    std::shared_ptr<WorkerProcess> process;
+    const TokenEntry* token = nullptr;
+    std::string client;
+    AppApi api = AppApi::Cuda;
+    std::shared_ptr<MemoryBudget> budget;
+    uint32_t budget_slot = 0;
+    uint64_t opener = 0;  // the connection waiting for the worker to start (0 once handed over)
+    size_t lanes = 0;
+    bool holds_admission = false;  // the session's connection was counted against max_clients
+    std::vector<std::pair<uint64_t, uint64_t>> fate_waiters;  // (connection, request) asking how it ended
+  };
+  std::unordered_map<uint64_t, WorkerEntry> workers;
+  static constexpr size_t kMaxLanesPerSession = 16;
+  // How ended sessions ended, for SessionFate (kept a while: the client asks right after).
+  struct Fate {
+    std::string text;
+    const TokenEntry* token = nullptr;
+    Clock::time_point when;
+  };
+  std::unordered_map<uint64_t, Fate> fates;
+  static constexpr auto kFateKept = std::chrono::minutes(5);
+
+  uint64_t new_session_key();
+  void worker_ready(uint64_t key);
+  void worker_exited(uint64_t key, const std::string& fate, const std::string& start_error);
+  void answer_fate(uint64_t connection, uint64_t request, const std::string& text);
+  std::shared_ptr<Connection> connection(uint64_t id);
+  void close_connection(uint64_t id, const std::string& reason);
 };
 
 // One client connection's protocol state, on the event loop thread; bytes move through its FrameLink.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  enum class State { AwaitFirst, TlsHandshake, AwaitHello, AwaitAuth, Ready, Refusing, Closing };
+  enum class State { AwaitFirst, TlsHandshake, AwaitHello, AwaitAuth, Ready, Opening, Refusing, Closing };
 
   Connection(Server::Impl& server, uint64_t id, int fd, bool admitted)
       : server_(server), id_(id), peer_(peer_name(fd)), admitted_(admitted),
@@ -143,27 +146,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                  std::to_string(server_.settings.handshake_timeout.count()) + " ms");
   }
 
-  void close(const std::string& reason) {
-    if (lane_reader_) return lane_reader_->close(reason);
-    link_->close(reason);
+  void close(const std::string& reason) { link_->close(reason); }
+
+  // The session's worker has started: the application's connection becomes the worker's.
+  void session_ready(uint64_t key) {
+    WireWriter opened;
+    opened.put(key);
+    queue(encode_frame(opening_api_ == AppApi::Vulkan ? kMsgVulkanOpened : kMsgCudaOpened, opening_request_,
+                       opened.buffer()));
+    give_to_worker(key, WorkerRole::Session);
   }
+  // It could not start (or died starting): the Open gets the reason, and the connection ends.
+  void session_failed(const std::string& why) {
+    reply_error(opening_request_, ErrorCode::NotSupported, why);
+    state_ = State::Closing;
+    deadline_ = Clock::now() + kLingerTime;
+    link_->finish_after_flush();
+  }
+  void answer(std::vector<uint8_t> frame) { queue(std::move(frame)); }
 
  private:
   void on_closed(const std::string& reason) {
-    // A session and its lanes go together: frames a closing lane held may be lost, and lanes of a
-    // closed session carry nothing.
-    auto target = server_.lane_targets.find(lane_key_);
-    if (target != server_.lane_targets.end() && lane_) {
-      std::erase(target->second.lanes, id_);
-      server_.close_connection(target->second.owner, "a bulk lane of its CUDA session closed (" + reason + ")");
-    } else if (target != server_.lane_targets.end()) {
-      const std::vector<uint64_t> lanes = target->second.lanes;
-      server_.lane_targets.erase(target);
-      for (uint64_t lane : lanes) server_.close_connection(lane, "its CUDA session closed");
+    if (state_ == State::Opening) {  // the application left before its worker started
+      auto worker = server_.workers.find(opening_key_);
+      if (worker != server_.workers.end()) worker->second.process->kill();
     }
-    if (cuda_ && !lane_) cuda_->close();
-    if (vulkan_) vulkan_->close();
-    if (state_ == State::Ready)
+    if (state_ == State::Ready || state_ == State::Opening)
       LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
     else
       LOG_INFO("connection from %s closed: %s", peer_.c_str(), reason.c_str());
@@ -200,6 +208,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (type != MsgType::AuthResponse) return unexpected(frame, "AuthResponse");
         return on_auth(frame);
       case State::Ready: return on_request(std::move(frame));
+      case State::Opening:  // reading is paused; nothing comes here
       case State::TlsHandshake:
       case State::Closing: return;
     }
@@ -320,102 +329,116 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return gpus;
   }
 
-  void open_vulkan(uint64_t id, std::span<const uint8_t> payload) {
-    if (vulkan_ || lane_) return reply_error(id, ErrorCode::UnexpectedMessage, "a session is already open here");
-    auto gpus = session_gpus(id, payload, AppApi::Vulkan);
+  // CudaOpen / VulkanOpen: the session runs in a worker process of its own, which gets this
+  // connection once it has started (session_ready).
+  void open_session(uint64_t id, std::span<const uint8_t> payload, AppApi api) {
+    auto gpus = session_gpus(id, payload, api);
     if (!gpus) return;
-    vk::Instance& instance = vk::Instance::get();
-    if (!instance.ready())
-      return reply_error(id, ErrorCode::NotSupported, "this server has no working Vulkan instance: " + instance.problem());
-    std::vector<vk::SessionGpu> devices;
-    for (const GpuInfo* gpu : *gpus)
-      devices.push_back(vk::SessionGpu{gpu->index, static_cast<uint32_t>(gpu->vulkan_ordinal)});
-    std::weak_ptr<FrameLink> weak_link = link_;
-    EventLoop* loop = &server_.loop;
-    auto send = [loop, weak_link](std::vector<uint8_t> frame) {
-      loop->post([weak_link, frame = std::move(frame)]() mutable {
-        if (auto link = weak_link.lock()) link->send(std::move(frame));
-      });
-    };
-    vulkan_ = std::make_shared<vk::VulkanSession>(std::move(devices), server_.budget_for(token_), send,
-                                                  client_name_ + " from " + peer_);
-    LOG_INFO("Vulkan session for %s on %zu GPU(s)", peer_.c_str(), gpus->size());
-    queue(encode_frame(kMsgVulkanOpened, id, {}));
+    WorkerStartMsg start;
+    start.api = api;
+    start.client = client_name_ + " from " + peer_ + " (token '" + token_name_ + "')";
+    for (const GpuInfo* gpu : *gpus) start.gpus.push_back(WorkerGpu{gpu->index, gpu->uuid, gpu->vulkan_ordinal});
+    auto budget = server_.budget_for(token_);
+    start.budget_slot = budget->take_slot();
+    if (start.budget_slot >= budget->slot_count())
+      return reply_error(id, ErrorCode::TooManyClients, "token '" + token_name_ + "' has no session slot left");
+    const uint64_t key = server_.new_session_key();
+    std::shared_ptr<WorkerProcess> process;
+    try {
+      Server::Impl* server = &server_;
+      process = WorkerProcess::spawn(
+          server_.loop, server_.settings.worker_executable, start, budget,
+          WorkerProcess::Events{
+              .on_ready = [server, key] { server->worker_ready(key); },
+              .on_exit = [server, key](const std::string& fate, const std::string& start_error) {
+                server->worker_exited(key, fate, start_error);
+              }});
+    } catch (const std::exception& e) {
+      budget->free_slot(start.budget_slot);
+      LOG_ERROR("%s", e.what());
+      return reply_error(id, ErrorCode::Internal, e.what());
+    }
+    LOG_INFO("%s session for %s on %zu GPU(s): worker %d", app_api_name(api), peer_.c_str(), gpus->size(),
+             process->pid());
+    server_.workers[key] = Server::Impl::WorkerEntry{
+        .process = process, .token = token_, .client = start.client, .api = api, .budget = budget,
+        .budget_slot = start.budget_slot, .opener = id_, .lanes = 0, .holds_admission = false, .fate_waiters = {}};
+    state_ = State::Opening;
+    opening_key_ = key;
+    opening_request_ = id;
+    opening_api_ = api;
+    link_->pause_reading();
   }
 
-  void open_cuda(uint64_t id, std::span<const uint8_t> payload) {
-    if (cuda_) return reply_error(id, ErrorCode::UnexpectedMessage, "the CUDA session is already open");
-    auto gpus = session_gpus(id, payload, AppApi::Cuda);
-    if (!gpus) return;
-    cuda::Driver& driver = cuda::Driver::get();
-    if (!driver.ready())
-      return reply_error(id, ErrorCode::NotSupported, "this server has no working CUDA driver: " + driver.problem());
-    cuda::DeviceMap devices;
-    for (const GpuInfo* gpu : *gpus) devices.real.push_back(gpu->cuda_ordinal);
-    std::weak_ptr<FrameLink> weak_link = link_;
-    EventLoop* loop = &server_.loop;
-    auto send = [loop, weak_link](std::vector<uint8_t> head, BulkPayload tail) {
-      post_send(*loop, weak_link, std::move(head), std::move(tail));
-    };
-    cuda_ = std::make_shared<cuda::CudaSession>(devices, server_.budget_for(token_), send,
-                                                client_name_ + " from " + peer_);
-    receive_into_staging();
-    LOG_INFO("CUDA session for %s on %zu GPU(s)", peer_.c_str(), devices.real.size());
-    // A key further connections of this token join with (bulk lanes); 0 is never one.
-    while (lane_key_ == 0 || server_.lane_targets.count(lane_key_))
-      if (RAND_bytes(reinterpret_cast<unsigned char*>(&lane_key_), sizeof lane_key_) != 1) lane_key_ = 0;
-    server_.lane_targets[lane_key_] = Server::Impl::LaneTarget{cuda_, token_, id_, {}};
-    WireWriter opened;
-    opened.put(lane_key_);
-    queue(encode_frame(kMsgCudaOpened, id, opened.buffer()));
-  }
-
-  // Large calls (host -> device data) are received straight into cuda_'s staging memory.
-  void receive_into_staging() {
-    link_->set_bulk_sink(cuda::CudaSession::staging_sink(cuda_), cuda::kBulkFrameMinSize);
+  // The session key a CudaJoin or SessionFate carries; nullopt after replying with the error.
+  std::optional<uint64_t> session_key(uint64_t id, std::span<const uint8_t> payload, const char* what) {
+    try {
+      WireReader reader(payload, what);
+      const auto key = reader.get<uint64_t>();
+      reader.expect_end();
+      return key;
+    } catch (const WireError& e) {
+      reply_error(id, ErrorCode::MalformedFrame, e.what());
+      return std::nullopt;
+    }
   }
 
   // A bulk lane: this connection carries calls of the CUDA session with the key too.
   void join_cuda(uint64_t id, std::span<const uint8_t> payload) {
-    if (cuda_ || vulkan_) return reply_error(id, ErrorCode::UnexpectedMessage, "a session is already open here");
-    uint64_t key = 0;
-    try {
-      WireReader reader(payload, "CudaJoin");
-      key = reader.get<uint64_t>();
-      reader.expect_end();
-    } catch (const WireError& e) {
-      return reply_error(id, ErrorCode::MalformedFrame, e.what());
-    }
-    auto target = server_.lane_targets.find(key);
-    auto session = target == server_.lane_targets.end() ? nullptr : target->second.session.lock();
-    if (!session) return reply_error(id, ErrorCode::Forbidden, "no CUDA session has that lane key");
-    if (target->second.token != token_)
+    const auto key = session_key(id, payload, "CudaJoin");
+    if (!key) return;
+    auto worker = server_.workers.find(*key);
+    if (worker == server_.workers.end() || worker->second.api != AppApi::Cuda || !worker->second.process->ready())
+      return reply_error(id, ErrorCode::Forbidden, "no CUDA session has that lane key");
+    if (worker->second.token != token_)
       return reply_error(id, ErrorCode::Forbidden, "the CUDA session with that lane key belongs to another token");
-    if (target->second.lanes.size() >= Server::Impl::kMaxLanesPerSession)
+    if (worker->second.lanes >= Server::Impl::kMaxLanesPerSession)
       return reply_error(id, ErrorCode::Forbidden,
                          "the CUDA session has " + std::to_string(Server::Impl::kMaxLanesPerSession) + " bulk lanes already");
-    cuda_ = std::move(session);
-    lane_ = true;
-    lane_key_ = key;
-    target->second.lanes.push_back(id_);
-    // A lane is part of its application's session, not a client of its own.
-    if (admitted_) server_.forget_admission();
+    ++worker->second.lanes;
+    queue(encode_frame(kMsgCudaJoined, id, {}));
+    LOG_DEBUG("bulk lane from %s joins the CUDA session of worker %d", peer_.c_str(), worker->second.process->pid());
+    give_to_worker(*key, WorkerRole::Lane);
+  }
+
+  // Once everything queued here has left, the socket goes to the session's worker.
+  void give_to_worker(uint64_t key, WorkerRole role) {
+    // A session counts against max_clients as its worker (until it ends); a lane is part of it.
+    if (admitted_ && role == WorkerRole::Lane) server_.forget_admission();
+    if (admitted_ && role == WorkerRole::Session) server_.workers[key].holds_admission = true;
     admitted_ = false;
-    LOG_INFO("bulk lane from %s joined a CUDA session", peer_.c_str());
-    // From here on the lane is read on a loop thread of its own; it sent nothing after CudaJoin.
-    std::weak_ptr<Connection> weak = shared_from_this();
-    link_->hand_over([weak, id](FrameLink::Handover connection) {
-      auto self = weak.lock();
-      if (!self) return;
-      EventLoop* main_loop = &self->server_.loop;
-      self->lane_reader_ = BulkLaneReader::start(
-          self->server_.lane_loop(), std::move(connection), self->peer_, self->cuda_, id,
-          [main_loop, weak](const std::string& reason) {
-            main_loop->post([weak, reason] {
-              if (auto closed = weak.lock()) closed->on_closed(reason);
-            });
-          });
+    Server::Impl* server = &server_;
+    const uint64_t id = id_;
+    const std::string peer = peer_;
+    link_->hand_over([server, key, role, id, peer](FrameLink::Handover connection) {
+      server->forget(id, false);
+      auto worker = server->workers.find(key);
+      if (worker == server->workers.end()) return;  // it ended meanwhile; the socket closes here
+      if (connection.ssl && !connection.unread.empty()) {
+        LOG_WARN("%s sent data before the worker's TLS handshake; its session ends", peer.c_str());
+        return worker->second.process->kill();
+      }
+      try {
+        worker->second.process->adopt(role, std::move(connection));
+      } catch (const std::exception& e) {
+        LOG_WARN("cannot hand %s to its worker: %s", peer.c_str(), e.what());
+        worker->second.process->kill();
+      }
     });
+  }
+
+  // SessionFate: how the session with this key ended (asked by a client whose connection to it closed).
+  void session_fate(uint64_t id, std::span<const uint8_t> payload) {
+    const auto key = session_key(id, payload, "SessionFate");
+    if (!key) return;
+    if (auto fate = server_.fates.find(*key); fate != server_.fates.end() && fate->second.token == token_)
+      return server_.answer_fate(id_, id, fate->second.text);
+    if (auto worker = server_.workers.find(*key); worker != server_.workers.end() && worker->second.token == token_) {
+      // Its connection closed before the worker was seen to end: the answer waits for that.
+      worker->second.fate_waiters.emplace_back(id_, id);
+      return;
+    }
+    reply_error(id, ErrorCode::Forbidden, "no session of this token has that key");
   }
 
   bool gpu_allowed(uint32_t index) const {
@@ -441,18 +464,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case MsgType::Ping:
         return queue(encode_frame(static_cast<uint16_t>(MsgType::Pong), id, frame.payload, 0, Compression::Never));
       default:
-        if (frame.header.type == cuda::kMsgCudaCall) {
-          if (!cuda_) return reply_error(id, ErrorCode::UnexpectedMessage, "CUDA call before the CUDA session was opened");
-          return cuda_->submit(std::move(frame));
-        }
-        if (frame.header.type == kMsgCudaOpen) return open_cuda(id, frame.payload);
+        if (frame.header.type == cuda::kMsgCudaCall)
+          return reply_error(id, ErrorCode::UnexpectedMessage, "CUDA call before the CUDA session was opened");
+        if (frame.header.type == vk::kMsgVulkanCall)
+          return reply_error(id, ErrorCode::UnexpectedMessage, "Vulkan call before the Vulkan session was opened");
+        if (frame.header.type == kMsgCudaOpen) return open_session(id, frame.payload, AppApi::Cuda);
+        if (frame.header.type == kMsgVulkanOpen) return open_session(id, frame.payload, AppApi::Vulkan);
         if (frame.header.type == kMsgCudaJoin) return join_cuda(id, frame.payload);
-        if (frame.header.type == vk::kMsgVulkanCall) {
-          if (!vulkan_)
-            return reply_error(id, ErrorCode::UnexpectedMessage, "Vulkan call before the Vulkan session was opened");
-          return vulkan_->submit(std::move(frame));
-        }
-        if (frame.header.type == kMsgVulkanOpen) return open_vulkan(id, frame.payload);
+        if (frame.header.type == kMsgSessionFate) return session_fate(id, frame.payload);
         queue(frame_of(MsgType::Error, id,
                        ErrorMsg{ErrorCode::NotSupported, std::string("message type ") + msg_type_name(frame.header.type) +
                                                              " (" + std::to_string(frame.header.type) +
@@ -473,11 +492,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string client_name_;
   std::string token_name_;
   const TokenEntry* token_ = nullptr;
-  std::shared_ptr<cuda::CudaSession> cuda_;
-  bool lane_ = false;      // cuda_ is another connection's session, joined as a bulk lane
-  std::shared_ptr<BulkLaneReader> lane_reader_;  // the lane once handed over to its loop thread
-  uint64_t lane_key_ = 0;  // the key of this connection's CUDA session (its own, or the one joined)
-  std::shared_ptr<vk::VulkanSession> vulkan_;
+  // While Opening: the session whose worker is starting, and the Open request to answer.
+  uint64_t opening_key_ = 0;
+  uint64_t opening_request_ = 0;
+  AppApi opening_api_ = AppApi::Cuda;
 };
 
 void Server::Impl::accept_next() {
@@ -506,6 +524,65 @@ void Server::Impl::on_accept(int res) {
   accept_next();
 }
 
+std::shared_ptr<MemoryBudget> Server::Impl::budget_for(const TokenEntry* token) {
+  auto& budget = budgets[token ? token->name : std::string()];
+  // A token cannot have more sessions than the server has clients.
+  if (!budget) budget = MemoryBudget::create_shared(token ? token->max_memory.value_or(0) : 0, settings.max_clients);
+  return budget;
+}
+
+uint64_t Server::Impl::new_session_key() {
+  uint64_t key = 0;
+  while (key == 0 || workers.count(key) || fates.count(key))
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&key), sizeof key) != 1) key = 0;
+  return key;
+}
+
+std::shared_ptr<Connection> Server::Impl::connection(uint64_t id) {
+  auto it = connections.find(id);
+  return it == connections.end() ? nullptr : it->second;
+}
+
+void Server::Impl::worker_ready(uint64_t key) {
+  auto worker = workers.find(key);
+  if (worker == workers.end()) return;
+  auto opener = connection(std::exchange(worker->second.opener, 0));
+  if (!opener) return worker->second.process->kill();  // the application left meanwhile
+  opener->session_ready(key);
+}
+
+void Server::Impl::worker_exited(uint64_t key, const std::string& fate, const std::string& start_error) {
+  auto worker = workers.find(key);
+  if (worker == workers.end()) return;
+  WorkerEntry entry = std::move(worker->second);
+  workers.erase(worker);
+  entry.budget->free_slot(entry.budget_slot);
+  if (entry.holds_admission) --admitted;
+  const pid_t pid = entry.process->pid();
+  const bool clean = fate == "exited with status 0";
+  std::string text = "the GPU server's worker for this application " + fate;
+  if (!start_error.empty()) text += ": " + start_error;
+  if (clean)
+    LOG_INFO("worker %d for %s ended", pid, entry.client.c_str());
+  else
+    LOG_WARN("worker %d for %s %s%s%s", pid, entry.client.c_str(), fate.c_str(), start_error.empty() ? "" : ": ",
+             start_error.c_str());
+  if (entry.opener != 0) {  // it never started: the Open is answered with why
+    if (auto opener = connection(entry.opener)) opener->session_failed(start_error.empty() ? text : start_error);
+    return;
+  }
+  fates[key] = Fate{text, entry.token, Clock::now()};
+  for (auto [connection_id, request] : entry.fate_waiters) answer_fate(connection_id, request, text);
+}
+
+void Server::Impl::answer_fate(uint64_t connection_id, uint64_t request, const std::string& text) {
+  if (auto asker = connection(connection_id)) {
+    WireWriter answer;
+    answer.str(text);
+    asker->answer(encode_frame(kMsgSessionFateIs, request, answer.buffer()));
+  }
+}
+
 void Server::Impl::forget_admission() { --admitted; }
 
 void Server::Impl::close_connection(uint64_t id, const std::string& reason) {
@@ -524,6 +601,7 @@ void Server::Impl::forget(uint64_t id, bool counted) {
 void Server::Impl::sweep() {
   if (stopping) return;
   const auto now = Clock::now();
+  std::erase_if(fates, [now](const auto& fate) { return now - fate.second.when > kFateKept; });
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : connections) all.push_back(c);
   for (auto& c : all) c->check_deadline(now);
@@ -567,7 +645,7 @@ void Server::run() {
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : impl_->connections) all.push_back(c);
   for (auto& c : all) c->close("server shutting down");
-  impl_->lane_loops.reset();  // after the lanes' closing, which is posted to them
+  impl_->workers.clear();  // each worker is ended and waited for
 }
 
 void Server::stop() { impl_->loop.stop(); }

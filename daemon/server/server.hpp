@@ -25,6 +25,9 @@ struct ServerSettings {
   std::vector<GpuInfo> gpus;       // what ListGpus answers (already filtered by expose_gpus)
   std::chrono::milliseconds handshake_timeout{10000};
   std::optional<int> listen_fd;  // an inherited listening socket (systemd socket activation)
+  // The rgpu binary whose `worker` subcommand runs each application session: this process's own
+  // executable, except where the server runs inside another program (tests).
+  std::string worker_executable = "/proc/self/exe";
 };
 
 class Server {

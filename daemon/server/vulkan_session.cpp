@@ -207,9 +207,9 @@ void VulkanSession::execute(const Frame& frame) {
       devices.back().gpu_index = gpu.index;
       // A token's memory limit is the most any heap can give it.
       VkPhysicalDeviceMemoryProperties& memory = devices.back().memory;
-      if (budget_->limit != 0)
+      if (budget_->limit() != 0)
         for (uint32_t i = 0; i < memory.memoryHeapCount; ++i)
-          memory.memoryHeaps[i].size = std::min<VkDeviceSize>(memory.memoryHeaps[i].size, budget_->limit);
+          memory.memoryHeaps[i].size = std::min<VkDeviceSize>(memory.memoryHeaps[i].size, budget_->limit());
     }
   } catch (const std::exception& e) {
     return refuse(ErrorCode::Internal, std::string("describing the Vulkan devices failed: ") + e.what());

@@ -4,6 +4,8 @@
 #
 #   tests/gpu/suite.sh pack   (on the build machine) builds and packs .gpu/: the rgpu binary, the
 #                             interpose library and the shared libraries a bare GPU host lacks.
+#                             GPU_SUITE_BEFORE=DIR (rgpu and librgpu_cuda_interpose.so of an
+#                             earlier build) packs those too: `run` then benches both builds.
 #   tests/gpu/suite.sh run    (on the GPU host, from the repository root) builds the test programs
 #                             with nvcc, runs each natively, then starts `rgpu server` and
 #                             `rgpu client` on loopback and runs each again with the interpose
@@ -24,6 +26,13 @@ pack() {
   cp build/daemon/rgpu "$pack/bin/"
   cp build/preload/librgpu_cuda_interpose.so "$pack/interpose/"
   ln -sf librgpu_cuda_interpose.so "$pack/interpose/libcuda.so.1"
+  # before/: an earlier build, for a before/after bench in the same run.
+  if [[ -n ${GPU_SUITE_BEFORE:-} ]]; then
+    [[ -f $GPU_SUITE_BEFORE/rgpu && -f $GPU_SUITE_BEFORE/librgpu_cuda_interpose.so ]] ||
+      { echo "GPU_SUITE_BEFORE=$GPU_SUITE_BEFORE lacks rgpu or librgpu_cuda_interpose.so" >&2; return 1; }
+    mkdir -p "$pack/before"
+    cp -r "$GPU_SUITE_BEFORE"/* "$pack/before/"
+  fi
   for lib in liburing.so.2 libtomlplusplus.so.3; do
     cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')" "$pack/lib/"
   done
@@ -68,20 +77,39 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/runtime_vector_add_static" "$src/runtime_vector_add.cu"
   nvcc -O2 -arch=sm_90 -cudart shared -o "$work/runtime_vector_add_shared" "$src/runtime_vector_add.cu"
   nvcc -O2 -arch=sm_90 -o "$work/runtime_kernels" tests/programs/runtime_kernels.cu
+  nvcc -O2 -arch=sm_90 -o "$work/kernel_assert" "$src/kernel_assert.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
 }
 
-start_rgpu() {
-  local rgpu=$PWD/$pack/bin/rgpu
+start_rgpu() {  # [rgpu binary] [prefix of the log files]
+  local rgpu=${1:-$PWD/$pack/bin/rgpu} logs=${2:-}
   export XDG_RUNTIME_DIR=$work/run
   mkdir -p "$XDG_RUNTIME_DIR"
   rm -f "$work"/*.pid
   # Each daemon writes its pid file once it listens. The server finds NVIDIA's Vulkan driver
   # through the carried loader.
   LD_LIBRARY_PATH=$PWD/$pack/lib VK_DRIVER_FILES=$(nvidia_icd) RGPU_VULKAN_LIBRARY=$PWD/$pack/vulkan/lib/libvulkan.so.1 \
-    "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/server.log" &
+    "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/${logs}server.log" &
   wait_for "$work/server.pid" || return 1
-  LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" client --server 127.0.0.1:19876 --pid-file "$work/client.pid" 2> "$results/client.log" &
+  LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" client --server 127.0.0.1:19876 --pid-file "$work/client.pid" 2> "$results/${logs}client.log" &
   wait_for "$work/client.pid"
+}
+
+# Stops what start_rgpu started (SIGTERM, then SIGKILL after 10 s) and waits until it has exited.
+stop_rgpu() {
+  local f pid pids=()
+  for f in client server; do [[ -s $work/$f.pid ]] && pids+=("$(cat "$work/$f.pid")"); done
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 200); do
+      # Gone, or exited and not yet reaped.
+      { kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; } || break
+      sleep 0.05
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -f "$work"/*.pid
 }
 
 wait_for() {
@@ -191,16 +219,31 @@ run() {
   build_programs
   start_rgpu
   LD_LIBRARY_PATH=$PWD/$pack/lib "$PWD/$pack/bin/rgpu" info --server 127.0.0.1:19876 | tee -a "$results/summary.txt"
+  # Faults first (a device-side assert, managed memory): every case after them must still pass.
+  run_case kernel_assert "$work/kernel_assert"
+  run_case managed_memory "$work/managed_memory"
   run_case driver_ptx "$work/driver_vector_add" "$work/vector_add.ptx"
   run_case driver_cubin "$work/driver_vector_add" "$work/vector_add.cubin"
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
   run_case runtime_kernels "$work/runtime_kernels"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  run_case kernel_assert_again "$work/kernel_assert"
+  run_case runtime_after_faults "$work/runtime_vector_add_static"
   run_vulkan_cases
   log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  if [[ -d $pack/before ]]; then bench_before; fi
   kill $(jobs -p) 2>/dev/null || true
+}
+
+# The CUDA bench once more through the earlier build packed in before/, on the same ports.
+bench_before() {
+  stop_rgpu
+  start_rgpu "$PWD/$pack/before/rgpu" before- || { log "the earlier build did not start"; return 0; }
+  log "bench (rgpu before)"
+  RGPU_INTERPOSE=$PWD/$pack/before/librgpu_cuda_interpose.so timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" \
+    _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
 }
 
 hand_in() {  # the summary plus everything else as one archive (few files travel back)

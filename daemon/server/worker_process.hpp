@@ -1,0 +1,63 @@
+// The main server process's side of one worker: starts `rgpu worker` by exec (so that it inherits
+// none of this process's memory: tokens, keys, other sessions), hands it its session's connections,
+// and notices its end, whatever ends it. Lives on the main event loop's thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "event_loop.hpp"
+#include "frame_link.hpp"
+#include "memory_budget.hpp"
+#include "worker_protocol.hpp"
+
+namespace rgpu {
+
+class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
+ public:
+  struct Events {
+    // The worker has started its session's API (once; before it, nothing is adopted).
+    std::function<void()> on_ready;
+    // The worker has ended; `fate` says how, as a sentence ("was killed by SIGSEGV"), and
+    // `start_error` is the worker's own reason when it could not start its session.
+    std::function<void(const std::string& fate, const std::string& start_error)> on_exit;
+  };
+
+  // Starts `executable worker`; throws std::runtime_error naming the step that failed.
+  static std::shared_ptr<WorkerProcess> spawn(EventLoop& loop, const std::string& executable, const WorkerStartMsg& start,
+                                              std::shared_ptr<MemoryBudget> budget, Events events);
+  ~WorkerProcess();
+
+  // Gives the worker a connection of its session (after on_ready). The socket is the worker's
+  // from here on; a TLS connection's session stays here and is replaced by the worker's own.
+  void adopt(WorkerRole role, FrameLink::Handover connection);
+  // Ends the worker now (SIGKILL); on_exit follows.
+  void kill();
+
+  pid_t pid() const { return pid_; }
+  bool ready() const { return ready_; }
+  bool exited() const { return exited_; }
+
+ private:
+  WorkerProcess(EventLoop& loop, pid_t pid, int pidfd, Events events);
+  void watch_exit();
+  void reap();
+  void on_control_frame(Frame&& frame);
+
+  EventLoop& loop_;
+  pid_t pid_;
+  UniqueFd pidfd_;
+  Events events_;
+  std::shared_ptr<FrameLink> control_;
+  bool ready_ = false;
+  bool exited_ = false;
+  std::string start_error_;
+};
+
+// "exited with status 3", "was killed by SIGSEGV (core dumped)", from a waitpid status.
+std::string describe_exit_status(int status);
+
+}  // namespace rgpu
