@@ -179,12 +179,18 @@ int main(int argc, char** argv) {
   ss << in.rdbuf();
   const std::string image = ss.str();
 
+  // What a program waits before its first GPU work: the driver's start and a context (through
+  // RGPU also the daemon's session, the server's worker process and its driver's start).
+  const auto started = std::chrono::steady_clock::now();
   check(cuInit(0), "cuInit");
   CUdevice device;
   check(cuDeviceGet(&device, 0), "cuDeviceGet");
   CUcontext context;
   check(cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain");
   check(cuCtxSetCurrent(context), "cuCtxSetCurrent");
+  check(cuCtxSynchronize(), "cuCtxSynchronize");
+  const double first_context_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   CUfunction empty = nullptr;
   if (!copies_only) {  // the copies need no kernel
     CUmodule module;
@@ -193,6 +199,7 @@ int main(int argc, char** argv) {
   }
 
   std::printf("%-8s %-28s %14s\n", "path", "measure", "value");
+  std::printf("%-8s %-28s %14.2f\n", label.c_str(), "first context ms", first_context_ms);
   const std::vector<size_t> sizes = copies_only ? std::vector<size_t>{64u << 10, 1u << 20, 16u << 20, 256u << 20, 1u << 30}
                                                 : std::vector<size_t>{4u << 10, 64u << 10, 1u << 20, 16u << 20, 256u << 20, 1u << 30};
   const size_t largest = sizes.back();

@@ -49,6 +49,7 @@ class ServerProcess {
                          const std::string& subcommand = "server");
   ~ServerProcess();
   uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // Stops with SIGTERM and returns the exit code.
   int stop();

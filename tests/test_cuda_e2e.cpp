@@ -57,8 +57,10 @@ class CudaPath : public ::testing::Environment {
                                                            "[[security.tokens]]\ntoken = \"" + kToken +
                                                            "\"\nname = \"e2e\"\nmax_memory = " +
                                                            std::to_string(kQuota) + "\n");
-    server_ = std::make_unique<ServerProcess>(std::vector<std::string>{"--config", config},
-                                              std::vector<std::string>{"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
+    // The double answers NVML's per-process memory too: module globals count against the quota.
+    server_ = std::make_unique<ServerProcess>(
+        std::vector<std::string>{"--config", config},
+        std::vector<std::string>{"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH, "RGPU_NVML_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
     const std::string socket = dir_->path() + "/client.sock";
     client_ = std::make_unique<ServerProcess>(
         std::vector<std::string>{"--server", server_->address(), "--token", kToken, "--socket", socket},
@@ -880,6 +882,27 @@ TEST_F(CudaE2E, MaxMemoryQuotaGivesOutOfMemory) {
   ASSERT_CU(cuMemFree(half));
   ASSERT_CU(cuMemAlloc(&more, kQuota / 2 + (1 << 20)));
   EXPECT_CU(cuMemFree(more));
+}
+
+// Device memory no allocation call names (here: module globals, as the driver reports the
+// worker process's memory) counts against max_memory too, and leaves it with its module.
+TEST_F(CudaE2E, ModuleGlobalsCountAgainstMaxMemory) {
+  std::string image = "RGPU-CUDA-TEST-DOUBLE-MODULE\n";
+  const uint64_t globals = (kQuota / 2 + (16 << 20)) >> 20;  // MiB: two such modules do not fit
+  for (uint64_t i = 0; i < globals; ++i) image += "global g" + std::to_string(i) + " 1048576\n";
+  CUmodule first = nullptr, second = nullptr;
+  ASSERT_CU(cuModuleLoadData(&first, image.c_str()));
+  EXPECT_EQ(cuModuleLoadData(&second, image.c_str()), CUDA_ERROR_OUT_OF_MEMORY);
+  CUdeviceptr d = 0;
+  EXPECT_EQ(cuMemAlloc(&d, kQuota / 2), CUDA_ERROR_OUT_OF_MEMORY);
+  size_t free_bytes = 0, total = 0;
+  ASSERT_CU(cuMemGetInfo(&free_bytes, &total));
+  EXPECT_LE(free_bytes, kQuota - (globals << 20));
+  ASSERT_CU(cuModuleUnload(first));
+  ASSERT_CU(cuModuleLoadData(&second, image.c_str()));
+  ASSERT_CU(cuModuleUnload(second));
+  ASSERT_CU(cuMemAlloc(&d, kQuota / 2));
+  EXPECT_CU(cuMemFree(d));
 }
 
 TEST_F(CudaE2E, PrimaryContextState) {

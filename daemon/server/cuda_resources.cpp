@@ -1,11 +1,57 @@
 #include "cuda_resources.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #include "cuda_driver.hpp"
 #include "log.hpp"
 
 namespace rgpu::cuda {
+
+namespace {
+constexpr auto kLaunchSettleInterval = std::chrono::milliseconds(250);
+}  // namespace
+
+CUresult SessionResources::settle_launch() {
+  if (!meter_) return CUDA_SUCCESS;
+  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  int64_t last = last_launch_settle_.load(std::memory_order_relaxed);
+  if (now - last < std::chrono::nanoseconds(kLaunchSettleInterval).count() ||
+      !last_launch_settle_.compare_exchange_strong(last, now))
+    return CUDA_SUCCESS;
+  return settle(Settle::Launch);
+}
+
+CUresult SessionResources::settle(Settle why) {
+  const std::optional<uint64_t> measured = meter_ ? meter_->process_bytes() : std::nullopt;
+  if (!measured) return CUDA_SUCCESS;
+  std::lock_guard settling(settle_mutex_);
+  uint64_t tracked = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [pointer, allocation] : allocations_) tracked += allocation.bytes;
+  }
+  if (why == Settle::ContextMade || !have_baseline_) {
+    baseline_ = *measured > tracked + untracked_ ? *measured - tracked - untracked_ : 0;
+    have_baseline_ = true;
+    return CUDA_SUCCESS;
+  }
+  const uint64_t now = *measured > baseline_ + tracked ? *measured - baseline_ - tracked : 0;
+  if (now < untracked_) {
+    budget_->release(untracked_ - now);
+    untracked_ = now;
+    return CUDA_SUCCESS;
+  }
+  if (now == untracked_ || budget_->reserve(now - untracked_)) {
+    untracked_ = now;
+    return CUDA_SUCCESS;
+  }
+  if (why == Settle::Launch) {
+    budget_->charge(now - untracked_);
+    untracked_ = now;
+  }
+  return CUDA_ERROR_OUT_OF_MEMORY;
+}
 
 uint64_t SessionResources::requested_bytes(uint32_t function, const std::vector<uint64_t>& ins) {
   switch (function) {
@@ -15,6 +61,7 @@ uint64_t SessionResources::requested_bytes(uint32_t function, const std::vector<
     case FN_cuMemAllocAsync_ptsz:
     case FN_cuMemAllocFromPoolAsync:
     case FN_cuMemAllocFromPoolAsync_ptsz: return ins.empty() ? 0 : ins[0];
+    case FN_cuMemAllocPitch:
     case FN_cuMemAllocPitch_v2: return ins.size() < 2 ? 0 : ins[0] * ins[1];  // width * height
     default: return 0;
   }
@@ -35,6 +82,7 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
   std::lock_guard lock(mutex_);
   const uint64_t reserved = requested_bytes(function, ins);
   switch (function) {
+    case FN_cuMemAllocPitch:
     case FN_cuMemAllocPitch_v2: {
       // The quota was checked against width * height; the driver used pitch * height.
       const uint64_t actual = outs.size() > 1 ? outs[1] * ins[1] : reserved;
@@ -50,6 +98,7 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
     case FN_cuMemAllocFromPoolAsync_ptsz:
       if (!outs.empty()) allocations_[outs[0]] = {reserved, context};
       return;
+    case FN_cuMemFree:
     case FN_cuMemFree_v2:
     case FN_cuMemFreeAsync:
     case FN_cuMemFreeAsync_ptsz:
@@ -58,6 +107,7 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
         allocations_.erase(it);
       }
       return;
+    case FN_cuMemGetInfo:
     case FN_cuMemGetInfo_v2:
       // With a quota, the device looks as large as the quota.
       if (budget_->limit() != 0 && outs.size() == 2) {

@@ -10,9 +10,11 @@
 #include <set>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "cuda_dispatch.hpp"
+#include "device_memory_meter.hpp"
 #include "memory_budget.hpp"
 
 namespace rgpu::cuda {
@@ -23,6 +25,19 @@ class SessionResources {
  public:
   SessionResources(std::shared_ptr<MemoryBudget> budget, DeviceMap devices)
       : budget_(std::move(budget)), devices_(std::move(devices)) {}
+
+  // What the driver says the session holds beyond its allocation calls (module code and globals,
+  // lazily loaded kernels, local memory) is charged too, when a meter is set:
+  void set_meter(std::unique_ptr<DeviceMemoryMeter> meter) { meter_ = std::move(meter); }
+  // After a context was made (what the driver holds then is its own, not the session's).
+  void context_made() { settle(Settle::ContextMade); }
+  // After a module or library load: CUDA_ERROR_OUT_OF_MEMORY (nothing charged) when the quota
+  // cannot hold what it took; the caller unloads it.
+  CUresult settle_load() { return settle(Settle::Load); }
+  // After a launch (which may have loaded its kernel): now and then, as a query costs the driver
+  // time. Over the quota, the memory is charged anyway (no later allocation fits) and the launch
+  // reports CUDA_ERROR_OUT_OF_MEMORY, as a lazily loaded kernel that does not fit does.
+  CUresult settle_launch();
 
   // Before a driver call: CUDA_ERROR_OUT_OF_MEMORY when an allocation would pass the quota.
   CUresult veto(const CallContext& call);
@@ -57,9 +72,18 @@ class SessionResources {
   void forget_context(CUcontext context);
   void free_allocations_if(const std::function<bool(const Allocation&)>& which);
 
+  enum class Settle { ContextMade, Load, Launch };
+  CUresult settle(Settle why);
+
   std::shared_ptr<MemoryBudget> budget_;
   DeviceMap devices_;
-  std::mutex mutex_;
+  std::unique_ptr<DeviceMemoryMeter> meter_;
+  std::mutex settle_mutex_;  // guards the three below; taken before mutex_
+  uint64_t baseline_ = 0;    // what the driver holds for itself (contexts)
+  uint64_t untracked_ = 0;   // charged beyond the allocations
+  bool have_baseline_ = false;
+  std::atomic<int64_t> last_launch_settle_{0};  // steady clock, ns
+  std::mutex mutex_;  // guards what follows
   std::map<CUdeviceptr, Allocation> allocations_;
   std::map<CUstream, CUcontext> streams_;
   std::map<CUevent, CUcontext> events_;

@@ -272,6 +272,9 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
         result = f->call(fn, call);
         if (result == CUDA_SUCCESS) {
           resources_.record(header.function, call.ins(), call.outs(), worker.current);
+          if (header.function == FN_cuDevicePrimaryCtxRetain) resources_.context_made();
+          // What an unloaded module held leaves the quota now, not at the next settling.
+          if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) resources_.settle_load();
           for (uint64_t value : call.outs()) out.put(value);
         } else if (call.passed_veto()) {
           resources_.abandon(header.function, call.ins());
@@ -657,23 +660,25 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       }
       void** kernel_params = param_count ? params.data() : nullptr;
       const char* name = function_name(variant);
+      // A launch may load its kernel (lazy loading) and grow local memory: the quota sees that.
+      auto settled = [this](CUresult launched) { return launched == CUDA_SUCCESS ? resources_.settle_launch() : launched; };
       if (variant == FN_cuLaunchKernelEx || variant == FN_cuLaunchKernelEx_ptsz) {
         auto fn = d.fn<CUresult (*)(const CUlaunchConfig*, CUfunction, void**, void**)>(name);
         if (!fn) return missing(name);
         const CUlaunchConfig config = shape.config();
-        return fn(&config, f, kernel_params, nullptr);
+        return settled(fn(&config, f, kernel_params, nullptr));
       }
       if (variant == FN_cuLaunchCooperativeKernel || variant == FN_cuLaunchCooperativeKernel_ptsz) {
         auto fn = d.fn<CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                                     CUstream, void**)>(name);
         if (!fn) return missing(name);
-        return fn(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, stream, kernel_params);
+        return settled(fn(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, stream, kernel_params));
       }
       if (variant != FN_cuLaunchKernel && variant != FN_cuLaunchKernel_ptsz) return CUDA_ERROR_INVALID_VALUE;
       auto fn = d.fn<CUresult (*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                                   CUstream, void**, void**)>(name);
       if (!fn) return missing(name);
-      return fn(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, stream, kernel_params, nullptr);
+      return settled(fn(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, stream, kernel_params, nullptr));
     }
     case FN_cuOccupancyMaxActiveClusters: {
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
@@ -707,6 +712,10 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (!fn) return missing("cuModuleLoadData");
       CUmodule module = nullptr;
       CUresult r = fn(&module, copy.data());
+      if (r == CUDA_SUCCESS && (r = resources_.settle_load()) != CUDA_SUCCESS) {
+        if (auto unload = d.fn<CUresult (*)(CUmodule)>("cuModuleUnload")) unload(module);
+        return r;  // its code and globals do not fit the quota
+      }
       if (r == CUDA_SUCCESS) {
         resources_.add_module(module, worker.current);
         out.put(raw_of(module));
@@ -721,6 +730,10 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (!fn) return missing("cuLibraryLoadData");
       CUlibrary library = nullptr;
       CUresult r = fn(&library, copy.data(), nullptr, nullptr, 0, nullptr, nullptr, 0);
+      if (r == CUDA_SUCCESS && (r = resources_.settle_load()) != CUDA_SUCCESS) {
+        if (auto unload = d.fn<CUresult (*)(CUlibrary)>("cuLibraryUnload")) unload(library);
+        return r;
+      }
       if (r == CUDA_SUCCESS) {
         resources_.add_library(library);
         out.put(raw_of(library));
@@ -794,6 +807,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (r == CUDA_SUCCESS) {
         worker.current = context;  // a new context is current on the creating thread
         resources_.add_context(context);
+        resources_.context_made();
         out.put(raw_of(context));
       }
       return r;

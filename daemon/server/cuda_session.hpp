@@ -32,6 +32,9 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget, SendFn send, std::string client);
   ~CudaSession();
 
+  // Counts what the driver says the session holds beyond its allocations against the quota.
+  void set_memory_meter(std::unique_ptr<DeviceMemoryMeter> meter) { resources_.set_meter(std::move(meter)); }
+
   // A CudaCall frame, from the thread reading its connection (thread-safe). Its answer goes out
   // through `answer_via` when given (the bulk lane it came over), else through the session's send.
   void submit(Frame frame, std::shared_ptr<const SendFn> answer_via = nullptr);

@@ -106,6 +106,8 @@ bool MemoryBudget::reserve(uint64_t bytes) {
   return true;
 }
 
+void MemoryBudget::charge(uint64_t bytes) { block_->used[slot_].fetch_add(bytes, std::memory_order_acq_rel); }
+
 void MemoryBudget::release(uint64_t bytes) {
   std::atomic<uint64_t>& mine = block_->used[slot_];
   uint64_t current = mine.load();

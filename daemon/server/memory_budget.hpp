@@ -30,6 +30,8 @@ class MemoryBudget {
   uint64_t used() const;
   // Reserves bytes if they fit under the limit.
   bool reserve(uint64_t bytes);
+  // Counts bytes already held, limit or not (every later reservation fails while over it).
+  void charge(uint64_t bytes);
   void release(uint64_t bytes);
 
   // Main process: the block's memfd (for a worker to attach) and slot bookkeeping.

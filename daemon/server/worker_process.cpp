@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "device_memory_meter.hpp"
 #include "log.hpp"
 #include "messages.hpp"
 
@@ -38,17 +39,6 @@ bool inherited(std::string_view entry) {
   return false;
 }
 
-std::string uuid_text(const std::array<uint8_t, 16>& uuid) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "GPU-";
-  for (size_t i = 0; i < uuid.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += kHex[uuid[i] >> 4];
-    out += kHex[uuid[i] & 15];
-  }
-  return out;
-}
-
 std::vector<std::string> worker_environment(const WorkerStartMsg& start) {
   std::vector<std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry)
@@ -57,7 +47,7 @@ std::vector<std::string> worker_environment(const WorkerStartMsg& start) {
   // GPU is not even mapped there.
   if (start.api == AppApi::Cuda) {
     std::string visible = "CUDA_VISIBLE_DEVICES=";
-    for (size_t i = 0; i < start.gpus.size(); ++i) visible += (i ? "," : "") + uuid_text(start.gpus[i].uuid);
+    for (size_t i = 0; i < start.gpus.size(); ++i) visible += (i ? "," : "") + gpu_uuid_text(start.gpus[i].uuid);
     env.push_back(visible);
   }
   env.push_back("RGPU_WORKER_PARENT=" + std::to_string(::getpid()));

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cuda_driver.hpp"
+#include "device_memory_meter.hpp"
 #include "cuda_wire.hpp"
 #include "log.hpp"
 #include "messages.hpp"
@@ -54,6 +55,13 @@ WorkerSession::WorkerSession(EventLoop& loop, const WorkerStartMsg& start, std::
       post_send(loop_, link_, std::move(head), std::move(tail));
     };
     cuda_ = std::make_shared<cuda::CudaSession>(devices, std::move(budget), send, client_);
+    std::vector<std::array<uint8_t, 16>> uuids;
+    for (const WorkerGpu& gpu : start.gpus) uuids.push_back(gpu.uuid);
+    auto meter = std::make_unique<DeviceMemoryMeter>(uuids);
+    if (meter->available())
+      cuda_->set_memory_meter(std::move(meter));
+    else
+      LOG_DEBUG("%s: max_memory counts allocations only: %s", client_.c_str(), meter->problem().c_str());
     return;
   }
   vk::Instance& instance = vk::Instance::get();

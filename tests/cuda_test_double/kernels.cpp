@@ -4,6 +4,8 @@
 // kernel touches is checked first: outside its context's memory it faults, as a device does,
 // with CUDA_ERROR_ILLEGAL_ADDRESS.
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "test_double.hpp"
 
@@ -67,12 +69,24 @@ CUresult illegal_address(const Launch& launch) {
   return CUDA_SUCCESS;
 }
 
+// sleep_ms(unsigned ms): runs for `ms` milliseconds and touches nothing, as a long kernel does
+// (the driver's lock is held meanwhile, so the process's other driver calls wait behind it)
+CUresult sleep_ms(const Launch& launch) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(launch.parameter<unsigned>(0)));
+  return CUDA_SUCCESS;
+}
+
+// device_assert(): fails an assert() in device code; its context is unusable from then on
+CUresult device_assert(const Launch&) { return CUDA_ERROR_ASSERT; }
+
 const Kernel kKernels[] = {
     {"vector_add_f32", {{0, 8}, {8, 8}, {16, 8}, {24, 4}}, nullptr, vector_add_f32},
     {"scale_f32", {{0, 8}, {8, 4}, {12, 4}}, nullptr, scale_f32},
     {"fill_u32", {{0, 8}, {8, 4}, {16, 8}}, nullptr, fill_u32},
     {"add_global_f32", {{0, 8}, {8, 4}}, "offset", add_global_f32},
     {"illegal_address", {}, nullptr, illegal_address},
+    {"sleep_ms", {{0, 4}}, nullptr, sleep_ms},
+    {"device_assert", {}, nullptr, device_assert},
 };
 }  // namespace
 

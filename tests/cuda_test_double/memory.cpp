@@ -118,6 +118,10 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
   return CUDA_SUCCESS;
 }
 
+uint64_t device_memory_in_use(CUdevice device) {
+  return device >= 0 && device < kDeviceCount ? g_windows[device].used : 0;
+}
+
 std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context) {
   auto it = g_allocations.upper_bound(pointer);
   if (it == g_allocations.begin()) return nullptr;

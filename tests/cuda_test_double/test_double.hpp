@@ -93,6 +93,9 @@ void release_modules_of(CUcontext context);
 CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module, CUdeviceptr& pointer);
 // [pointer, pointer + bytes) inside one live allocation of `context` (any context when null),
 // or nullptr.
+// Bytes of device memory live on `device` (allocations and module globals, in whole pages); the
+// caller holds the driver lock.
+uint64_t device_memory_in_use(CUdevice device);
 std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context = nullptr);
 void release_memory_of_module(CUmodule module);
 

@@ -32,6 +32,9 @@ pack() {
       { echo "GPU_SUITE_BEFORE=$GPU_SUITE_BEFORE lacks rgpu or librgpu_cuda_interpose.so" >&2; return 1; }
     mkdir -p "$pack/before"
     cp -r "$GPU_SUITE_BEFORE"/* "$pack/before/"
+    if [[ -f $pack/before/librgpu_vk_icd.so ]]; then
+      sed 's|"library_path": *"[^"]*"|"library_path": "./librgpu_vk_icd.so"|' build/icd/rgpu_icd.json > "$pack/before/rgpu_icd.json"
+    fi
   fi
   for lib in liburing.so.2 libtomlplusplus.so.3; do
     cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l {print $NF; exit}')" "$pack/lib/"
@@ -142,7 +145,7 @@ vulkan_native() { env LD_LIBRARY_PATH="$PWD/$pack/vulkan/lib" VK_DRIVER_FILES="$
 vulkan_remote() {
   unshare -m bash -c '
     for d in /dev/nvidia*; do [[ -c $d ]] && mount --bind /dev/null "$d"; done
-    exec "$@"' _ env LD_LIBRARY_PATH="$PWD/$pack/vulkan/lib" VK_DRIVER_FILES="$PWD/$pack/vulkan/rgpu_icd.json" "$@"
+    exec "$@"' _ env LD_LIBRARY_PATH="$PWD/$pack/vulkan/lib" VK_DRIVER_FILES="${RGPU_ICD_MANIFEST:-$PWD/$pack/vulkan/rgpu_icd.json}" "$@"
 }
 
 run_vulkan_case() {  # name, command...
@@ -244,6 +247,11 @@ bench_before() {
   log "bench (rgpu before)"
   RGPU_INTERPOSE=$PWD/$pack/before/librgpu_cuda_interpose.so timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" \
     _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  if [[ -f $pack/before/rgpu_icd.json && -n $(nvidia_icd) ]]; then
+    log "vulkan bench (rgpu before)"
+    RGPU_ICD_MANIFEST=$PWD/$pack/before/rgpu_icd.json timeout -k 5 180 \
+      bash -c "$(declare -f vulkan_remote); pack=$pack; vulkan_remote $PWD/$pack/vulkan/vulkan_bench" | tee -a "$results/summary.txt" || true
+  fi
 }
 
 hand_in() {  # the summary plus everything else as one archive (few files travel back)

@@ -1,0 +1,78 @@
+#include "device_memory_meter.hpp"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace rgpu {
+
+std::string gpu_uuid_text(const std::array<uint8_t, 16>& uuid) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "GPU-";
+  for (size_t i = 0; i < uuid.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += kHex[uuid[i] >> 4];
+    out += kHex[uuid[i] & 15];
+  }
+  return out;
+}
+
+DeviceMemoryMeter::DeviceMemoryMeter(const std::vector<std::array<uint8_t, 16>>& gpu_uuids) {
+  const char* env = std::getenv("RGPU_NVML_LIBRARY");
+  const std::string name = env && *env ? env : "libnvidia-ml.so.1";
+  void* library = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (library == nullptr) {
+    problem_ = "cannot load " + name + ": " + ::dlerror();
+    return;
+  }
+  auto init = reinterpret_cast<nvml::InitFn>(::dlsym(library, "nvmlInit_v2"));
+  auto by_uuid = reinterpret_cast<nvml::DeviceGetHandleByUuidFn>(::dlsym(library, "nvmlDeviceGetHandleByUUID"));
+  processes_ = reinterpret_cast<nvml::GetComputeRunningProcessesFn>(
+      ::dlsym(library, "nvmlDeviceGetComputeRunningProcesses_v3"));
+  if (init == nullptr || by_uuid == nullptr || processes_ == nullptr) {
+    problem_ = name + " lacks nvmlInit_v2, nvmlDeviceGetHandleByUUID or nvmlDeviceGetComputeRunningProcesses_v3";
+    return;
+  }
+  if (nvml::Return r = init(); r != nvml::kSuccess) {
+    problem_ = "nvmlInit failed (NVML error " + std::to_string(r) + ")";
+    return;
+  }
+  for (const auto& uuid : gpu_uuids) {
+    nvml::Device device = nullptr;
+    if (nvml::Return r = by_uuid(gpu_uuid_text(uuid).c_str(), &device); r != nvml::kSuccess) {
+      problem_ = "NVML does not know GPU " + gpu_uuid_text(uuid) + " (NVML error " + std::to_string(r) + ")";
+      return;
+    }
+    devices_.push_back(device);
+  }
+  available_ = true;
+}
+
+std::optional<uint64_t> DeviceMemoryMeter::process_bytes() const {
+  if (!available_) return std::nullopt;
+  const auto pid = static_cast<unsigned int>(::getpid());
+  uint64_t total = 0;
+  for (nvml::Device device : devices_) {
+    std::vector<nvml::ProcessInfo> infos(64);
+    for (;;) {
+      auto count = static_cast<unsigned int>(infos.size());
+      const nvml::Return r = processes_(device, &count, infos.data());
+      if (r == nvml::kErrorInsufficientSize && count > infos.size()) {
+        infos.resize(count + 16);
+        continue;
+      }
+      if (r != nvml::kSuccess) return std::nullopt;
+      infos.resize(count);
+      break;
+    }
+    for (const auto& info : infos)
+      if (info.pid == pid) {
+        if (info.used_gpu_memory == ~0ull) return std::nullopt;
+        total += info.used_gpu_memory;
+      }
+  }
+  return total;
+}
+
+}  // namespace rgpu
