@@ -148,6 +148,7 @@ void read_server(Section& s, ServerSection& out) {
   if (auto v = s.integer("port", 1, 65535)) out.port = static_cast<uint16_t>(*v);
   if (auto v = s.integer("server_id", 0, std::numeric_limits<uint32_t>::max())) out.server_id = static_cast<uint32_t>(*v);
   if (auto v = s.integer("max_clients", 1, 1000000)) out.max_clients = static_cast<uint32_t>(*v);
+  if (auto v = s.integer("worker_timeout", 1, 86400)) out.worker_timeout = static_cast<uint32_t>(*v);
   if (auto v = s.choice("transport", kTransports)) out.transport = *v;
   out.cert_path = s.string("cert_path");
   out.key_path = s.string("key_path");

@@ -28,6 +28,9 @@ struct ServerSection {
   uint16_t port = 9876;
   uint32_t server_id = 0;
   uint32_t max_clients = 16;
+  // Seconds a session's worker process may leave the server's check unanswered before it is
+  // ended as hung (its application gets an error saying so).
+  uint32_t worker_timeout = 30;
   Transport transport = Transport::Tcp;
   std::optional<std::string> cert_path;
   std::optional<std::string> key_path;

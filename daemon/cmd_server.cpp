@@ -99,6 +99,7 @@ int run_server(const ServerOptions& options) {
   settings.port = section.port;
   settings.server_id = section.server_id;
   settings.max_clients = section.max_clients;
+  settings.worker_timeout = std::chrono::seconds(section.worker_timeout);
   settings.cert_path = section.cert_path;
   settings.key_path = section.key_path;
   settings.tokens = config.tokens;

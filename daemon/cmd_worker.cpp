@@ -67,6 +67,10 @@ void read_control(EventLoop& loop, WorkerSession& session, FrameDecoder& decoder
     int fd = -1;
     if (!read_frame(kWorkerControlFd, decoder, frame, &fd)) break;
     UniqueFd socket(fd);
+    if (frame.header.type == kMsgWorkerPing) {  // answered by the loop: it proves the loop runs
+      loop.post([] { tell_main(kMsgWorkerPong, {}); });
+      continue;
+    }
     try {
       if (frame.header.type != kMsgWorkerAdopt || !socket)
         throw WireError(std::string("unexpected control message ") + msg_type_name(frame.header.type));

@@ -139,6 +139,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(BadValue{"[server]\nport = 70000", "server.port", "70000 is out of range (allowed: 1-65535)"},
                       BadValue{"[server]\nport = \"x\"", "server.port", "must be an integer"},
                       BadValue{"[server]\nmax_clients = 0", "server.max_clients", "allowed: 1-"},
+                      BadValue{"[server]\nworker_timeout = 0", "server.worker_timeout", "allowed: 1-"},
                       BadValue{"[server]\nserver_id = -1", "server.server_id", "-1 is out of range"},
                       BadValue{"[server]\ntransport = \"udp\"", "server.transport", "(allowed: \"tcp\", \"quic\")"},
                       BadValue{"[server]\nbind = \"\"", "server.bind", "must not be empty"},
@@ -265,7 +266,7 @@ TEST(ShippedConfig, EveryCommentedSettingIsValid) {
   EXPECT_EQ(c.tokens[0].max_memory, 4294967296u);
   EXPECT_EQ(c.tokens[1].name, "render-farm");
   // Every key of the configuration reference appears.
-  for (const char* key : {"bind", "port", "server_id", "max_clients", "transport", "cert_path", "key_path",
+  for (const char* key : {"bind", "port", "server_id", "max_clients", "worker_timeout", "transport", "cert_path", "key_path",
                           "expose_gpus", "gpu_ordering", "include_local_gpus", "bulk_lanes", "address", "token", "tls", "name",
                           "allowed_gpus", "max_memory"})
     EXPECT_NE(text.find(std::string("\n") + key + " = "), std::string::npos) << key;

@@ -1148,6 +1148,41 @@ TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
   EXPECT_EQ(client.stop(), 0) << client.log();  // it was still running
 }
 
+// A worker that stops answering (here: stopped with SIGSTOP while its application copies) is
+// ended after the server's worker_timeout, and the application's copy fails saying why.
+TEST_F(CudaE2E, AHungWorkerIsEndedAndItsApplicationToldWhy) {
+  TempDir dir;
+  ServerProcess server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\nworker_timeout = 2\n")},
+                       {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server.address(), "--tls", "off", "--socket", socket}, {}, "client");
+  const std::string marker = dir.path() + "/copying";
+  const pid_t child =
+      start_child("CopiesUntilTheServerGoes", {"RGPU_CLIENT_SOCKET=" + socket, "RGPU_TEST_MARKER=" + marker});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (access(marker.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // waiting for the child's first copy
+  ASSERT_EQ(access(marker.c_str(), F_OK), 0) << "the child never copied:\n" << client.log();
+  const std::string log = server.log();
+  const size_t at = log.find("): worker ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const pid_t worker = std::stoi(log.substr(at + std::strlen("): worker ")));
+  ASSERT_EQ(kill(worker, SIGSTOP), 0);
+  int status = 0;
+  bool ended = false;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!(ended = waitpid(child, &status, WNOHANG) == child) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!ended) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL() << "the application still waited 30 s after its worker stopped:\n" << server.log();
+  }
+  EXPECT_EQ(exit_code_of(status), kChildDone) << server.log();
+  EXPECT_THAT(server.log(), ::testing::HasSubstr("stopped answering the server for 2 s"));
+  EXPECT_THAT(client.log(), ::testing::HasSubstr("the GPU server's worker for this application stopped answering"));
+}
+
 // A process that dies holding GPU memory gets it freed by the server.
 TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
   size_t before = 0, total = 0;

@@ -602,6 +602,7 @@ void Server::Impl::sweep() {
   if (stopping) return;
   const auto now = Clock::now();
   std::erase_if(fates, [now](const auto& fate) { return now - fate.second.when > kFateKept; });
+  for (auto& [key, worker] : workers) worker.process->check_alive(now, settings.worker_timeout);
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : connections) all.push_back(c);
   for (auto& c : all) c->check_deadline(now);

@@ -24,6 +24,7 @@ struct ServerSettings {
   std::vector<TokenEntry> tokens;  // empty: open mode, anyone may connect
   std::vector<GpuInfo> gpus;       // what ListGpus answers (already filtered by expose_gpus)
   std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::seconds worker_timeout{30};  // a worker that answers nothing for this long is ended
   std::optional<int> listen_fd;  // an inherited listening socket (systemd socket activation)
   // The rgpu binary whose `worker` subcommand runs each application session: this process's own
   // executable, except where the server runs inside another program (tests).

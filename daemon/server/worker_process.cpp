@@ -156,15 +156,22 @@ void WorkerProcess::reap() {
   if (got == 0) return watch_exit();  // not yet (a spurious wake-up)
   exited_ = true;
   if (control_) control_->close("worker ended");
-  const std::string fate = got < 0 ? std::string("could not be waited for: ") + std::strerror(errno)
-                                   : describe_exit_status(status);
+  std::string fate = got < 0 ? std::string("could not be waited for: ") + std::strerror(errno)
+                             : describe_exit_status(status);
+  if (!kill_reason_.empty()) fate = kill_reason_ + " (it " + fate + ")";
   if (auto on_exit = std::move(events_.on_exit)) on_exit(fate, start_error_);
   events_ = {};
 }
 
 void WorkerProcess::on_control_frame(Frame&& frame) {
+  if (frame.header.type == kMsgWorkerPong) {
+    ping_outstanding_ = false;
+    last_answer_ = std::chrono::steady_clock::now();
+    return;
+  }
   if (frame.header.type == kMsgWorkerReady && !ready_) {
     ready_ = true;
+    last_answer_ = std::chrono::steady_clock::now();
     if (events_.on_ready) events_.on_ready();
     return;
   }
@@ -192,8 +199,24 @@ void WorkerProcess::adopt(WorkerRole role, FrameLink::Handover connection) {
   control_->send_with_fd(encode_frame(kMsgWorkerAdopt, 0, encode(adopt)), connection.fd.release());
 }
 
-void WorkerProcess::kill() {
-  if (!exited_) ::kill(pid_, SIGKILL);
+void WorkerProcess::kill(const std::string& reason) {
+  if (exited_) return;
+  if (kill_reason_.empty()) kill_reason_ = reason;
+  ::kill(pid_, SIGKILL);
+}
+
+void WorkerProcess::check_alive(std::chrono::steady_clock::time_point now, std::chrono::seconds timeout) {
+  if (exited_ || !kill_reason_.empty()) return;
+  if (now - last_answer_ > timeout) {
+    LOG_WARN("worker %d has not answered for %lld s; ending it", pid_, static_cast<long long>(timeout.count()));
+    return kill(ready_ ? "stopped answering the server for " + std::to_string(timeout.count()) +
+                             " s (hung or stopped) and was ended"
+                       : "did not start within " + std::to_string(timeout.count()) + " s and was ended");
+  }
+  if (ready_ && !ping_outstanding_ && now - last_answer_ > timeout / 3) {
+    ping_outstanding_ = true;
+    control_->send(encode_frame(kMsgWorkerPing, 0, {}));
+  }
 }
 
 }  // namespace rgpu

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,8 +35,11 @@ class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
   // Gives the worker a connection of its session (after on_ready). The socket is the worker's
   // from here on; a TLS connection's session stays here and is replaced by the worker's own.
   void adopt(WorkerRole role, FrameLink::Handover connection);
-  // Ends the worker now (SIGKILL); on_exit follows.
-  void kill();
+  // Ends the worker now (SIGKILL); on_exit follows, its fate `reason` when given.
+  void kill(const std::string& reason = {});
+  // Liveness: asks the worker now and then, and ends it when it has not answered for `timeout`
+  // (or has not started within it). Called regularly from the loop.
+  void check_alive(std::chrono::steady_clock::time_point now, std::chrono::seconds timeout);
 
   pid_t pid() const { return pid_; }
   bool ready() const { return ready_; }
@@ -55,6 +59,9 @@ class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
   bool ready_ = false;
   bool exited_ = false;
   std::string start_error_;
+  std::string kill_reason_;
+  std::chrono::steady_clock::time_point last_answer_ = std::chrono::steady_clock::now();
+  bool ping_outstanding_ = false;
 };
 
 // "exited with status 3", "was killed by SIGSEGV (core dumped)", from a waitpid status.

@@ -6,6 +6,8 @@
 //   worker -> main   WorkerReady, or Error (the worker could not start its session; it exits)
 //   main -> worker   WorkerAdopt (+ a connection's socket), for the session's connection first,
 //                    then for each bulk lane that joins it
+//   main -> worker   WorkerPing, now and then; the worker's event loop answers WorkerPong (a
+//                    worker that stops answering is ended as hung)
 #pragma once
 
 #include <array>
@@ -22,6 +24,8 @@ namespace rgpu {
 inline constexpr uint16_t kMsgWorkerStart = 0x0E0;
 inline constexpr uint16_t kMsgWorkerReady = 0x0E1;
 inline constexpr uint16_t kMsgWorkerAdopt = 0x0E2;
+inline constexpr uint16_t kMsgWorkerPing = 0x0E3;
+inline constexpr uint16_t kMsgWorkerPong = 0x0E4;
 
 // The worker's descriptor for its end of the control channel.
 inline constexpr int kWorkerControlFd = 3;
