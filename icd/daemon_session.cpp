@@ -176,7 +176,7 @@ void DaemonSession::dispatch(Frame& frame) {
     const auto type = frame.header.type;
     const uint64_t id = frame.header.request_id;
     if (type == static_cast<uint16_t>(AppMsg::ServerGone)) {
-      lose("the GPU server is gone: " + decode_error(frame.payload).message, ignored);
+      lose("the connection to the GPU server is lost: " + decode_error(frame.payload).message, ignored);
       return;
     }
     if (type == static_cast<uint16_t>(AppMsg::RingRelease)) {

@@ -346,7 +346,7 @@ TEST(VulkanVanishedServer, ProgramGetsDeviceLostAndTheDaemonGoesOn) {
   // The program fails (where it next asks something: a command returning VK_ERROR_DEVICE_LOST, or
   // one that cannot return an error and leaves its answer empty), and the ICD's log says why.
   EXPECT_EQ(bench.exit_code, 1) << bench.out << bench.err;
-  EXPECT_NE(bench.err.find("VK_ERROR_DEVICE_LOST (-4) the GPU server is gone: server " + address),
+  EXPECT_NE(bench.err.find("VK_ERROR_DEVICE_LOST (-4) the connection to the GPU server is lost: server " + address),
             std::string::npos)
       << bench.err;
   // The daemon is still there: the next program is told plainly that there is no server.

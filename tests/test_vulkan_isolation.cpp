@@ -374,6 +374,10 @@ void worker_ends_with_its_application(const std::function<void(const Rig&, Progr
   Rig rig;
   const pid_t server_pid = server_process();
   ASSERT_GT(server_pid, 0);
+  // A session first: what the main process keeps for good (the token's memory budget) is made then.
+  auto first = rig.start({"compute"});
+  ASSERT_EQ(first->wait(), 0) << first->out() << first->err();
+  ASSERT_TRUE(eventually([&] { return !worker_end_line(rig.server, vulkan_workers(rig.server).at(0)).empty(); }));
   const size_t descriptors = open_descriptors(server_pid);
   auto [program, worker] = start_with_worker(rig, {"compute", "--gate", rig.gate("end")}, "at the gate");
   ASSERT_GT(worker, 0);
