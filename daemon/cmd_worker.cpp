@@ -21,7 +21,9 @@
 #include "frame.hpp"
 #include "log.hpp"
 #include "messages.hpp"
+#include "server/cuda_driver.hpp"
 #include "server/memory_budget.hpp"
+#include "server/vulkan_instance.hpp"
 #include "server/worker_confinement.hpp"
 #include "server/worker_protocol.hpp"
 #include "server/worker_session.hpp"
@@ -105,6 +107,15 @@ int run_worker() {
     fail_start(std::string("cannot confine the worker: ") + e.what());
   }
 
+  // The driver starts while no session waits for it yet (a spare worker): what takes it most
+  // of its start. Whether it worked, the session's start says.
+  const char* api = std::getenv("RGPU_WORKER_API");
+  const AppApi kind = api != nullptr && std::string(api) == app_api_name(AppApi::Vulkan) ? AppApi::Vulkan : AppApi::Cuda;
+  if (kind == AppApi::Cuda)
+    cuda::Driver::get();
+  else
+    vk::Instance::get();
+
   FrameDecoder decoder;
   Frame frame;
   int budget_fd = -1;
@@ -114,6 +125,7 @@ int run_worker() {
   try {
     if (frame.header.type != kMsgWorkerStart || budget_fd < 0) throw WireError("the first control message is not WorkerStart");
     start = decode_worker_start(frame.payload);
+    if (start.api != kind) throw WireError(std::string("a ") + app_api_name(start.api) + " session for a " + app_api_name(kind) + " worker");
     budget = MemoryBudget::attach(budget_fd, start.budget_slot);
   } catch (const std::exception& e) {
     fail_start(e.what());

@@ -381,11 +381,16 @@ void worker_ends_with_its_application(const std::function<void(const Rig&, Progr
   const size_t descriptors = open_descriptors(server_pid);
   auto [program, worker] = start_with_worker(rig, {"compute", "--gate", rig.gate("end")}, "at the gate");
   ASSERT_GT(worker, 0);
-  ASSERT_EQ(children_of(server_pid), std::vector<pid_t>{worker});
+  auto is_child = [&] {
+    const auto children = children_of(server_pid);
+    return std::find(children.begin(), children.end(), worker) != children.end();
+  };
+  ASSERT_TRUE(is_child());
+  // Beside it, at most a spare worker waits for the next session.
+  EXPECT_LE(children_of(server_pid).size(), 2u);
   end(rig, *program);
   EXPECT_EQ(program->wait(), expected_exit) << program->out() << program->err();
-  EXPECT_TRUE(eventually([&] { return children_of(server_pid).empty(); }))
-      << children_of(server_pid).size() << " child(ren) of the server remain\n" << rig.server.log();
+  EXPECT_TRUE(eventually([&] { return !is_child(); })) << "the worker remains\n" << rig.server.log();
   EXPECT_TRUE(eventually([&] { return !worker_end_line(rig.server, worker).empty(); })) << rig.server.log();
   const std::string line = worker_end_line(rig.server, worker);
   EXPECT_EQ(line.substr(line.size() - std::min<size_t>(line.size(), 6)), " ended") << line;

@@ -103,6 +103,15 @@ struct Server::Impl {
   std::unordered_map<uint64_t, Fate> fates;
   static constexpr auto kFateKept = std::chrono::minutes(5);
 
+  // Workers started ahead of need, one for each kind of session last seen (their drivers already
+  // started, so that an application's first call does not wait for that).
+  std::unordered_map<std::string, std::shared_ptr<WorkerProcess>> spares;
+  static constexpr size_t kMaxSpares = 4;
+  // A spare of that kind, or a new worker; a new spare takes the place of the one taken. Throws
+  // std::runtime_error when no worker can be started.
+  std::shared_ptr<WorkerProcess> take_worker(const WorkerProcess::Kind& kind);
+  void make_spare(const WorkerProcess::Kind& kind);
+
   uint64_t new_session_key();
   void worker_ready(uint64_t key);
   void worker_exited(uint64_t key, const std::string& fate, const std::string& start_error);
@@ -345,14 +354,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const uint64_t key = server_.new_session_key();
     std::shared_ptr<WorkerProcess> process;
     try {
+      WorkerProcess::Kind kind{api, {}};
+      for (const GpuInfo* gpu : *gpus) kind.gpus.push_back(gpu->uuid);
+      process = server_.take_worker(kind);
       Server::Impl* server = &server_;
-      process = WorkerProcess::spawn(
-          server_.loop, server_.settings.worker_executable, start, budget,
-          WorkerProcess::Events{
-              .on_ready = [server, key] { server->worker_ready(key); },
-              .on_exit = [server, key](const std::string& fate, const std::string& start_error) {
-                server->worker_exited(key, fate, start_error);
-              }});
+      process->start(start, budget,
+                     WorkerProcess::Events{
+                         .on_ready = [server, key] { server->worker_ready(key); },
+                         .on_exit = [server, key](const std::string& fate, const std::string& start_error) {
+                           server->worker_exited(key, fate, start_error);
+                         }});
     } catch (const std::exception& e) {
       budget->free_slot(start.budget_slot);
       LOG_ERROR("%s", e.what());
@@ -531,6 +542,28 @@ std::shared_ptr<MemoryBudget> Server::Impl::budget_for(const TokenEntry* token) 
   return budget;
 }
 
+std::shared_ptr<WorkerProcess> Server::Impl::take_worker(const WorkerProcess::Kind& kind) {
+  std::shared_ptr<WorkerProcess> worker;
+  if (auto spare = spares.find(kind.key()); spare != spares.end()) {
+    worker = std::move(spare->second);
+    spares.erase(spare);
+    if (worker->exited()) worker.reset();
+  }
+  if (!worker) worker = WorkerProcess::spawn(loop, settings.worker_executable, kind);
+  make_spare(kind);
+  return worker;
+}
+
+void Server::Impl::make_spare(const WorkerProcess::Kind& kind) {
+  if (stopping || kind.gpus.empty()) return;
+  if (spares.size() >= kMaxSpares && !spares.contains(kind.key())) spares.erase(spares.begin());
+  try {
+    spares[kind.key()] = WorkerProcess::spawn(loop, settings.worker_executable, kind);
+  } catch (const std::exception& e) {
+    LOG_WARN("no spare worker for %s sessions: %s", kind.key().c_str(), e.what());
+  }
+}
+
 uint64_t Server::Impl::new_session_key() {
   uint64_t key = 0;
   while (key == 0 || workers.count(key) || fates.count(key))
@@ -636,6 +669,13 @@ size_t Server::connection_count() const { return impl_->connection_count.load();
 
 void Server::run() {
   impl_->stopping = false;
+  // The likeliest sessions, on every GPU of an API, get a worker ready before anyone asks.
+  for (AppApi api : {AppApi::Cuda, AppApi::Vulkan}) {
+    WorkerProcess::Kind kind{api, {}};
+    for (const auto& gpu : impl_->settings.gpus)
+      if (api == AppApi::Cuda ? gpu.cuda : gpu.vulkan) kind.gpus.push_back(gpu.uuid);
+    impl_->make_spare(kind);
+  }
   impl_->accept_next();
   impl_->sweep();
   impl_->loop.run();
@@ -647,6 +687,7 @@ void Server::run() {
   for (auto& [id, c] : impl_->connections) all.push_back(c);
   for (auto& c : all) c->close("server shutting down");
   impl_->workers.clear();  // each worker is ended and waited for
+  impl_->spares.clear();
 }
 
 void Server::stop() { impl_->loop.stop(); }

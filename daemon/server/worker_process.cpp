@@ -39,17 +39,18 @@ bool inherited(std::string_view entry) {
   return false;
 }
 
-std::vector<std::string> worker_environment(const WorkerStartMsg& start) {
+std::vector<std::string> worker_environment(const WorkerProcess::Kind& kind) {
   std::vector<std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry)
     if (inherited(*entry)) env.emplace_back(*entry);
   // Only the session's GPUs exist for a CUDA worker's driver: another tenant's memory on another
   // GPU is not even mapped there.
-  if (start.api == AppApi::Cuda) {
+  if (kind.api == AppApi::Cuda) {
     std::string visible = "CUDA_VISIBLE_DEVICES=";
-    for (size_t i = 0; i < start.gpus.size(); ++i) visible += (i ? "," : "") + gpu_uuid_text(start.gpus[i].uuid);
+    for (size_t i = 0; i < kind.gpus.size(); ++i) visible += (i ? "," : "") + gpu_uuid_text(kind.gpus[i]);
     env.push_back(visible);
   }
+  env.push_back(std::string("RGPU_WORKER_API=") + app_api_name(kind.api));
   env.push_back("RGPU_WORKER_PARENT=" + std::to_string(::getpid()));
   return env;
 }
@@ -69,15 +70,19 @@ std::string describe_exit_status(int status) {
   return "ended with wait status " + std::to_string(status);
 }
 
-std::shared_ptr<WorkerProcess> WorkerProcess::spawn(EventLoop& loop, const std::string& executable,
-                                                    const WorkerStartMsg& start,
-                                                    std::shared_ptr<MemoryBudget> budget, Events events) {
+std::string WorkerProcess::Kind::key() const {
+  std::string key = app_api_name(api);
+  for (const auto& uuid : gpus) key += " " + gpu_uuid_text(uuid);
+  return key;
+}
+
+std::shared_ptr<WorkerProcess> WorkerProcess::spawn(EventLoop& loop, const std::string& executable, const Kind& kind) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
     throw std::runtime_error(std::string("cannot make a worker's control socket: ") + std::strerror(errno));
   UniqueFd ours(pair[0]), theirs(pair[1]);
 
-  std::vector<std::string> env_strings = worker_environment(start);
+  std::vector<std::string> env_strings = worker_environment(kind);
   std::vector<char*> env;
   for (auto& entry : env_strings) env.push_back(entry.data());
   env.push_back(nullptr);
@@ -114,7 +119,7 @@ std::shared_ptr<WorkerProcess> WorkerProcess::spawn(EventLoop& loop, const std::
     ::waitpid(pid, nullptr, 0);
     throw std::runtime_error(std::string("cannot watch the worker process (pidfd_open): ") + std::strerror(e));
   }
-  std::shared_ptr<WorkerProcess> worker(new WorkerProcess(loop, pid, pidfd, std::move(events)));
+  std::shared_ptr<WorkerProcess> worker(new WorkerProcess(loop, pid, pidfd));
   worker->control_ = std::make_shared<FrameLink>(loop, std::move(ours), "worker " + std::to_string(pid));
   std::weak_ptr<WorkerProcess> weak = worker;
   worker->control_->start(FrameLink::Callbacks{
@@ -128,13 +133,18 @@ std::shared_ptr<WorkerProcess> WorkerProcess::spawn(EventLoop& loop, const std::
         }
       },
   });
-  worker->control_->send_with_fd(encode_frame(kMsgWorkerStart, 0, encode(start)), ::dup(budget->memfd()));
   worker->watch_exit();
   return worker;
 }
 
-WorkerProcess::WorkerProcess(EventLoop& loop, pid_t pid, int pidfd, Events events)
-    : loop_(loop), pid_(pid), pidfd_(pidfd), events_(std::move(events)) {}
+WorkerProcess::WorkerProcess(EventLoop& loop, pid_t pid, int pidfd) : loop_(loop), pid_(pid), pidfd_(pidfd) {}
+
+void WorkerProcess::start(const WorkerStartMsg& start, const std::shared_ptr<MemoryBudget>& budget, Events events) {
+  started_ = true;
+  events_ = std::move(events);
+  last_answer_ = std::chrono::steady_clock::now();  // from here it has worker_timeout to be ready
+  control_->send_with_fd(encode_frame(kMsgWorkerStart, 0, encode(start)), ::dup(budget->memfd()));
+}
 
 WorkerProcess::~WorkerProcess() {
   if (exited_) return;
@@ -206,7 +216,7 @@ void WorkerProcess::kill(const std::string& reason) {
 }
 
 void WorkerProcess::check_alive(std::chrono::steady_clock::time_point now, std::chrono::seconds timeout) {
-  if (exited_ || !kill_reason_.empty()) return;
+  if (!started_ || exited_ || !kill_reason_.empty()) return;
   if (now - last_answer_ > timeout) {
     LOG_WARN("worker %d has not answered for %lld s; ending it", pid_, static_cast<long long>(timeout.count()));
     return kill(ready_ ? "stopped answering the server for " + std::to_string(timeout.count()) +

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "event_loop.hpp"
 #include "frame_link.hpp"
@@ -27,10 +28,22 @@ class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
     std::function<void(const std::string& fate, const std::string& start_error)> on_exit;
   };
 
-  // Starts `executable worker`; throws std::runtime_error naming the step that failed.
-  static std::shared_ptr<WorkerProcess> spawn(EventLoop& loop, const std::string& executable, const WorkerStartMsg& start,
-                                              std::shared_ptr<MemoryBudget> budget, Events events);
+  // What a worker is made for before it is given a session: its API and its GPUs, which are the
+  // only ones its driver sees from its start. A worker made ahead of need (a spare, its driver
+  // already started) fits only sessions of the same kind.
+  struct Kind {
+    AppApi api = AppApi::Cuda;
+    std::vector<std::array<uint8_t, 16>> gpus;
+    std::string key() const;
+  };
+
+  // Starts `executable worker`, which starts its API's driver and waits for its session; throws
+  // std::runtime_error naming the step that failed.
+  static std::shared_ptr<WorkerProcess> spawn(EventLoop& loop, const std::string& executable, const Kind& kind);
   ~WorkerProcess();
+
+  // Gives the worker its session (once); `start` must be of the worker's kind.
+  void start(const WorkerStartMsg& start, const std::shared_ptr<MemoryBudget>& budget, Events events);
 
   // Gives the worker a connection of its session (after on_ready). The socket is the worker's
   // from here on; a TLS connection's session stays here and is replaced by the worker's own.
@@ -42,11 +55,12 @@ class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
   void check_alive(std::chrono::steady_clock::time_point now, std::chrono::seconds timeout);
 
   pid_t pid() const { return pid_; }
+  bool started() const { return started_; }
   bool ready() const { return ready_; }
   bool exited() const { return exited_; }
 
  private:
-  WorkerProcess(EventLoop& loop, pid_t pid, int pidfd, Events events);
+  WorkerProcess(EventLoop& loop, pid_t pid, int pidfd);
   void watch_exit();
   void reap();
   void on_control_frame(Frame&& frame);
@@ -56,6 +70,7 @@ class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
   UniqueFd pidfd_;
   Events events_;
   std::shared_ptr<FrameLink> control_;
+  bool started_ = false;
   bool ready_ = false;
   bool exited_ = false;
   std::string start_error_;
