@@ -70,6 +70,19 @@ TEST(WorkerConfinement, SetsNoNewPrivsAndNotDumpable) {
             0);
 }
 
+// The seccomp filter leaves speculation controls as they were: the kernel's default for filtered
+// processes (store bypass disabled) would slow the worker's copies, and a worker runs no code of
+// a tenant's to attack from.
+TEST(WorkerConfinement, LeavesSpeculationControlsAsTheyWere) {
+  const int before = prctl(PR_GET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, 0, 0, 0);
+  EXPECT_EQ(confined([before] {
+              if (prctl(PR_GET_SPECULATION_CTRL, PR_SPEC_STORE_BYPASS, 0, 0, 0) != before)
+                return failed(1, "the store bypass control changed");
+              return 0;
+            }),
+            0);
+}
+
 TEST(WorkerConfinement, HoldsNoCapabilities) {
   EXPECT_EQ(confined([] {
               __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};

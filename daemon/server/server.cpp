@@ -107,6 +107,7 @@ struct Server::Impl {
   // started, so that an application's first call does not wait for that).
   std::unordered_map<std::string, std::shared_ptr<WorkerProcess>> spares;
   static constexpr size_t kMaxSpares = 4;
+  static constexpr auto kSpareDelay = std::chrono::seconds(2);
   // A spare of that kind, or a new worker; a new spare takes the place of the one taken. Throws
   // std::runtime_error when no worker can be started.
   std::shared_ptr<WorkerProcess> take_worker(const WorkerProcess::Kind& kind);
@@ -550,12 +551,15 @@ std::shared_ptr<WorkerProcess> Server::Impl::take_worker(const WorkerProcess::Ki
     if (worker->exited()) worker.reset();
   }
   if (!worker) worker = WorkerProcess::spawn(loop, settings.worker_executable, kind);
-  make_spare(kind);
+  // The next spare starts its driver once this session has made its context: both at once would
+  // contend in the driver and slow the application's start.
+  loop.after(kSpareDelay, [this, kind](int) { make_spare(kind); });
   return worker;
 }
 
 void Server::Impl::make_spare(const WorkerProcess::Kind& kind) {
   if (stopping || kind.gpus.empty()) return;
+  if (auto spare = spares.find(kind.key()); spare != spares.end() && !spare->second->exited()) return;
   if (spares.size() >= kMaxSpares && !spares.contains(kind.key())) spares.erase(spares.begin());
   try {
     spares[kind.key()] = WorkerProcess::spawn(loop, settings.worker_executable, kind);

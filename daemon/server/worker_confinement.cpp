@@ -139,6 +139,13 @@ void install_seccomp_filter(Confinement& confinement) {
   // The rules are for the native architecture's system call numbers; a call made as another one
   // (i386 through int 0x80, x32) would slip past them.
   check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS), "seccomp bad-arch action");
+  // By default the kernel turns on speculative-store-bypass mitigation for every process with a
+  // seccomp filter, which slows memory-bound code (the staging copies) by several per cent. A
+  // worker runs only RGPU's code, never a tenant's, so there is no code of an attacker in it to
+  // mount such an attack from.
+  check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_SSB, 1), "seccomp speculation attribute");
+  // A binary tree of rules rather than a list: fewer comparisons for each system call.
+  check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2), "seccomp optimization attribute");
 
   for (const auto& call : denied_syscalls)
     check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EPERM), call.nr, 0), std::string("seccomp rule for ") + call.name);

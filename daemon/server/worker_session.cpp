@@ -91,8 +91,9 @@ void WorkerSession::adopt(WorkerRole role, FrameLink::Handover connection) {
                !cuda_ ? "not a CUDA session" : !link_ ? "the session's connection is not there yet" : "too many lanes");
       return;
     }
+    // A loop thread per lane, as many as a client opens by default, fewer on a small machine.
     if (!lane_loops_)
-      lane_loops_ = std::make_unique<LoopThreads>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u));
+      lane_loops_ = std::make_unique<LoopThreads>(std::clamp(std::thread::hardware_concurrency() / 2, 1u, 4u));
     lanes_.push_back(BulkLaneReader::start(lane_loops_->next(), std::move(connection), peer, cuda_,
                                            [this](const std::string& reason) {
                                              loop_.post([this, reason] {

@@ -11,6 +11,8 @@
 #                             `rgpu client` on loopback and runs each again with the interpose
 #                             library preloaded, in a mount namespace where /dev/nvidia* and the
 #                             real libcuda are hidden.
+#   tests/gpu/suite.sh bench  (on the GPU host) only the CUDA and Vulkan benches, through this
+#                             build and the packed earlier one in turn (GPU_SUITE_ROUNDS rounds).
 #   tests/gpu/suite.sh with-rgpu SCRIPT  (on the GPU host) starts RGPU and sources SCRIPT.
 #   tests/gpu/suite.sh collect  packs the results into $OUT (or ./gpu-results).
 # On the device: timeout -k 10 540 bash tests/gpu/suite.sh run; bash tests/gpu/suite.sh collect
@@ -285,11 +287,44 @@ run_with_rgpu() {
   source "$1"
 }
 
+# The benches only, through this build and the earlier one packed in before/ in turn,
+# GPU_SUITE_ROUNDS times (2 by default), so that neither build has the host's better minutes.
+run_bench_pairs() {
+  rm -rf "$results"; mkdir -p "$results" "$work"
+  : > "$results/summary.txt"
+  unpack_loaders
+  nvcc -O2 -arch=sm_90 -cubin -o "$work/vector_add.cubin" tests/gpu/programs/vector_add.cu
+  g++ -O2 -std=c++17 -I/usr/local/cuda/include -o "$work/cuda_bench" bench/cuda_bench.cpp \
+    -L/usr/local/cuda/lib64/stubs -lcuda
+  log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  local round build vk=$PWD/$pack/vulkan
+  for round in $(seq "${GPU_SUITE_ROUNDS:-2}"); do
+    for build in now before; do
+      [[ $build == before && ! -d $pack/before ]] && continue
+      local bin=$PWD/$pack/bin/rgpu interpose=$PWD/$pack/interpose/librgpu_cuda_interpose.so icd=$vk/rgpu_icd.json
+      if [[ $build == before ]]; then
+        bin=$PWD/$pack/before/rgpu interpose=$PWD/$pack/before/librgpu_cuda_interpose.so icd=$PWD/$pack/before/rgpu_icd.json
+      fi
+      start_rgpu "$bin" "$build-$round-" || { log "the $build build did not start"; continue; }
+      log "bench (rgpu $build, round $round)"
+      RGPU_INTERPOSE=$interpose timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" \
+        _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+      if [[ -f $icd && -n $(nvidia_icd) ]]; then
+        log "vulkan bench (rgpu $build, round $round)"
+        RGPU_ICD_MANIFEST=$icd timeout -k 5 180 bash -c "$(declare -f vulkan_remote); pack=$pack; vulkan_remote $vk/vulkan_bench" \
+          | tee -a "$results/summary.txt" || true
+      fi
+      stop_rgpu
+    done
+  done
+}
+
 case "${1:-}" in
   pack) pack ;;
   run) run ;;
+  bench) run_bench_pairs ;;
   vulkan) run_vulkan_only ;;
   with-rgpu) run_with_rgpu "$2" ;;
   collect) hand_in ;;
-  *) echo "usage: $0 pack|run|vulkan|with-rgpu SCRIPT|collect" >&2; exit 2 ;;
+  *) echo "usage: $0 pack|run|bench|vulkan|with-rgpu SCRIPT|collect" >&2; exit 2 ;;
 esac
