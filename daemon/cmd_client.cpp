@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "config.hpp"
 #include "log.hpp"
+#include "owned_threads.hpp"
 
 namespace rgpu {
 
@@ -35,6 +36,7 @@ std::vector<client::ServerTarget> targets_from(const ClientOptions& options, con
 
 int run_client(const ClientOptions& options) {
   set_log_component("rgpu client");
+  block_stop_signals();
   Config config;
   try {
     if (options.config_given || std::filesystem::exists(options.config)) {
@@ -89,19 +91,12 @@ int run_client(const ClientOptions& options) {
       return kExitFailure;
     }
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
-  std::thread([&daemon, signals] {
-    int received = 0;
-    sigwait(&signals, &received);
+  StopOnSignal stop_on_signal([&daemon](int received) {
     LOG_INFO("received %s, shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
     sd_notify(0, "STOPPING=1");
     daemon.stop();
-  }).detach();
+  });
   sd_notify(0, "READY=1");
   daemon.run();
   if (options.pid_file) std::filesystem::remove(*options.pid_file);

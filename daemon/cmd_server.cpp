@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "config.hpp"
 #include "log.hpp"
+#include "owned_threads.hpp"
 #include "server/gpu_discovery.hpp"
 #include "server/server.hpp"
 #include "tls.hpp"
@@ -55,6 +56,7 @@ void log_gpus(const std::vector<GpuInfo>& gpus) {
 
 int run_server(const ServerOptions& options) {
   set_log_component("rgpu server");
+  block_stop_signals();  // before discovery, whose drivers start threads
   Config config;
   try {
     config = load_server_config(options);
@@ -143,20 +145,11 @@ int run_server(const ServerOptions& options) {
     }
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::thread signal_waiter([&] {
-    int received = 0;
-    sigwait(&signals, &received);
+  StopOnSignal stop_on_signal([&server](int received) {
     LOG_INFO("received %s, shutting down", received == SIGINT ? "SIGINT" : "SIGTERM");
     sd_notify(0, "STOPPING=1");
     server.stop();
   });
-  signal_waiter.detach();
-
   sd_notify(0, "READY=1");
   server.run();
   if (options.pid_file) std::filesystem::remove(*options.pid_file);

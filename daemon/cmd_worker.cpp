@@ -22,6 +22,7 @@
 #include "log.hpp"
 #include "messages.hpp"
 #include "server/cuda_driver.hpp"
+#include "server/device_memory_meter.hpp"
 #include "server/memory_budget.hpp"
 #include "server/vulkan_instance.hpp"
 #include "server/worker_confinement.hpp"
@@ -111,10 +112,12 @@ int run_worker() {
   // of its start. Whether it worked, the session's start says.
   const char* api = std::getenv("RGPU_WORKER_API");
   const AppApi kind = api != nullptr && std::string(api) == app_api_name(AppApi::Vulkan) ? AppApi::Vulkan : AppApi::Cuda;
-  if (kind == AppApi::Cuda)
+  if (kind == AppApi::Cuda) {
     cuda::Driver::get();
-  else
+    DeviceMemoryMeter::prepare();
+  } else {
     vk::Instance::get();
+  }
 
   FrameDecoder decoder;
   Frame frame;

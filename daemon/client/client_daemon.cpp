@@ -22,6 +22,7 @@
 #include "event_loop.hpp"
 #include "frame_link.hpp"
 #include "log.hpp"
+#include "owned_threads.hpp"
 #include "visible_devices.hpp"
 #include "vulkan_wire.hpp"
 #include "wire.hpp"
@@ -138,11 +139,10 @@ struct ClientDaemon::Impl {
   std::unordered_map<uint64_t, std::shared_ptr<AppConnection>> fresh;
   std::unordered_map<uint64_t, std::unique_ptr<AppSession>> sessions;
   std::unordered_map<uint64_t, uint64_t> session_of_connection;
-  // Lanes of ended sessions are destroyed on threads of their own (a lane still connecting can
-  // take seconds to stop); the daemon waits for those threads before it goes.
-  std::mutex retiring_mutex;
-  std::condition_variable retired;
-  size_t retiring = 0;
+  // Blocking work off the loop: connecting to a server and opening a session, asking how a
+  // session ended, destroying an ended session's lanes (one still connecting can take seconds
+  // to stop). Each ends within its time limits; the daemon joins them before its loop goes.
+  ThreadGroup blocking;
   void retire_lanes(AppSession& session);
 };
 
@@ -325,7 +325,7 @@ void ClientDaemon::Impl::connect_server(uint64_t session_id) {
   for (const auto& device : session.devices) open.gpu_indices.push_back(device.index);
   // The TLS and token handshake and the session's opening block: they run off the event loop,
   // then the socket is handed over.
-  std::thread([this, session_id, target, api = session.api, open = encode(open)] {
+  blocking.start([this, session_id, target, api = session.api, open = encode(open)] {
     UniqueFd fd;
     SslPtr ssl;
     uint64_t key = 0;
@@ -342,7 +342,7 @@ void ClientDaemon::Impl::connect_server(uint64_t session_id) {
     loop.post([this, session_id, fd_raw, ssl_raw, key, error] {
       on_server_connected(session_id, UniqueFd(fd_raw), SslPtr(ssl_raw), key, error);
     });
-  }).detach();
+  });
 }
 
 void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, uint64_t key,
@@ -384,7 +384,7 @@ void ClientDaemon::Impl::server_lost(uint64_t session_id, const std::string& rea
   AppSession& session = *it->second;
   session.asking_fate = true;
   const ServerTarget target = settings.servers[session.server];
-  std::thread([this, session_id, target, key = session.key, reason] {
+  blocking.start([this, session_id, target, key = session.key, reason] {
     std::string why = reason;
     try {
       SessionOptions options = session_options(target, "rgpu client");
@@ -397,7 +397,7 @@ void ClientDaemon::Impl::server_lost(uint64_t session_id, const std::string& rea
       auto s = sessions.find(session_id);
       if (s != sessions.end() && s->second->state != AppSession::State::Closed) fail_session(*s->second, why);
     });
-  }).detach();
+  });
 }
 
 BulkPayload ClientDaemon::Impl::ring_for_answer(uint64_t session_id, const FrameHeader& header) {
@@ -579,16 +579,8 @@ BulkLane* ClientDaemon::Impl::lane_for(AppSession& session, bool request) {
 
 void ClientDaemon::Impl::retire_lanes(AppSession& session) {
   if (session.lanes.empty()) return;
-  {
-    std::lock_guard lock(retiring_mutex);
-    ++retiring;
-  }
-  std::thread([this, lanes = std::move(session.lanes)]() mutable {
-    lanes.clear();
-    std::lock_guard lock(retiring_mutex);
-    --retiring;
-    retired.notify_all();
-  }).detach();
+  auto lanes = std::make_shared<std::vector<std::unique_ptr<BulkLane>>>(std::move(session.lanes));
+  blocking.start([lanes] { lanes->clear(); });
   session.lanes.clear();
 }
 
@@ -622,10 +614,6 @@ ClientDaemon::ClientDaemon(ClientDaemonSettings settings) : impl_(std::make_uniq
 ClientDaemon::~ClientDaemon() {
   impl_->sessions.clear();
   impl_->fresh.clear();
-  {
-    std::unique_lock lock(impl_->retiring_mutex);
-    impl_->retired.wait(lock, [&] { return impl_->retiring == 0; });
-  }
   if (!impl_->created_socket.empty()) ::unlink(impl_->created_socket.c_str());
 }
 

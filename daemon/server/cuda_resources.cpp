@@ -9,7 +9,7 @@
 namespace rgpu::cuda {
 
 namespace {
-constexpr auto kLaunchSettleInterval = std::chrono::milliseconds(250);
+constexpr auto kLaunchSettleInterval = std::chrono::seconds(1);
 }  // namespace
 
 CUresult SessionResources::settle_launch() {

@@ -34,8 +34,8 @@ class SessionResources {
   // After a module or library load: CUDA_ERROR_OUT_OF_MEMORY (nothing charged) when the quota
   // cannot hold what it took; the caller unloads it.
   CUresult settle_load() { return settle(Settle::Load); }
-  // After a launch (which may have loaded its kernel): now and then, as a query costs the driver
-  // time. Over the quota, the memory is charged anyway (no later allocation fits) and the launch
+  // After a launch (which may have loaded its kernel): at most once a second, as a query costs the
+  // driver time. Over the quota, the memory is charged anyway (no later allocation fits) and the launch
   // reports CUDA_ERROR_OUT_OF_MEMORY, as a lazily loaded kernel that does not fit does.
   CUresult settle_launch();
 

@@ -18,29 +18,47 @@ std::string gpu_uuid_text(const std::array<uint8_t, 16>& uuid) {
   return out;
 }
 
+struct DeviceMemoryMeter::Library {
+  std::string problem;  // empty: loaded and started
+  nvml::DeviceGetHandleByUuidFn by_uuid = nullptr;
+  nvml::GetComputeRunningProcessesFn processes = nullptr;
+};
+
+const DeviceMemoryMeter::Library& DeviceMemoryMeter::library() {
+  static const Library loaded = [] {
+    Library out;
+    const char* env = std::getenv("RGPU_NVML_LIBRARY");
+    const std::string name = env && *env ? env : "libnvidia-ml.so.1";
+    void* handle = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      out.problem = "cannot load " + name + ": " + ::dlerror();
+      return out;
+    }
+    auto init = reinterpret_cast<nvml::InitFn>(::dlsym(handle, "nvmlInit_v2"));
+    out.by_uuid = reinterpret_cast<nvml::DeviceGetHandleByUuidFn>(::dlsym(handle, "nvmlDeviceGetHandleByUUID"));
+    out.processes = reinterpret_cast<nvml::GetComputeRunningProcessesFn>(
+        ::dlsym(handle, "nvmlDeviceGetComputeRunningProcesses_v3"));
+    if (init == nullptr || out.by_uuid == nullptr || out.processes == nullptr)
+      out.problem = name + " lacks nvmlInit_v2, nvmlDeviceGetHandleByUUID or nvmlDeviceGetComputeRunningProcesses_v3";
+    else if (nvml::Return r = init(); r != nvml::kSuccess)
+      out.problem = "nvmlInit failed (NVML error " + std::to_string(r) + ")";
+    return out;
+  }();
+  return loaded;
+}
+
+void DeviceMemoryMeter::prepare() { library(); }
+
 DeviceMemoryMeter::DeviceMemoryMeter(const std::vector<std::array<uint8_t, 16>>& gpu_uuids) {
-  const char* env = std::getenv("RGPU_NVML_LIBRARY");
-  const std::string name = env && *env ? env : "libnvidia-ml.so.1";
-  void* library = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (library == nullptr) {
-    problem_ = "cannot load " + name + ": " + ::dlerror();
+  const Library& nvml = library();
+  if (!nvml.problem.empty()) {
+    problem_ = nvml.problem;
     return;
   }
-  auto init = reinterpret_cast<nvml::InitFn>(::dlsym(library, "nvmlInit_v2"));
-  auto by_uuid = reinterpret_cast<nvml::DeviceGetHandleByUuidFn>(::dlsym(library, "nvmlDeviceGetHandleByUUID"));
-  processes_ = reinterpret_cast<nvml::GetComputeRunningProcessesFn>(
-      ::dlsym(library, "nvmlDeviceGetComputeRunningProcesses_v3"));
-  if (init == nullptr || by_uuid == nullptr || processes_ == nullptr) {
-    problem_ = name + " lacks nvmlInit_v2, nvmlDeviceGetHandleByUUID or nvmlDeviceGetComputeRunningProcesses_v3";
-    return;
-  }
-  if (nvml::Return r = init(); r != nvml::kSuccess) {
-    problem_ = "nvmlInit failed (NVML error " + std::to_string(r) + ")";
-    return;
-  }
+  processes_ = nvml.processes;
   for (const auto& uuid : gpu_uuids) {
     nvml::Device device = nullptr;
-    if (nvml::Return r = by_uuid(gpu_uuid_text(uuid).c_str(), &device); r != nvml::kSuccess) {
+    if (nvml::Return r = nvml.by_uuid(gpu_uuid_text(uuid).c_str(), &device); r != nvml::kSuccess) {
       problem_ = "NVML does not know GPU " + gpu_uuid_text(uuid) + " (NVML error " + std::to_string(r) + ")";
       return;
     }

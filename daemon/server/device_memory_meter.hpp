@@ -15,6 +15,9 @@ namespace rgpu {
 
 class DeviceMemoryMeter {
  public:
+  // Loads and starts the library now (it takes tens of milliseconds): a spare worker does it
+  // before any session waits. Safe to call more than once.
+  static void prepare();
   // Loads the library; a meter that could not be made reads nothing and says why.
   explicit DeviceMemoryMeter(const std::vector<std::array<uint8_t, 16>>& gpu_uuids);
   bool available() const { return available_; }
@@ -26,6 +29,8 @@ class DeviceMemoryMeter {
   bool available_ = false;
   std::string problem_;
   nvml::GetComputeRunningProcessesFn processes_ = nullptr;
+  struct Library;
+  static const Library& library();
   std::vector<nvml::Device> devices_;
 };
 
