@@ -12,6 +12,24 @@ namespace {
 constexpr auto kLaunchSettleInterval = std::chrono::seconds(1);
 }  // namespace
 
+void SessionResources::context_made() {
+  bool measured_before = false;
+  {
+    std::lock_guard settling(settle_mutex_);
+    measured_before = have_baseline_;
+  }
+  if (measured_before) settle(Settle::ContextMade);
+}
+
+void SessionResources::before_load() {
+  bool measured_before = false;
+  {
+    std::lock_guard settling(settle_mutex_);
+    measured_before = have_baseline_;
+  }
+  if (!measured_before) settle(Settle::ContextMade);
+}
+
 CUresult SessionResources::settle_launch() {
   if (!meter_) return CUDA_SUCCESS;
   const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -31,7 +49,8 @@ CUresult SessionResources::settle(Settle why) {
     std::lock_guard lock(mutex_);
     for (const auto& [pointer, allocation] : allocations_) tracked += allocation.bytes;
   }
-  if (why == Settle::ContextMade || !have_baseline_) {
+  if (why == Settle::ContextMade || !have_baseline_) {  // (a launch before any load: its kernel came
+                                                         // from no module; nothing to charge)
     baseline_ = *measured > tracked + untracked_ ? *measured - tracked - untracked_ : 0;
     have_baseline_ = true;
     return CUDA_SUCCESS;

@@ -29,8 +29,12 @@ class SessionResources {
   // What the driver says the session holds beyond its allocation calls (module code and globals,
   // lazily loaded kernels, local memory) is charged too, when a meter is set:
   void set_meter(std::unique_ptr<DeviceMemoryMeter> meter) { meter_ = std::move(meter); }
-  // After a context was made (what the driver holds then is its own, not the session's).
-  void context_made() { settle(Settle::ContextMade); }
+  // After a context was made (what the driver holds then is its own, not the session's). The
+  // first context's share is measured only before the first load (a query costs the driver
+  // milliseconds, which an application's start should not wait for).
+  void context_made();
+  // Before a module or library load.
+  void before_load();
   // After a module or library load: CUDA_ERROR_OUT_OF_MEMORY (nothing charged) when the quota
   // cannot hold what it took; the caller unloads it.
   CUresult settle_load() { return settle(Settle::Load); }

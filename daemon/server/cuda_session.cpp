@@ -711,6 +711,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       auto fn = d.fn<CUresult (*)(CUmodule*, const void*)>("cuModuleLoadData");
       if (!fn) return missing("cuModuleLoadData");
       CUmodule module = nullptr;
+      resources_.before_load();
       CUresult r = fn(&module, copy.data());
       if (r == CUDA_SUCCESS && (r = resources_.settle_load()) != CUDA_SUCCESS) {
         if (auto unload = d.fn<CUresult (*)(CUmodule)>("cuModuleUnload")) unload(module);
@@ -729,6 +730,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
                                   unsigned)>("cuLibraryLoadData");
       if (!fn) return missing("cuLibraryLoadData");
       CUlibrary library = nullptr;
+      resources_.before_load();
       CUresult r = fn(&library, copy.data(), nullptr, nullptr, 0, nullptr, nullptr, 0);
       if (r == CUDA_SUCCESS && (r = resources_.settle_load()) != CUDA_SUCCESS) {
         if (auto unload = d.fn<CUresult (*)(CUlibrary)>("cuLibraryUnload")) unload(library);

@@ -85,6 +85,7 @@ struct Server::Impl {
     const TokenEntry* token = nullptr;
     std::string client;
     AppApi api = AppApi::Cuda;
+    WorkerProcess::Kind kind;  // a spare of this kind is made when the session ends
     std::shared_ptr<MemoryBudget> budget;
     uint32_t budget_slot = 0;
     uint64_t opener = 0;  // the connection waiting for the worker to start (0 once handed over)
@@ -104,10 +105,11 @@ struct Server::Impl {
   static constexpr auto kFateKept = std::chrono::minutes(5);
 
   // Workers started ahead of need, one for each kind of session last seen (their drivers already
-  // started, so that an application's first call does not wait for that).
+  // started, so that an application's first call does not wait for that). A spare is made when a
+  // session of its kind ends, not while one runs: a driver starting beside a running session
+  // slowed its copies by up to half on the H200.
   std::unordered_map<std::string, std::shared_ptr<WorkerProcess>> spares;
   static constexpr size_t kMaxSpares = 4;
-  static constexpr auto kSpareDelay = std::chrono::seconds(2);
   // A spare of that kind, or a new worker; a new spare takes the place of the one taken. Throws
   // std::runtime_error when no worker can be started.
   std::shared_ptr<WorkerProcess> take_worker(const WorkerProcess::Kind& kind);
@@ -354,9 +356,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return reply_error(id, ErrorCode::TooManyClients, "token '" + token_name_ + "' has no session slot left");
     const uint64_t key = server_.new_session_key();
     std::shared_ptr<WorkerProcess> process;
+    WorkerProcess::Kind kind{api, {}};
+    for (const GpuInfo* gpu : *gpus) kind.gpus.push_back(gpu->uuid);
     try {
-      WorkerProcess::Kind kind{api, {}};
-      for (const GpuInfo* gpu : *gpus) kind.gpus.push_back(gpu->uuid);
       process = server_.take_worker(kind);
       Server::Impl* server = &server_;
       process->start(start, budget,
@@ -373,7 +375,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     LOG_INFO("%s session for %s on %zu GPU(s): worker %d", app_api_name(api), peer_.c_str(), gpus->size(),
              process->pid());
     server_.workers[key] = Server::Impl::WorkerEntry{
-        .process = process, .token = token_, .client = start.client, .api = api, .budget = budget,
+        .process = process, .token = token_, .client = start.client, .api = api, .kind = kind, .budget = budget,
         .budget_slot = start.budget_slot, .opener = id_, .lanes = 0, .holds_admission = false, .fate_waiters = {}};
     state_ = State::Opening;
     opening_key_ = key;
@@ -551,9 +553,6 @@ std::shared_ptr<WorkerProcess> Server::Impl::take_worker(const WorkerProcess::Ki
     if (worker->exited()) worker.reset();
   }
   if (!worker) worker = WorkerProcess::spawn(loop, settings.worker_executable, kind);
-  // The next spare starts its driver once this session has made its context: both at once would
-  // contend in the driver and slow the application's start.
-  loop.after(kSpareDelay, [this, kind](int) { make_spare(kind); });
   return worker;
 }
 
@@ -609,6 +608,7 @@ void Server::Impl::worker_exited(uint64_t key, const std::string& fate, const st
     return;
   }
   fates[key] = Fate{text, entry.token, Clock::now()};
+  make_spare(entry.kind);
   for (auto [connection_id, request] : entry.fate_waiters) answer_fate(connection_id, request, text);
 }
 
