@@ -107,6 +107,8 @@ void WorkerSession::adopt(WorkerRole role, FrameLink::Handover connection) {
     LOG_WARN("%s: a second session connection from %s was refused", client_.c_str(), peer.c_str());
     return;
   }
+  if (connection.ssl)
+    LOG_INFO("%s: TLS with the worker's key: %s", client_.c_str(), tls_session_info(connection.ssl.get()).describe().c_str());
   link_ = std::make_shared<FrameLink>(loop_, std::move(connection.fd), peer);
   if (connection.ssl) link_->adopt_tls(std::move(connection.ssl));
   link_->prime(connection.unread);
