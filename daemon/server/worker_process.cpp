@@ -26,11 +26,14 @@ namespace {
 // What a worker inherits of the server's environment: how to find and drive the GPU drivers, and
 // the log settings. Anything else (credentials a service manager or a shell left there) stays.
 bool inherited(std::string_view entry) {
-  static constexpr std::string_view kNames[] = {"PATH=", "HOME=", "LANG=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH=",
-                                                "XDG_CACHE_HOME=", "JOURNAL_STREAM=", "ASAN_OPTIONS=",
-                                                "UBSAN_OPTIONS=", "LSAN_OPTIONS="};
+  static constexpr std::string_view kNames[] = {
+      "PATH=", "HOME=", "LANG=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH=", "XDG_CACHE_HOME=", "JOURNAL_STREAM=",
+      "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS=",
+      // RGPU's own: the log level and where the drivers are (nothing else of RGPU_*, should an
+      // operator keep something there that a worker has no business with).
+      "RGPU_LOG=", "RGPU_CUDA_LIBRARY=", "RGPU_VULKAN_LIBRARY=", "RGPU_NVML_LIBRARY="};
   static constexpr std::string_view kPrefixes[] = {"LC_", "CUDA_", "NVIDIA_", "__GL_", "__NV_", "VK_",
-                                                   "MESA_", "LP_", "GALLIUM_", "RGPU_"};
+                                                   "MESA_", "LP_", "GALLIUM_"};
   if (entry.starts_with("CUDA_VISIBLE_DEVICES=")) return false;  // the worker's own is set below
   for (auto name : kNames)
     if (entry.starts_with(name)) return true;
