@@ -884,6 +884,24 @@ TEST_F(CudaE2E, MaxMemoryQuotaGivesOutOfMemory) {
   EXPECT_CU(cuMemFree(more));
 }
 
+// Every way to allocate device memory counts against max_memory, and leaves it when freed.
+TEST_F(CudaE2E, EveryAllocationKindCountsAgainstMaxMemory) {
+  CUdeviceptr pitched = 0, managed = 0, async = 0, more = 0;
+  size_t pitch = 0;
+  ASSERT_CU(cuMemAllocPitch(&pitched, &pitch, 1 << 20, (kQuota / 2) >> 20, 4));  // half the quota
+  EXPECT_EQ(cuMemAllocManaged(&managed, kQuota / 2 + (1 << 20), CU_MEM_ATTACH_GLOBAL), CUDA_ERROR_OUT_OF_MEMORY);
+  EXPECT_EQ(cuMemAllocAsync(&async, kQuota / 2 + (1 << 20), nullptr), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemAllocManaged(&managed, kQuota / 4, CU_MEM_ATTACH_GLOBAL));
+  ASSERT_CU(cuMemAllocAsync(&async, kQuota / 4, nullptr));  // the quota is full now
+  EXPECT_EQ(cuMemAlloc(&more, 1 << 20), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemFree(pitched));
+  ASSERT_CU(cuMemFree(managed));
+  ASSERT_CU(cuMemFreeAsync(async, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemAlloc(&more, kQuota - (1 << 20)));
+  EXPECT_CU(cuMemFree(more));
+}
+
 // Device memory no allocation call names (here: module globals, as the driver reports the
 // worker process's memory) counts against max_memory too, and leaves it with its module.
 TEST_F(CudaE2E, ModuleGlobalsCountAgainstMaxMemory) {

@@ -153,6 +153,47 @@ DOUBLE_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* pointer, size_t bytes) {
   return allocate_device_memory(context, bytes, nullptr, *pointer);
 }
 
+// The other ways to allocate device memory give the double's plain allocations: what the server
+// counts against max_memory is the same for all of them.
+DOUBLE_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr* pointer, size_t* pitch, size_t width, size_t height,
+                                          unsigned element_bytes) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  if (pointer == nullptr || pitch == nullptr || width == 0 || height == 0 ||
+      (element_bytes != 4 && element_bytes != 8 && element_bytes != 16))
+    return CUDA_ERROR_INVALID_VALUE;
+  *pitch = (width + 511) / 512 * 512;  // rows start at 512-byte boundaries
+  return allocate_device_memory(context, *pitch * height, nullptr, *pointer);
+}
+
+DOUBLE_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* pointer, size_t bytes, unsigned flags) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  if (pointer == nullptr || bytes == 0 || (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST))
+    return CUDA_ERROR_INVALID_VALUE;
+  return allocate_device_memory(context, bytes, nullptr, *pointer);
+}
+
+DOUBLE_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* pointer, size_t bytes, CUstream stream) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
+  if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  return allocate_device_memory(context, bytes, nullptr, *pointer);
+}
+
+DOUBLE_EXPORT CUresult cuMemFreeAsync(CUdeviceptr pointer, CUstream stream) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
+  auto it = g_allocations.find(pointer);
+  if (it == g_allocations.end() || it->second.module != nullptr) return CUDA_ERROR_INVALID_VALUE;
+  unmap(it);
+  return CUDA_SUCCESS;
+}
+
 DOUBLE_EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {
   auto lock = lock_driver();
   CUcontext context;
