@@ -891,14 +891,14 @@ TEST_F(CudaE2E, EveryAllocationKindCountsAgainstMaxMemory) {
   ASSERT_CU(cuMemAllocPitch(&pitched, &pitch, 1 << 20, (kQuota / 2) >> 20, 4));  // half the quota
   EXPECT_EQ(cuMemAllocManaged(&managed, kQuota / 2 + (1 << 20), CU_MEM_ATTACH_GLOBAL), CUDA_ERROR_OUT_OF_MEMORY);
   EXPECT_EQ(cuMemAllocAsync(&async, kQuota / 2 + (1 << 20), nullptr), CUDA_ERROR_OUT_OF_MEMORY);
-  ASSERT_CU(cuMemAllocManaged(&managed, kQuota / 4, CU_MEM_ATTACH_GLOBAL));
-  ASSERT_CU(cuMemAllocAsync(&async, kQuota / 4, nullptr));  // the quota is full now
-  EXPECT_EQ(cuMemAlloc(&more, 1 << 20), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemAllocManaged(&managed, kQuota / 8, CU_MEM_ATTACH_GLOBAL));
+  ASSERT_CU(cuMemAllocAsync(&async, kQuota / 8, nullptr));  // three quarters of the quota held
+  EXPECT_EQ(cuMemAlloc(&more, kQuota / 4 + (1 << 20)), CUDA_ERROR_OUT_OF_MEMORY);
   ASSERT_CU(cuMemFree(pitched));
   ASSERT_CU(cuMemFree(managed));
   ASSERT_CU(cuMemFreeAsync(async, nullptr));
   ASSERT_CU(cuCtxSynchronize());
-  ASSERT_CU(cuMemAlloc(&more, kQuota - (1 << 20)));
+  ASSERT_CU(cuMemAlloc(&more, kQuota / 2 + (1 << 20)));
   EXPECT_CU(cuMemFree(more));
 }
 
