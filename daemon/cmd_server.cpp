@@ -1,5 +1,6 @@
 // rgpu server: configuration, GPU discovery, then the event loop until SIGINT/SIGTERM.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -57,6 +58,8 @@ void log_gpus(const std::vector<GpuInfo>& gpus) {
 int run_server(const ServerOptions& options) {
   set_log_component("rgpu server");
   block_stop_signals();  // before discovery, whose drivers start threads
+  // Workers run as this user: none may trace this process or read its memory (tokens, keys).
+  ::prctl(PR_SET_DUMPABLE, 0);
   Config config;
   try {
     config = load_server_config(options);

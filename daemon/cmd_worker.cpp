@@ -35,6 +35,7 @@ namespace rgpu {
 namespace {
 constexpr auto kRekeyTimeout = std::chrono::seconds(10);
 constexpr auto kReleaseTime = std::chrono::seconds(5);
+constexpr auto kConnectionTimeout = std::chrono::seconds(30);
 
 void tell_main(uint16_t type, std::span<const uint8_t> payload) {
   const auto frame = encode_frame(type, 0, payload);
@@ -74,19 +75,32 @@ void read_control(EventLoop& loop, WorkerSession& session, FrameDecoder& decoder
       loop.post([] { tell_main(kMsgWorkerPong, {}); });
       continue;
     }
+    WorkerAdoptMsg adopt;
     try {
       if (frame.header.type != kMsgWorkerAdopt || !socket)
         throw WireError(std::string("unexpected control message ") + msg_type_name(frame.header.type));
-      WorkerAdoptMsg adopt = decode_worker_adopt(frame.payload);
-      FrameLink::Handover connection{std::move(socket), nullptr, std::move(adopt.unread)};
-      if (adopt.rekey) connection.ssl = rekey(connection.fd.get(), adopt.psk);
-      auto handed = std::make_shared<FrameLink::Handover>(std::move(connection));
-      loop.post([&session, role = adopt.role, handed] { session.adopt(role, std::move(*handed)); });
-    } catch (const std::exception& e) {
-      const std::string why = std::string("a connection could not be taken over: ") + e.what();
+      adopt = decode_worker_adopt(frame.payload);
+    } catch (const std::exception& e) {  // the main process and this worker disagree: nothing is safe
+      const std::string why = std::string("the server's control channel failed: ") + e.what();
       loop.post([&session, why] { session.end(why); });
       return;
     }
+    FrameLink::Handover connection{std::move(socket), nullptr, std::move(adopt.unread)};
+    try {
+      if (adopt.rekey) connection.ssl = rekey(connection.fd.get(), adopt.psk);
+    } catch (const std::exception& e) {
+      // A lane that fails its handshake is dropped (the session goes on without it); the
+      // session's own connection failing ends the session.
+      const std::string why = std::string("a connection could not be taken over: ") + e.what();
+      if (adopt.role == WorkerRole::Lane) {
+        LOG_WARN("%s", why.c_str());
+        continue;
+      }
+      loop.post([&session, why] { session.end(why); });
+      return;
+    }
+    auto handed = std::make_shared<FrameLink::Handover>(std::move(connection));
+    loop.post([&session, role = adopt.role, handed] { session.adopt(role, std::move(*handed)); });
   }
   loop.post([&session] { session.end("the server's main process closed its control channel"); });
 }
@@ -142,6 +156,10 @@ int run_worker() {
     fail_start(e.what());
   }
   tell_main(kMsgWorkerReady, {});
+  // The application's connection follows at once; a worker that never gets one does not linger.
+  loop.after(kConnectionTimeout, [&session](int) {
+    if (!session->has_connection()) session->end("no connection was handed over within 30 s");
+  });
   LOG_DEBUG("%s: %s session started", start.client.c_str(), app_api_name(start.api));
 
   std::thread control([&] { read_control(loop, *session, decoder); });

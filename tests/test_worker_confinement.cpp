@@ -83,6 +83,22 @@ TEST(WorkerConfinement, LeavesSpeculationControlsAsTheyWere) {
             0);
 }
 
+// Another process of the same user (the main server process, another tenant's worker) cannot be
+// signalled; the worker itself can (raise, abort, pthread_kill).
+TEST(WorkerConfinement, SignalsReachOnlyTheWorkerItself) {
+  EXPECT_EQ(confined([] {
+              if (!refused(kill(getppid(), 0))) return failed(1, "kill of the parent not refused");
+              if (!refused(kill(0, 0))) return failed(2, "kill of the process group not refused");
+              if (!refused(kill(-1, 0))) return failed(3, "kill of every process not refused");
+              if (!refused(syscall(SYS_tgkill, getppid(), getppid(), 0))) return failed(4, "tgkill of the parent");
+              if (!refused(syscall(SYS_pidfd_open, getppid(), 0))) return failed(5, "pidfd_open not refused");
+              if (kill(getpid(), 0) != 0) return failed(6, "kill of itself refused");
+              if (syscall(SYS_tgkill, getpid(), gettid(), 0) != 0) return failed(7, "tgkill of itself refused");
+              return 0;
+            }),
+            0);
+}
+
 TEST(WorkerConfinement, HoldsNoCapabilities) {
   EXPECT_EQ(confined([] {
               __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};

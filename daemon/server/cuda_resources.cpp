@@ -12,22 +12,55 @@ namespace {
 constexpr auto kLaunchSettleInterval = std::chrono::seconds(1);
 }  // namespace
 
-void SessionResources::context_made() {
-  bool measured_before = false;
+uint64_t SessionResources::tracked_bytes() {
+  std::lock_guard lock(mutex_);
+  uint64_t tracked = 0;
+  for (const auto& [pointer, allocation] : allocations_) tracked += allocation.bytes;
+  return tracked;
+}
+
+std::optional<SessionResources::Reading> SessionResources::read_meter() {
+  const std::optional<uint64_t> measured = meter_ ? meter_->process_bytes() : std::nullopt;
+  if (!measured) return std::nullopt;
+  return Reading{*measured, tracked_bytes()};
+}
+
+std::optional<SessionResources::Reading> SessionResources::context_creation_begins() {
   {
     std::lock_guard settling(settle_mutex_);
-    measured_before = have_baseline_;
+    if (!have_baseline_) return std::nullopt;  // the first reading, before the first load, covers it
   }
-  if (measured_before) settle(Settle::ContextMade);
+  settle(Settle::Load);  // growth so far is the session's, not the new context's
+  return read_meter();
+}
+
+void SessionResources::context_created(CUcontext context, std::optional<Reading> before) {
+  if (!before) return;
+  const std::optional<Reading> after = read_meter();
+  if (!after) return;
+  // The driver's growth while the context was made, beyond allocations made meanwhile.
+  const int64_t grew = static_cast<int64_t>(after->measured - before->measured) -
+                       static_cast<int64_t>(after->tracked - before->tracked);
+  const uint64_t share = grew > 0 ? static_cast<uint64_t>(grew) : 0;
+  std::lock_guard settling(settle_mutex_);
+  context_shares_[context] += share;
+  baseline_ += share;
+}
+
+void SessionResources::context_destroyed(CUcontext context) {
+  std::lock_guard settling(settle_mutex_);
+  auto share = context_shares_.find(context);
+  if (share == context_shares_.end()) return;
+  baseline_ -= std::min(baseline_, share->second);
+  context_shares_.erase(share);
 }
 
 void SessionResources::before_load() {
-  bool measured_before = false;
   {
     std::lock_guard settling(settle_mutex_);
-    measured_before = have_baseline_;
+    if (have_baseline_) return;
   }
-  if (!measured_before) settle(Settle::ContextMade);
+  settle(Settle::First);
 }
 
 CUresult SessionResources::settle_launch() {
@@ -41,21 +74,19 @@ CUresult SessionResources::settle_launch() {
 }
 
 CUresult SessionResources::settle(Settle why) {
-  const std::optional<uint64_t> measured = meter_ ? meter_->process_bytes() : std::nullopt;
-  if (!measured) return CUDA_SUCCESS;
   std::lock_guard settling(settle_mutex_);
-  uint64_t tracked = 0;
-  {
-    std::lock_guard lock(mutex_);
-    for (const auto& [pointer, allocation] : allocations_) tracked += allocation.bytes;
-  }
-  if (why == Settle::ContextMade || !have_baseline_) {  // (a launch before any load: its kernel came
-                                                         // from no module; nothing to charge)
-    baseline_ = *measured > tracked + untracked_ ? *measured - tracked - untracked_ : 0;
+  const std::optional<Reading> reading = read_meter();
+  if (!reading) return CUDA_SUCCESS;
+  if (!have_baseline_) {
+    // The first reading, before any module is loaded: what the driver holds beyond the
+    // allocations is its own (the contexts). A launch before any load has nothing to charge.
+    baseline_ = reading->measured > reading->tracked ? reading->measured - reading->tracked : 0;
     have_baseline_ = true;
     return CUDA_SUCCESS;
   }
-  const uint64_t now = *measured > baseline_ + tracked ? *measured - baseline_ - tracked : 0;
+  if (why == Settle::First) return CUDA_SUCCESS;
+  const uint64_t now =
+      reading->measured > baseline_ + reading->tracked ? reading->measured - baseline_ - reading->tracked : 0;
   if (now < untracked_) {
     budget_->release(untracked_ - now);
     untracked_ = now;
@@ -152,7 +183,7 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
     case FN_cuDevicePrimaryCtxRetain: ++primary_retains_[static_cast<CUdevice>(ins[0])]; return;
     case FN_cuDevicePrimaryCtxRelease_v2:
       if (--primary_retains_[static_cast<CUdevice>(ins[0])] <= 0) primary_retains_.erase(static_cast<CUdevice>(ins[0]));
-      return;
+      return;  // (the context's share leaves with it: primary_released)
     default: return;
   }
 }

@@ -27,20 +27,28 @@ class SessionResources {
       : budget_(std::move(budget)), devices_(std::move(devices)) {}
 
   // What the driver says the session holds beyond its allocation calls (module code and globals,
-  // lazily loaded kernels, local memory) is charged too, when a meter is set:
+  // lazily loaded kernels, local memory) is charged too, when a meter is set. The driver's own
+  // memory is left out: what it held at the first reading (before the first load: the first
+  // contexts), and what it grew by while each later context was made, until that context goes.
   void set_meter(std::unique_ptr<DeviceMemoryMeter> meter) { meter_ = std::move(meter); }
-  // After a context was made (what the driver holds then is its own, not the session's). The
-  // first context's share is measured only before the first load (a query costs the driver
-  // milliseconds, which an application's start should not wait for).
-  void context_made();
+  struct Reading {
+    uint64_t measured = 0;  // the driver's count for this process
+    uint64_t tracked = 0;   // the session's allocations then
+  };
+  // Around a context's creation: a reading before (none before the first reading), and the
+  // context's share after.
+  std::optional<Reading> context_creation_begins();
+  void context_created(CUcontext context, std::optional<Reading> before);
+  // The context is gone (destroyed, or its last primary retain released): its share with it.
+  void context_destroyed(CUcontext context);
   // Before a module or library load.
   void before_load();
   // After a module or library load: CUDA_ERROR_OUT_OF_MEMORY (nothing charged) when the quota
-  // cannot hold what it took; the caller unloads it.
+  // cannot hold what it took; the caller unloads it. After an unload: gives back what it held.
   CUresult settle_load() { return settle(Settle::Load); }
   // After a launch (which may have loaded its kernel): at most once a second, as a query costs the
-  // driver time. Over the quota, the memory is charged anyway (no later allocation fits) and the launch
-  // reports CUDA_ERROR_OUT_OF_MEMORY, as a lazily loaded kernel that does not fit does.
+  // driver time. Over the quota, the memory is charged anyway (no later allocation fits) and the
+  // launch reports CUDA_ERROR_OUT_OF_MEMORY, as a lazily loaded kernel that does not fit does.
   CUresult settle_launch();
 
   // Before a driver call: CUDA_ERROR_OUT_OF_MEMORY when an allocation would pass the quota.
@@ -76,16 +84,19 @@ class SessionResources {
   void forget_context(CUcontext context);
   void free_allocations_if(const std::function<bool(const Allocation&)>& which);
 
-  enum class Settle { ContextMade, Load, Launch };
+  enum class Settle { First, Load, Launch };
   CUresult settle(Settle why);
+  std::optional<Reading> read_meter();
+  uint64_t tracked_bytes();
 
   std::shared_ptr<MemoryBudget> budget_;
   DeviceMap devices_;
   std::unique_ptr<DeviceMemoryMeter> meter_;
-  std::mutex settle_mutex_;  // guards the three below; taken before mutex_
+  std::mutex settle_mutex_;  // guards the four below; taken before mutex_
   uint64_t baseline_ = 0;    // what the driver holds for itself (contexts)
   uint64_t untracked_ = 0;   // charged beyond the allocations
   bool have_baseline_ = false;
+  std::map<CUcontext, uint64_t> context_shares_;  // each later context's part of baseline_
   std::atomic<int64_t> last_launch_settle_{0};  // steady clock, ns
   std::mutex mutex_;  // guards what follows
   std::map<CUdeviceptr, Allocation> allocations_;

@@ -269,10 +269,12 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
       } else {
         CallContext call(header.function, args, header.out_mask, devices_,
                          [this](const CallContext& c) { return resources_.veto(c); });
+        const bool retain = header.function == FN_cuDevicePrimaryCtxRetain;
+        const auto before = retain ? resources_.context_creation_begins() : std::nullopt;
         result = f->call(fn, call);
         if (result == CUDA_SUCCESS) {
           resources_.record(header.function, call.ins(), call.outs(), worker.current);
-          if (header.function == FN_cuDevicePrimaryCtxRetain) resources_.context_made();
+          if (retain && !call.outs().empty()) resources_.context_created(handle_of<CUcontext>(call.outs()[0]), before);
           // What an unloaded module held leaves the quota now, not at the next settling.
           if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) resources_.settle_load();
           for (uint64_t value : call.outs()) out.put(value);
@@ -799,6 +801,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       worker.current = nullptr;
       CUcontext context = nullptr;
       CUresult r;
+      const auto before = resources_.context_creation_begins();
       if (auto v4 = d.fn<CUresult (*)(CUcontext*, CUctxCreateParams*, unsigned, CUdevice)>("cuCtxCreate_v4")) {
         r = v4(&context, nullptr, flags, device);
       } else if (auto v2 = d.fn<CUresult (*)(CUcontext*, unsigned, CUdevice)>("cuCtxCreate_v2")) {
@@ -809,7 +812,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (r == CUDA_SUCCESS) {
         worker.current = context;  // a new context is current on the creating thread
         resources_.add_context(context);
-        resources_.context_made();
+        resources_.context_created(context, before);
         out.put(raw_of(context));
       }
       return r;
@@ -823,6 +826,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (r == CUDA_SUCCESS) {
         std::vector<uint64_t> ins{raw_of(context)}, outs;
         resources_.record(FN_cuCtxDestroy_v2, ins, outs, nullptr);
+        resources_.context_destroyed(context);
         if (worker.current == context) worker.current = nullptr;
       }
       return r;
@@ -843,12 +847,18 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const CUdevice device = devices_.to_real(static_cast<CUdevice>(app_device));
       auto release = d.fn<CUresult (*)(CUdevice)>("cuDevicePrimaryCtxRelease_v2");
       if (!release) return missing("cuDevicePrimaryCtxRelease_v2");
-      if (resources_.primary_retains(static_cast<CUdevice>(app_device)) == 1)
+      const bool last = resources_.primary_retains(static_cast<CUdevice>(app_device)) == 1;
+      CUcontext primary = nullptr;
+      if (last) {
         if (CUresult r = free_in_primary_context(worker, device); r != CUDA_SUCCESS) return r;
+        if (auto state = d.fn<CUresult (*)(CUcontext*, CUdevice)>("cuDevicePrimaryCtxRetain"); state && state(&primary, device) == CUDA_SUCCESS)
+          release(device);  // only to learn the context's handle
+      }
       const CUresult r = release(device);
       if (r == CUDA_SUCCESS) {
         std::vector<uint64_t> ins{app_device}, outs;
         resources_.record(FN_cuDevicePrimaryCtxRelease_v2, ins, outs, nullptr);
+        if (primary != nullptr) resources_.context_destroyed(primary);
       }
       return r;
     }

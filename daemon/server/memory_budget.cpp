@@ -29,8 +29,8 @@ MemoryBudget::MemoryBudget()
   block_->slot_count = 1;
 }
 
-MemoryBudget::MemoryBudget(int memfd, Block* block, size_t mapped, uint32_t slot)
-    : memfd_(memfd), block_(block), mapped_(mapped), slot_(slot) {}
+MemoryBudget::MemoryBudget(int memfd, Block* block, size_t mapped, uint32_t slot, uint64_t limit, uint32_t slot_count)
+    : memfd_(memfd), block_(block), mapped_(mapped), slot_(slot), limit_(limit), slot_count_(slot_count) {}
 
 MemoryBudget::~MemoryBudget() {
   if (mapped_ != 0) {
@@ -58,7 +58,7 @@ std::shared_ptr<MemoryBudget> MemoryBudget::create_shared(uint64_t limit, uint32
   auto* block = static_cast<Block*>(mapped);
   block->limit = limit;
   block->slot_count = slots;
-  std::shared_ptr<MemoryBudget> budget(new MemoryBudget(fd, block, size, slots));
+  std::shared_ptr<MemoryBudget> budget(new MemoryBudget(fd, block, size, slots, limit, slots));
   budget->taken_ = std::make_unique<bool[]>(slots);
   return budget;
 }
@@ -77,29 +77,34 @@ std::shared_ptr<MemoryBudget> MemoryBudget::attach(int memfd, uint32_t slot) {
     throw std::runtime_error(std::string("cannot map the memory budget block: ") + std::strerror(error));
   }
   auto* block = static_cast<Block*>(mapped);
-  if (block_size(block->slot_count) > size || slot >= block->slot_count) {
+  const uint32_t slots = block->slot_count;
+  const uint64_t limit = block->limit;
+  if (block_size(slots) > size || slot >= slots) {
     ::munmap(mapped, size);
     ::close(memfd);
     throw std::runtime_error("memory budget slot " + std::to_string(slot) + " is outside its block");
   }
-  return std::shared_ptr<MemoryBudget>(new MemoryBudget(memfd, block, size, slot));
+  return std::shared_ptr<MemoryBudget>(new MemoryBudget(memfd, block, size, slot, limit, slots));
 }
 
-uint64_t MemoryBudget::limit() const { return block_->limit; }
-uint32_t MemoryBudget::slot_count() const { return block_->slot_count; }
+uint64_t MemoryBudget::limit() const { return limit_; }
+uint32_t MemoryBudget::slot_count() const { return slot_count_; }
 
 uint64_t MemoryBudget::used() const {
   uint64_t sum = 0;
-  for (uint32_t i = 0; i < block_->slot_count; ++i) sum += block_->used[i].load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < slot_count_; ++i) {
+    const uint64_t before = sum;
+    sum += block_->used[i].load(std::memory_order_acquire);
+    if (sum < before) return ~0ull;  // counters no worker could have written honestly: full
+  }
   return sum;
 }
 
 bool MemoryBudget::reserve(uint64_t bytes) {
   std::atomic<uint64_t>& mine = block_->used[slot_];
   mine.fetch_add(bytes, std::memory_order_acq_rel);
-  const uint64_t limit = block_->limit;
   const uint64_t total = used();
-  if (limit != 0 && (total > limit || total < bytes)) {
+  if (limit_ != 0 && (total > limit_ || total < bytes)) {
     mine.fetch_sub(bytes, std::memory_order_acq_rel);
     return false;
   }
@@ -116,17 +121,17 @@ void MemoryBudget::release(uint64_t bytes) {
 }
 
 uint32_t MemoryBudget::take_slot() {
-  for (uint32_t i = 0; i < block_->slot_count; ++i)
+  for (uint32_t i = 0; i < slot_count_; ++i)
     if (!taken_[i]) {
       taken_[i] = true;
       block_->used[i].store(0);
       return i;
     }
-  return block_->slot_count;
+  return slot_count_;
 }
 
 void MemoryBudget::free_slot(uint32_t slot) {
-  if (slot >= block_->slot_count) return;
+  if (slot >= slot_count_) return;
   taken_[slot] = false;
   block_->used[slot].store(0);
 }

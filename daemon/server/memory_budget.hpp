@@ -44,12 +44,17 @@ class MemoryBudget {
 
  private:
   struct Block;
-  MemoryBudget(int memfd, Block* block, size_t mapped, uint32_t slot);
+  MemoryBudget(int memfd, Block* block, size_t mapped, uint32_t slot, uint64_t limit, uint32_t slot_count);
 
   int memfd_ = -1;
   Block* block_ = nullptr;
   size_t mapped_ = 0;
   uint32_t slot_ = 0;
+  // The block's limit and size as made (main process) or first read (worker), never read from
+  // the block again: a worker can write the block, and must not make another process read or
+  // write past its end, or lift its own limit.
+  uint64_t limit_ = 0;
+  uint32_t slot_count_ = 1;
   std::unique_ptr<bool[]> taken_;  // main process: which slots have a worker
 };
 

@@ -103,6 +103,7 @@ struct Server::Impl {
   };
   std::unordered_map<uint64_t, Fate> fates;
   static constexpr auto kFateKept = std::chrono::minutes(5);
+  static constexpr size_t kMaxFateWaiters = 4;  // per session
 
   // Workers started ahead of need, one for each kind of session last seen (their drivers already
   // started, so that an application's first call does not wait for that). A spare is made when a
@@ -110,6 +111,7 @@ struct Server::Impl {
   // slowed its copies by up to half on the H200.
   std::unordered_map<std::string, std::shared_ptr<WorkerProcess>> spares;
   static constexpr size_t kMaxSpares = 4;
+  std::vector<std::shared_ptr<WorkerProcess>> evicted;  // spares ended to make room, until reaped
   // A spare of that kind, or a new worker; a new spare takes the place of the one taken. Throws
   // std::runtime_error when no worker can be started.
   std::shared_ptr<WorkerProcess> take_worker(const WorkerProcess::Kind& kind);
@@ -152,7 +154,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool admitted() const { return admitted_; }
 
   void check_deadline(Clock::time_point now) {
-    if (link_->closed() || state_ == State::Ready || now < deadline_) return;
+    // An application's worker that is starting has worker_timeout for it (WorkerProcess).
+    if (link_->closed() || state_ == State::Ready || state_ == State::Opening || now < deadline_) return;
     if (state_ == State::Closing) return close("peer did not close after our error");
     fail(ErrorCode::Timeout, "handshake not completed within " +
                                  std::to_string(server_.settings.handshake_timeout.count()) + " ms");
@@ -168,6 +171,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                        opened.buffer()));
     give_to_worker(key, WorkerRole::Session);
   }
+  bool opening() const { return state_ == State::Opening; }
+
   // It could not start (or died starting): the Open gets the reason, and the connection ends.
   void session_failed(const std::string& why) {
     reply_error(opening_request_, ErrorCode::NotSupported, why);
@@ -179,11 +184,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void on_closed(const std::string& reason) {
-    if (state_ == State::Opening) {  // the application left before its worker started
-      auto worker = server_.workers.find(opening_key_);
-      if (worker != server_.workers.end()) worker->second.process->kill();
-    }
-    if (state_ == State::Ready || state_ == State::Opening)
+    const bool was_open = state_ == State::Ready || state_ == State::Opening;
+    abandon_opening();  // the application left before its worker started
+    if (was_open)
       LOG_INFO("client %s (%s) disconnected: %s", peer_.c_str(), token_name_.c_str(), reason.c_str());
     else
       LOG_INFO("connection from %s closed: %s", peer_.c_str(), reason.c_str());
@@ -192,9 +195,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void queue(std::vector<uint8_t> bytes) { link_->send(std::move(bytes)); }
 
+  // Leaving the Opening state other than by session_ready: the worker starting for it is ended.
+  void abandon_opening() {
+    if (state_ != State::Opening) return;
+    state_ = State::Closing;
+    auto worker = server_.workers.find(opening_key_);
+    if (worker != server_.workers.end() && worker->second.opener == id_) worker->second.process->kill();
+  }
+
   // ---- protocol ---------------------------------------------------------------------------------
   void fail(ErrorCode code, const std::string& message) {
     if (link_->closed() || state_ == State::Closing) return;
+    abandon_opening();
     LOG_WARN("refusing %s: %s", peer_.c_str(), message.c_str());
     queue(frame_of(MsgType::Error, 0, ErrorMsg{code, message}));
     state_ = State::Closing;
@@ -358,6 +370,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::shared_ptr<WorkerProcess> process;
     WorkerProcess::Kind kind{api, {}};
     for (const GpuInfo* gpu : *gpus) kind.gpus.push_back(gpu->uuid);
+    // A worker finds its devices by UUID: the order and repeats in the Open do not make a kind.
+    std::sort(kind.gpus.begin(), kind.gpus.end());
+    kind.gpus.erase(std::unique(kind.gpus.begin(), kind.gpus.end()), kind.gpus.end());
     try {
       process = server_.take_worker(kind);
       Server::Impl* server = &server_;
@@ -428,9 +443,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
       server->forget(id, false);
       auto worker = server->workers.find(key);
       if (worker == server->workers.end()) return;  // it ended meanwhile; the socket closes here
-      if (connection.ssl && !connection.unread.empty()) {
-        LOG_WARN("%s sent data before the worker's TLS handshake; its session ends", peer.c_str());
-        return worker->second.process->kill();
+      if (connection.ssl && !connection.unread.empty()) {  // the socket closes here
+        LOG_WARN("%s sent data before the worker's TLS handshake; %s", peer.c_str(),
+                 role == WorkerRole::Lane ? "the lane is dropped" : "its session ends");
+        if (role == WorkerRole::Session) worker->second.process->kill();
+        return;
       }
       try {
         worker->second.process->adopt(role, std::move(connection));
@@ -449,6 +466,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return server_.answer_fate(id_, id, fate->second.text);
     if (auto worker = server_.workers.find(*key); worker != server_.workers.end() && worker->second.token == token_) {
       // Its connection closed before the worker was seen to end: the answer waits for that.
+      if (worker->second.fate_waiters.size() >= Server::Impl::kMaxFateWaiters)
+        return reply_error(id, ErrorCode::Forbidden, "too many questions about that session at once");
       worker->second.fate_waiters.emplace_back(id_, id);
       return;
     }
@@ -559,7 +578,16 @@ std::shared_ptr<WorkerProcess> Server::Impl::take_worker(const WorkerProcess::Ki
 void Server::Impl::make_spare(const WorkerProcess::Kind& kind) {
   if (stopping || kind.gpus.empty()) return;
   if (auto spare = spares.find(kind.key()); spare != spares.end() && !spare->second->exited()) return;
-  if (spares.size() >= kMaxSpares && !spares.contains(kind.key())) spares.erase(spares.begin());
+  if (spares.size() >= kMaxSpares && !spares.contains(kind.key())) {
+    // The oldest kind makes room. It is ended without waiting here (a driver call can keep it a
+    // while); it is dropped once its end has been seen.
+    auto oldest = std::min_element(spares.begin(), spares.end(), [](const auto& a, const auto& b) {
+      return a.second->born() < b.second->born();
+    });
+    oldest->second->kill();
+    evicted.push_back(std::move(oldest->second));
+    spares.erase(oldest);
+  }
   try {
     spares[kind.key()] = WorkerProcess::spawn(loop, settings.worker_executable, kind);
   } catch (const std::exception& e) {
@@ -583,7 +611,8 @@ void Server::Impl::worker_ready(uint64_t key) {
   auto worker = workers.find(key);
   if (worker == workers.end()) return;
   auto opener = connection(std::exchange(worker->second.opener, 0));
-  if (!opener) return worker->second.process->kill();  // the application left meanwhile
+  // The application left meanwhile, or its connection is failing: the worker has nobody to serve.
+  if (!opener || !opener->opening()) return worker->second.process->kill();
   opener->session_ready(key);
 }
 
@@ -640,6 +669,7 @@ void Server::Impl::sweep() {
   const auto now = Clock::now();
   std::erase_if(fates, [now](const auto& fate) { return now - fate.second.when > kFateKept; });
   for (auto& [key, worker] : workers) worker.process->check_alive(now, settings.worker_timeout);
+  std::erase_if(evicted, [](const auto& spare) { return spare->exited(); });
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, c] : connections) all.push_back(c);
   for (auto& c : all) c->check_deadline(now);
@@ -692,6 +722,7 @@ void Server::run() {
   for (auto& c : all) c->close("server shutting down");
   impl_->workers.clear();  // each worker is ended and waited for
   impl_->spares.clear();
+  impl_->evicted.clear();
 }
 
 void Server::stop() { impl_->loop.stop(); }

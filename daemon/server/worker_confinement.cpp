@@ -118,6 +118,9 @@ constexpr DeniedSyscall denied_syscalls[] = {
     DENY(keyctl), DENY(add_key), DENY(request_key),
     DENY(setns), DENY(unshare),
     DENY(open_by_handle_at), DENY(name_to_handle_at),
+    // Signals reach other processes of the same user (the main server process, other tenants'
+    // workers) through these; kill and tgkill are allowed for the worker itself only (below).
+    DENY(tkill), DENY(pidfd_open), DENY(pidfd_send_signal), DENY(process_madvise), DENY(kcmp),
 };
 #undef DENY
 
@@ -156,6 +159,11 @@ void install_seccomp_filter(Confinement& confinement) {
   // clone3 passes its flags in memory, out of the filter's reach. ENOSYS makes the C library fall
   // back to clone (whose flags the rules above see) for threads and processes.
   check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "seccomp rule for clone3");
+  // Signals to this process only: kill(0) and kill(-1) would reach the main process too.
+  const auto self = static_cast<uint64_t>(::getpid());
+  for (int call : {SCMP_SYS(kill), SCMP_SYS(tgkill), SCMP_SYS(rt_sigqueueinfo), SCMP_SYS(rt_tgsigqueueinfo)})
+    check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EPERM), call, 1, SCMP_A0_32(SCMP_CMP_NE, self)),
+          "seccomp rule for signals");
   // personality(0xffffffff) only reads the persona; changing it (READ_IMPLIES_EXEC, ...) is refused.
   check(seccomp_rule_add(ctx.get(), SCMP_ACT_ERRNO(EPERM), SCMP_SYS(personality), 1,
                          SCMP_A0_32(SCMP_CMP_NE, 0xffffffffu)),
@@ -163,8 +171,8 @@ void install_seccomp_filter(Confinement& confinement) {
 
   check(seccomp_load(ctx.get()), "seccomp_load");
   confinement.applied.push_back("seccomp filter (" + std::to_string(std::size(denied_syscalls)) +
-                                " system calls refused; namespace flags of clone, clone3 and personality changes "
-                                "refused; foreign architectures killed)");
+                                " system calls refused; namespace flags of clone, clone3, personality changes and "
+                                "signals to other processes refused; foreign architectures killed)");
 }
 
 }  // namespace

@@ -59,6 +59,17 @@ std::vector<std::string> worker_environment(const WorkerProcess::Kind& kind) {
 }
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+constexpr uint32_t kMaxControlFrame = 64 << 10;
+
+// A worker's words for the logs and for its application: one line, of a sensible length.
+std::string printable(std::string text) {
+  constexpr size_t kMax = 512;
+  if (text.size() > kMax) text = text.substr(0, kMax) + "...";
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return text;
+}
 }  // namespace
 
 std::string describe_exit_status(int status) {
@@ -105,7 +116,9 @@ std::shared_ptr<WorkerProcess> WorkerProcess::spawn(EventLoop& loop, const std::
   for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&defaults, sig);
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setsigdefault(&attributes, &defaults);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // A session of its own: no signal to the server's process group reaches it, and none of its
+  // reaches the server's.
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
   pid_t pid = 0;
   // By default the server's own executable (/proc/self/exe), even if a newer one has replaced it
   // on disk since the server started.
@@ -123,7 +136,8 @@ std::shared_ptr<WorkerProcess> WorkerProcess::spawn(EventLoop& loop, const std::
     throw std::runtime_error(std::string("cannot watch the worker process (pidfd_open): ") + std::strerror(e));
   }
   std::shared_ptr<WorkerProcess> worker(new WorkerProcess(loop, pid, pidfd));
-  worker->control_ = std::make_shared<FrameLink>(loop, std::move(ours), "worker " + std::to_string(pid));
+  // Control messages are small: a worker (perhaps compromised) sends nothing larger.
+  worker->control_ = std::make_shared<FrameLink>(loop, std::move(ours), "worker " + std::to_string(pid), kMaxControlFrame);
   std::weak_ptr<WorkerProcess> weak = worker;
   worker->control_->start(FrameLink::Callbacks{
       .on_frame = [weak](Frame&& frame) { if (auto self = weak.lock()) self->on_control_frame(std::move(frame)); },
@@ -188,9 +202,9 @@ void WorkerProcess::on_control_frame(Frame&& frame) {
     if (events_.on_ready) events_.on_ready();
     return;
   }
-  if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) {
+  if (frame.header.type == static_cast<uint16_t>(MsgType::Error) && !ready_) {
     try {
-      start_error_ = decode_error(frame.payload).message;
+      start_error_ = printable(decode_error(frame.payload).message);
     } catch (const std::exception& e) {
       start_error_ = std::string("an unreadable error (") + e.what() + ")";
     }

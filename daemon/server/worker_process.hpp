@@ -58,6 +58,7 @@ class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
   bool started() const { return started_; }
   bool ready() const { return ready_; }
   bool exited() const { return exited_; }
+  std::chrono::steady_clock::time_point born() const { return born_; }
 
  private:
   WorkerProcess(EventLoop& loop, pid_t pid, int pidfd);
@@ -75,7 +76,8 @@ class WorkerProcess : public std::enable_shared_from_this<WorkerProcess> {
   bool exited_ = false;
   std::string start_error_;
   std::string kill_reason_;
-  std::chrono::steady_clock::time_point last_answer_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point born_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_answer_ = born_;
   bool ping_outstanding_ = false;
 };
 

@@ -31,6 +31,7 @@ class WorkerSession {
 
   // On the loop's thread. A TLS connection arrives with its second handshake done.
   void adopt(WorkerRole role, FrameLink::Handover connection);
+  bool has_connection() const { return link_ != nullptr; }
   // Ends the session (and every connection of it).
   void end(const std::string& reason);
   // After the end, off the loop: frees what the session left (and logs what), as far as the GPU
