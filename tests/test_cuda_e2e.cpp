@@ -19,6 +19,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -1068,6 +1069,21 @@ pid_t start_child(const std::string& name, const std::vector<std::string>& varia
 
 int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
+// The child's wait status once it ends; nullopt (and the child killed) if it is still running after 30 s.
+std::optional<int> wait_for_child(pid_t child) {
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (waitpid(child, &status, WNOHANG) != child) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return status;
+}
+
 // Runs the CudaE2EChild test `name` (see start_child) to its end; returns its exit code.
 int run_child(const std::string& name, const char* variable = nullptr) {
   const pid_t child = start_child(name, variable ? std::vector<std::string>{variable} : std::vector<std::string>{});
@@ -1150,17 +1166,9 @@ TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // waiting for the child's first copy
   ASSERT_EQ(access(marker.c_str(), F_OK), 0) << "the child never copied:\n" << client.log();
   server->stop();
-  int status = 0;
-  bool ended = false;
-  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!(ended = waitpid(child, &status, WNOHANG) == child) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (!ended) {
-    kill(child, SIGKILL);
-    waitpid(child, &status, 0);
-    FAIL() << "the application still waited 30 s after the server went:\n" << client.log();
-  }
-  EXPECT_EQ(exit_code_of(status), kChildDone) << client.log();
+  const std::optional<int> status = wait_for_child(child);
+  if (!status) FAIL() << "the application still waited 30 s after the server went:\n" << client.log();
+  EXPECT_EQ(exit_code_of(*status), kChildDone) << client.log();
   EXPECT_EQ(client.stop(), 0) << client.log();  // it was still running
 }
 
@@ -1184,17 +1192,9 @@ TEST_F(CudaE2E, AHungWorkerIsEndedAndItsApplicationToldWhy) {
   ASSERT_NE(at, std::string::npos) << log;
   const pid_t worker = std::stoi(log.substr(at + std::strlen("): worker ")));
   ASSERT_EQ(kill(worker, SIGSTOP), 0);
-  int status = 0;
-  bool ended = false;
-  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!(ended = waitpid(child, &status, WNOHANG) == child) && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (!ended) {
-    kill(child, SIGKILL);
-    waitpid(child, &status, 0);
-    FAIL() << "the application still waited 30 s after its worker stopped:\n" << server.log();
-  }
-  EXPECT_EQ(exit_code_of(status), kChildDone) << server.log();
+  const std::optional<int> status = wait_for_child(child);
+  if (!status) FAIL() << "the application still waited 30 s after its worker stopped:\n" << server.log();
+  EXPECT_EQ(exit_code_of(*status), kChildDone) << server.log();
   EXPECT_THAT(server.log(), ::testing::HasSubstr("stopped answering the server for 2 s"));
   EXPECT_THAT(client.log(), ::testing::HasSubstr("the GPU server's worker for this application stopped answering"));
 }

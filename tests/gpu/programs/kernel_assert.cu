@@ -3,6 +3,7 @@
 // natively and through RGPU (the driver prints the assert's text to standard error itself); other
 // applications of the same server must not notice.
 #undef NDEBUG
+#include "check.cuh"
 #include <cassert>
 #include <cstdio>
 #include <vector>
@@ -15,14 +16,6 @@ __global__ void checked_scale(const int* x, int* y, int n) {
   }
 }
 
-#define CHECK(call)                                                           \
-  do {                                                                        \
-    cudaError_t e_ = (call);                                                  \
-    if (e_ != cudaSuccess) {                                                  \
-      std::printf("%s failed: %s\n", #call, cudaGetErrorName(e_));            \
-      return 1;                                                               \
-    }                                                                         \
-  } while (0)
 
 int main() {
   const int n = 1 << 20;

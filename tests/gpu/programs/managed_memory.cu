@@ -1,6 +1,7 @@
 // Managed (unified) memory the way real programs use it: cudaMallocManaged, initialised on the host,
 // prefetched to the device, kernels, advice, prefetched back, read on the host. The output must be
 // the same natively and through RGPU.
+#include "check.cuh"
 #include <cstdint>
 #include <cstdio>
 
@@ -14,14 +15,6 @@ __global__ void add_table(uint32_t* a, const uint32_t* table, size_t n) {
   if (i < n) a[i] += table[a[i] & 255u] ^ static_cast<uint32_t>(i);
 }
 
-#define CHECK(call)                                                           \
-  do {                                                                        \
-    cudaError_t e_ = (call);                                                  \
-    if (e_ != cudaSuccess) {                                                  \
-      std::printf("%s failed: %s\n", #call, cudaGetErrorName(e_));            \
-      return 1;                                                               \
-    }                                                                         \
-  } while (0)
 
 static uint64_t checksum(const uint32_t* a, size_t n) {
   uint64_t s = 0;

@@ -1,5 +1,6 @@
 // A runtime-API program built by nvcc (static or shared cudart): the output must be the same
 // natively and through RGPU.
+#include "check.cuh"
 #include <cstdio>
 #include <vector>
 
@@ -8,14 +9,6 @@ __global__ void saxpy(float a, const float* x, float* y, int n) {
   if (i < n) y[i] = a * x[i] + y[i];
 }
 
-#define CHECK(call)                                                           \
-  do {                                                                        \
-    cudaError_t e_ = (call);                                                  \
-    if (e_ != cudaSuccess) {                                                  \
-      std::printf("%s failed: %s\n", #call, cudaGetErrorName(e_));            \
-      return 1;                                                               \
-    }                                                                         \
-  } while (0)
 
 int main() {
   int count = 0;
