@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace rgpu {
 
@@ -49,7 +51,27 @@ const DeviceMemoryMeter::Library& DeviceMemoryMeter::library() {
 
 void DeviceMemoryMeter::prepare() { library(); }
 
+namespace {
+// NVML names processes by their ids in the initial PID namespace; inside another (a container)
+// this process's own id is not the one NVML reports.
+bool in_initial_pid_namespace() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("NSpid:", 0) != 0) continue;
+    std::istringstream ids(line.substr(6));
+    size_t count = 0;
+    for (long id = 0; ids >> id;) ++count;
+    return count <= 1;  // one id per namespace level this process is in
+  }
+  return true;  // no NSpid line: a kernel without PID namespaces
+}
+}  // namespace
+
 DeviceMemoryMeter::DeviceMemoryMeter(const std::vector<std::array<uint8_t, 16>>& gpu_uuids) {
+  if (!in_initial_pid_namespace()) {
+    problem_ = "the server runs in a PID namespace of its own, so NVML's process ids are not its own";
+    return;
+  }
   const Library& nvml = library();
   if (!nvml.problem.empty()) {
     problem_ = nvml.problem;
