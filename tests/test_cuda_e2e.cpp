@@ -1199,6 +1199,24 @@ TEST_F(CudaE2E, AHungWorkerIsEndedAndItsApplicationToldWhy) {
   EXPECT_THAT(client.log(), ::testing::HasSubstr("the GPU server's worker for this application stopped answering"));
 }
 
+// Contexts made and destroyed do not lift what max_memory leaves uncounted: each context's own
+// memory (the double gives each 32 MiB) is the driver's only while the context lives.
+TEST_F(CudaE2E, ContextsMadeAndDestroyedDoNotLiftTheQuota) {
+  TempDir dir;
+  ServerProcess server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
+                                                              std::string(kToken) + "\"\nname = \"small\"\nmax_memory = " +
+                                                              std::to_string(64 << 20) + "\n")},
+                       {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH, "RGPU_NVML_LIBRARY=" CUDA_TEST_DOUBLE_PATH,
+                        "CUDA_TEST_DOUBLE_CONTEXT_BYTES=" + std::to_string(32 << 20)});
+  const std::string socket = dir.path() + "/client.sock";
+  ServerProcess client({"--server", server.address(), "--token", kToken, "--tls", "off", "--socket", socket}, {},
+                       "client");
+  const pid_t child = start_child("ContextCyclesThenALoadPastTheQuota", {"RGPU_CLIENT_SOCKET=" + socket});
+  const std::optional<int> status = wait_for_child(child);
+  ASSERT_TRUE(status) << "the application did not end:\n" << server.log();
+  EXPECT_EQ(exit_code_of(*status), kChildDone) << server.log();
+}
+
 // A process that dies holding GPU memory gets it freed by the server.
 TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
   size_t before = 0, total = 0;
@@ -1223,6 +1241,26 @@ CUcontext enter_primary_context() {
   CUcontext context;
   if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(2);
   return context;
+}
+
+// 16 MiB of globals, four contexts made and destroyed, then 56 MiB more: past a 64 MiB quota.
+TEST(CudaE2EChild, ContextCyclesThenALoadPastTheQuota) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  const CUcontext primary = enter_primary_context();
+  auto image = [](int mib) {
+    std::string text = "RGPU-CUDA-TEST-DOUBLE-MODULE\n";
+    for (int i = 0; i < mib; ++i) text += "global g" + std::to_string(i) + " 1048576\n";
+    return text;
+  };
+  CUmodule first = nullptr, second = nullptr;
+  if (cuModuleLoadData(&first, image(16).c_str()) != CUDA_SUCCESS) _exit(3);
+  for (int i = 0; i < 4; ++i) {
+    CUcontext context = nullptr;
+    if (cuCtxCreate(&context, nullptr, 0, 0) != CUDA_SUCCESS || cuCtxDestroy(context) != CUDA_SUCCESS) _exit(4);
+    if (cuCtxSetCurrent(primary) != CUDA_SUCCESS) _exit(5);
+  }
+  const CUresult r = cuModuleLoadData(&second, image(56).c_str());
+  _exit(r == CUDA_ERROR_OUT_OF_MEMORY ? kChildDone : 6);
 }
 
 TEST(CudaE2EChild, AllocateAndDie) {

@@ -45,6 +45,7 @@ void SessionResources::context_created(CUcontext context, std::optional<Reading>
   std::lock_guard settling(settle_mutex_);
   context_shares_[context] += share;
   baseline_ += share;
+  LOG_DEBUG("a context took %llu bytes of the driver's own", static_cast<unsigned long long>(share));
 }
 
 void SessionResources::context_destroyed(CUcontext context) {

@@ -1,6 +1,7 @@
 // The test double's contexts: one primary context per device (retained and released, reset when
 // the last retain goes), created contexts, and each thread's context stack.
 #include <bit>
+#include <cstdlib>
 
 #include "test_double.hpp"
 
@@ -102,6 +103,15 @@ DOUBLE_EXPORT CUresult cuCtxCreate_v4(CUcontext* handle, CUctxCreateParams* para
   context.device = device;
   context.flags = flags;
   *handle = g_contexts.add(context);
+  // CUDA_TEST_DOUBLE_CONTEXT_BYTES (a CUDA_ variable: it reaches a server worker's driver): device
+  // memory each created context holds for itself, as a real
+  // driver's contexts do (the application cannot free it; it goes with the context).
+  if (const char* bytes = std::getenv("CUDA_TEST_DOUBLE_CONTEXT_BYTES"); bytes != nullptr && std::atoll(bytes) > 0) {
+    CUdeviceptr reserve = 0;
+    if (CUresult r = allocate_device_memory(*handle, static_cast<size_t>(std::atoll(bytes)), kContextReserve, reserve);
+        r != CUDA_SUCCESS)
+      return r;
+  }
   t_stack.push_back(*handle);  // a new context is current to the thread that made it
   return CUDA_SUCCESS;
 }

@@ -90,6 +90,8 @@ void release_modules_of(CUcontext context);
 
 // Device memory is host memory in a reserved address range of its own per device, far from the
 // addresses the host allocator hands out; addresses are never handed out twice.
+// Stands for a context's own memory in place of a module: nobody can free it but the context's end.
+inline const CUmodule kContextReserve = reinterpret_cast<CUmodule>(~uintptr_t{0});
 CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module, CUdeviceptr& pointer);
 // [pointer, pointer + bytes) inside one live allocation of `context` (any context when null),
 // or nullptr.
