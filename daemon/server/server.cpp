@@ -94,7 +94,6 @@ struct Server::Impl {
     std::vector<std::pair<uint64_t, uint64_t>> fate_waiters;  // (connection, request) asking how it ended
   };
   std::unordered_map<uint64_t, WorkerEntry> workers;
-  static constexpr size_t kMaxLanesPerSession = 16;
   // How ended sessions ended, for SessionFate (kept a while: the client asks right after).
   struct Fate {
     std::string text;
@@ -421,9 +420,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return reply_error(id, ErrorCode::Forbidden, "no CUDA session has that lane key");
     if (worker->second.token != token_)
       return reply_error(id, ErrorCode::Forbidden, "the CUDA session with that lane key belongs to another token");
-    if (worker->second.lanes >= Server::Impl::kMaxLanesPerSession)
+    if (worker->second.lanes >= kMaxLanesPerSession)
       return reply_error(id, ErrorCode::Forbidden,
-                         "the CUDA session has " + std::to_string(Server::Impl::kMaxLanesPerSession) + " bulk lanes already");
+                         "the CUDA session has " + std::to_string(kMaxLanesPerSession) + " bulk lanes already");
     ++worker->second.lanes;
     queue(encode_frame(kMsgCudaJoined, id, {}));
     LOG_DEBUG("bulk lane from %s joins the CUDA session of worker %d", peer_.c_str(), worker->second.process->pid());

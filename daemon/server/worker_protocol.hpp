@@ -27,6 +27,9 @@ inline constexpr uint16_t kMsgWorkerAdopt = 0x0E2;
 inline constexpr uint16_t kMsgWorkerPing = 0x0E3;
 inline constexpr uint16_t kMsgWorkerPong = 0x0E4;
 
+// Bulk lanes a CUDA session takes at most (the main process refuses more; a worker takes no more).
+inline constexpr size_t kMaxLanesPerSession = 16;
+
 // The worker's descriptor for its end of the control channel.
 inline constexpr int kWorkerControlFd = 3;
 

@@ -16,7 +16,6 @@
 namespace rgpu {
 
 namespace {
-constexpr size_t kMaxLanes = 16;
 
 // The worker's own ordinal of each session GPU: its driver numbers only the GPUs it can see.
 cuda::DeviceMap cuda_devices(const std::vector<WorkerGpu>& gpus) {
@@ -86,7 +85,7 @@ void WorkerSession::adopt(WorkerRole role, FrameLink::Handover connection) {
   if (ended_) return;
   const std::string peer = peer_name(connection.fd.get());
   if (role == WorkerRole::Lane) {
-    if (!cuda_ || !link_ || lanes_.size() >= kMaxLanes) {
+    if (!cuda_ || !link_ || lanes_.size() >= kMaxLanesPerSession) {
       LOG_WARN("%s: a bulk lane from %s was refused (%s)", client_.c_str(), peer.c_str(),
                !cuda_ ? "not a CUDA session" : !link_ ? "the session's connection is not there yet" : "too many lanes");
       return;
