@@ -30,6 +30,8 @@ class BlockingChannel {
   void send_frame(uint16_t type, uint64_t request_id, std::span<const uint8_t> payload, uint16_t flags = 0,
                   Compression compression = Compression::IfWorthIt);
   Frame receive_frame();
+  // What the peer may send from the next frame on (FrameLimits).
+  void set_limits(FrameLimits limits) { decoder_.set_limits(limits); }
 
   int fd() const { return fd_.get(); }
   // Hands the socket (and its TLS session) over to another owner, e.g. an event loop.

@@ -5,12 +5,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <sys/stat.h>
 #include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
 
 #include "net.hpp"
+#include "server_identity.hpp"
 
 namespace rgpu {
 
@@ -149,7 +151,11 @@ void read_server(Section& s, ServerSection& out) {
   if (auto v = s.integer("server_id", 0, std::numeric_limits<uint32_t>::max())) out.server_id = static_cast<uint32_t>(*v);
   if (auto v = s.integer("max_clients", 1, 1000000)) out.max_clients = static_cast<uint32_t>(*v);
   if (auto v = s.integer("worker_timeout", 1, 86400)) out.worker_timeout = static_cast<uint32_t>(*v);
+  if (auto v = s.integer("max_unauthenticated", 1, 100000)) out.max_unauthenticated = static_cast<uint32_t>(*v);
+  if (auto v = s.integer("max_unauthenticated_per_address", 1, 100000))
+    out.max_unauthenticated_per_address = static_cast<uint32_t>(*v);
   if (auto v = s.choice("transport", kTransports)) out.transport = *v;
+  if (auto v = s.choice("tls", {std::pair{"on", true}, std::pair{"off", false}})) out.tls = *v;
   out.cert_path = s.string("cert_path");
   out.key_path = s.string("key_path");
   if (out.cert_path.has_value() != out.key_path.has_value())
@@ -165,6 +171,10 @@ void read_client(Section& s, ClientSection& out, const std::string& source, std:
     out.gpu_ordering = *v;
   if (auto v = s.boolean("include_local_gpus")) out.include_local_gpus = *v;
   if (auto v = s.integer("bulk_lanes", 0, 16)) out.bulk_lanes = static_cast<uint32_t>(*v);
+  if (auto v = s.string("known_servers")) {
+    if (v->empty() || (*v)[0] != '/') s.fail("known_servers", "must be an absolute path");
+    out.known_servers = *v;
+  }
   if (const toml::array* servers = table_array(s, "servers")) {
     for (size_t i = 0; i < servers->size(); ++i) {
       Section entry(*servers->get(i)->as_table(), "client.servers[" + std::to_string(i) + "]", source, warnings);
@@ -178,6 +188,22 @@ void read_client(Section& s, ClientSection& out, const std::string& source, std:
       }
       server.address = *address;
       server.token = entry.string("token").value_or("");
+      if (auto file = entry.string("token_file")) {
+        if (!server.token.empty()) entry.fail("token_file", "and token are both set (keep one)");
+        try {
+          server.token = read_token_file(*file);
+        } catch (const ConfigError& e) {
+          entry.fail("token_file", e.what());
+        }
+      }
+      if (auto weakness = server.token.empty() ? std::nullopt : token_weakness(server.token))
+        entry.fail(entry.string("token_file") ? "token_file" : "token", *weakness);
+      if (auto v = entry.string("server_fingerprint")) {
+        auto fingerprint = normalize_fingerprint(*v);
+        if (!fingerprint) entry.fail("server_fingerprint", "\"" + *v + "\" is not SHA256: followed by 64 hex digits (as `rgpu server` logs it)");
+        server.server_fingerprint = *fingerprint;
+      }
+      server.ca_path = entry.string("ca_path").value_or("");
       if (auto v = entry.choice("transport", kTransports)) server.transport = *v;
       if (auto v = entry.choice("tls", {std::pair{"auto", 0}, std::pair{"on", 1}, std::pair{"off", 2}}))
         server.tls = *v == 0 ? "auto" : *v == 1 ? "on" : "off";
@@ -196,6 +222,7 @@ void read_tokens(Section& security, std::vector<TokenEntry>& out, const std::str
     TokenEntry token;
     auto value = entry.string("token");
     if (!value || value->empty()) entry.fail("token", "is missing or empty (make one with `rgpu token`)");
+    if (auto weakness = token_weakness(*value)) entry.fail("token", *weakness);
     if (!seen_tokens.insert(*value).second) entry.fail("token", "is the same token as an earlier entry");
     token.token = *value;
     token.name = entry.string("name").value_or("token " + std::to_string(i));
@@ -243,6 +270,30 @@ Config load_config_file(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return parse_config(text.str(), path);
+}
+
+std::optional<std::string> token_weakness(std::string_view token) {
+  constexpr size_t kMinimum = 32;  // 128 bits as hex digits
+  if (token.size() >= kMinimum) return std::nullopt;
+  return "the token is " + std::to_string(token.size()) + " characters long; a token needs at least " +
+         std::to_string(kMinimum) + " (128 bits as hex digits): make one with `rgpu token`";
+}
+
+std::string read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("cannot read token file '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+    throw ConfigError("token file '" + path + "' is open to other users (mode " + mode + "): chmod 600 it");
+  }
+  std::string line;
+  std::getline(in, line);
+  const auto first = line.find_first_not_of(" \t\r");
+  const auto last = line.find_last_not_of(" \t\r");
+  if (first == std::string::npos) throw ConfigError("token file '" + path + "' holds no token on its first line");
+  return line.substr(first, last - first + 1);
 }
 
 std::string token_toml_snippet(const std::string& token, const std::string& name) {

@@ -50,6 +50,11 @@ std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload, u
     throw FrameError("compressed payload claims " + std::to_string(original) + " bytes, over the limit of " +
                      std::to_string(limit));
   auto block = reader.rest();
+  // An lz4 block grows by at most 255 times (a match costs one byte per 255 bytes it repeats):
+  // a claim beyond that is a lie, refused before the memory is allocated.
+  if (original > block.size() * 255 + 16)
+    throw FrameError("compressed payload claims " + std::to_string(original) + " bytes from an lz4 block of " +
+                     std::to_string(block.size()) + ", more than lz4 can encode");
   std::vector<uint8_t> out(original);
   const int n = LZ4_decompress_safe(reinterpret_cast<const char*>(block.data()), reinterpret_cast<char*>(out.data()),
                                     static_cast<int>(block.size()), static_cast<int>(original));
@@ -112,9 +117,12 @@ std::optional<FrameHeader> FrameDecoder::peek_header() const {
   FrameHeader header;
   std::memcpy(&header, buffer_.data() + consumed_, kFrameHeaderSize);
   validate_header(header, link_flags_);
-  if (header.payload_len > max_payload_)
+  const std::string stage = limits_.stage ? std::string(" ") + limits_.stage : std::string();
+  if (header.payload_len > limits_.max_payload)
     throw FrameError("frame payload of " + std::to_string(header.payload_len) + " bytes is over this link's limit of " +
-                     std::to_string(max_payload_));
+                     std::to_string(limits_.max_payload) + stage);
+  if ((header.flags & kFrameCompressed) && !limits_.compressed)
+    throw FrameError("compressed frame" + (stage.empty() ? std::string(" where none is taken") : stage));
   return header;
 }
 
@@ -142,7 +150,7 @@ std::optional<Frame> FrameDecoder::next() {
   Frame frame;
   frame.header = header;
   if (header.flags & kFrameCompressed) {
-    frame.payload = decompress_payload(body, max_payload_);
+    frame.payload = decompress_payload(body, limits_.max_payload);
     frame.header.flags &= static_cast<uint16_t>(~kFrameCompressed);
     frame.header.payload_len = static_cast<uint32_t>(frame.payload.size());
   } else {

@@ -19,6 +19,18 @@ inline constexpr uint32_t kMaxFramePayload = 64u << 20;
 // Payloads shorter than this are never compressed: the saving cannot pay for the work.
 inline constexpr size_t kCompressMinSize = 512;
 
+// What a link takes from its peer at one stage of a connection. Before authentication a stranger
+// may send only small, uncompressed frames: nothing it sends makes us allocate or inflate much.
+struct FrameLimits {
+  uint32_t max_payload = kMaxFramePayload;
+  bool compressed = true;        // whether compressed frames are taken at all
+  const char* stage = nullptr;   // for errors ("before authentication"); nullptr: not named
+};
+inline constexpr FrameLimits kHandshakeLimits{4096, false, "before authentication"};
+// The server's main process after authentication: requests that open sessions and ask about
+// them; bulk data goes to the session's worker.
+inline constexpr FrameLimits kControlLimits{64u << 10, true, "on the server's control connection"};
+
 enum FrameFlag : uint16_t {
   kFrameCompressed = 1u << 0,  // payload is u32 original size + one lz4 block
   kFrameNoReply = 1u << 1,     // pipelined call: the sender does not wait for an answer
@@ -73,7 +85,8 @@ void validate_header(const FrameHeader& header, uint16_t link_flags = 0);
 // lz4 helpers, exposed for the benchmarks and tests.
 std::optional<std::vector<uint8_t>> compress_if_worth_it(std::span<const uint8_t> payload);
 // Throws FrameError (never WireError) for a payload that is too short, announces more than max_size
-// (or kMaxFramePayload) bytes, or does not decode to exactly the announced size.
+// (or kMaxFramePayload) bytes or more than its lz4 block could hold (checked before anything is
+// allocated), or does not decode to exactly the announced size.
 std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload,
                                         uint32_t max_size = kMaxFramePayload);
 
@@ -81,7 +94,10 @@ std::vector<uint8_t> decompress_payload(std::span<const uint8_t> wire_payload,
 class FrameDecoder {
  public:
   explicit FrameDecoder(uint32_t max_payload = kMaxFramePayload, uint16_t link_flags = 0)
-      : max_payload_(max_payload), link_flags_(link_flags) {}
+      : limits_{max_payload, true, nullptr}, link_flags_(link_flags) {}
+  // From the next frame on (see FrameLimits).
+  void set_limits(FrameLimits limits) { limits_ = limits; }
+  const FrameLimits& limits() const { return limits_; }
   void feed(std::span<const uint8_t> bytes);
   // The next whole frame, or nullopt when more bytes are needed. Throws FrameError.
   std::optional<Frame> next();
@@ -98,7 +114,7 @@ class FrameDecoder {
  private:
   std::vector<uint8_t> buffer_;
   size_t consumed_ = 0;
-  uint32_t max_payload_;
+  FrameLimits limits_;
   uint16_t link_flags_;
 };
 

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -17,10 +18,20 @@ namespace rgpu {
 
 namespace {
 constexpr size_t kReadChunk = 256 * 1024;
+// A link that takes only small frames reads in small pieces: an idle stranger costs little.
+size_t read_chunk_for(uint32_t max_payload) {
+  return std::clamp<size_t>(size_t{max_payload} + kFrameHeaderSize, 16 * 1024, kReadChunk);
 }
+}  // namespace
 
 FrameLink::FrameLink(EventLoop& loop, UniqueFd fd, std::string peer, uint32_t max_payload, uint16_t link_flags)
-    : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)), decoder_(max_payload, link_flags) {}
+    : loop_(loop), fd_(std::move(fd)), peer_(std::move(peer)), decoder_(max_payload, link_flags),
+      read_chunk_(read_chunk_for(max_payload)) {}
+
+void FrameLink::set_limits(FrameLimits limits) {
+  decoder_.set_limits(limits);
+  read_chunk_ = read_chunk_for(limits.max_payload);
+}
 
 FrameLink::~FrameLink() {
   for (auto& item : out_) {
@@ -72,7 +83,11 @@ void FrameLink::close(const std::string& reason) {
 
 void FrameLink::arm_recv() {
   if (closed_ || ssl_ || recv_armed_ || pending_tls_ctx_ || tls_handshaking_) return;
-  if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
+  // Not while a receive is pending: the kernel writes into the buffer it was given.
+  if (read_buffer_.size() != read_chunk_) {
+    read_buffer_.resize(read_chunk_);
+    read_buffer_.shrink_to_fit();
+  }
   recv_armed_ = true;
   if (bulk_) {  // the rest of a bulk payload goes straight to its memory
     std::span<uint8_t> rest = bulk_->bulk.bytes.subspan(bulk_filled_);
@@ -393,7 +408,7 @@ void FrameLink::drive_tls_once() {
     loop_.post([self = shared_from_this()] { self->finish_handover(); });
     return;
   }
-  if (read_buffer_.empty()) read_buffer_.resize(kReadChunk);
+  if (read_buffer_.size() != read_chunk_) read_buffer_.resize(read_chunk_);
   while (!paused_ || finishing_) {
     size_t got = 0;
     ERR_clear_error();

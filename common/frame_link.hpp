@@ -78,6 +78,10 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   int fd() const { return fd_.get(); }
   size_t buffered() const { return decoder_.buffered(); }
 
+  // What the peer may send from the next frame on (FrameLimits); the receive buffer shrinks or
+  // grows with it.
+  void set_limits(FrameLimits limits);
+
   // Large uncompressed frames (payload of at least `min_size` bytes) may be received straight into
   // memory the sink provides for their header: pinned staging memory, a shared ring. The sink
   // returns an empty owner (or too small a span) to take the frame the usual way.
@@ -123,6 +127,7 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
 
   FrameDecoder decoder_;
   std::vector<uint8_t> read_buffer_;
+  size_t read_chunk_;  // the size read_buffer_ takes at the next receive
   bool recv_armed_ = false;
   BulkSink bulk_sink_;
   size_t bulk_min_size_ = 0;

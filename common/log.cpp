@@ -70,4 +70,20 @@ void log_message(LogLevel level, const char* fmt, ...) {
                body);
 }
 
+std::string printable(std::string_view text, size_t max_length) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (i == max_length) return out + "...";
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char escape[5];
+      std::snprintf(escape, sizeof escape, "\\x%02x", c);
+      out += escape;
+    }
+  }
+  return out;
+}
+
 }  // namespace rgpu

@@ -3,6 +3,7 @@
 
 #include <cstdarg>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace rgpu {
@@ -15,6 +16,11 @@ LogLevel log_level();
 // Reads RGPU_LOG; an unknown value is reported and the default (info) kept.
 void init_logging_from_env();
 void set_log_component(const char* component);
+
+// Text a peer chose (a client name, a path), made safe for one log line: control characters,
+// backslashes and bytes outside printable ASCII become \xNN; at most `max_length` characters
+// are kept (then "...").
+std::string printable(std::string_view text, size_t max_length = 256);
 
 void log_message(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 

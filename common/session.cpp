@@ -3,6 +3,10 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
 #include "auth.hpp"
 #include "log.hpp"
 #include "tls.hpp"
@@ -55,7 +59,57 @@ Frame expect(BlockingChannel& channel, MsgType wanted, const std::string& server
   return frame;
 }
 
-std::unique_ptr<BlockingChannel> open_channel(const SessionOptions& options, bool with_tls, std::string& tls_text) {
+// Handshakes this process runs with one server at once. A server keeps a small quota of
+// unauthenticated connections per address and drops the oldest when it is exceeded; a client
+// daemon starting many applications at once must stay inside it on its own.
+constexpr int kHandshakesPerServer = 4;
+
+class HandshakeGate {
+ public:
+  // Waits for a free handshake slot for `server`; false when none freed within `timeout`.
+  bool enter(const std::string& server, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    if (!freed_.wait_for(lock, timeout, [&] { return running_[server] < kHandshakesPerServer; })) return false;
+    ++running_[server];
+    return true;
+  }
+  void leave(const std::string& server) {
+    {
+      std::lock_guard lock(mutex_);
+      if (--running_[server] == 0) running_.erase(server);
+    }
+    freed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  std::map<std::string, int> running_;
+};
+
+HandshakeGate& handshake_gate() {
+  static HandshakeGate gate;
+  return gate;
+}
+
+class HandshakeSlot {
+ public:
+  HandshakeSlot(const std::string& server, std::chrono::milliseconds timeout) : server_(server) {
+    if (!handshake_gate().enter(server_, timeout))
+      throw SessionError(Kind::Unreachable, "no handshake with server " + server_ + " could start within " +
+                                                std::to_string(timeout.count()) + " ms (" +
+                                                std::to_string(kHandshakesPerServer) + " already running)");
+  }
+  ~HandshakeSlot() { handshake_gate().leave(server_); }
+  HandshakeSlot(const HandshakeSlot&) = delete;
+  HandshakeSlot& operator=(const HandshakeSlot&) = delete;
+
+ private:
+  std::string server_;
+};
+
+std::unique_ptr<BlockingChannel> open_channel(const SessionOptions& options, std::string& tls_text,
+                                              std::string& identity) {
   const std::string server = options.server.to_string();
   UniqueFd fd;
   try {
@@ -65,18 +119,36 @@ std::unique_ptr<BlockingChannel> open_channel(const SessionOptions& options, boo
   }
   set_io_timeout(fd.get(), options.timeout);
   auto channel = std::make_unique<BlockingChannel>(std::move(fd));
-  if (!with_tls) return channel;
+  // Until the server has proved itself, it may send only what a handshake needs.
+  channel->set_limits(kHandshakeLimits);
+  if (options.tls == TlsMode::Off) return channel;
   try {
     channel->send_frame(static_cast<uint16_t>(MsgType::StartTls), 0, {});
   } catch (const ChannelClosed& e) {
     throw SessionError(Kind::Closed, "server " + server + " closed the connection: " + e.what());
   }
-  expect(*channel, MsgType::TlsReady, server);
+  try {
+    expect(*channel, MsgType::TlsReady, server);
+  } catch (const SessionError& e) {
+    if (e.kind() != Kind::TlsMismatch) throw;
+    // Never a quiet fall-back to plaintext: an attacker on the path can answer this too.
+    throw SessionError(Kind::TlsMismatch, std::string(e.what()) +
+                                              "; this client does not fall back to plaintext: if the server is "
+                                              "meant to run without TLS (tls = \"off\" there), set tls = \"off\" "
+                                              "for it here too");
+  }
   static SslCtxPtr client_ctx = make_client_tls_context();
   try {
     channel->start_tls_client(client_ctx.get());
   } catch (const TlsError& e) {
     throw SessionError(Kind::TlsFailure, "TLS with server " + server + " failed: " + e.what());
+  }
+  ServerTrust trust = options.trust;
+  trust.trust_on_first_use = trust.trust_on_first_use && options.tls == TlsMode::Auto;
+  try {
+    identity = check_server_identity(channel->ssl(), options.server, trust);
+  } catch (const IdentityError& e) {
+    throw SessionError(Kind::Identity, e.what());
   }
   tls_text = tls_session_info(channel->ssl()).describe();
   return channel;
@@ -84,17 +156,26 @@ std::unique_ptr<BlockingChannel> open_channel(const SessionOptions& options, boo
 }  // namespace
 
 std::unique_ptr<Session> Session::connect(const SessionOptions& options) {
+  // A server over its quota of unauthenticated connections drops the oldest one (a handshake of
+  // ours, when other clients share this address): try again, a few times.
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return connect_once(options);
+    } catch (const SessionError& e) {
+      const bool crowded = (e.kind() == Kind::Refused && std::string_view(e.what()).find("unauthenticated connections") !=
+                                                             std::string_view::npos) ||
+                           e.kind() == Kind::Closed;
+      if (!crowded || attempt == 3) throw;
+      LOG_DEBUG("%s; trying again", e.what());
+    }
+  }
+}
+
+std::unique_ptr<Session> Session::connect_once(const SessionOptions& options) {
   const std::string server = options.server.to_string();
   std::unique_ptr<Session> session(new Session);
-  const bool try_tls = options.tls != TlsMode::Off;
-  try {
-    session->channel_ = open_channel(options, try_tls, session->tls_description_);
-  } catch (const SessionError& e) {
-    if (e.kind() != Kind::TlsMismatch || options.tls != TlsMode::Auto) throw;
-    // Only "this server has no TLS" leads to a plain retry, and only in auto mode.
-    LOG_WARN("server %s does not use TLS: this connection is NOT encrypted", server.c_str());
-    session->channel_ = open_channel(options, false, session->tls_description_);
-  }
+  HandshakeSlot slot(server, options.timeout);
+  session->channel_ = open_channel(options, session->tls_description_, session->server_identity_);
   BlockingChannel& channel = *session->channel_;
 
   HelloMsg hello;
@@ -110,12 +191,20 @@ std::unique_ptr<Session> Session::connect(const SessionOptions& options) {
       throw SessionError(Kind::VersionMismatch, "server " + server + " chose protocol version " +
                                                     std::to_string(session->challenge_.version) +
                                                     ", which this client does not speak");
+    // A server that asks for no token cannot prove that it knows ours: whoever answers at that
+    // address could be anyone. A client with a token talks only to servers that prove it.
+    if (!session->challenge_.auth_required && !options.token.empty())
+      throw SessionError(Kind::AuthFailed,
+                         "server " + server +
+                             " does not ask for a token, so it cannot prove it is the server that holds yours "
+                             "(an impersonator, or a server without [[security.tokens]]): refusing it; connect "
+                             "without a token only to a server you mean to use in open mode");
     std::vector<uint8_t> binding;
     if (channel.ssl()) binding = tls_channel_binding(channel.ssl());
     AuthResponseMsg response;
     if (session->challenge_.auth_required) {
       if (options.token.empty())
-        throw SessionError(Kind::AuthFailed, "server " + server + " requires a token (pass --token)");
+        throw SessionError(Kind::AuthFailed, "server " + server + " requires a token (--token-file, RGPU_TOKEN or token_file in rgpu.toml)");
       response.client_mac =
           client_auth_mac(options.token, session->challenge_.server_nonce, hello.client_nonce, binding);
     }
@@ -134,6 +223,7 @@ std::unique_ptr<Session> Session::connect(const SessionOptions& options) {
   } catch (const ChannelClosed& e) {
     throw SessionError(Kind::Closed, "server " + server + " closed the connection: " + e.what());
   }
+  channel.set_limits(FrameLimits{});
   return session;
 }
 
@@ -144,7 +234,9 @@ Frame Session::call(uint16_t type, std::span<const uint8_t> payload) {
   channel_->send_frame(type, id, payload, 0, Compression::Never);
   for (;;) {
     Frame frame = channel_->receive_frame();
-    if (frame.header.request_id != id) {
+    // An Error for request 0 is about the whole connection (the server closes it after).
+    const bool connection_error = frame.header.request_id == 0 && frame.header.type == static_cast<uint16_t>(MsgType::Error);
+    if (frame.header.request_id != id && !connection_error) {
       LOG_WARN("dropping an answer to request %llu while waiting for %llu",
                static_cast<unsigned long long>(frame.header.request_id), static_cast<unsigned long long>(id));
       continue;

@@ -9,6 +9,7 @@
 #include "channel.hpp"
 #include "messages.hpp"
 #include "net.hpp"
+#include "server_identity.hpp"
 
 namespace rgpu {
 
@@ -19,7 +20,11 @@ std::optional<TlsMode> parse_tls_mode(std::string_view text);
 struct SessionOptions {
   HostPort server;
   std::string token;  // empty: connect without a token (accepted only by an open server)
+  // auto: TLS, the server recognized by fingerprint, CA or known-servers file (first contact
+  // recorded); on: the same without trust on first contact; off: plaintext (the server must be
+  // set to tls = "off" too). Never a fall-back to plaintext.
   TlsMode tls = TlsMode::Auto;
+  ServerTrust trust;
   std::string client_name = "rgpu";
   std::chrono::milliseconds timeout{10000};
 };
@@ -27,7 +32,7 @@ struct SessionOptions {
 // Why a connection could not be made; what() is a sentence for the user.
 class SessionError : public std::runtime_error {
  public:
-  enum class Kind { Unreachable, TlsMismatch, TlsFailure, VersionMismatch, AuthFailed, Refused, Protocol, Closed };
+  enum class Kind { Unreachable, TlsMismatch, TlsFailure, Identity, VersionMismatch, AuthFailed, Refused, Protocol, Closed };
   SessionError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -50,6 +55,7 @@ class Session {
   // Connects and authenticates; throws SessionError.
   static std::unique_ptr<Session> connect(const SessionOptions& options);
 
+
   // Sends a request and waits for the answer with the same request id; an Error answer throws RemoteError.
   Frame call(MsgType type, std::span<const uint8_t> payload = {});
   Frame call(uint16_t type, std::span<const uint8_t> payload);
@@ -69,17 +75,21 @@ class Session {
   const WelcomeMsg& welcome() const { return welcome_; }
   bool encrypted() const { return channel_->ssl() != nullptr; }
   const std::string& tls_description() const { return tls_description_; }
+  // How the server's certificate was recognized (empty without TLS).
+  const std::string& server_identity() const { return server_identity_; }
   // True when the server proved it holds our token (false in open mode).
   bool server_authenticated() const { return server_authenticated_; }
 
  private:
   Session() = default;
+  static std::unique_ptr<Session> connect_once(const SessionOptions& options);
   // Over TLS, the second handshake, with the session's worker (tls_rekey.hpp).
   void move_to_worker();
   std::unique_ptr<BlockingChannel> channel_;
   ChallengeMsg challenge_;
   WelcomeMsg welcome_;
   std::string tls_description_;
+  std::string server_identity_;
   bool server_authenticated_ = false;
   uint64_t last_request_id_ = 0;
 };

@@ -14,6 +14,7 @@
 #include "config.hpp"
 #include "log.hpp"
 #include "owned_threads.hpp"
+#include "server_identity.hpp"
 
 namespace rgpu {
 
@@ -21,14 +22,19 @@ namespace {
 std::vector<client::ServerTarget> targets_from(const ClientOptions& options, const Config& config) {
   std::vector<client::ServerTarget> targets;
   if (!options.servers.empty()) {  // the command line replaces the configured servers
+    ResolvedAccess access = resolve_access(options.access, config.client.known_servers);
     for (const auto& address : options.servers)
-      targets.push_back({parse_host_port(address), options.token, parse_tls_mode(options.tls).value_or(TlsMode::Auto)});
+      targets.push_back({parse_host_port(address), access.token, access.tls, access.trust});
     return targets;
   }
+  const std::string known_servers =
+      config.client.known_servers.empty() ? default_known_servers_path() : config.client.known_servers;
   for (const auto& entry : config.client.servers) {
     if (entry.transport == Transport::Quic)
       throw ConfigError("client.servers: " + entry.address + " asks for QUIC, which is not available in this build");
-    targets.push_back({parse_host_port(entry.address), entry.token, parse_tls_mode(entry.tls).value_or(TlsMode::Auto)});
+    ServerTrust trust{.ca_path = entry.ca_path, .fingerprint = entry.server_fingerprint, .known_servers = known_servers};
+    targets.push_back({parse_host_port(entry.address), entry.token, parse_tls_mode(entry.tls).value_or(TlsMode::Auto),
+                       std::move(trust)});
   }
   return targets;
 }

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "config.hpp"
 #include "log.hpp"
 #include "session.hpp"
 #include "wire.hpp"
@@ -14,7 +15,8 @@ int exit_code_for(SessionError::Kind kind) {
     case SessionError::Kind::Unreachable: return kExitUnreachable;
     case SessionError::Kind::AuthFailed: return kExitAuth;
     case SessionError::Kind::TlsMismatch:
-    case SessionError::Kind::TlsFailure: return kExitTls;
+    case SessionError::Kind::TlsFailure:
+    case SessionError::Kind::Identity: return kExitTls;
     case SessionError::Kind::VersionMismatch:
     case SessionError::Kind::Protocol: return kExitProtocol;
     case SessionError::Kind::Refused:
@@ -55,8 +57,15 @@ int run_info(const InfoOptions& options) {
     std::fprintf(stderr, "error: --server: %s\n", e.what());
     return kExitUsage;
   }
-  session_options.token = options.token;
-  session_options.tls = parse_tls_mode(options.tls).value_or(TlsMode::Auto);
+  try {
+    ResolvedAccess access = resolve_access(options.access, "");
+    session_options.token = std::move(access.token);
+    session_options.tls = access.tls;
+    session_options.trust = std::move(access.trust);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitUsage;
+  }
   session_options.client_name = "rgpu info";
 
   try {

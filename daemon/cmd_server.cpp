@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sys/stat.h>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -15,6 +18,7 @@
 #include "config.hpp"
 #include "log.hpp"
 #include "owned_threads.hpp"
+#include "server_identity.hpp"
 #include "server/gpu_discovery.hpp"
 #include "server/server.hpp"
 #include "tls.hpp"
@@ -48,12 +52,43 @@ void write_pid_file(const std::string& path) {
   if (!out) throw std::runtime_error("cannot write pid file '" + path + "'");
 }
 
+// With tls = "on" and no certificate configured, the server's own one in its state directory,
+// made at the first start (a self-signed P-256 certificate; clients pin its key).
+void use_own_certificate(ServerSection& section) {
+  const std::string dir = server_state_directory();
+  if (dir.empty()) throw std::runtime_error("no state directory (set STATE_DIRECTORY, XDG_STATE_HOME or HOME, or cert_path/key_path)");
+  const std::string cert = dir + "/server-cert.pem", key = dir + "/server-key.pem";
+  section.cert_path = cert;
+  section.key_path = key;
+  if (std::filesystem::exists(cert) && std::filesystem::exists(key)) return;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create the state directory " + dir + ": " + ec.message());
+  ::chmod(dir.c_str(), 0700);
+  char host[256] = "rgpu";
+  ::gethostname(host, sizeof host - 1);
+  generate_self_signed(cert, key, host, 3650);
+  LOG_INFO("made a certificate of its own for this server: %s (key %s)", cert.c_str(), key.c_str());
+}
+
 void log_gpus(const std::vector<GpuInfo>& gpus) {
   for (const auto& gpu : gpus)
     LOG_INFO("GPU %u: %s (%s%s%s)", gpu.index, gpu.name.c_str(), gpu.cuda ? "CUDA" : "",
              gpu.cuda && gpu.vulkan ? ", " : "", gpu.vulkan ? "Vulkan" : "");
 }
 }  // namespace
+
+std::string server_state_directory() {
+  if (const char* state = std::getenv("STATE_DIRECTORY"); state != nullptr && state[0] == '/') {
+    const std::string first(state, std::strcspn(state, ":"));  // systemd lists one per StateDirectory=
+    return first;
+  }
+  if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && state[0] == '/')
+    return std::string(state) + "/rgpu";
+  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/')
+    return std::string(home) + "/.local/state/rgpu";
+  return {};
+}
 
 int run_server(const ServerOptions& options) {
   set_log_component("rgpu server");
@@ -72,6 +107,11 @@ int run_server(const ServerOptions& options) {
   if (options.bind) section.bind = *options.bind;
   if (options.cert) section.cert_path = *options.cert;
   if (options.key) section.key_path = *options.key;
+  if (options.tls) section.tls = *options.tls == "on";
+  if (!section.tls && section.cert_path) {
+    LOG_ERROR("tls = \"off\" and a certificate (cert_path/--cert) were both given: choose one");
+    return kExitUsage;
+  }
 
   if (section.transport == Transport::Quic) {
     LOG_ERROR("server.transport = \"quic\": QUIC transport is not available in this build; use \"tcp\"");
@@ -94,6 +134,17 @@ int run_server(const ServerOptions& options) {
              section.key_path->c_str());
   }
 
+  std::string fingerprint;
+  if (section.tls) {
+    try {
+      if (!section.cert_path) use_own_certificate(section);
+      fingerprint = certificate_file_fingerprint(*section.cert_path);
+    } catch (const std::exception& e) {
+      LOG_ERROR("TLS certificate: %s", e.what());
+      return kExitFailure;
+    }
+  }
+
   DiscoveryReport report = discover_gpus();
   for (const auto& note : report.notes) LOG_INFO("%s", note.c_str());
   for (uint32_t index : unknown_indices(report.gpus, section.expose_gpus))
@@ -104,6 +155,8 @@ int run_server(const ServerOptions& options) {
   settings.port = section.port;
   settings.server_id = section.server_id;
   settings.max_clients = section.max_clients;
+  settings.max_unauthenticated = section.max_unauthenticated;
+  settings.max_unauthenticated_per_address = section.max_unauthenticated_per_address;
   settings.worker_timeout = std::chrono::seconds(section.worker_timeout);
   settings.cert_path = section.cert_path;
   settings.key_path = section.key_path;
@@ -128,10 +181,13 @@ int run_server(const ServerOptions& options) {
   }
   if (config.tokens.empty())
     LOG_WARN("no [[security.tokens]] configured: open mode, any client may connect (development only)");
-  if (!server.tls_enabled())
-    LOG_WARN("no TLS certificate configured: connections are NOT encrypted (set cert_path/key_path or --cert/--key)");
-  else if (!kernel_tls_available())
-    LOG_INFO("kernel TLS offload unavailable (no 'tls' module): TLS runs in user space");
+  if (!server.tls_enabled()) {
+    LOG_WARN("tls = \"off\": connections are NOT encrypted and clients cannot check who answers");
+  } else {
+    LOG_INFO("TLS certificate %s, key fingerprint %s (clients: server_fingerprint = \"%s\")",
+             section.cert_path->c_str(), fingerprint.c_str(), fingerprint.c_str());
+    if (!kernel_tls_available()) LOG_INFO("kernel TLS offload unavailable (no 'tls' module): TLS runs in user space");
+  }
   if (socket_activated)
     LOG_INFO("listening on the socket systemd passed, port %u (server_id %u, max_clients %u)", server.port(),
              section.server_id, section.max_clients);

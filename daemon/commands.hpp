@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "session.hpp"
+
 namespace rgpu {
 
 // Exit codes shared by the subcommands.
@@ -21,8 +23,14 @@ enum ExitCode : int {
 
 struct TokenOptions {
   std::string name = "client";
+  // The server's configuration: its certificate's fingerprint is printed for the client's rgpu.toml.
+  std::optional<std::string> config;
 };
 int run_token(const TokenOptions& options);
+
+// Where the server keeps what it makes itself (its certificate when none is configured):
+// $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/rgpu or ~/.local/state/rgpu.
+std::string server_state_directory();
 
 struct ServerOptions {
   std::optional<uint16_t> port;
@@ -33,13 +41,31 @@ struct ServerOptions {
   bool config_given = false;  // a missing default rgpu.toml is fine; a missing --config file is an error
   std::optional<std::string> pid_file;
   bool generate_cert = false;  // write a self-signed cert/key pair to --cert/--key first
+  std::optional<std::string> tls;  // "on" or "off"
 };
 int run_server(const ServerOptions& options);
 
+// How `rgpu client` and `rgpu info` reach the servers named on their command line.
+struct AccessOptions {
+  std::string token;  // --token: visible to every local user in ps; --token-file or RGPU_TOKEN are not
+  std::optional<std::string> token_file;
+  std::string tls = "auto";
+  std::optional<std::string> fingerprint;
+  std::optional<std::string> ca;
+  std::optional<std::string> known_servers;
+};
+struct ResolvedAccess {
+  std::string token;
+  TlsMode tls = TlsMode::Auto;
+  ServerTrust trust;
+};
+// The token (--token, --token-file or RGPU_TOKEN), TLS mode and trust; `known_servers` is the
+// configured file (empty: the default). Throws ConfigError with a sentence.
+ResolvedAccess resolve_access(const AccessOptions& options, const std::string& known_servers);
+
 struct ClientOptions {
   std::vector<std::string> servers;
-  std::string token;
-  std::string tls = "auto";
+  AccessOptions access;
   std::string config = "rgpu.toml";
   bool config_given = false;
   std::optional<std::string> pid_file;
@@ -49,8 +75,7 @@ int run_client(const ClientOptions& options);
 
 struct InfoOptions {
   std::string server;
-  std::string token;
-  std::string tls = "auto";
+  AccessOptions access;
 };
 int run_info(const InfoOptions& options);
 

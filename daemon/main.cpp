@@ -4,6 +4,23 @@
 #include "commands.hpp"
 #include "log.hpp"
 
+namespace {
+void add_access_options(CLI::App* command, rgpu::AccessOptions& access) {
+  command->add_option("-t,--token", access.token,
+                      "Authentication token (seen by every local user in ps: prefer --token-file or RGPU_TOKEN)");
+  command->add_option("--token-file", access.token_file, "File whose first line is the token (mode 0600)");
+  command->add_option("--tls", access.tls,
+                      "TLS: auto (TLS; a server first seen is remembered in the known-servers file), on (TLS; "
+                      "only servers pinned, CA-signed or known), off (plaintext; the server must be off too)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  command->add_option("--server-fingerprint", access.fingerprint,
+                      "The server's key fingerprint (SHA256:..., as `rgpu server` logs it)");
+  command->add_option("--ca", access.ca, "PEM file of CAs that sign the server's certificate (host name checked)");
+  command->add_option("--known-servers", access.known_servers,
+                      "Known-servers file [default: ~/.config/rgpu/known_servers]");
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   rgpu::init_logging_from_env();
   CLI::App app{"RGPU: share GPUs over the network"};
@@ -13,6 +30,8 @@ int main(int argc, char** argv) {
   rgpu::TokenOptions token;
   auto* token_cmd = app.add_subcommand("token", "Generate an authentication token");
   token_cmd->add_option("-n,--name", token.name, "Name for this token")->default_val("client");
+  token_cmd->add_option("-c,--config", token.config,
+                        "The server's rgpu.toml: also print its certificate's fingerprint for clients");
 
   rgpu::ServerOptions server;
   auto* server_cmd = app.add_subcommand("server", "Start the RGPU server");
@@ -24,25 +43,24 @@ int main(int argc, char** argv) {
   server_cmd->add_option("--pid-file", server.pid_file, "Write PID to file (for service managers)");
   server_cmd->add_flag("--generate-cert", server.generate_cert,
                        "Write a self-signed certificate and key to --cert/--key first (for testing)");
+  server_cmd->add_option("--tls", server.tls,
+                         "on: TLS only (a certificate of its own if none is configured); off: plaintext only")
+      ->check(CLI::IsMember({"on", "off"}));
 
   rgpu::ClientOptions client;
   auto* client_cmd = app.add_subcommand("client", "Start the RGPU client daemon");
   client_cmd->add_option("-s,--server", client.servers, "Server address(es) (host:port), repeatable");
-  client_cmd->add_option("-t,--token", client.token, "Authentication token");
   auto* client_config_opt =
       client_cmd->add_option("-c,--config", client.config, "Configuration file [default: rgpu.toml]");
   client_cmd->add_option("--pid-file", client.pid_file, "Write PID to file (for service managers)");
   client_cmd->add_option("--socket", client.socket,
                          "Unix socket for applications [default: $XDG_RUNTIME_DIR/rgpu/client.sock]");
-  client_cmd->add_option("--tls", client.tls, "TLS for --server: auto (use it when the server has it), on, off")
-      ->check(CLI::IsMember({"auto", "on", "off"}));
+  add_access_options(client_cmd, client.access);
 
   rgpu::InfoOptions info;
   auto* info_cmd = app.add_subcommand("info", "Query GPU information from a server");
   info_cmd->add_option("-s,--server", info.server, "Server address to query (host:port)")->required();
-  info_cmd->add_option("-t,--token", info.token, "Authentication token");
-  info_cmd->add_option("--tls", info.tls, "TLS: auto (use it when the server has it), on, off")
-      ->check(CLI::IsMember({"auto", "on", "off"}));
+  add_access_options(info_cmd, info.access);
 
   // Started by `rgpu server` for each application session; not for users (hidden from --help).
   auto* worker_cmd = app.add_subcommand("worker", "")->group("");

@@ -27,6 +27,18 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// Each child gets a configuration and state home of its own (a client's known_servers, a
+// server's own certificate) unless the test sets them: tests never read or write the user's.
+void use_private_homes(const std::string& dir, const std::vector<std::string>& env) {
+  auto given = [&](const std::string& name) {
+    for (const auto& e : env)
+      if (e.rfind(name + "=", 0) == 0) return true;
+    return false;
+  };
+  if (!given("XDG_CONFIG_HOME")) ::setenv("XDG_CONFIG_HOME", (dir + "/config").c_str(), 1);
+  if (!given("XDG_STATE_HOME")) ::setenv("XDG_STATE_HOME", (dir + "/state").c_str(), 1);
+}
+
 std::vector<char*> argv_of(std::vector<std::string>& args) {
   std::vector<char*> out;
   for (auto& a : args) out.push_back(a.data());
@@ -80,6 +92,7 @@ CommandResult run_program(const std::vector<std::string>& argv, const std::vecto
     int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(out, 1);
     ::dup2(err, 2);
+    use_private_homes(dir.path(), environment);
     for (auto& e : environment) ::putenv(e.data());
     auto args = argv_of(full);
     ::execvp(args[0], args.data());
@@ -133,6 +146,7 @@ ServerProcess::ServerProcess(std::vector<std::string> args, std::vector<std::str
       ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
     }
     ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+    use_private_homes(home_.path(), env);
     for (auto& e : env) ::putenv(e.data());
     auto argv = argv_of(full);
     ::execv(argv[0], argv.data());
@@ -168,6 +182,14 @@ int ServerProcess::stop() {
 }
 
 std::string ServerProcess::log() const { return read_file(log_path_); }
+
+std::string ServerProcess::fingerprint() const {
+  const std::string text = log();
+  const std::string label = "key fingerprint ";
+  const auto at = text.find(label);
+  if (at == std::string::npos) throw std::runtime_error("the server logged no key fingerprint; log:\n" + text);
+  return text.substr(at + label.size(), std::strlen("SHA256:") + 64);
+}
 
 std::vector<std::string> tls_server_args(const TempDir& dir) {
   const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");

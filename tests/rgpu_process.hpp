@@ -17,7 +17,9 @@ struct CommandResult {
 };
 
 // Runs a program (looked up in PATH when argv[0] has no slash) to completion, with `env`
-// ("NAME=value") added to this process's environment; killed after `timeout`.
+// ("NAME=value") added to this process's environment; killed after `timeout`. Children started
+// here or by ServerProcess get XDG_CONFIG_HOME and XDG_STATE_HOME of their own unless `env`
+// sets them.
 CommandResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                           std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
@@ -55,11 +57,14 @@ class ServerProcess {
   int stop();
   // Everything the server logged so far.
   std::string log() const;
+  // The key fingerprint a TLS server logged at startup ("SHA256:..."), for clients to pin.
+  std::string fingerprint() const;
 
  private:
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string log_path_;
+  TempDir home_;  // its XDG_CONFIG_HOME and XDG_STATE_HOME unless the test gives them
   int exit_code_ = -1;
 };
 

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -25,22 +27,22 @@ include_local_gpus = true
 
 [[client.servers]]
 address = "gpu-server-1.local:9876"
-token = "your-token-here"
+token = "your-token-of-at-least-32-characters"
 transport = "tcp"
 
 [[client.servers]]
 address = "gpu-server-2.local:9876"
-token = "another-token"
+token = "another-token-of-at-least-32-chars"
 transport = "quic"
 
 [[security.tokens]]
-token = "a3f8b2c1d4e5f6..."
+token = "a3f8b2c1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1"
 name = "workstation-1"
 # allowed_gpus = [0]       # Restrict to specific GPUs
 # max_memory = 4294967296  # 4 GB memory limit
 
 [[security.tokens]]
-token = "b4c9d3e2f5a6b7..."
+token = "b4c9d3e2f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2"
 name = "render-farm"
 )toml";
 
@@ -67,11 +69,11 @@ TEST(Config, FullExampleFromTheManual) {
   EXPECT_TRUE(c.client.include_local_gpus);
   ASSERT_EQ(c.client.servers.size(), 2u);
   EXPECT_EQ(c.client.servers[0].address, "gpu-server-1.local:9876");
-  EXPECT_EQ(c.client.servers[0].token, "your-token-here");
+  EXPECT_EQ(c.client.servers[0].token, "your-token-of-at-least-32-characters");
   EXPECT_EQ(c.client.servers[1].transport, Transport::Quic);
   EXPECT_EQ(c.client.servers[1].tls, "auto");
   ASSERT_EQ(c.tokens.size(), 2u);
-  EXPECT_EQ(c.tokens[0].token, "a3f8b2c1d4e5f6...");
+  EXPECT_EQ(c.tokens[0].token, "a3f8b2c1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1");
   EXPECT_EQ(c.tokens[0].name, "workstation-1");
   EXPECT_FALSE(c.tokens[0].allowed_gpus);
   EXPECT_FALSE(c.tokens[0].max_memory);
@@ -103,7 +105,7 @@ bulk_lanes = 0
 address = "[::1]:9000"
 tls = "on"
 [[security.tokens]]
-token = "t"
+token = "0123456789abcdef0123456789abcdef"
 name = "n"
 allowed_gpus = [1]
 max_memory = 4294967296
@@ -153,23 +155,51 @@ INSTANTIATE_TEST_SUITE_P(
                       BadValue{"[[client.servers]]\naddress = \"h:0\"", "client.servers[0].address", "port must be"},
                       BadValue{"[[client.servers]]\naddress = \"h\"\ntls = \"yes\"", "client.servers[0].tls", "\"auto\""},
                       BadValue{"[[security.tokens]]\nname = \"a\"", "security.tokens[0].token", "missing or empty"},
-                      BadValue{"[[security.tokens]]\ntoken = \"x\"\n[[security.tokens]]\ntoken = \"x\"",
+                      BadValue{"[[security.tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n[[security.tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
                                "security.tokens[1].token", "same token"},
-                      BadValue{"[[security.tokens]]\ntoken = \"x\"\nname = \"n\"\n[[security.tokens]]\ntoken = \"y\"\nname = \"n\"",
+                      BadValue{"[[security.tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\nname = \"n\"\n[[security.tokens]]\ntoken = \"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\"\nname = \"n\"",
                                "security.tokens[1].name", "used by an earlier token"},
-                      BadValue{"[[security.tokens]]\ntoken = \"x\"\nmax_memory = 0", "security.tokens[0].max_memory",
+                      BadValue{"[[security.tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\nmax_memory = 0", "security.tokens[0].max_memory",
                                "0 is out of range"},
-                      BadValue{"[[security.tokens]]\ntoken = \"x\"\nallowed_gpus = [\"0\"]",
+                      BadValue{"[[security.tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\nallowed_gpus = [\"0\"]",
                                "security.tokens[0].allowed_gpus", "must be integers"}));
 
 TEST(Config, UnknownKeysWarnButParse) {
-  Config c = parse_config("[server]\nprot = 1\n[extra]\na = 1\n[[security.tokens]]\ntoken = \"x\"\nnmae = \"y\"\n",
+  Config c = parse_config("[server]\nprot = 1\n[extra]\na = 1\n[[security.tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\nnmae = \"y\"\n",
                           "rgpu.toml");
   ASSERT_EQ(c.warnings.size(), 3u);
   EXPECT_NE(c.warnings[0].find("rgpu.toml: unknown key 'server.prot'"), std::string::npos) << c.warnings[0];
   std::string all = c.warnings[0] + c.warnings[1] + c.warnings[2];
   EXPECT_NE(all.find("'extra'"), std::string::npos) << all;
   EXPECT_NE(all.find("'security.tokens[0].nmae'"), std::string::npos) << all;
+}
+
+TEST(Config, ShortTokensAreRefusedWithTheReason) {
+  for (const char* text : {"[[security.tokens]]\ntoken = \"a\"", "[[client.servers]]\naddress = \"h\"\ntoken = \"0123456789abcdef0123456789abcde\""}) {
+    const std::string message = error_of(text);
+    EXPECT_NE(message.find("a token needs at least 32"), std::string::npos) << message;
+    EXPECT_NE(message.find("rgpu token"), std::string::npos) << message;
+  }
+}
+
+TEST(Config, TokenFileIsReadAndMustBeTheUsersOwn) {
+  const std::string path = ::testing::TempDir() + "/rgpu-token-file-test";
+  std::ofstream(path) << "  0123456789abcdef0123456789abcdef  \nsecond line\n";
+  const std::string toml = "[[client.servers]]\naddress = \"h\"\ntoken_file = \"" + path + "\"\n";
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  EXPECT_EQ(parse_config(toml, "rgpu.toml").client.servers[0].token, "0123456789abcdef0123456789abcdef");
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  const std::string message = error_of(toml);
+  EXPECT_NE(message.find("client.servers[0].token_file"), std::string::npos) << message;
+  EXPECT_NE(message.find("open to other users (mode 0644)"), std::string::npos) << message;
+  const std::string missing = error_of("[[client.servers]]\naddress = \"h\"\ntoken_file = \"/nonexistent/t\"\n");
+  EXPECT_NE(missing.find("cannot read token file '/nonexistent/t'"), std::string::npos) << missing;
+}
+
+TEST(Config, ServerFingerprintMustBeASha256) {
+  const std::string message = error_of("[[client.servers]]\naddress = \"h\"\nserver_fingerprint = \"SHA256:abc\"\n");
+  EXPECT_NE(message.find("client.servers[0].server_fingerprint"), std::string::npos) << message;
+  EXPECT_NE(message.find("64 hex digits"), std::string::npos) << message;
 }
 
 TEST(Config, SyntaxErrorNamesTheLine) {
@@ -194,9 +224,9 @@ TEST(Config, LoadsAFile) {
 
 TEST(TokenSnippet, RoundTripsThroughTheParser) {
   for (const std::string name : {"client", "my \"quoted\" name", "back\\slash", "tab\there", "ünïcode"}) {
-    Config c = parse_config(token_toml_snippet("0123abcd", name), "snippet");
+    Config c = parse_config(token_toml_snippet("0123456789abcdef0123456789abcdef", name), "snippet");
     ASSERT_EQ(c.tokens.size(), 1u) << name;
-    EXPECT_EQ(c.tokens[0].token, "0123abcd");
+    EXPECT_EQ(c.tokens[0].token, "0123456789abcdef0123456789abcdef");
     EXPECT_EQ(c.tokens[0].name, name);
   }
   EXPECT_EQ(token_toml_snippet("ab", "n"), "[[security.tokens]]\ntoken = \"ab\"\nname = \"n\"\n");
@@ -238,7 +268,15 @@ TEST(ShippedConfig, ParsesToTheDefaults) {
 }
 
 TEST(ShippedConfig, EveryCommentedSettingIsValid) {
-  const std::string text = uncommented(shipped_example());
+  // The example's token file, made where the test can.
+  const std::string example_token_file = "/home/alice/.config/rgpu/gpu-server-1.token";
+  const std::string token_file = ::testing::TempDir() + "/rgpu-example.token";
+  std::ofstream(token_file) << "0123456789abcdef0123456789abcdef\n";
+  ASSERT_EQ(::chmod(token_file.c_str(), 0600), 0);
+  std::string text = uncommented(shipped_example());
+  const auto at = text.find(example_token_file);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, example_token_file.size(), token_file);
   Config c = parse_config(text, "rgpu.toml.example (uncommented)");
   EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
   // Settings that have a default show it.
@@ -257,7 +295,14 @@ TEST(ShippedConfig, EveryCommentedSettingIsValid) {
   EXPECT_EQ(c.server.expose_gpus, (std::vector<uint32_t>{0, 1}));
   ASSERT_EQ(c.client.servers.size(), 2u);
   EXPECT_EQ(c.client.servers[0].address, "gpu-server-1.local:9876");
-  EXPECT_EQ(c.client.servers[0].token, "your-token-here");
+  EXPECT_EQ(c.client.servers[0].token, "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(c.client.servers[0].server_fingerprint,
+            "SHA256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0");
+  EXPECT_EQ(c.client.servers[0].ca_path, "/etc/ssl/certs/rgpu-ca.pem");
+  EXPECT_EQ(c.client.known_servers, "/home/alice/.config/rgpu/known_servers");
+  EXPECT_EQ(c.server.tls, defaults.server.tls);
+  EXPECT_EQ(c.server.max_unauthenticated, defaults.server.max_unauthenticated);
+  EXPECT_EQ(c.server.max_unauthenticated_per_address, defaults.server.max_unauthenticated_per_address);
   EXPECT_EQ(c.client.servers[0].transport, Transport::Tcp);
   EXPECT_EQ(c.client.servers[0].tls, "auto");
   ASSERT_EQ(c.tokens.size(), 2u);
@@ -268,6 +313,8 @@ TEST(ShippedConfig, EveryCommentedSettingIsValid) {
   // Every key of the configuration reference appears.
   for (const char* key : {"bind", "port", "server_id", "max_clients", "worker_timeout", "transport", "cert_path", "key_path",
                           "expose_gpus", "gpu_ordering", "include_local_gpus", "bulk_lanes", "address", "token", "tls", "name",
+                          "token_file", "server_fingerprint", "ca_path", "known_servers", "max_unauthenticated",
+                          "max_unauthenticated_per_address",
                           "allowed_gpus", "max_memory"})
     EXPECT_NE(text.find(std::string("\n") + key + " = "), std::string::npos) << key;
 }

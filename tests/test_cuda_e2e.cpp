@@ -74,6 +74,14 @@ class CudaPath : public ::testing::Environment {
   }
   static std::string server_log() { return instance->server_->log(); }
   static std::string server_address() { return instance->server_->address(); }
+  // A connection of the test's own to the fixture's server (TLS, its key pinned).
+  static rgpu::SessionOptions session_options() {
+    rgpu::SessionOptions options;
+    options.server = rgpu::parse_host_port(server_address());
+    options.token = kToken;
+    options.trust.fingerprint = instance->server_->fingerprint();
+    return options;
+  }
   static inline CudaPath* instance = nullptr;
 
  private:
@@ -181,10 +189,7 @@ TEST_F(CudaE2E, BulkLanesKeepTheApplicationsOrder) {
 
 // A connection that asks to join a CUDA session with a key no session has is refused, saying so.
 TEST_F(CudaE2E, BulkLaneWithAnUnknownKeyIsRefused) {
-  rgpu::SessionOptions options;
-  options.server = rgpu::parse_host_port(CudaPath::server_address());
-  options.token = kToken;
-  options.tls = rgpu::TlsMode::Off;
+  const rgpu::SessionOptions options = CudaPath::session_options();
   auto session = rgpu::Session::connect(options);
   rgpu::WireWriter key;
   key.put<uint64_t>(0x1234);
@@ -197,22 +202,11 @@ TEST_F(CudaE2E, BulkLaneWithAnUnknownKeyIsRefused) {
 // A joined lane is read on a thread of its own: it answers the join from there, carries CUDA calls
 // (answered over the lane) only, and a lane refused for anything else ends its session with it.
 TEST_F(CudaE2E, ALaneCarriesCudaCallsOnlyAndTakesItsSessionWithIt) {
-  rgpu::SessionOptions options;
-  options.server = rgpu::parse_host_port(CudaPath::server_address());
-  options.token = kToken;
-  options.tls = rgpu::TlsMode::Off;
+  const rgpu::SessionOptions options = CudaPath::session_options();
   auto owner = rgpu::Session::connect(options);
-  owner->channel().send_frame(rgpu::kMsgCudaOpen, owner->next_request_id(), rgpu::encode(rgpu::SessionOpenMsg{{0}}));
-  const rgpu::Frame opened = owner->channel().receive_frame();
-  ASSERT_EQ(opened.header.type, rgpu::kMsgCudaOpened);
-  ASSERT_EQ(opened.payload.size(), sizeof(uint64_t));
-
+  const uint64_t key = owner->open_application_session(rgpu::AppApi::Cuda, rgpu::encode(rgpu::SessionOpenMsg{{0}}));
   auto lane = rgpu::Session::connect(options);
-  const uint64_t join = lane->next_request_id();
-  lane->channel().send_frame(rgpu::kMsgCudaJoin, join, opened.payload);
-  const rgpu::Frame joined = lane->channel().receive_frame();
-  ASSERT_EQ(joined.header.type, rgpu::kMsgCudaJoined);
-  EXPECT_EQ(joined.header.request_id, join);
+  lane->join_cuda_session(key);  // CudaJoined, then the TLS handshake with the session's worker
 
   rgpu::cuda::CallHeader call;
   call.function = rgpu::fnv1a("cuNoSuchFunction");
@@ -1120,7 +1114,9 @@ TEST_F(CudaE2E, CopiesCrossATlsServerOverBulkLanes) {
   TempDir dir;
   ServerProcess server(rgpu::test::tls_server_args(dir), {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
   const std::string socket = dir.path() + "/client.sock";
-  ServerProcess client({"--server", server.address(), "--tls", "on", "--socket", socket}, {}, "client");
+  ServerProcess client(
+      {"--server", server.address(), "--tls", "on", "--server-fingerprint", server.fingerprint(), "--socket", socket},
+      {}, "client");
   const std::string variable = "RGPU_CLIENT_SOCKET=" + socket;
   EXPECT_EQ(run_child("LargeCopyRoundTrips", variable.c_str()), kChildDone)
       << "server:\n" << server.log() << "\nclient:\n" << client.log();
@@ -1138,6 +1134,7 @@ TEST_F(CudaE2E, ATlsLaneThatSendsBeforeItsSecondHandshakeIsDropped) {
   rgpu::SessionOptions options;
   options.server = rgpu::parse_host_port(server.address());
   options.tls = rgpu::TlsMode::On;
+  options.trust.fingerprint = server.fingerprint();
   auto owner = rgpu::Session::connect(options);
   const uint64_t key = owner->open_application_session(rgpu::AppApi::Cuda, rgpu::encode(rgpu::SessionOpenMsg{{0}}));
 
@@ -1164,7 +1161,7 @@ TEST_F(CudaE2E, ATlsLaneThatSendsBeforeItsSecondHandshakeIsDropped) {
 TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
   TempDir dir;
   auto server = std::make_unique<ServerProcess>(
-      std::vector<std::string>{"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n")},
+      std::vector<std::string>{"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n"), "--tls", "off"},
       std::vector<std::string>{"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
   const std::string socket = dir.path() + "/client.sock";
   ServerProcess client({"--server", server->address(), "--tls", "off", "--socket", socket}, {}, "client");
@@ -1183,7 +1180,8 @@ TEST_F(CudaE2E, AServerThatGoesMidCopyFailsTheCopyAndTheDaemonGoesOn) {
 // ended after the server's worker_timeout, and the application's copy fails saying why.
 TEST_F(CudaE2E, AHungWorkerIsEndedAndItsApplicationToldWhy) {
   TempDir dir;
-  ServerProcess server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\nworker_timeout = 2\n")},
+  ServerProcess server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\nworker_timeout = 2\n"),
+                        "--tls", "off"},
                        {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
   const std::string socket = dir.path() + "/client.sock";
   ServerProcess client({"--server", server.address(), "--tls", "off", "--socket", socket}, {}, "client");
@@ -1209,7 +1207,8 @@ TEST_F(CudaE2E, ContextsMadeAndDestroyedDoNotLiftTheQuota) {
   TempDir dir;
   ServerProcess server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
                                                               std::string(kToken) + "\"\nname = \"small\"\nmax_memory = " +
-                                                              std::to_string(64 << 20) + "\n")},
+                                                              std::to_string(64 << 20) + "\n"),
+                        "--tls", "off"},
                        {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH, "RGPU_NVML_LIBRARY=" CUDA_TEST_DOUBLE_PATH,
                         "CUDA_TEST_DOUBLE_CONTEXT_BYTES=" + std::to_string(32 << 20)});
   const std::string socket = dir.path() + "/client.sock";

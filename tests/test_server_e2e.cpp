@@ -1,7 +1,12 @@
 // `rgpu server` and `rgpu info` as users run them: real processes, real sockets, this machine's
 // GPUs (in CI: Mesa's lavapipe, a Vulkan GPU on the CPU).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include "auth.hpp"
+#include "channel.hpp"
+#include "messages.hpp"
+#include "net.hpp"
 #include "rgpu_process.hpp"
 
 namespace rgpu::test {
@@ -32,12 +37,69 @@ TEST_F(ServerE2E, InfoListsLavapipeAsAVulkanGpu) {
 
 TEST_F(ServerE2E, WrongTokenExitsWithTheAuthCode) {
   ServerProcess server({"--config", config()});
-  CommandResult r = run_rgpu({"info", "--server", server.address(), "--token", "0000"});
+  CommandResult r = run_rgpu({"info", "--server", server.address(), "--token", std::string(64, '0')});
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_NE(r.err.find("token is not valid"), std::string::npos) << r.err;
   EXPECT_NE(server.log().find("refusing 127.0.0.1"), std::string::npos) << server.log();
   // The server keeps serving.
   EXPECT_EQ(run_rgpu({"info", "--server", server.address(), "--token", kToken}).exit_code, 0);
+}
+
+TEST_F(ServerE2E, AShortTokenIsRefusedBeforeConnecting) {
+  CommandResult r = run_rgpu({"info", "--server", "127.0.0.1:1", "--token", "a"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("a token needs at least 32"), std::string::npos) << r.err;
+}
+
+// A token on the command line is visible to every local user (ps); a file or the environment
+// keeps it private.
+TEST_F(ServerE2E, TokenFromAFileOrTheEnvironment) {
+  ServerProcess server({"--config", config()});
+  const std::string file = dir_.file("token", kToken + "\n");
+  ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+  CommandResult from_file = run_rgpu({"info", "--server", server.address(), "--token-file", file});
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.err;
+  CommandResult from_env =
+      run_program({RGPU_BINARY, "info", "--server", server.address()}, {"RGPU_TOKEN=" + kToken});
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.err;
+
+  ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
+  CommandResult shared = run_rgpu({"info", "--server", server.address(), "--token-file", file});
+  EXPECT_EQ(shared.exit_code, 2);
+  EXPECT_NE(shared.err.find("is open to other users (mode 0644)"), std::string::npos) << shared.err;
+}
+
+TEST_F(ServerE2E, ThePrintedFingerprintPinsTheServer) {
+  ServerProcess server({"--config", config()});
+  const std::string log = server.log();
+  const auto at = log.find("server_fingerprint = \"");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string fingerprint = log.substr(at + 22, 7 + 64);
+  CommandResult pinned = run_rgpu({"info", "--server", server.address(), "--token", kToken, "--tls", "on",
+                                   "--server-fingerprint", fingerprint});
+  EXPECT_EQ(pinned.exit_code, 0) << pinned.err;
+  CommandResult other = run_rgpu({"info", "--server", server.address(), "--token", kToken,
+                                  "--server-fingerprint", "SHA256:" + std::string(64, 'b')});
+  EXPECT_EQ(other.exit_code, 5);
+  EXPECT_NE(other.err.find("not the configured server_fingerprint"), std::string::npos) << other.err;
+}
+
+// A peer's name goes into the server's log escaped: a newline in it cannot forge a log line.
+TEST_F(ServerE2E, PeerTextCannotForgeLogLines) {
+  ServerProcess server({"--config", config(), "--tls", "off"});
+  BlockingChannel channel(UniqueFd(connect_tcp({"127.0.0.1", server.port()}, std::chrono::seconds(5))));
+  HelloMsg hello;
+  hello.min_version = hello.max_version = kProtocolVersion;
+  hello.client_nonce = random_nonce();
+  hello.client_name = "laptop\n12:00:00.000 INFO  rgpu server: client admin authenticated";
+  channel.send_frame(static_cast<uint16_t>(MsgType::Hello), 0, encode(hello));
+  ChallengeMsg challenge = decode_challenge(channel.receive_frame().payload);
+  AuthResponseMsg response{client_auth_mac(kToken, challenge.server_nonce, hello.client_nonce, {})};
+  channel.send_frame(static_cast<uint16_t>(MsgType::AuthResponse), 0, encode(response));
+  ASSERT_EQ(channel.receive_frame().header.type, static_cast<uint16_t>(MsgType::Welcome));
+  const std::string log = server.log();
+  EXPECT_EQ(log.find("\n12:00:00.000 INFO"), std::string::npos) << log;
+  EXPECT_NE(log.find("laptop\\x0a12:00:00.000"), std::string::npos) << log;
 }
 
 TEST_F(ServerE2E, UnreachableServerExitsWithItsCode) {
@@ -61,12 +123,27 @@ TEST_F(ServerE2E, TlsServerWithGeneratedCertificate) {
   EXPECT_NE(server.log().find("TLSv1.3"), std::string::npos) << server.log();
 }
 
-TEST_F(ServerE2E, PlainServerRefusesTlsOnlyClientAndWarnsAtStartup) {
-  ServerProcess server({"--config", config()});
-  CommandResult r = run_rgpu({"info", "--server", server.address(), "--token", kToken, "--tls", "on"});
-  EXPECT_EQ(r.exit_code, 5);
-  EXPECT_NE(r.err.find("no TLS certificate"), std::string::npos) << r.err;
+// Plaintext only where both ends say tls = "off": a client that expects TLS is never
+// downgraded, whether it says "on" or "auto".
+TEST_F(ServerE2E, PlainServerRefusesTlsClientsAndWarnsAtStartup) {
+  ServerProcess server({"--config", config(), "--tls", "off"});
+  for (const char* mode : {"on", "auto"}) {
+    CommandResult r = run_rgpu({"info", "--server", server.address(), "--token", kToken, "--tls", mode});
+    EXPECT_EQ(r.exit_code, 5) << mode;
+    EXPECT_NE(r.err.find("no TLS certificate"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("does not fall back to plaintext"), std::string::npos) << r.err;
+  }
+  CommandResult plain = run_rgpu({"info", "--server", server.address(), "--token", kToken, "--tls", "off"});
+  EXPECT_EQ(plain.exit_code, 0) << plain.err;
   EXPECT_NE(server.log().find("NOT encrypted"), std::string::npos) << server.log();
+}
+
+TEST_F(ServerE2E, TlsOffWithACertificateIsAUsageError) {
+  const std::string cert = dir_.path() + "/cert.pem", key = dir_.path() + "/key.pem";
+  CommandResult r = run_rgpu({"server", "--config", config(), "--tls", "off", "--cert", cert, "--key", key,
+                              "--generate-cert"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("choose one"), std::string::npos) << r.err;
 }
 
 TEST_F(ServerE2E, ExposeGpusHidesTheOthers) {

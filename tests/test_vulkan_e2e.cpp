@@ -56,7 +56,7 @@ class VulkanPath : public ::testing::Test {
     dir_ = new TempDir;
     const std::string config = dir_->file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
     // The server's loader sees lavapipe only, whatever else this machine has.
-    server_ = new ServerProcess({"--config", config}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
+    server_ = new ServerProcess({"--config", config, "--tls", "off"}, {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
     socket_ = dir_->path() + "/client.sock";
     client_ = new ServerProcess({"--server", server_->address(), "--tls", "off", "--socket", socket_}, {}, "client");
   }
@@ -279,7 +279,8 @@ TEST_F(VulkanPath, DaemonRefusesAForgedRingRelease) {
 struct TokenSetup {
   explicit TokenSetup(const std::string& token_settings)
       : server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
-                                                      std::string(kToken) + "\"\n" + token_settings)},
+                                                      std::string(kToken) + "\"\n" + token_settings),
+                "--tls", "off"},
                {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST}),
         client({"--server", server.address(), "--tls", "off", "--token", kToken, "--socket", dir.path() + "/client.sock"},
                {}, "client") {}
@@ -327,7 +328,7 @@ TEST(VulkanTls, ComputeProgramOverTls) {
 TEST(VulkanVanishedServer, ProgramGetsDeviceLostAndTheDaemonGoesOn) {
   TempDir dir;
   const std::string config = dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n");
-  auto server = std::make_unique<ServerProcess>(std::vector<std::string>{"--config", config},
+  auto server = std::make_unique<ServerProcess>(std::vector<std::string>{"--config", config, "--tls", "off"},
                                                 std::vector<std::string>{"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST});
   const std::string address = server->address();
   const std::string socket = dir.path() + "/client.sock";

@@ -186,17 +186,20 @@ enum class Tls { Off, On };
 struct Rig {
   explicit Rig(const std::string& tokens_toml = "", const std::string& token = "", Tls tls = Tls::Off)
       : server(server_args(dir, tokens_toml, tls), {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST}),
-        client(client_args(server.address(), dir.path() + "/client.sock", token, tls), {}, "client") {}
+        client(client_args(server, dir.path() + "/client.sock", token, tls), {}, "client") {}
 
   static std::vector<std::string> server_args(const TempDir& dir, const std::string& tokens_toml, Tls tls) {
     std::vector<std::string> args{"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n" + tokens_toml)};
     if (tls == Tls::On)
       args.insert(args.end(), {"--cert", dir.path() + "/cert.pem", "--key", dir.path() + "/key.pem", "--generate-cert"});
+    else
+      args.insert(args.end(), {"--tls", "off"});
     return args;
   }
-  static std::vector<std::string> client_args(const std::string& server, const std::string& socket,
+  static std::vector<std::string> client_args(const ServerProcess& server, const std::string& socket,
                                               const std::string& token, Tls tls) {
-    std::vector<std::string> args{"--server", server, "--tls", tls == Tls::On ? "on" : "off", "--socket", socket};
+    std::vector<std::string> args{"--server", server.address(), "--tls", tls == Tls::On ? "on" : "off", "--socket", socket};
+    if (tls == Tls::On) args.insert(args.end(), {"--server-fingerprint", server.fingerprint()});
     if (!token.empty()) args.insert(args.end(), {"--token", token});
     return args;
   }

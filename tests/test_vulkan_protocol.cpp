@@ -34,6 +34,7 @@ class VulkanServer : public ::testing::Test {
     thread_ = std::thread([this] { server_->run(); });
     SessionOptions options;
     options.server = {"127.0.0.1", server_->port()};
+    options.tls = TlsMode::Off;  // the server has no certificate
     options.timeout = std::chrono::seconds(20);
     session_ = Session::connect(options);
     SessionOpenMsg open;

@@ -130,7 +130,7 @@ class Cluster {
     rgpu::SessionOptions options;
     options.server = rgpu::parse_host_port(server_->address());
     options.token = tokens_[i];
-    options.tls = rgpu::TlsMode::Off;
+    options.trust.known_servers = dir_.path() + "/known_servers";  // the server's key met first here
     return rgpu::Session::connect(options);
   }
   // RGPU_CLIENT_SOCKET for an application of token `i`.
@@ -450,17 +450,19 @@ TEST(WorkerIsolation, ManyApplicationsOfManyTokensAtOnce) {
       FAIL() << "connection " << i << " of " << kMaxClients << ": " << e.what() << "\n" << cluster.logs();
     }
   }
+  // Authenticated connections over max_clients may only join a running session (a bulk lane);
+  // anything else is refused.
   try {
-    cluster.connect(0);
-    ADD_FAILURE() << "a connection over max_clients was admitted";
-  } catch (const rgpu::SessionError& e) {
+    cluster.connect(0)->call(rgpu::MsgType::ListGpus);
+    ADD_FAILURE() << "a connection over max_clients was served";
+  } catch (const rgpu::RemoteError& e) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr("server is full"));
   }
   connections.clear();
   ASSERT_TRUE(eventually([&] {
     try {
-      return cluster.connect(0) != nullptr;
-    } catch (const rgpu::SessionError&) {
+      return !cluster.connect(0)->call(rgpu::MsgType::ListGpus).payload.empty();
+    } catch (const std::exception&) {
       return false;  // the server has not seen the connections close yet
     }
   })) << cluster.logs();

@@ -118,12 +118,7 @@ struct ClientDaemon::Impl {
   void on_server_connected(uint64_t session_id, UniqueFd fd, SslPtr ssl, uint64_t key, std::string error);
   void server_lost(uint64_t session_id, const std::string& reason);
   SessionOptions session_options(const ServerTarget& target, const char* name) const {
-    SessionOptions options;
-    options.server = target.address;
-    options.token = target.token;
-    options.tls = target.tls;
-    options.client_name = name;
-    return options;
+    return target.session_options(name);
   }
   void welcome(AppSession& session, uint64_t connection_id);
   void fail_session(AppSession& session, const std::string& reason);

@@ -18,11 +18,7 @@ Pool build_pool(std::vector<ServerTarget>& targets, GpuOrdering ordering) {
   Pool pool;
   for (size_t i = 0; i < targets.size(); ++i) {
     ServerTarget& target = targets[i];
-    SessionOptions options;
-    options.server = target.address;
-    options.token = target.token;
-    options.tls = target.tls;
-    options.client_name = "rgpu client";
+    SessionOptions options = target.session_options("rgpu client");
     try {
       auto session = Session::connect(options);
       GpuListMsg list = decode_gpu_list(session->call(MsgType::ListGpus).payload);

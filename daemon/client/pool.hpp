@@ -15,6 +15,11 @@ struct ServerTarget {
   HostPort address;
   std::string token;
   TlsMode tls = TlsMode::Auto;
+  ServerTrust trust;
+  SessionOptions session_options(std::string client_name) const {
+    return SessionOptions{.server = address, .token = token, .tls = tls, .trust = trust,
+                          .client_name = std::move(client_name)};
+  }
 };
 
 struct PoolGpu {

@@ -47,6 +47,13 @@ void set_accepted_socket_options(int fd) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
 }
 
+// The peer's IP address alone (no port): what the strangers' per-address quota counts by.
+std::string peer_address(int fd) {
+  const std::string peer = peer_name(fd);
+  const auto colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
 template <typename Msg>
 std::vector<uint8_t> frame_of(MsgType type, uint64_t request_id, const Msg& msg) {
   return encode_frame(static_cast<uint16_t>(type), request_id, encode(msg));
@@ -63,6 +70,8 @@ struct Server::Impl {
   void sweep();
   void forget(uint64_t id, bool counted);
   void forget_admission();
+  // Whether another connection may be counted against max_clients (and counts it if so).
+  bool admit();
 
   ServerSettings settings;
   EventLoop loop;
@@ -71,7 +80,12 @@ struct Server::Impl {
   uint16_t port = 0;
   uint64_t next_connection_id = 1;
   std::unordered_map<uint64_t, std::shared_ptr<Connection>> connections;
-  size_t admitted = 0;  // connections counted against max_clients
+  size_t admitted = 0;  // connections and sessions counted against max_clients
+  // Connections not authenticated yet, oldest first: they have a quota of their own
+  // (max_unauthenticated, per address too) and take no max_clients place.
+  std::deque<uint64_t> strangers;
+  void make_room_for_stranger(const std::string& address);
+  void authenticated(uint64_t id) { std::erase(strangers, id); }
   std::atomic<size_t> connection_count{0};
   bool stopping = false;
   // Device memory quota of each token, shared by its workers (token name -> budget; "" in open mode).
@@ -127,13 +141,15 @@ struct Server::Impl {
 // One client connection's protocol state, on the event loop thread; bytes move through its FrameLink.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  enum class State { AwaitFirst, TlsHandshake, AwaitHello, AwaitAuth, Ready, Opening, Refusing, Closing };
+  enum class State { AwaitFirst, TlsHandshake, AwaitHello, AwaitAuth, Ready, Opening, Closing };
 
-  Connection(Server::Impl& server, uint64_t id, int fd, bool admitted)
-      : server_(server), id_(id), peer_(peer_name(fd)), admitted_(admitted),
-        state_(admitted ? State::AwaitFirst : State::Refusing),
-        deadline_(Clock::now() + server.settings.handshake_timeout),
-        link_(std::make_shared<FrameLink>(server.loop, UniqueFd(fd), peer_)) {}
+  Connection(Server::Impl& server, uint64_t id, int fd, std::string address)
+      : server_(server), id_(id), peer_(peer_name(fd)), address_(std::move(address)), admitted_(false),
+        state_(State::AwaitFirst), deadline_(Clock::now() + server.settings.handshake_timeout),
+        link_(std::make_shared<FrameLink>(server.loop, UniqueFd(fd), peer_)) {
+    // A stranger may send only small, uncompressed frames until it has authenticated.
+    link_->set_limits(kHandshakeLimits);
+  }
 
   void start() {
     std::weak_ptr<Connection> weak = shared_from_this();
@@ -151,16 +167,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
   uint64_t id() const { return id_; }
   bool admitted() const { return admitted_; }
+  const std::string& address() const { return address_; }
 
   void check_deadline(Clock::time_point now) {
     // An application's worker that is starting has worker_timeout for it (WorkerProcess).
-    if (link_->closed() || state_ == State::Ready || state_ == State::Opening || now < deadline_) return;
+    if (link_->closed() || state_ == State::Opening || now < deadline_) return;
+    if (state_ == State::Ready && admitted_) return;
     if (state_ == State::Closing) return close("peer did not close after our error");
+    if (state_ == State::Ready)  // authenticated while the server was full, and no lane joined
+      return fail(ErrorCode::TooManyClients, server_full());
     fail(ErrorCode::Timeout, "handshake not completed within " +
                                  std::to_string(server_.settings.handshake_timeout.count()) + " ms");
   }
 
   void close(const std::string& reason) { link_->close(reason); }
+  void drop_as_oldest_stranger(const std::string& why) {
+    if (state_ == State::TlsHandshake) return close(why);  // no channel to say it on yet
+    fail(ErrorCode::TooManyClients, why);
+  }
 
   // The session's worker has started: the application's connection becomes the worker's.
   void session_ready(uint64_t key) {
@@ -216,9 +240,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_frame(Frame frame) {
     const auto type = static_cast<MsgType>(frame.header.type);
     switch (state_) {
-      case State::Refusing:
-        return fail(ErrorCode::TooManyClients, "server is full (max_clients = " +
-                                                   std::to_string(server_.settings.max_clients) + "); try again later");
       case State::AwaitFirst:
         if (type == MsgType::StartTls) return on_start_tls();
         if (type == MsgType::Hello && server_.tls)
@@ -272,7 +293,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       std::to_string(hello.max_version) + ", this server speaks version " +
                       std::to_string(kProtocolVersion) + "; install matching RGPU versions");
     client_nonce_ = hello.client_nonce;
-    client_name_ = hello.client_name;
+    client_name_ = printable(hello.client_name, 64);  // it goes into log lines
     server_nonce_ = random_nonce();
     ChallengeMsg challenge;
     challenge.version = kProtocolVersion;
@@ -309,6 +330,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     welcome.token_name = token_name_;
     state_ = State::Ready;
+    server_.authenticated(id_);
+    link_->set_limits(kControlLimits);
+    // A server at max_clients still lets a lane join the session it belongs to (the session holds
+    // the place); anything else is refused then.
+    admitted_ = server_.admit();
     LOG_INFO("client %s authenticated from %s as '%s'%s", client_name_.c_str(), peer_.c_str(), token_name_.c_str(),
              link_->ssl() ? "" : " (unencrypted)");
     queue(frame_of(MsgType::Welcome, 0, welcome));
@@ -480,11 +506,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return false;
   }
 
+  std::string server_full() const {
+    return "server is full (max_clients = " + std::to_string(server_.settings.max_clients) + "); try again later";
+  }
+
   void on_request(Frame frame) {
     const uint64_t id = frame.header.request_id;
     if (frame.header.version != kProtocolVersion)
       return fail(ErrorCode::MalformedFrame, "frame carries protocol version " + std::to_string(frame.header.version) +
                                                  " on a version " + std::to_string(kProtocolVersion) + " connection");
+    if (!admitted_ && frame.header.type != kMsgCudaJoin && frame.header.type != kMsgSessionFate)
+      return fail(ErrorCode::TooManyClients, server_full());
     switch (static_cast<MsgType>(frame.header.type)) {
       case MsgType::ListGpus: {
         GpuListMsg list;
@@ -514,6 +546,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Server::Impl& server_;
   uint64_t id_;
   std::string peer_;
+  std::string address_;  // the peer's IP address, for the strangers' per-address quota
   bool admitted_;
   State state_;
   Clock::time_point deadline_;
@@ -544,12 +577,12 @@ void Server::Impl::on_accept(int res) {
     }
   } else {
     set_accepted_socket_options(res);
-    const bool admit = admitted < settings.max_clients;
-    if (admit) ++admitted;
-    auto connection = std::make_shared<Connection>(*this, next_connection_id++, res, admit);
-    LOG_DEBUG("connection %llu from %s%s", static_cast<unsigned long long>(connection->id()), peer_name(res).c_str(),
-              admit ? "" : " (over max_clients)");
+    const std::string address = peer_address(res);
+    make_room_for_stranger(address);
+    auto connection = std::make_shared<Connection>(*this, next_connection_id++, res, address);
+    LOG_DEBUG("connection %llu from %s", static_cast<unsigned long long>(connection->id()), peer_name(res).c_str());
     connections.emplace(connection->id(), connection);
+    strangers.push_back(connection->id());
     connection_count.store(connections.size());
     connection->start();
   }
@@ -650,6 +683,38 @@ void Server::Impl::answer_fate(uint64_t connection_id, uint64_t request, const s
 
 void Server::Impl::forget_admission() { --admitted; }
 
+bool Server::Impl::admit() {
+  if (admitted >= settings.max_clients) return false;
+  ++admitted;
+  return true;
+}
+
+// As sshd's MaxStartups: a stranger over the quota ends the oldest stranger from its own address
+// (or the oldest of all), so that silent sockets cannot lock out a client that authenticates.
+void Server::Impl::make_room_for_stranger(const std::string& address) {
+  uint64_t oldest_here = 0;
+  size_t here = 0;
+  for (uint64_t id : strangers)
+    if (auto c = connection(id); c && c->address() == address && here++ == 0) oldest_here = id;
+  uint64_t victim = 0;
+  const char* quota = nullptr;
+  if (here >= settings.max_unauthenticated_per_address) {
+    victim = oldest_here;
+    quota = "max_unauthenticated_per_address";
+  } else if (strangers.size() >= settings.max_unauthenticated) {
+    victim = strangers.front();
+    quota = "max_unauthenticated";
+  }
+  if (victim == 0) return;
+  std::erase(strangers, victim);
+  const uint32_t limit = victim == oldest_here && here >= settings.max_unauthenticated_per_address
+                             ? settings.max_unauthenticated_per_address
+                             : settings.max_unauthenticated;
+  if (auto c = connection(victim))
+    c->drop_as_oldest_stranger("too many unauthenticated connections (" + std::string(quota) + " = " +
+                               std::to_string(limit) + "): this one was the oldest");
+}
+
 void Server::Impl::close_connection(uint64_t id, const std::string& reason) {
   auto it = connections.find(id);
   if (it == connections.end()) return;
@@ -659,6 +724,7 @@ void Server::Impl::close_connection(uint64_t id, const std::string& reason) {
 
 void Server::Impl::forget(uint64_t id, bool counted) {
   if (connections.erase(id) == 0) return;
+  std::erase(strangers, id);
   if (counted) --admitted;
   connection_count.store(connections.size());
 }
