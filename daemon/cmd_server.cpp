@@ -85,6 +85,7 @@ std::string server_state_directory() {
   }
   if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && state[0] == '/')
     return std::string(state) + "/rgpu";
+  if (::geteuid() == 0) return "/var/lib/rgpu";  // where the service keeps it (StateDirectory=rgpu)
   if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/')
     return std::string(home) + "/.local/state/rgpu";
   return {};

@@ -84,6 +84,17 @@ TEST_F(ServerE2E, ThePrintedFingerprintPinsTheServer) {
   EXPECT_NE(other.err.find("not the configured server_fingerprint"), std::string::npos) << other.err;
 }
 
+// `rgpu token --config` prints the client's entry with the key of the server that configuration
+// runs (here: the certificate the server made itself at its first start).
+TEST_F(ServerE2E, TokenCommandPrintsTheServersFingerprint) {
+  const std::string state = "XDG_STATE_HOME=" + dir_.path() + "/state";
+  ServerProcess server({"--config", config()}, {state});
+  CommandResult r = run_program({RGPU_BINARY, "token", "--name", "laptop", "--config", config()}, {state});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("server_fingerprint = \"" + server.fingerprint() + "\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("token_file = "), std::string::npos) << r.out;
+}
+
 // A peer's name goes into the server's log escaped: a newline in it cannot forge a log line.
 TEST_F(ServerE2E, PeerTextCannotForgeLogLines) {
   ServerProcess server({"--config", config(), "--tls", "off"});

@@ -1,7 +1,9 @@
 #!/bin/sh
 # verify_units.sh SYSTEMD-ANALYZE RGPU-BINARY [--system UNIT...] [--user UNIT...]
 # Runs `systemd-analyze verify` on the units (NAME.in templates get the binary's folder as
-# @bindir@) and fails on any complaint, warnings such as unknown keys included.
+# @bindir@) and fails on any complaint, warnings such as unknown keys included. With
+# MAX_EXPOSURE=N (0-100) set, each system service's `systemd-analyze security` exposure must
+# also be N or lower (1.7 shows as 17).
 set -eu
 analyze=$1
 rgpu=$2
@@ -35,4 +37,16 @@ for scope in system user; do
   fi
   echo "$scope units: $(cd "$work/$scope" && echo *)"
 done
+if [ -n "${MAX_EXPOSURE:-}" ]; then
+  for unit in "$work/system"/*.service; do
+    [ -e "$unit" ] || continue
+    if ! "$analyze" security --offline=true --threshold="$MAX_EXPOSURE" "$unit" > "$work/security" 2>&1; then
+      cat "$work/security"
+      echo "$(basename "$unit"): exposure over $MAX_EXPOSURE"
+      status=1
+    else
+      tail -n 1 "$work/security"
+    fi
+  done
+fi
 exit $status

@@ -86,17 +86,27 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
 }
 
-start_rgpu() {  # [rgpu binary] [prefix of the log files]
-  local rgpu=${1:-$PWD/$pack/bin/rgpu} logs=${2:-}
+start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or off]
+  local rgpu=${1:-$PWD/$pack/bin/rgpu} logs=${2:-} tls=${3:-on}
+  local server_tls=() client_tls=()
+  if [[ $tls == off ]]; then
+    client_tls=(--tls off)
+    # Builds from before `tls = "off"` existed serve plaintext when they have no certificate.
+    if "$rgpu" server --help 2>/dev/null | grep -q -- '--tls'; then server_tls=(--tls off); fi
+  fi
   export XDG_RUNTIME_DIR=$work/run
   mkdir -p "$XDG_RUNTIME_DIR"
   rm -f "$work"/*.pid
   # Each daemon writes its pid file once it listens. The server finds NVIDIA's Vulkan driver
   # through the carried loader.
-  LD_LIBRARY_PATH=$PWD/$pack/lib VK_DRIVER_FILES=$(nvidia_icd) RGPU_VULKAN_LIBRARY=$PWD/$pack/vulkan/lib/libvulkan.so.1 \
-    "$rgpu" server --bind 127.0.0.1 --port 19876 --pid-file "$work/server.pid" 2> "$results/${logs}server.log" &
+  LD_LIBRARY_PATH=$PWD/$pack/lib XDG_STATE_HOME=$work/state VK_DRIVER_FILES=$(nvidia_icd) RGPU_VULKAN_LIBRARY=$PWD/$pack/vulkan/lib/libvulkan.so.1 \
+    "$rgpu" server --bind 127.0.0.1 --port 19876 ${server_tls[@]+"${server_tls[@]}"} --pid-file "$work/server.pid" \
+    2> "$results/${logs}server.log" &
   wait_for "$work/server.pid" || return 1
-  LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" client --server 127.0.0.1:19876 --pid-file "$work/client.pid" 2> "$results/${logs}client.log" &
+  # The server's key is trusted on first contact (a fresh known_servers file each start).
+  rm -rf "$work/config"
+  LD_LIBRARY_PATH=$PWD/$pack/lib XDG_CONFIG_HOME=$work/config "$rgpu" client --server 127.0.0.1:19876 \
+    ${client_tls[@]+"${client_tls[@]}"} --pid-file "$work/client.pid" 2> "$results/${logs}client.log" &
   wait_for "$work/client.pid"
 }
 
@@ -223,7 +233,7 @@ run() {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$results/summary.txt"
   build_programs
   start_rgpu
-  LD_LIBRARY_PATH=$PWD/$pack/lib "$PWD/$pack/bin/rgpu" info --server 127.0.0.1:19876 | tee -a "$results/summary.txt"
+  LD_LIBRARY_PATH=$PWD/$pack/lib XDG_CONFIG_HOME=$work/config "$PWD/$pack/bin/rgpu" info --server 127.0.0.1:19876 | tee -a "$results/summary.txt"
   # Faults first (a device-side assert, managed memory): every case after them must still pass.
   run_case kernel_assert "$work/kernel_assert"
   run_case managed_memory "$work/managed_memory"
@@ -305,7 +315,8 @@ run_bench_pairs() {
       if [[ $build == before ]]; then
         bin=$PWD/$pack/before/rgpu interpose=$PWD/$pack/before/librgpu_cuda_interpose.so icd=$PWD/$pack/before/rgpu_icd.json
       fi
-      start_rgpu "$bin" "$build-$round-" || { log "the $build build did not start"; continue; }
+      # Plaintext for both builds: the bench compares the data paths, not TLS settings.
+      start_rgpu "$bin" "$build-$round-" off || { log "the $build build did not start"; continue; }
       log "bench (rgpu $build, round $round)"
       RGPU_INTERPOSE=$interpose timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" \
         _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
