@@ -50,7 +50,7 @@ Frame expect(BlockingChannel& channel, MsgType wanted, const std::string& server
     if (error.code == ErrorCode::AuthFailed) kind = Kind::AuthFailed;
     if (error.code == ErrorCode::ProtocolVersion) kind = Kind::VersionMismatch;
     if (error.code == ErrorCode::TlsRequired || error.code == ErrorCode::TlsUnavailable) kind = Kind::TlsMismatch;
-    throw SessionError(kind, "server " + server + " refused the connection: " + error.message);
+    throw SessionError(kind, "server " + server + " refused the connection: " + printable(error.message, 512));
   }
   if (frame.header.type != static_cast<uint16_t>(wanted))
     throw SessionError(Kind::Protocol, "server " + server + " sent " + msg_type_name(frame.header.type) +

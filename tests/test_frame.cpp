@@ -391,6 +391,30 @@ TEST(FrameMalformed, CompressedSizeOverFrameMax) {
   expect_frame_error([&] { decompress_payload(Bytes(wire.begin() + kFrameHeaderSize, wire.end())); }, "claims");
 }
 
+// 628 bytes that claim 64 MiB: lz4 cannot encode that much in so few bytes, so the claim is
+// refused before anything is allocated, at every stage.
+TEST(FrameMalformed, CompressedClaimBeyondWhatLz4CanEncode) {
+  Bytes payload(628, 0);
+  const uint32_t claimed = 64u << 20;
+  std::memcpy(payload.data(), &claimed, sizeof claimed);
+  expect_frame_error([&] { decompress_payload(payload); }, "more than lz4 can encode");
+  // A real block at the 255x bound still decodes.
+  const Bytes zeros(255 * 1000, 0);
+  const Bytes wire = encode_frame(1, 1, zeros);
+  ASSERT_TRUE(compressed_on_wire(wire));
+  EXPECT_EQ(decode_one(wire).payload, zeros);
+}
+
+// Before authentication nothing compressed is taken, whatever size it claims.
+TEST(FrameMalformed, CompressedFrameRefusedWhereTheLinkTakesNone) {
+  const Bytes wire = encode_frame(1, 1, Bytes(2000, 0));
+  ASSERT_TRUE(compressed_on_wire(wire));
+  FrameDecoder decoder;
+  decoder.set_limits(kHandshakeLimits);
+  decoder.feed(wire);
+  expect_frame_error([&] { decoder.next(); }, "compressed frame before authentication");
+}
+
 TEST(FrameMalformed, CorruptLz4Block) {
   const Bytes wire = encode_frame(1, 1, text_bytes(4000));
   ASSERT_TRUE(compressed_on_wire(wire));

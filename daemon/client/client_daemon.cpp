@@ -215,7 +215,7 @@ void ClientDaemon::Impl::on_first_frame(uint64_t connection_id, Frame&& frame) {
       auto session = std::make_unique<AppSession>();
       session->id = next_id++;
       session->pid = connection->pid;
-      session->program = hello.program;
+      session->program = printable(hello.program);  // it goes into log lines
       session->api = hello.api;
       // The application numbers the pool's GPUs of its API; CUDA_VISIBLE_DEVICES picks among those.
       std::vector<const PoolGpu*> candidates;

@@ -62,14 +62,6 @@ int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pi
 
 constexpr uint32_t kMaxControlFrame = 64 << 10;
 
-// A worker's words for the logs and for its application: one line, of a sensible length.
-std::string printable(std::string text) {
-  constexpr size_t kMax = 512;
-  if (text.size() > kMax) text = text.substr(0, kMax) + "...";
-  for (char& c : text)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-  return text;
-}
 }  // namespace
 
 std::string describe_exit_status(int status) {
@@ -204,7 +196,7 @@ void WorkerProcess::on_control_frame(Frame&& frame) {
   }
   if (frame.header.type == static_cast<uint16_t>(MsgType::Error) && !ready_) {
     try {
-      start_error_ = printable(decode_error(frame.payload).message);
+      start_error_ = printable(decode_error(frame.payload).message, 512);  // one line, of a sensible length
     } catch (const std::exception& e) {
       start_error_ = std::string("an unreadable error (") + e.what() + ")";
     }

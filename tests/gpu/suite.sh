@@ -15,6 +15,8 @@
 #                             build and the packed earlier one in turn (GPU_SUITE_ROUNDS rounds).
 #   tests/gpu/suite.sh with-rgpu SCRIPT  (on the GPU host) starts RGPU and sources SCRIPT.
 #   tests/gpu/suite.sh collect  packs the results into $OUT (or ./gpu-results).
+# RGPU_SERVER_WRAPPER runs the server under a command, e.g. the packed strace:
+#   RGPU_SERVER_WRAPPER="env LD_LIBRARY_PATH=$PWD/.gpu/tools/lib $PWD/.gpu/tools/strace -f -qq -c -o gpu-results/syscalls.txt"
 # On the device: timeout -k 10 540 bash tests/gpu/suite.sh run; bash tests/gpu/suite.sh collect
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +28,12 @@ pack() {
   # lib/: what the rgpu binary needs; interpose/: RGPU's libcuda.so.1, seen only by applications.
   mkdir -p "$pack/bin" "$pack/lib" "$pack/interpose"
   cp build/daemon/rgpu "$pack/bin/"
+  # strace, for RGPU_SERVER_WRAPPER (the system calls a server and its workers make).
+  if command -v strace >/dev/null; then
+    mkdir -p "$pack/tools/lib"
+    cp "$(command -v strace)" "$pack/tools/"
+    ldd "$(command -v strace)" | awk '/libunwind/ {print $3}' | xargs -r -I{} cp -L {} "$pack/tools/lib/"
+  fi
   cp build/preload/librgpu_cuda_interpose.so "$pack/interpose/"
   ln -sf librgpu_cuda_interpose.so "$pack/interpose/libcuda.so.1"
   # before/: an earlier build, for a before/after bench in the same run.
@@ -100,7 +108,7 @@ start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or 
   # Each daemon writes its pid file once it listens. The server finds NVIDIA's Vulkan driver
   # through the carried loader.
   LD_LIBRARY_PATH=$PWD/$pack/lib XDG_STATE_HOME=$work/state VK_DRIVER_FILES=$(nvidia_icd) RGPU_VULKAN_LIBRARY=$PWD/$pack/vulkan/lib/libvulkan.so.1 \
-    "$rgpu" server --bind 127.0.0.1 --port 19876 ${server_tls[@]+"${server_tls[@]}"} --pid-file "$work/server.pid" \
+    ${RGPU_SERVER_WRAPPER:-} "$rgpu" server --bind 127.0.0.1 --port 19876 ${server_tls[@]+"${server_tls[@]}"} --pid-file "$work/server.pid" \
     2> "$results/${logs}server.log" &
   wait_for "$work/server.pid" || return 1
   # The server's key is trusted on first contact (a fresh known_servers file each start).
