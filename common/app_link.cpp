@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "local_peer.hpp"
 #include "log.hpp"
 #include "wire.hpp"
 
@@ -119,7 +120,9 @@ bool exchange_hello(int fd, FrameDecoder& decoder, std::span<const uint8_t> hell
     } else {
       welcome = decode_app_welcome(answer.payload);
       if (ring_fd < 0) throw WireError("AppWelcome came without its ring");
-      return true;
+      std::string why;
+      if (check_sealed_memfd(ring_fd, welcome.ring_size, why)) return true;
+      error = "the daemon's ring is refused: " + why;
     }
   } catch (const WireError& e) {
     error = std::string("malformed answer to the hello from the daemon: ") + e.what();

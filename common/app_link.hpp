@@ -30,7 +30,9 @@ bool read_frame(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd,
                 std::chrono::microseconds spin = std::chrono::microseconds(0));
 
 // Sends the first frame of a connection (AppHello or AppAttach, encoded) and reads the daemon's
-// AppWelcome with the ring's memfd. False with `error` saying why; no descriptor is left open then.
+// AppWelcome with the ring's memfd, which must be sealed against resizing and hold the ring size
+// the welcome announces (check_sealed_memfd). False with `error` saying why; no descriptor is left
+// open then.
 bool exchange_hello(int fd, FrameDecoder& decoder, std::span<const uint8_t> hello_frame, AppWelcomeMsg& welcome,
                     int& ring_fd, std::string& error);
 

@@ -21,6 +21,7 @@
 #include "cuda_wire.hpp"
 #include "event_loop.hpp"
 #include "frame_link.hpp"
+#include "local_peer.hpp"
 #include "log.hpp"
 #include "owned_threads.hpp"
 #include "visible_devices.hpp"
@@ -187,10 +188,12 @@ void ClientDaemon::Impl::on_accept(int fd) {
 }
 
 bool ClientDaemon::Impl::map_ring(AppConnection& connection, int& memfd) {
-  memfd = ::memfd_create("rgpu-ring", MFD_CLOEXEC);
-  if (memfd < 0 || ::ftruncate(memfd, static_cast<off_t>(settings.ring_size)) != 0) {
-    LOG_ERROR("cannot create a ring for pid %d: %s", connection.pid, std::strerror(errno));
-    if (memfd >= 0) ::close(memfd);
+  // Sealed against resizing: the application cannot cut the ring short under the daemon's
+  // mapping (its next access would be SIGBUS).
+  std::string error;
+  memfd = create_sealed_memfd("rgpu-ring", settings.ring_size, error);
+  if (memfd < 0) {
+    LOG_ERROR("cannot create a ring for pid %d: %s", connection.pid, error.c_str());
     return false;
   }
   void* ring = ::mmap(nullptr, settings.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
