@@ -20,7 +20,8 @@ std::string program_path() {
   return n > 0 ? std::string(path, static_cast<size_t>(n)) : "?";
 }
 
-int connect_unix(const std::string& path, std::string& error) {
+int connect_unix(const std::string& path, std::string& error, bool* refused) {
+  if (refused) *refused = false;
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = std::strerror(errno);
@@ -36,6 +37,12 @@ int connect_unix(const std::string& path, std::string& error) {
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  if (std::string why; !check_peer_uid(fd, ::geteuid(), why)) {
+    error = why + " (this process's); a client daemon of another user is never used";
+    if (refused) *refused = true;
     ::close(fd);
     return -1;
   }

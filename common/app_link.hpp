@@ -17,8 +17,10 @@ namespace rgpu {
 // This process's executable, for the daemon's logs ("?" when unknown).
 std::string program_path();
 
-// A connected unix stream socket, or -1 with `error` set.
-int connect_unix(const std::string& path, std::string& error);
+// A unix stream socket connected to the client daemon at `path`, or -1 with `error` set. The
+// daemon must run as this process's effective uid (SO_PEERCRED, check_peer_uid): a socket that
+// another user's process listens on is refused, and *refused (when given) is set then.
+int connect_unix(const std::string& path, std::string& error, bool* refused = nullptr);
 
 // Writes every byte of `parts`; false (errno set) when the socket broke.
 bool write_all(int fd, std::span<const iovec> parts);

@@ -162,8 +162,9 @@ void ClientDaemon::Impl::on_accept(int fd) {
   connection->pid = cred.pid;
   connection->link =
       std::make_shared<FrameLink>(loop, UniqueFd(fd), "pid " + std::to_string(cred.pid), kMaxFramePayload, kFrameRing);
-  if (cred.uid != ::getuid()) {
-    LOG_WARN("refusing pid %d: it runs as uid %u, this daemon serves uid %u", cred.pid, cred.uid, ::getuid());
+  // A per-user daemon: an application of another user (root included) is refused.
+  if (std::string why; !check_peer_uid(fd, ::geteuid(), why)) {
+    LOG_WARN("refusing an application connection: %s, the uid this daemon serves", why.c_str());
     connection->link->start({});
     connection->link->send(error_frame(0, ErrorCode::Forbidden, "this RGPU client daemon serves another user"));
     connection->link->finish_after_flush();
