@@ -3,14 +3,12 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -24,6 +22,7 @@
 #include "local_peer.hpp"
 #include "log.hpp"
 #include "owned_threads.hpp"
+#include "socket_folder.hpp"
 #include "visible_devices.hpp"
 #include "vulkan_wire.hpp"
 #include "wire.hpp"
@@ -627,17 +626,12 @@ void ClientDaemon::start() {
     impl_->listen_fd = UniqueFd(*s.listen_fd);
     return;
   }
-  const std::filesystem::path path(s.socket_path);
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
-  ::chmod(path.parent_path().c_str(), 0700);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (s.socket_path.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + s.socket_path);
   std::memcpy(addr.sun_path, s.socket_path.c_str(), s.socket_path.size() + 1);
-  ::unlink(s.socket_path.c_str());  // a stale socket of an earlier run
+  prepare_socket_path(s.socket_path);  // a folder of our own; only a stale socket of ours is removed
   const mode_t old_mask = ::umask(0177);
   const int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old_mask);
