@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "local_peer.hpp"
 #include "log.hpp"
 #include "wire.hpp"
 
@@ -19,7 +20,8 @@ std::string program_path() {
   return n > 0 ? std::string(path, static_cast<size_t>(n)) : "?";
 }
 
-int connect_unix(const std::string& path, std::string& error) {
+int connect_unix(const std::string& path, std::string& error, bool* refused) {
+  if (refused) *refused = false;
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = std::strerror(errno);
@@ -35,6 +37,12 @@ int connect_unix(const std::string& path, std::string& error) {
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  if (std::string why; !check_peer_uid(fd, ::geteuid(), why)) {
+    error = why + " (this process's); a client daemon of another user is never used";
+    if (refused) *refused = true;
     ::close(fd);
     return -1;
   }
@@ -119,7 +127,9 @@ bool exchange_hello(int fd, FrameDecoder& decoder, std::span<const uint8_t> hell
     } else {
       welcome = decode_app_welcome(answer.payload);
       if (ring_fd < 0) throw WireError("AppWelcome came without its ring");
-      return true;
+      std::string why;
+      if (check_sealed_memfd(ring_fd, welcome.ring_size, why)) return true;
+      error = "the daemon's ring is refused: " + why;
     }
   } catch (const WireError& e) {
     error = std::string("malformed answer to the hello from the daemon: ") + e.what();

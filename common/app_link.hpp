@@ -17,8 +17,10 @@ namespace rgpu {
 // This process's executable, for the daemon's logs ("?" when unknown).
 std::string program_path();
 
-// A connected unix stream socket, or -1 with `error` set.
-int connect_unix(const std::string& path, std::string& error);
+// A unix stream socket connected to the client daemon at `path`, or -1 with `error` set. The
+// daemon must run as this process's effective uid (SO_PEERCRED, check_peer_uid): a socket that
+// another user's process listens on is refused, and *refused (when given) is set then.
+int connect_unix(const std::string& path, std::string& error, bool* refused = nullptr);
 
 // Writes every byte of `parts`; false (errno set) when the socket broke.
 bool write_all(int fd, std::span<const iovec> parts);
@@ -30,7 +32,9 @@ bool read_frame(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd,
                 std::chrono::microseconds spin = std::chrono::microseconds(0));
 
 // Sends the first frame of a connection (AppHello or AppAttach, encoded) and reads the daemon's
-// AppWelcome with the ring's memfd. False with `error` saying why; no descriptor is left open then.
+// AppWelcome with the ring's memfd, which must be sealed against resizing and hold the ring size
+// the welcome announces (check_sealed_memfd). False with `error` saying why; no descriptor is left
+// open then.
 bool exchange_hello(int fd, FrameDecoder& decoder, std::span<const uint8_t> hello_frame, AppWelcomeMsg& welcome,
                     int& ring_fd, std::string& error);
 

@@ -68,6 +68,23 @@ inline constexpr size_t kMaxImageSize = size_t{2} << 30;
 // follow the descriptor; the answer carries packed rows for the application's host memory.
 inline constexpr uint8_t kCopyOnServer = 0, kCopyFromHost = 1, kCopyToHost = 2;
 
+// rgpu.Memcpy2D: which driver copy the application called, as one of this fixed set (never a
+// function id): the server maps each value to its own driver function and refuses any other
+// value, and a descriptor whose dimensions do not match the function's, with
+// CUDA_ERROR_INVALID_VALUE.
+enum class CopyFunction : uint32_t {
+  Memcpy2D = 1,            // cuMemcpy2D_v2
+  Memcpy2DPtds,            // cuMemcpy2D_v2_ptds
+  Memcpy2DUnaligned,       // cuMemcpy2DUnaligned_v2
+  Memcpy2DUnalignedPtds,   // cuMemcpy2DUnaligned_v2_ptds
+  Memcpy2DAsync,           // cuMemcpy2DAsync_v2
+  Memcpy2DAsyncPtsz,       // cuMemcpy2DAsync_v2_ptsz
+  Memcpy3D,                // cuMemcpy3D_v2
+  Memcpy3DPtds,            // cuMemcpy3D_v2_ptds
+  Memcpy3DAsync,           // cuMemcpy3DAsync_v2
+  Memcpy3DAsyncPtsz,       // cuMemcpy3DAsync_v2_ptsz
+};
+
 // cuStreamGetCaptureInfo_v2/_v3: which outputs the application asked for (the call's out mask).
 // The answer: status u32, id u64, graph u64, dependency count u64, which lists follow u8, then the
 // dependency nodes (u64 each) and their CUgraphEdgeData, each if listed.

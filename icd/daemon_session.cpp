@@ -23,10 +23,12 @@ std::unique_ptr<DaemonSession> DaemonSession::open(std::string& problem) {
   const std::string path = default_client_socket_path();
   std::string error;
   std::unique_ptr<DaemonSession> session(new DaemonSession);
-  session->fd_ = connect_unix(path, error);
+  bool refused = false;
+  session->fd_ = connect_unix(path, error, &refused);
   if (session->fd_ < 0) {
-    problem = "cannot reach the RGPU client daemon at " + path + ": " + error +
-              " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
+    problem = refused ? "refusing the RGPU client daemon at " + path + ": " + error
+                      : "cannot reach the RGPU client daemon at " + path + ": " + error +
+                            " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
     return nullptr;
   }
   AppHelloMsg hello;

@@ -40,10 +40,10 @@ void resolve_unified(CUmemorytype& type, CUdeviceptr& device, const void*& host,
   }
 }
 
-CUresult send_copy(uint32_t variant, CUstream stream, uint8_t mode, const void* descriptor, size_t descriptor_size,
+CUresult send_copy(CopyFunction function, CUstream stream, uint8_t mode, const void* descriptor, size_t descriptor_size,
                    std::span<const uint8_t> rows, uint8_t* into, size_t into_size) {
   CallBuilder call(FN_rgpuMemcpy2D);
-  call.writer().put(variant).put<uint64_t>(reinterpret_cast<uint64_t>(stream)).put(mode);
+  call.writer().put(static_cast<uint32_t>(function)).put<uint64_t>(reinterpret_cast<uint64_t>(stream)).put(mode);
   call.writer().put<uint8_t>(descriptor_size == sizeof(CUDA_MEMCPY3D) ? 3 : 2).bytes(descriptor, descriptor_size);
   if (!rows.empty()) call.writer().bytes(rows.data(), rows.size());
   if (into == nullptr) return exchange(call, nullptr, nullptr);
@@ -72,7 +72,7 @@ CUresult copy_wide_rows(const CUDA_MEMCPY2D& copy, Side src, Side dst, CUstream 
   return CUDA_SUCCESS;
 }
 
-CUresult copy_2d(uint32_t variant, CUDA_MEMCPY2D copy, CUstream stream) {
+CUresult copy_2d(CopyFunction function, CUDA_MEMCPY2D copy, CUstream stream) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (copy.WidthInBytes == 0 || copy.Height == 0) return CUDA_SUCCESS;
   const Side src = side_of(copy.srcMemoryType, copy.srcDevice);
@@ -92,7 +92,7 @@ CUresult copy_2d(uint32_t variant, CUDA_MEMCPY2D copy, CUstream stream) {
     for (size_t y = 0; y < copy.Height; ++y) std::memmove(dst_row(y), src_row(y), width);
     return CUDA_SUCCESS;
   }
-  if (src != Side::Host && dst != Side::Host) return send_copy(variant, stream, kCopyOnServer, &copy, sizeof copy, {}, nullptr, 0);
+  if (src != Side::Host && dst != Side::Host) return send_copy(function, stream, kCopyOnServer, &copy, sizeof copy, {}, nullptr, 0);
   if (width > kRowChunkBytes) return copy_wide_rows(copy, src, dst, stream);
 
   const size_t rows_per_chunk = std::max<size_t>(1, kRowChunkBytes / width);
@@ -109,13 +109,13 @@ CUresult copy_2d(uint32_t variant, CUDA_MEMCPY2D copy, CUstream stream) {
       part.srcXInBytes = part.srcY = 0;
       part.srcPitch = width;
       part.dstY = copy.dstY + y0;
-      r = send_copy(variant, stream, kCopyFromHost, &part, sizeof part, packed, nullptr, 0);
+      r = send_copy(function, stream, kCopyFromHost, &part, sizeof part, packed, nullptr, 0);
     } else {
       part.dstHost = nullptr;  // the server packs the rows into its answer
       part.dstXInBytes = part.dstY = 0;
       part.dstPitch = width;
       part.srcY = copy.srcY + y0;
-      r = send_copy(variant, stream, kCopyToHost, &part, sizeof part, {}, packed.data(), packed.size());
+      r = send_copy(function, stream, kCopyToHost, &part, sizeof part, {}, packed.data(), packed.size());
       if (r == CUDA_SUCCESS)
         for (size_t y = 0; y < rows; ++y) std::memcpy(dst_row(y0 + y), packed.data() + y * width, width);
     }
@@ -126,7 +126,7 @@ CUresult copy_2d(uint32_t variant, CUDA_MEMCPY2D copy, CUstream stream) {
 
 // A box: on the server when no host memory takes part, else slice by slice as rectangles (the
 // host side's slices are srcPitch * srcHeight bytes apart; 3D arrays cannot be sliced that way).
-CUresult copy_3d(uint32_t variant_3d, uint32_t variant_2d, CUDA_MEMCPY3D copy, CUstream stream) {
+CUresult copy_3d(CopyFunction function_3d, CopyFunction function_2d, CUDA_MEMCPY3D copy, CUstream stream) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (copy.WidthInBytes == 0 || copy.Height == 0 || copy.Depth == 0) return CUDA_SUCCESS;
   const Side src = side_of(copy.srcMemoryType, copy.srcDevice);
@@ -135,7 +135,7 @@ CUresult copy_3d(uint32_t variant_3d, uint32_t variant_2d, CUDA_MEMCPY3D copy, C
   const void* dst_host = copy.dstHost;
   resolve_unified(copy.dstMemoryType, copy.dstDevice, dst_host, dst);
   copy.dstHost = const_cast<void*>(dst_host);
-  if (src != Side::Host && dst != Side::Host) return send_copy(variant_3d, stream, kCopyOnServer, &copy, sizeof copy, {}, nullptr, 0);
+  if (src != Side::Host && dst != Side::Host) return send_copy(function_3d, stream, kCopyOnServer, &copy, sizeof copy, {}, nullptr, 0);
   if (src == Side::Array || dst == Side::Array) return not_supported("cuMemcpy3D between host memory and an array");
   for (size_t z = 0; z < copy.Depth; ++z) {
     const size_t src_slice = (copy.srcZ + z) * copy.srcPitch * copy.srcHeight;
@@ -155,7 +155,7 @@ CUresult copy_3d(uint32_t variant_3d, uint32_t variant_2d, CUDA_MEMCPY3D copy, C
     plane.dstPitch = copy.dstPitch;
     plane.WidthInBytes = copy.WidthInBytes;
     plane.Height = copy.Height;
-    if (CUresult r = copy_2d(variant_2d, plane, stream); r != CUDA_SUCCESS) return r;
+    if (CUresult r = copy_2d(function_2d, plane, stream); r != CUDA_SUCCESS) return r;
   }
   return CUDA_SUCCESS;
 }
@@ -166,33 +166,35 @@ CUresult copy_3d(uint32_t variant_3d, uint32_t variant_2d, CUDA_MEMCPY3D copy, C
 using namespace rgpu::cuda;
 
 RGPU_EXPORT CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D* copy) {
-  return copy ? copy_2d(FN_cuMemcpy2D_v2, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_2d(CopyFunction::Memcpy2D, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy2D_v2_ptds(const CUDA_MEMCPY2D* copy) {
-  return copy ? copy_2d(FN_cuMemcpy2D_v2_ptds, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_2d(CopyFunction::Memcpy2DPtds, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D* copy) {
-  return copy ? copy_2d(FN_cuMemcpy2DUnaligned_v2, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_2d(CopyFunction::Memcpy2DUnaligned, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy2DUnaligned_v2_ptds(const CUDA_MEMCPY2D* copy) {
-  return copy ? copy_2d(FN_cuMemcpy2DUnaligned_v2_ptds, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_2d(CopyFunction::Memcpy2DUnalignedPtds, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D* copy, CUstream stream) {
-  return copy ? copy_2d(FN_cuMemcpy2DAsync_v2, *copy, stream) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_2d(CopyFunction::Memcpy2DAsync, *copy, stream) : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy2DAsync_v2_ptsz(const CUDA_MEMCPY2D* copy, CUstream stream) {
-  return copy ? copy_2d(FN_cuMemcpy2DAsync_v2_ptsz, *copy, stream) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_2d(CopyFunction::Memcpy2DAsyncPtsz, *copy, stream) : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D* copy) {
-  return copy ? copy_3d(FN_cuMemcpy3D_v2, FN_cuMemcpy2D_v2, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_3d(CopyFunction::Memcpy3D, CopyFunction::Memcpy2D, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy3D_v2_ptds(const CUDA_MEMCPY3D* copy) {
-  return copy ? copy_3d(FN_cuMemcpy3D_v2_ptds, FN_cuMemcpy2D_v2_ptds, *copy, nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_3d(CopyFunction::Memcpy3DPtds, CopyFunction::Memcpy2DPtds, *copy, nullptr)
+              : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D* copy, CUstream stream) {
-  return copy ? copy_3d(FN_cuMemcpy3DAsync_v2, FN_cuMemcpy2DAsync_v2, *copy, stream) : CUDA_ERROR_INVALID_VALUE;
+  return copy ? copy_3d(CopyFunction::Memcpy3DAsync, CopyFunction::Memcpy2DAsync, *copy, stream)
+              : CUDA_ERROR_INVALID_VALUE;
 }
 RGPU_EXPORT CUresult cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D* copy, CUstream stream) {
-  return copy ? copy_3d(FN_cuMemcpy3DAsync_v2_ptsz, FN_cuMemcpy2DAsync_v2_ptsz, *copy, stream)
+  return copy ? copy_3d(CopyFunction::Memcpy3DAsyncPtsz, CopyFunction::Memcpy2DAsyncPtsz, *copy, stream)
               : CUDA_ERROR_INVALID_VALUE;
 }

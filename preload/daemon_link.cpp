@@ -78,13 +78,14 @@ DaemonLink::~DaemonLink() {
 bool DaemonLink::connect(bool first) {
   const std::string path = default_client_socket_path();
   std::string error;
-  fd_ = connect_unix(path, error);
+  bool refused = false;
+  fd_ = connect_unix(path, error, &refused);
   if (fd_ < 0) {
-    if (first)
-      session_state().problem = "cannot reach the RGPU client daemon at " + path + ": " + error +
-                          " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
-    else
-      LOG_ERROR("cannot reach the RGPU client daemon at %s: %s", path.c_str(), error.c_str());
+    const std::string problem = refused ? "refusing the RGPU client daemon at " + path + ": " + error
+                                        : "cannot reach the RGPU client daemon at " + path + ": " + error +
+                                              " (start it with `rgpu client`, or set RGPU_CLIENT_SOCKET)";
+    if (first) session_state().problem = problem;  // logged once, by for_this_thread()
+    else LOG_ERROR("%s", problem.c_str());
     return false;
   }
   std::vector<uint8_t> frame;

@@ -3,14 +3,12 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -21,8 +19,10 @@
 #include "cuda_wire.hpp"
 #include "event_loop.hpp"
 #include "frame_link.hpp"
+#include "local_peer.hpp"
 #include "log.hpp"
 #include "owned_threads.hpp"
+#include "socket_folder.hpp"
 #include "visible_devices.hpp"
 #include "vulkan_wire.hpp"
 #include "wire.hpp"
@@ -156,8 +156,9 @@ void ClientDaemon::Impl::on_accept(int fd) {
   connection->pid = cred.pid;
   connection->link =
       std::make_shared<FrameLink>(loop, UniqueFd(fd), "pid " + std::to_string(cred.pid), kMaxFramePayload, kFrameRing);
-  if (cred.uid != ::getuid()) {
-    LOG_WARN("refusing pid %d: it runs as uid %u, this daemon serves uid %u", cred.pid, cred.uid, ::getuid());
+  // A per-user daemon: an application of another user (root included) is refused.
+  if (std::string why; !check_peer_uid(fd, ::geteuid(), why)) {
+    LOG_WARN("refusing an application connection: %s, the uid this daemon serves", why.c_str());
     connection->link->start({});
     connection->link->send(error_frame(0, ErrorCode::Forbidden, "this RGPU client daemon serves another user"));
     connection->link->finish_after_flush();
@@ -182,10 +183,12 @@ void ClientDaemon::Impl::on_accept(int fd) {
 }
 
 bool ClientDaemon::Impl::map_ring(AppConnection& connection, int& memfd) {
-  memfd = ::memfd_create("rgpu-ring", MFD_CLOEXEC);
-  if (memfd < 0 || ::ftruncate(memfd, static_cast<off_t>(settings.ring_size)) != 0) {
-    LOG_ERROR("cannot create a ring for pid %d: %s", connection.pid, std::strerror(errno));
-    if (memfd >= 0) ::close(memfd);
+  // Sealed against resizing: the application cannot cut the ring short under the daemon's
+  // mapping (its next access would be SIGBUS).
+  std::string error;
+  memfd = create_sealed_memfd("rgpu-ring", settings.ring_size, error);
+  if (memfd < 0) {
+    LOG_ERROR("cannot create a ring for pid %d: %s", connection.pid, error.c_str());
     return false;
   }
   void* ring = ::mmap(nullptr, settings.ring_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
@@ -618,17 +621,12 @@ void ClientDaemon::start() {
     impl_->listen_fd = UniqueFd(*s.listen_fd);
     return;
   }
-  const std::filesystem::path path(s.socket_path);
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
-  ::chmod(path.parent_path().c_str(), 0700);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (s.socket_path.size() >= sizeof addr.sun_path) throw std::runtime_error("socket path too long: " + s.socket_path);
   std::memcpy(addr.sun_path, s.socket_path.c_str(), s.socket_path.size() + 1);
-  ::unlink(s.socket_path.c_str());  // a stale socket of an earlier run
+  prepare_socket_path(s.socket_path);  // a folder of our own; only a stale socket of ours is removed
   const mode_t old_mask = ::umask(0177);
   const int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old_mask);

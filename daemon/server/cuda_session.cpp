@@ -1,5 +1,7 @@
 #include "cuda_session.hpp"
 
+#include <span>
+
 #include "cuda_driver.hpp"
 #include "log.hpp"
 #include "messages.hpp"
@@ -38,6 +40,68 @@ bool handled_by_hand(uint32_t function) {
     case FN_cuCtxDestroy_v2: return true;
     default: return false;
   }
+}
+
+// What RGPU's own calls let a client choose: one of a fixed set of values, each mapped here to the
+// driver function the server calls (never one looked up by a name or id the client sent). Any
+// other value is refused with CUDA_ERROR_INVALID_VALUE and logged (refused_variant).
+struct DriverVariant {
+  uint32_t value;    // what the client sends
+  const char* name;  // the driver function called
+  const char* sync;  // an asynchronous copy: the stream synchronisation of its default-stream kind
+  uint8_t dims = 0;  // rgpu.Memcpy2D: the descriptor it takes (2 or 3)
+};
+
+constexpr DriverVariant kHostToDevice[] = {
+    {FN_cuMemcpyHtoD_v2, "cuMemcpyHtoD_v2", nullptr},
+    {FN_cuMemcpyHtoD_v2_ptds, "cuMemcpyHtoD_v2_ptds", nullptr},
+    {FN_cuMemcpyHtoDAsync_v2, "cuMemcpyHtoDAsync_v2", "cuStreamSynchronize"},
+    {FN_cuMemcpyHtoDAsync_v2_ptsz, "cuMemcpyHtoDAsync_v2_ptsz", "cuStreamSynchronize_ptsz"},
+};
+constexpr DriverVariant kDeviceToHost[] = {
+    {FN_cuMemcpyDtoH_v2, "cuMemcpyDtoH_v2", nullptr},
+    {FN_cuMemcpyDtoH_v2_ptds, "cuMemcpyDtoH_v2_ptds", nullptr},
+    {FN_cuMemcpyDtoHAsync_v2, "cuMemcpyDtoHAsync_v2", "cuStreamSynchronize"},
+    {FN_cuMemcpyDtoHAsync_v2_ptsz, "cuMemcpyDtoHAsync_v2_ptsz", "cuStreamSynchronize_ptsz"},
+};
+constexpr uint32_t value_of(CopyFunction f) { return static_cast<uint32_t>(f); }
+constexpr DriverVariant kRectangleCopies[] = {
+    {value_of(CopyFunction::Memcpy2D), "cuMemcpy2D_v2", nullptr, 2},
+    {value_of(CopyFunction::Memcpy2DPtds), "cuMemcpy2D_v2_ptds", nullptr, 2},
+    {value_of(CopyFunction::Memcpy2DUnaligned), "cuMemcpy2DUnaligned_v2", nullptr, 2},
+    {value_of(CopyFunction::Memcpy2DUnalignedPtds), "cuMemcpy2DUnaligned_v2_ptds", nullptr, 2},
+    {value_of(CopyFunction::Memcpy2DAsync), "cuMemcpy2DAsync_v2", "cuStreamSynchronize", 2},
+    {value_of(CopyFunction::Memcpy2DAsyncPtsz), "cuMemcpy2DAsync_v2_ptsz", "cuStreamSynchronize_ptsz", 2},
+    {value_of(CopyFunction::Memcpy3D), "cuMemcpy3D_v2", nullptr, 3},
+    {value_of(CopyFunction::Memcpy3DPtds), "cuMemcpy3D_v2_ptds", nullptr, 3},
+    {value_of(CopyFunction::Memcpy3DAsync), "cuMemcpy3DAsync_v2", "cuStreamSynchronize", 3},
+    {value_of(CopyFunction::Memcpy3DAsyncPtsz), "cuMemcpy3DAsync_v2_ptsz", "cuStreamSynchronize_ptsz", 3},
+};
+constexpr DriverVariant kLaunches[] = {
+    {FN_cuLaunchKernel, "cuLaunchKernel", nullptr},
+    {FN_cuLaunchKernel_ptsz, "cuLaunchKernel_ptsz", nullptr},
+    {FN_cuLaunchKernelEx, "cuLaunchKernelEx", nullptr},
+    {FN_cuLaunchKernelEx_ptsz, "cuLaunchKernelEx_ptsz", nullptr},
+    {FN_cuLaunchCooperativeKernel, "cuLaunchCooperativeKernel", nullptr},
+    {FN_cuLaunchCooperativeKernel_ptsz, "cuLaunchCooperativeKernel_ptsz", nullptr},
+};
+constexpr DriverVariant kTensorMaps[] = {
+    {FN_cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled", nullptr},
+    {FN_cuTensorMapEncodeIm2col, "cuTensorMapEncodeIm2col", nullptr},
+    {FN_cuTensorMapEncodeIm2colWide, "cuTensorMapEncodeIm2colWide", nullptr},
+    {FN_cuTensorMapReplaceAddress, "cuTensorMapReplaceAddress", nullptr},
+};
+
+const DriverVariant* find_variant(std::span<const DriverVariant> set, uint32_t value) {
+  for (const DriverVariant& v : set)
+    if (v.value == value) return &v;
+  return nullptr;
+}
+
+CUresult refused_variant(const std::string& client, const char* call, const char* what, uint32_t value) {
+  LOG_WARN("%s: %s with %s %u (0x%08x), which is not one of the values RGPU sends; refused", client.c_str(), call,
+           what, value, value);
+  return CUDA_ERROR_INVALID_VALUE;
 }
 
 // A launch's grid and block dimensions, shared memory, stream and attributes (rgpuLaunch and the
@@ -299,6 +363,8 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
 CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
                                    WireWriter& out) {
   if (size > kMaxFramePayload - 64) return CUDA_ERROR_INVALID_VALUE;
+  const DriverVariant* copy = find_variant(kDeviceToHost, variant);
+  if (copy == nullptr) return refused_variant(client_, "rgpu.MemcpyDtoH", "copy function", variant);
   Driver& d = Driver::get();
   uint8_t* target = nullptr;
   BulkPayload staged;
@@ -311,17 +377,15 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
     target = out.buffer().data();
   }
   CUresult r;
-  if (variant == FN_cuMemcpyDtoHAsync_v2 || variant == FN_cuMemcpyDtoHAsync_v2_ptsz) {
-    auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t, CUstream)>(function_name(variant));
-    auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpyDtoHAsync_v2 ? "cuStreamSynchronize"
-                                                                                 : "cuStreamSynchronize_ptsz");
-    if (!fn || !sync) return missing(function_name(variant));
+  if (copy->sync) {
+    auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t, CUstream)>(copy->name);
+    auto sync = d.fn<CUresult (*)(CUstream)>(copy->sync);
+    if (!fn || !sync) return missing(copy->name);
     r = fn(target, src, size, stream);
     if (r == CUDA_SUCCESS) r = sync(stream);  // the bytes travel now, so the copy must be done
   } else {
-    const char* name = variant == FN_cuMemcpyDtoH_v2_ptds ? "cuMemcpyDtoH_v2_ptds" : "cuMemcpyDtoH_v2";
-    auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t)>(name);
-    if (!fn) return missing(name);
+    auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t)>(copy->name);
+    if (!fn) return missing(copy->name);
     r = fn(target, src, size);
   }
   if (r != CUDA_SUCCESS) {
@@ -334,36 +398,38 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
 
 namespace {
 bool on_server(CUmemorytype type) { return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY; }
-
-bool is_async_copy(uint32_t variant) {
-  return variant == FN_cuMemcpy2DAsync_v2 || variant == FN_cuMemcpy2DAsync_v2_ptsz ||
-         variant == FN_cuMemcpy3DAsync_v2 || variant == FN_cuMemcpy3DAsync_v2_ptsz;
-}
 }  // namespace
 
 // rgpu.Memcpy2D: a rectangle (or, on the server alone, a box). Host memory is only ever the
 // packed rows of this call: the application's own addresses mean nothing here and are refused.
 CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
-  const uint32_t variant = args.get<uint32_t>();
+  const uint32_t function = args.get<uint32_t>();
   const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
   const uint8_t mode = args.get<uint8_t>();
   const uint8_t dims = args.get<uint8_t>();
-  const char* name = function_name(variant);
-  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const DriverVariant* chosen = find_variant(kRectangleCopies, function);
+  if (chosen == nullptr) return refused_variant(client_, "rgpu.Memcpy2D", "copy function", function);
+  if (dims != chosen->dims) {
+    LOG_WARN("%s: rgpu.Memcpy2D with a %u-dimensional descriptor for %s; refused", client_.c_str(), dims, chosen->name);
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (mode != kCopyOnServer && mode != kCopyFromHost && mode != kCopyToHost)
+    return refused_variant(client_, "rgpu.Memcpy2D", "mode", mode);
+  const char* name = chosen->name;
+  const bool async = chosen->sync != nullptr;
   if (dims == 3) {
     auto copy = args.get<CUDA_MEMCPY3D>();
     args.expect_end();
     if (mode != kCopyOnServer || !on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType))
       return CUDA_ERROR_INVALID_VALUE;
-    if (is_async_copy(variant)) {
+    if (async) {
       auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY3D*, CUstream)>(name);
       return fn ? fn(&copy, stream) : missing(name);
     }
     auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY3D*)>(name);
     return fn ? fn(&copy) : missing(name);
   }
-  if (dims != 2) return CUDA_ERROR_INVALID_VALUE;
   auto copy = args.get<CUDA_MEMCPY2D>();
   const size_t packed = copy.WidthInBytes * copy.Height;
   switch (mode) {
@@ -390,15 +456,14 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
     default: return CUDA_ERROR_INVALID_VALUE;
   }
   CUresult r;
-  if (is_async_copy(variant)) {
+  if (async) {
     auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY2D*, CUstream)>(name);
     if (!fn) return missing(name);
     r = fn(&copy, stream);
     // Packed rows live only as long as this call.
     if (r == CUDA_SUCCESS && mode != kCopyOnServer) {
-      auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpy2DAsync_v2 ? "cuStreamSynchronize"
-                                                                                 : "cuStreamSynchronize_ptsz");
-      r = sync ? sync(stream) : missing("cuStreamSynchronize");
+      auto sync = d.fn<CUresult (*)(CUstream)>(chosen->sync);
+      r = sync ? sync(stream) : missing(chosen->sync);
     }
   } else {
     auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY2D*)>(name);
@@ -422,8 +487,9 @@ std::vector<T> get_array(WireReader& args, size_t count) {
 CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
   const uint32_t variant = args.get<uint32_t>();
-  const char* name = function_name(variant);
-  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const DriverVariant* chosen = find_variant(kTensorMaps, variant);
+  if (chosen == nullptr) return refused_variant(client_, "rgpu.TensorMap", "function", variant);
+  const char* name = chosen->name;
   CUtensorMap map{};
   CUresult r = CUDA_ERROR_INVALID_VALUE;
   if (variant == FN_cuTensorMapReplaceAddress) {
@@ -580,22 +646,22 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
       auto data = args.rest();
       const bool staged = worker.staged_call;
+      const DriverVariant* copy = find_variant(kHostToDevice, variant);
+      if (copy == nullptr) return refused_variant(client_, "rgpu.MemcpyHtoD", "copy function", variant);
       if (staged) pin_staging(data.data());
-      if (variant == FN_cuMemcpyHtoDAsync_v2 || variant == FN_cuMemcpyHtoDAsync_v2_ptsz) {
-        auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t, CUstream)>(function_name(variant));
-        if (!fn) return missing(function_name(variant));
+      if (copy->sync) {
+        auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t, CUstream)>(copy->name);
+        if (!fn) return missing(copy->name);
         CUresult r = fn(dst, data.data(), data.size(), stream);
         if (r != CUDA_SUCCESS || !staged) return r;
         // From page-locked staging the copy really is asynchronous, and the buffer is reused as
         // soon as this call ends (pageable memory, which the application gave, is copied before
         // the driver returns).
-        auto sync = d.fn<CUresult (*)(CUstream)>(variant == FN_cuMemcpyHtoDAsync_v2 ? "cuStreamSynchronize"
-                                                                                   : "cuStreamSynchronize_ptsz");
-        return sync ? sync(stream) : missing("cuStreamSynchronize");
+        auto sync = d.fn<CUresult (*)(CUstream)>(copy->sync);
+        return sync ? sync(stream) : missing(copy->sync);
       }
-      const char* name = variant == FN_cuMemcpyHtoD_v2_ptds ? "cuMemcpyHtoD_v2_ptds" : "cuMemcpyHtoD_v2";
-      auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t)>(name);
-      return fn ? fn(dst, data.data(), data.size()) : missing(name);
+      auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t)>(copy->name);
+      return fn ? fn(dst, data.data(), data.size()) : missing(copy->name);
     }
     case FN_rgpuMemcpy2D:
       return copy_rectangle(args, out);
@@ -641,6 +707,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     }
     case FN_rgpuLaunch: {
       const uint32_t variant = args.get<uint32_t>();
+      const DriverVariant* chosen = find_variant(kLaunches, variant);
+      if (chosen == nullptr) return refused_variant(client_, "rgpu.Launch", "launch function", variant);
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
       LaunchShape shape;
       if (!read_launch_shape(args, shape)) return CUDA_ERROR_INVALID_VALUE;
@@ -661,7 +729,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
         params[i] = storage.data() + offsets[i];
       }
       void** kernel_params = param_count ? params.data() : nullptr;
-      const char* name = function_name(variant);
+      const char* name = chosen->name;
       // A launch may load its kernel (lazy loading) and grow local memory: the quota sees that.
       auto settled = [this](CUresult launched) { return launched == CUDA_SUCCESS ? resources_.settle_launch() : launched; };
       if (variant == FN_cuLaunchKernelEx || variant == FN_cuLaunchKernelEx_ptsz) {
@@ -758,7 +826,10 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     }
     case FN_rgpuLinkAdd: {
       const auto link = handle_of<CUlinkState>(args.get<uint64_t>());
-      const auto type = static_cast<CUjitInputType>(args.get<uint32_t>());
+      const uint32_t input_type = args.get<uint32_t>();
+      if (input_type >= CU_JIT_NUM_INPUT_TYPES)
+        return refused_variant(client_, "rgpu.LinkAdd", "input type", input_type);
+      const auto type = static_cast<CUjitInputType>(input_type);
       const std::string name = args.str();
       std::vector<uint8_t> input;
       if (!take_image(worker, args.rest(), input)) return CUDA_ERROR_INVALID_IMAGE;

@@ -79,7 +79,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   void reply(const Frame& request, CUresult result, std::span<const uint8_t> data, BulkPayload tail = {},
              const SendFn* via = nullptr);
   CUresult copy_rectangle(WireReader& args, WireWriter& out);
-  static CUresult encode_tensor_map(WireReader& args, WireWriter& out);
+  CUresult encode_tensor_map(WireReader& args, WireWriter& out);
   static bool take_image(Worker& worker, std::span<const uint8_t> last, std::vector<uint8_t>& image);
   CUresult copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
                         WireWriter& out);

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "local_peer.hpp"
+
 namespace rgpu {
 
 struct MemoryBudget::Block {
@@ -43,13 +45,11 @@ MemoryBudget::~MemoryBudget() {
 
 std::shared_ptr<MemoryBudget> MemoryBudget::create_shared(uint64_t limit, uint32_t slots) {
   const size_t size = block_size(slots);
-  const int fd = ::memfd_create("rgpu-memory-budget", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) throw std::runtime_error(std::string("memfd_create for a token's memory budget: ") + std::strerror(errno));
-  void* mapped = MAP_FAILED;
-  if (::ftruncate(fd, static_cast<off_t>(size)) == 0 &&
-      // A worker must not be able to resize the block under the main process (SIGBUS).
-      ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
-    mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  // Sealed: a worker must not be able to resize the block under the main process (SIGBUS).
+  std::string error;
+  const int fd = create_sealed_memfd("rgpu-memory-budget", size, error);
+  if (fd < 0) throw std::runtime_error("cannot make a token's memory budget: " + error);
+  void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (mapped == MAP_FAILED) {
     const int error = errno;
     ::close(fd);
@@ -64,10 +64,11 @@ std::shared_ptr<MemoryBudget> MemoryBudget::create_shared(uint64_t limit, uint32
 }
 
 std::shared_ptr<MemoryBudget> MemoryBudget::attach(int memfd, uint32_t slot) {
+  std::string error;
   struct stat info {};
-  if (::fstat(memfd, &info) != 0 || info.st_size < static_cast<off_t>(block_size(1))) {
+  if (!check_sealed_memfd(memfd, block_size(1), error) || ::fstat(memfd, &info) != 0) {
     ::close(memfd);
-    throw std::runtime_error("the memory budget block is missing or too small");
+    throw std::runtime_error("the memory budget block is refused: " + error);
   }
   const size_t size = static_cast<size_t>(info.st_size);
   void* mapped = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
