@@ -83,7 +83,7 @@ TEST(FrameEncode, HeaderLayoutIsLittleEndian) {
   const Bytes payload{1, 2, 3};
   const Bytes wire = encode_frame(0x1234, 0x0102030405060708ull, payload, kFrameNoReply);
   ASSERT_EQ(wire.size(), kFrameHeaderSize + 3);
-  const Bytes expected{'R', 'G', 'P', 'U', 2, 0, 0x34, 0x12, 2, 0, 0, 0, 3, 0, 0, 0,
+  const Bytes expected{'R', 'G', 'P', 'U', kProtocolVersion, 0, 0x34, 0x12, 2, 0, 0, 0, 3, 0, 0, 0,
                        8, 7, 6, 5, 4, 3, 2, 1, 1, 2, 3};
   EXPECT_EQ(wire, expected);
 }

@@ -153,7 +153,7 @@ std::unique_ptr<ServerProcess> double_server(const TempDir& dir) {
   const std::string config = dir.file("rgpu.toml", std::string("[server]\nbind = \"127.0.0.1\"\n\n") +
                                                        "[[security.tokens]]\ntoken = \"" + kToken + "\"\nname = \"t\"\n");
   return std::make_unique<ServerProcess>(
-      std::vector<std::string>{"--config", config},
+      std::vector<std::string>{"--config", config, "--tls", "off"},
       std::vector<std::string>{"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH, "RGPU_NVML_LIBRARY=" CUDA_TEST_DOUBLE_PATH});
 }
 
