@@ -197,11 +197,12 @@ std::vector<std::string> tls_server_args(const TempDir& dir) {
 }
 
 StoppedProcesses::StoppedProcesses(std::vector<pid_t> pids) : pids_(std::move(pids)) {
-  for (pid_t pid : pids_) stopped_ = ::kill(pid, SIGSTOP) == 0 && stopped_;
+  for (pid_t pid : pids_) stopped_ = pid > 0 && ::kill(pid, SIGSTOP) == 0 && stopped_;  // never a group
 }
 
 void StoppedProcesses::resume() {
-  for (pid_t pid : pids_) ::kill(pid, SIGCONT);
+  for (pid_t pid : pids_)
+    if (pid > 0) ::kill(pid, SIGCONT);
   pids_.clear();
 }
 

@@ -450,19 +450,30 @@ long long waited_ms(const std::string& output) {
   return std::regex_search(output, match, line) ? std::stoll(match[1]) : -1;
 }
 
-// A server that stops (SIGSTOP of its main process and the program's worker, as a hung host or a
-// network that silently drops everything would look) closes nothing. The client daemon's
+// Starts `vulkan_gated wait TIMEOUT` and, once it is at its gate, stops the server with SIGSTOP
+// (its main process and the program's worker, as a hung host or a network that silently drops
+// everything would look; `stopped` continues them when it goes), then lets the program submit
+// work and wait for its fence. Null if the program has no worker.
+std::unique_ptr<Program> waiting_on_a_stopped_server(const Rig& rig, const std::string& timeout,
+                                                     std::optional<rgpu::test::StoppedProcesses>& stopped) {
+  auto [program, worker] = start_with_worker(rig, {"wait", timeout, "--gate", rig.gate("wait")}, "at the gate");
+  if (worker <= 0) return nullptr;
+  stopped.emplace(std::vector<pid_t>{rig.server.pid(), worker});
+  EXPECT_TRUE(stopped->stopped());
+  rig.open(rig.gate("wait"));
+  return std::move(program);
+}
+
+// A server that stops closes nothing. The client daemon's
 // keepalive takes the silence for the server's end: a program waiting for a fence without a
 // timeout gets VK_ERROR_DEVICE_LOST saying so, and once the server runs again the daemon, still
 // there, serves the next program.
 TEST(VulkanKeepalive, AStoppedServerEndsAnEndlessFenceWaitWithDeviceLost) {
   Rig rig("", "", Tls::Off, {"--keepalive-timeout", "3"});
-  auto [program, worker] = start_with_worker(rig, {"wait", "forever", "--gate", rig.gate("wait")}, "at the gate");
-  ASSERT_GT(worker, 0);
   {
-    rgpu::test::StoppedProcesses stopped({rig.server.pid(), worker});
-    ASSERT_TRUE(stopped.stopped());
-    rig.open(rig.gate("wait"));
+    std::optional<rgpu::test::StoppedProcesses> stopped;
+    const auto program = waiting_on_a_stopped_server(rig, "forever", stopped);
+    ASSERT_TRUE(program);
     // Program::wait gives up after 30 s: the wait must end long before, by the keepalive.
     EXPECT_EQ(program->wait(), 0) << program->out() << program->err() << "\nclient:\n" << rig.client.log();
     EXPECT_TRUE(contains(program->out(), "vkWaitForFences: VK_ERROR_DEVICE_LOST after ")) << program->out();
@@ -479,11 +490,9 @@ TEST(VulkanKeepalive, AStoppedServerEndsAnEndlessFenceWaitWithDeviceLost) {
 // server stopped answering, long before the keepalive (here a minute) would end the session.
 TEST(VulkanKeepalive, AStoppedServerEndsATimedFenceWaitByItsTimeout) {
   Rig rig("", "", Tls::Off, {"--keepalive-timeout", "60"});
-  auto [program, worker] = start_with_worker(rig, {"wait", "2000", "--gate", rig.gate("wait")}, "at the gate");
-  ASSERT_GT(worker, 0);
-  rgpu::test::StoppedProcesses stopped({rig.server.pid(), worker});
-  ASSERT_TRUE(stopped.stopped());
-  rig.open(rig.gate("wait"));
+  std::optional<rgpu::test::StoppedProcesses> stopped;
+  const auto program = waiting_on_a_stopped_server(rig, "2000", stopped);
+  ASSERT_TRUE(program);
   EXPECT_EQ(program->wait(), 0) << program->out() << program->err();
   EXPECT_TRUE(contains(program->out(), "vkWaitForFences: VK_TIMEOUT after ")) << program->out();
   const long long waited = waited_ms(program->out());
