@@ -1,10 +1,13 @@
 #include "app_link.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -72,15 +75,21 @@ bool write_all(int fd, std::span<const iovec> parts) {
 }
 
 bool read_frame(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd, std::chrono::microseconds spin) {
+  return read_frame_until(fd, decoder, frame, received_fd, std::chrono::steady_clock::time_point::max(), spin) ==
+         ReadResult::Frame;
+}
+
+ReadResult read_frame_until(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd,
+                            std::chrono::steady_clock::time_point deadline, std::chrono::microseconds spin) {
   for (;;) {
     try {
       if (auto next = decoder.next()) {
         frame = std::move(*next);
-        return true;
+        return ReadResult::Frame;
       }
     } catch (const FrameError& e) {
       LOG_ERROR("malformed frame from the daemon: %s", e.what());
-      return false;
+      return ReadResult::Closed;
     }
     uint8_t buffer[64 * 1024];
     iovec iov{buffer, sizeof buffer};
@@ -95,9 +104,19 @@ bool read_frame(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd, s
     do {
       n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (n < 0 && (errno == EAGAIN || errno == EINTR) && std::chrono::steady_clock::now() < spin_until);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (deadline == std::chrono::steady_clock::time_point::max()) {
+        n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+      } else {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return ReadResult::TimedOut;
+        pollfd readable{fd, POLLIN, 0};
+        ::poll(&readable, 1, static_cast<int>(std::min<int64_t>(left.count(), INT32_MAX)));
+        continue;  // read, or find the deadline passed
+      }
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n <= 0) return ReadResult::Closed;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
         int passed;

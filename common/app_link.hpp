@@ -30,6 +30,11 @@ bool write_all(int fd, std::span<const iovec> parts);
 // recvmsg. False when the daemon closed the socket or sent a malformed frame (logged).
 bool read_frame(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd,
                 std::chrono::microseconds spin = std::chrono::microseconds(0));
+// The same, giving up at `deadline`: what arrived of a frame by then stays in `decoder`.
+enum class ReadResult { Frame, Closed, TimedOut };
+ReadResult read_frame_until(int fd, FrameDecoder& decoder, Frame& frame, int* received_fd,
+                            std::chrono::steady_clock::time_point deadline,
+                            std::chrono::microseconds spin = std::chrono::microseconds(0));
 
 // Sends the first frame of a connection (AppHello or AppAttach, encoded) and reads the daemon's
 // AppWelcome with the ring's memfd, which must be sealed against resizing and hold the ring size

@@ -171,6 +171,7 @@ void read_client(Section& s, ClientSection& out, const std::string& source, std:
     out.gpu_ordering = *v;
   if (auto v = s.boolean("include_local_gpus")) out.include_local_gpus = *v;
   if (auto v = s.integer("bulk_lanes", 0, 16)) out.bulk_lanes = static_cast<uint32_t>(*v);
+  if (auto v = s.integer("keepalive_timeout", 2, 3600)) out.keepalive_timeout = static_cast<uint32_t>(*v);
   if (auto v = s.string("known_servers")) {
     if (v->empty() || (*v)[0] != '/') s.fail("known_servers", "must be an absolute path");
     out.known_servers = *v;

@@ -59,6 +59,9 @@ struct ClientSection {
   // RGPU extension: further connections per CUDA application that carry its large host-to-device
   // copies in parallel (0: everything on the application's one connection).
   uint32_t bulk_lanes = 4;
+  // Seconds a server's connection for an application may stay silent, though pinged, before the
+  // daemon takes the server as gone for that application (its calls then fail).
+  uint32_t keepalive_timeout = 15;
   std::string known_servers;  // empty: default_known_servers_path()
   std::vector<ClientServerEntry> servers;
 };

@@ -63,6 +63,8 @@ int run_client(const ClientOptions& options) {
   if (settings.servers.empty()) LOG_WARN("no servers configured (--server or [[client.servers]]): no GPUs to offer");
   settings.pool = client::build_pool(settings.servers, config.client.gpu_ordering);
   settings.bulk_lanes = config.client.bulk_lanes;
+  settings.keepalive_timeout =
+      std::chrono::seconds(options.keepalive_timeout.value_or(config.client.keepalive_timeout));
   LOG_INFO("GPU pool: %zu GPU(s)", settings.pool.gpus.size());
   for (size_t i = 0; i < settings.pool.gpus.size(); ++i) {
     const GpuInfo& gpu = settings.pool.gpus[i].info;

@@ -70,6 +70,7 @@ struct ClientOptions {
   bool config_given = false;
   std::optional<std::string> pid_file;
   std::optional<std::string> socket;
+  std::optional<uint32_t> keepalive_timeout;  // seconds; replaces [client] keepalive_timeout
 };
 int run_client(const ClientOptions& options);
 

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
   client_cmd->add_option("--pid-file", client.pid_file, "Write PID to file (for service managers)");
   client_cmd->add_option("--socket", client.socket,
                          "Unix socket for applications [default: $XDG_RUNTIME_DIR/rgpu/client.sock]");
+  client_cmd->add_option("--keepalive-timeout", client.keepalive_timeout,
+                         "Seconds a server may leave an application's connection silent, though pinged, before "
+                         "it is taken as gone for that application [default: client.keepalive_timeout, 15]")
+      ->check(CLI::Range(2, 3600));
   add_access_options(client_cmd, client.access);
 
   rgpu::InfoOptions info;

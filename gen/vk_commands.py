@@ -691,6 +691,9 @@ def emit_icd(reg, model, em, forwarded):
             out.append("}")
             continue
         default = {"void": "", "VkResult": ""}.get(cmd.ret, "0")
+        if any(p.name == "timeout" and p.type == "uint64_t" and not p.ptr for p in cmd.params):
+            # A wait with a timeout returns by then even if the server does not answer.
+            out.append("  call.wait_at_most(timeout);")
         out.append("  const VkResult result = call.send_and_wait();")
         if cmd.ret == "VkResult":
             out.append("  if (result < 0) return result;")

@@ -125,20 +125,24 @@ bool DaemonSession::post(std::span<const uint8_t> head, std::span<const uint8_t>
   return true;
 }
 
-void DaemonSession::take_turn(std::unique_lock<std::recursive_mutex>& lock, std::string& problem) {
+void DaemonSession::take_turn(std::unique_lock<std::recursive_mutex>& lock, std::string& problem,
+                              std::chrono::steady_clock::time_point deadline) {
+  const bool forever = deadline == std::chrono::steady_clock::time_point::max();
   if (reading_) {
-    answered_.wait(lock);
+    if (forever) answered_.wait(lock);
+    else answered_.wait_until(lock, deadline);
     return;
   }
   // This thread reads for everyone; the lock is free meanwhile, so that other threads can send.
+  // It stops at its deadline, and another waiting thread takes over.
   reading_ = true;
   Frame frame;
   lock.unlock();
-  const bool read = read_frame(fd_, decoder_, frame, nullptr, kAnswerSpin);
+  const ReadResult read = read_frame_until(fd_, decoder_, frame, nullptr, deadline, kAnswerSpin);
   lock.lock();
   reading_ = false;
-  if (!read) lose("the RGPU client daemon closed the connection", problem);
-  else dispatch(frame);
+  if (read == ReadResult::Closed) lose("the RGPU client daemon closed the connection", problem);
+  else if (read == ReadResult::Frame) dispatch(frame);
   answered_.notify_all();
 }
 
@@ -148,14 +152,25 @@ bool DaemonSession::post(std::span<const uint8_t> payload, std::string& problem)
 }
 
 VkResult DaemonSession::request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs,
-                                std::string& problem) {
+                                std::string& problem, std::optional<uint64_t> wait_limit) {
+  using Clock = std::chrono::steady_clock;
+  // Limits beyond a year are waits without end (UINT64_MAX is the usual one).
+  constexpr uint64_t kEndless = 365ull * 24 * 3600 * 1000000000ull;
+  const Clock::time_point deadline = wait_limit && *wait_limit < kEndless
+                                         ? Clock::now() + std::chrono::nanoseconds(*wait_limit) + kAnswerGrace
+                                         : Clock::time_point::max();
   std::unique_lock lock(mutex_);
   const uint64_t id = next_request_++;
   if (!send(payload, id, 0, problem)) return VK_ERROR_DEVICE_LOST;
   Answer answer;
   waiting_[id] = &answer;
-  while (!answer.done && !lost_) take_turn(lock, problem);
+  while (!answer.done && !lost_ && Clock::now() < deadline) take_turn(lock, problem, deadline);
   waiting_.erase(id);
+  if (!answer.done && !lost_) {
+    problem = "no answer from the GPU server within the wait's timeout and " + std::to_string(kAnswerGrace.count()) +
+              " s more";
+    return VK_TIMEOUT;
+  }
   if (!answer.done) {
     problem = lost_reason_;
     return VK_ERROR_DEVICE_LOST;

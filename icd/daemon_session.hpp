@@ -5,12 +5,14 @@
 #define VK_NO_PROTOTYPES
 #include <vulkan/vulkan.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,7 +41,13 @@ class DaemonSession {
   // The same with the whole payload (u32 command, then its arguments) built by the caller. On a
   // failure reply `problem` carries the server's reason. Threads wait for their answers side by
   // side: one reads for all, the others may send meanwhile. Must not be called with lock() held.
-  VkResult request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs, std::string& problem);
+  // A call that waits on the server at most `wait_limit` nanoseconds (vkWaitForFences' timeout, ...)
+  // returns VK_TIMEOUT when no answer has come by then and kAnswerGrace: the server may have
+  // stopped, and the application asked not to wait longer. A later answer is dropped.
+  VkResult request(std::span<const uint8_t> payload, std::vector<uint8_t>& outputs, std::string& problem,
+                   std::optional<uint64_t> wait_limit = std::nullopt);
+  // Past a wait's own timeout: for the answer's way back from the server.
+  static constexpr std::chrono::seconds kAnswerGrace{1};
   // A pipelined call: sent, not answered. False (with `problem`) when the connection is lost.
   bool post(std::span<const uint8_t> payload, std::string& problem);
   // A pipelined call whose payload is `head` followed by `data`. `data` is copied into a free slot
@@ -75,8 +83,10 @@ class DaemonSession {
   VkResult lose(const std::string& why, std::string& problem);
   // Hands a frame read from the daemon to whoever it is for (lock held).
   void dispatch(Frame& frame);
-  // Reads and dispatches one frame, or waits while another thread does (lock held by `lock`).
-  void take_turn(std::unique_lock<std::recursive_mutex>& lock, std::string& problem);
+  // Reads and dispatches one frame, or waits while another thread does (lock held by `lock`), at
+  // most until `deadline`.
+  void take_turn(std::unique_lock<std::recursive_mutex>& lock, std::string& problem,
+                 std::chrono::steady_clock::time_point deadline);
 
   std::recursive_mutex mutex_;  // one call at a time on the connection
   MemorySink memory_sink_;

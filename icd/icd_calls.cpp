@@ -36,12 +36,14 @@ VkResult Call::send_pipelined() {
 
 VkResult Call::send_and_wait() {
   std::string problem;
-  const VkResult result = session_.request(payload_, outputs_, problem);
+  const VkResult result = session_.request(payload_, outputs_, problem, wait_limit_);
   if (result < 0) {
     // Errors such as VK_ERROR_OUT_OF_POOL_MEMORY are the application's to handle; the server's
     // reason is still worth a line.
     LOG_INFO("Vulkan: %s: %s %s", name_, vk::result_text(result).c_str(), problem.c_str());
     failed_ = true;
+  } else if (!problem.empty()) {
+    LOG_WARN("Vulkan: %s: %s %s", name_, vk::result_text(result).c_str(), problem.c_str());
   }
   reader_.emplace(outputs_, name_);
   return result;

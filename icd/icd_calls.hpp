@@ -32,6 +32,9 @@ class Call {
   WireWriter& args() { return writer_; }
   // Sends without waiting: VK_SUCCESS, or VK_ERROR_DEVICE_LOST once the connection is gone.
   VkResult send_pipelined();
+  // A wait whose timeout is `timeout` nanoseconds: send_and_wait() returns VK_TIMEOUT shortly after
+  // it even when no answer comes (DaemonSession::request).
+  void wait_at_most(uint64_t timeout) { wait_limit_ = timeout; }
   // Sends and waits for the answer (then read with answer()).
   VkResult send_and_wait();
   WireReader& answer() { return *reader_; }
@@ -47,6 +50,7 @@ class Call {
   WireWriter writer_{payload_};
   std::vector<uint8_t> outputs_;
   std::optional<WireReader> reader_;
+  std::optional<uint64_t> wait_limit_;
   bool failed_ = false;
 };
 

@@ -196,4 +196,14 @@ std::vector<std::string> tls_server_args(const TempDir& dir) {
   return {"--config", config, "--cert", dir.path() + "/cert.pem", "--key", dir.path() + "/key.pem", "--generate-cert"};
 }
 
+StoppedProcesses::StoppedProcesses(std::vector<pid_t> pids) : pids_(std::move(pids)) {
+  for (pid_t pid : pids_) stopped_ = pid > 0 && ::kill(pid, SIGSTOP) == 0 && stopped_;  // never a group
+}
+
+void StoppedProcesses::resume() {
+  for (pid_t pid : pids_)
+    if (pid > 0) ::kill(pid, SIGCONT);
+  pids_.clear();
+}
+
 }  // namespace rgpu::test

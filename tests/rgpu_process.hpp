@@ -68,4 +68,22 @@ class ServerProcess {
   int exit_code_ = -1;
 };
 
+// Processes stopped with SIGSTOP for as long as the object lives (a server that hangs), continued
+// when it goes, whatever the test's outcome: a stopped server would not end on SIGTERM.
+class StoppedProcesses {
+ public:
+  explicit StoppedProcesses(std::vector<pid_t> pids);
+  ~StoppedProcesses() { resume(); }
+  StoppedProcesses(const StoppedProcesses&) = delete;
+  StoppedProcesses& operator=(const StoppedProcesses&) = delete;
+  // Whether every one of them was stopped.
+  bool stopped() const { return stopped_; }
+  // Continues them (SIGCONT) now.
+  void resume();
+
+ private:
+  std::vector<pid_t> pids_;
+  bool stopped_ = true;
+};
+
 }  // namespace rgpu::test

@@ -151,6 +151,7 @@ INSTANTIATE_TEST_SUITE_P(
                       BadValue{"[client]\ngpu_ordering = \"Fastest\"", "client.gpu_ordering", "\"ByCapability\""},
                       BadValue{"[client]\ninclude_local_gpus = 1", "client.include_local_gpus", "true or false"},
                       BadValue{"[client]\nbulk_lanes = 17", "client.bulk_lanes", "17 is out of range (allowed: 0-16)"},
+                      BadValue{"[client]\nkeepalive_timeout = 1", "client.keepalive_timeout", "1 is out of range (allowed: 2-3600)"},
                       BadValue{"[[client.servers]]\ntoken = \"t\"", "client.servers[0].address", "is missing"},
                       BadValue{"[[client.servers]]\naddress = \"h:0\"", "client.servers[0].address", "port must be"},
                       BadValue{"[[client.servers]]\naddress = \"h\"\ntls = \"yes\"", "client.servers[0].tls", "\"auto\""},
@@ -289,6 +290,7 @@ TEST(ShippedConfig, EveryCommentedSettingIsValid) {
   EXPECT_EQ(c.client.gpu_ordering, defaults.client.gpu_ordering);
   EXPECT_EQ(c.client.include_local_gpus, defaults.client.include_local_gpus);
   EXPECT_EQ(c.client.bulk_lanes, defaults.client.bulk_lanes);
+  EXPECT_EQ(c.client.keepalive_timeout, defaults.client.keepalive_timeout);
   // The others show an example.
   EXPECT_EQ(c.server.cert_path, "/etc/rgpu/cert.pem");
   EXPECT_EQ(c.server.key_path, "/etc/rgpu/key.pem");
@@ -312,7 +314,7 @@ TEST(ShippedConfig, EveryCommentedSettingIsValid) {
   EXPECT_EQ(c.tokens[1].name, "render-farm");
   // Every key of the configuration reference appears.
   for (const char* key : {"bind", "port", "server_id", "max_clients", "worker_timeout", "transport", "cert_path", "key_path",
-                          "expose_gpus", "gpu_ordering", "include_local_gpus", "bulk_lanes", "address", "token", "tls", "name",
+                          "expose_gpus", "gpu_ordering", "include_local_gpus", "bulk_lanes", "keepalive_timeout", "address", "token", "tls", "name",
                           "token_file", "server_fingerprint", "ca_path", "known_servers", "max_unauthenticated",
                           "max_unauthenticated_per_address",
                           "allowed_gpus", "max_memory"})

@@ -200,8 +200,9 @@ TEST_F(CudaE2E, BulkLaneWithAnUnknownKeyIsRefused) {
 }
 
 // A joined lane is read on a thread of its own: it answers the join from there, carries CUDA calls
-// (answered over the lane) only, and a lane refused for anything else ends its session with it.
-TEST_F(CudaE2E, ALaneCarriesCudaCallsOnlyAndTakesItsSessionWithIt) {
+// (answered over the lane) and the client's keepalive pings only, and a lane refused for anything
+// else ends its session with it.
+TEST_F(CudaE2E, ALaneCarriesCudaCallsAndPingsOnlyAndTakesItsSessionWithIt) {
   const rgpu::SessionOptions options = CudaPath::session_options();
   auto owner = rgpu::Session::connect(options);
   const uint64_t key = owner->open_application_session(rgpu::AppApi::Cuda, rgpu::encode(rgpu::SessionOpenMsg{{0}}));
@@ -222,10 +223,17 @@ TEST_F(CudaE2E, ALaneCarriesCudaCallsOnlyAndTakesItsSessionWithIt) {
   std::memcpy(&result, answer.payload.data(), sizeof result);
   EXPECT_EQ(result.result, CUDA_ERROR_NOT_SUPPORTED);
 
-  lane->channel().send_frame(static_cast<uint16_t>(rgpu::MsgType::Ping), lane->next_request_id(), {});
+  const uint64_t ping = lane->next_request_id();
+  lane->channel().send_frame(static_cast<uint16_t>(rgpu::MsgType::Ping), ping, {});
+  const rgpu::Frame pong = lane->channel().receive_frame();
+  EXPECT_EQ(pong.header.type, static_cast<uint16_t>(rgpu::MsgType::Pong));
+  EXPECT_EQ(pong.header.request_id, ping);
+
+  lane->channel().send_frame(static_cast<uint16_t>(rgpu::MsgType::ListGpus), lane->next_request_id(), {});
   const rgpu::Frame refused = lane->channel().receive_frame();
   ASSERT_EQ(refused.header.type, static_cast<uint16_t>(rgpu::MsgType::Error));
-  EXPECT_THAT(rgpu::decode_error(refused.payload).message, ::testing::HasSubstr("a bulk lane carries CUDA calls only, not Ping"));
+  EXPECT_THAT(rgpu::decode_error(refused.payload).message,
+              ::testing::HasSubstr("a bulk lane carries CUDA calls and pings only, not ListGpus"));
   lane.reset();  // the refused client goes
   EXPECT_THROW(owner->channel().receive_frame(), rgpu::ChannelClosed);  // and its session with it
 }

@@ -182,11 +182,13 @@ std::string random_token() {
 
 enum class Tls { Off, On };
 
-// A server on lavapipe with `tokens_toml` (none: open), and a client daemon that uses `token`.
+// A server on lavapipe with `tokens_toml` (none: open), and a client daemon that uses `token`
+// (with `client_options` on its command line).
 struct Rig {
-  explicit Rig(const std::string& tokens_toml = "", const std::string& token = "", Tls tls = Tls::Off)
+  explicit Rig(const std::string& tokens_toml = "", const std::string& token = "", Tls tls = Tls::Off,
+               const std::vector<std::string>& client_options = {})
       : server(server_args(dir, tokens_toml, tls), {"VK_DRIVER_FILES=" LAVAPIPE_MANIFEST}),
-        client(client_args(server, dir.path() + "/client.sock", token, tls), {}, "client") {}
+        client(client_args(server, dir.path() + "/client.sock", token, tls, client_options), {}, "client") {}
 
   static std::vector<std::string> server_args(const TempDir& dir, const std::string& tokens_toml, Tls tls) {
     std::vector<std::string> args{"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n" + tokens_toml)};
@@ -197,8 +199,10 @@ struct Rig {
     return args;
   }
   static std::vector<std::string> client_args(const ServerProcess& server, const std::string& socket,
-                                              const std::string& token, Tls tls) {
+                                              const std::string& token, Tls tls,
+                                              const std::vector<std::string>& options) {
     std::vector<std::string> args{"--server", server.address(), "--tls", tls == Tls::On ? "on" : "off", "--socket", socket};
+    args.insert(args.end(), options.begin(), options.end());
     if (tls == Tls::On) args.insert(args.end(), {"--server-fingerprint", server.fingerprint()});
     if (!token.empty()) args.insert(args.end(), {"--token", token});
     return args;
@@ -435,6 +439,79 @@ TEST(VulkanWorkers, MaxMemoryIsSharedByATokensApplications) {
 
   rig.open(rig.gate("second"));
   EXPECT_EQ(second->wait(), 0) << second->err();
+}
+
+// ---- a server that stops answering ----
+
+// The milliseconds in the program's "vkWaitForFences: RESULT after N ms" line; -1 without one.
+long long waited_ms(const std::string& output) {
+  static const std::regex line(R"(vkWaitForFences: \S+ after (\d+) ms)");
+  std::smatch match;
+  return std::regex_search(output, match, line) ? std::stoll(match[1]) : -1;
+}
+
+// Starts `vulkan_gated wait TIMEOUT` and, once it is at its gate, stops the server with SIGSTOP
+// (its main process and the program's worker, as a hung host or a network that silently drops
+// everything would look; `stopped` continues them when it goes), then lets the program submit
+// work and wait for its fence. Null if the program has no worker.
+std::unique_ptr<Program> waiting_on_a_stopped_server(const Rig& rig, const std::string& timeout,
+                                                     std::optional<rgpu::test::StoppedProcesses>& stopped) {
+  auto [program, worker] = start_with_worker(rig, {"wait", timeout, "--gate", rig.gate("wait")}, "at the gate");
+  if (worker <= 0) return nullptr;
+  stopped.emplace(std::vector<pid_t>{rig.server.pid(), worker});
+  EXPECT_TRUE(stopped->stopped());
+  rig.open(rig.gate("wait"));
+  return std::move(program);
+}
+
+// A server that stops closes nothing. The client daemon's
+// keepalive takes the silence for the server's end: a program waiting for a fence without a
+// timeout gets VK_ERROR_DEVICE_LOST saying so, and once the server runs again the daemon, still
+// there, serves the next program.
+TEST(VulkanKeepalive, AStoppedServerEndsAnEndlessFenceWaitWithDeviceLost) {
+  Rig rig("", "", Tls::Off, {"--keepalive-timeout", "3"});
+  {
+    std::optional<rgpu::test::StoppedProcesses> stopped;
+    const auto program = waiting_on_a_stopped_server(rig, "forever", stopped);
+    ASSERT_TRUE(program);
+    // Program::wait gives up after 30 s: the wait must end long before, by the keepalive.
+    EXPECT_EQ(program->wait(), 0) << program->out() << program->err() << "\nclient:\n" << rig.client.log();
+    EXPECT_TRUE(contains(program->out(), "vkWaitForFences: VK_ERROR_DEVICE_LOST after ")) << program->out();
+    const std::string silence = "server " + rig.server.address() + " sent nothing for 3 s though pinged (keepalive_timeout)";
+    EXPECT_TRUE(contains(program->err(), "the connection to the GPU server is lost: " + silence)) << program->err();
+    EXPECT_TRUE(contains(rig.client.log(), silence)) << rig.client.log();
+  }
+  auto next = rig.start({"compute"});
+  EXPECT_EQ(next->wait(), 0) << next->out() << next->err() << "\nclient:\n" << rig.client.log();
+  EXPECT_TRUE(contains(next->out(), "PASS")) << next->out();
+}
+
+// A wait with a timeout returns by that timeout (and a second for the answer's way) even when the
+// server stopped answering, long before the keepalive (here a minute) would end the session.
+TEST(VulkanKeepalive, AStoppedServerEndsATimedFenceWaitByItsTimeout) {
+  Rig rig("", "", Tls::Off, {"--keepalive-timeout", "60"});
+  std::optional<rgpu::test::StoppedProcesses> stopped;
+  const auto program = waiting_on_a_stopped_server(rig, "2000", stopped);
+  ASSERT_TRUE(program);
+  EXPECT_EQ(program->wait(), 0) << program->out() << program->err();
+  EXPECT_TRUE(contains(program->out(), "vkWaitForFences: VK_TIMEOUT after ")) << program->out();
+  const long long waited = waited_ms(program->out());
+  EXPECT_GE(waited, 2000) << program->out();    // not before its timeout
+  EXPECT_LT(waited, 15000) << program->out();   // nor until the keepalive
+  EXPECT_TRUE(contains(program->err(), "no answer from the GPU server within the wait's timeout")) << program->err();
+}
+
+// A wait that lasts longer than keepalive_timeout on a server that is well (a fence nothing
+// signals, waited for 7 s with a keepalive of 2 s) is answered by the server, and the session
+// goes on: the worker answers the daemon's pings while the wait runs.
+TEST(VulkanKeepalive, ALongWaitOnAWellServerOutlastsTheKeepalive) {
+  Rig rig("", "", Tls::Off, {"--keepalive-timeout", "2"});
+  auto program = rig.start({"idle-wait", "7000"});
+  EXPECT_EQ(program->wait(), 0) << program->out() << program->err() << "\nclient:\n" << rig.client.log();
+  EXPECT_TRUE(contains(program->out(), "idle wait: VK_TIMEOUT\n")) << program->out();
+  EXPECT_TRUE(contains(program->out(), "PASS\n")) << program->out();
+  EXPECT_FALSE(contains(program->err(), "no answer from the GPU server")) << program->err();
+  EXPECT_FALSE(contains(rig.client.log(), "keepalive_timeout")) << rig.client.log();
 }
 
 }  // namespace

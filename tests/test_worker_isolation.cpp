@@ -106,12 +106,14 @@ std::vector<pid_t> children_of(pid_t parent) {
 }
 
 // A server with the CUDA test double and the given tokens ("tenant0", "tenant1", ...), and a
-// client daemon for each token, with `client_config` as its configuration file.
+// client daemon for each token, with `client_config` as its configuration file; TLS unless `plain`.
 class Cluster {
  public:
   explicit Cluster(const std::vector<std::string>& tokens, unsigned max_clients = 16,
-                   const std::string& client_config = "") : tokens_(tokens) {
+                   const std::string& client_config = "", bool plain = false)
+      : tokens_(tokens), plain_(plain) {
     std::string config = "[server]\nbind = \"127.0.0.1\"\nmax_clients = " + std::to_string(max_clients) + "\n";
+    if (plain) config += "tls = \"off\"\n";
     for (size_t i = 0; i < tokens.size(); ++i)
       config += "\n[[security.tokens]]\ntoken = \"" + tokens[i] + "\"\nname = \"tenant" + std::to_string(i) + "\"\n";
     server_ = std::make_unique<ServerProcess>(std::vector<std::string>{"--config", dir_.file("rgpu.toml", config)},
@@ -121,7 +123,7 @@ class Cluster {
       sockets_.push_back(dir_.path() + "/client" + std::to_string(i) + ".sock");
       clients_.push_back(std::make_unique<ServerProcess>(
           std::vector<std::string>{"--config", client_file, "--server", server_->address(), "--token", tokens[i],
-                                   "--socket", sockets_[i]},
+                                   "--socket", sockets_[i], "--tls", plain ? "off" : "auto"},
           std::vector<std::string>{}, "client"));
     }
   }
@@ -130,12 +132,14 @@ class Cluster {
     rgpu::SessionOptions options;
     options.server = rgpu::parse_host_port(server_->address());
     options.token = tokens_[i];
+    if (plain_) options.tls = rgpu::TlsMode::Off;
     options.trust.known_servers = dir_.path() + "/known_servers";  // the server's key met first here
     return rgpu::Session::connect(options);
   }
   // RGPU_CLIENT_SOCKET for an application of token `i`.
   std::string socket_variable(size_t i) const { return "RGPU_CLIENT_SOCKET=" + sockets_[i]; }
   pid_t server_pid() const { return server_->pid(); }
+  std::string server_address() const { return server_->address(); }
   std::string server_log() const { return server_->log(); }
   std::string logs() const {
     std::string all = "server:\n" + server_->log();
@@ -167,6 +171,7 @@ class Cluster {
  private:
   TempDir dir_;
   std::vector<std::string> tokens_;
+  bool plain_ = false;
   std::unique_ptr<ServerProcess> server_;
   std::vector<std::string> sockets_;
   std::vector<std::unique_ptr<ServerProcess>> clients_;
@@ -471,6 +476,53 @@ TEST(WorkerIsolation, ManyApplicationsOfManyTokensAtOnce) {
   EXPECT_EQ(later.wait(), kDone) << later.output() << cluster.logs();
 }
 
+// ---- a server that stops answering -------------------------------------------------------------
+
+// A server that stops (SIGSTOP of its main process and the application's worker, as a hung host or
+// a network that silently drops everything would look) closes nothing: the client daemon's
+// keepalive (keepalive_timeout = 3 in its rgpu.toml) takes the silence for the server's end. The
+// application waiting in cuCtxSynchronize gets CUDA_ERROR_DEVICE_UNAVAILABLE, and so do its later
+// calls and a thread it starts after; once the server runs again, the daemon, still there, serves
+// the next application.
+TEST(WorkerIsolation, AStoppedServerFailsAWaitingSynchronizeAfterTheKeepalive) {
+  Cluster cluster({random_token()}, 16, "[client]\nkeepalive_timeout = 3\n");
+  App app("SynchronizesBehindALongKernel", {cluster.socket_variable(0)});
+  ASSERT_EQ(app.hear(), "synchronizing") << app.output() << cluster.logs();
+  const std::vector<pid_t> workers = cluster.workers();
+  ASSERT_EQ(workers.size(), 1u) << cluster.logs();
+  // Its call has gone out and it sleeps, waiting for the answer (the kernel runs for a minute).
+  ASSERT_TRUE(eventually([&] { return state_of(app.pid()) == 'S'; })) << app.output();
+  {
+    rgpu::test::StoppedProcesses stopped({cluster.server_pid(), workers[0]});
+    ASSERT_TRUE(stopped.stopped());
+    // App::hear gives up after 30 s: the keepalive must have ended the wait long before.
+    EXPECT_EQ(app.hear(), "synchronize CUDA_ERROR_DEVICE_UNAVAILABLE") << app.output() << cluster.logs();
+    EXPECT_EQ(app.hear(), "allocate CUDA_ERROR_DEVICE_UNAVAILABLE") << app.output();
+    EXPECT_EQ(app.hear(), "another thread CUDA_ERROR_DEVICE_UNAVAILABLE") << app.output();
+    EXPECT_EQ(app.wait(), kDone) << app.output();
+    const std::string silence =
+        "server " + cluster.server_address() + " sent nothing for 3 s though pinged (keepalive_timeout)";
+    EXPECT_THAT(app.output(), ::testing::HasSubstr("the connection to the GPU server is lost: " + silence));
+    EXPECT_THAT(cluster.logs(), ::testing::HasSubstr(silence));
+  }
+  App next("Works", {cluster.socket_variable(0)});
+  EXPECT_EQ(next.wait(), kDone) << next.output() << cluster.logs();
+}
+
+// A kernel that runs longer than keepalive_timeout (7 s, with a keepalive of 2 s) on a server that
+// is well does not end its session: the worker answers the daemon's pings from its event loop while
+// the kernel runs, and those on its bulk lanes from theirs (unencrypted lanes here, which the
+// daemon pings too).
+TEST(WorkerIsolation, ALongKernelOnAWellServerOutlastsTheKeepalive) {
+  Cluster cluster({random_token()}, 16, "[client]\nkeepalive_timeout = 2\n", /*plain=*/true);
+  App app("SynchronizesBehindASevenSecondKernel", {cluster.socket_variable(0)});
+  EXPECT_EQ(app.hear(), "synchronize CUDA_SUCCESS") << app.output() << cluster.logs();
+  EXPECT_EQ(app.wait(), kDone) << app.output() << cluster.logs();
+  EXPECT_THAT(cluster.logs(), ::testing::Not(::testing::HasSubstr("keepalive_timeout")));
+  EXPECT_THAT(cluster.logs(), ::testing::HasSubstr("bulk lane from"));
+  EXPECT_THAT(cluster.logs(), ::testing::Not(::testing::HasSubstr(" lost: ")));
+}
+
 // ---- the applications ---------------------------------------------------------------------------
 
 #define ASSERT_CU(call) ASSERT_EQ((call), CUDA_SUCCESS) << #call
@@ -578,20 +630,42 @@ APPLICATION(WorksWhenTold) {
   work(7);
 }
 
-// Waits for a kernel that runs a minute (its worker is killed meanwhile).
-APPLICATION(SynchronizesBehindALongKernel) {
-  enter_primary_context();
+// Launches a kernel that runs `ms` milliseconds.
+void launch_sleep(unsigned ms) {
   CUmodule module;
   ASSERT_CU(cuModuleLoadData(&module, kModule));
   CUfunction sleep;
   ASSERT_CU(cuModuleGetFunction(&sleep, module, "sleep_ms"));
-  unsigned ms = 60000;
   void* args[] = {&ms};
   ASSERT_CU(cuLaunchKernel(sleep, 1, 1, 1, 1, 1, 1, 0, nullptr, args, nullptr));
+}
+
+// Waits for a kernel that runs a minute (its worker is killed or stopped meanwhile); then a call of
+// a thread that starts after.
+APPLICATION(SynchronizesBehindALongKernel) {
+  enter_primary_context();
+  launch_sleep(60000);
   report("synchronizing");
   report("synchronize " + error_name(cuCtxSynchronize()));
   CUdeviceptr d;
   report("allocate " + error_name(cuMemAlloc(&d, 4096)));
+  CUcontext context = nullptr;
+  ASSERT_CU(cuCtxGetCurrent(&context));
+  CUresult later = CUDA_SUCCESS;
+  std::thread([&] {
+    cuCtxSetCurrent(context);
+    CUdeviceptr more;
+    later = cuMemAlloc(&more, 4096);
+  }).join();
+  report("another thread " + error_name(later));
+}
+
+// Waits for a kernel that runs 7 s, then works on.
+APPLICATION(SynchronizesBehindASevenSecondKernel) {
+  enter_primary_context();
+  launch_sleep(7000);
+  report("synchronize " + error_name(cuCtxSynchronize()));
+  work(5);
 }
 
 APPLICATION(AssertsOnTheDevice) {

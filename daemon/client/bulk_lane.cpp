@@ -1,5 +1,7 @@
 #include "bulk_lane.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -14,19 +16,29 @@
 
 namespace rgpu::client {
 
-BulkLane::BulkLane(SessionOptions options, uint64_t lane_key, Post post, std::function<void(const std::string&)> lost,
-                   std::function<void(Frame&&)> answered)
-    : post_(std::move(post)), lost_(std::move(lost)), answered_(std::move(answered)), wake_fd_(::eventfd(0, EFD_CLOEXEC)) {
+namespace {
+Keepalive::Clock::rep ticks_now() { return Keepalive::Clock::now().time_since_epoch().count(); }
+}  // namespace
+
+BulkLane::BulkLane(SessionOptions options, uint64_t lane_key, std::chrono::milliseconds keepalive, Post post,
+                   std::function<void(const std::string&)> lost, std::function<void(Frame&&)> answered)
+    : keepalive_(keepalive),
+      post_(std::move(post)), lost_(std::move(lost)), answered_(std::move(answered)), wake_fd_(::eventfd(0, EFD_CLOEXEC)) {
   thread_ = std::thread([this, options = std::move(options), lane_key] { run(options, lane_key); });
 }
 
-BulkLane::~BulkLane() {
+void BulkLane::stop() {
+  ready_.store(false, std::memory_order_release);
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
     if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);  // ends a write blocked on a server that stopped reading
   }
   wake();
+}
+
+BulkLane::~BulkLane() {
+  stop();
   thread_.join();
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -68,8 +80,27 @@ void BulkLane::fail(const std::string& server, const std::string& closed) {
   for (Job& job : left) post_(std::move(job.sent));
 }
 
-bool BulkLane::next_job(int fd, Job& job, std::string& closed) {
+bool BulkLane::keep_alive(BlockingChannel& channel, std::string& closed) {
+  const Keepalive::Clock::time_point heard{Keepalive::Clock::duration(heard_.load(std::memory_order_acquire))};
+  switch (keepalive_.check(Keepalive::Clock::now(), heard)) {
+    case Keepalive::Due::Nothing: return true;
+    case Keepalive::Due::Gone: closed = "the server " + keepalive_.silence(); return false;
+    case Keepalive::Due::Ping: break;
+  }
+  try {
+    channel.send_frame(static_cast<uint16_t>(MsgType::Ping), 0, {}, 0, Compression::Never);
+    return true;
+  } catch (const std::exception& e) {
+    closed = e.what();
+    return false;
+  }
+}
+
+bool BulkLane::next_job(BlockingChannel& channel, bool pinging, Job& job, std::string& closed) {
+  const int fd = channel.fd();
   for (;;) {
+    // Between frames too: a lane kept busy with copies is pinged all the same.
+    if (pinging && !keep_alive(channel, closed)) return false;
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return false;
@@ -83,7 +114,7 @@ bool BulkLane::next_job(int fd, Job& job, std::string& closed) {
     // is the only thing to watch for (a TLS record such as a session ticket may still arrive, so
     // POLLIN is not asked for).
     pollfd watched[2] = {{wake_fd_, POLLIN, 0}, {fd, POLLRDHUP, 0}};
-    if (::poll(watched, 2, -1) < 0) {
+    if (::poll(watched, 2, pinging ? static_cast<int>(keepalive_.period().count()) : -1) < 0) {
       if (errno == EINTR) continue;
       closed = std::string("poll failed: ") + std::strerror(errno);
       return false;
@@ -95,7 +126,15 @@ bool BulkLane::next_job(int fd, Job& job, std::string& closed) {
         return false;
       }
     }
-    if (watched[1].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+    if (watched[1].revents & POLLERR) {
+      int error = 0;
+      socklen_t length = sizeof error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+      // ETIMEDOUT: data it sent went unacknowledged for keepalive_timeout (TCP_USER_TIMEOUT).
+      closed = std::string("the connection failed: ") + std::strerror(error);
+      return false;
+    }
+    if (watched[1].revents & (POLLRDHUP | POLLHUP)) {
       closed = "the server closed it";
       return false;
     }
@@ -116,9 +155,15 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
       if (stopping_) return;
       fd_ = session->channel().fd();
     }
-    // Writes block while the server's staging is full: no time limit on them.
-    timeval none{};
-    ::setsockopt(session->channel().fd(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+    // The worker reads its lanes whatever its driver calls do (into heap memory when its staging
+    // is full): a write that moves nothing for keepalive_timeout, or data that its host does not
+    // acknowledge for that long, means a server that stopped or a network that no longer delivers.
+    const auto limit = keepalive_.timeout();
+    const timeval write_limit{static_cast<time_t>(limit.count() / 1000),
+                              static_cast<suseconds_t>(limit.count() % 1000 * 1000)};
+    ::setsockopt(session->channel().fd(), SOL_SOCKET, SO_SNDTIMEO, &write_limit, sizeof write_limit);
+    const unsigned unacknowledged = static_cast<unsigned>(limit.count());
+    ::setsockopt(session->channel().fd(), IPPROTO_TCP, TCP_USER_TIMEOUT, &unacknowledged, sizeof unacknowledged);
     try {
       session->join_cuda_session(lane_key);
     } catch (const RemoteError& e) {
@@ -140,6 +185,10 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
   // may not, so a TLS lane only sends. (Its one thread must not read an answer after each request
   // either: a frame queued behind the request may carry another thread's earlier call, which the
   // server runs first, so the answer would wait for a frame that waits for the answer.)
+  // A lane that receives answers is pinged when quiet, its Pongs read by the receiver; a TLS lane
+  // only sends, and is watched by its writes' limits above (the session's own connection is
+  // pinged all the same).
+  heard_.store(ticks_now(), std::memory_order_release);
   std::thread receiver;
   const bool plain = session->channel().ssl() == nullptr;
   answers_.store(plain, std::memory_order_release);
@@ -155,12 +204,15 @@ void BulkLane::run(SessionOptions options, uint64_t lane_key) {
   }
   std::string closed;
   Job job;
-  while (next_job(session->channel().fd(), job, closed)) {
+  while (next_job(session->channel(), plain, job, closed)) {
+    const auto started = Keepalive::Clock::now();
     try {
       session->channel().write_all(job.head);
       session->channel().write_all(job.body);
     } catch (const std::exception& e) {
       closed = e.what();
+      if (Keepalive::Clock::now() - started >= keepalive_.timeout())
+        closed = "a write moved nothing for keepalive_timeout (" + closed + ")";
       post_(std::move(job.sent));
       break;
     }
@@ -200,6 +252,7 @@ std::string BulkLane::receive_answers(BlockingChannel& channel) {
     } catch (const FrameError& e) {
       return std::string("malformed frame from the server: ") + e.what();
     }
+    heard_.store(ticks_now(), std::memory_order_release);
     std::optional<Answer> awaited;
     {
       std::lock_guard lock(mutex_);
@@ -224,6 +277,8 @@ std::string BulkLane::receive_answers(BlockingChannel& channel) {
         return std::string("malformed frame from the server: ") + e.what();
       }
     }
+    heard_.store(ticks_now(), std::memory_order_release);
+    if (frame.header.type == static_cast<uint16_t>(MsgType::Pong)) continue;  // the keepalive's answer
     post_([answered = answered_, frame = std::move(frame)]() mutable { answered(std::move(frame)); });
   }
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -17,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "keepalive.hpp"
 #include "session.hpp"
 
 namespace rgpu::client {
@@ -29,9 +31,15 @@ class BulkLane {
   // that cannot join logs why and takes no frames; `lost` runs (on the loop) when a lane that had
   // joined loses its connection with frames given to it.
   // `answered` runs (on the loop) with each answer that came over the lane.
-  BulkLane(SessionOptions options, uint64_t lane_key, Post post, std::function<void(const std::string&)> lost,
-           std::function<void(Frame&&)> answered);
+  // `keepalive`: how long the server may leave the lane without progress (a write that moves
+  // nothing, data it does not acknowledge) or, where the lane receives, silent though pinged,
+  // before the lane is lost.
+  BulkLane(SessionOptions options, uint64_t lane_key, std::chrono::milliseconds keepalive, Post post,
+           std::function<void(const std::string&)> lost, std::function<void(Frame&&)> answered);
   ~BulkLane();
+  // Takes no more frames and ends the connection without reporting it lost (the session ends):
+  // does not block; the destructor then joins the threads.
+  void stop();
   BulkLane(const BulkLane&) = delete;
   BulkLane& operator=(const BulkLane&) = delete;
 
@@ -59,8 +67,12 @@ class BulkLane {
     std::function<void()> sent;
   };
   void run(SessionOptions options, uint64_t lane_key);
-  // The next frame to write; false when the lane stops, or its connection closed (`closed` says how).
-  bool next_job(int fd, Job& job, std::string& closed);
+  // The next frame to write; false when the lane stops, or its connection closed or went silent
+  // (`closed` says how). On a lane that receives (`pinging`) it pings a quiet server.
+  bool next_job(BlockingChannel& channel, bool pinging, Job& job, std::string& closed);
+  // Keepalive of a lane that receives: pings once it has been quiet for a third of `keepalive_`;
+  // false (with `closed`) once it has been quiet for all of it.
+  bool keep_alive(BlockingChannel& channel, std::string& closed);
   void wake();
   bool stopping();
   // The connection to `server` ended (`closed` says how): logged and reported once.
@@ -68,6 +80,9 @@ class BulkLane {
   // The answers' thread: reads frames until the connection ends; returns why it ended.
   std::string receive_answers(BlockingChannel& channel);
 
+  Keepalive keepalive_;  // used by the sending thread
+  // When the receiving thread last read a frame (Keepalive::Clock's ticks).
+  std::atomic<Keepalive::Clock::rep> heard_{0};
   Post post_;
   std::function<void(const std::string&)> lost_;
   std::function<void(Frame&&)> answered_;

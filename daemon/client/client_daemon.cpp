@@ -19,6 +19,7 @@
 #include "cuda_wire.hpp"
 #include "event_loop.hpp"
 #include "frame_link.hpp"
+#include "keepalive.hpp"
 #include "local_peer.hpp"
 #include "log.hpp"
 #include "owned_threads.hpp"
@@ -72,6 +73,10 @@ struct AppSession {
   std::shared_ptr<FrameLink> server_link;
   uint64_t key = 0;            // the session's key on the server
   bool asking_fate = false;    // its connection was lost; the server is being asked why
+  std::string lost;            // Closed: why the server is gone for this application
+  // Keepalive (Impl::keep_alive): when the server's connection last brought a frame.
+  Keepalive keepalive;
+  Keepalive::Clock::time_point heard{};
   std::map<uint64_t, std::shared_ptr<AppConnection>> connections;
   std::vector<uint64_t> waiting;  // connections to welcome once the server is open
   struct Route {
@@ -107,6 +112,12 @@ struct ClientDaemon::Impl {
   void on_first_frame(uint64_t connection_id, Frame&& frame);
   void on_app_frame(AppSession& session, AppConnection& connection, Frame&& frame);
   void on_server_frame(uint64_t session_id, Frame&& frame);
+  // A frame came on a session's server connection: the server is alive. False for a Pong, which
+  // says nothing more.
+  bool heard_from_server(uint64_t session_id, const Frame& frame);
+  // Pings server connections that have been quiet for a while and fails the sessions of those
+  // quiet for keepalive_timeout; runs again shortly.
+  void keep_alive();
   BulkPayload ring_for_answer(uint64_t session_id, const FrameHeader& header);
   BulkPayload ring_for_memory(AppSession& session, const FrameHeader& header);
   // CUDA: opens the session's bulk lanes (joined with its key); a ready lane in turn.
@@ -273,8 +284,15 @@ void ClientDaemon::Impl::on_first_frame(uint64_t connection_id, Frame&& frame) {
       fresh.erase(connection_id);
       session.connections[connection_id] = connection;
       session_of_connection[connection_id] = session.id;
-      if (session.state == AppSession::State::Open) welcome(session, connection_id);
-      else session.waiting.push_back(connection_id);
+      if (session.state == AppSession::State::Open) {
+        welcome(session, connection_id);
+      } else if (session.state == AppSession::State::Closed) {  // a new thread of a failed process
+        connection->link->send(
+            frame_of(static_cast<uint16_t>(AppMsg::ServerGone), 0, ErrorMsg{ErrorCode::Internal, session.lost}));
+        connection->link->finish_after_flush();
+      } else {
+        session.waiting.push_back(connection_id);
+      }
       return;
     }
     refuse(ErrorCode::UnexpectedMessage,
@@ -355,11 +373,16 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
   session.key = key;
+  session.keepalive = Keepalive(settings.keepalive_timeout);
+  session.heard = Keepalive::Clock::now();
   session.server_link = std::make_shared<FrameLink>(loop, std::move(fd), server);
   // Before the link reads anything: what already waits on the socket is TLS records.
   if (ssl) session.server_link->adopt_tls(std::move(ssl));
   session.server_link->start(FrameLink::Callbacks{
-      .on_frame = [this, session_id](Frame&& frame) { on_server_frame(session_id, std::move(frame)); },
+      .on_frame =
+          [this, session_id](Frame&& frame) {
+            if (heard_from_server(session_id, frame)) on_server_frame(session_id, std::move(frame));
+          },
       .on_close = [this, session_id, server](const std::string& reason) {
         server_lost(session_id, "server " + server + " closed the connection: " + reason);
       },
@@ -396,6 +419,36 @@ void ClientDaemon::Impl::server_lost(uint64_t session_id, const std::string& rea
       if (s != sessions.end() && s->second->state != AppSession::State::Closed) fail_session(*s->second, why);
     });
   });
+}
+
+bool ClientDaemon::Impl::heard_from_server(uint64_t session_id, const Frame& frame) {
+  if (auto it = sessions.find(session_id); it != sessions.end()) it->second->heard = Keepalive::Clock::now();
+  return frame.header.type != static_cast<uint16_t>(MsgType::Pong);
+}
+
+// A server that stops (SIGSTOP, a hang) or a network that silently stops delivering closes
+// nothing: without this, the application's calls would wait forever. The worker answers a Ping
+// from its event loop, whatever driver call runs, so a long kernel or wait is not silence.
+void ClientDaemon::Impl::keep_alive() {
+  const auto now = Keepalive::Clock::now();
+  std::vector<uint64_t> silent;
+  for (auto& [id, session] : sessions) {
+    if (session->state != AppSession::State::Open || !session->server_link) continue;
+    switch (session->keepalive.check(now, session->heard)) {
+      case Keepalive::Due::Nothing: break;
+      case Keepalive::Due::Ping:
+        session->server_link->send(encode_frame(static_cast<uint16_t>(MsgType::Ping), 0, {}, 0, Compression::Never));
+        break;
+      case Keepalive::Due::Gone: silent.push_back(id); break;
+    }
+  }
+  for (uint64_t id : silent) {
+    AppSession& session = *sessions.at(id);
+    fail_session(session, "server " + settings.servers[session.server].address.to_string() + " " +
+                              session.keepalive.silence() +
+                              ": it is taken as gone (stopped, hung, or the network no longer delivers)");
+  }
+  loop.after(Keepalive(settings.keepalive_timeout).period(), [this](int) { keep_alive(); });
 }
 
 BulkPayload ClientDaemon::Impl::ring_for_answer(uint64_t session_id, const FrameHeader& header) {
@@ -561,7 +614,7 @@ void ClientDaemon::Impl::open_lanes(AppSession& session) {
   const uint64_t session_id = session.id;
   for (uint32_t i = 0; i < settings.bulk_lanes; ++i) {
     session.lanes.push_back(std::make_unique<BulkLane>(
-        options, key, [this](std::function<void()> work) { loop.post(std::move(work)); },
+        options, key, settings.keepalive_timeout, [this](std::function<void()> work) { loop.post(std::move(work)); },
         [this, session_id](const std::string& why) { server_lost(session_id, why); },
         [this, session_id](Frame&& answer) { on_server_frame(session_id, std::move(answer)); }));
   }
@@ -577,6 +630,8 @@ BulkLane* ClientDaemon::Impl::lane_for(AppSession& session, bool request) {
 
 void ClientDaemon::Impl::retire_lanes(AppSession& session) {
   if (session.lanes.empty()) return;
+  // Before the server can see the session end and close them: a lane closed now is not lost.
+  for (auto& lane : session.lanes) lane->stop();
   auto lanes = std::make_shared<std::vector<std::unique_ptr<BulkLane>>>(std::move(session.lanes));
   blocking.start([lanes] { lanes->clear(); });
   session.lanes.clear();
@@ -585,12 +640,13 @@ void ClientDaemon::Impl::retire_lanes(AppSession& session) {
 void ClientDaemon::Impl::fail_session(AppSession& session, const std::string& reason) {
   LOG_WARN("application %s (pid %d): %s", session.program.c_str(), session.pid, reason.c_str());
   session.state = AppSession::State::Closed;
+  session.lost = reason;
   for (auto& [id, connection] : session.connections) {
     connection->link->send(frame_of(static_cast<uint16_t>(AppMsg::ServerGone), 0, ErrorMsg{ErrorCode::Internal, reason}));
     connection->link->finish_after_flush();
   }
-  if (session.server_link) session.server_link->close(reason);
   retire_lanes(session);
+  if (session.server_link) session.server_link->close(reason);
 }
 
 void ClientDaemon::Impl::drop_connection(uint64_t session_id, uint64_t connection_id) {
@@ -602,8 +658,8 @@ void ClientDaemon::Impl::drop_connection(uint64_t session_id, uint64_t connectio
   if (!session.connections.empty()) return;
   LOG_INFO("application %s (pid %d) finished", session.program.c_str(), session.pid);
   session.state = AppSession::State::Closed;
-  if (session.server_link) session.server_link->close("the application finished");
   retire_lanes(session);
+  if (session.server_link) session.server_link->close("the application finished");
   sessions.erase(it);
 }
 
@@ -638,6 +694,7 @@ void ClientDaemon::start() {
 
 void ClientDaemon::run() {
   impl_->accept_next();
+  impl_->keep_alive();
   impl_->loop.run();
   ::shutdown(impl_->listen_fd.get(), SHUT_RDWR);
 }

@@ -3,6 +3,7 @@
 // straight from the shared-memory rings.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,9 @@ struct ClientDaemonSettings {
   std::optional<int> listen_fd;  // an inherited listening unix socket (systemd)
   uint64_t ring_size = kDefaultRingSize;
   uint32_t bulk_lanes = 4;  // per CUDA application (rgpu.toml [client] bulk_lanes)
+  // How long a server's connection for an application (or a bulk lane) may bring nothing,
+  // though pinged, before the server is taken as gone for that application.
+  std::chrono::milliseconds keepalive_timeout{15000};
 };
 
 class ClientDaemon {

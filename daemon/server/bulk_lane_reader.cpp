@@ -58,8 +58,12 @@ void BulkLaneReader::on_frame(Frame&& frame) {
   if (frame.header.version != kProtocolVersion)
     return refuse(ErrorCode::MalformedFrame, "frame carries protocol version " + std::to_string(frame.header.version) +
                                                  " on a version " + std::to_string(kProtocolVersion) + " connection");
+  // The client's keepalive: answered here, on the lane's loop, whatever the session's calls do.
+  if (frame.header.type == static_cast<uint16_t>(MsgType::Ping))
+    return link_->send(encode_frame(static_cast<uint16_t>(MsgType::Pong), frame.header.request_id, frame.payload, 0,
+                                    Compression::Never));
   if (frame.header.type != cuda::kMsgCudaCall)
-    return refuse(ErrorCode::UnexpectedMessage, std::string("a bulk lane carries CUDA calls only, not ") +
+    return refuse(ErrorCode::UnexpectedMessage, std::string("a bulk lane carries CUDA calls and pings only, not ") +
                                                     msg_type_name(frame.header.type) + " (type " +
                                                     std::to_string(frame.header.type) + ")");
   if (session_) session_->submit(std::move(frame), answer_here_);

@@ -48,18 +48,28 @@ void StagingPool::give_back(uint8_t* data) {
 
 void StagingPool::pin(const void* address) {
   const auto* p = static_cast<const uint8_t*>(address);
-  std::lock_guard lock(mutex_);
-  for (Buffer& buffer : buffers_) {
-    if (p < buffer.data || p >= buffer.data + buffer_size_) continue;
-    if (buffer.pin_tried) return;
-    buffer.pin_tried = true;
-    auto host_register = Driver::get().fn<CUresult (*)(void*, size_t, unsigned)>("cuMemHostRegister_v2");
-    if (host_register == nullptr) return;
-    CUresult r = host_register(buffer.data, buffer_size_, CU_MEMHOSTREGISTER_PORTABLE);
-    buffer.pinned = r == CUDA_SUCCESS;
-    if (!buffer.pinned) LOG_WARN("cannot page-lock a staging buffer (%s); copies run at pageable speed", error_name(r));
-    return;
+  uint8_t* data = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    for (Buffer& buffer : buffers_) {
+      if (p < buffer.data || p >= buffer.data + buffer_size_) continue;
+      if (buffer.pin_tried) return;
+      buffer.pin_tried = true;
+      data = buffer.data;
+      break;
+    }
   }
+  if (data == nullptr) return;
+  // Without the lock: the driver may take its time, and the event loop takes the lock for each
+  // large frame it receives (acquire), so it must not wait for the driver. The caller holds the
+  // buffer meanwhile, so it stays.
+  auto host_register = Driver::get().fn<CUresult (*)(void*, size_t, unsigned)>("cuMemHostRegister_v2");
+  if (host_register == nullptr) return;
+  const CUresult r = host_register(data, buffer_size_, CU_MEMHOSTREGISTER_PORTABLE);
+  if (r != CUDA_SUCCESS) LOG_WARN("cannot page-lock a staging buffer (%s); copies run at pageable speed", error_name(r));
+  std::lock_guard lock(mutex_);
+  for (Buffer& buffer : buffers_)
+    if (buffer.data == data) buffer.pinned = r == CUDA_SUCCESS;
 }
 
 void StagingPool::unpin_and_free(Buffer& buffer) {

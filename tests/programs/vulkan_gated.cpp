@@ -9,10 +9,18 @@
 //     Allocates each size in turn (keeping what it got) and prints what vkAllocateMemory returned,
 //     then "holding"; once FILE exists it exits without freeing anything, as a crashing program
 //     would. Exits 0 unless something other than an allocation failed.
+//   vulkan_gated wait MS|forever [--gate FILE]
+//     One round as above, then "at the gate"; once FILE exists, submits another and waits for its
+//     fence at most MS milliseconds (forever: UINT64_MAX), prints "vkWaitForFences: RESULT after
+//     N ms" and exits 0 without cleaning up, whatever the wait returned.
+//   vulkan_gated idle-wait MS
+//     One round, a wait of MS milliseconds for a fence nothing signals ("idle wait: RESULT"), one
+//     more round, then PASS.
 //
 // Without --gate the gate is open.
 #include <unistd.h>
 
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -103,6 +111,34 @@ class Compute {
 
   // One dispatch on data made from `round`; the checksum of its results, which must be the CPU's.
   uint64_t round(uint32_t round) {
+    const PushConstants parameters = record(round);
+    submit_and_wait(device_, queue_, commands_.buffer, fence_);
+    for (uint32_t i = 0; i < kElements; ++i)
+      if (output_data_[i] != input_data_[i] * parameters.scale + parameters.add) fail("a result is not the CPU's");
+    return fnv1a(output_data_, kBytes);
+  }
+
+  // The dispatch of round(), submitted with the fence that wait() waits for.
+  void submit(uint32_t round) {
+    record(round);
+    VkSubmitInfo submit{};
+    submit.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+    submit.commandBufferCount = 1;
+    submit.pCommandBuffers = &commands_.buffer;
+    VK_CHECK(vkQueueSubmit, queue_, 1, &submit, fence_);
+  }
+  VkResult wait(uint64_t timeout) { return vkWaitForFences(device_, 1, &fence_, VK_TRUE, timeout); }
+  // A wait for a fence that no submission signals: it can only time out.
+  VkResult wait_for_nothing(uint64_t timeout) {
+    const VkFence never = create_fence(device_);
+    const VkResult result = vkWaitForFences(device_, 1, &never, VK_TRUE, timeout);
+    vkDestroyFence(device_, never, nullptr);
+    return result;
+  }
+
+ private:
+  // Fills the input from `round` and records the dispatch; its parameters.
+  PushConstants record(uint32_t round) {
     uint32_t x = 0x9e3779b9u * (round + 1);
     for (uint32_t i = 0; i < kElements; ++i) {
       x ^= x << 13;
@@ -119,13 +155,9 @@ class Compute {
     buffer_barrier(commands_.buffer, output_.buffer, {VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT},
                    {VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT});
     VK_CHECK(vkEndCommandBuffer, commands_.buffer);
-    submit_and_wait(device_, queue_, commands_.buffer, fence_);
-    for (uint32_t i = 0; i < kElements; ++i)
-      if (output_data_[i] != input_data_[i] * parameters.scale + parameters.add) fail("a result is not the CPU's");
-    return fnv1a(output_data_, kBytes);
+    return parameters;
   }
 
- private:
   VkInstance instance_ = VK_NULL_HANDLE;
   Gpu gpu_;
   VkDevice device_ = VK_NULL_HANDLE;
@@ -152,6 +184,38 @@ int compute(const char* gate) {
   return 0;
 }
 
+std::string result_name(VkResult result) {
+  switch (result) {
+    case VK_SUCCESS: return "VK_SUCCESS";
+    case VK_TIMEOUT: return "VK_TIMEOUT";
+    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+    default: return "VkResult " + std::to_string(result);
+  }
+}
+
+int wait(uint64_t timeout, const char* gate) {
+  Compute compute;
+  std::printf("round 1: checksum 0x%016" PRIx64 "\n", compute.round(1));
+  std::printf("at the gate\n");
+  wait_for_gate(gate);
+  compute.submit(2);
+  const auto start = std::chrono::steady_clock::now();
+  const VkResult result = compute.wait(timeout);
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  std::printf("vkWaitForFences: %s after %lld ms\n", result_name(result).c_str(), static_cast<long long>(waited.count()));
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
+int idle_wait(uint64_t timeout) {
+  Compute compute;
+  std::printf("round 1: checksum 0x%016" PRIx64 "\n", compute.round(1));
+  std::printf("idle wait: %s\n", result_name(compute.wait_for_nothing(timeout)).c_str());
+  std::printf("round 2: checksum 0x%016" PRIx64 "\n", compute.round(2));
+  std::printf("PASS\n");
+  return 0;
+}
+
 int allocate(const std::vector<uint64_t>& mib, const char* gate) {
   const VkInstance instance = create_instance("vulkan_gated", VK_API_VERSION_1_1);
   const Gpu gpu = pick_gpu(instance, VK_QUEUE_COMPUTE_BIT);
@@ -173,7 +237,9 @@ int allocate(const std::vector<uint64_t>& mib, const char* gate) {
 }
 
 [[noreturn]] void usage() {
-  std::fprintf(stderr, "usage: vulkan_gated compute [--gate FILE] | allocate MIB... [--gate FILE]\n");
+  std::fprintf(stderr,
+               "usage: vulkan_gated compute [--gate FILE] | allocate MIB... [--gate FILE] | wait MS|forever "
+               "[--gate FILE] | idle-wait MS\n");
   std::exit(2);
 }
 
@@ -184,20 +250,25 @@ int main(int argc, char** argv) {
   if (argc < 2) usage();
   const std::string mode = argv[1];
   const char* gate = nullptr;
-  std::vector<uint64_t> sizes;
+  std::vector<uint64_t> numbers;  // sizes in MiB, or a timeout in milliseconds
+  bool forever = false;
   for (int i = 2; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--gate" && i + 1 < argc) {
       gate = argv[++i];
-    } else if (mode == "allocate") {
+    } else if (mode == "wait" && arg == "forever") {
+      forever = true;
+    } else if (mode == "allocate" || mode == "wait" || mode == "idle-wait") {
       char* end = nullptr;
-      sizes.push_back(std::strtoull(argv[i], &end, 10));
+      numbers.push_back(std::strtoull(argv[i], &end, 10));
       if (end == argv[i] || *end != '\0') usage();
     } else {
       usage();
     }
   }
   if (mode == "compute") return compute(gate);
-  if (mode == "allocate" && !sizes.empty()) return allocate(sizes, gate);
+  if (mode == "allocate" && !numbers.empty()) return allocate(numbers, gate);
+  if (mode == "wait" && numbers.size() + forever == 1) return wait(forever ? UINT64_MAX : numbers[0] * 1000000, gate);
+  if (mode == "idle-wait" && numbers.size() == 1 && gate == nullptr) return idle_wait(numbers[0] * 1000000);
   usage();
 }
