@@ -117,12 +117,12 @@ std::optional<FrameHeader> FrameDecoder::peek_header() const {
   FrameHeader header;
   std::memcpy(&header, buffer_.data() + consumed_, kFrameHeaderSize);
   validate_header(header, link_flags_);
-  const std::string stage = limits_.stage ? std::string(" ") + limits_.stage : std::string();
+  auto stage = [&] { return limits_.stage ? std::string(" ") + limits_.stage : std::string(); };
   if (header.payload_len > limits_.max_payload)
     throw FrameError("frame payload of " + std::to_string(header.payload_len) + " bytes is over this link's limit of " +
-                     std::to_string(limits_.max_payload) + stage);
+                     std::to_string(limits_.max_payload) + stage());
   if ((header.flags & kFrameCompressed) && !limits_.compressed)
-    throw FrameError("compressed frame" + (stage.empty() ? std::string(" where none is taken") : stage));
+    throw FrameError("compressed frame" + (limits_.stage ? stage() : std::string(" where none is taken")));
   return header;
 }
 

@@ -100,7 +100,7 @@ start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or 
   if [[ $tls == off ]]; then
     client_tls=(--tls off)
     # Builds from before `tls = "off"` existed serve plaintext when they have no certificate.
-    if "$rgpu" server --help 2>/dev/null | grep -q -- '--tls'; then server_tls=(--tls off); fi
+    if [[ $(LD_LIBRARY_PATH=$PWD/$pack/lib "$rgpu" server --help 2>/dev/null) == *--tls* ]]; then server_tls=(--tls off); fi
   fi
   export XDG_RUNTIME_DIR=$work/run
   mkdir -p "$XDG_RUNTIME_DIR"
