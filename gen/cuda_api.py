@@ -203,14 +203,9 @@ def classify(name, params, types):
     return kinds
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cuda-include", required=True)
-    ap.add_argument("--out-dir", required=True)
-    ap.add_argument("--list", action="store_true", help="print the classification and exit")
-    args = ap.parse_args()
-
-    text = preprocess(args.cuda_include, ["cudaProfiler.h"])
+def load_table(cuda_include):
+    """Every CUresult function of cuda.h with its class: [(name, class, raw, parsed, kinds)], sorted."""
+    text = preprocess(cuda_include, ["cudaProfiler.h"])
     types = Types(text)
     functions = {}
     for statement in text.split(";"):
@@ -245,6 +240,17 @@ def main():
                 sys.exit(f"{name} is listed as pipelined but has outputs")
             table.append((name, "auto", raw, parsed, kinds))
     missing = [n for n in MANUAL | PIPELINED if n not in functions]
+    return table, missing
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuda-include", required=True)
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--list", action="store_true", help="print the classification and exit")
+    args = ap.parse_args()
+
+    table, missing = load_table(args.cuda_include)
     if args.list:
         for name, cls, raw, parsed, kinds in table:
             print(f"{cls:7} {name}({', '.join(raw)})")
