@@ -52,7 +52,7 @@ REASONS = [
     (r"cuLaunchHostFunc|cuStreamAddCallback|cuUserObject|cuDevice(Register|Unregister)AsyncNotification", NOT_YET,
      "host functions and callbacks, run in the application"),
     (r"cuStream(Get|Set)Attribute", NOT_YET, "stream attributes (a union of values)"),
-    (r"cuOccupancyMaxPotential", NOT_YET, "a block-size callback (or launch configuration) evaluated in the application"),
+    (r"cuOccupancyMaxPotentialClusterSize", NOT_YET, "a launch configuration structure"),
     (r"cuMemcpy3DPeer", NOT_YET, "copies between GPUs"),
     (r"cuMemcpy\w*BatchAsync|cuMemBatchDecompressAsync|cuStreamBatchMemOp", NOT_YET, "batched operations (arrays of structures)"),
     (r"cuMulticast", NOT_YET, "multicast objects over NVLink and NVSwitch"),

@@ -4,6 +4,8 @@
 // kernels) built by the tests.
 #include <cuda.h>
 #include <gmock/gmock.h>
+
+#include <atomic>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -436,6 +438,35 @@ TEST_F(CudaE2E, UnifiedCopyTellsHostFromDevice) {
   EXPECT_EQ(type, CU_MEMORYTYPE_DEVICE);
   EXPECT_CU(cuMemFree(a));
   EXPECT_CU(cuMemFree(b));
+}
+
+// cuOccupancyMaxPotentialBlockSize calls the application's own function for each block size it
+// tries; the occupancy of each is the server's (the double models an SM of 2048 threads, 32
+// blocks and 233472 bytes of shared memory).
+std::atomic<int> g_shared_asked{0};
+size_t two_hundred_bytes_a_thread(int block_size) {
+  ++g_shared_asked;
+  return static_cast<size_t>(block_size) * 200;
+}
+
+TEST_F(CudaE2E, OccupancyCallbacksRunInTheApplication) {
+  CUmodule module = load_module();
+  CUfunction add;
+  ASSERT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  int grid = 0, block = 0;
+  ASSERT_CU(cuOccupancyMaxPotentialBlockSize(&grid, &block, add, nullptr, 0, 0));
+  EXPECT_EQ(block, 1024);  // two blocks of 1024 fill an SM
+  EXPECT_EQ(grid, 2 * 132);
+  ASSERT_CU(cuOccupancyMaxPotentialBlockSize(&grid, &block, add, two_hundred_bytes_a_thread, 0, 0));
+  EXPECT_EQ(block, 576);  // 2 blocks of 576 threads (115200 bytes each): 1152 threads, the most
+  EXPECT_EQ(grid, 2 * 132);
+  EXPECT_EQ(g_shared_asked.load(), 1024 / 32);
+  ASSERT_CU(cuOccupancyMaxPotentialBlockSizeWithFlags(&grid, &block, add, two_hundred_bytes_a_thread, 0, 300,
+                                                      CU_OCCUPANCY_DISABLE_CACHING_OVERRIDE));
+  EXPECT_EQ(block, 288);  // at most 300: 4 blocks of 288
+  EXPECT_EQ(grid, 4 * 132);
+  EXPECT_EQ(cuOccupancyMaxPotentialBlockSize(nullptr, &block, add, nullptr, 0, 0), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuOccupancyMaxPotentialBlockSizeWithFlags(&grid, &block, add, nullptr, 0, 0, 0x80), CUDA_ERROR_INVALID_VALUE);
 }
 
 TEST_F(CudaE2E, KernelLaunchComputes) {

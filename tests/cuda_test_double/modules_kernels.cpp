@@ -6,6 +6,7 @@
 //
 // or an nvcc-built fat binary (fatbin_images.cpp). Anything else is not an image the double can
 // load (CUDA_ERROR_INVALID_IMAGE).
+#include <algorithm>
 #include <charconv>
 #include <sstream>
 
@@ -245,4 +246,32 @@ DOUBLE_EXPORT CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode* mode) {
   if (mode == nullptr) return CUDA_ERROR_INVALID_VALUE;
   *mode = CU_MODULE_EAGER_LOADING;
   return CUDA_SUCCESS;
+}
+
+// Occupancy, as a simple model of an SM: at most 32 blocks and 2048 threads, and 233472 bytes of
+// shared memory shared by the blocks' dynamic shared memory.
+namespace {
+CUresult active_blocks(int* blocks, CUfunction handle, int block_size, size_t dynamic_shared) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (blocks == nullptr || block_size <= 0 || block_size > 1024) return CUDA_ERROR_INVALID_VALUE;
+  if (g_functions.find(handle) == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  constexpr size_t kSharedPerSm = 233472;
+  size_t fit = std::min<size_t>(32, 2048 / static_cast<size_t>(block_size));
+  if (dynamic_shared > 0) fit = std::min(fit, kSharedPerSm / dynamic_shared);
+  *blocks = static_cast<int>(fit);
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+DOUBLE_EXPORT CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, CUfunction handle, int block_size,
+                                                                     size_t dynamic_shared) {
+  return active_blocks(blocks, handle, block_size, dynamic_shared);
+}
+
+DOUBLE_EXPORT CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* blocks, CUfunction handle,
+                                                                              int block_size, size_t dynamic_shared,
+                                                                              unsigned int flags) {
+  if (flags & ~static_cast<unsigned>(CU_OCCUPANCY_DISABLE_CACHING_OVERRIDE)) return CUDA_ERROR_INVALID_VALUE;
+  return active_blocks(blocks, handle, block_size, dynamic_shared);
 }
