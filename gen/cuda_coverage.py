@@ -51,7 +51,6 @@ REASONS = [
     (r"cuMemAdvise|cuMemPrefetch|cuMemRange|cuMemDiscard", NOT_YET, "managed memory hints and prefetches"),
     (r"cuLaunchHostFunc|cuStreamAddCallback|cuUserObject|cuDevice(Register|Unregister)AsyncNotification", NOT_YET,
      "host functions and callbacks, run in the application"),
-    (r"cuStream(Get|Set)Attribute", NOT_YET, "stream attributes (a union of values)"),
     (r"cuOccupancyMaxPotentialClusterSize", NOT_YET, "a launch configuration structure"),
     (r"cuMemcpy3DPeer", NOT_YET, "copies between GPUs"),
     (r"cuMemcpy\w*BatchAsync|cuMemBatchDecompressAsync|cuStreamBatchMemOp", NOT_YET, "batched operations (arrays of structures)"),

@@ -469,6 +469,38 @@ TEST_F(CudaE2E, OccupancyCallbacksRunInTheApplication) {
   EXPECT_EQ(cuOccupancyMaxPotentialBlockSizeWithFlags(&grid, &block, add, nullptr, 0, 0, 0x80), CUDA_ERROR_INVALID_VALUE);
 }
 
+// Stream attributes of plain values cross whole; one the server does not take is refused.
+TEST_F(CudaE2E, StreamAttributesRoundTrip) {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  CUdeviceptr window;
+  ASSERT_CU(cuMemAlloc(&window, 1 << 20));
+  CUstreamAttrValue set{};
+  set.accessPolicyWindow.base_ptr = reinterpret_cast<void*>(window);
+  set.accessPolicyWindow.num_bytes = 1 << 20;
+  set.accessPolicyWindow.hitRatio = 0.75f;
+  set.accessPolicyWindow.hitProp = CU_ACCESS_PROPERTY_PERSISTING;
+  set.accessPolicyWindow.missProp = CU_ACCESS_PROPERTY_STREAMING;
+  ASSERT_CU(cuStreamSetAttribute(stream, CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, &set));
+  CUstreamAttrValue got{};
+  ASSERT_CU(cuStreamGetAttribute(stream, CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, &got));
+  EXPECT_EQ(got.accessPolicyWindow.base_ptr, set.accessPolicyWindow.base_ptr);
+  EXPECT_EQ(got.accessPolicyWindow.num_bytes, set.accessPolicyWindow.num_bytes);
+  EXPECT_EQ(got.accessPolicyWindow.hitRatio, 0.75f);
+  EXPECT_EQ(got.accessPolicyWindow.hitProp, CU_ACCESS_PROPERTY_PERSISTING);
+  CUstreamAttrValue policy{};
+  policy.syncPolicy = CU_SYNC_POLICY_BLOCKING_SYNC;
+  ASSERT_CU(cuStreamSetAttribute(stream, CU_STREAM_ATTRIBUTE_SYNCHRONIZATION_POLICY, &policy));
+  ASSERT_CU(cuStreamGetAttribute(stream, CU_STREAM_ATTRIBUTE_SYNCHRONIZATION_POLICY, &got));
+  EXPECT_EQ(got.syncPolicy, CU_SYNC_POLICY_BLOCKING_SYNC);
+  // A launch-only attribute that carries an event handle is not a stream attribute the server takes.
+  EXPECT_EQ(cuStreamSetAttribute(stream, static_cast<CUstreamAttrID>(CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT), &policy),
+            CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuStreamGetAttribute(stream, CU_STREAM_ATTRIBUTE_PRIORITY, nullptr), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_CU(cuMemFree(window));
+  ASSERT_CU(cuStreamDestroy(stream));
+}
+
 TEST_F(CudaE2E, KernelLaunchComputes) {
   CUmodule module = load_module();
   CUfunction add;

@@ -609,6 +609,49 @@ CUresult capture_info(uint32_t variant, uint32_t wanted, WireReader& args, WireW
 }
 }  // namespace
 
+namespace {
+// Stream attributes whose values are plain data (no host pointers, no handles): the only ones taken.
+bool known_stream_attribute(uint64_t attribute) {
+  switch (attribute) {
+    case CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW:
+    case CU_LAUNCH_ATTRIBUTE_SYNCHRONIZATION_POLICY:
+    case CU_LAUNCH_ATTRIBUTE_PRIORITY:
+    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN_MAP:
+    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN: return true;
+    default: return false;
+  }
+}
+
+CUresult stream_attribute(uint32_t variant, WireReader& args, WireWriter& out) {
+  const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+  const uint64_t attribute = args.get<uint64_t>();
+  const bool set = variant == FN_cuStreamSetAttribute || variant == FN_cuStreamSetAttribute_ptsz;
+  CUstreamAttrValue value{};
+  if (set) std::memcpy(&value, args.bytes(sizeof value).data(), sizeof value);
+  args.expect_end();
+  if (!known_stream_attribute(attribute)) {
+    LOG_WARN("stream attribute %llu refused: not one of the attributes of plain values",
+             static_cast<unsigned long long>(attribute));
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  const char* name = variant == FN_cuStreamSetAttribute        ? "cuStreamSetAttribute"
+                     : variant == FN_cuStreamSetAttribute_ptsz ? "cuStreamSetAttribute_ptsz"
+                     : variant == FN_cuStreamGetAttribute      ? "cuStreamGetAttribute"
+                                                               : "cuStreamGetAttribute_ptsz";
+  Driver& d = Driver::get();
+  if (set) {
+    auto fn = d.fn<CUresult (*)(CUstream, CUstreamAttrID, const CUstreamAttrValue*)>(name);
+    if (!fn) return missing(name);
+    return fn(stream, static_cast<CUstreamAttrID>(attribute), &value);
+  }
+  auto fn = d.fn<CUresult (*)(CUstream, CUstreamAttrID, CUstreamAttrValue*)>(name);
+  if (!fn) return missing(name);
+  const CUresult r = fn(stream, static_cast<CUstreamAttrID>(attribute), &value);
+  if (r == CUDA_SUCCESS) out.put(value);
+  return r;
+}
+}  // namespace
+
 CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
   switch (header.function) {
@@ -667,6 +710,11 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       return copy_rectangle(args, out);
     case FN_rgpuTensorMap:
       return encode_tensor_map(args, out);
+    case FN_cuStreamSetAttribute:
+    case FN_cuStreamSetAttribute_ptsz:
+    case FN_cuStreamGetAttribute:
+    case FN_cuStreamGetAttribute_ptsz:
+      return stream_attribute(header.function, args, out);
     case FN_cuStreamGetCaptureInfo_v2:
     case FN_cuStreamGetCaptureInfo_v2_ptsz:
     case FN_cuStreamGetCaptureInfo_v3:

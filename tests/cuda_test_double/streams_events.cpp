@@ -2,6 +2,7 @@
 // idle and an event completes when it is recorded; what is left to report is the error the
 // stream's context hit.
 #include <chrono>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -235,4 +236,30 @@ DOUBLE_EXPORT CUresult cuStreamGetCaptureInfo_v3(CUstream stream, CUstreamCaptur
 DOUBLE_EXPORT CUresult cuStreamGetCaptureInfo_v2(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
                                                  CUgraph* graph, const CUgraphNode** dependencies, size_t* count) {
   return cuStreamGetCaptureInfo_v3(stream, status, id, graph, dependencies, nullptr, count);
+}
+
+// Stream attributes: kept per stream and attribute; a stream that never had one set reports zeros
+// (priority: the stream's priority, 0 here).
+namespace {
+std::map<std::pair<CUstream, CUstreamAttrID>, CUstreamAttrValue>& stream_attributes() {
+  static auto* attributes = new std::map<std::pair<CUstream, CUstreamAttrID>, CUstreamAttrValue>;
+  return *attributes;
+}
+}  // namespace
+
+DOUBLE_EXPORT CUresult cuStreamSetAttribute(CUstream stream, CUstreamAttrID attribute, const CUstreamAttrValue* value) {
+  auto lock = lock_driver();
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  stream_attributes()[{stream, attribute}] = *value;
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamGetAttribute(CUstream stream, CUstreamAttrID attribute, CUstreamAttrValue* value) {
+  auto lock = lock_driver();
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto it = stream_attributes().find({stream, attribute});
+  *value = it != stream_attributes().end() ? it->second : CUstreamAttrValue{};
+  return CUDA_SUCCESS;
 }
