@@ -306,7 +306,8 @@ run_with_rgpu() {
 }
 
 # The benches only, through this build and the earlier one packed in before/ in turn,
-# GPU_SUITE_ROUNDS times (2 by default), so that neither build has the host's better minutes.
+# GPU_SUITE_ROUNDS times (2 by default), in alternating order, so that neither build has the
+# host's better minutes.
 run_bench_pairs() {
   rm -rf "$results"; mkdir -p "$results" "$work"
   : > "$results/summary.txt"
@@ -317,7 +318,10 @@ run_bench_pairs() {
   log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   local round build vk=$PWD/$pack/vulkan
   for round in $(seq "${GPU_SUITE_ROUNDS:-2}"); do
-    for build in now before; do
+    # The order alternates, so that neither build always runs first in a round.
+    local order=(now before)
+    ((round % 2 == 0)) && order=(before now)
+    for build in "${order[@]}"; do
       [[ $build == before && ! -d $pack/before ]] && continue
       local bin=$PWD/$pack/bin/rgpu interpose=$PWD/$pack/interpose/librgpu_cuda_interpose.so icd=$vk/rgpu_icd.json
       if [[ $build == before ]]; then
