@@ -359,14 +359,15 @@ bool Replay::signaled(Device& d, VkFence fence) {
 
 bool Replay::idle() {
   bool all = true;
-  for (auto& [id, d] : devices_) {
-    for (auto& [queue, tracking] : d->queues) {
+  for (auto& entry : devices_) {
+    Device& d = *entry.second;  // not a structured binding: lambdas cannot capture those before clang 16
+    for (auto& [queue, tracking] : d.queues) {
       std::erase_if(tracking.retired, [&](VkFence fence) {
-        if (!signaled(*d, fence)) return false;
-        reuse_fence(*d, fence);
+        if (!signaled(d, fence)) return false;
+        reuse_fence(d, fence);
         return true;
       });
-      if (tracking.untracked || (tracking.latest.fence != VK_NULL_HANDLE && !signaled(*d, tracking.latest.fence)))
+      if (tracking.untracked || (tracking.latest.fence != VK_NULL_HANDLE && !signaled(d, tracking.latest.fence)))
         all = false;
     }
   }
@@ -540,8 +541,9 @@ void Replay::send_changes(uint64_t id, Allocation& a, const std::vector<ByteRang
   }
   std::sort(spans.begin(), spans.end());
   uint64_t done = a.base;  // everything before has been compared
-  for (auto [begin, end] : spans) {
-    begin = std::max(begin, done);
+  for (auto span : spans) {
+    const uint64_t begin = std::max(span.first, done);
+    uint64_t end = span.second;
     if (end <= begin) continue;
     end = std::min(mapped_end, (end + kMemoryPage - 1) & ~(kMemoryPage - 1));
     const uint8_t* current = a.mapped + begin;
