@@ -365,7 +365,10 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
   }
   if (dims != 2) return CUDA_ERROR_INVALID_VALUE;
   auto copy = args.get<CUDA_MEMCPY2D>();
-  const size_t packed = copy.WidthInBytes * copy.Height;
+  // The packed rows' size; a rectangle whose size wraps around is refused (its rows would run past
+  // the packed ones).
+  size_t packed = 0;
+  if (__builtin_mul_overflow(copy.WidthInBytes, copy.Height, &packed)) return CUDA_ERROR_INVALID_VALUE;
   switch (mode) {
     case kCopyOnServer:
       args.expect_end();
