@@ -122,5 +122,42 @@ TEST_F(CudaSessionCalls, RectangleWhoseSizeWrapsAroundIsRefused) {
   EXPECT_EQ(copied.outputs.size(), 64u);
 }
 
+// The driver reads as many parameters as the kernel has, each of its own size, through the
+// pointers the server makes into the bytes that came: fewer parameters, or bytes that end before
+// a parameter does, made it read past them.
+TEST_F(CudaSessionCalls, LaunchParametersMustCoverTheKernels) {
+  WireWriter image;
+  const char text[] = "RGPU-CUDA-TEST-DOUBLE-MODULE\nfill_u32\n";
+  image.bytes(text, sizeof text - 1);
+  const uint64_t module = handle(call(FN_rgpuModuleLoad, image));
+  WireWriter name;
+  name.put(module).str("fill_u32");
+  const uint64_t function = handle(call(FN_cuModuleGetFunction, name, 1));
+  const uint64_t memory = allocate(1024);
+  // fill_u32(unsigned* p, unsigned value, unsigned long long n): offsets 0, 8, 16.
+  auto launch = [&](std::vector<uint32_t> offsets, size_t bytes) {
+    WireWriter w;
+    w.put(FN_cuLaunchKernel).put(function);
+    for (uint32_t v : {1, 1, 1, 32, 1, 1}) w.put(v);
+    w.put<uint32_t>(0).put<uint64_t>(0).put<uint32_t>(0);
+    w.put(static_cast<uint32_t>(offsets.size()));
+    for (uint32_t offset : offsets) w.put(offset);
+    WireWriter params;
+    params.put(memory).put<uint32_t>(7).put<uint32_t>(0).put<uint64_t>(64);
+    params.buffer().resize(bytes);
+    w.blob(params.buffer());
+    return call(FN_rgpuLaunch, w).result;
+  };
+  EXPECT_EQ(launch({0, 8, 16}, 24), CUDA_SUCCESS);
+  EXPECT_EQ(launch({0, 8, 16}, 20), CUDA_ERROR_INVALID_VALUE);  // the last parameter runs 4 bytes past
+  EXPECT_EQ(launch({0, 8}, 24), CUDA_ERROR_INVALID_VALUE);      // the kernel has 3
+  EXPECT_EQ(launch({0, 8, 16, 16}, 24), CUDA_ERROR_INVALID_VALUE);
+  // The kernel of a module unloaded since is not launched.
+  WireWriter unload;
+  unload.put(module);
+  EXPECT_EQ(call(FN_cuModuleUnload, unload).result, CUDA_SUCCESS);
+  EXPECT_EQ(launch({0, 8, 16}, 24), CUDA_ERROR_INVALID_HANDLE);
+}
+
 }  // namespace
 }  // namespace rgpu::cuda

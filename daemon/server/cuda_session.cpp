@@ -276,7 +276,10 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
           resources_.record(header.function, call.ins(), call.outs(), worker.current);
           if (retain && !call.outs().empty()) resources_.context_created(handle_of<CUcontext>(call.outs()[0]), before);
           // What an unloaded module held leaves the quota now, not at the next settling.
-          if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) resources_.settle_load();
+          if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) {
+            resources_.settle_load();
+            forget_parameters();  // its functions are gone
+          }
           for (uint64_t value : call.outs()) out.put(value);
         } else if (call.passed_veto()) {
           resources_.abandon(header.function, call.ins());
@@ -619,25 +622,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     case FN_rgpuFunctionParams: {
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
       args.expect_end();
-      auto func_info = d.fn<CUresult (*)(CUfunction, size_t, size_t*, size_t*)>("cuFuncGetParamInfo");
-      auto kernel_info = d.fn<CUresult (*)(CUkernel, size_t, size_t*, size_t*)>("cuKernelGetParamInfo");
-      if (!func_info) return missing("cuFuncGetParamInfo");
-      std::vector<std::pair<uint64_t, uint64_t>> params;
-      bool as_kernel = false;
-      for (size_t i = 0;; ++i) {
-        size_t offset = 0, size = 0;
-        CUresult r = as_kernel ? kernel_info(handle_of<CUkernel>(raw_of(f)), i, &offset, &size)
-                               : func_info(f, i, &offset, &size);
-        if (r == CUDA_ERROR_INVALID_HANDLE && i == 0 && !as_kernel && kernel_info) {
-          as_kernel = true;  // cuLibraryGetKernel handles may be launched as functions
-          --i;
-          continue;
-        }
-        if (r == CUDA_ERROR_INVALID_VALUE && i > 0) break;  // past the last parameter
-        if (r == CUDA_ERROR_INVALID_VALUE && i == 0) break;  // a kernel without parameters
-        if (r != CUDA_SUCCESS) return r;
-        params.emplace_back(offset, size);
-      }
+      ParamLayout params;
+      if (CUresult r = query_parameters(f, params); r != CUDA_SUCCESS) return r;
       out.put<uint32_t>(static_cast<uint32_t>(params.size()));
       for (auto [offset, size] : params) out.put(offset).put(size);
       return CUDA_SUCCESS;
@@ -656,10 +642,15 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       for (auto& o : offsets) o = args.get<uint32_t>();
       auto blob = args.blob(64 * 1024);
       args.expect_end();
+      // The driver reads as many parameters as the kernel has, each as large as the kernel says,
+      // from where the pointers point: all of them must be here, inside the bytes that came.
+      std::shared_ptr<const ParamLayout> layout;
+      if (CUresult r = launch_parameters(f, layout); r != CUDA_SUCCESS) return r;
+      if (layout->size() != param_count) return CUDA_ERROR_INVALID_VALUE;
       std::vector<uint8_t> storage(blob.begin(), blob.end());
       std::vector<void*> params(param_count);
       for (uint32_t i = 0; i < param_count; ++i) {
-        if (offsets[i] >= storage.size() && !(offsets[i] == storage.size() && storage.empty()))
+        if (offsets[i] > storage.size() || (*layout)[i].second > storage.size() - offsets[i])
           return CUDA_ERROR_INVALID_VALUE;
         params[i] = storage.data() + offsets[i];
       }
@@ -830,6 +821,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
         std::vector<uint64_t> ins{raw_of(context)}, outs;
         resources_.record(FN_cuCtxDestroy_v2, ins, outs, nullptr);
         resources_.context_destroyed(context);
+        forget_parameters();
         if (worker.current == context) worker.current = nullptr;
       }
       return r;
@@ -859,6 +851,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       }
       const CUresult r = release(device);
       if (r == CUDA_SUCCESS) {
+        forget_parameters();
         std::vector<uint64_t> ins{app_device}, outs;
         resources_.record(FN_cuDevicePrimaryCtxRelease_v2, ins, outs, nullptr);
         if (primary != nullptr) resources_.context_destroyed(primary);
@@ -882,9 +875,54 @@ CUresult CudaSession::free_in_primary_context(Worker& worker, CUdevice device) {
   CUcontext primary = nullptr;
   if (CUresult r = retain(&primary, device); r != CUDA_SUCCESS) return r;
   resources_.release_primary_context_resources(primary);
+  forget_parameters();
   release(device);
   worker.current = reinterpret_cast<CUcontext>(~uintptr_t{0});  // unknown: set it again next call
   return CUDA_SUCCESS;
+}
+
+CUresult CudaSession::query_parameters(CUfunction f, ParamLayout& layout) {
+  Driver& d = Driver::get();
+  auto func_info = d.fn<CUresult (*)(CUfunction, size_t, size_t*, size_t*)>("cuFuncGetParamInfo");
+  auto kernel_info = d.fn<CUresult (*)(CUkernel, size_t, size_t*, size_t*)>("cuKernelGetParamInfo");
+  if (!func_info) return missing("cuFuncGetParamInfo");
+  layout.clear();
+  bool as_kernel = false;
+  for (size_t i = 0;; ++i) {
+    size_t offset = 0, size = 0;
+    CUresult r = as_kernel ? kernel_info(handle_of<CUkernel>(raw_of(f)), i, &offset, &size)
+                           : func_info(f, i, &offset, &size);
+    if (r == CUDA_ERROR_INVALID_HANDLE && i == 0 && !as_kernel && kernel_info) {
+      as_kernel = true;  // cuLibraryGetKernel handles may be launched as functions
+      --i;
+      continue;
+    }
+    if (r == CUDA_ERROR_INVALID_VALUE && i > 0) break;  // past the last parameter
+    if (r == CUDA_ERROR_INVALID_VALUE && i == 0) break;  // a kernel without parameters
+    if (r != CUDA_SUCCESS) return r;
+    layout.emplace_back(offset, size);
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult CudaSession::launch_parameters(CUfunction f, std::shared_ptr<const ParamLayout>& layout) {
+  {
+    std::lock_guard lock(layouts_mutex_);
+    if (auto it = layouts_.find(f); it != layouts_.end()) {
+      layout = it->second;
+      return CUDA_SUCCESS;
+    }
+  }
+  auto queried = std::make_shared<ParamLayout>();
+  if (CUresult r = query_parameters(f, *queried); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(layouts_mutex_);
+  layout = layouts_[f] = std::move(queried);
+  return CUDA_SUCCESS;
+}
+
+void CudaSession::forget_parameters() {
+  std::lock_guard lock(layouts_mutex_);
+  layouts_.clear();
 }
 
 }  // namespace rgpu::cuda
