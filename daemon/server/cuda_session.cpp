@@ -336,7 +336,17 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
 }
 
 namespace {
-bool on_server(CUmemorytype type) { return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY; }
+// A memory type from the wire, as its bits: it may hold any value, and loading one outside the enum
+// would be undefined behaviour.
+uint32_t memory_type(const CUmemorytype& field) {
+  uint32_t value;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
+}
+bool on_server(const CUmemorytype& field) {
+  const uint32_t type = memory_type(field);
+  return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY;
+}
 
 bool is_async_copy(uint32_t variant) {
   return variant == FN_cuMemcpy2DAsync_v2 || variant == FN_cuMemcpy2DAsync_v2_ptsz ||
@@ -379,7 +389,7 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
       break;
     case kCopyFromHost: {
       auto rows = args.rest();
-      if (copy.srcMemoryType != CU_MEMORYTYPE_HOST || !on_server(copy.dstMemoryType) || rows.size() != packed ||
+      if (memory_type(copy.srcMemoryType) != CU_MEMORYTYPE_HOST || !on_server(copy.dstMemoryType) || rows.size() != packed ||
           copy.srcPitch != copy.WidthInBytes || copy.srcXInBytes != 0 || copy.srcY != 0)
         return CUDA_ERROR_INVALID_VALUE;
       copy.srcHost = rows.data();
@@ -387,7 +397,8 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
     }
     case kCopyToHost:
       args.expect_end();
-      if (copy.dstMemoryType != CU_MEMORYTYPE_HOST || !on_server(copy.srcMemoryType) || packed > kMaxFramePayload - 64 ||
+      if (memory_type(copy.dstMemoryType) != CU_MEMORYTYPE_HOST || !on_server(copy.srcMemoryType) ||
+          packed > kMaxFramePayload - 64 ||
           copy.dstPitch != copy.WidthInBytes || copy.dstXInBytes != 0 || copy.dstY != 0)
         return CUDA_ERROR_INVALID_VALUE;
       out.buffer().resize(packed);
@@ -424,7 +435,7 @@ std::vector<T> get_array(WireReader& args, size_t count) {
 }  // namespace
 
 // rgpu.TensorMap: the driver encodes the map from the application's arguments (arrays sized by
-// the rank, which the driver limits to 5).
+// the rank, which the driver limits to 5). Its enums are passed as the bits that came.
 CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
   const uint32_t variant = args.get<uint32_t>();
@@ -439,7 +450,7 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
     auto fn = d.fn<CUresult (*)(CUtensorMap*, void*)>(name);
     r = fn ? fn(&map, address) : missing(name);
   } else {
-    const auto type = static_cast<CUtensorMapDataType>(args.get<uint32_t>());
+    const uint32_t type = args.get<uint32_t>();  // enums stay their bits, as the driver takes them
     const uint32_t rank = args.get<uint32_t>();
     if (rank < 1 || rank > 5) return CUDA_ERROR_INVALID_VALUE;
     void* address = reinterpret_cast<void*>(args.get<uint64_t>());
@@ -450,12 +461,10 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
       const auto element_strides = get_array<cuuint32_t>(args, rank);
       const auto modes = get_array<uint32_t>(args, 4);
       args.expect_end();
-      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                  const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                  CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill)>(name);
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, uint32_t, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
+                                  const cuuint32_t*, const cuuint32_t*, uint32_t, uint32_t, uint32_t, uint32_t)>(name);
       r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), box.data(), element_strides.data(),
-                  static_cast<CUtensorMapInterleave>(modes[0]), static_cast<CUtensorMapSwizzle>(modes[1]),
-                  static_cast<CUtensorMapL2promotion>(modes[2]), static_cast<CUtensorMapFloatOOBfill>(modes[3]))
+                  modes[0], modes[1], modes[2], modes[3])
              : missing(name);
     } else if (variant == FN_cuTensorMapEncodeIm2col) {
       if (rank < 3) return CUDA_ERROR_INVALID_VALUE;
@@ -465,14 +474,11 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
       const auto element_strides = get_array<cuuint32_t>(args, rank);
       const auto modes = get_array<uint32_t>(args, 4);
       args.expect_end();
-      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, uint32_t, cuuint32_t, void*, const cuuint64_t*,
                                   const cuuint64_t*, const int*, const int*, cuuint32_t, cuuint32_t, const cuuint32_t*,
-                                  CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
-                                  CUtensorMapFloatOOBfill)>(name);
+                                  uint32_t, uint32_t, uint32_t, uint32_t)>(name);
       r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), lower.data(), upper.data(), channels, pixels,
-                  element_strides.data(), static_cast<CUtensorMapInterleave>(modes[0]),
-                  static_cast<CUtensorMapSwizzle>(modes[1]), static_cast<CUtensorMapL2promotion>(modes[2]),
-                  static_cast<CUtensorMapFloatOOBfill>(modes[3]))
+                  element_strides.data(), modes[0], modes[1], modes[2], modes[3])
              : missing(name);
     } else if (variant == FN_cuTensorMapEncodeIm2colWide) {
       if (rank < 3) return CUDA_ERROR_INVALID_VALUE;
@@ -481,14 +487,11 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
       const auto element_strides = get_array<cuuint32_t>(args, rank);
       const auto modes = get_array<uint32_t>(args, 5);
       args.expect_end();
-      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, uint32_t, cuuint32_t, void*, const cuuint64_t*,
                                   const cuuint64_t*, int, int, cuuint32_t, cuuint32_t, const cuuint32_t*,
-                                  CUtensorMapInterleave, CUtensorMapIm2ColWideMode, CUtensorMapSwizzle,
-                                  CUtensorMapL2promotion, CUtensorMapFloatOOBfill)>(name);
+                                  uint32_t, uint32_t, uint32_t, uint32_t, uint32_t)>(name);
       r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), lower, upper, channels, pixels,
-                  element_strides.data(), static_cast<CUtensorMapInterleave>(modes[0]),
-                  static_cast<CUtensorMapIm2ColWideMode>(modes[1]), static_cast<CUtensorMapSwizzle>(modes[2]),
-                  static_cast<CUtensorMapL2promotion>(modes[3]), static_cast<CUtensorMapFloatOOBfill>(modes[4]))
+                  element_strides.data(), modes[0], modes[1], modes[2], modes[3], modes[4])
              : missing(name);
     }
   }
@@ -752,12 +755,12 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     }
     case FN_rgpuLinkAdd: {
       const auto link = handle_of<CUlinkState>(args.get<uint64_t>());
-      const auto type = static_cast<CUjitInputType>(args.get<uint32_t>());
+      const uint32_t type = args.get<uint32_t>();  // a CUjitInputType, as its bits
       const std::string name = args.str();
       std::vector<uint8_t> input;
       if (!take_image(worker, args.rest(), input)) return CUDA_ERROR_INVALID_IMAGE;
       if (!resources_.has_link(link)) return CUDA_ERROR_INVALID_HANDLE;
-      auto fn = d.fn<CUresult (*)(CUlinkState, CUjitInputType, void*, size_t, const char*, unsigned, CUjit_option*,
+      auto fn = d.fn<CUresult (*)(CUlinkState, uint32_t, void*, size_t, const char*, unsigned, CUjit_option*,
                                   void**)>("cuLinkAddData_v2");
       if (!fn) return missing("cuLinkAddData_v2");
       // The size leaves out the NUL take_image() added after the bytes.
