@@ -846,6 +846,7 @@ def server_case(cmd, kind, reg, em):
     lines.append(f"  auto {first.name} = from_wire<{first.type}>(ctx.handles.resolve({first.name}_id, {objtype}));")
     call_args = [first.name]
     post = []
+    new_ids = []  # ids of the objects the command makes: checked before the driver makes them
     victims = destroyed_ids(cmd, reg)
     lines += victims
     if victims:
@@ -864,6 +865,7 @@ def server_case(cmd, kind, reg, em):
                           f"  auto* {p.name}_ids = ctx.arena.make<uint64_t>(checked_count(r, {p.name}_n, 8));",
                           f"  for (uint64_t i = 0; i < {p.name}_n; ++i) {p.name}_ids[i] = r.get<uint64_t>();",
                           f"  auto* {p.name} = ctx.arena.make<{p.type}>({p.name}_n);"]
+                new_ids.append(f"  check_new_ids({p.name}_ids, {p.name}_n, {ot});")
                 parent = "0"
                 pool = POOL_OF.get(reg.resolve(p.type))
                 if pool:
@@ -920,6 +922,7 @@ def server_case(cmd, kind, reg, em):
         if cmd.name in POOL_RESETS and p.name == POOL_RESETS[cmd.name]:
             post.append(f"  if (result >= 0) released_children({first.name}_id, to_wire({p.name}));")
     lines.append("  r.expect_end();")
+    lines += new_ids
     if cmd.name in SUBMISSIONS:
         lines.append(f"  fence = submission_fence({first.name}_id, fence);")
     call = f"t.{cmd.name}({', '.join(call_args)})"

@@ -105,6 +105,17 @@ const DeviceTable& Replay::table_of(uint64_t id, VkObjectType type) {
   return device(objects_.at(id).device).table;
 }
 
+void Replay::check_new_ids(const uint64_t* ids, uint64_t n, VkObjectType type) const {
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t id = ids[i];
+    if (id == 0) throw WireError("an object was created with id 0");
+    auto it = objects_.find(id);
+    const bool again = it != objects_.end() && type == VK_OBJECT_TYPE_QUEUE && it->second.type == type;
+    if ((it != objects_.end() && !again) || devices_.count(id) || std::find(ids, ids + i, id) != ids + i)
+      throw WireError("id " + id_text(id) + " is already in use in this session");
+  }
+}
+
 void Replay::created(uint64_t id, VkObjectType type, uint64_t real, uint64_t device_id, uint64_t parent) {
   if (id == 0) throw WireError("an object was created with id 0");
   // vkGetDeviceQueue hands out the same queue again under the same id.
