@@ -918,6 +918,13 @@ def server_case(cmd, kind, reg, em):
                 base = "uint8_t" if p.type == "void" else p.type
                 decl = f"const {base}* {p.name} = nullptr;"
             lines += ["  " + decl] + ["  " + x for x in em.get_member(p, p.name, n, cmd.name)]
+            if not p.optional:
+                # A pointer the spec does not let be NULL (an array: unless its count is 0). The
+                # driver, and the code that decodes what follows, would read through it.
+                missing = f"{p.name} == nullptr"
+                if n is not None and not n.startswith("*"):
+                    missing += f" && static_cast<uint64_t>({n}) != 0"
+                lines.append(f'  if ({missing}) throw WireError("{cmd.name}: {p.name} is missing");')
         call_args.append(p.name)
         if cmd.name in POOL_RESETS and p.name == POOL_RESETS[cmd.name]:
             post.append(f"  if (result >= 0) released_children({first.name}_id, to_wire({p.name}));")

@@ -168,6 +168,25 @@ TEST_F(VulkanServer, CountsThatWouldNeedTooMuchMemoryAreRefused) {
 }
 
 
+// A pointer the specification does not let be NULL, sent as absent: refused before anything reads
+// through it (vkAllocateCommandBuffers took the count of its ids from it: the worker crashed).
+TEST_F(VulkanServer, MissingRequiredPointersAreRefused) {
+  create_device();
+  WireWriter allocate;
+  allocate.put(vk::CMD_vkAllocateCommandBuffers).put<uint64_t>(77).put<uint8_t>(0).put<uint64_t>(5);
+  auto [result, why] = vulkan(allocate);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("vkAllocateCommandBuffers: pAllocateInfo is missing"), std::string::npos) << why;
+  // An array may be absent when its count is 0, not otherwise.
+  WireWriter reset;
+  reset.put(vk::CMD_vkResetFences).put<uint64_t>(77).put<uint32_t>(1).put<uint8_t>(0);
+  std::tie(result, why) = vulkan(reset);
+  EXPECT_NE(why.find("vkResetFences: pFences is missing"), std::string::npos) << why;
+  WireWriter none;
+  none.put(vk::CMD_vkResetFences).put<uint64_t>(77).put<uint32_t>(0).put<uint8_t>(0);
+  EXPECT_EQ(vulkan(none).first, VK_SUCCESS);
+}
+
 // The ids of new objects are checked before the driver makes them: memory made under an id that
 // cannot be tracked was never freed, and its bytes stayed counted against the token.
 TEST_F(VulkanServer, NewObjectsNeedNewIds) {
