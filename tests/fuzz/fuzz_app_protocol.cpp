@@ -13,8 +13,6 @@
 // 2. The stream goes to a real client daemon (rgpu::client::ClientDaemon on a thread of this
 //    process, listening on a unix socket). Every frame it answers must be well-formed and decode;
 //    it must close the connection once the application has.
-#include <signal.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <set>
@@ -27,11 +25,10 @@
 #include "client/client_daemon.hpp"
 #include "client/visible_devices.hpp"
 #include "frame.hpp"
-#include "log.hpp"
 #include "messages.hpp"
 #include "round_trip.hpp"
-#include "seeds.hpp"
 #include "socket_peer.hpp"
+#include "target.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -180,12 +177,7 @@ void write_seeds(const fuzz::Seeds& seeds) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  set_log_level(LogLevel::Off);
-  ::signal(SIGPIPE, SIG_IGN);
-  if (const fuzz::Seeds seeds; seeds.wanted()) {
-    write_seeds(seeds);
-    std::exit(0);
-  }
+  fuzz::initialize(write_seeds);
   return 0;
 }
 

@@ -28,24 +28,20 @@
 #include <span>
 #include <vector>
 
+#include "budget.hpp"
+#include "cuda_dispatch.hpp"
 #include "cuda_driver.hpp"
 #include "cuda_functions.gen.hpp"
 #include "cuda_session.hpp"
 #include "cuda_wire.hpp"
-#include "log.hpp"
-#include "budget.hpp"
-#include "cuda_dispatch.hpp"
-#include "seeds.hpp"
+#include "target.hpp"
 
 namespace {
 
 using namespace rgpu;
 using namespace rgpu::cuda;
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "fuzz_cuda_calls: %s\n", what);
-  std::abort();
-}
+[[noreturn]] void fail(const char* what) { fuzz::fail("fuzz_cuda_calls", what); }
 
 // What a client sends: the driver functions the test double has, variants the server picks
 // among, and RGPU's own calls.
@@ -369,16 +365,9 @@ void write_seeds(const fuzz::Seeds& seeds) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  if (const fuzz::Seeds seeds; seeds.wanted()) {
-    write_seeds(seeds);
-    std::exit(0);
-  }
-  set_log_level(LogLevel::Off);
+  fuzz::initialize(write_seeds);
   if (getenv("RGPU_CUDA_LIBRARY") == nullptr) setenv("RGPU_CUDA_LIBRARY", CUDA_TEST_DOUBLE_PATH, 1);
-  if (!Driver::get().ready()) {
-    std::fprintf(stderr, "fuzz_cuda_calls: %s\n", Driver::get().problem().c_str());
-    std::abort();
-  }
+  if (!Driver::get().ready()) fail(Driver::get().problem().c_str());
   return 0;
 }
 

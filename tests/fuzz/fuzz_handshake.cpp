@@ -16,8 +16,6 @@
 //    Client: Session::connect (the client daemon's handshake) runs against a loopback listener that
 //    answers every connection with the stream; it may only fail with a SessionError.
 // Only FrameError and WireError may come out of the decoders; anything else is a bug.
-#include <signal.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -30,14 +28,13 @@
 
 #include "app_protocol.hpp"
 #include "frame.hpp"
-#include "log.hpp"
 #include "messages.hpp"
 #include "net.hpp"
+#include "round_trip.hpp"
 #include "server/server.hpp"
 #include "session.hpp"
-#include "round_trip.hpp"
-#include "seeds.hpp"
 #include "socket_peer.hpp"
+#include "target.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -253,12 +250,7 @@ void write_seeds(const fuzz::Seeds& seeds) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  set_log_level(LogLevel::Off);
-  ::signal(SIGPIPE, SIG_IGN);
-  if (const fuzz::Seeds seeds; seeds.wanted()) {
-    write_seeds(seeds);
-    std::exit(0);
-  }
+  fuzz::initialize(write_seeds);
   return 0;
 }
 

@@ -32,15 +32,14 @@
 #include <string>
 #include <vector>
 
-#include "log.hpp"
 #include "budget.hpp"
 #include "messages.hpp"
+#include "target.hpp"
 #include "vk_codec.gen.hpp"
 #include "vk_commands.gen.hpp"
 #include "vulkan_instance.hpp"
 #include "vulkan_session.hpp"
 #include "vulkan_wire.hpp"
-#include "seeds.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -48,10 +47,7 @@ namespace {
 using namespace rgpu;
 using namespace rgpu::vk;
 
-[[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "fuzz_vulkan_replay: %s\n", what);
-  std::abort();
-}
+[[noreturn]] void fail(const char* what) { fuzz::fail("fuzz_vulkan_replay", what); }
 
 constexpr uint64_t kQuota = 16u << 20;  // the token's max_memory
 
@@ -106,24 +102,10 @@ VKAPI_ATTR void VKAPI_CALL unmap_memory(VkDevice, VkDeviceMemory memory) {
   auto it = g_memory.find(reinterpret_cast<uint64_t>(memory));
   if (it != g_memory.end()) it->second.mapped = {};
 }
-VKAPI_ATTR VkResult VKAPI_CALL create_fence(VkDevice, const VkFenceCreateInfo*, const VkAllocationCallbacks*,
-                                            VkFence* fence) {
-  *fence = new_handle<VkFence>();
-  return VK_SUCCESS;
-}
-VKAPI_ATTR VkResult VKAPI_CALL create_buffer(VkDevice, const VkBufferCreateInfo*, const VkAllocationCallbacks*,
-                                             VkBuffer* buffer) {
-  *buffer = new_handle<VkBuffer>();
-  return VK_SUCCESS;
-}
-VKAPI_ATTR VkResult VKAPI_CALL create_image(VkDevice, const VkImageCreateInfo*, const VkAllocationCallbacks*,
-                                            VkImage* image) {
-  *image = new_handle<VkImage>();
-  return VK_SUCCESS;
-}
-VKAPI_ATTR VkResult VKAPI_CALL create_command_pool(VkDevice, const VkCommandPoolCreateInfo*,
-                                                   const VkAllocationCallbacks*, VkCommandPool* pool) {
-  *pool = new_handle<VkCommandPool>();
+// vkCreateFence and the like: a handle of its own for each object.
+template <typename Info, typename Handle>
+VKAPI_ATTR VkResult VKAPI_CALL create(VkDevice, const Info*, const VkAllocationCallbacks*, Handle* made) {
+  *made = new_handle<Handle>();
   return VK_SUCCESS;
 }
 VKAPI_ATTR VkResult VKAPI_CALL allocate_command_buffers(VkDevice, const VkCommandBufferAllocateInfo* info,
@@ -146,10 +128,10 @@ const std::map<std::string, PFN_vkVoidFunction>& stubs() {
       {"vkFreeMemory", reinterpret_cast<PFN_vkVoidFunction>(free_memory)},
       {"vkMapMemory", reinterpret_cast<PFN_vkVoidFunction>(map_memory)},
       {"vkUnmapMemory", reinterpret_cast<PFN_vkVoidFunction>(unmap_memory)},
-      {"vkCreateFence", reinterpret_cast<PFN_vkVoidFunction>(create_fence)},
-      {"vkCreateBuffer", reinterpret_cast<PFN_vkVoidFunction>(create_buffer)},
-      {"vkCreateImage", reinterpret_cast<PFN_vkVoidFunction>(create_image)},
-      {"vkCreateCommandPool", reinterpret_cast<PFN_vkVoidFunction>(create_command_pool)},
+      {"vkCreateFence", reinterpret_cast<PFN_vkVoidFunction>(create<VkFenceCreateInfo, VkFence>)},
+      {"vkCreateBuffer", reinterpret_cast<PFN_vkVoidFunction>(create<VkBufferCreateInfo, VkBuffer>)},
+      {"vkCreateImage", reinterpret_cast<PFN_vkVoidFunction>(create<VkImageCreateInfo, VkImage>)},
+      {"vkCreateCommandPool", reinterpret_cast<PFN_vkVoidFunction>(create<VkCommandPoolCreateInfo, VkCommandPool>)},
       {"vkAllocateCommandBuffers", reinterpret_cast<PFN_vkVoidFunction>(allocate_command_buffers)},
       {"vkGetDeviceQueue", reinterpret_cast<PFN_vkVoidFunction>(get_device_queue)},
       {"vkGetBufferMemoryRequirements", reinterpret_cast<PFN_vkVoidFunction>(get_buffer_memory_requirements)},
@@ -486,11 +468,7 @@ void write_seeds(const fuzz::Seeds& seeds) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  set_log_level(LogLevel::Off);
-  if (const fuzz::Seeds seeds; seeds.wanted()) {
-    write_seeds(seeds);
-    std::exit(0);
-  }
+  fuzz::initialize(write_seeds);
   return 0;
 }
 

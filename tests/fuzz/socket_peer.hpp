@@ -20,13 +20,9 @@
 #include <vector>
 
 #include "frame.hpp"
+#include "target.hpp"
 
 namespace rgpu::fuzz {
-
-[[noreturn]] inline void fail(const char* target, const char* what) {
-  std::fprintf(stderr, "%s: %s\n", target, what);
-  std::abort();
-}
 
 class AbstractSocket {
  public:

@@ -1,7 +1,10 @@
-// The seed corpora (tests/fuzz/corpus-*) are written by the targets themselves, with the
-// project's own encoders: run a target with RGPU_FUZZ_WRITE_SEEDS=<folder> and it writes its
-// seeds there and exits (docs/fuzzing.md).
+// What the fuzz targets share: how one reports a bug, its start, and its seeds. The seed corpora
+// (tests/fuzz/corpus-*) are written by the targets themselves, with the project's own encoders:
+// run a target with RGPU_FUZZ_WRITE_SEEDS=<folder> and it writes its seeds there and exits
+// (docs/fuzzing.md).
 #pragma once
+
+#include <signal.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -10,8 +13,15 @@
 #include <vector>
 
 #include "frame.hpp"
+#include "log.hpp"
 
 namespace rgpu::fuzz {
+
+// A bug the target itself saw (no sanitizer report): a crash for libFuzzer.
+[[noreturn]] inline void fail(const char* target, const char* what) {
+  std::fprintf(stderr, "%s: %s\n", target, what);
+  std::abort();
+}
 
 class Seeds {
  public:
@@ -45,5 +55,17 @@ class Stream {
  private:
   std::vector<uint8_t> bytes_;
 };
+
+// LLVMFuzzerInitialize's part that every target has: no logs, no SIGPIPE (the targets with
+// sockets see peers close first), and the seeds written instead of a run when they are asked for.
+template <typename WriteSeeds>
+void initialize(WriteSeeds write_seeds) {
+  set_log_level(LogLevel::Off);
+  ::signal(SIGPIPE, SIG_IGN);
+  if (const Seeds seeds; seeds.wanted()) {
+    write_seeds(seeds);
+    std::exit(0);
+  }
+}
 
 }  // namespace rgpu::fuzz
