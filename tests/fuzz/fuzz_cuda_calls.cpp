@@ -63,7 +63,6 @@ const uint32_t kFunctions[] = {
     FN_rgpuModuleLoad, FN_rgpuLibraryLoad, FN_rgpuCtxCreate, FN_rgpuMemcpy2D, FN_rgpuImagePart,
     FN_rgpuLinkCreate, FN_rgpuLinkAdd, FN_rgpuLinkComplete, FN_rgpuLinkDestroy, FN_rgpuTensorMap,
 };
-constexpr size_t kFunctionCount = sizeof kFunctions / sizeof kFunctions[0];
 constexpr uint32_t kHandleMark = 0xfeedface;
 constexpr uint64_t kQuota = 64u << 20;  // the token's max_memory: device memory the calls may hold
 
@@ -201,12 +200,11 @@ class Script {
   // Appends a call; returns the index of its first output.
   size_t call(uint32_t function, const WireWriter& args, size_t outputs = 0, int context = -1, bool pipelined = false,
               uint32_t out_mask = 0) {
-    const auto& a = const_cast<WireWriter&>(args).buffer();
     const uint32_t pick = context < 0 ? 0 : static_cast<uint32_t>(handles_ - static_cast<size_t>(context));
-    WireWriter w(bytes_);
-    w.put<uint8_t>(0xff).put(function).put<uint8_t>(static_cast<uint8_t>(pick << 3 | (pipelined ? 1 : 0)));
-    w.put<uint8_t>(static_cast<uint8_t>(out_mask ? out_mask : (1u << outputs) - 1));
-    w.put(static_cast<uint16_t>(a.size())).bytes(a.data(), a.size());
+    fuzz::put_call(bytes_, function,
+                   {static_cast<uint8_t>(pick << 3 | (pipelined ? 1 : 0)),
+                    static_cast<uint8_t>(out_mask ? out_mask : (1u << outputs) - 1)},
+                   const_cast<WireWriter&>(args).buffer());
     handles_ += outputs;
     return handles_ - outputs;
   }
@@ -375,24 +373,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> in(data, size);
   Run run;
   for (int calls = 0; calls < 64; ++calls) {
-    if (in.size() < 5) break;
-    uint32_t function = 0;
-    size_t at = 1;
-    if (in[0] == 0xff) {
-      if (in.size() < 9) break;
-      std::memcpy(&function, in.data() + 1, 4);
-      at = 5;
-    } else {
-      function = kFunctions[in[0] % kFunctionCount];
-    }
-    const uint8_t flags = in[at];
-    const uint8_t out_mask = in[at + 1];
-    uint16_t length;
-    std::memcpy(&length, in.data() + at + 2, 2);
-    in = in.subspan(at + 4);
-    length = static_cast<uint16_t>(std::min<size_t>(length, in.size()));
-    run.call(function, flags, out_mask, std::vector<uint8_t>(in.begin(), in.begin() + length));
-    in = in.subspan(length);
+    const auto call = fuzz::next_call(in, kFunctions, 2);
+    if (!call) break;
+    run.call(call->id, call->flags[0], call->flags[1], {call->args.begin(), call->args.end()});
   }
   run.finish();
   return 0;

@@ -242,7 +242,6 @@ const uint32_t kCommands[] = {
     CMD_vkCmdBeginRendering, CMD_vkCmdDraw, CMD_vkCreateRenderPass, CMD_vkCreateFramebuffer,
     CMD_vkGetQueryPoolResults, CMD_vkCreateQueryPool, CMD_vkGetImageSubresourceLayout,
 };
-constexpr size_t kCommandCount = sizeof kCommands / sizeof kCommands[0];
 
 class Run {
  public:
@@ -336,10 +335,7 @@ class Run {
 class Script {
  public:
   Script& call(uint32_t command, bool pipelined, const WireWriter& args) {
-    const auto& a = const_cast<WireWriter&>(args).buffer();
-    WireWriter w(bytes_);
-    w.put<uint8_t>(0xff).put(command).put<uint8_t>(pipelined ? 1 : 0).put(static_cast<uint16_t>(a.size()));
-    w.bytes(a.data(), a.size());
+    fuzz::put_call(bytes_, command, {static_cast<uint8_t>(pipelined ? 1 : 0)}, const_cast<WireWriter&>(args).buffer());
     return *this;
   }
   const std::vector<uint8_t>& bytes() const { return bytes_; }
@@ -475,23 +471,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> in(data, size);
   Run run;
-  for (int calls = 0; calls < 64 && in.size() >= 4; ++calls) {
-    uint32_t command = 0;
-    size_t at = 1;
-    if (in[0] == 0xff) {
-      if (in.size() < 8) break;
-      std::memcpy(&command, in.data() + 1, 4);
-      at = 5;
-    } else {
-      command = kCommands[in[0] % kCommandCount];
-    }
-    const bool pipelined = in[at] & 1;
-    uint16_t length;
-    std::memcpy(&length, in.data() + at + 1, 2);
-    in = in.subspan(at + 3);
-    length = static_cast<uint16_t>(std::min<size_t>(length, in.size()));
-    run.call(command, pipelined, in.first(length));
-    in = in.subspan(length);
+  for (int calls = 0; calls < 64; ++calls) {
+    const auto call = fuzz::next_call(in, kCommands, 1);
+    if (!call) break;
+    run.call(call->id, call->flags[0] & 1, call->args);
   }
   run.finish();
   return 0;

@@ -6,9 +6,14 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,6 +60,43 @@ class Stream {
  private:
   std::vector<uint8_t> bytes_;
 };
+
+// Inputs that are sequences of calls (fuzz_cuda_calls, fuzz_vulkan_replay). Each call: its id (a
+// byte, an index into the target's table of ids, or 0xff followed by a raw u32 id), the target's
+// flag bytes, a u16 length and that many argument bytes (fewer where the input ends first).
+struct InputCall {
+  uint32_t id = 0;
+  std::span<const uint8_t> flags;
+  std::span<const uint8_t> args;
+};
+
+// Takes the next call off `in`; none when too few bytes are left.
+inline std::optional<InputCall> next_call(std::span<const uint8_t>& in, std::span<const uint32_t> ids,
+                                          size_t flag_bytes) {
+  const size_t at = !in.empty() && in[0] == 0xff ? 5 : 1;
+  if (in.size() < at + flag_bytes + 2) return std::nullopt;
+  InputCall call;
+  if (at == 5) std::memcpy(&call.id, in.data() + 1, 4);
+  else call.id = ids[in[0] % ids.size()];
+  call.flags = in.subspan(at, flag_bytes);
+  uint16_t length;
+  std::memcpy(&length, in.data() + at + flag_bytes, 2);
+  in = in.subspan(at + flag_bytes + 2);
+  call.args = in.first(std::min<size_t>(length, in.size()));
+  in = in.subspan(call.args.size());
+  return call;
+}
+
+// A call in that form, with a raw id (seeds do not depend on the tables).
+inline void put_call(std::vector<uint8_t>& out, uint32_t id, std::initializer_list<uint8_t> flags,
+                     std::span<const uint8_t> args) {
+  const uint16_t length = static_cast<uint16_t>(args.size());
+  out.push_back(0xff);
+  out.insert(out.end(), reinterpret_cast<const uint8_t*>(&id), reinterpret_cast<const uint8_t*>(&id) + 4);
+  out.insert(out.end(), flags.begin(), flags.end());
+  out.insert(out.end(), reinterpret_cast<const uint8_t*>(&length), reinterpret_cast<const uint8_t*>(&length) + 2);
+  out.insert(out.end(), args.begin(), args.end());
+}
 
 // LLVMFuzzerInitialize's part that every target has: no logs, no SIGPIPE (the targets with
 // sockets see peers close first), and the seeds written instead of a run when they are asked for.
