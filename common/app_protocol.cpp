@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "frame.hpp"
 #include "wire.hpp"
 
 namespace rgpu {
@@ -104,6 +105,12 @@ SessionOpenMsg decode_session_open(std::span<const uint8_t> data) {
   for (uint32_t i = 0; i < count; ++i) m.gpu_indices.push_back(r.get<uint32_t>());
   r.expect_end();
   return m;
+}
+
+bool ring_spec_fits(const RingSpec& spec, uint64_t ring_size, uint64_t inline_size) {
+  auto inside = [&](uint64_t offset, uint64_t length) { return offset <= ring_size && length <= ring_size - offset; };
+  return inside(spec.in_offset, spec.in_length) && inside(spec.out_offset, spec.out_capacity) &&
+         inline_size <= kMaxFramePayload && spec.in_length <= kMaxFramePayload - inline_size;
 }
 
 const char* app_api_name(AppApi api) { return api == AppApi::Vulkan ? "Vulkan" : "CUDA"; }

@@ -59,6 +59,10 @@ struct RingSpec {
   uint64_t out_capacity = 0;  // 0: the answer comes inline; else the answer's payload goes here
 };
 static_assert(sizeof(RingSpec) == 32);
+// Whether a ring frame's RingSpec lies inside a ring of `ring_size` bytes, and the frame it makes
+// for the server (`inline_size` payload bytes after the RingSpec, then the ring's `in` bytes) is
+// not over kMaxFramePayload.
+bool ring_spec_fits(const RingSpec& spec, uint64_t ring_size, uint64_t inline_size);
 
 struct AppHelloMsg {
   uint32_t pid = 0;

@@ -45,7 +45,12 @@ Frame expect(BlockingChannel& channel, MsgType wanted, const std::string& server
     throw SessionError(Kind::Protocol, "server " + server + " sent a malformed frame: " + e.what());
   }
   if (frame.header.type == static_cast<uint16_t>(MsgType::Error)) {
-    ErrorMsg error = decode_error(frame.payload);
+    ErrorMsg error;
+    try {
+      error = decode_error(frame.payload);
+    } catch (const WireError& e) {
+      throw SessionError(Kind::Protocol, "server " + server + " sent a malformed Error: " + e.what());
+    }
     Kind kind = Kind::Refused;
     if (error.code == ErrorCode::AuthFailed) kind = Kind::AuthFailed;
     if (error.code == ErrorCode::ProtocolVersion) kind = Kind::VersionMismatch;

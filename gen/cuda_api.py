@@ -186,7 +186,7 @@ def classify(name, params, types):
     for type_text, base, const, depth, pname in params:
         k = types.kind(base)
         if depth == 0 and k in ("scalar", "enum", "handle"):
-            kinds.append("dev" if types.is_device(base) else "in")
+            kinds.append("dev" if types.is_device(base) else "enum" if k == "enum" else "in")
         elif depth == 1 and base == "char" and const:
             kinds.append("str")
         elif depth == 1 and not const and k in ("scalar", "enum", "handle") and base != "char":
@@ -199,7 +199,7 @@ def classify(name, params, types):
             return False
         return re.match(r"(num[A-Z]|count)", n) or n.endswith("Count")
     outs = [p[4] for p, k in zip(params, kinds) if k in ("out", "devout")]
-    ins = [p[4] for p, k in zip(params, kinds) if k in ("in", "dev")]
+    ins = [p[4] for p, k in zip(params, kinds) if k in ("in", "enum", "dev")]
     if outs and (any(is_count(n) for n in ins) or (len(outs) > 1 and any(is_count(n) for n in outs))):
         return None
     return kinds
@@ -348,7 +348,7 @@ def auto_client_body(name, parsed, kinds):
         mask = " | ".join(f"(({p[4]} != nullptr) ? {1 << j}u : 0u)" for j, (p, _) in enumerate(outs))
         body.append(f"  call.out_mask({mask});")
     for p, k in zip(parsed, kinds):
-        if k in ("in", "dev"):
+        if k in ("in", "enum", "dev"):
             body.append(f"  call.in({p[4]});")
         elif k == "str":
             body.append(f"  call.str({p[4]});")
@@ -393,7 +393,11 @@ def server_source(table):
 
 
 def server_function(name, parsed, kinds):
-    types = ", ".join(p[0] for p in parsed)
+    # An enum from the wire may hold any value: it is kept in its underlying type, never loaded as
+    # the enum (undefined behaviour for a value outside it); the driver takes the same bits.
+    def param_type(p, k):
+        return f"std::underlying_type_t<{p[0]}>" if k == "enum" else p[0]
+    types = ", ".join(param_type(p, k) for p, k in zip(parsed, kinds))
     lines = [f"static CUresult call_{name}(void* fn, CallContext& c) {{",
              f"  using Fn = CUresult (*)({types});"]
     outs = [i for i, k in enumerate(kinds) if k in ("out", "devout")]
@@ -403,8 +407,8 @@ def server_function(name, parsed, kinds):
     j = 0
     for i, (p, k) in enumerate(zip(parsed, kinds)):
         t = p[0]
-        if k == "in":
-            lines.append(f"  const auto a{i} = c.in<{t}>();")
+        if k in ("in", "enum"):
+            lines.append(f"  const auto a{i} = c.in<{param_type(p, k)}>();")
             args.append(f"a{i}")
         elif k == "dev":
             lines.append(f"  const auto a{i} = c.device(c.in<{t}>());")

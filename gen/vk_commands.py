@@ -849,6 +849,7 @@ def server_case(cmd, kind, reg, em):
     lines.append(f"  auto {first.name} = from_wire<{first.type}>(ctx.handles.resolve({first.name}_id, {objtype}));")
     call_args = [first.name]
     post = []
+    new_ids = []  # ids of the objects the command makes: checked before the driver makes them
     victims = destroyed_ids(cmd, reg)
     lines += victims
     if victims:
@@ -867,6 +868,7 @@ def server_case(cmd, kind, reg, em):
                           f"  auto* {p.name}_ids = ctx.arena.make<uint64_t>(checked_count(r, {p.name}_n, 8));",
                           f"  for (uint64_t i = 0; i < {p.name}_n; ++i) {p.name}_ids[i] = r.get<uint64_t>();",
                           f"  auto* {p.name} = ctx.arena.make<{p.type}>({p.name}_n);"]
+                new_ids.append(f"  check_new_ids({p.name}_ids, {p.name}_n, {ot});")
                 parent = "0"
                 pool = POOL_OF.get(reg.resolve(p.type))
                 if pool:
@@ -919,10 +921,18 @@ def server_case(cmd, kind, reg, em):
                 base = "uint8_t" if p.type == "void" else p.type
                 decl = f"const {base}* {p.name} = nullptr;"
             lines += ["  " + decl] + ["  " + x for x in em.get_member(p, p.name, n, cmd.name)]
+            if not p.optional:
+                # A pointer the spec does not let be NULL (an array: unless its count is 0). The
+                # driver, and the code that decodes what follows, would read through it.
+                missing = f"{p.name} == nullptr"
+                if n is not None and not n.startswith("*"):
+                    missing += f" && static_cast<uint64_t>({n}) != 0"
+                lines.append(f'  if ({missing}) throw WireError("{cmd.name}: {p.name} is missing");')
         call_args.append(p.name)
         if cmd.name in POOL_RESETS and p.name == POOL_RESETS[cmd.name]:
             post.append(f"  if (result >= 0) released_children({first.name}_id, to_wire({p.name}));")
     lines.append("  r.expect_end();")
+    lines += new_ids
     if cmd.name in SUBMISSIONS:
         lines.append(f"  fence = submission_fence({first.name}_id, fence);")
     call = f"t.{cmd.name}({', '.join(call_args)})"

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "app_protocol.hpp"
+#include "frame.hpp"
 #include "messages.hpp"
 #include "wire.hpp"
 
@@ -383,6 +385,24 @@ TEST(MessagesNames, KnownAndUnknown) {
   EXPECT_STREQ(error_code_name(ErrorCode::AuthFailed), "authentication failed");
   EXPECT_STREQ(error_code_name(static_cast<ErrorCode>(999)), "unknown error");
   EXPECT_STREQ(gpu_type_name(GpuType::DiscreteGpu), "DiscreteGpu");
+}
+
+// The client daemon's check of a ring frame's RingSpec, at the edges of the ring and the frame.
+TEST(AppProtocol, RingSpecInsideTheRing) {
+  constexpr uint64_t ring = 1u << 20;
+  EXPECT_TRUE(ring_spec_fits(RingSpec{0, ring, 0, ring}, ring, 0));
+  EXPECT_TRUE(ring_spec_fits(RingSpec{ring, 0, ring, 0}, ring, 0));
+  EXPECT_FALSE(ring_spec_fits(RingSpec{ring + 1, 0, 0, 0}, ring, 0));
+  EXPECT_FALSE(ring_spec_fits(RingSpec{1, ring, 0, 0}, ring, 0));
+  EXPECT_FALSE(ring_spec_fits(RingSpec{0, 0, 8, ring}, ring, 0));
+  // Offset and length that wrap around 2^64 are outside too.
+  EXPECT_FALSE(ring_spec_fits(RingSpec{16, ~uint64_t{0} - 8, 0, 0}, ring, 0));
+  EXPECT_FALSE(ring_spec_fits(RingSpec{0, 0, ~uint64_t{0}, 2}, ring, 0));
+  // The frame to the server: inline bytes and ring bytes, at most kMaxFramePayload.
+  constexpr uint64_t big = uint64_t{kMaxFramePayload} * 2;
+  EXPECT_TRUE(ring_spec_fits(RingSpec{0, kMaxFramePayload - 10, 0, 0}, big, 10));
+  EXPECT_FALSE(ring_spec_fits(RingSpec{0, kMaxFramePayload - 9, 0, 0}, big, 10));
+  EXPECT_FALSE(ring_spec_fits(RingSpec{0, 0, 0, 0}, big, uint64_t{kMaxFramePayload} + 1));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <thread>
+#include <tuple>
 
 #include "app_protocol.hpp"
 #include "server/server.hpp"
@@ -66,6 +67,18 @@ class VulkanServer : public ::testing::Test {
     const auto header = reader.get<vk::ReplyHeader>();
     const auto rest = reader.rest();
     return {static_cast<VkResult>(header.result), std::string(rest.begin(), rest.end())};
+  }
+
+  // A device (id 77) with one queue of family 0.
+  void create_device() {
+    const float priority = 1;
+    const VkDeviceQueueCreateInfo queue{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, nullptr, 0, 0, 1, &priority};
+    const VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, nullptr, 0, 1, &queue, 0, nullptr, 0, nullptr,
+                                  nullptr};
+    WireWriter create;
+    create.put(vk::CMD_CreateDevice).put<uint32_t>(0).put<uint64_t>(77);
+    vk::put(create, info);
+    ASSERT_EQ(vulkan(create).first, VK_SUCCESS);
   }
 
   std::unique_ptr<Server> server_;
@@ -142,14 +155,7 @@ TEST_F(VulkanServer, DeeplyNestedChainsAreRefused) {
 // A count that would make the server allocate far more than the call's bytes: refused before
 // anything is allocated.
 TEST_F(VulkanServer, CountsThatWouldNeedTooMuchMemoryAreRefused) {
-  const float priority = 1;
-  const VkDeviceQueueCreateInfo queue{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, nullptr, 0, 0, 1, &priority};
-  const VkDeviceCreateInfo info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, nullptr, 0, 1, &queue, 0, nullptr, 0, nullptr,
-                                nullptr};
-  WireWriter create;
-  create.put(vk::CMD_CreateDevice).put<uint32_t>(0).put<uint64_t>(77);
-  vk::put(create, info);
-  ASSERT_EQ(vulkan(create).first, VK_SUCCESS);
+  create_device();
 
   const uint32_t writes = 8u << 20;  // 8 Mi VkWriteDescriptorSet: 512 MiB in memory
   WireWriter update;
@@ -159,6 +165,47 @@ TEST_F(VulkanServer, CountsThatWouldNeedTooMuchMemoryAreRefused) {
   const auto [result, why] = vulkan(update);
   EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
   EXPECT_NE(why.find("need more than 256 MiB"), std::string::npos) << why;
+}
+
+
+// A pointer the specification does not let be NULL, sent as absent: refused before anything reads
+// through it (vkAllocateCommandBuffers took the count of its ids from it: the worker crashed).
+TEST_F(VulkanServer, MissingRequiredPointersAreRefused) {
+  create_device();
+  WireWriter allocate;
+  allocate.put(vk::CMD_vkAllocateCommandBuffers).put<uint64_t>(77).put<uint8_t>(0).put<uint64_t>(5);
+  auto [result, why] = vulkan(allocate);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("vkAllocateCommandBuffers: pAllocateInfo is missing"), std::string::npos) << why;
+  // An array may be absent when its count is 0, not otherwise.
+  WireWriter reset;
+  reset.put(vk::CMD_vkResetFences).put<uint64_t>(77).put<uint32_t>(1).put<uint8_t>(0);
+  std::tie(result, why) = vulkan(reset);
+  EXPECT_NE(why.find("vkResetFences: pFences is missing"), std::string::npos) << why;
+  WireWriter none;
+  none.put(vk::CMD_vkResetFences).put<uint64_t>(77).put<uint32_t>(0).put<uint8_t>(0);
+  EXPECT_EQ(vulkan(none).first, VK_SUCCESS);
+}
+
+// The ids of new objects are checked before the driver makes them: memory made under an id that
+// cannot be tracked was never freed, and its bytes stayed counted against the token.
+TEST_F(VulkanServer, NewObjectsNeedNewIds) {
+  create_device();
+  auto allocate = [&](uint64_t id) {
+    WireWriter w;
+    w.put(vk::CMD_vkAllocateMemory).put<uint64_t>(77).put<uint8_t>(1);
+    vk::put(w, VkMemoryAllocateInfo{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, nullptr, 4096, 0});
+    w.put(id);
+    return vulkan(w);
+  };
+  auto [result, why] = allocate(0);
+  EXPECT_EQ(result, VK_ERROR_DEVICE_LOST);
+  EXPECT_NE(why.find("an object was created with id 0"), std::string::npos) << why;
+  EXPECT_EQ(allocate(5).first, VK_SUCCESS);
+  std::tie(result, why) = allocate(5);
+  EXPECT_NE(why.find("id 5 is already in use"), std::string::npos) << why;
+  std::tie(result, why) = allocate(77);  // the device's own id
+  EXPECT_NE(why.find("id 77 is already in use"), std::string::npos) << why;
 }
 
 }  // namespace

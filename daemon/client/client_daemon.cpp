@@ -569,11 +569,7 @@ void ClientDaemon::Impl::on_app_frame(AppSession& session, AppConnection& connec
   }
   std::memcpy(&spec, frame.payload.data(), sizeof spec);
   const size_t inline_size = frame.payload.size() - sizeof spec;
-  auto outside = [&](uint64_t offset, uint64_t length) {
-    return offset > connection.ring_size || length > connection.ring_size - offset;
-  };
-  if (outside(spec.in_offset, spec.in_length) || outside(spec.out_offset, spec.out_capacity) ||
-      inline_size + spec.in_length > kMaxFramePayload) {
+  if (!ring_spec_fits(spec, connection.ring_size, inline_size)) {
     connection.link->send(error_frame(frame.header.request_id, ErrorCode::MalformedFrame, "ring range outside the ring"));
     return connection.link->finish_after_flush();
   }

@@ -340,7 +340,10 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
           resources_.record(header.function, call.ins(), call.outs(), worker.current);
           if (retain && !call.outs().empty()) resources_.context_created(handle_of<CUcontext>(call.outs()[0]), before);
           // What an unloaded module held leaves the quota now, not at the next settling.
-          if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) resources_.settle_load();
+          if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) {
+            resources_.settle_load();
+            forget_parameters();  // its functions are gone
+          }
           for (uint64_t value : call.outs()) out.put(value);
         } else if (call.passed_veto()) {
           resources_.abandon(header.function, call.ins());
@@ -397,7 +400,17 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
 }
 
 namespace {
-bool on_server(CUmemorytype type) { return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY; }
+// A memory type from the wire, as its bits: it may hold any value, and loading one outside the enum
+// would be undefined behaviour.
+uint32_t memory_type(const CUmemorytype& field) {
+  uint32_t value;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
+}
+bool on_server(const CUmemorytype& field) {
+  const uint32_t type = memory_type(field);
+  return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY;
+}
 }  // namespace
 
 // rgpu.Memcpy2D: a rectangle (or, on the server alone, a box). Host memory is only ever the
@@ -431,7 +444,10 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
     return fn ? fn(&copy) : missing(name);
   }
   auto copy = args.get<CUDA_MEMCPY2D>();
-  const size_t packed = copy.WidthInBytes * copy.Height;
+  // The packed rows' size; a rectangle whose size wraps around is refused (its rows would run past
+  // the packed ones).
+  size_t packed = 0;
+  if (__builtin_mul_overflow(copy.WidthInBytes, copy.Height, &packed)) return CUDA_ERROR_INVALID_VALUE;
   switch (mode) {
     case kCopyOnServer:
       args.expect_end();
@@ -439,7 +455,7 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
       break;
     case kCopyFromHost: {
       auto rows = args.rest();
-      if (copy.srcMemoryType != CU_MEMORYTYPE_HOST || !on_server(copy.dstMemoryType) || rows.size() != packed ||
+      if (memory_type(copy.srcMemoryType) != CU_MEMORYTYPE_HOST || !on_server(copy.dstMemoryType) || rows.size() != packed ||
           copy.srcPitch != copy.WidthInBytes || copy.srcXInBytes != 0 || copy.srcY != 0)
         return CUDA_ERROR_INVALID_VALUE;
       copy.srcHost = rows.data();
@@ -447,7 +463,8 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
     }
     case kCopyToHost:
       args.expect_end();
-      if (copy.dstMemoryType != CU_MEMORYTYPE_HOST || !on_server(copy.srcMemoryType) || packed > kMaxFramePayload - 64 ||
+      if (memory_type(copy.dstMemoryType) != CU_MEMORYTYPE_HOST || !on_server(copy.srcMemoryType) ||
+          packed > kMaxFramePayload - 64 ||
           copy.dstPitch != copy.WidthInBytes || copy.dstXInBytes != 0 || copy.dstY != 0)
         return CUDA_ERROR_INVALID_VALUE;
       out.buffer().resize(packed);
@@ -483,7 +500,7 @@ std::vector<T> get_array(WireReader& args, size_t count) {
 }  // namespace
 
 // rgpu.TensorMap: the driver encodes the map from the application's arguments (arrays sized by
-// the rank, which the driver limits to 5).
+// the rank, which the driver limits to 5). Its enums are passed as the bits that came.
 CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
   Driver& d = Driver::get();
   const uint32_t variant = args.get<uint32_t>();
@@ -499,7 +516,7 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
     auto fn = d.fn<CUresult (*)(CUtensorMap*, void*)>(name);
     r = fn ? fn(&map, address) : missing(name);
   } else {
-    const auto type = static_cast<CUtensorMapDataType>(args.get<uint32_t>());
+    const uint32_t type = args.get<uint32_t>();  // enums stay their bits, as the driver takes them
     const uint32_t rank = args.get<uint32_t>();
     if (rank < 1 || rank > 5) return CUDA_ERROR_INVALID_VALUE;
     void* address = reinterpret_cast<void*>(args.get<uint64_t>());
@@ -510,12 +527,10 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
       const auto element_strides = get_array<cuuint32_t>(args, rank);
       const auto modes = get_array<uint32_t>(args, 4);
       args.expect_end();
-      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                  const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                  CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill)>(name);
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, uint32_t, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*,
+                                  const cuuint32_t*, const cuuint32_t*, uint32_t, uint32_t, uint32_t, uint32_t)>(name);
       r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), box.data(), element_strides.data(),
-                  static_cast<CUtensorMapInterleave>(modes[0]), static_cast<CUtensorMapSwizzle>(modes[1]),
-                  static_cast<CUtensorMapL2promotion>(modes[2]), static_cast<CUtensorMapFloatOOBfill>(modes[3]))
+                  modes[0], modes[1], modes[2], modes[3])
              : missing(name);
     } else if (variant == FN_cuTensorMapEncodeIm2col) {
       if (rank < 3) return CUDA_ERROR_INVALID_VALUE;
@@ -525,14 +540,11 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
       const auto element_strides = get_array<cuuint32_t>(args, rank);
       const auto modes = get_array<uint32_t>(args, 4);
       args.expect_end();
-      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, uint32_t, cuuint32_t, void*, const cuuint64_t*,
                                   const cuuint64_t*, const int*, const int*, cuuint32_t, cuuint32_t, const cuuint32_t*,
-                                  CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
-                                  CUtensorMapFloatOOBfill)>(name);
+                                  uint32_t, uint32_t, uint32_t, uint32_t)>(name);
       r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), lower.data(), upper.data(), channels, pixels,
-                  element_strides.data(), static_cast<CUtensorMapInterleave>(modes[0]),
-                  static_cast<CUtensorMapSwizzle>(modes[1]), static_cast<CUtensorMapL2promotion>(modes[2]),
-                  static_cast<CUtensorMapFloatOOBfill>(modes[3]))
+                  element_strides.data(), modes[0], modes[1], modes[2], modes[3])
              : missing(name);
     } else if (variant == FN_cuTensorMapEncodeIm2colWide) {
       if (rank < 3) return CUDA_ERROR_INVALID_VALUE;
@@ -541,14 +553,11 @@ CUresult CudaSession::encode_tensor_map(WireReader& args, WireWriter& out) {
       const auto element_strides = get_array<cuuint32_t>(args, rank);
       const auto modes = get_array<uint32_t>(args, 5);
       args.expect_end();
-      auto fn = d.fn<CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+      auto fn = d.fn<CUresult (*)(CUtensorMap*, uint32_t, cuuint32_t, void*, const cuuint64_t*,
                                   const cuuint64_t*, int, int, cuuint32_t, cuuint32_t, const cuuint32_t*,
-                                  CUtensorMapInterleave, CUtensorMapIm2ColWideMode, CUtensorMapSwizzle,
-                                  CUtensorMapL2promotion, CUtensorMapFloatOOBfill)>(name);
+                                  uint32_t, uint32_t, uint32_t, uint32_t, uint32_t)>(name);
       r = fn ? fn(&map, type, rank, address, dims.data(), strides.data(), lower, upper, channels, pixels,
-                  element_strides.data(), static_cast<CUtensorMapInterleave>(modes[0]),
-                  static_cast<CUtensorMapIm2ColWideMode>(modes[1]), static_cast<CUtensorMapSwizzle>(modes[2]),
-                  static_cast<CUtensorMapL2promotion>(modes[3]), static_cast<CUtensorMapFloatOOBfill>(modes[4]))
+                  element_strides.data(), modes[0], modes[1], modes[2], modes[3], modes[4])
              : missing(name);
     }
   }
@@ -730,25 +739,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     case FN_rgpuFunctionParams: {
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
       args.expect_end();
-      auto func_info = d.fn<CUresult (*)(CUfunction, size_t, size_t*, size_t*)>("cuFuncGetParamInfo");
-      auto kernel_info = d.fn<CUresult (*)(CUkernel, size_t, size_t*, size_t*)>("cuKernelGetParamInfo");
-      if (!func_info) return missing("cuFuncGetParamInfo");
-      std::vector<std::pair<uint64_t, uint64_t>> params;
-      bool as_kernel = false;
-      for (size_t i = 0;; ++i) {
-        size_t offset = 0, size = 0;
-        CUresult r = as_kernel ? kernel_info(handle_of<CUkernel>(raw_of(f)), i, &offset, &size)
-                               : func_info(f, i, &offset, &size);
-        if (r == CUDA_ERROR_INVALID_HANDLE && i == 0 && !as_kernel && kernel_info) {
-          as_kernel = true;  // cuLibraryGetKernel handles may be launched as functions
-          --i;
-          continue;
-        }
-        if (r == CUDA_ERROR_INVALID_VALUE && i > 0) break;  // past the last parameter
-        if (r == CUDA_ERROR_INVALID_VALUE && i == 0) break;  // a kernel without parameters
-        if (r != CUDA_SUCCESS) return r;
-        params.emplace_back(offset, size);
-      }
+      ParamLayout params;
+      if (CUresult r = query_parameters(f, params); r != CUDA_SUCCESS) return r;
       out.put<uint32_t>(static_cast<uint32_t>(params.size()));
       for (auto [offset, size] : params) out.put(offset).put(size);
       return CUDA_SUCCESS;
@@ -769,10 +761,15 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       for (auto& o : offsets) o = args.get<uint32_t>();
       auto blob = args.blob(64 * 1024);
       args.expect_end();
+      // The driver reads as many parameters as the kernel has, each as large as the kernel says,
+      // from where the pointers point: all of them must be here, inside the bytes that came.
+      std::shared_ptr<const ParamLayout> layout;
+      if (CUresult r = launch_parameters(f, layout); r != CUDA_SUCCESS) return r;
+      if (layout->size() != param_count) return CUDA_ERROR_INVALID_VALUE;
       std::vector<uint8_t> storage(blob.begin(), blob.end());
       std::vector<void*> params(param_count);
       for (uint32_t i = 0; i < param_count; ++i) {
-        if (offsets[i] >= storage.size() && !(offsets[i] == storage.size() && storage.empty()))
+        if (offsets[i] > storage.size() || (*layout)[i].second > storage.size() - offsets[i])
           return CUDA_ERROR_INVALID_VALUE;
         params[i] = storage.data() + offsets[i];
       }
@@ -874,15 +871,13 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     }
     case FN_rgpuLinkAdd: {
       const auto link = handle_of<CUlinkState>(args.get<uint64_t>());
-      const uint32_t input_type = args.get<uint32_t>();
-      if (input_type >= CU_JIT_NUM_INPUT_TYPES)
-        return refused_variant(client_, "rgpu.LinkAdd", "input type", input_type);
-      const auto type = static_cast<CUjitInputType>(input_type);
+      const uint32_t type = args.get<uint32_t>();  // a CUjitInputType, as its bits
+      if (type >= CU_JIT_NUM_INPUT_TYPES) return refused_variant(client_, "rgpu.LinkAdd", "input type", type);
       const std::string name = args.str();
       std::vector<uint8_t> input;
       if (!take_image(worker, args.rest(), input)) return CUDA_ERROR_INVALID_IMAGE;
       if (!resources_.has_link(link)) return CUDA_ERROR_INVALID_HANDLE;
-      auto fn = d.fn<CUresult (*)(CUlinkState, CUjitInputType, void*, size_t, const char*, unsigned, CUjit_option*,
+      auto fn = d.fn<CUresult (*)(CUlinkState, uint32_t, void*, size_t, const char*, unsigned, CUjit_option*,
                                   void**)>("cuLinkAddData_v2");
       if (!fn) return missing("cuLinkAddData_v2");
       // The size leaves out the NUL take_image() added after the bytes.
@@ -946,6 +941,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
         std::vector<uint64_t> ins{raw_of(context)}, outs;
         resources_.record(FN_cuCtxDestroy_v2, ins, outs, nullptr);
         resources_.context_destroyed(context);
+        forget_parameters();
         if (worker.current == context) worker.current = nullptr;
       }
       return r;
@@ -975,6 +971,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       }
       const CUresult r = release(device);
       if (r == CUDA_SUCCESS) {
+        forget_parameters();
         std::vector<uint64_t> ins{app_device}, outs;
         resources_.record(FN_cuDevicePrimaryCtxRelease_v2, ins, outs, nullptr);
         if (primary != nullptr) resources_.context_destroyed(primary);
@@ -998,9 +995,54 @@ CUresult CudaSession::free_in_primary_context(Worker& worker, CUdevice device) {
   CUcontext primary = nullptr;
   if (CUresult r = retain(&primary, device); r != CUDA_SUCCESS) return r;
   resources_.release_primary_context_resources(primary);
+  forget_parameters();
   release(device);
   worker.current = reinterpret_cast<CUcontext>(~uintptr_t{0});  // unknown: set it again next call
   return CUDA_SUCCESS;
+}
+
+CUresult CudaSession::query_parameters(CUfunction f, ParamLayout& layout) {
+  Driver& d = Driver::get();
+  auto func_info = d.fn<CUresult (*)(CUfunction, size_t, size_t*, size_t*)>("cuFuncGetParamInfo");
+  auto kernel_info = d.fn<CUresult (*)(CUkernel, size_t, size_t*, size_t*)>("cuKernelGetParamInfo");
+  if (!func_info) return missing("cuFuncGetParamInfo");
+  layout.clear();
+  bool as_kernel = false;
+  for (size_t i = 0;; ++i) {
+    size_t offset = 0, size = 0;
+    CUresult r = as_kernel ? kernel_info(handle_of<CUkernel>(raw_of(f)), i, &offset, &size)
+                           : func_info(f, i, &offset, &size);
+    if (r == CUDA_ERROR_INVALID_HANDLE && i == 0 && !as_kernel && kernel_info) {
+      as_kernel = true;  // cuLibraryGetKernel handles may be launched as functions
+      --i;
+      continue;
+    }
+    if (r == CUDA_ERROR_INVALID_VALUE && i > 0) break;  // past the last parameter
+    if (r == CUDA_ERROR_INVALID_VALUE && i == 0) break;  // a kernel without parameters
+    if (r != CUDA_SUCCESS) return r;
+    layout.emplace_back(offset, size);
+  }
+  return CUDA_SUCCESS;
+}
+
+CUresult CudaSession::launch_parameters(CUfunction f, std::shared_ptr<const ParamLayout>& layout) {
+  {
+    std::lock_guard lock(layouts_mutex_);
+    if (auto it = layouts_.find(f); it != layouts_.end()) {
+      layout = it->second;
+      return CUDA_SUCCESS;
+    }
+  }
+  auto queried = std::make_shared<ParamLayout>();
+  if (CUresult r = query_parameters(f, *queried); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(layouts_mutex_);
+  layout = layouts_[f] = std::move(queried);
+  return CUDA_SUCCESS;
+}
+
+void CudaSession::forget_parameters() {
+  std::lock_guard lock(layouts_mutex_);
+  layouts_.clear();
 }
 
 }  // namespace rgpu::cuda

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cuda_dispatch.hpp"
@@ -90,6 +91,15 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   // Frees what this session made in the primary context of `device` (the driver's ordinal).
   CUresult free_in_primary_context(Worker& worker, CUdevice device);
 
+  // Each parameter's offset and size, as the driver lays out a kernel's parameters.
+  using ParamLayout = std::vector<std::pair<uint64_t, uint64_t>>;
+  // The layout of function `f` (rgpu.FunctionParams), from the driver.
+  static CUresult query_parameters(CUfunction f, ParamLayout& layout);
+  // The same, kept per function: a launch's parameters are checked against it before the driver
+  // reads them. Forgotten whenever functions may have gone (modules, libraries, contexts).
+  CUresult launch_parameters(CUfunction f, std::shared_ptr<const ParamLayout>& layout);
+  void forget_parameters();
+
   DeviceMap devices_;
   SessionResources resources_;
   SendFn send_;
@@ -108,6 +118,9 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   bool closing_ = false;
   uint32_t deferred_function_ = 0;
   CUresult deferred_result_ = CUDA_SUCCESS;
+
+  std::mutex layouts_mutex_;
+  std::map<CUfunction, std::shared_ptr<const ParamLayout>> layouts_;
 };
 
 }  // namespace rgpu::cuda

@@ -105,6 +105,17 @@ const DeviceTable& Replay::table_of(uint64_t id, VkObjectType type) {
   return device(objects_.at(id).device).table;
 }
 
+void Replay::check_new_ids(const uint64_t* ids, uint64_t n, VkObjectType type) const {
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t id = ids[i];
+    if (id == 0) throw WireError("an object was created with id 0");
+    auto it = objects_.find(id);
+    const bool again = it != objects_.end() && type == VK_OBJECT_TYPE_QUEUE && it->second.type == type;
+    if ((it != objects_.end() && !again) || devices_.count(id) || std::find(ids, ids + i, id) != ids + i)
+      throw WireError("id " + id_text(id) + " is already in use in this session");
+  }
+}
+
 void Replay::created(uint64_t id, VkObjectType type, uint64_t real, uint64_t device_id, uint64_t parent) {
   if (id == 0) throw WireError("an object was created with id 0");
   // vkGetDeviceQueue hands out the same queue again under the same id.
@@ -359,14 +370,15 @@ bool Replay::signaled(Device& d, VkFence fence) {
 
 bool Replay::idle() {
   bool all = true;
-  for (auto& [id, d] : devices_) {
-    for (auto& [queue, tracking] : d->queues) {
+  for (auto& entry : devices_) {
+    Device& d = *entry.second;  // not a structured binding: lambdas cannot capture those before clang 16
+    for (auto& [queue, tracking] : d.queues) {
       std::erase_if(tracking.retired, [&](VkFence fence) {
-        if (!signaled(*d, fence)) return false;
-        reuse_fence(*d, fence);
+        if (!signaled(d, fence)) return false;
+        reuse_fence(d, fence);
         return true;
       });
-      if (tracking.untracked || (tracking.latest.fence != VK_NULL_HANDLE && !signaled(*d, tracking.latest.fence)))
+      if (tracking.untracked || (tracking.latest.fence != VK_NULL_HANDLE && !signaled(d, tracking.latest.fence)))
         all = false;
     }
   }
@@ -540,8 +552,9 @@ void Replay::send_changes(uint64_t id, Allocation& a, const std::vector<ByteRang
   }
   std::sort(spans.begin(), spans.end());
   uint64_t done = a.base;  // everything before has been compared
-  for (auto [begin, end] : spans) {
-    begin = std::max(begin, done);
+  for (auto span : spans) {
+    const uint64_t begin = std::max(span.first, done);
+    uint64_t end = span.second;
     if (end <= begin) continue;
     end = std::min(mapped_end, (end + kMemoryPage - 1) & ~(kMemoryPage - 1));
     const uint8_t* current = a.mapped + begin;

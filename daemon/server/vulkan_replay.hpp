@@ -110,6 +110,9 @@ class Replay final : public HandleResolver {
 
   // Used by the generated code.
   const DeviceTable& table_of(uint64_t id, VkObjectType type);
+  // Before a command makes objects: their ids must be new (a queue's may name the same queue
+  // again), or what the driver made could not be tracked, nor freed, nor counted. Throws WireError.
+  void check_new_ids(const uint64_t* ids, uint64_t n, VkObjectType type) const;
   void created(uint64_t id, VkObjectType type, uint64_t real, uint64_t device, uint64_t parent);
   void destroyed(uint64_t id);
   void released_children(uint64_t device, uint64_t pool);

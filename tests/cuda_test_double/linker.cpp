@@ -36,6 +36,7 @@ DOUBLE_EXPORT CUresult cuLinkAddData_v2(CUlinkState state, CUjitInputType, void*
   if (link == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   if (data == nullptr || size == 0) return CUDA_ERROR_INVALID_VALUE;
   const std::string input(static_cast<const char*>(data), strnlen(static_cast<const char*>(data), size));
+  if (input.rfind(kHeader, 0) != 0) return CUDA_ERROR_INVALID_IMAGE;  // the double links its own text modules only
   Image parsed;
   if (CUresult r = parse_image(input.c_str(), parsed); r != CUDA_SUCCESS) return r;
   link->lines += input.substr(std::strlen(kHeader));

@@ -107,6 +107,8 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
   Window* window = window_of(device);
   if (window == nullptr || bytes > kDeviceMemory) return CUDA_ERROR_OUT_OF_MEMORY;
   const size_t mapped = (bytes + kPage - 1) / kPage * kPage;
+  // Addresses start over once the window is used up and nothing in it is live (a long fuzzing run).
+  if (window->used == 0 && window->next + mapped + kPage > window->base + kWindowSize) window->next = window->base;
   if (window->used + mapped > kDeviceMemory || window->next + mapped + kPage > window->base + kWindowSize)
     return CUDA_ERROR_OUT_OF_MEMORY;
   if (::mprotect(reinterpret_cast<void*>(window->next), mapped, PROT_READ | PROT_WRITE) != 0)

@@ -9,28 +9,19 @@
 
 #include "frame.hpp"
 #include "messages.hpp"
+#include "round_trip.hpp"
 #include "wire.hpp"
 
 namespace {
 
-// A payload that decodes must encode back to the same bytes: every field has a single encoding.
-template <typename Decode>
-void check_message(std::span<const uint8_t> payload, Decode decode) {
-  try {
-    const auto message = decode(payload);
-    const std::vector<uint8_t> again = rgpu::encode(message);
-    if (!std::equal(again.begin(), again.end(), payload.begin(), payload.end())) std::abort();
-  } catch (const rgpu::WireError&) {
-  }
-}
-
 void decode_messages(std::span<const uint8_t> payload) {
-  check_message(payload, rgpu::decode_hello);
-  check_message(payload, rgpu::decode_challenge);
-  check_message(payload, rgpu::decode_auth_response);
-  check_message(payload, rgpu::decode_welcome);
-  check_message(payload, rgpu::decode_error);
-  check_message(payload, rgpu::decode_gpu_list);
+  using rgpu::fuzz::round_trip;
+  round_trip(payload, rgpu::decode_hello);
+  round_trip(payload, rgpu::decode_challenge);
+  round_trip(payload, rgpu::decode_auth_response);
+  round_trip(payload, rgpu::decode_welcome);
+  round_trip(payload, rgpu::decode_error);
+  round_trip(payload, rgpu::decode_gpu_list);
 }
 
 }  // namespace

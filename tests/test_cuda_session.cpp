@@ -1,0 +1,163 @@
+// A worker's CUDA session in process, on the CUDA test double: calls as a client sends them,
+// including ones no RGPU client library would send.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+
+#include "cuda_wire.hpp"
+#include "server/cuda_driver.hpp"
+#include "server/cuda_session.hpp"
+#include "server/memory_budget.hpp"
+
+namespace rgpu::cuda {
+namespace {
+
+class CudaSessionCalls : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("RGPU_CUDA_LIBRARY", CUDA_TEST_DOUBLE_PATH, 1);
+    ASSERT_TRUE(Driver::get().ready()) << Driver::get().problem();
+  }
+
+  void SetUp() override {
+    session_ = std::make_shared<CudaSession>(
+        DeviceMap{{0}}, std::make_shared<MemoryBudget>(),
+        [this](std::vector<uint8_t> head, BulkPayload) {
+          std::lock_guard lock(mutex_);
+          reply_ = std::vector<uint8_t>(head.begin() + kFrameHeaderSize, head.end());
+          replied_.notify_all();
+        },
+        "test");
+    WireWriter device;
+    device.put<uint64_t>(0);
+    context_ = handle(call(FN_cuDevicePrimaryCtxRetain, device, 1));
+  }
+  void TearDown() override { session_->close(); }
+
+  struct Answer {
+    CUresult result;
+    std::vector<uint8_t> outputs;
+  };
+  // One call that waits for its answer, in the session's primary context.
+  Answer call(uint32_t function, const WireWriter& args, uint32_t out_mask = 0) {
+    CallHeader header;
+    header.function = function;
+    header.context = context_;
+    header.out_mask = out_mask;
+    header.sequence = ++sequence_;
+    Frame frame;
+    frame.header.type = kMsgCudaCall;
+    frame.header.request_id = header.sequence;
+    WireWriter payload(frame.payload);
+    payload.put(header);
+    const auto& bytes = const_cast<WireWriter&>(args).buffer();
+    payload.bytes(bytes.data(), bytes.size());
+    session_->submit(std::move(frame));
+    std::unique_lock lock(mutex_);
+    replied_.wait(lock, [&] { return reply_.has_value(); });
+    ReplyHeader reply;
+    std::memcpy(&reply, reply_->data(), sizeof reply);
+    Answer answer{static_cast<CUresult>(reply.result), {reply_->begin() + sizeof reply, reply_->end()}};
+    reply_.reset();
+    return answer;
+  }
+  static uint64_t handle(const Answer& answer) {
+    EXPECT_EQ(answer.result, CUDA_SUCCESS);
+    uint64_t value = 0;
+    if (answer.outputs.size() >= sizeof value) std::memcpy(&value, answer.outputs.data(), sizeof value);
+    return value;
+  }
+  uint64_t allocate(uint64_t bytes) {
+    WireWriter size;
+    size.put(bytes);
+    return handle(call(FN_cuMemAlloc_v2, size, 1));
+  }
+
+  std::shared_ptr<CudaSession> session_;
+  uint64_t context_ = 0;
+  uint32_t sequence_ = 0;
+  std::mutex mutex_;
+  std::condition_variable replied_;
+  std::optional<std::vector<uint8_t>> reply_;
+};
+
+WireWriter rectangle(uint8_t mode, const CUDA_MEMCPY2D& copy) {
+  WireWriter w;
+  w.put(FN_cuMemcpy2D_v2).put<uint64_t>(0).put(mode).put<uint8_t>(2).put(copy);
+  return w;
+}
+
+// A rectangle whose width times height wraps around 2^64 looked as small as the packed rows: the
+// driver then copied its rows past them (a heap overflow in the worker, writing or reading).
+TEST_F(CudaSessionCalls, RectangleWhoseSizeWrapsAroundIsRefused) {
+  const uint64_t device = allocate(1 << 20);
+  CUDA_MEMCPY2D down{};
+  down.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+  down.srcDevice = device;
+  down.srcPitch = 64;
+  down.dstMemoryType = CU_MEMORYTYPE_HOST;
+  down.dstPitch = 64;
+  down.WidthInBytes = 64;
+  down.Height = (uint64_t{1} << 58) + 1;  // 64 x that is 2^64 + 64: 64 packed bytes
+  EXPECT_EQ(call(FN_rgpuMemcpy2D, rectangle(kCopyToHost, down)).result, CUDA_ERROR_INVALID_VALUE);
+  CUDA_MEMCPY2D up{};
+  up.srcMemoryType = CU_MEMORYTYPE_HOST;
+  up.srcPitch = 64;
+  up.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  up.dstDevice = device;
+  up.dstPitch = 64;
+  up.WidthInBytes = 64;
+  up.Height = (uint64_t{1} << 58) + 1;
+  WireWriter rows = rectangle(kCopyFromHost, up);
+  rows.buffer().resize(rows.buffer().size() + 64);
+  EXPECT_EQ(call(FN_rgpuMemcpy2D, rows).result, CUDA_ERROR_INVALID_VALUE);
+  // A rectangle of that size that does not wrap is copied.
+  down.Height = 1;
+  const Answer copied = call(FN_rgpuMemcpy2D, rectangle(kCopyToHost, down));
+  EXPECT_EQ(copied.result, CUDA_SUCCESS);
+  EXPECT_EQ(copied.outputs.size(), 64u);
+}
+
+// The driver reads as many parameters as the kernel has, each of its own size, through the
+// pointers the server makes into the bytes that came: fewer parameters, or bytes that end before
+// a parameter does, made it read past them.
+TEST_F(CudaSessionCalls, LaunchParametersMustCoverTheKernels) {
+  WireWriter image;
+  const char text[] = "RGPU-CUDA-TEST-DOUBLE-MODULE\nfill_u32\n";
+  image.bytes(text, sizeof text - 1);
+  const uint64_t module = handle(call(FN_rgpuModuleLoad, image));
+  WireWriter name;
+  name.put(module).str("fill_u32");
+  const uint64_t function = handle(call(FN_cuModuleGetFunction, name, 1));
+  const uint64_t memory = allocate(1024);
+  // fill_u32(unsigned* p, unsigned value, unsigned long long n): offsets 0, 8, 16.
+  auto launch = [&](std::vector<uint32_t> offsets, size_t bytes) {
+    WireWriter w;
+    w.put(FN_cuLaunchKernel).put(function);
+    for (uint32_t v : {1, 1, 1, 32, 1, 1}) w.put(v);
+    w.put<uint32_t>(0).put<uint64_t>(0).put<uint32_t>(0);
+    w.put(static_cast<uint32_t>(offsets.size()));
+    for (uint32_t offset : offsets) w.put(offset);
+    WireWriter params;
+    params.put(memory).put<uint32_t>(7).put<uint32_t>(0).put<uint64_t>(64);
+    params.buffer().resize(bytes);
+    w.blob(params.buffer());
+    return call(FN_rgpuLaunch, w).result;
+  };
+  EXPECT_EQ(launch({0, 8, 16}, 24), CUDA_SUCCESS);
+  EXPECT_EQ(launch({0, 8, 16}, 20), CUDA_ERROR_INVALID_VALUE);  // the last parameter runs 4 bytes past
+  EXPECT_EQ(launch({0, 8}, 24), CUDA_ERROR_INVALID_VALUE);      // the kernel has 3
+  EXPECT_EQ(launch({0, 8, 16, 16}, 24), CUDA_ERROR_INVALID_VALUE);
+  // The kernel of a module unloaded since is not launched.
+  WireWriter unload;
+  unload.put(module);
+  EXPECT_EQ(call(FN_cuModuleUnload, unload).result, CUDA_SUCCESS);
+  EXPECT_EQ(launch({0, 8, 16}, 24), CUDA_ERROR_INVALID_HANDLE);
+}
+
+}  // namespace
+}  // namespace rgpu::cuda
