@@ -87,7 +87,7 @@ class CudaSessionCalls : public ::testing::Test {
 
 WireWriter rectangle(uint8_t mode, const CUDA_MEMCPY2D& copy) {
   WireWriter w;
-  w.put(FN_cuMemcpy2D_v2).put<uint64_t>(0).put(mode).put<uint8_t>(2).put(copy);
+  w.put(CopyFunction::Memcpy2D).put<uint64_t>(0).put(mode).put<uint8_t>(2).put(copy);
   return w;
 }
 
