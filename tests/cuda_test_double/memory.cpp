@@ -257,6 +257,8 @@ CUresult copy_box(const CUDA_MEMCPY3D& box, CUstream stream) {
   const CUdeviceptr from = from_end == End::Host ? address(box.srcHost) : box.srcDevice;
   const CUdeviceptr to = to_end == End::Host ? address(box.dstHost) : box.dstDevice;
   if (box.WidthInBytes > box.srcPitch || box.WidthInBytes > box.dstPitch) return CUDA_ERROR_INVALID_VALUE;
+  // Nothing to copy, however many rows (a run of 2^58 empty rows is not a copy to walk through).
+  if (box.WidthInBytes == 0 || box.Height == 0 || box.Depth == 0) return CUDA_SUCCESS;
   for (size_t z = 0; z < box.Depth; ++z)
     for (size_t y = 0; y < box.Height; ++y) {
       const CUdeviceptr src = from + ((box.srcZ + z) * box.srcHeight + box.srcY + y) * box.srcPitch + box.srcXInBytes;
