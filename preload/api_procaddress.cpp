@@ -112,4 +112,4 @@ RGPU_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int versio
   return get_proc_address(symbol, pfn, version, flags, nullptr);
 }
 
-RGPU_EXPORT CUresult cuGetExportTable(const void** table, const CUuuid* id) { return get_export_table(table, id); }
+RGPU_EXPORT CUresult cuGetExportTable(const void** table, const CUuuid* id) { return get_export_table(table, id, __builtin_return_address(0)); }

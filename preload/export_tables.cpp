@@ -1,6 +1,7 @@
 // cuGetExportTable's lookup: the provided tables by UUID.
 #include "export_tables.hpp"
 
+#include <dlfcn.h>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -62,7 +63,7 @@ std::span<const ExportTable* const> export_tables() {
   return kTables;
 }
 
-CUresult get_export_table(const void** table, const CUuuid* id) {
+CUresult get_export_table(const void** table, const CUuuid* id, const void* caller) {
   if (table == nullptr || id == nullptr) return CUDA_ERROR_INVALID_VALUE;
   for (const ExportTable* candidate : export_tables()) {
     if (std::memcmp(candidate->id.bytes, id->bytes, sizeof id->bytes) == 0) {
@@ -75,7 +76,9 @@ CUresult get_export_table(const void** table, const CUuuid* id) {
   if (known_unprovided(*id)) {
     LOG_DEBUG("cuGetExportTable(%s): a private table RGPU does not provide", text.c_str());
   } else if (first_time(text)) {
-    LOG_WARN("cuGetExportTable(%s): unknown private table", text.c_str());
+    Dl_info info{};
+    const char* asker = dladdr(caller, &info) != 0 && info.dli_fname != nullptr ? info.dli_fname : "an unknown library";
+    LOG_WARN("cuGetExportTable(%s): unknown private table, asked for by %s", text.c_str(), asker);
   }
   // What the driver answers for a UUID it does not know.
   *table = nullptr;

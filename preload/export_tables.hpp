@@ -21,8 +21,9 @@ struct ExportTable {
 // Every table this library provides.
 std::span<const ExportTable* const> export_tables();
 
-// cuGetExportTable: the table for `id`, or the error the driver gives for a UUID it does not know.
-CUresult get_export_table(const void** table, const CUuuid* id);
+// cuGetExportTable: the table for `id`, or the error the driver gives for a UUID it does not know
+// (logged once with the library at `caller`, the return address of the application's call).
+CUresult get_export_table(const void** table, const CUuuid* id, const void* caller);
 
 // The table families (one source file each), constant-initialised.
 extern const ExportTable kCudartInterfaceTable;
