@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-namespace rgpu::vk {
+namespace rgpu {
 
 void for_each_changed_run(const uint8_t* current, uint8_t* snapshot, size_t size, size_t page, size_t max_run,
                           const std::function<void(size_t, size_t)>& send) {
@@ -39,4 +39,4 @@ void merge_incoming(std::span<const uint8_t> incoming, uint8_t* local, uint8_t* 
   std::memcpy(snapshot, in, n);
 }
 
-}  // namespace rgpu::vk
+}  // namespace rgpu

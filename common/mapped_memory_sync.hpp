@@ -1,5 +1,5 @@
-// Keeping two copies of host-mapped Vulkan memory in step: the application's (in the ICD) and
-// the driver's (on the server). Each side keeps a snapshot of what the other side last saw, so
+// Keeping two copies of GPU memory in step (Vulkan mapped memory: the application's in the ICD and
+// the driver's on the server; CUDA managed and mapped memory: the host copy and the device's). Each side keeps a snapshot of what the other side last saw, so
 // only pages that changed travel, and a merge keeps bytes that only the receiving side changed.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include <functional>
 #include <span>
 
-namespace rgpu::vk {
+namespace rgpu {
 
 // Calls `send(offset, length)` for each run of pages where `current` differs from `snapshot`
 // (runs at most `max_run` bytes), after copying those pages into `snapshot`.
@@ -20,4 +20,4 @@ void for_each_changed_run(const uint8_t* current, uint8_t* snapshot, size_t size
 // local side has them. `snapshot` becomes `incoming`.
 void merge_incoming(std::span<const uint8_t> incoming, uint8_t* local, uint8_t* snapshot);
 
-}  // namespace rgpu::vk
+}  // namespace rgpu

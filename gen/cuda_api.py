@@ -49,6 +49,7 @@ cuLinkCreate cuLinkCreate_v2 cuLinkAddData cuLinkAddData_v2 cuLinkAddFile cuLink
 cuMemcpy2D_v2 cuMemcpy2D_v2_ptds cuMemcpy2DUnaligned_v2 cuMemcpy2DUnaligned_v2_ptds
 cuMemcpy2DAsync_v2 cuMemcpy2DAsync_v2_ptsz cuMemcpy3D_v2 cuMemcpy3D_v2_ptds cuMemcpy3DAsync_v2 cuMemcpy3DAsync_v2_ptsz
 cuStreamGetCaptureInfo_v2 cuStreamGetCaptureInfo_v2_ptsz cuStreamGetCaptureInfo_v3
+cuMemAllocManaged cuMemPrefetchAsync_v2 cuMemPrefetchAsync_v2_ptsz cuMemAdvise_v2
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call
@@ -92,6 +93,14 @@ DEVICE_RANGES = {
     "cuLibraryGetManaged": ("dptr", "(bytes ? *bytes : 1)"),
 }
 DEVICE_FREES = {"cuMemFree_v2": "dptr", "cuMemFreeAsync": "dptr", "cuMemFreeAsync_ptsz": "dptr"}
+
+# Managed and mapped host memory keep a host copy in step with the device (preload/shared_memory.*):
+# the host's writes are sent before device work, the device's fetched after a synchronisation.
+DEVICE_WORK = re.compile(r"^cu(MemPrefetchAsync|Memset|MemcpyDtoD|MemcpyPeer|Memcpy3DPeer|MemcpyAtoD|MemcpyDtoA|MemcpyAtoA|GraphLaunch)")
+# Synchronisations, and whether the whole context is idle after them.
+SYNCS = {"cuCtxSynchronize": True, "cuCtxSynchronize_v2": True, "cuStreamSynchronize": False,
+         "cuStreamSynchronize_ptsz": False, "cuEventSynchronize": False, "cuStreamQuery": False,
+         "cuStreamQuery_ptsz": False, "cuEventQuery": False}
 
 SCALARS = {
     "int", "unsigned int", "unsigned", "short", "unsigned short", "long", "unsigned long", "long long",
@@ -342,7 +351,13 @@ def client_source(table):
 
 
 def auto_client_body(name, parsed, kinds):
-    body = [f"  CallBuilder call(FN_{name});"]
+    body = []
+    if name in DEVICE_FREES:
+        # A shared allocation's host copy goes first; the server knows it by its own base address.
+        body.append(f"  {DEVICE_FREES[name]} = release_shared({DEVICE_FREES[name]});")
+    if DEVICE_WORK.match(name):
+        body.append("  if (const CUresult shared = before_device_work(); shared != CUDA_SUCCESS) return shared;")
+    body.append(f"  CallBuilder call(FN_{name});")
     outs = [(p, i) for i, (p, k) in enumerate(zip(parsed, kinds)) if k in ("out", "devout")]
     if outs:
         mask = " | ".join(f"(({p[4]} != nullptr) ? {1 << j}u : 0u)" for j, (p, _) in enumerate(outs))
@@ -356,6 +371,10 @@ def auto_client_body(name, parsed, kinds):
         body.append(f"  forget_device_range({DEVICE_FREES[name]});")
     if name in PIPELINED:
         body.append("  return call_pipelined(call);")
+        return body
+    if not outs and name in SYNCS:
+        body.append("  const CUresult result = call_sync(call, nullptr);")
+        body.append(f"  return result == CUDA_SUCCESS ? after_synchronisation({str(SYNCS[name]).lower()}) : result;")
         return body
     if not outs:
         body.append("  return call_sync(call, nullptr);")

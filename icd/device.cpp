@@ -83,7 +83,7 @@ bool offered(const Device& device, const vk::DeviceCommand& command) {
 }
 
 void release_region(Memory& memory) {
-  if (memory.watched) WrittenPages::get().unwatch(memory.region, memory.region_size());
+  if (memory.watched) rgpu::WrittenPages::get().unwatch(memory.region, memory.region_size());
   memory.watched = false;
   if (memory.region != nullptr) ::munmap(memory.region, memory.region_size());
   memory.region = nullptr;
@@ -338,7 +338,7 @@ VKAPI_ATTR VkResult VKAPI_CALL MapMemory(VkDevice handle, VkDeviceMemory memory_
   }
   memory->region = static_cast<uint8_t*>(region);
   memory->snapshot.assign(memory->length, 0);
-  memory->watched = WrittenPages::get().watch(memory->region, memory->region_size());
+  memory->watched = rgpu::WrittenPages::get().watch(memory->region, memory->region_size());
   // The server answers after sending the memory's contents, which land in the region (under the
   // lock, taken by whichever thread reads them).
   Call call(handle, vk::CMD_MapMemory, "vkMapMemory");

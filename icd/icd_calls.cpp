@@ -79,7 +79,7 @@ void push_mapped_memory(Device* device) {
     auto send_changes = [&](size_t from, size_t length) {
       if (from >= m.length) return;  // the tail of the last page, past the mapped range
       length = std::min<size_t>(length, m.length - from);
-      vk::for_each_changed_run(m.region + from, m.snapshot.data() + from, length, vk::kMemoryPage, vk::kMemoryChunk,
+      rgpu::for_each_changed_run(m.region + from, m.snapshot.data() + from, length, vk::kMemoryPage, vk::kMemoryChunk,
                                [&](size_t offset, size_t run) {
                                  WireWriter w;
                                  w.put(vk::CMD_WriteMemory).put(memory_id).put<uint64_t>(m.base + from + offset);
@@ -87,7 +87,7 @@ void push_mapped_memory(Device* device) {
                                    LOG_ERROR("Vulkan: sending mapped memory: %s", problem.c_str());
                                });
     };
-    if (m.watched && WrittenPages::get().take(m.region, m.region_size(), send_changes)) continue;
+    if (m.watched && rgpu::WrittenPages::get().take(m.region, m.region_size(), send_changes)) continue;
     m.watched = false;
     send_changes(0, m.length);
   }
@@ -106,7 +106,7 @@ void receive_memory(Instance& instance, uint64_t memory, uint64_t offset, std::s
              static_cast<unsigned long long>(offset), static_cast<unsigned long long>(memory));
     return;
   }
-  vk::merge_incoming(bytes, m.region + (offset - m.base), m.snapshot.data() + (offset - m.base));
+  rgpu::merge_incoming(bytes, m.region + (offset - m.base), m.snapshot.data() + (offset - m.base));
 }
 
 }  // namespace rgpu::icd

@@ -39,6 +39,29 @@ const std::vector<GpuInfo>& devices() {
   return process_session().devices;
 }
 
+namespace {
+// What the GPU can do with this machine's memory, which is not the server's: host and device copies
+// of managed and mapped memory meet at synchronisations (shared_memory.hpp), as on a device without
+// concurrent managed access; the GPU cannot reach pageable or registered memory here, nor make
+// atomics on this host's memory atomic.
+void describe_remote_host(DeviceFacts& facts) {
+  const std::pair<CUdevice_attribute, int> kRemoteHost[] = {
+      {CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY, 1},
+      {CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS, 0},
+      {CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS, 0},
+      {CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES, 0},
+      {CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST, 0},
+      {CU_DEVICE_ATTRIBUTE_HOST_NATIVE_ATOMIC_SUPPORTED, 0},
+      {CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM, 0},
+  };
+  for (auto [attribute, value] : kRemoteHost) {
+    const size_t index = static_cast<size_t>(attribute) - 1;
+    if (index < facts.attributes.size() && facts.attributes[index].second == CUDA_SUCCESS)
+      facts.attributes[index].first = value;
+  }
+}
+}  // namespace
+
 const DeviceFacts* device_facts(CUdevice device, CUresult* error) {
   if (!valid(device)) {
     if (error) *error = CUDA_ERROR_INVALID_DEVICE;
@@ -69,6 +92,7 @@ const DeviceFacts* device_facts(CUdevice device, CUresult* error) {
     facts_cache().erase(device);
     return nullptr;
   }
+  describe_remote_host(*facts);
   slot = std::move(facts);
   return slot.get();
 }

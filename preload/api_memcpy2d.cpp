@@ -73,6 +73,7 @@ CUresult copy_wide_rows(const CUDA_MEMCPY2D& copy, Side src, Side dst, CUstream 
 }
 
 CUresult copy_2d(CopyFunction function, CUDA_MEMCPY2D copy, CUstream stream) {
+  if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (copy.WidthInBytes == 0 || copy.Height == 0) return CUDA_SUCCESS;
   const Side src = side_of(copy.srcMemoryType, copy.srcDevice);

@@ -11,6 +11,7 @@
 #include "daemon_link.hpp"
 #include "log.hpp"
 #include "parallel_copy.hpp"
+#include "shared_memory.hpp"
 
 namespace rgpu::cuda {
 
@@ -27,6 +28,7 @@ struct HostAllocation {
   size_t bytes;
   unsigned int flags;
   bool registered;  // cuMemHostRegister'ed application memory (not ours to free)
+  bool mapped = false;  // the host copy of a device allocation (shared_memory.hpp)
 };
 std::mutex g_host_mutex;
 std::map<uintptr_t, HostAllocation>& host_allocations() {
@@ -59,6 +61,8 @@ bool inside_one_allocation(CUdeviceptr pointer, size_t bytes) {
   DeviceRange range;
   return find_device_range(pointer, range) && bytes <= range.base + range.bytes - pointer;
 }
+
+}  // namespace
 
 // Host to device. Once the data has left the application's buffer the copy need not be waited
 // for (the driver, too, returns once pageable data is staged): a copy into memory known to be
@@ -165,12 +169,14 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   return first_error;
 }
 
+namespace {
 bool is_device_pointer(CUdeviceptr pointer) {
   DeviceRange range;
   return find_device_range(pointer, range);
 }
 
 CUresult copy_any(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream, bool async, bool per_thread) {
+  if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
   const bool dst_device = is_device_pointer(dst), src_device = is_device_pointer(src);
   if (dst_device && src_device) {
     if (async) return per_thread ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, bytes, stream) : cuMemcpyDtoDAsync_v2(dst, src, bytes, stream);
@@ -184,7 +190,8 @@ CUresult copy_any(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream strea
   if (src_device) {
     uint32_t variant = async ? (per_thread ? FN_cuMemcpyDtoHAsync_v2_ptsz : FN_cuMemcpyDtoHAsync_v2)
                              : (per_thread ? FN_cuMemcpyDtoH_v2_ptds : FN_cuMemcpyDtoH_v2);
-    return copy_from_device(variant, reinterpret_cast<void*>(dst), src, bytes, stream);
+    const CUresult result = copy_from_device(variant, reinterpret_cast<void*>(dst), src, bytes, stream);
+    return result == CUDA_SUCCESS && !async ? after_synchronisation(false) : result;
   }
   // Host to host: the driver copies too (after ordering on the stream, which a local copy is).
   if (async && stream != nullptr)
@@ -200,29 +207,42 @@ CUresult copy_any(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream strea
 using namespace rgpu::cuda;
 using rgpu::WireReader;
 
+// The application's copies: device work for managed and mapped memory (shared_memory.hpp), and a
+// synchronous copy from the device is a synchronisation.
+static CUresult app_copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
+  if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
+  return copy_to_device(variant, dst, src, bytes, stream);
+}
+static CUresult app_copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t bytes, CUstream stream) {
+  if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
+  const CUresult result = copy_from_device(variant, dst, src, bytes, stream);
+  const bool synchronous = variant == FN_cuMemcpyDtoH_v2 || variant == FN_cuMemcpyDtoH_v2_ptds;
+  return result == CUDA_SUCCESS && synchronous ? after_synchronisation(false) : result;
+}
+
 RGPU_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
-  return copy_to_device(FN_cuMemcpyHtoD_v2, dst, src, bytes, nullptr);
+  return app_copy_to_device(FN_cuMemcpyHtoD_v2, dst, src, bytes, nullptr);
 }
 RGPU_EXPORT CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void* src, size_t bytes) {
-  return copy_to_device(FN_cuMemcpyHtoD_v2_ptds, dst, src, bytes, nullptr);
+  return app_copy_to_device(FN_cuMemcpyHtoD_v2_ptds, dst, src, bytes, nullptr);
 }
 RGPU_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
-  return copy_to_device(FN_cuMemcpyHtoDAsync_v2, dst, src, bytes, stream);
+  return app_copy_to_device(FN_cuMemcpyHtoDAsync_v2, dst, src, bytes, stream);
 }
 RGPU_EXPORT CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void* src, size_t bytes, CUstream stream) {
-  return copy_to_device(FN_cuMemcpyHtoDAsync_v2_ptsz, dst, src, bytes, stream);
+  return app_copy_to_device(FN_cuMemcpyHtoDAsync_v2_ptsz, dst, src, bytes, stream);
 }
 RGPU_EXPORT CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
-  return copy_from_device(FN_cuMemcpyDtoH_v2, dst, src, bytes, nullptr);
+  return app_copy_from_device(FN_cuMemcpyDtoH_v2, dst, src, bytes, nullptr);
 }
 RGPU_EXPORT CUresult cuMemcpyDtoH_v2_ptds(void* dst, CUdeviceptr src, size_t bytes) {
-  return copy_from_device(FN_cuMemcpyDtoH_v2_ptds, dst, src, bytes, nullptr);
+  return app_copy_from_device(FN_cuMemcpyDtoH_v2_ptds, dst, src, bytes, nullptr);
 }
 RGPU_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, CUstream stream) {
-  return copy_from_device(FN_cuMemcpyDtoHAsync_v2, dst, src, bytes, stream);
+  return app_copy_from_device(FN_cuMemcpyDtoHAsync_v2, dst, src, bytes, stream);
 }
 RGPU_EXPORT CUresult cuMemcpyDtoHAsync_v2_ptsz(void* dst, CUdeviceptr src, size_t bytes, CUstream stream) {
-  return copy_from_device(FN_cuMemcpyDtoHAsync_v2_ptsz, dst, src, bytes, stream);
+  return app_copy_from_device(FN_cuMemcpyDtoHAsync_v2_ptsz, dst, src, bytes, stream);
 }
 // The pre-3.2 entry points with 32-bit sizes.
 RGPU_EXPORT CUresult cuMemcpyHtoD(CUdeviceptr_v1 dst, const void* src, unsigned int bytes) {
@@ -256,8 +276,16 @@ RGPU_EXPORT CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t
 static CUresult host_alloc(void** pointer, size_t bytes, unsigned int flags) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
-  if (flags & CU_MEMHOSTALLOC_DEVICEMAP)
-    return not_supported("cuMemHostAlloc with CU_MEMHOSTALLOC_DEVICEMAP (a remote GPU cannot map this host's memory)");
+  if (flags & ~(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED))
+    return CUDA_ERROR_INVALID_VALUE;
+  if (flags & CU_MEMHOSTALLOC_DEVICEMAP) {  // kernels use it too: a device allocation with a host copy
+    CUdeviceptr shared = 0;
+    if (CUresult r = allocate_shared(&shared, bytes, SharedKind::MappedHost, flags); r != CUDA_SUCCESS) return r;
+    std::lock_guard lock(g_host_mutex);
+    host_allocations()[shared] = {bytes, flags, false, true};
+    *pointer = reinterpret_cast<void*>(shared);
+    return CUDA_SUCCESS;
+  }
   void* memory = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
   ::mlock(memory, bytes);  // best effort, as page-locked memory is meant to be; copies work either way
@@ -283,6 +311,7 @@ RGPU_EXPORT CUresult cuMemFreeHost(void* pointer) {
     allocation = it->second;
     host_allocations().erase(it);
   }
+  if (allocation.mapped) return cuMemFree_v2(reinterpret_cast<CUdeviceptr>(pointer));
   ::munmap(pointer, allocation.bytes);
   return CUDA_SUCCESS;
 }
@@ -320,14 +349,46 @@ RGPU_EXPORT CUresult cuMemHostGetFlags(unsigned int* flags, void* pointer) {
   return CUDA_SUCCESS;
 }
 
-RGPU_EXPORT CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr*, void*, unsigned int) {
-  return not_supported("cuMemHostGetDevicePointer (a remote GPU cannot map this host's memory)");
+// Mapped host memory has one address for the host and the device, as under unified addressing.
+RGPU_EXPORT CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* device_pointer, void* pointer, unsigned int flags) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device_pointer == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  SharedAllocation shared;
+  if (!find_shared(reinterpret_cast<uint64_t>(pointer), shared) || shared.kind != SharedKind::MappedHost)
+    return CUDA_ERROR_INVALID_VALUE;  // not mapped (the driver's answer for such host memory)
+  *device_pointer = reinterpret_cast<CUdeviceptr>(pointer);
+  return CUDA_SUCCESS;
 }
-RGPU_EXPORT CUresult cuMemHostGetDevicePointer(CUdeviceptr_v1*, void*, unsigned int) {
-  return not_supported("cuMemHostGetDevicePointer (a remote GPU cannot map this host's memory)");
+RGPU_EXPORT CUresult cuMemHostGetDevicePointer(CUdeviceptr_v1* device_pointer, void* pointer, unsigned int flags) {
+  CUdeviceptr wide = 0;
+  const CUresult r = cuMemHostGetDevicePointer_v2(device_pointer ? &wide : nullptr, pointer, flags);
+  if (r == CUDA_SUCCESS) *device_pointer = static_cast<CUdeviceptr_v1>(wide);
+  return r;
 }
 
 // ---- pointer attributes ---------------------------------------------------------------------
+
+// Managed and mapped host memory: one address for the host and the device.
+static CUresult shared_attribute(void* data, CUpointer_attribute attribute, CUdeviceptr pointer,
+                                 const SharedAllocation& shared, const DeviceRange& range, CUdevice ordinal) {
+  const bool managed = shared.kind == SharedKind::Managed;
+  switch (attribute) {
+    case CU_POINTER_ATTRIBUTE_CONTEXT: *static_cast<CUcontext*>(data) = range.context; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
+      *static_cast<unsigned*>(data) = managed ? CU_MEMORYTYPE_DEVICE : CU_MEMORYTYPE_HOST;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_DEVICE_POINTER: *static_cast<CUdeviceptr*>(data) = pointer; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_HOST_POINTER: *static_cast<void**>(data) = reinterpret_cast<void*>(pointer); return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *static_cast<int*>(data) = ordinal; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: *static_cast<CUdeviceptr*>(data) = shared.base; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_SIZE: *static_cast<size_t*>(data) = shared.bytes; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_BUFFER_ID: *static_cast<unsigned long long*>(data) = shared.base; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_IS_MANAGED: *static_cast<int*>(data) = managed ? 1 : 0; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MAPPED: *static_cast<int*>(data) = 1; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: *static_cast<int*>(data) = 1; return CUDA_SUCCESS;
+    default: return CUDA_ERROR_NOT_SUPPORTED;
+  }
+}
 
 static CUresult pointer_attribute(void* data, CUpointer_attribute attribute, CUdeviceptr pointer, bool lenient) {
   DeviceRange range;
@@ -356,6 +417,8 @@ static CUresult pointer_attribute(void* data, CUpointer_attribute attribute, CUd
   }
   CUdevice ordinal = 0;
   if (device) context_device(range.context, ordinal);
+  SharedAllocation shared;
+  if (device && find_shared(pointer, shared)) return shared_attribute(data, attribute, pointer, shared, range, ordinal);
   switch (attribute) {
     case CU_POINTER_ATTRIBUTE_CONTEXT:
       *static_cast<CUcontext*>(data) = device ? range.context : nullptr;

@@ -172,6 +172,7 @@ CUresult launch(uint32_t variant, CUfunction f, const unsigned dims[6], unsigned
   w.put(variant).put<uint64_t>(reinterpret_cast<uint64_t>(f));
   put_launch_shape(w, dims, shared, stream, attrs);
   if (CUresult r = pack_params(layout, params, extra, call); r != CUDA_SUCCESS) return r;
+  if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
   return call_pipelined(call);
 }
 }  // namespace

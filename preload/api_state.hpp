@@ -62,6 +62,11 @@ CUresult send_pipelined(CallBuilder& call, const RingSpec* spec);
 CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id);
 CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_outs);
 
+// Copies between this process's memory and the device (api_memory.cpp); `variant` is the driver
+// function the server runs (synchronous or on `stream`).
+CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size_t bytes, CUstream stream);
+CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t bytes, CUstream stream);
+
 // Forgets the kernel parameter layouts learnt from the server (their functions may be gone).
 void forget_kernel_parameter_layouts();
 

@@ -62,6 +62,15 @@ CUresult not_supported(const char* name);
 // tell device pointers from host pointers.
 void note_device_range(CUdeviceptr base, size_t bytes);
 void forget_device_range(CUdeviceptr base);
+// Managed and mapped host memory (shared_memory.cpp): the generated stubs call these.
+// Sends the host's writes to shared allocations before device work is sent.
+CUresult before_device_work();
+// After a successful synchronisation: fetches what the device may have written to shared
+// allocations (waiting for the whole context first unless `context_idle`).
+CUresult after_synchronisation(bool context_idle);
+// Before a device allocation is freed: stops sharing it; the address the server knows it by.
+CUdeviceptr release_shared(CUdeviceptr pointer);
+
 struct DeviceRange {
   CUdeviceptr base = 0;
   size_t bytes = 0;

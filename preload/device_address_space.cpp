@@ -78,4 +78,19 @@ void release_device_addresses(uint64_t base, size_t bytes) {
   }
 }
 
+bool make_host_accessible(uint64_t base, size_t bytes) {
+  std::lock_guard lock(g_mutex);
+  for (uint64_t block = first_block(base); block < end_block(base, bytes); ++block) {
+    auto it = g_blocks->find(block);
+    if (it == g_blocks->end() || !it->second.mapped) return false;
+  }
+  return ::mprotect(reinterpret_cast<void*>(base), bytes, PROT_READ | PROT_WRITE) == 0;
+}
+
+void make_host_inaccessible(uint64_t base, size_t bytes) {
+  std::lock_guard lock(g_mutex);
+  // Fresh zero pages and no access: the memory goes back to the system, the addresses stay ours.
+  ::mmap(reinterpret_cast<void*>(base), bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
 }  // namespace rgpu::cuda

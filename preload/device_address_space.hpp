@@ -15,5 +15,10 @@ namespace rgpu::cuda {
 bool reserve_device_addresses(uint64_t base, size_t bytes);
 // Gives back what reserve_device_addresses() took for the same range.
 void release_device_addresses(uint64_t base, size_t bytes);
+// Puts zeroed host memory at the reserved, page-aligned range [base, base + bytes) (the host copy of
+// managed or mapped memory); false when part of it is not this library's reservation.
+bool make_host_accessible(uint64_t base, size_t bytes);
+// Takes that memory away again (the range stays reserved).
+void make_host_inaccessible(uint64_t base, size_t bytes);
 
 }  // namespace rgpu::cuda

@@ -541,6 +541,107 @@ TEST_F(CudaE2E, KernelLaunchComputes) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// Managed and mapped host memory: one pointer for the host and kernels; the host's writes reach the
+// device before a launch, the device's reach the host after a synchronisation.
+TEST_F(CudaE2E, ManagedMemoryIsOnePointerForHostAndKernels) {
+  CUmodule module = load_module();
+  CUfunction add;
+  ASSERT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  int n = 3000;  // not a whole number of pages
+  CUdeviceptr a, b, c;
+  ASSERT_CU(cuMemAllocManaged(&a, n * 4, CU_MEM_ATTACH_GLOBAL));
+  ASSERT_CU(cuMemAllocManaged(&b, n * 4, CU_MEM_ATTACH_GLOBAL));
+  ASSERT_CU(cuMemAllocManaged(&c, n * 4, CU_MEM_ATTACH_GLOBAL));
+  auto* ha = reinterpret_cast<float*>(a);
+  auto* hb = reinterpret_cast<float*>(b);
+  auto* hc = reinterpret_cast<float*>(c);
+  EXPECT_EQ(hc[n - 1], 0.0f);  // both copies start as zeros
+  for (int i = 0; i < n; ++i) ha[i] = i, hb[i] = 2.0f * i;
+  CUdevice device;
+  ASSERT_CU(cuDeviceGet(&device, 0));
+  CUmemLocation on_device{CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  ASSERT_CU(cuMemAdvise_v2(b, n * 4, CU_MEM_ADVISE_SET_READ_MOSTLY, on_device));
+  ASSERT_CU(cuMemPrefetchAsync_v2(a, n * 4, on_device, 0, nullptr));
+  void* args[] = {&a, &b, &c, &n};
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  for (int i = 0; i < n; ++i) ASSERT_EQ(hc[i], 3.0f * i) << i;
+  // Only some host pages change; the kernel must see exactly those.
+  ha[0] = 100.0f;
+  ha[n - 1] = -1.0f;
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, stream, args, nullptr));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(hc[0], 100.0f);
+  EXPECT_EQ(hc[1], 3.0f);
+  EXPECT_EQ(hc[n - 1], 2.0f * (n - 1) - 1.0f);
+  // Explicit copies see and change the same memory.
+  std::vector<float> back(n);
+  ASSERT_CU(cuMemcpyDtoH(back.data(), c, n * 4));
+  EXPECT_EQ(back[n - 1], hc[n - 1]);
+  const float seven = 7.0f;
+  ASSERT_CU(cuMemcpyHtoD(c + 4 * 5, &seven, 4));
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_EQ(hc[5], 7.0f);
+  int managed = 0;
+  ASSERT_CU(cuPointerGetAttribute(&managed, CU_POINTER_ATTRIBUTE_IS_MANAGED, b + 8));
+  EXPECT_EQ(managed, 1);
+  int concurrent = -1;
+  ASSERT_CU(cuDeviceGetAttribute(&concurrent, CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS, device));
+  EXPECT_EQ(concurrent, 0);  // host and device copies meet at synchronisations
+  CUmemLocation nowhere{CU_MEM_LOCATION_TYPE_INVALID, 0};
+  EXPECT_EQ(cuMemPrefetchAsync_v2(a, n * 4, nowhere, 0, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemFree(a));
+  EXPECT_CU(cuMemFree(b));
+  EXPECT_CU(cuMemFree(c));
+  // A fresh allocation works and starts as zeros again.
+  ASSERT_CU(cuMemAllocManaged(&a, 64, CU_MEM_ATTACH_HOST));
+  EXPECT_EQ(reinterpret_cast<float*>(a)[15], 0.0f);
+  EXPECT_CU(cuMemFree(a));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+TEST_F(CudaE2E, MappedHostMemoryIsOnePointerForHostAndKernels) {
+  CUmodule module = load_module();
+  CUfunction add;
+  ASSERT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  int n = 5000;
+  void *ha, *hb, *hc;
+  ASSERT_CU(cuMemHostAlloc(&ha, n * 4, CU_MEMHOSTALLOC_DEVICEMAP));
+  ASSERT_CU(cuMemHostAlloc(&hb, n * 4, CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
+  ASSERT_CU(cuMemHostAlloc(&hc, n * 4, CU_MEMHOSTALLOC_DEVICEMAP));
+  for (int i = 0; i < n; ++i) static_cast<float*>(ha)[i] = i, static_cast<float*>(hb)[i] = 1.0f;
+  CUdeviceptr a, b, c;
+  ASSERT_CU(cuMemHostGetDevicePointer(&a, ha, 0));
+  EXPECT_EQ(a, reinterpret_cast<CUdeviceptr>(ha));
+  ASSERT_CU(cuMemHostGetDevicePointer(&b, hb, 0));
+  c = reinterpret_cast<CUdeviceptr>(hc);  // the host pointer itself, as under unified addressing
+  void* args[] = {&a, &b, &c, &n};
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  ASSERT_CU(cuStreamSynchronize(nullptr));
+  EXPECT_EQ(static_cast<float*>(hc)[0], 1.0f);
+  EXPECT_EQ(static_cast<float*>(hc)[n - 1], n * 1.0f);
+  unsigned int flags = 0;
+  ASSERT_CU(cuMemHostGetFlags(&flags, hb));
+  EXPECT_EQ(flags, unsigned(CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE));
+  unsigned type = 0;
+  ASSERT_CU(cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, c));
+  EXPECT_EQ(type, unsigned(CU_MEMORYTYPE_HOST));
+  // Pinned memory that is not mapped has no device address.
+  void* unmapped;
+  ASSERT_CU(cuMemHostAlloc(&unmapped, 4096, 0));
+  CUdeviceptr none;
+  EXPECT_EQ(cuMemHostGetDevicePointer(&none, unmapped, 0), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemFreeHost(unmapped));
+  EXPECT_CU(cuMemFreeHost(ha));
+  EXPECT_CU(cuMemFreeHost(hb));
+  EXPECT_CU(cuMemFreeHost(hc));
+  EXPECT_EQ(cuMemHostGetDevicePointer(&none, ha, 0), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 // Libraries are how the CUDA runtime loads code: context-free kernels, launched as functions.
 // An image larger than one frame travels in parts: the kernel named after 70 MiB of blank lines
 // is found and runs, and the module loads as a library too.

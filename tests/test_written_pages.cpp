@@ -8,7 +8,7 @@
 
 #include "written_pages.hpp"
 
-namespace rgpu::icd {
+namespace rgpu {
 namespace {
 
 constexpr size_t kPage = 4096;
@@ -47,4 +47,4 @@ TEST(WrittenPages, ReportsProgramAndSystemCallWritesOnce) {
 }
 
 }  // namespace
-}  // namespace rgpu::icd
+}  // namespace rgpu

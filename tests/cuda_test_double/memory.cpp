@@ -364,3 +364,25 @@ DOUBLE_EXPORT CUresult cuTensorMapReplaceAddress(CUtensorMap* map, void* address
   map->opaque[1] = reinterpret_cast<uintptr_t>(address);
   return CUDA_SUCCESS;
 }
+
+// Prefetches and advice are hints for where pages live; the double has one place for memory, so it
+// checks the range and the target as the driver does.
+static CUresult check_hint(CUdeviceptr pointer, size_t bytes, CUdevice device) {
+  if (bytes == 0 || device_bytes(pointer, bytes) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return device == CU_DEVICE_CPU || (device >= 0 && device < kDeviceCount) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+}
+
+DOUBLE_EXPORT CUresult cuMemPrefetchAsync(CUdeviceptr pointer, size_t bytes, CUdevice device, CUstream stream) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
+  return check_hint(pointer, bytes, device);
+}
+
+DOUBLE_EXPORT CUresult cuMemAdvise(CUdeviceptr pointer, size_t bytes, CUmem_advise advice, CUdevice device) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  if (advice < CU_MEM_ADVISE_SET_READ_MOSTLY || advice > CU_MEM_ADVISE_UNSET_ACCESSED_BY) return CUDA_ERROR_INVALID_VALUE;
+  return check_hint(pointer, bytes, device);
+}

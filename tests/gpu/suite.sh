@@ -14,6 +14,9 @@
 #   tests/gpu/suite.sh bench  (on the GPU host) only the CUDA and Vulkan benches, through this
 #                             build and the packed earlier one in turn (GPU_SUITE_ROUNDS rounds).
 #   tests/gpu/suite.sh with-rgpu SCRIPT  (on the GPU host) starts RGPU and sources SCRIPT.
+#   tests/gpu/suite.sh trace CASE...  (on the GPU host) runs those Python cases natively with
+#                             tools/export_table_trace.c preloaded: which slots of the driver's
+#                             private tables they call (results/trace-CASE.txt).
 #   tests/gpu/suite.sh collect  packs the results into $OUT (or ./gpu-results).
 # RGPU_SERVER_WRAPPER runs the server under a command, e.g. the packed strace:
 #   RGPU_SERVER_WRAPPER="env LD_LIBRARY_PATH=$PWD/.gpu/tools/lib $PWD/.gpu/tools/strace -f -qq -c -o gpu-results/syscalls.txt"
@@ -92,6 +95,7 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/runtime_kernels" tests/programs/runtime_kernels.cu
   nvcc -O2 -arch=sm_90 -o "$work/kernel_assert" "$src/kernel_assert.cu"
   nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/mapped_memory" "$src/mapped_memory.cu"
 }
 
 start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or off]
@@ -245,6 +249,7 @@ run() {
   # Faults first (a device-side assert, managed memory): every case after them must still pass.
   run_case kernel_assert "$work/kernel_assert"
   run_case managed_memory "$work/managed_memory"
+  run_case mapped_memory "$work/mapped_memory"
   run_case driver_ptx "$work/driver_vector_add" "$work/vector_add.ptx"
   run_case driver_cubin "$work/driver_vector_add" "$work/vector_add.cubin"
   run_case runtime_static "$work/runtime_vector_add_static"
@@ -305,6 +310,18 @@ run_with_rgpu() {
   source "$1"
 }
 
+# Python cases natively, with the private-table tracer preloaded.
+run_traced() {
+  mkdir -p "$results" "$work"
+  gcc -O1 -shared -fPIC -I/usr/local/cuda/include -o "$work/export_table_trace.so" tests/gpu/tools/export_table_trace.c -ldl -lpthread
+  local case
+  for case in "$@"; do
+    echo "$(date +%T) trace $case" >> "$results/progress.txt"
+    EXPORT_TABLE_TRACE=$results/trace-$case.txt LD_PRELOAD=$work/export_table_trace.so timeout -k 5 120 \
+      python3 "tests/gpu/programs/$case.py" > "$results/trace-$case.out" 2>&1 || echo "exit status $?" >> "$results/trace-$case.out"
+  done
+}
+
 # The benches only, through this build and the earlier one packed in before/ in turn,
 # GPU_SUITE_ROUNDS times (2 by default), in alternating order, so that neither build has the
 # host's better minutes.
@@ -348,6 +365,7 @@ case "${1:-}" in
   bench) run_bench_pairs ;;
   vulkan) run_vulkan_only ;;
   with-rgpu) run_with_rgpu "$2" ;;
+  trace) shift; run_traced "$@" ;;
   collect) hand_in ;;
-  *) echo "usage: $0 pack|run|bench|vulkan|with-rgpu SCRIPT|collect" >&2; exit 2 ;;
+  *) echo "usage: $0 pack|run|bench|vulkan|with-rgpu SCRIPT|trace CASE...|collect" >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
-// Which pages of the ICD's copies of mapped memory the application wrote since the last look,
+// Which pages of RGPU's host copies of GPU memory (Vulkan mapped memory, CUDA managed and mapped
+// memory) the application wrote since the last look,
 // from the kernel: the pages are write-protected with userfaultfd's asynchronous mode, writes
 // (by the program or by a system call such as read()) mark them written, and PAGEMAP_SCAN reports
 // and protects them again in one step (Linux 6.7 or later). Where the kernel cannot, every page
@@ -9,11 +10,11 @@
 #include <cstdint>
 #include <functional>
 
-namespace rgpu::icd {
+namespace rgpu {
 
 class WrittenPages {
  public:
-  // Process-wide. RGPU_VK_WRITE_TRACKING=compare turns the kernel's tracking off.
+  // Process-wide. RGPU_WRITE_TRACKING=compare (or RGPU_VK_WRITE_TRACKING) turns the kernel's tracking off.
   static WrittenPages& get();
 
   // Starts watching a page-aligned region this library mapped; false if the kernel cannot.
@@ -29,4 +30,4 @@ class WrittenPages {
   int pagemap_ = -1;
 };
 
-}  // namespace rgpu::icd
+}  // namespace rgpu

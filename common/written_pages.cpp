@@ -13,7 +13,7 @@
 
 #include "log.hpp"
 
-namespace rgpu::icd {
+namespace rgpu {
 
 namespace {
 // The kernel's ABI (linux/fs.h and linux/userfaultfd.h of Linux 6.7), declared here because
@@ -40,13 +40,14 @@ WrittenPages& WrittenPages::get() {
 }
 
 WrittenPages::WrittenPages() {
-  const char* mode = std::getenv("RGPU_VK_WRITE_TRACKING");
+  const char* mode = std::getenv("RGPU_WRITE_TRACKING");
+  if (mode == nullptr) mode = std::getenv("RGPU_VK_WRITE_TRACKING");
   if (mode != nullptr && std::strcmp(mode, "compare") == 0) {
-    LOG_INFO("Vulkan: writes to mapped memory are found by comparing (RGPU_VK_WRITE_TRACKING=compare)");
+    LOG_INFO("writes to host copies of GPU memory are found by comparing (RGPU_WRITE_TRACKING=compare)");
     return;
   }
   auto give_up = [this](const char* what) -> void {
-    LOG_INFO("Vulkan: writes to mapped memory are found by comparing: the kernel's write tracking is not "
+    LOG_INFO("writes to host copies of GPU memory are found by comparing: the kernel's write tracking is not "
              "available (%s: %s)", what, std::strerror(errno));
     if (uffd_ >= 0) ::close(uffd_);
     uffd_ = -1;
@@ -74,14 +75,14 @@ WrittenPages::WrittenPages() {
     give_up("PAGEMAP_SCAN");
     return;
   }
-  LOG_INFO("Vulkan: writes to mapped memory are found by the kernel's write tracking");
+  LOG_DEBUG("writes to host copies of GPU memory are found by the kernel's write tracking");
 }
 
 bool WrittenPages::watch(uint8_t* base, size_t length) {
   if (uffd_ < 0 || pagemap_ < 0) return false;
   uffdio_register range{{reinterpret_cast<uint64_t>(base), length}, UFFDIO_REGISTER_MODE_WP, 0};
   if (::ioctl(uffd_, UFFDIO_REGISTER, &range) != 0) {
-    LOG_WARN("Vulkan: cannot track writes to %zu bytes of mapped memory (%s); they are compared instead", length,
+    LOG_WARN("cannot track writes to %zu bytes of host copies of GPU memory (%s); they are compared instead", length,
              std::strerror(errno));
     return false;
   }
@@ -107,7 +108,7 @@ bool WrittenPages::take(uint8_t* base, size_t length, const std::function<void(s
                    reinterpret_cast<uint64_t>(regions), kRegionsPerScan, 0, 0, kPageIsWritten, 0, kPageIsWritten};
     const long n = ::ioctl(pagemap_, kPagemapScan, &scan);
     if (n < 0) {
-      LOG_WARN("Vulkan: PAGEMAP_SCAN failed (%s); comparing all mapped memory", std::strerror(errno));
+      LOG_WARN("PAGEMAP_SCAN failed (%s); comparing the whole host copy", std::strerror(errno));
       return false;
     }
     for (long i = 0; i < n; ++i)
@@ -118,4 +119,4 @@ bool WrittenPages::take(uint8_t* base, size_t length, const std::function<void(s
   return true;
 }
 
-}  // namespace rgpu::icd
+}  // namespace rgpu

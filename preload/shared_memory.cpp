@@ -1,0 +1,237 @@
+#include "shared_memory.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+#include "device_address_space.hpp"
+#include "log.hpp"
+#include "mapped_memory_sync.hpp"
+#include "written_pages.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+constexpr size_t kPage = 4096;
+constexpr size_t kMaxRun = 8u << 20;  // host writes travel in copies of at most this much
+
+size_t page_round(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
+
+struct Entry {
+  SharedAllocation allocation;
+  bool watched = false;           // the kernel tracks the host's writes to the host copy
+  std::vector<uint8_t> snapshot;  // else: the contents both copies last agreed on
+  uint8_t* host() const { return reinterpret_cast<uint8_t*>(allocation.base); }
+};
+
+std::mutex g_mutex;  // guards the entries; one transfer (sending or fetching) at a time
+std::map<CUdeviceptr, Entry>& entries() {  // by base address
+  static auto* value = new std::map<CUdeviceptr, Entry>;  // never destroyed: see api_state.hpp
+  return *value;
+}
+std::atomic<size_t> g_count{0};        // entries, read without the lock by the hooks
+std::atomic<uint64_t> g_device_work{0};  // device work sent while something was shared
+uint64_t g_fetched_at = 0;               // g_device_work when the device copies were last fetched
+
+CUresult server_allocate(SharedKind kind, size_t bytes, unsigned int flags, CUdeviceptr& pointer) {
+  CallBuilder call(kind == SharedKind::Managed ? FN_cuMemAllocManaged : FN_cuMemAlloc_v2);
+  call.out_mask(1u);
+  call.in(bytes);
+  if (kind == SharedKind::Managed) call.in(flags);
+  return call_sync(call, [&](WireReader& reader) { pointer = take_out<CUdeviceptr>(reader); });
+}
+
+void server_free(CUdeviceptr pointer) {
+  CallBuilder call(FN_cuMemFree_v2);
+  call.in(pointer);
+  call_pipelined(call);
+}
+
+// Both copies start as zeros, so that they agree before either side writes.
+CUresult server_zero(CUdeviceptr pointer, size_t bytes) {
+  CallBuilder call(FN_cuMemsetD8_v2);
+  call.in(pointer);
+  call.in(static_cast<unsigned char>(0));
+  call.in(bytes);
+  return call_pipelined(call);
+}
+
+// Sends what the host wrote since the last look.
+CUresult send_host_writes(Entry& e) {
+  const SharedAllocation& a = e.allocation;
+  CUresult result = CUDA_SUCCESS;
+  auto send = [&](size_t offset, size_t length) {
+    if (result != CUDA_SUCCESS || offset >= a.bytes) return;
+    length = std::min(length, a.bytes - offset);
+    for (size_t done = 0; done < length && result == CUDA_SUCCESS; done += kMaxRun) {
+      const size_t n = std::min(kMaxRun, length - done);
+      result = copy_to_device(FN_cuMemcpyHtoD_v2, a.base + offset + done, e.host() + offset + done, n, nullptr);
+    }
+  };
+  if (e.watched && WrittenPages::get().take(e.host(), page_round(a.bytes), send)) return result;
+  if (e.watched) {  // the kernel's tracking failed: compare from now on, starting with everything
+    e.watched = false;
+    e.snapshot.clear();
+  }
+  if (e.snapshot.size() != a.bytes) {
+    e.snapshot.assign(e.host(), e.host() + a.bytes);
+    send(0, a.bytes);
+    return result;
+  }
+  for_each_changed_run(e.host(), e.snapshot.data(), a.bytes, kPage, kMaxRun, send);
+  return result;
+}
+
+// Replaces the host copy with the device's.
+CUresult fetch_device_copy(Entry& e) {
+  const SharedAllocation& a = e.allocation;
+  if (CUresult r = copy_from_device(FN_cuMemcpyDtoH_v2, e.host(), a.base, a.bytes, nullptr); r != CUDA_SUCCESS)
+    return r;
+  // The copy's own writes are not the application's.
+  if (e.watched && WrittenPages::get().take(e.host(), page_round(a.bytes), [](size_t, size_t) {})) return CUDA_SUCCESS;
+  e.watched = false;
+  e.snapshot.assign(e.host(), e.host() + a.bytes);
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+CUresult allocate_shared(CUdeviceptr* pointer, size_t bytes, SharedKind kind, unsigned int flags) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  const size_t rounded = page_round(bytes);
+  CUdeviceptr server = 0;
+  if (CUresult r = server_allocate(kind, rounded, flags, server); r != CUDA_SUCCESS) return r;
+  CUdeviceptr base = server;
+  if (server % kPage != 0) {  // the host copy needs whole pages of its own: a page more, aligned
+    server_free(server);
+    if (CUresult r = server_allocate(kind, rounded + kPage, flags, server); r != CUDA_SUCCESS) return r;
+    base = (server + kPage - 1) / kPage * kPage;
+  }
+  note_device_range(base, bytes);
+  if (!make_host_accessible(base, rounded)) {
+    LOG_WARN("%s of %zu bytes: the device address 0x%llx is in use by this process's own memory, so the host "
+             "copy cannot live there", kind == SharedKind::Managed ? "managed memory" : "mapped host memory", bytes,
+             static_cast<unsigned long long>(base));
+    forget_device_range(base);
+    server_free(server);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  if (CUresult r = server_zero(server, rounded + (base - server)); r != CUDA_SUCCESS) {
+    make_host_inaccessible(base, rounded);
+    forget_device_range(base);
+    server_free(server);
+    return r;
+  }
+  Entry e;
+  e.allocation = {base, server, bytes, kind, flags};
+  e.watched = WrittenPages::get().watch(e.host(), rounded);
+  if (!e.watched) e.snapshot.assign(bytes, 0);
+  {
+    std::lock_guard lock(g_mutex);
+    entries()[base] = std::move(e);
+    g_count.fetch_add(1);
+  }
+  *pointer = base;
+  return CUDA_SUCCESS;
+}
+
+bool find_shared(uint64_t pointer, SharedAllocation& found) {
+  if (g_count.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(g_mutex);
+  auto it = entries().upper_bound(pointer);
+  if (it == entries().begin()) return false;
+  --it;
+  if (pointer >= it->first + it->second.allocation.bytes) return false;
+  found = it->second.allocation;
+  return true;
+}
+
+CUdeviceptr release_shared(CUdeviceptr pointer) {
+  if (g_count.load(std::memory_order_acquire) == 0) return pointer;
+  std::lock_guard lock(g_mutex);
+  auto it = entries().find(pointer);
+  if (it == entries().end()) return pointer;
+  const SharedAllocation a = it->second.allocation;
+  const size_t rounded = page_round(a.bytes);
+  if (it->second.watched) WrittenPages::get().unwatch(it->second.host(), rounded);
+  make_host_inaccessible(a.base, rounded);
+  entries().erase(it);
+  g_count.fetch_sub(1);
+  if (a.server_base != a.base) forget_device_range(a.base);
+  return a.server_base;
+}
+
+CUresult before_device_work() {
+  if (g_count.load(std::memory_order_acquire) == 0) return CUDA_SUCCESS;
+  std::lock_guard lock(g_mutex);
+  g_device_work.fetch_add(1);
+  for (auto& [base, e] : entries())
+    if (CUresult r = send_host_writes(e); r != CUDA_SUCCESS) return r;
+  return CUDA_SUCCESS;
+}
+
+CUresult after_synchronisation(bool context_idle) {
+  if (g_count.load(std::memory_order_acquire) == 0) return CUDA_SUCCESS;
+  std::lock_guard lock(g_mutex);
+  const uint64_t work = g_device_work.load();
+  if (work == g_fetched_at) return CUDA_SUCCESS;
+  if (!context_idle) {  // other streams may still be writing
+    CallBuilder call(FN_cuCtxSynchronize);
+    if (CUresult r = call_sync(call, nullptr); r != CUDA_SUCCESS) return r;
+  }
+  for (auto& [base, e] : entries()) {
+    // What the host wrote meanwhile goes first, so that the fetch does not undo it.
+    if (CUresult r = send_host_writes(e); r != CUDA_SUCCESS) return r;
+    if (CUresult r = fetch_device_copy(e); r != CUDA_SUCCESS) return r;
+  }
+  g_fetched_at = work;
+  return CUDA_SUCCESS;
+}
+
+}  // namespace rgpu::cuda
+
+using namespace rgpu::cuda;
+
+RGPU_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* pointer, size_t bytes, unsigned int flags) {
+  if (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST) return CUDA_ERROR_INVALID_VALUE;
+  return allocate_shared(pointer, bytes, SharedKind::Managed, flags);
+}
+
+// Prefetches and advice name a location; the server's driver takes a device ordinal, or
+// CU_DEVICE_CPU for its host (the host copy here is kept in step at synchronisations).
+static CUresult location_device(const CUmemLocation& location, CUdevice& device) {
+  switch (location.type) {
+    case CU_MEM_LOCATION_TYPE_DEVICE: device = location.id; return CUDA_SUCCESS;
+    case CU_MEM_LOCATION_TYPE_HOST:
+    case CU_MEM_LOCATION_TYPE_HOST_NUMA:
+    case CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT: device = CU_DEVICE_CPU; return CUDA_SUCCESS;
+    default: return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+
+using PrefetchV1 = CUresult (*)(CUdeviceptr, size_t, CUdevice, CUstream);
+static CUresult prefetch(PrefetchV1 v1, CUdeviceptr pointer, size_t bytes, CUmemLocation location, unsigned int flags,
+                         CUstream stream) {
+  CUdevice device = 0;
+  if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = location_device(location, device); r != CUDA_SUCCESS) return r;
+  return v1(pointer, bytes, device, stream);
+}
+
+RGPU_EXPORT CUresult cuMemPrefetchAsync_v2(CUdeviceptr pointer, size_t bytes, CUmemLocation location,
+                                           unsigned int flags, CUstream stream) {
+  return prefetch(&cuMemPrefetchAsync, pointer, bytes, location, flags, stream);
+}
+RGPU_EXPORT CUresult cuMemPrefetchAsync_v2_ptsz(CUdeviceptr pointer, size_t bytes, CUmemLocation location,
+                                                unsigned int flags, CUstream stream) {
+  return prefetch(&cuMemPrefetchAsync_ptsz, pointer, bytes, location, flags, stream);
+}
+RGPU_EXPORT CUresult cuMemAdvise_v2(CUdeviceptr pointer, size_t bytes, CUmem_advise advice, CUmemLocation location) {
+  CUdevice device = 0;
+  if (CUresult r = location_device(location, device); r != CUDA_SUCCESS) return r;
+  return cuMemAdvise(pointer, bytes, advice, device);
+}

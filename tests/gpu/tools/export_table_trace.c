@@ -1,0 +1,205 @@
+// Diagnosis on a GPU host: which slots of the CUDA driver's private tables a program calls, with
+// what arguments, and what the real driver answers. Preload it (LD_PRELOAD) into a program running
+// on the real driver; it hands out copies of every table whose function slots log and forward.
+// Output: $EXPORT_TABLE_TRACE (default stderr). Assumes slots take at most six integer arguments,
+// which is what the slots seen so far take; a slot that takes more is logged and forwarded wrongly.
+#define _GNU_SOURCE
+#include <cuda.h>
+#include <dlfcn.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+enum { kTables = 24, kSlots = 128, kLoggedCalls = 12 };
+
+typedef uint64_t (*SlotFn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+
+static struct {
+  CUuuid id;
+  const void* original;
+  void* copy[kSlots];
+  SlotFn real[kSlots];
+  unsigned calls[kSlots];
+} tables[kTables];
+static int table_count;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE* out;
+
+static FILE* output(void) {
+  if (!out) {
+    const char* path = getenv("EXPORT_TABLE_TRACE");
+    out = path ? fopen(path, "a") : NULL;
+    if (!out) out = stderr;
+    setvbuf(out, NULL, _IOLBF, 0);
+  }
+  return out;
+}
+
+static void uuid_text(const CUuuid* id, char* text) {
+  const unsigned char* b = (const unsigned char*)id->bytes;
+  sprintf(text, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
+          b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+// Reads 8 bytes at `address` without faulting on a value that is not a pointer.
+static int peek(uint64_t address, uint64_t* value) {
+  if (address < 0x10000) return 0;
+  struct iovec local = {value, 8}, remote = {(void*)address, 8};
+  return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 8;
+}
+
+static const char* library_of(const void* address) {
+  Dl_info info;
+  return dladdr(address, &info) && info.dli_fname ? info.dli_fname : "?";
+}
+
+static uint64_t traced(int t, int s, const void* caller, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+                       uint64_t a4, uint64_t a5) {
+  const uint64_t args[6] = {a0, a1, a2, a3, a4, a5};
+  uint64_t before[6] = {0}, after[6] = {0};
+  int readable[6];
+  for (int i = 0; i < 6; ++i) readable[i] = peek(args[i], &before[i]);
+  const uint64_t result = tables[t].real[s](a0, a1, a2, a3, a4, a5);
+  pthread_mutex_lock(&lock);
+  const unsigned n = ++tables[t].calls[s];
+  if (n <= kLoggedCalls) {
+    char id[40];
+    uuid_text(&tables[t].id, id);
+    FILE* f = output();
+    fprintf(f, "slot %s/%d call %u from %s: args", id, s, n, library_of(caller));
+    for (int i = 0; i < 6; ++i) fprintf(f, " %#" PRIx64, args[i]);
+    fprintf(f, " -> %#" PRIx64 " (as int %d)", result, (int)result);
+    for (int i = 0; i < 6; ++i) {
+      if (readable[i] && peek(args[i], &after[i]))
+        fprintf(f, " | *a%d %#" PRIx64 "%s%#" PRIx64, i, before[i], before[i] == after[i] ? " = " : " -> ", after[i]);
+    }
+    fputc('\n', f);
+  }
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+#define SLOT(t, s)                                                                                      \
+  static uint64_t slot_##t##_##s(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, uint64_t f) { \
+    return traced(t, s, __builtin_return_address(0), a, b, c, d, e, f);                                  \
+  }
+#define SLOTS8(t, b) SLOT(t, b##0) SLOT(t, b##1) SLOT(t, b##2) SLOT(t, b##3) SLOT(t, b##4) SLOT(t, b##5) SLOT(t, b##6) SLOT(t, b##7)
+#define SLOTS128(t)                                                                                   \
+  SLOTS8(t, 0) SLOTS8(t, 1) SLOTS8(t, 2) SLOTS8(t, 3) SLOTS8(t, 4) SLOTS8(t, 5) SLOTS8(t, 6) SLOTS8(t, 7) \
+  SLOTS8(t, 8) SLOTS8(t, 9) SLOTS8(t, 10) SLOTS8(t, 11) SLOTS8(t, 12) SLOTS8(t, 13) SLOTS8(t, 14) SLOTS8(t, 15)
+#define ALL_TABLES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) \
+  X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
+ALL_TABLES(SLOTS128)
+
+#define REF(t, s) (SlotFn) slot_##t##_##s,
+#define REFS8(t, b) REF(t, b##0) REF(t, b##1) REF(t, b##2) REF(t, b##3) REF(t, b##4) REF(t, b##5) REF(t, b##6) REF(t, b##7)
+#define REFS128(t) {REFS8(t, 0) REFS8(t, 1) REFS8(t, 2) REFS8(t, 3) REFS8(t, 4) REFS8(t, 5) REFS8(t, 6) REFS8(t, 7) \
+  REFS8(t, 8) REFS8(t, 9) REFS8(t, 10) REFS8(t, 11) REFS8(t, 12) REFS8(t, 13) REFS8(t, 14) REFS8(t, 15)},
+static const SlotFn trampolines[kTables][kSlots] = {ALL_TABLES(REFS128)};
+
+static int in_libcuda(const void* p) { return strstr(library_of(p), "libcuda") != NULL; }
+
+static CUresult (*real_get_export_table)(const void**, const CUuuid*);
+
+static CUresult traced_get_export_table(const void** table, const CUuuid* id) {
+  const CUresult result = real_get_export_table(table, id);
+  char text[40];
+  uuid_text(id, text);
+  pthread_mutex_lock(&lock);
+  const char* asker = library_of(__builtin_return_address(0));
+  if (result != CUDA_SUCCESS || !*table) {
+    fprintf(output(), "table %s asked by %s: result %d\n", text, asker, result);
+    pthread_mutex_unlock(&lock);
+    return result;
+  }
+  int t = 0;
+  while (t < table_count && tables[t].original != *table) ++t;
+  if (t == table_count && table_count < kTables) {
+    void* const* slots = (void* const*)*table;
+    const uint64_t first = (uint64_t)slots[0];
+    const int sized = first < 0x10000 && first % 8 == 0;
+    const int count = sized ? (int)(first / 8 < kSlots ? first / 8 : kSlots) : kSlots;
+    tables[t].id = *id;
+    tables[t].original = *table;
+    fprintf(output(), "table %s asked by %s: %s%d slots; slot 0 %p\n", text, asker, sized ? "" : "unsized, up to ",
+            count, slots[0]);
+    for (int s = 0; s < count; ++s) {
+      uint64_t value;
+      if (!peek((uint64_t)&slots[s], &value)) break;
+      tables[t].copy[s] = slots[s];
+      if (s == 0 && sized) continue;
+      if (!sized && !slots[s]) break;
+      if (slots[s] && in_libcuda(slots[s])) {
+        tables[t].real[s] = (SlotFn)slots[s];
+        tables[t].copy[s] = (void*)trampolines[t][s];
+      } else if (slots[s]) {
+        fprintf(output(), "  slot %d: %p (data in %s)\n", s, slots[s], library_of(slots[s]));
+      }
+    }
+    ++table_count;
+  }
+  if (t < table_count) *table = tables[t].copy;
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+static CUresult (*real_proc_v2)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
+static CUresult (*real_proc_v1)(const char*, void**, int, cuuint64_t);
+
+static void swap_in(const char* symbol, void** pfn) {
+  if (symbol && pfn && *pfn && strcmp(symbol, "cuGetExportTable") == 0) {
+    real_get_export_table = (CUresult(*)(const void**, const CUuuid*)) * pfn;
+    *pfn = (void*)traced_get_export_table;
+  }
+}
+static CUresult traced_proc_v2(const char* symbol, void** pfn, int version, cuuint64_t flags,
+                               CUdriverProcAddressQueryResult* status) {
+  const CUresult result = real_proc_v2(symbol, pfn, version, flags, status);
+  if (result == CUDA_SUCCESS) swap_in(symbol, pfn);
+  return result;
+}
+static CUresult traced_proc_v1(const char* symbol, void** pfn, int version, cuuint64_t flags) {
+  const CUresult result = real_proc_v1(symbol, pfn, version, flags);
+  if (result == CUDA_SUCCESS) swap_in(symbol, pfn);
+  return result;
+}
+
+// Every library finds the driver's entry points through dlsym: the three that hand out tables
+// are swapped for the tracing ones.
+void* dlsym(void* handle, const char* symbol) {
+  static void* (*real_dlsym)(void*, const char*);
+  if (!real_dlsym) {
+    real_dlsym = (void* (*)(void*, const char*))dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    if (!real_dlsym) real_dlsym = (void* (*)(void*, const char*))dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+  }
+  void* found = real_dlsym(handle, symbol);
+  if (!found || !in_libcuda(found)) return found;
+  if (strcmp(symbol, "cuGetExportTable") == 0) {
+    real_get_export_table = (CUresult(*)(const void**, const CUuuid*))found;
+    return (void*)traced_get_export_table;
+  }
+  if (strcmp(symbol, "cuGetProcAddress_v2") == 0) {
+    real_proc_v2 = (CUresult(*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*))found;
+    return (void*)traced_proc_v2;
+  }
+  if (strcmp(symbol, "cuGetProcAddress") == 0) {
+    real_proc_v1 = (CUresult(*)(const char*, void**, int, cuuint64_t))found;
+    return (void*)traced_proc_v1;
+  }
+  return found;
+}
+
+__attribute__((destructor)) static void summary(void) {
+  pthread_mutex_lock(&lock);
+  for (int t = 0; t < table_count; ++t) {
+    char id[40];
+    uuid_text(&tables[t].id, id);
+    for (int s = 0; s < kSlots; ++s)
+      if (tables[t].calls[s] > kLoggedCalls) fprintf(output(), "slot %s/%d called %u times\n", id, s, tables[t].calls[s]);
+  }
+  pthread_mutex_unlock(&lock);
+}
