@@ -170,6 +170,7 @@ constexpr TableCase kSizedTables[] = {
     {"263e88607cd2614392f6bbd5006dfa7e", 15, 0},   // context checks
     {"d4082055bde6704b8d34ba123c66e1f2", 3, 0},    // integrity check
     {"21318c60971432488ca641ff7324c8f2", 52, 0},   // context identity
+    {"1734dc26800d47458726c0f1e7dd8bca", 6, 0},    // cluster
 };
 
 TEST(ExportTables, SizedTablesStartWithTheirSize) {
@@ -191,6 +192,21 @@ TEST(ExportTables, SizedTablesStartWithTheirSize) {
     ASSERT_EQ(cuGetExportTable(&again, &id), CUDA_SUCCESS);
     EXPECT_EQ(again, table);  // the same table every time: cudart hashes its address
   }
+}
+
+// cuBLASLt calls slot 4 of the cluster table unchecked and takes its path without the table when
+// the call fails; nvrtc's cache gives the table up when it is this small.
+TEST(ExportTables, ClusterTableDeclinesWithAnError) {
+  const CUuuid id = uuid_of("1734dc26800d47458726c0f1e7dd8bca");
+  const void* table = nullptr;
+  ASSERT_EQ(cuGetExportTable(&table, &id), CUDA_SUCCESS);
+  const auto* slots = static_cast<const uintptr_t*>(table);
+  EXPECT_LE(slots[0], 0x68u);
+  using Bytes = CUresult (*)(const void**, size_t*);
+  const void* data = nullptr;
+  size_t size = 0;
+  EXPECT_EQ(reinterpret_cast<Bytes>(slots[4])(&data, &size), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(data, nullptr);
 }
 
 TEST(ExportTables, UnknownAndOmittedUuidsAreInvalidValues) {
