@@ -319,12 +319,20 @@ RGPU_EXPORT CUresult cuMemFreeHost(void* pointer) {
 RGPU_EXPORT CUresult cuMemHostRegister_v2(void* pointer, size_t bytes, unsigned int flags) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
-  if (flags & (CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_IOMEMORY))
-    return not_supported("cuMemHostRegister with DEVICEMAP or IOMEMORY (a remote GPU cannot map this host's memory)");
+  if (flags & CU_MEMHOSTREGISTER_IOMEMORY)
+    return not_supported("cuMemHostRegister with CU_MEMHOSTREGISTER_IOMEMORY (a remote GPU cannot reach this host's devices)");
+  {
+    std::lock_guard lock(g_host_mutex);
+    if (host_allocations().count(reinterpret_cast<uintptr_t>(pointer))) return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+  }
+  const bool mapped = flags & CU_MEMHOSTREGISTER_DEVICEMAP;
+  if (mapped) {  // kernels use it too: a device allocation kept in step with this memory
+    CUdeviceptr device = 0;
+    if (CUresult r = register_shared(pointer, bytes, flags, &device); r != CUDA_SUCCESS) return r;
+  }
   std::lock_guard lock(g_host_mutex);
-  auto [it, inserted] =
-      host_allocations().try_emplace(reinterpret_cast<uintptr_t>(pointer), HostAllocation{bytes, flags, true});
-  return inserted ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+  host_allocations()[reinterpret_cast<uintptr_t>(pointer)] = HostAllocation{bytes, flags, true, mapped};
+  return CUDA_SUCCESS;
 }
 RGPU_EXPORT CUresult cuMemHostRegister(void* pointer, size_t bytes, unsigned int flags) {
   return cuMemHostRegister_v2(pointer, bytes, flags);
@@ -335,7 +343,10 @@ RGPU_EXPORT CUresult cuMemHostUnregister(void* pointer) {
   std::lock_guard lock(g_host_mutex);
   auto it = host_allocations().find(reinterpret_cast<uintptr_t>(pointer));
   if (it == host_allocations().end() || !it->second.registered) return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+  const bool mapped = it->second.mapped;
   host_allocations().erase(it);
+  SharedAllocation shared;
+  if (mapped && find_shared_host(reinterpret_cast<uint64_t>(pointer), shared)) return cuMemFree_v2(shared.base);
   return CUDA_SUCCESS;
 }
 
@@ -349,14 +360,16 @@ RGPU_EXPORT CUresult cuMemHostGetFlags(unsigned int* flags, void* pointer) {
   return CUDA_SUCCESS;
 }
 
-// Mapped host memory has one address for the host and the device, as under unified addressing.
+// Mapped host memory from cuMemHostAlloc has one address for the host and the device, as under
+// unified addressing; registered memory has a device address of its own.
 RGPU_EXPORT CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr* device_pointer, void* pointer, unsigned int flags) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (device_pointer == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
   SharedAllocation shared;
-  if (!find_shared(reinterpret_cast<uint64_t>(pointer), shared) || shared.kind != SharedKind::MappedHost)
+  const uint64_t host = reinterpret_cast<uint64_t>(pointer);
+  if (!find_shared_host(host, shared) || shared.kind == SharedKind::Managed)
     return CUDA_ERROR_INVALID_VALUE;  // not mapped (the driver's answer for such host memory)
-  *device_pointer = reinterpret_cast<CUdeviceptr>(pointer);
+  *device_pointer = shared.base + (host - shared.host);
   return CUDA_SUCCESS;
 }
 RGPU_EXPORT CUresult cuMemHostGetDevicePointer(CUdeviceptr_v1* device_pointer, void* pointer, unsigned int flags) {
@@ -427,7 +440,13 @@ static CUresult pointer_attribute(void* data, CUpointer_attribute attribute, CUd
       *static_cast<unsigned*>(data) = device ? CU_MEMORYTYPE_DEVICE : CU_MEMORYTYPE_HOST;
       return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_DEVICE_POINTER:
-      if (!device) return CUDA_ERROR_INVALID_VALUE;  // host memory is not mapped into the remote GPU
+      if (!device) {  // registered host memory has a device address when mapped
+        CUdeviceptr mapped = 0;
+        if (cuMemHostGetDevicePointer_v2(&mapped, reinterpret_cast<void*>(pointer), 0) != CUDA_SUCCESS)
+          return CUDA_ERROR_INVALID_VALUE;
+        *static_cast<CUdeviceptr*>(data) = mapped;
+        return CUDA_SUCCESS;
+      }
       *static_cast<CUdeviceptr*>(data) = pointer;
       return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_HOST_POINTER:
@@ -443,7 +462,7 @@ static CUresult pointer_attribute(void* data, CUpointer_attribute attribute, CUd
       *static_cast<unsigned long long*>(data) = device ? range.base : host_base;
       return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_IS_MANAGED: *static_cast<int*>(data) = 0; return CUDA_SUCCESS;
-    case CU_POINTER_ATTRIBUTE_MAPPED: *static_cast<int*>(data) = device ? 1 : 0; return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MAPPED: *static_cast<int*>(data) = device || host.mapped ? 1 : 0; return CUDA_SUCCESS;
     case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: *static_cast<int*>(data) = 1; return CUDA_SUCCESS;
     default: return CUDA_ERROR_NOT_SUPPORTED;
   }

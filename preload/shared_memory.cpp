@@ -1,6 +1,7 @@
 #include "shared_memory.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -18,14 +19,18 @@ namespace rgpu::cuda {
 namespace {
 constexpr size_t kPage = 4096;
 constexpr size_t kMaxRun = 8u << 20;  // host writes travel in copies of at most this much
+constexpr size_t kGranule = 16;       // and are found by comparing this many bytes at a time
 
 size_t page_round(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
 
 struct Entry {
   SharedAllocation allocation;
   bool watched = false;           // the kernel tracks the host's writes to the host copy
-  std::vector<uint8_t> snapshot;  // else: the contents both copies last agreed on
-  uint8_t* host() const { return reinterpret_cast<uint8_t*>(allocation.base); }
+  std::vector<uint8_t> snapshot;  // the contents both copies last agreed on
+  uint8_t* host() const { return reinterpret_cast<uint8_t*>(allocation.host); }
+  // The whole pages around the host copy, which the kernel's tracking watches.
+  uint8_t* pages() const { return reinterpret_cast<uint8_t*>(allocation.host / kPage * kPage); }
+  size_t pages_length() const { return page_round(allocation.host + allocation.bytes) - allocation.host / kPage * kPage; }
 };
 
 std::mutex g_mutex;  // guards the entries; one transfer (sending or fetching) at a time
@@ -60,41 +65,45 @@ CUresult server_zero(CUdeviceptr pointer, size_t bytes) {
   return call_pipelined(call);
 }
 
-// Sends what the host wrote since the last look.
+// Sends the bytes the host changed since the copies last agreed. The kernel's tracking says which
+// pages to look at; the snapshot says which bytes in them changed, so that bytes the device wrote
+// meanwhile are not overwritten (a page may hold other data than the allocation, and the host may
+// write some bytes of a page while a kernel writes others).
 CUresult send_host_writes(Entry& e) {
   const SharedAllocation& a = e.allocation;
   CUresult result = CUDA_SUCCESS;
   auto send = [&](size_t offset, size_t length) {
-    if (result != CUDA_SUCCESS || offset >= a.bytes) return;
-    length = std::min(length, a.bytes - offset);
-    for (size_t done = 0; done < length && result == CUDA_SUCCESS; done += kMaxRun) {
-      const size_t n = std::min(kMaxRun, length - done);
-      result = copy_to_device(FN_cuMemcpyHtoD_v2, a.base + offset + done, e.host() + offset + done, n, nullptr);
-    }
+    if (result != CUDA_SUCCESS) return;
+    LOG_TRACE("shared memory 0x%llx: sending %zu bytes at %zu", static_cast<unsigned long long>(a.base), length, offset);
+    result = copy_to_device(FN_cuMemcpyHtoD_v2, a.base + offset, e.host() + offset, length, nullptr);
   };
-  if (e.watched && WrittenPages::get().take(e.host(), page_round(a.bytes), send)) return result;
-  if (e.watched) {  // the kernel's tracking failed: compare from now on, starting with everything
-    e.watched = false;
-    e.snapshot.clear();
-  }
-  if (e.snapshot.size() != a.bytes) {
-    e.snapshot.assign(e.host(), e.host() + a.bytes);
-    send(0, a.bytes);
-    return result;
-  }
-  for_each_changed_run(e.host(), e.snapshot.data(), a.bytes, kPage, kMaxRun, send);
+  auto compare = [&](size_t offset, size_t length) {
+    for_each_changed_run(e.host() + offset, e.snapshot.data() + offset, length, kGranule, kMaxRun,
+                         [&](size_t at, size_t n) { send(offset + at, n); });
+  };
+  // Written pages, as offsets into the allocation (the first and last page may reach beyond it).
+  const size_t lead = e.host() - e.pages();
+  auto compare_pages = [&](size_t offset, size_t length) {
+    const size_t end = std::min(offset + length, lead + a.bytes);
+    if (end <= lead) return;
+    offset = offset > lead ? offset - lead : 0;
+    compare(offset, end - lead - offset);
+  };
+  if (e.watched && WrittenPages::get().take(e.pages(), e.pages_length(), compare_pages)) return result;
+  e.watched = false;  // the kernel's tracking failed: compare everything from now on
+  compare(0, a.bytes);
   return result;
 }
 
 // Replaces the host copy with the device's.
 CUresult fetch_device_copy(Entry& e) {
   const SharedAllocation& a = e.allocation;
+  LOG_TRACE("shared memory 0x%llx: fetching %zu bytes", static_cast<unsigned long long>(a.base), a.bytes);
   if (CUresult r = copy_from_device(FN_cuMemcpyDtoH_v2, e.host(), a.base, a.bytes, nullptr); r != CUDA_SUCCESS)
     return r;
+  std::memcpy(e.snapshot.data(), e.host(), a.bytes);
   // The copy's own writes are not the application's.
-  if (e.watched && WrittenPages::get().take(e.host(), page_round(a.bytes), [](size_t, size_t) {})) return CUDA_SUCCESS;
-  e.watched = false;
-  e.snapshot.assign(e.host(), e.host() + a.bytes);
+  if (e.watched && !WrittenPages::get().take(e.pages(), e.pages_length(), [](size_t, size_t) {})) e.watched = false;
   return CUDA_SUCCESS;
 }
 }  // namespace
@@ -127,15 +136,42 @@ CUresult allocate_shared(CUdeviceptr* pointer, size_t bytes, SharedKind kind, un
     return r;
   }
   Entry e;
-  e.allocation = {base, server, bytes, kind, flags};
-  e.watched = WrittenPages::get().watch(e.host(), rounded);
-  if (!e.watched) e.snapshot.assign(bytes, 0);
+  e.allocation = {base, base, server, bytes, kind, flags};
+  e.snapshot.assign(bytes, 0);
+  e.watched = WrittenPages::get().watch(e.pages(), e.pages_length());
   {
     std::lock_guard lock(g_mutex);
     entries()[base] = std::move(e);
     g_count.fetch_add(1);
   }
   *pointer = base;
+  return CUDA_SUCCESS;
+}
+
+CUresult register_shared(void* host, size_t bytes, unsigned int flags, CUdeviceptr* device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (host == nullptr || bytes == 0 || device == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CUdeviceptr base = 0;
+  if (CUresult r = server_allocate(SharedKind::RegisteredHost, bytes, 0, base); r != CUDA_SUCCESS) return r;
+  note_device_range(base, bytes);
+  Entry e;
+  e.allocation = {base, reinterpret_cast<uint64_t>(host), base, bytes, SharedKind::RegisteredHost, flags};
+  std::lock_guard lock(g_mutex);
+  // The device copy starts as the application's memory.
+  e.snapshot.assign(static_cast<uint8_t*>(host), static_cast<uint8_t*>(host) + bytes);
+  for (size_t done = 0; done < bytes; done += kMaxRun) {
+    if (CUresult r = copy_to_device(FN_cuMemcpyHtoD_v2, base + done, static_cast<uint8_t*>(host) + done,
+                                    std::min(kMaxRun, bytes - done), nullptr);
+        r != CUDA_SUCCESS) {
+      forget_device_range(base);
+      server_free(base);
+      return r;
+    }
+  }
+  e.watched = WrittenPages::get().watch(e.pages(), e.pages_length());
+  entries()[base] = std::move(e);
+  g_count.fetch_add(1);
+  *device = base;
   return CUDA_SUCCESS;
 }
 
@@ -150,15 +186,27 @@ bool find_shared(uint64_t pointer, SharedAllocation& found) {
   return true;
 }
 
+bool find_shared_host(uint64_t pointer, SharedAllocation& found) {
+  if (g_count.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(g_mutex);
+  for (const auto& [base, e] : entries()) {
+    if (pointer >= e.allocation.host && pointer - e.allocation.host < e.allocation.bytes) {
+      found = e.allocation;
+      return true;
+    }
+  }
+  return false;
+}
+
 CUdeviceptr release_shared(CUdeviceptr pointer) {
   if (g_count.load(std::memory_order_acquire) == 0) return pointer;
   std::lock_guard lock(g_mutex);
   auto it = entries().find(pointer);
   if (it == entries().end()) return pointer;
   const SharedAllocation a = it->second.allocation;
-  const size_t rounded = page_round(a.bytes);
-  if (it->second.watched) WrittenPages::get().unwatch(it->second.host(), rounded);
-  make_host_inaccessible(a.base, rounded);
+  if (it->second.watched) WrittenPages::get().unwatch(it->second.pages(), it->second.pages_length());
+  // The host copy of managed and mapped memory is ours; registered memory is the application's.
+  if (a.kind != SharedKind::RegisteredHost) make_host_inaccessible(a.base, page_round(a.bytes));
   entries().erase(it);
   g_count.fetch_sub(1);
   if (a.server_base != a.base) forget_device_range(a.base);

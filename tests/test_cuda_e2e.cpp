@@ -642,6 +642,50 @@ TEST_F(CudaE2E, MappedHostMemoryIsOnePointerForHostAndKernels) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// Registered memory mapped for the device: a device allocation kept in step with the application's
+// own memory, with a device address of its own.
+TEST_F(CudaE2E, RegisteredHostMemoryIsMappedForKernels) {
+  CUmodule module = load_module();
+  CUfunction add;
+  ASSERT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  int n = 2000;
+  std::vector<float> a(n + 3), b(n);  // a[3..] starts inside a page
+  // c ends inside a page whose other bytes the program writes while a kernel writes c.
+  auto* page_aligned = static_cast<float*>(std::aligned_alloc(4096, 3 * 4096));
+  std::span<float> c(page_aligned, n);
+  std::fill(page_aligned, page_aligned + 3 * 1024, -1.0f);
+  for (int i = 0; i < n; ++i) a[i + 3] = i, b[i] = 0.5f;
+  ASSERT_CU(cuMemHostRegister(a.data() + 3, n * 4, CU_MEMHOSTREGISTER_DEVICEMAP));
+  ASSERT_CU(cuMemHostRegister(c.data(), n * 4, CU_MEMHOSTREGISTER_DEVICEMAP | CU_MEMHOSTREGISTER_PORTABLE));
+  CUdeviceptr da, dc, db;
+  ASSERT_CU(cuMemHostGetDevicePointer(&da, a.data() + 3, 0));
+  ASSERT_CU(cuMemHostGetDevicePointer(&dc, c.data(), 0));
+  int mapped = 0;
+  ASSERT_CU(cuPointerGetAttribute(&mapped, CU_POINTER_ATTRIBUTE_MAPPED, reinterpret_cast<CUdeviceptr>(c.data())));
+  EXPECT_EQ(mapped, 1);
+  ASSERT_CU(cuMemAlloc(&db, n * 4));
+  ASSERT_CU(cuMemcpyHtoD(db, b.data(), n * 4));
+  void* args[] = {&da, &db, &dc, &n};
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  page_aligned[2040] = 9.0f;  // past c, in its last page
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_EQ(c[0], 0.5f);
+  EXPECT_EQ(c[n - 1], n - 0.5f);
+  a[3 + 7] = 100.0f;  // the application writes its memory; the next launch sees it
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_EQ(c[7], 100.5f);
+  EXPECT_EQ(a[2], 0.0f);  // the bytes before the registered range are untouched
+  EXPECT_CU(cuMemHostUnregister(a.data() + 3));
+  EXPECT_CU(cuMemHostUnregister(c.data()));
+  CUdeviceptr none;
+  EXPECT_EQ(cuMemHostGetDevicePointer(&none, c.data(), 0), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(page_aligned[2040], 9.0f);
+  std::free(page_aligned);
+  EXPECT_CU(cuMemFree(db));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 // Libraries are how the CUDA runtime loads code: context-free kernels, launched as functions.
 // An image larger than one frame travels in parts: the kernel named after 70 MiB of blank lines
 // is found and runs, and the module loads as a library too.
