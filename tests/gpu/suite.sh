@@ -255,14 +255,28 @@ run() {
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
   run_case runtime_kernels "$work/runtime_kernels"
-  for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_case kernel_assert_again "$work/kernel_assert"
   run_case runtime_after_faults "$work/runtime_vector_add_static"
   run_vulkan_cases
   log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
   log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  bench_training
   if [[ -d $pack/before ]]; then bench_before; fi
   kill $(jobs -p) 2>/dev/null || true
+}
+
+# PyTorch training steps natively and through RGPU in the same run: the median step time of each
+# and their ratio.
+bench_training() {
+  local program native rgpu
+  for program in torch_gpt torch_convnet; do
+    native=$(timeout -k 5 120 python3 "tests/gpu/programs/$program.py" --bench 30 2>/dev/null | awk '/_step_ms/ {print $2}')
+    rgpu=$(timeout -k 5 180 bash -c "$(declare -f remote); remote \"\$@\"" _ python3 "tests/gpu/programs/$program.py" --bench 30 \
+      2>/dev/null | awk '/_step_ms/ {print $2}')
+    log "training step $program: native ${native:-failed} ms, rgpu ${rgpu:-failed} ms, ratio $(
+      [[ -n $native && -n $rgpu ]] && awk -v n="$native" -v r="$rgpu" 'BEGIN {printf "%.2f", r / n}' || echo -)"
+  done
 }
 
 # The CUDA bench once more through the earlier build packed in before/, on the same ports.
