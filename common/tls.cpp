@@ -1,5 +1,8 @@
 #include "tls.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <functional>
 #include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -9,7 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -59,6 +65,29 @@ SslCtxPtr make_client_tls_context() {
   return ctx;
 }
 
+namespace {
+// Writes `path` through a temporary file beside it, renamed into place once complete.
+void write_pem_atomically(const std::string& path, mode_t mode, const char* what, const std::function<bool(FILE*)>& write) {
+  const std::string temporary = path + ".new." + std::to_string(::getpid());
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) throw TlsError(std::string("cannot write ") + what + " '" + temporary + "': " + std::strerror(errno));
+  FILE* file = ::fdopen(fd, "w");
+  if (file == nullptr) {
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    throw TlsError(std::string("cannot write ") + what + " '" + temporary + "'");
+  }
+  const bool written = write(file);
+  const bool flushed = std::fflush(file) == 0 && ::fsync(fd) == 0;
+  std::fclose(file);
+  if (!written || !flushed || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    const std::string why = written && flushed ? std::strerror(errno) : openssl_errors();
+    ::unlink(temporary.c_str());
+    throw TlsError(std::string("cannot write ") + what + " '" + path + "': " + why);
+  }
+}
+}  // namespace
+
 void generate_self_signed(const std::string& cert_path, const std::string& key_path, const std::string& common_name,
                           int days) {
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), EVP_PKEY_free);
@@ -78,18 +107,11 @@ void generate_self_signed(const std::string& cert_path, const std::string& key_p
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0)
     throw TlsError("cannot sign the certificate: " + openssl_errors());
 
-  int key_fd = ::open(key_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (key_fd < 0) throw TlsError("cannot write TLS key '" + key_path + "'");
-  FILE* key_file = ::fdopen(key_fd, "w");
-  bool key_ok = PEM_write_PrivateKey(key_file, key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
-  std::fclose(key_file);
-  if (!key_ok) throw TlsError("cannot write TLS key '" + key_path + "': " + openssl_errors());
-
-  FILE* cert_file = std::fopen(cert_path.c_str(), "w");
-  if (cert_file == nullptr) throw TlsError("cannot write TLS certificate '" + cert_path + "'");
-  bool cert_ok = PEM_write_X509(cert_file, cert.get()) == 1;
-  std::fclose(cert_file);
-  if (!cert_ok) throw TlsError("cannot write TLS certificate '" + cert_path + "': " + openssl_errors());
+  // Each file appears whole or not at all (a start cut short leaves no half-written key behind).
+  write_pem_atomically(key_path, 0600, "TLS key", [&](FILE* f) {
+    return PEM_write_PrivateKey(f, key.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1;
+  });
+  write_pem_atomically(cert_path, 0644, "TLS certificate", [&](FILE* f) { return PEM_write_X509(f, cert.get()) == 1; });
 }
 
 std::string TlsSessionInfo::describe() const {
