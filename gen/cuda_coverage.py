@@ -114,7 +114,7 @@ def main():
     mode.add_argument("--write", metavar="FILE")
     mode.add_argument("--check", metavar="FILE")
     args = ap.parse_args()
-    table, _missing = cuda_api.load_table(args.cuda_include)
+    table, _missing, _structs = cuda_api.load_table(args.cuda_include)
     section = render(table)
     path = args.write or args.check
     with open(path) as f:

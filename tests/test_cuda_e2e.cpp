@@ -349,6 +349,78 @@ TEST_F(CudaE2E, RectanglesAndBoxesCopy) {
   ASSERT_CU(cuMemFree(wide_image));
 }
 
+// Arrays travel as their descriptors (plain structs): 2D, 3D, layered and cubemap arrays are made
+// on the server and described back, and a descriptor the driver refuses fails the call.
+TEST_F(CudaE2E, ArraysAreMadeAndDescribed) {
+  CUDA_ARRAY_DESCRIPTOR flat{};
+  flat.Width = 300;
+  flat.Height = 200;
+  flat.Format = CU_AD_FORMAT_UNSIGNED_INT16;
+  flat.NumChannels = 2;
+  CUarray plane = nullptr;
+  ASSERT_CU(cuArrayCreate(&plane, &flat));
+  CUDA_ARRAY_DESCRIPTOR described{};
+  ASSERT_CU(cuArrayGetDescriptor(&described, plane));
+  EXPECT_EQ(described.Width, 300u);
+  EXPECT_EQ(described.Height, 200u);
+  EXPECT_EQ(described.Format, CU_AD_FORMAT_UNSIGNED_INT16);
+  EXPECT_EQ(described.NumChannels, 2u);
+
+  CUDA_ARRAY3D_DESCRIPTOR cube{};
+  cube.Width = cube.Height = 32;
+  cube.Depth = 12;  // two cubemaps
+  cube.Format = CU_AD_FORMAT_FLOAT;
+  cube.NumChannels = 4;
+  cube.Flags = CUDA_ARRAY3D_CUBEMAP | CUDA_ARRAY3D_LAYERED;
+  CUarray cubes = nullptr;
+  ASSERT_CU(cuArray3DCreate(&cubes, &cube));
+  CUDA_ARRAY3D_DESCRIPTOR back{};
+  ASSERT_CU(cuArray3DGetDescriptor(&back, cubes));
+  EXPECT_EQ(back.Depth, 12u);
+  EXPECT_EQ(back.Flags, unsigned{CUDA_ARRAY3D_CUBEMAP | CUDA_ARRAY3D_LAYERED});
+  cube.Depth = 7;  // not whole cubemaps
+  CUarray refused = nullptr;
+  EXPECT_EQ(cuArray3DCreate(&refused, &cube), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuArrayCreate(&refused, nullptr), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_CU(cuArrayDestroy(plane));
+  ASSERT_CU(cuArrayDestroy(cubes));
+  EXPECT_EQ(cuArrayGetDescriptor(&described, plane), CUDA_ERROR_INVALID_HANDLE);
+}
+
+// Arrays hold device memory: they count against max_memory (as their descriptors size them) and
+// leave it when destroyed.
+TEST_F(CudaE2E, ArraysCountAgainstMaxMemory) {
+  CUDA_ARRAY3D_DESCRIPTOR half{};
+  half.Width = 4096;
+  half.Height = 4096;
+  half.Depth = 2;
+  half.Format = CU_AD_FORMAT_FLOAT;
+  half.NumChannels = 1;
+  half.Flags = CUDA_ARRAY3D_LAYERED;  // 128 MiB
+  CUarray first = nullptr, second = nullptr;
+  ASSERT_CU(cuArray3DCreate(&first, &half));
+  CUdeviceptr more = 0;
+  EXPECT_EQ(cuMemAlloc(&more, kQuota / 2 + (1 << 20)), CUDA_ERROR_OUT_OF_MEMORY);
+  half.Depth = 3;
+  EXPECT_EQ(cuArray3DCreate(&second, &half), CUDA_ERROR_OUT_OF_MEMORY);
+  CUmipmappedArray mipmap = nullptr;
+  half.Width = 8192;
+  half.Depth = 0;
+  half.Flags = 0;
+  EXPECT_EQ(cuMipmappedArrayCreate(&mipmap, &half, 3), CUDA_ERROR_OUT_OF_MEMORY);  // 128 + 32 + 8 MiB
+  ASSERT_CU(cuArrayDestroy(first));
+  ASSERT_CU(cuMipmappedArrayCreate(&mipmap, &half, 3));
+  CUarray level = nullptr;
+  ASSERT_CU(cuMipmappedArrayGetLevel(&level, mipmap, 2));
+  CUDA_ARRAY3D_DESCRIPTOR smallest{};
+  ASSERT_CU(cuArray3DGetDescriptor(&smallest, level));
+  EXPECT_EQ(smallest.Width, 2048u);
+  EXPECT_EQ(smallest.Height, 1024u);
+  ASSERT_CU(cuMipmappedArrayDestroy(mipmap));
+  ASSERT_CU(cuMemAlloc(&more, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(more));
+}
+
 // The private tables cuBLAS(Lt) keys its kernels by: the thread's current context, and a
 // context's unique id.
 TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextItsIdAndStreamIds) {

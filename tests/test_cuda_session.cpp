@@ -159,5 +159,50 @@ TEST_F(CudaSessionCalls, LaunchParametersMustCoverTheKernels) {
   EXPECT_EQ(launch({0, 8, 16}, 24), CUDA_ERROR_INVALID_HANDLE);
 }
 
+// Plain structs cross as their size and bytes: a descriptor whose size is not the server's is
+// refused before the driver sees it, and one the driver fills comes back whole.
+TEST_F(CudaSessionCalls, StructsCrossWithTheirSizeChecked) {
+  CUDA_ARRAY3D_DESCRIPTOR wanted{};
+  wanted.Width = 16;
+  wanted.Height = 8;
+  wanted.Depth = 3;
+  wanted.Format = CU_AD_FORMAT_FLOAT;
+  wanted.NumChannels = 1;
+  wanted.Flags = CUDA_ARRAY3D_LAYERED;
+  auto create = [&](uint32_t size) {
+    WireWriter w;
+    w.put<uint8_t>(1).put(size).bytes(&wanted, sizeof wanted);
+    return call(FN_cuArray3DCreate_v2, w, 1);
+  };
+  EXPECT_EQ(create(sizeof wanted - 8).result, CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(create(sizeof wanted + 8).result, CUDA_ERROR_INVALID_VALUE);
+  const uint64_t array = handle(create(sizeof wanted));
+  WireWriter absent;
+  absent.put<uint8_t>(0);
+  EXPECT_EQ(call(FN_cuArray3DCreate_v2, absent, 1).result, CUDA_ERROR_INVALID_VALUE);  // the driver's answer to NULL
+
+  CUDA_ARRAY3D_DESCRIPTOR garbage;
+  std::memset(&garbage, 0xA5, sizeof garbage);
+  WireWriter query;
+  query.put<uint32_t>(sizeof garbage).bytes(&garbage, sizeof garbage).put(array);
+  const Answer described = call(FN_cuArray3DGetDescriptor_v2, query, 1);
+  ASSERT_EQ(described.result, CUDA_SUCCESS);
+  ASSERT_EQ(described.outputs.size(), 4 + sizeof wanted);
+  uint32_t size = 0;
+  std::memcpy(&size, described.outputs.data(), 4);
+  EXPECT_EQ(size, sizeof wanted);
+  CUDA_ARRAY3D_DESCRIPTOR got;
+  std::memcpy(&got, described.outputs.data() + 4, sizeof got);
+  EXPECT_EQ(got.Width, 16u);
+  EXPECT_EQ(got.Height, 8u);
+  EXPECT_EQ(got.Depth, 3u);
+  EXPECT_EQ(got.Format, CU_AD_FORMAT_FLOAT);
+  EXPECT_EQ(got.NumChannels, 1u);
+  EXPECT_EQ(got.Flags, unsigned{CUDA_ARRAY3D_LAYERED});
+  WireWriter destroy;
+  destroy.put(array);
+  EXPECT_EQ(call(FN_cuArrayDestroy, destroy).result, CUDA_SUCCESS);
+}
+
 }  // namespace
 }  // namespace rgpu::cuda

@@ -51,12 +51,15 @@ class SessionResources {
   // launch reports CUDA_ERROR_OUT_OF_MEMORY, as a lazily loaded kernel that does not fit does.
   CUresult settle_launch();
 
-  // Before a driver call: CUDA_ERROR_OUT_OF_MEMORY when an allocation would pass the quota.
-  CUresult veto(const CallContext& call);
-  // After a successful driver call (context: the calling thread's current context).
+  // Before a driver call: CUDA_ERROR_OUT_OF_MEMORY when an allocation would pass the quota; what
+  // it reserves is noted in the call.
+  CUresult veto(CallContext& call);
+  // After a successful generic driver call (context: the calling thread's current context).
+  void record(CallContext& call, CUcontext context);
+  // After a successful hand-written one.
   void record(uint32_t function, const std::vector<uint64_t>& ins, std::vector<uint64_t>& outs, CUcontext context);
   // After a failed one: gives back what veto() reserved.
-  void abandon(uint32_t function, const std::vector<uint64_t>& ins);
+  void abandon(const CallContext& call);
 
   void add_module(CUmodule module, CUcontext context);
   void add_library(CUlibrary library);
@@ -79,7 +82,11 @@ class SessionResources {
     uint64_t bytes;
     CUcontext context;
   };
-  static uint64_t requested_bytes(uint32_t function, const std::vector<uint64_t>& ins);
+  static uint64_t requested_bytes(const CallContext& call);
+  void record_locked(uint32_t function, const std::vector<uint64_t>& ins, std::vector<uint64_t>& outs,
+                     CUcontext context, uint64_t reserved);
+  // Destroys the texture and surface objects, arrays and mipmapped arrays `which` picks (by context).
+  void destroy_arrays_if(const std::function<bool(CUcontext)>& which);
   // The driver destroyed the context and everything in it: forgets that, without calling it.
   void forget_context(CUcontext context);
   void free_allocations_if(const std::function<bool(const Allocation&)>& which);
@@ -107,6 +114,10 @@ class SessionResources {
   std::set<CUlinkState> links_;
   std::vector<CUcontext> contexts_;
   std::map<CUdevice, int> primary_retains_;  // application's device ordinal -> retain count
+  std::map<CUarray, Allocation> arrays_;     // made by cuArrayCreate and cuArray3DCreate
+  std::map<CUmipmappedArray, Allocation> mipmaps_;
+  std::map<CUtexObject, CUcontext> textures_;
+  std::map<CUsurfObject, CUcontext> surfaces_;
 };
 
 }  // namespace rgpu::cuda

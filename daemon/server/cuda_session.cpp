@@ -332,12 +332,12 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
         result = missing(f->name);
       } else {
         CallContext call(header.function, args, header.out_mask, devices_,
-                         [this](const CallContext& c) { return resources_.veto(c); });
+                         [this](CallContext& c) { return resources_.veto(c); });
         const bool retain = header.function == FN_cuDevicePrimaryCtxRetain;
         const auto before = retain ? resources_.context_creation_begins() : std::nullopt;
         result = f->call(fn, call);
         if (result == CUDA_SUCCESS) {
-          resources_.record(header.function, call.ins(), call.outs(), worker.current);
+          resources_.record(call, worker.current);
           if (retain && !call.outs().empty()) resources_.context_created(handle_of<CUcontext>(call.outs()[0]), before);
           // What an unloaded module held leaves the quota now, not at the next settling.
           if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) {
@@ -345,8 +345,9 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
             forget_parameters();  // its functions are gone
           }
           for (uint64_t value : call.outs()) out.put(value);
+          for (const auto& value : call.struct_outs()) out.put<uint32_t>(static_cast<uint32_t>(value.size())).bytes(value.data(), value.size());
         } else if (call.passed_veto()) {
-          resources_.abandon(header.function, call.ins());
+          resources_.abandon(call);
         }
       }
     } else {

@@ -120,6 +120,15 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
   return CUDA_SUCCESS;
 }
 
+bool take_device_memory(CUdevice device, uint64_t bytes) {
+  Window* window = window_of(device);
+  if (window == nullptr || bytes > kDeviceMemory - window->used) return false;
+  window->used += bytes;
+  return true;
+}
+
+void give_device_memory(CUdevice device, uint64_t bytes) { g_windows[device].used -= std::min(bytes, g_windows[device].used); }
+
 uint64_t device_memory_in_use(CUdevice device) {
   return device >= 0 && device < kDeviceCount ? g_windows[device].used : 0;
 }
@@ -244,26 +253,55 @@ DOUBLE_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr to, CUdeviceptr from, si
   return copy(to, End::Device, from, End::Device, bytes, stream);
 }
 
-// Rectangles and boxes of linear memory, row by row (arrays are not part of the double).
+namespace {
+// One end of a rectangle or box copy: where its row y of slice z starts, `bytes` long, or nullptr
+// outside the memory it names.
+struct BoxEnd {
+  uint32_t type;
+  const void* host;
+  CUdeviceptr device;
+  CUarray array;
+  size_t x, y, z, pitch, height;
+
+  std::byte* row(size_t dy, size_t dz, size_t bytes) const {
+    const size_t offset = ((z + dz) * height + y + dy) * pitch + x;
+    switch (type) {
+      case CU_MEMORYTYPE_HOST: return const_cast<std::byte*>(static_cast<const std::byte*>(host)) + offset;
+      case CU_MEMORYTYPE_DEVICE: return device_bytes(device + offset, bytes);
+      case CU_MEMORYTYPE_ARRAY: return array_bytes(array, x, y + dy, z + dz, bytes);
+      default: return nullptr;
+    }
+  }
+};
+
+uint32_t type_of(CUmemorytype type) {
+  uint32_t value;
+  std::memcpy(&value, &type, sizeof value);
+  return value;
+}
+}  // namespace
+
+// Rectangles and boxes, row by row, between host memory, device memory and arrays.
 CUresult copy_box(const CUDA_MEMCPY3D& box, CUstream stream) {
-  auto end_of = [](CUmemorytype type, End& end) {
-    if (type == CU_MEMORYTYPE_HOST) end = End::Host;
-    else if (type == CU_MEMORYTYPE_DEVICE) end = End::Device;
-    else return false;
-    return true;
-  };
-  End from_end, to_end;
-  if (!end_of(box.srcMemoryType, from_end) || !end_of(box.dstMemoryType, to_end)) return CUDA_ERROR_NOT_SUPPORTED;
-  const CUdeviceptr from = from_end == End::Host ? address(box.srcHost) : box.srcDevice;
-  const CUdeviceptr to = to_end == End::Host ? address(box.dstHost) : box.dstDevice;
-  if (box.WidthInBytes > box.srcPitch || box.WidthInBytes > box.dstPitch) return CUDA_ERROR_INVALID_VALUE;
+  const BoxEnd from{type_of(box.srcMemoryType), box.srcHost, box.srcDevice, box.srcArray, box.srcXInBytes, box.srcY,
+                    box.srcZ, box.srcPitch, box.srcHeight};
+  const BoxEnd to{type_of(box.dstMemoryType), box.dstHost, box.dstDevice, box.dstArray, box.dstXInBytes, box.dstY,
+                  box.dstZ, box.dstPitch, box.dstHeight};
+  for (const BoxEnd* end : {&from, &to}) {
+    if (end->type != CU_MEMORYTYPE_HOST && end->type != CU_MEMORYTYPE_DEVICE && end->type != CU_MEMORYTYPE_ARRAY)
+      return CUDA_ERROR_NOT_SUPPORTED;
+    if (end->type != CU_MEMORYTYPE_ARRAY && box.WidthInBytes > end->pitch) return CUDA_ERROR_INVALID_VALUE;
+  }
+  CUcontext context;
+  if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   // Nothing to copy, however many rows (a run of 2^58 empty rows is not a copy to walk through).
   if (box.WidthInBytes == 0 || box.Height == 0 || box.Depth == 0) return CUDA_SUCCESS;
   for (size_t z = 0; z < box.Depth; ++z)
     for (size_t y = 0; y < box.Height; ++y) {
-      const CUdeviceptr src = from + ((box.srcZ + z) * box.srcHeight + box.srcY + y) * box.srcPitch + box.srcXInBytes;
-      const CUdeviceptr dst = to + ((box.dstZ + z) * box.dstHeight + box.dstY + y) * box.dstPitch + box.dstXInBytes;
-      if (CUresult r = copy(dst, to_end, src, from_end, box.WidthInBytes, stream); r != CUDA_SUCCESS) return r;
+      std::byte* destination = to.row(y, z, box.WidthInBytes);
+      const std::byte* source = from.row(y, z, box.WidthInBytes);
+      if (destination == nullptr || source == nullptr) return CUDA_ERROR_INVALID_VALUE;
+      std::memmove(destination, source, box.WidthInBytes);
     }
   return CUDA_SUCCESS;
 }
@@ -275,12 +313,14 @@ CUDA_MEMCPY3D box_of(const CUDA_MEMCPY2D& rectangle) {
   box.srcMemoryType = rectangle.srcMemoryType;
   box.srcHost = rectangle.srcHost;
   box.srcDevice = rectangle.srcDevice;
+  box.srcArray = rectangle.srcArray;
   box.srcPitch = rectangle.srcPitch;
   box.dstXInBytes = rectangle.dstXInBytes;
   box.dstY = rectangle.dstY;
   box.dstMemoryType = rectangle.dstMemoryType;
   box.dstHost = rectangle.dstHost;
   box.dstDevice = rectangle.dstDevice;
+  box.dstArray = rectangle.dstArray;
   box.dstPitch = rectangle.dstPitch;
   box.WidthInBytes = rectangle.WidthInBytes;
   box.Height = rectangle.Height;
