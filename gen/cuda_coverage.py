@@ -43,8 +43,7 @@ REASONS = [
     (r"cuIpc", NOT_YET, "IPC handles between two applications' workers"),
     (r"cuGraph|cuStreamBeginCaptureToGraph|cuStreamUpdateCaptureDependencies|cuStreamGetCaptureInfo_v3_ptsz|"
      r"cuDevice\w*GraphMemAttribute", NOT_YET, "CUDA graphs: node parameters are structures"),
-    (r"cuArray|cuMipmappedArray|cuMemcpy\w*(AtoH|HtoA)|cuTexObject|cuSurfObject|cuMemMapArrayAsync", NOT_YET,
-     "CUDA arrays, textures and surfaces"),
+    (r"cuMemMapArrayAsync", NOT_YET, "sparse arrays' mappings (an array of structures the driver may write)"),
     (r"cuMem(Create|GetAllocationGranularity|SetAccess|GetAccess|RetainAllocationHandle|GetAllocationPropertiesFromHandle)",
      NOT_YET, "virtual memory management"),
     (r"cuMemPool|cuMem(Get|Set)\w*MemPool", NOT_YET, "memory pools' attributes and access descriptors"),

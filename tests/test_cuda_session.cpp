@@ -25,7 +25,7 @@ class CudaSessionCalls : public ::testing::Test {
 
   void SetUp() override {
     session_ = std::make_shared<CudaSession>(
-        DeviceMap{{0}}, std::make_shared<MemoryBudget>(),
+        DeviceMap{{0}}, budget_,
         [this](std::vector<uint8_t> head, BulkPayload) {
           std::lock_guard lock(mutex_);
           reply_ = std::vector<uint8_t>(head.begin() + kFrameHeaderSize, head.end());
@@ -77,6 +77,7 @@ class CudaSessionCalls : public ::testing::Test {
     return handle(call(FN_cuMemAlloc_v2, size, 1));
   }
 
+  std::shared_ptr<MemoryBudget> budget_ = std::make_shared<MemoryBudget>();
   std::shared_ptr<CudaSession> session_;
   uint64_t context_ = 0;
   uint32_t sequence_ = 0;
@@ -202,6 +203,50 @@ TEST_F(CudaSessionCalls, StructsCrossWithTheirSizeChecked) {
   WireWriter destroy;
   destroy.put(array);
   EXPECT_EQ(call(FN_cuArrayDestroy, destroy).result, CUDA_SUCCESS);
+}
+
+// A box between packed rows and an array: the packed side must be exactly the rows that came (no
+// offsets, no gaps), and a box whose size wraps around is refused.
+TEST_F(CudaSessionCalls, PackedBoxesMustBeTheRowsThatCame) {
+  CUDA_ARRAY3D_DESCRIPTOR d{};
+  d.Width = 16;
+  d.Height = 4;
+  d.Depth = 2;
+  d.Format = CU_AD_FORMAT_UNSIGNED_INT8;
+  d.NumChannels = 1;
+  WireWriter made;
+  made.put<uint8_t>(1).put<uint32_t>(sizeof d).bytes(&d, sizeof d);
+  const uint64_t array = handle(call(FN_cuArray3DCreate_v2, made, 1));
+  CUDA_MEMCPY3D box{};
+  box.srcMemoryType = CU_MEMORYTYPE_HOST;
+  box.srcPitch = 16;
+  box.srcHeight = 4;
+  box.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+  box.dstArray = reinterpret_cast<CUarray>(array);
+  box.WidthInBytes = 16;
+  box.Height = 4;
+  box.Depth = 2;
+  auto send = [&](const CUDA_MEMCPY3D& b, size_t rows) {
+    WireWriter w;
+    w.put(CopyFunction::Memcpy3D).put<uint64_t>(0).put(kCopyFromHost).put<uint8_t>(3).put(b);
+    w.buffer().resize(w.buffer().size() + rows);
+    return call(FN_rgpuMemcpy2D, w).result;
+  };
+  EXPECT_EQ(send(box, 128), CUDA_SUCCESS);
+  EXPECT_EQ(send(box, 127), CUDA_ERROR_INVALID_VALUE);
+  CUDA_MEMCPY3D gaps = box;
+  gaps.srcPitch = 32;
+  EXPECT_EQ(send(gaps, 128), CUDA_ERROR_INVALID_VALUE);
+  CUDA_MEMCPY3D offset = box;
+  offset.srcZ = 1;
+  EXPECT_EQ(send(offset, 128), CUDA_ERROR_INVALID_VALUE);
+  CUDA_MEMCPY3D wraps = box;
+  wraps.Depth = (uint64_t{1} << 58) + 1;  // 16 x 4 x that is 2^64 + 64
+  EXPECT_EQ(send(wraps, 64), CUDA_ERROR_INVALID_VALUE);
+  // Within the budget while it lives, out of it once the session closes.
+  EXPECT_GE(budget_->used(), 128u);
+  session_->close();
+  EXPECT_EQ(budget_->used(), 0u);
 }
 
 }  // namespace

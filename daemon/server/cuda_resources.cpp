@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "cuda_driver.hpp"
+#include "cuda_formats.hpp"
 #include "log.hpp"
 
 namespace rgpu::cuda {
@@ -105,34 +106,17 @@ CUresult SessionResources::settle(Settle why) {
 }
 
 namespace {
-// An array's bytes as its descriptor sizes it (the driver's own layout may round it up; what the
-// driver holds beyond this is counted by the meter): width x height x depth elements, every
-// mipmap level halving each dimension but the layers.
+// At least as much as the packed and compressed formats take, whose elements are not whole channels.
 uint64_t bytes_per_channel(uint32_t format) {
-  switch (format) {
-    case CU_AD_FORMAT_UNSIGNED_INT8:
-    case CU_AD_FORMAT_SIGNED_INT8:
-    case CU_AD_FORMAT_UNORM_INT8X1:
-    case CU_AD_FORMAT_UNORM_INT8X2:
-    case CU_AD_FORMAT_UNORM_INT8X4:
-    case CU_AD_FORMAT_SNORM_INT8X1:
-    case CU_AD_FORMAT_SNORM_INT8X2:
-    case CU_AD_FORMAT_SNORM_INT8X4: return 1;
-    case CU_AD_FORMAT_UNSIGNED_INT16:
-    case CU_AD_FORMAT_SIGNED_INT16:
-    case CU_AD_FORMAT_HALF:
-    case CU_AD_FORMAT_UNORM_INT16X1:
-    case CU_AD_FORMAT_UNORM_INT16X2:
-    case CU_AD_FORMAT_UNORM_INT16X4:
-    case CU_AD_FORMAT_SNORM_INT16X1:
-    case CU_AD_FORMAT_SNORM_INT16X2:
-    case CU_AD_FORMAT_SNORM_INT16X4: return 2;
-    default: return 4;  // 32-bit formats, and at least as much as the packed and compressed ones take
-  }
+  const uint64_t bytes = array_channel_bytes(format);
+  return bytes != 0 ? bytes : 4;
 }
 
 constexpr uint64_t kUncountable = uint64_t{1} << 62;  // more than any quota: a size that overflows
 
+// An array's bytes as its descriptor sizes it (the driver's own layout may round it up; what the
+// driver holds beyond this is counted by the meter): width x height x depth elements, every
+// mipmap level halving each dimension but the layers.
 template <typename Descriptor>
 uint64_t array_bytes(const Descriptor& d, uint64_t flags, uint64_t depth, uint64_t levels) {
   uint32_t format;

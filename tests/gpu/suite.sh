@@ -92,6 +92,7 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/runtime_kernels" tests/programs/runtime_kernels.cu
   nvcc -O2 -arch=sm_90 -o "$work/kernel_assert" "$src/kernel_assert.cu"
   nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/texture_surface" "$src/texture_surface.cu"
 }
 
 start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or off]
@@ -250,6 +251,7 @@ run() {
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
   run_case runtime_kernels "$work/runtime_kernels"
+  run_case texture_surface "$work/texture_surface"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_case kernel_assert_again "$work/kernel_assert"
   run_case runtime_after_faults "$work/runtime_vector_add_static"
