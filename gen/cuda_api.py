@@ -57,6 +57,7 @@ cuMemcpy2DAsync_v2 cuMemcpy2DAsync_v2_ptsz cuMemcpy3D_v2 cuMemcpy3D_v2_ptds cuMe
 cuStreamGetCaptureInfo_v2 cuStreamGetCaptureInfo_v2_ptsz cuStreamGetCaptureInfo_v3
 cuMemcpyHtoA cuMemcpyHtoA_v2 cuMemcpyHtoA_v2_ptds cuMemcpyHtoAAsync cuMemcpyHtoAAsync_v2 cuMemcpyHtoAAsync_v2_ptsz
 cuMemcpyAtoH cuMemcpyAtoH_v2 cuMemcpyAtoH_v2_ptds cuMemcpyAtoHAsync cuMemcpyAtoHAsync_v2 cuMemcpyAtoHAsync_v2_ptsz
+cuMemRetainAllocationHandle cuMemPoolSetAttribute cuMemPoolGetAttribute
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call
@@ -90,8 +91,7 @@ DENIED_PREFIXES = ("cuCheckpoint", "cuGraphics", "cuLogs", "cuUserObject", "cuDe
 
 # Functions whose parameters look generic but are not: a pointer that is really an array (a border
 # colour of four floats), or an object that needs tracking nobody does yet (a multicast object).
-NOT_GENERIC = {"cuTexRefGetBorderColor", "cuTexRefSetBorderColor", "cuMulticastCreate",
-               "cuMemCreate", "cuMemPoolCreate"}
+NOT_GENERIC = {"cuTexRefGetBorderColor", "cuTexRefSetBorderColor", "cuMulticastCreate"}
 
 # Client side: device memory the application got, so that cuMemcpy can tell device from host
 # pointers. function -> (output holding the pointer, C expression of the size).
@@ -108,6 +108,10 @@ DEVICE_RANGES = {
     "cuLibraryGetManaged": ("dptr", "(bytes ? *bytes : 1)"),
 }
 DEVICE_FREES = {"cuMemFree_v2": "dptr", "cuMemFreeAsync": "dptr", "cuMemFreeAsync_ptsz": "dptr"}
+# Virtual memory: a mapped range is device memory to the client until it is unmapped.
+# function -> (input holding the address, input holding the size).
+DEVICE_MAPS = {"cuMemMap": ("ptr", "size")}
+DEVICE_UNMAPS = {"cuMemUnmap": ("ptr", "size")}
 
 SCALARS = {
     "int", "unsigned int", "unsigned", "short", "unsigned short", "long", "unsigned long", "long long",
@@ -409,6 +413,13 @@ def auto_client_body(name, parsed, kinds):
         body.append(f"  forget_device_range({DEVICE_FREES[name]});")
     if name in PIPELINED:
         body.append("  return call_pipelined(call);")
+        return body
+    if name in DEVICE_MAPS or name in DEVICE_UNMAPS:
+        ptr, size = DEVICE_MAPS.get(name) or DEVICE_UNMAPS[name]
+        note = "note_device_range" if name in DEVICE_MAPS else "forget_device_ranges"
+        body.append("  const CUresult result = call_sync(call, nullptr);")
+        body.append(f"  if (result == CUDA_SUCCESS) {note}({ptr}, {size});")
+        body.append("  return result;")
         return body
     if not outs:
         body.append("  return call_sync(call, nullptr);")

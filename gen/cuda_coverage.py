@@ -36,6 +36,7 @@ REASONS = [
     (r"cuLogs", CANNOT, "the driver's log of the server's process (files and callbacks there)"),
     (r"cuGraphDebugDotPrint", CANNOT, "writes a file on the server"),
     (r"cuProfilerInitialize", CANNOT, "deprecated; writes a profiler output file on the server"),
+    (r"cuTexRef(Get|Set)BorderColor", NOT_YET, "deprecated texture references; the colour is an array of four floats"),
     (r"cuParamSetv|cuTexRefSetAddress2D|cuLaunchCooperativeKernelMultiDevice", NOT_YET,
      "deprecated API, removed from the CUDA 12 runtime"),
     (r"cuMemcpy2D$|cuMemcpy2DAsync$|cuMemcpy2DUnaligned$|cuMemcpy3D$|cuMemcpy3DAsync$", NOT_YET,
@@ -44,9 +45,6 @@ REASONS = [
     (r"cuGraph|cuStreamBeginCaptureToGraph|cuStreamUpdateCaptureDependencies|cuStreamGetCaptureInfo_v3_ptsz|"
      r"cuDevice\w*GraphMemAttribute", NOT_YET, "CUDA graphs: node parameters are structures"),
     (r"cuMemMapArrayAsync", NOT_YET, "sparse arrays' mappings (an array of structures the driver may write)"),
-    (r"cuMem(Create|GetAllocationGranularity|SetAccess|GetAccess|RetainAllocationHandle|GetAllocationPropertiesFromHandle)",
-     NOT_YET, "virtual memory management"),
-    (r"cuMemPool|cuMem(Get|Set)\w*MemPool", NOT_YET, "memory pools' attributes and access descriptors"),
     (r"cuMemAdvise|cuMemPrefetch|cuMemRange|cuMemDiscard", NOT_YET, "managed memory hints and prefetches"),
     (r"cuLaunchHostFunc|cuStreamAddCallback|cuUserObject|cuDevice(Register|Unregister)AsyncNotification", NOT_YET,
      "host functions and callbacks, run in the application"),

@@ -96,6 +96,8 @@ CUresult not_supported(const char* name);
 // tell device pointers from host pointers.
 void note_device_range(CUdeviceptr base, size_t bytes);
 void forget_device_range(CUdeviceptr base);
+// Every range that starts in [base, base + bytes) (unmapped virtual memory).
+void forget_device_ranges(CUdeviceptr base, size_t bytes);
 struct DeviceRange {
   CUdeviceptr base = 0;
   size_t bytes = 0;

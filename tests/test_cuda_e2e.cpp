@@ -755,6 +755,225 @@ TEST_F(CudaE2E, TexturesAndSurfacesThroughAKernel) {
   ASSERT_CU(cuModuleUnload(module));
 }
 
+namespace {
+CUmemAllocationProp device_memory_prop(int device) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = device;
+  return prop;
+}
+CUmemAccessDesc read_write(int device) {
+  CUmemAccessDesc access{};
+  access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  access.location.id = device;
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  return access;
+}
+CUmemPoolProps device_pool_props(int device) {
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  props.location.id = device;
+  return props;
+}
+cuuint64_t pool_number(CUmemoryPool pool, CUmemPool_attribute attribute) {
+  cuuint64_t value = 0;
+  EXPECT_EQ(cuMemPoolGetAttribute(pool, attribute, &value), CUDA_SUCCESS);
+  return value;
+}
+}  // namespace
+
+// Virtual memory as PyTorch's expandable segments use it: reserve a range, map physical chunks
+// into it one after another, give the device access, copy and launch across the chunks; mapped
+// ranges are device memory to the client (cuMemcpy, pointer attributes) until unmapped.
+TEST_F(CudaE2E, VirtualMemoryMapsGrowsAndCopies) {
+  const CUmemAllocationProp prop = device_memory_prop(0);
+  size_t granularity = 0;
+  ASSERT_CU(cuMemGetAllocationGranularity(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  ASSERT_EQ(granularity, 2u << 20);
+  CUdeviceptr base = 0;
+  ASSERT_CU(cuMemAddressReserve(&base, 4 * granularity, 0, 0, 0));
+  CUmemGenericAllocationHandle first = 0, second = 0;
+  ASSERT_CU(cuMemCreate(&first, granularity, &prop, 0));
+  ASSERT_CU(cuMemCreate(&second, granularity, &prop, 0));
+  ASSERT_CU(cuMemMap(base, granularity, 0, first, 0));
+  std::vector<uint8_t> bytes(64);
+  EXPECT_EQ(cuMemcpyDtoH(bytes.data(), base, bytes.size()), CUDA_ERROR_INVALID_VALUE);  // no access yet
+  const CUmemAccessDesc access = read_write(0);
+  ASSERT_CU(cuMemSetAccess(base, granularity, &access, 1));
+  unsigned long long flags = 0;
+  ASSERT_CU(cuMemGetAccess(&flags, &access.location, base));
+  EXPECT_EQ(flags, unsigned{CU_MEM_ACCESS_FLAGS_PROT_READWRITE});
+
+  // Grown by a second chunk right after the first: copies and kernels run across both.
+  ASSERT_CU(cuMemMap(base + granularity, granularity, 0, second, 0));
+  ASSERT_CU(cuMemSetAccess(base + granularity, granularity, &access, 1));
+  const std::vector<uint8_t> seam = random_bytes(8192, 41);
+  ASSERT_CU(cuMemcpy(base + granularity - 4096, reinterpret_cast<CUdeviceptr>(seam.data()), seam.size()));
+  std::vector<uint8_t> seam_back(seam.size());
+  ASSERT_CU(cuMemcpyDtoH(seam_back.data(), base + granularity - 4096, seam_back.size()));
+  EXPECT_EQ(seam_back, seam);
+  CUmodule module = load_module();
+  CUfunction fill = nullptr;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  unsigned value = 0xC0FFEE;
+  unsigned long long count = 2 * granularity / sizeof(unsigned);
+  CUdeviceptr start = base;
+  void* params[] = {&start, &value, &count};
+  ASSERT_CU(cuLaunchKernel(fill, 64, 1, 1, 256, 1, 1, 0, nullptr, params, nullptr));
+  std::vector<unsigned> filled(count);
+  ASSERT_CU(cuMemcpyDtoH(filled.data(), base, 2 * granularity));
+  EXPECT_TRUE(std::all_of(filled.begin(), filled.end(), [&](unsigned v) { return v == value; }));
+  size_t range = 0;
+  ASSERT_CU(cuPointerGetAttribute(&range, CU_POINTER_ATTRIBUTE_RANGE_SIZE, base + granularity + 8));
+  EXPECT_EQ(range, granularity);
+
+  // The handle behind an address, and what it was made with.
+  CUmemGenericAllocationHandle retained = 0;
+  ASSERT_CU(cuMemRetainAllocationHandle(&retained, reinterpret_cast<void*>(base + granularity + 100)));
+  EXPECT_EQ(retained, second);
+  ASSERT_CU(cuMemRelease(retained));
+  CUmemAllocationProp described{};
+  ASSERT_CU(cuMemGetAllocationPropertiesFromHandle(&described, first));
+  EXPECT_EQ(described.type, CU_MEM_ALLOCATION_TYPE_PINNED);
+  EXPECT_EQ(described.location.type, CU_MEM_LOCATION_TYPE_DEVICE);
+  EXPECT_EQ(described.location.id, 0);
+  CUmemAllocationProp windows = prop;
+  windows.win32HandleMetaData = &described;  // a Windows pointer means nothing on the server
+  CUmemGenericAllocationHandle refused = 0;
+  EXPECT_EQ(cuMemCreate(&refused, granularity, &windows, 0), CUDA_ERROR_INVALID_VALUE);
+
+  // Unmapped, the range is no device memory any more.
+  ASSERT_CU(cuMemUnmap(base, 2 * granularity));
+  EXPECT_EQ(cuPointerGetAttribute(&range, CU_POINTER_ATTRIBUTE_RANGE_SIZE, base), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuMemcpyDtoH(bytes.data(), base, bytes.size()), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_CU(cuMemRelease(first));
+  ASSERT_CU(cuMemRelease(second));
+  ASSERT_CU(cuMemAddressFree(base, 4 * granularity));
+  ASSERT_CU(cuModuleUnload(module));
+}
+
+// Physical memory counts against max_memory from cuMemCreate until both its handle and its last
+// mapping are gone, as the driver holds it.
+TEST_F(CudaE2E, VirtualMemoryCountsAgainstMaxMemory) {
+  const CUmemAllocationProp prop = device_memory_prop(0);
+  CUmemGenericAllocationHandle half = 0, more = 0;
+  ASSERT_CU(cuMemCreate(&half, kQuota / 2, &prop, 0));
+  EXPECT_EQ(cuMemCreate(&more, kQuota / 2 + (2 << 20), &prop, 0), CUDA_ERROR_OUT_OF_MEMORY);
+  CUdeviceptr base = 0, d = 0;
+  ASSERT_CU(cuMemAddressReserve(&base, kQuota / 2, 0, 0, 0));
+  ASSERT_CU(cuMemMap(base, kQuota / 2, 0, half, 0));
+  ASSERT_CU(cuMemRelease(half));  // still mapped: still held
+  EXPECT_EQ(cuMemAlloc(&d, kQuota / 2 + (1 << 20)), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemUnmap(base, kQuota / 2));
+  ASSERT_CU(cuMemAlloc(&d, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(d));
+  ASSERT_CU(cuMemAddressFree(base, kQuota / 2));
+}
+
+// The pool API behind cudaMallocAsync with a configured pool: attributes of either type, access,
+// allocations from a pool and from the device's current pool, trimming.
+TEST_F(CudaE2E, MemoryPoolsServeAllocations) {
+  const CUmemPoolProps props = device_pool_props(0);
+  CUmemoryPool pool = nullptr;
+  ASSERT_CU(cuMemPoolCreate(&pool, &props));
+  CUmemPoolProps windows = props;
+  windows.win32SecurityAttributes = &windows;
+  CUmemoryPool refused = nullptr;
+  EXPECT_EQ(cuMemPoolCreate(&refused, &windows), CUDA_ERROR_INVALID_VALUE);
+  cuuint64_t threshold = ~cuuint64_t{0};
+  ASSERT_CU(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD), threshold);
+  int reuse = 0;
+  ASSERT_CU(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &reuse));
+  EXPECT_EQ(reuse, 1);
+  reuse = 0;
+  ASSERT_CU(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &reuse));
+  reuse = 1;
+  ASSERT_CU(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &reuse));
+  EXPECT_EQ(reuse, 0);
+  EXPECT_EQ(cuMemPoolGetAttribute(pool, static_cast<CUmemPool_attribute>(99), &threshold), CUDA_ERROR_NOT_SUPPORTED);
+
+  CUstream stream = nullptr;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  CUdeviceptr p = 0;
+  ASSERT_CU(cuMemAllocFromPoolAsync(&p, 1 << 20, pool, stream));
+  const std::vector<uint8_t> data = random_bytes(1 << 20, 51);
+  std::vector<uint8_t> back(data.size());
+  ASSERT_CU(cuMemcpyHtoDAsync(p, data.data(), data.size(), stream));
+  ASSERT_CU(cuMemcpyDtoHAsync(back.data(), p, back.size(), stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(back, data);
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 1u << 20);
+  EXPECT_GE(pool_number(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 1u << 20);
+  ASSERT_CU(cuMemFreeAsync(p, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 0u);
+  EXPECT_GE(pool_number(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 1u << 20);  // kept: the threshold
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH), 1u << 20);
+  ASSERT_CU(cuMemPoolTrimTo(pool, 0));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 0u);
+
+  const CUmemAccessDesc peer = read_write(1);
+  ASSERT_CU(cuMemPoolSetAccess(pool, &peer, 1));
+  CUmemAccess_flags flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+  CUmemLocation location = peer.location;
+  ASSERT_CU(cuMemPoolGetAccess(&flags, pool, &location));
+  EXPECT_EQ(flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+
+  // The device's current pool serves cuMemAllocAsync.
+  CUmemoryPool current = nullptr, default_pool = nullptr;
+  ASSERT_CU(cuDeviceGetDefaultMemPool(&default_pool, device_));
+  ASSERT_CU(cuDeviceSetMemPool(device_, pool));
+  ASSERT_CU(cuDeviceGetMemPool(&current, device_));
+  EXPECT_EQ(current, pool);
+  location.id = 0;
+  ASSERT_CU(cuMemGetMemPool(&current, &location, CU_MEM_ALLOCATION_TYPE_PINNED));
+  EXPECT_EQ(current, pool);
+  ASSERT_CU(cuMemAllocAsync(&p, 4096, stream));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 4096u);
+  ASSERT_CU(cuMemFreeAsync(p, stream));
+  ASSERT_CU(cuMemSetMemPool(&location, CU_MEM_ALLOCATION_TYPE_PINNED, default_pool));
+  ASSERT_CU(cuMemGetDefaultMemPool(&current, &location, CU_MEM_ALLOCATION_TYPE_PINNED));
+  EXPECT_EQ(current, default_pool);
+  ASSERT_CU(cuStreamSynchronize(stream));
+  ASSERT_CU(cuMemPoolDestroy(pool));
+  ASSERT_CU(cuStreamDestroy(stream));
+}
+
+// A pool holds the memory it reserved, freed allocations too (up to its release threshold): the
+// quota counts that, so that pools with high thresholds cannot hold more than the quota between
+// them; memory a pool already holds serves a new allocation without more of the quota.
+TEST_F(CudaE2E, MemoryPoolsHoldTheirReservedMemoryInTheQuota) {
+  const CUmemPoolProps props = device_pool_props(0);
+  CUmemoryPool first = nullptr, second = nullptr;
+  ASSERT_CU(cuMemPoolCreate(&first, &props));
+  ASSERT_CU(cuMemPoolCreate(&second, &props));
+  cuuint64_t threshold = ~cuuint64_t{0};
+  ASSERT_CU(cuMemPoolSetAttribute(first, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+  ASSERT_CU(cuMemPoolSetAttribute(second, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+  const size_t most = 150 << 20;  // more than half the quota
+  CUdeviceptr p = 0, q = 0;
+  ASSERT_CU(cuMemAllocFromPoolAsync(&p, most, first, nullptr));
+  ASSERT_CU(cuMemFreeAsync(p, nullptr));
+  ASSERT_CU(cuCtxSynchronize());  // the first pool keeps it
+  EXPECT_EQ(cuMemAllocFromPoolAsync(&q, most, second, nullptr), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemAllocFromPoolAsync(&p, most, first, nullptr));  // from what the first pool holds
+  ASSERT_CU(cuMemFreeAsync(p, nullptr));
+  ASSERT_CU(cuMemPoolTrimTo(first, 0));
+  ASSERT_CU(cuMemAllocFromPoolAsync(&q, most, second, nullptr));
+  // A pool destroyed with an allocation out keeps its memory until that is freed.
+  ASSERT_CU(cuMemPoolDestroy(second));
+  CUdeviceptr d = 0;
+  EXPECT_EQ(cuMemAlloc(&d, most), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemFreeAsync(q, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemAlloc(&d, most));
+  EXPECT_CU(cuMemFree(d));
+  ASSERT_CU(cuMemPoolDestroy(first));
+}
+
 // The private tables cuBLAS(Lt) keys its kernels by: the thread's current context, and a
 // context's unique id.
 TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextItsIdAndStreamIds) {
@@ -1813,6 +2032,28 @@ TEST(CudaE2EChild, SeesOnlyDeviceOne) {
   if (count != 1) _exit(2);
   if (cuDeviceGetName(name, sizeof name, 0) != CUDA_SUCCESS) _exit(3);
   if (std::string(name) != "RGPU CUDA test double 1") _exit(4);
+  // Locations name the application's device 0, which is the server's device 1: pools and
+  // allocation properties must say so both ways.
+  CUcontext context = nullptr;
+  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(5);
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  CUmemoryPool pool = nullptr, current = nullptr, by_device = nullptr;
+  CUdeviceptr p = 0;
+  if (cuMemPoolCreate(&pool, &props) != CUDA_SUCCESS) _exit(6);
+  if (cuMemAllocFromPoolAsync(&p, 4096, pool, nullptr) != CUDA_SUCCESS) _exit(7);  // a pool of this context's device
+  if (cuMemGetMemPool(&current, &props.location, CU_MEM_ALLOCATION_TYPE_PINNED) != CUDA_SUCCESS ||
+      cuDeviceGetMemPool(&by_device, 0) != CUDA_SUCCESS || current != by_device)
+    _exit(8);
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  CUmemGenericAllocationHandle handle = 0;
+  CUmemAllocationProp described{};
+  if (cuMemCreate(&handle, 2 << 20, &prop, 0) != CUDA_SUCCESS ||
+      cuMemGetAllocationPropertiesFromHandle(&described, handle) != CUDA_SUCCESS || described.location.id != 0)
+    _exit(9);
   _exit(kChildDone);
 }
 

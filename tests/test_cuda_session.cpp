@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <condition_variable>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -245,6 +246,82 @@ TEST_F(CudaSessionCalls, PackedBoxesMustBeTheRowsThatCame) {
   EXPECT_EQ(send(wraps, 64), CUDA_ERROR_INVALID_VALUE);
   // Within the budget while it lives, out of it once the session closes.
   EXPECT_GE(budget_->used(), 128u);
+  session_->close();
+  EXPECT_EQ(budget_->used(), 0u);
+}
+
+// What the application sends inside structs is checked before the driver sees it: a Windows pointer
+// that must be NULL, an array's count against the structs that came, an array over the limit.
+TEST_F(CudaSessionCalls, StructContentsAndArraysAreChecked) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  auto granularity = [&](const CUmemAllocationProp& p) {
+    WireWriter w;
+    w.put<uint8_t>(1).put<uint32_t>(sizeof p).bytes(&p, sizeof p).put<uint64_t>(CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+    return call(FN_cuMemGetAllocationGranularity, w, 1);
+  };
+  EXPECT_EQ(handle(granularity(prop)), 2u << 20);
+  CUmemAllocationProp windows = prop;
+  windows.win32HandleMetaData = reinterpret_cast<void*>(0x1000);
+  EXPECT_EQ(granularity(windows).result, CUDA_ERROR_INVALID_VALUE);
+  CUmemAllocationProp other_device = prop;
+  other_device.location.id = 1;  // the session has one device: the driver is asked for device -1
+  EXPECT_EQ(granularity(other_device).result, CUDA_ERROR_INVALID_VALUE);
+
+  // An output struct's bytes are whatever the application's memory held: its Windows pointer is cleared.
+  WireWriter size;
+  size.put<uint64_t>(2 << 20);
+  WireWriter create;
+  create.put<uint64_t>(2 << 20).put<uint8_t>(1).put<uint32_t>(sizeof prop).bytes(&prop, sizeof prop).put<uint64_t>(0);
+  const uint64_t allocation = handle(call(FN_cuMemCreate, create, 1));
+  EXPECT_GE(budget_->used(), 2u << 20);
+  WireWriter properties;
+  properties.put<uint32_t>(sizeof windows).bytes(&windows, sizeof windows).put(allocation);
+  EXPECT_EQ(call(FN_cuMemGetAllocationPropertiesFromHandle, properties, 1).result, CUDA_SUCCESS);
+
+  WireWriter reserve;
+  reserve.put<uint64_t>(2 << 20).put<uint64_t>(0).put<uint64_t>(0).put<uint64_t>(0);
+  const uint64_t base = handle(call(FN_cuMemAddressReserve, reserve, 1));
+  WireWriter map;
+  map.put(base).put<uint64_t>(2 << 20).put<uint64_t>(0).put(allocation).put<uint64_t>(0);
+  ASSERT_EQ(call(FN_cuMemMap, map).result, CUDA_SUCCESS);
+  CUmemAccessDesc access{};
+  access.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  auto set_access = [&](uint64_t sent, uint64_t count) {
+    WireWriter w;
+    w.put(base).put<uint64_t>(2 << 20).put<uint8_t>(1).put<uint32_t>(sizeof access).put(sent);
+    for (uint64_t i = 0; i < std::min<uint64_t>(sent, 2000); ++i) w.bytes(&access, sizeof access);
+    w.put(count);
+    return call(FN_cuMemSetAccess, w).result;
+  };
+  EXPECT_EQ(set_access(1, 2), CUDA_ERROR_INVALID_VALUE);        // the driver would read a second one
+  EXPECT_EQ(set_access(1025, 1025), CUDA_ERROR_INVALID_VALUE);  // over the limit
+  EXPECT_EQ(set_access(uint64_t{1} << 60, 1), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(set_access(1, 1), CUDA_SUCCESS);
+
+  // Pool attributes take values of their own size only.
+  WireWriter pool_of;
+  pool_of.put<uint64_t>(0);
+  const uint64_t pool = handle(call(FN_cuDeviceGetDefaultMemPool, pool_of, 1));
+  auto set_threshold = [&](uint32_t bytes) {
+    WireWriter w;
+    w.put(pool).put<uint32_t>(CU_MEMPOOL_ATTR_RELEASE_THRESHOLD).put(bytes);
+    w.buffer().resize(w.buffer().size() + bytes);
+    return call(FN_cuMemPoolSetAttribute, w).result;
+  };
+  EXPECT_EQ(set_threshold(4), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(set_threshold(8), CUDA_SUCCESS);
+  WireWriter unknown;
+  unknown.put(pool).put<uint32_t>(1000);
+  EXPECT_EQ(call(FN_cuMemPoolGetAttribute, unknown).result, CUDA_ERROR_INVALID_VALUE);
+
+  // A session that ends with memory mapped gives the quota back.
+  WireWriter release;
+  release.put(allocation);
+  ASSERT_EQ(call(FN_cuMemRelease, release).result, CUDA_SUCCESS);
+  EXPECT_GE(budget_->used(), 2u << 20);  // still mapped
   session_->close();
   EXPECT_EQ(budget_->used(), 0u);
 }

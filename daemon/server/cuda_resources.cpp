@@ -15,8 +15,10 @@ constexpr auto kLaunchSettleInterval = std::chrono::seconds(1);
 
 uint64_t SessionResources::tracked_bytes() {
   std::lock_guard lock(mutex_);
-  uint64_t tracked = 0;
+  uint64_t tracked = virtual_memory_.held() + pools_.charged();
   for (const auto& [pointer, allocation] : allocations_) tracked += allocation.bytes;
+  for (const auto& [array, allocation] : arrays_) tracked += allocation.bytes;
+  for (const auto& [mipmap, allocation] : mipmaps_) tracked += allocation.bytes;
   return tracked;
 }
 
@@ -150,10 +152,7 @@ uint64_t SessionResources::requested_bytes(const CallContext& call) {
   switch (call.function()) {
     case FN_cuMemAlloc_v2:
     case FN_cuMemAllocManaged:
-    case FN_cuMemAllocAsync:
-    case FN_cuMemAllocAsync_ptsz:
-    case FN_cuMemAllocFromPoolAsync:
-    case FN_cuMemAllocFromPoolAsync_ptsz: return ins.empty() ? 0 : ins[0];
+    case FN_cuMemCreate: return ins.empty() ? 0 : ins[0];
     case FN_cuMemAllocPitch:
     case FN_cuMemAllocPitch_v2: return ins.size() < 2 ? 0 : ins[0] * ins[1];  // width * height
     case FN_cuArrayCreate: return array_2d_bytes<CUDA_ARRAY_DESCRIPTOR_v1>(call);
@@ -165,7 +164,34 @@ uint64_t SessionResources::requested_bytes(const CallContext& call) {
   }
 }
 
+namespace {
+// The pool an allocation from a pool takes from (nullptr for other calls).
+CUmemoryPool pool_of(uint32_t function, const std::vector<uint64_t>& ins) {
+  switch (function) {
+    case FN_cuMemAllocAsync:
+    case FN_cuMemAllocAsync_ptsz: return PoolMeter::current_pool();
+    case FN_cuMemAllocFromPoolAsync:
+    case FN_cuMemAllocFromPoolAsync_ptsz: return ins.size() < 2 ? nullptr : reinterpret_cast<CUmemoryPool>(ins[1]);
+    default: return nullptr;
+  }
+}
+
+bool from_pool(uint32_t function) {
+  return function == FN_cuMemAllocAsync || function == FN_cuMemAllocAsync_ptsz ||
+         function == FN_cuMemAllocFromPoolAsync || function == FN_cuMemAllocFromPoolAsync_ptsz;
+}
+}  // namespace
+
 CUresult SessionResources::veto(CallContext& call) {
+  if (from_pool(call.function())) {
+    // What the pool would grow by; its memory is counted once the driver has allocated.
+    uint64_t reserved = 0;
+    std::lock_guard lock(mutex_);
+    if (call.ins().empty() || !pools_.reserve(pool_of(call.function(), call.ins()), call.ins()[0], reserved))
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    call.set_reserved(reserved);
+    return CUDA_SUCCESS;
+  }
   const uint64_t bytes = requested_bytes(call);
   if (bytes == 0) return CUDA_SUCCESS;
   if (!budget_->reserve(bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -199,12 +225,51 @@ void SessionResources::record_locked(uint32_t function, const std::vector<uint64
     }
     case FN_cuMemAlloc_v2:
     case FN_cuMemAllocManaged:
+      if (!outs.empty()) allocations_[outs[0]] = {reserved, context};
+      return;
     case FN_cuMemAllocAsync:
     case FN_cuMemAllocAsync_ptsz:
     case FN_cuMemAllocFromPoolAsync:
-    case FN_cuMemAllocFromPoolAsync_ptsz:
-      if (!outs.empty()) allocations_[outs[0]] = {reserved, context};
+    case FN_cuMemAllocFromPoolAsync_ptsz: {
+      const CUmemoryPool pool = pool_of(function, ins);
+      if (pool == nullptr) {  // a pool the driver did not name: counted as a plain allocation
+        if (!outs.empty()) allocations_[outs[0]] = {reserved, context};
+        return;
+      }
+      if (!outs.empty()) allocations_[outs[0]] = {0, context, pool};
+      budget_->release(reserved);  // the pool's growth is charged as measured
+      pools_.settle(pool);
       return;
+    }
+    case FN_cuMemCreate:
+      if (!outs.empty()) virtual_memory_.created(outs[0], reserved);
+      return;
+    case FN_cuMemRetainAllocationHandle:
+      if (!outs.empty()) virtual_memory_.retained(outs[0]);
+      return;
+    case FN_cuMemRelease: virtual_memory_.released(ins[0]); return;
+    case FN_cuMemMap: virtual_memory_.mapped(ins[0], ins[1], ins[3]); return;
+    case FN_cuMemUnmap: virtual_memory_.unmapped(ins[0], ins[1]); return;
+    case FN_cuMemAddressReserve:
+      if (!outs.empty()) virtual_memory_.reserved(outs[0], ins[0]);
+      return;
+    case FN_cuMemAddressFree: virtual_memory_.freed(ins[0]); return;
+    case FN_cuMemPoolCreate:
+      if (!outs.empty()) pools_.created(reinterpret_cast<CUmemoryPool>(outs[0]));
+      return;
+    case FN_cuMemPoolDestroy: {
+      const auto pool = reinterpret_cast<CUmemoryPool>(ins[0]);
+      const bool left = std::any_of(allocations_.begin(), allocations_.end(),
+                                    [&](const auto& entry) { return entry.second.pool == pool; });
+      pools_.destroyed(pool, left);
+      return;
+    }
+    case FN_cuMemPoolTrimTo: pools_.settle(reinterpret_cast<CUmemoryPool>(ins[0])); return;
+    case FN_cuStreamSynchronize:
+    case FN_cuStreamSynchronize_ptsz:
+    case FN_cuCtxSynchronize:
+    case FN_cuCtxSynchronize_v2:
+    case FN_cuEventSynchronize: pools_.settle_all(); return;
     case FN_cuArrayCreate:
     case FN_cuArrayCreate_v2:
     case FN_cuArray3DCreate:
@@ -239,8 +304,9 @@ void SessionResources::record_locked(uint32_t function, const std::vector<uint64
     case FN_cuMemFreeAsync:
     case FN_cuMemFreeAsync_ptsz:
       if (auto it = allocations_.find(ins[0]); it != allocations_.end()) {
-        budget_->release(it->second.bytes);
+        const Allocation gone = it->second;
         allocations_.erase(it);
+        allocation_gone(gone);
       }
       return;
     case FN_cuMemGetInfo:
@@ -274,12 +340,25 @@ void SessionResources::record_locked(uint32_t function, const std::vector<uint64
   }
 }
 
+void SessionResources::allocation_gone(const Allocation& allocation) {
+  budget_->release(allocation.bytes);
+  if (allocation.pool == nullptr) return;
+  const bool left = std::any_of(allocations_.begin(), allocations_.end(),
+                                [&](const auto& entry) { return entry.second.pool == allocation.pool; });
+  if (pools_.is_destroyed(allocation.pool)) {
+    if (!left) pools_.forget(allocation.pool);  // the driver freed the pool with its last allocation
+  } else {
+    pools_.settle(allocation.pool);
+  }
+}
+
 void SessionResources::forget_context(CUcontext context) {
   std::erase(contexts_, context);
   for (auto it = allocations_.begin(); it != allocations_.end();) {
     if (it->second.context == context) {
-      budget_->release(it->second.bytes);
+      const Allocation gone = it->second;
       it = allocations_.erase(it);
+      allocation_gone(gone);
     } else {
       ++it;
     }
@@ -330,6 +409,11 @@ bool SessionResources::remove_link(CUlinkState link) {
 void SessionResources::add_context(CUcontext context) {
   std::lock_guard lock(mutex_);
   contexts_.push_back(context);
+}
+
+void SessionResources::pool_changed(CUmemoryPool pool) {
+  std::lock_guard lock(mutex_);
+  pools_.settle(pool);
 }
 
 int SessionResources::primary_retains(CUdevice device) {
@@ -385,8 +469,9 @@ void SessionResources::free_allocations_if(const std::function<bool(const Alloca
     }
     if (calls.set_current) calls.set_current(it->second.context);
     if (calls.mem_free) calls.mem_free(it->first);
-    budget_->release(it->second.bytes);
+    const Allocation gone = it->second;
     it = allocations_.erase(it);
+    allocation_gone(gone);
   }
 }
 
@@ -455,6 +540,8 @@ void SessionResources::release_all() {
                            contexts_.size(), arrays_.size() + mipmaps_.size()};
   destroy_arrays_if([](CUcontext) { return true; });
   free_allocations_if([](const Allocation&) { return true; });
+  pools_.release_all();
+  virtual_memory_.release_all();
   destroy_each(streams_, calls.set_current, calls.stream_destroy, "stream");
   destroy_each(events_, calls.set_current, calls.event_destroy, "event");
   destroy_each(modules_, calls.set_current, calls.module_unload, "module");

@@ -3,6 +3,7 @@
 #include <span>
 
 #include "cuda_driver.hpp"
+#include "cuda_vmm_pool_calls.hpp"
 #include "log.hpp"
 #include "messages.hpp"
 
@@ -739,6 +740,11 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     case FN_cuStreamGetCaptureInfo_v2_ptsz:
     case FN_cuStreamGetCaptureInfo_v3:
       return capture_info(header.function, header.out_mask, args, out);
+    case FN_cuMemRetainAllocationHandle:
+      return retain_allocation_handle(args, out, resources_);
+    case FN_cuMemPoolSetAttribute:
+    case FN_cuMemPoolGetAttribute:
+      return pool_attribute(header.function, args, out, resources_);
     case FN_rgpuMemcpyDtoH: {
       const uint32_t variant = args.get<uint32_t>();
       const CUdeviceptr src = args.get<uint64_t>();

@@ -177,5 +177,6 @@ DOUBLE_EXPORT CUresult cuCtxSynchronize() {
   auto lock = lock_driver();
   CUcontext current;
   // Work runs when it is issued: there is nothing to wait for but the error it may have hit.
+  release_pool_memory();
   return current_context(current);
 }

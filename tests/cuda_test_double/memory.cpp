@@ -30,6 +30,9 @@ struct Allocation {
   CUcontext context;
   CUdevice device;
   CUmodule module;  // the module whose global this is, or nullptr for cuMemAlloc memory
+  CUmemoryPool pool = nullptr;  // the pool it was allocated from
+  bool mapping = false;         // a VMM mapping: its memory is its allocation handle's, in any context
+  bool accessible = true;       // a mapping: its device was given access (cuMemSetAccess)
 };
 std::map<uintptr_t, Allocation> g_allocations;  // by base address
 
@@ -48,9 +51,13 @@ void unmap(std::map<uintptr_t, Allocation>::iterator it) {
   // Replacing the pages gives their memory back and leaves the range inaccessible.
   ::mmap(reinterpret_cast<void*>(it->first), it->second.mapped, PROT_NONE,
          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-  g_windows[it->second.device].used -= it->second.mapped;
+  if (!it->second.mapping) g_windows[it->second.device].used -= it->second.mapped;
+  if (it->second.pool != nullptr) pool_memory_freed(it->second.pool, it->second.mapped);
   g_allocations.erase(it);
 }
+
+// Addresses that cuMemAddressReserve hands out: a window of their own, after the devices'.
+Window g_reserved;
 
 template <typename Predicate>
 void unmap_if(Predicate predicate) {
@@ -88,6 +95,14 @@ CUresult copy(CUdeviceptr to, End to_end, CUdeviceptr from, End from_end, size_t
 }
 
 CUdeviceptr address(const void* host) { return reinterpret_cast<CUdeviceptr>(host); }
+
+// cuMemFree and cuMemFreeAsync: allocations only, not module globals or mappings.
+CUresult free_allocation(CUdeviceptr pointer) {
+  auto it = g_allocations.find(pointer);
+  if (it == g_allocations.end() || it->second.module != nullptr || it->second.mapping) return CUDA_ERROR_INVALID_VALUE;
+  unmap(it);
+  return CUDA_SUCCESS;
+}
 
 template <typename T>
 CUresult fill(CUdeviceptr to, T value, size_t count, CUstream stream) {
@@ -139,9 +154,67 @@ std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context) {
   --it;
   const Allocation& allocation = it->second;
   const uintptr_t offset = pointer - it->first;
-  if (offset >= allocation.bytes || bytes > allocation.bytes - offset) return nullptr;
+  if (offset >= allocation.bytes) return nullptr;
+  if (allocation.mapping) {
+    // Any context may use a mapping its device has access to; a range may run on into the
+    // mapping right after it (memory mapped contiguously, chunk after chunk).
+    uintptr_t end = 0;
+    if (__builtin_add_overflow(pointer, bytes, &end)) return nullptr;
+    for (;;) {
+      if (!it->second.mapping || !it->second.accessible) return nullptr;
+      const uintptr_t stop = it->first + it->second.bytes;
+      if (end <= stop) return reinterpret_cast<std::byte*>(pointer);
+      auto next = std::next(it);
+      if (next == g_allocations.end() || next->first != stop) return nullptr;
+      it = next;
+    }
+  }
+  if (bytes > allocation.bytes - offset) return nullptr;
   if (context != nullptr && allocation.context != context) return nullptr;
   return reinterpret_cast<std::byte*>(pointer);
+}
+
+CUresult allocate_pool_memory(CUcontext context, size_t bytes, CUmemoryPool pool, CUdeviceptr& pointer) {
+  if (CUresult r = allocate_device_memory(context, bytes, nullptr, pointer); r != CUDA_SUCCESS) return r;
+  g_allocations.at(pointer).pool = pool;
+  return CUDA_SUCCESS;
+}
+
+CUdeviceptr reserve_addresses(size_t bytes, size_t alignment) {
+  if (g_reserved.base == 0) {
+    void* hint = reinterpret_cast<void*>(kWindowBase + kWindowSize * kDeviceCount);
+    void* reserved = ::mmap(hint, kWindowSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserved == MAP_FAILED) return 0;
+    g_reserved.base = g_reserved.next = reinterpret_cast<uintptr_t>(reserved);
+  }
+  const uintptr_t at = (g_reserved.next + alignment - 1) / alignment * alignment;
+  if (bytes > kWindowSize || at + bytes > g_reserved.base + kWindowSize) return 0;
+  g_reserved.next = at + bytes;
+  return at;
+}
+
+bool map_addresses(CUdeviceptr at, size_t bytes, int fd, size_t offset, CUdevice device) {
+  auto after = g_allocations.lower_bound(at);
+  if (after != g_allocations.end() && after->first < at + bytes) return false;
+  if (after != g_allocations.begin() && std::prev(after)->first + std::prev(after)->second.mapped > at) return false;
+  if (::mmap(reinterpret_cast<void*>(at), bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+             static_cast<off_t>(offset)) == MAP_FAILED)
+    return false;
+  Allocation mapping{bytes, bytes, nullptr, device, nullptr};
+  mapping.mapping = true;
+  mapping.accessible = false;
+  g_allocations.emplace(at, mapping);
+  return true;
+}
+
+void unmap_addresses(CUdeviceptr at) {
+  auto it = g_allocations.find(at);
+  if (it != g_allocations.end() && it->second.mapping) unmap(it);
+}
+
+void set_mapping_access(CUdeviceptr at, bool accessible) {
+  auto it = g_allocations.find(at);
+  if (it != g_allocations.end() && it->second.mapping) it->second.accessible = accessible;
 }
 
 void release_memory_of(CUcontext context) {
@@ -187,32 +260,27 @@ DOUBLE_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* pointer, size_t bytes, uns
   return allocate_device_memory(context, bytes, nullptr, *pointer);
 }
 
+// From the current pool of the stream's device (pools.cpp).
 DOUBLE_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* pointer, size_t bytes, CUstream stream) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
-  return allocate_device_memory(context, bytes, nullptr, *pointer);
+  return allocate_from_pool(context, current_pool(find_context(context)->device), bytes, *pointer);
 }
 
 DOUBLE_EXPORT CUresult cuMemFreeAsync(CUdeviceptr pointer, CUstream stream) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
-  auto it = g_allocations.find(pointer);
-  if (it == g_allocations.end() || it->second.module != nullptr) return CUDA_ERROR_INVALID_VALUE;
-  unmap(it);
-  return CUDA_SUCCESS;
+  return free_allocation(pointer);
 }
 
 DOUBLE_EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
-  auto it = g_allocations.find(pointer);
-  if (it == g_allocations.end() || it->second.module != nullptr) return CUDA_ERROR_INVALID_VALUE;
-  unmap(it);
-  return CUDA_SUCCESS;
+  return free_allocation(pointer);
 }
 
 DOUBLE_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {

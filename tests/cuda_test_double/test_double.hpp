@@ -100,6 +100,25 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
 uint64_t device_memory_in_use(CUdevice device);
 std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context = nullptr);
 void release_memory_of_module(CUmodule module);
+// Virtual memory (vmm.cpp): addresses reserved apart from the allocations' (0 when none are left),
+// ranges mapped onto a file's pages (an allocation handle's memory), which any context may use
+// once its device has access.
+CUdeviceptr reserve_addresses(size_t bytes, size_t alignment);
+bool map_addresses(CUdeviceptr at, size_t bytes, int fd, size_t offset, CUdevice device);
+void unmap_addresses(CUdeviceptr at);
+void set_mapping_access(CUdeviceptr at, bool accessible);
+
+// ---- memory pools (pools.cpp) ----------------------------------------------------------------
+
+inline constexpr size_t kDevicePage = 4096;
+// An allocation of a pool's (freed: pool_memory_freed, with its whole pages).
+CUresult allocate_pool_memory(CUcontext context, size_t bytes, CUmemoryPool pool, CUdeviceptr& pointer);
+CUresult allocate_from_pool(CUcontext context, CUmemoryPool pool, size_t bytes, CUdeviceptr& pointer);
+void pool_memory_freed(CUmemoryPool pool, size_t bytes);
+CUmemoryPool current_pool(CUdevice device);
+// At a synchronisation: each pool keeps no more than its release threshold beyond what is in use.
+void release_pool_memory();
+
 // Memory of the device's that is not an allocation of its window (arrays, a pool's idle memory,
 // VMM's physical memory): false when it does not fit the device.
 bool take_device_memory(CUdevice device, uint64_t bytes);
