@@ -480,6 +480,8 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
     LOG_WARN("%s: rgpu.Memcpy2D with a %u-dimensional descriptor for %s; refused", client_.c_str(), dims, chosen->name);
     return CUDA_ERROR_INVALID_VALUE;
   }
+  if (mode != kCopyOnServer && mode != kCopyFromHost && mode != kCopyToHost)
+    return refused_variant(client_, "rgpu.Memcpy2D", "mode", mode);
   size_t packed = 0;
   if (dims == 3) {
     // A box's packed side also has its slices one after another, none skipped.
