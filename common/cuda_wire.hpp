@@ -59,6 +59,11 @@ inline constexpr uint32_t FN_rgpuLinkComplete = fnv1a("rgpu.LinkComplete");    /
 inline constexpr uint32_t FN_rgpuLinkDestroy = fnv1a("rgpu.LinkDestroy");
 inline constexpr uint32_t FN_rgpuTensorMap = fnv1a("rgpu.TensorMap");          // cuTensorMapEncode*, ReplaceAddress
 
+// Plain structs cross as `u32 size` + their bytes, checked against the receiver's own size; an
+// array of them (a `const S*` beside its count) as `u8 present, u32 size, u64 n`, n structs, at most
+// kMaxStructArray of them.
+inline constexpr uint64_t kMaxStructArray = 1024;
+
 // Module and library images larger than this travel in parts (rgpu.ImagePart, then the load call
 // with the last part); the server keeps at most kMaxImageSize bytes of one image.
 inline constexpr size_t kImagePartSize = 16u << 20;

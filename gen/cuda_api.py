@@ -2,8 +2,10 @@
 """Reads cuda.h (through the C preprocessor) and writes the mechanical parts of RGPU's CUDA forwarding.
 
 Every CUresult function of the driver API is classified:
-  auto      - parameters are plain values, handles, C strings or single outputs of those: the
-              client stub and the server dispatch are generated here;
+  auto      - parameters are plain values, handles, C strings or single outputs of those, or plain
+              structs (cuda_structs.py): a struct by value or `const S*` (its bytes), `S*` (its bytes
+              both ways), `const S*` beside its count (an array): the client stub and the server
+              dispatch are generated here;
   manual    - needs real semantics (copies, launches, modules, local state): hand-written in
               preload/ and daemon/server/, listed in MANUAL below;
   other     - neither: the client exports a stub that logs the name once and returns
@@ -15,9 +17,13 @@ Outputs (into the build folder):
   cuda_server.gen.cpp     server dispatch for the auto functions
 """
 import argparse
+import os
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cuda_structs import Structs  # noqa: E402
 
 # Hand-written on the client (and, where they reach the server, handled there by hand too).
 MANUAL = set("""
@@ -50,6 +56,9 @@ cuMemcpy2D_v2 cuMemcpy2D_v2_ptds cuMemcpy2DUnaligned_v2 cuMemcpy2DUnaligned_v2_p
 cuMemcpy2DAsync_v2 cuMemcpy2DAsync_v2_ptsz cuMemcpy3D_v2 cuMemcpy3D_v2_ptds cuMemcpy3DAsync_v2 cuMemcpy3DAsync_v2_ptsz
 cuStreamGetCaptureInfo_v2 cuStreamGetCaptureInfo_v2_ptsz cuStreamGetCaptureInfo_v3
 cuMemAllocManaged cuMemPrefetchAsync_v2 cuMemPrefetchAsync_v2_ptsz cuMemAdvise_v2
+cuMemcpyHtoA cuMemcpyHtoA_v2 cuMemcpyHtoA_v2_ptds cuMemcpyHtoAAsync cuMemcpyHtoAAsync_v2 cuMemcpyHtoAAsync_v2_ptsz
+cuMemcpyAtoH cuMemcpyAtoH_v2 cuMemcpyAtoH_v2_ptds cuMemcpyAtoHAsync cuMemcpyAtoHAsync_v2 cuMemcpyAtoHAsync_v2_ptsz
+cuMemRetainAllocationHandle cuMemPoolSetAttribute cuMemPoolGetAttribute
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call
@@ -71,12 +80,19 @@ cuMemcpyDtoDAsync cuMemcpyDtoDAsync_v2 cuMemcpyDtoDAsync_v2_ptsz
 
 # Inputs named like counts that are plain numbers, not the length of a pointer argument.
 SCALAR_COUNTS = {("cuOccupancyAvailableDynamicSMemPerBlock", "numBlocks"),
-                 ("cuDeviceGetTexture1DLinearMaxWidth", "numChannels")}
+                 ("cuDeviceGetTexture1DLinearMaxWidth", "numChannels"),
+                 ("cuMipmappedArrayCreate", "numMipmapLevels")}
 
 # Meaningless or unsafe on another machine (host callbacks, files and processes of the server): never
 # forwarded, whatever their parameters look like.
 DENIED_PREFIXES = ("cuCheckpoint", "cuGraphics", "cuLogs", "cuUserObject", "cuDeviceRegisterAsyncNotification",
-                   "cuDeviceUnregisterAsyncNotification", "cuGraphDebugDotPrint", "cuProfilerInitialize")
+                   "cuDeviceUnregisterAsyncNotification", "cuGraphDebugDotPrint", "cuProfilerInitialize",
+                   # IPC, external memory and exported pool pointers: OS handles of other processes
+                   "cuIpc", "cuExternalMemory", "cuMemPoolExportPointer", "cuMemPoolImportPointer")
+
+# Functions whose parameters look generic but are not: a pointer that is really an array (a border
+# colour of four floats), or an object that needs tracking nobody does yet (a multicast object).
+NOT_GENERIC = {"cuTexRefGetBorderColor", "cuTexRefSetBorderColor", "cuMulticastCreate"}
 
 # Client side: device memory the application got, so that cuMemcpy can tell device from host
 # pointers. function -> (output holding the pointer, C expression of the size).
@@ -93,6 +109,10 @@ DEVICE_RANGES = {
     "cuLibraryGetManaged": ("dptr", "(bytes ? *bytes : 1)"),
 }
 DEVICE_FREES = {"cuMemFree_v2": "dptr", "cuMemFreeAsync": "dptr", "cuMemFreeAsync_ptsz": "dptr"}
+# Virtual memory: a mapped range is device memory to the client until it is unmapped.
+# function -> (input holding the address, input holding the size).
+DEVICE_MAPS = {"cuMemMap": ("ptr", "size")}
+DEVICE_UNMAPS = {"cuMemUnmap": ("ptr", "size")}
 
 # Managed and mapped host memory keep a host copy in step with the device (preload/shared_memory.*):
 # the host's writes are sent before device work, the device's fetched after a synchronisation.
@@ -188,16 +208,22 @@ def parse_param(text):
     return type_text, base, const, depth, name
 
 
-def classify(name, params, types):
+def classify(name, params, types, structs):
     """Param kinds for an auto function, or None."""
+    if name in NOT_GENERIC:
+        return None
     kinds = []
-    names = [p[4] for p in params]
     for type_text, base, const, depth, pname in params:
         k = types.kind(base)
+        plain = k == "other" and structs.is_plain(base)
         if depth == 0 and k in ("scalar", "enum", "handle"):
             kinds.append("dev" if types.is_device(base) else "enum" if k == "enum" else "in")
+        elif depth == 0 and plain:
+            kinds.append("sval")
         elif depth == 1 and base == "char" and const:
             kinds.append("str")
+        elif depth == 1 and plain:
+            kinds.append("sin" if const else "sio")
         elif depth == 1 and not const and k in ("scalar", "enum", "handle") and base != "char":
             kinds.append("devout" if types.is_device(base) else "out")
         else:
@@ -206,18 +232,35 @@ def classify(name, params, types):
     def is_count(n):
         if (name, n) in SCALAR_COUNTS:
             return False
-        return re.match(r"(num[A-Z]|count)", n) or n.endswith("Count")
-    outs = [p[4] for p, k in zip(params, kinds) if k in ("out", "devout")]
-    ins = [p[4] for p, k in zip(params, kinds) if k in ("in", "enum", "dev")]
-    if outs and (any(is_count(n) for n in ins) or (len(outs) > 1 and any(is_count(n) for n in outs))):
+        return re.match(r"(num[A-Z]|nb[A-Z]|count)", n) or n.endswith("Count")
+    counted = set()
+    for i, k in enumerate(kinds):
+        if k != "sin":
+            continue
+        beside = [j for j in (i + 1, i - 1) if 0 <= j < len(kinds) and kinds[j] == "in" and is_count(params[j][4])]
+        if beside:
+            kinds[i] = f"sarr:{beside[0]}"
+            counted.add(beside[0])
+    # Beside a count, any other pointer may be an array too: only the struct arrays are taken.
+    names = [p[4] for p in params]
+    outs = [n for n, k in zip(names, kinds) if k in ("out", "devout", "sio")]
+    ins = [n for n, k in zip(names, kinds) if k in ("in", "enum", "dev")]
+    singles = [n for i, (n, k) in enumerate(zip(names, kinds)) if k == "sin"]
+    if (outs or singles) and (any(is_count(n) for n in ins) or (len(outs) > 1 and any(is_count(n) for n in outs))):
         return None
     return kinds
+
+
+def array_count(kind):
+    """The index of the count parameter of an array kind ("sarr:3"), or None."""
+    return int(kind.split(":")[1]) if kind.startswith("sarr:") else None
 
 
 def load_table(cuda_include):
     """Every CUresult function of cuda.h with its class: [(name, class, raw, parsed, kinds)], sorted."""
     text = preprocess(cuda_include, ["cudaProfiler.h"])
     types = Types(text)
+    structs = Structs(text, types)
     functions = {}
     for statement in text.split(";"):
         m = re.search(r"\bCUresult (cu\w+) ?\((.*)\) ?$", statement)
@@ -238,20 +281,20 @@ def load_table(cuda_include):
     for name, (raw, parsed) in sorted(functions.items()):
         if name in MANUAL:
             # Hand-written on the client; the server still dispatches it generically when it can.
-            kinds = classify(name, parsed, types) if all(p is not None for p in parsed) else None
+            kinds = classify(name, parsed, types, structs) if all(p is not None for p in parsed) else None
             table.append((name, "manual", raw, parsed, kinds))
             continue
         kinds = None
         if not name.startswith(DENIED_PREFIXES) and all(p is not None for p in parsed):
-            kinds = classify(name, parsed, types)
+            kinds = classify(name, parsed, types, structs)
         if kinds is None:
             table.append((name, "other", raw, parsed, None))
         else:
-            if name in PIPELINED and any(k in ("out", "devout") for k in kinds):
+            if name in PIPELINED and any(k in ("out", "devout", "sio") for k in kinds):
                 sys.exit(f"{name} is listed as pipelined but has outputs")
             table.append((name, "auto", raw, parsed, kinds))
     missing = [n for n in MANUAL | PIPELINED if n not in functions]
-    return table, missing
+    return table, missing, structs
 
 
 def main():
@@ -261,13 +304,13 @@ def main():
     ap.add_argument("--list", action="store_true", help="print the classification and exit")
     args = ap.parse_args()
 
-    table, missing = load_table(args.cuda_include)
+    table, missing, structs = load_table(args.cuda_include)
     if args.list:
         for name, cls, raw, parsed, kinds in table:
             print(f"{cls:7} {name}({', '.join(raw)})")
         print("not in this cuda.h:", " ".join(sorted(missing)), file=sys.stderr)
         return
-    write_outputs(args.out_dir, table, args.cuda_include)
+    write_outputs(args.out_dir, table, args.cuda_include, structs)
 
 
 def error_source(cuda_include):
@@ -298,7 +341,7 @@ def error_source(cuda_include):
     return out
 
 
-def write_outputs(out_dir, table, cuda_include):
+def write_outputs(out_dir, table, cuda_include, structs):
     hdr = ["// Generated by gen/cuda_api.py from cuda.h. Do not edit.", "#pragma once", "#include <cstdint>", "",
            "namespace rgpu::cuda {", ""]
     for name, *_ in table:
@@ -316,7 +359,7 @@ def write_outputs(out_dir, table, cuda_include):
 
     write(out_dir, "cuda_client.gen.cpp", client_source(table))
     write(out_dir, "cuda_errors.gen.cpp", error_source(cuda_include))
-    write(out_dir, "cuda_server.gen.cpp", server_source(table))
+    write(out_dir, "cuda_server.gen.cpp", server_source(table, structs))
 
 
 def write(out_dir, name, lines):
@@ -350,6 +393,11 @@ def client_source(table):
     return out
 
 
+def struct_type(p):
+    """The struct type a struct parameter names (without const, pointer or `struct`)."""
+    return p[1]
+
+
 def auto_client_body(name, parsed, kinds):
     body = []
     if name in DEVICE_FREES:
@@ -358,7 +406,7 @@ def auto_client_body(name, parsed, kinds):
     if DEVICE_WORK.match(name):
         body.append("  if (const CUresult shared = before_device_work(); shared != CUDA_SUCCESS) return shared;")
     body.append(f"  CallBuilder call(FN_{name});")
-    outs = [(p, i) for i, (p, k) in enumerate(zip(parsed, kinds)) if k in ("out", "devout")]
+    outs = [(p, i) for i, (p, k) in enumerate(zip(parsed, kinds)) if k in ("out", "devout", "sio")]
     if outs:
         mask = " | ".join(f"(({p[4]} != nullptr) ? {1 << j}u : 0u)" for j, (p, _) in enumerate(outs))
         body.append(f"  call.out_mask({mask});")
@@ -367,6 +415,15 @@ def auto_client_body(name, parsed, kinds):
             body.append(f"  call.in({p[4]});")
         elif k == "str":
             body.append(f"  call.str({p[4]});")
+        elif k == "sval":
+            body.append(f"  call.struct_in(&{p[4]});")
+        elif k == "sin":
+            body.append(f"  call.struct_in({p[4]});")
+        elif k == "sio":
+            body.append(f"  if ({p[4]}) call.struct_bytes(*{p[4]});")
+        elif array_count(k) is not None:
+            count = parsed[array_count(k)][4]
+            body.append(f"  if (!call.struct_array({p[4]}, {count})) return CUDA_ERROR_INVALID_VALUE;")
     if name in DEVICE_FREES:
         body.append(f"  forget_device_range({DEVICE_FREES[name]});")
     if name in PIPELINED:
@@ -376,13 +433,25 @@ def auto_client_body(name, parsed, kinds):
         body.append("  const CUresult result = call_sync(call, nullptr);")
         body.append(f"  return result == CUDA_SUCCESS ? after_synchronisation({str(SYNCS[name]).lower()}) : result;")
         return body
+    if name in DEVICE_MAPS or name in DEVICE_UNMAPS:
+        ptr, size = DEVICE_MAPS.get(name) or DEVICE_UNMAPS[name]
+        note = "note_device_range" if name in DEVICE_MAPS else "forget_device_ranges"
+        body.append("  const CUresult result = call_sync(call, nullptr);")
+        body.append(f"  if (result == CUDA_SUCCESS) {note}({ptr}, {size});")
+        body.append("  return result;")
+        return body
     if not outs:
         body.append("  return call_sync(call, nullptr);")
         return body
+    # The reply: the 8-byte outputs in order, then the structs in order.
     body.append("  const CUresult result = call_sync(call, [&](rgpu::WireReader& r) {")
-    for p, _ in outs:
-        base = p[0].replace("*", "").strip()
-        body.append(f"    if ({p[4]}) *{p[4]} = take_out<{base}>(r);")
+    for p, i in outs:
+        if kinds[i] != "sio":
+            base = p[0].replace("*", "").strip()
+            body.append(f"    if ({p[4]}) *{p[4]} = take_out<{base}>(r);")
+    for p, i in outs:
+        if kinds[i] == "sio":
+            body.append(f'    if ({p[4]}) take_struct(r, *{p[4]}, "{struct_type(p)}");')
     body.append("  });")
     if name in DEVICE_RANGES:
         ptr, size = DEVICE_RANGES[name]
@@ -391,7 +460,7 @@ def auto_client_body(name, parsed, kinds):
     return body
 
 
-def server_source(table):
+def server_source(table, structs):
     out = ["// Generated by gen/cuda_api.py from cuda.h. Do not edit.",
            "// Server dispatch of the auto functions: decode, call the real driver, encode the outputs.",
            '#include "cuda_dispatch.hpp"', "", "namespace rgpu::cuda {", "",
@@ -406,12 +475,27 @@ def server_source(table):
     for name, cls, raw, parsed, kinds in table:
         if kinds is None:
             continue
-        bodies += server_function(name, parsed, kinds)
+        bodies += server_function(name, parsed, kinds, structs)
     # the functions must precede the table that names them
     return out[:5] + bodies + out[5:] + ["}  // namespace rgpu::cuda", ""]
 
 
-def server_function(name, parsed, kinds):
+def struct_checks(name, p, value, structs, copy_out=False):
+    """Lines that check and translate one struct the application sent (`value`: a C++ lvalue).
+    An input's pointer members that must be NULL are refused when set; an in-out struct's are
+    cleared (an output's bytes are whatever the application's memory held)."""
+    lines = []
+    for path in structs.null_pointers(struct_type(p)):
+        if copy_out:
+            lines.append(f"{value}.{path} = nullptr;")
+        else:
+            lines.append(f"if ({value}.{path} != nullptr) return c.refuse(\"{name}: {struct_type(p)}.{path} must be NULL\");")
+    for path in structs.locations(struct_type(p)):
+        lines.append(f"c.to_real({value}{'.' + path if path else ''});")
+    return lines
+
+
+def server_function(name, parsed, kinds, structs):
     # An enum from the wire may hold any value: it is kept in its underlying type, never loaded as
     # the enum (undefined behaviour for a value outside it); the driver takes the same bits.
     def param_type(p, k):
@@ -419,11 +503,12 @@ def server_function(name, parsed, kinds):
     types = ", ".join(param_type(p, k) for p, k in zip(parsed, kinds))
     lines = [f"static CUresult call_{name}(void* fn, CallContext& c) {{",
              f"  using Fn = CUresult (*)({types});"]
-    outs = [i for i, k in enumerate(kinds) if k in ("out", "devout")]
+    outs = [i for i, k in enumerate(kinds) if k in ("out", "devout", "sio")]
     if outs:
         lines.append("  const uint32_t mask = c.out_mask();")
     args = []
-    j = 0
+    checks = []  # after every argument is read (an array's count comes after it)
+    bits = {i: 1 << j for j, i in enumerate(outs)}
     for i, (p, k) in enumerate(zip(parsed, kinds)):
         t = p[0]
         if k in ("in", "enum"):
@@ -435,20 +520,58 @@ def server_function(name, parsed, kinds):
         elif k == "str":
             lines.append(f"  const std::string a{i} = c.str();")
             args.append(f"a{i}.c_str()")
+        elif k == "sval":
+            lines.append(f"  {struct_type(p)} a{i}{{}};")
+            lines.append(f'  const bool has{i} = c.struct_in(a{i}, "{struct_type(p)}");')
+            checks.append(f'  if (!has{i}) return c.refuse("{name}: {p[4]} is missing");')
+            checks += ["  " + line for line in struct_checks(name, p, f"a{i}", structs)]
+            args.append(f"a{i}")
+        elif k == "sin":
+            lines.append(f"  {struct_type(p)} a{i}{{}};")
+            lines.append(f'  const bool has{i} = c.struct_in(a{i}, "{struct_type(p)}");')
+            inner = struct_checks(name, p, f"a{i}", structs)
+            if inner:
+                checks += [f"  if (has{i}) {{"] + ["    " + line for line in inner] + ["  }"]
+            args.append(f"has{i} ? &a{i} : nullptr")
+        elif array_count(k) is not None:
+            lines.append(f"  std::vector<{struct_type(p)}> a{i};")
+            lines.append(f'  const bool has{i} = c.struct_array(a{i}, "{struct_type(p)}");')
+            n = array_count(k)
+            checks.append(f"  if (static_cast<uint64_t>(a{n}) != a{i}.size())")
+            checks.append(f'    return c.refuse("{name}: {parsed[n][4]} is not the number of {p[4]} sent");')
+            inner = struct_checks(name, p, "e", structs)
+            if inner:
+                checks += [f"  for (auto& e : a{i}) {{"] + ["    " + line for line in inner] + ["  }"]
+            args.append(f"has{i} ? a{i}.data() : nullptr")
+        elif k == "sio":
+            lines.append(f"  {struct_type(p)} o{i}{{}};")
+            lines.append(f'  if (mask & {bits[i]}u) c.struct_bytes(o{i}, "{struct_type(p)}");')
+            inner = struct_checks(name, p, f"o{i}", structs, copy_out=True)
+            if inner:
+                checks += [f"  if (mask & {bits[i]}u) {{"] + ["    " + line for line in inner] + ["  }"]
+            args.append(f"(mask & {bits[i]}u) ? &o{i} : nullptr")
         else:
             base = t.replace("*", "").strip()
             lines.append(f"  {base} o{i}{{}};")
-            args.append(f"(mask & {1 << j}u) ? &o{i} : nullptr")
-            j += 1
+            args.append(f"(mask & {bits[i]}u) ? &o{i} : nullptr")
+    lines += checks
     lines.append("  if (const CUresult veto = c.end_of_arguments(); veto != CUDA_SUCCESS) return veto;")
     lines.append(f"  const CUresult result = reinterpret_cast<Fn>(fn)({', '.join(args)});")
     if outs:
         lines.append("  if (result == CUDA_SUCCESS) {")
-        j = 0
         for i in outs:
+            if kinds[i] == "sio":
+                continue
             conv = f"c.virtual_device(o{i})" if kinds[i] == "devout" else f"o{i}"
-            lines.append(f"    if (mask & {1 << j}u) c.out({conv});")
-            j += 1
+            lines.append(f"    if (mask & {bits[i]}u) c.out({conv});")
+        for i in outs:
+            if kinds[i] != "sio":
+                continue
+            lines.append(f"    if (mask & {bits[i]}u) {{")
+            for path in structs.locations(struct_type(parsed[i])):
+                lines.append(f"      c.to_app(o{i}{'.' + path if path else ''});")
+            lines.append(f"      c.struct_out(o{i});")
+            lines.append("    }")
         lines.append("  }")
     lines += ["  return result;", "}", ""]
     return lines

@@ -149,6 +149,14 @@ void forget_device_range(CUdeviceptr base) {
   device_ranges().erase(it);
 }
 
+void forget_device_ranges(CUdeviceptr base, size_t bytes) {
+  std::lock_guard lock(g_ranges_mutex);
+  for (auto it = device_ranges().lower_bound(base); it != device_ranges().end() && it->first - base < bytes;) {
+    release_device_addresses(it->first, it->second.bytes);
+    it = device_ranges().erase(it);
+  }
+}
+
 bool find_device_range(CUdeviceptr pointer, DeviceRange& range) {
   std::lock_guard lock(g_ranges_mutex);
   auto it = device_ranges().upper_bound(pointer);

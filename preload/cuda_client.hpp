@@ -9,6 +9,8 @@
 #include <cstring>
 #include <functional>
 #include <span>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda_functions.gen.hpp"
@@ -32,6 +34,28 @@ class CallBuilder {
     writer_.put(raw);
   }
   void str(const char* text) { writer_.str(text ? text : ""); }
+  // A plain struct by pointer (NULL: absent) or by value (its address), as `u8 present` + its bytes.
+  template <typename T>
+  void struct_in(const T* value) {
+    writer_.put<uint8_t>(value != nullptr);
+    if (value) struct_bytes(*value);
+  }
+  // One plain struct's bytes, with its size for the server to check.
+  template <typename T>
+  void struct_bytes(const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    writer_.put<uint32_t>(sizeof(T)).bytes(&value, sizeof(T));
+  }
+  // `count` plain structs from `values` (NULL: absent); false when there are more than may travel.
+  template <typename T>
+  bool struct_array(const T* values, uint64_t count) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    writer_.put<uint8_t>(values != nullptr);
+    if (values == nullptr) return true;
+    if (count > kMaxStructArray) return false;
+    writer_.put<uint32_t>(sizeof(T)).put<uint64_t>(count).bytes(values, count * sizeof(T));
+    return true;
+  }
   WireWriter& writer() { return writer_; }
   std::vector<uint8_t>& payload() { return writer_.buffer(); }
   uint32_t function() const { return function_; }
@@ -47,6 +71,16 @@ T take_out(WireReader& reader) {
   T value;
   std::memcpy(&value, &raw, sizeof value);
   return value;
+}
+
+// A plain struct the server filled; its size must be this library's own.
+template <typename T>
+void take_struct(WireReader& reader, T& value, const char* type) {
+  const uint32_t size = reader.get<uint32_t>();
+  if (size != sizeof(T))
+    throw WireError(std::string("the server's ") + type + " is " + std::to_string(size) + " bytes, this library's " +
+                    std::to_string(sizeof(T)));
+  std::memcpy(&value, reader.bytes(sizeof(T)).data(), sizeof(T));
 }
 
 using ReplyReader = std::function<void(WireReader&)>;
@@ -71,6 +105,8 @@ CUresult after_synchronisation(bool context_idle);
 // Before a device allocation is freed: stops sharing it; the address the server knows it by.
 CUdeviceptr release_shared(CUdeviceptr pointer);
 
+// Every range that starts in [base, base + bytes) (unmapped virtual memory).
+void forget_device_ranges(CUdeviceptr base, size_t bytes);
 struct DeviceRange {
   CUdeviceptr base = 0;
   size_t bytes = 0;

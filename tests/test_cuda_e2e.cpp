@@ -349,6 +349,631 @@ TEST_F(CudaE2E, RectanglesAndBoxesCopy) {
   ASSERT_CU(cuMemFree(wide_image));
 }
 
+// Arrays travel as their descriptors (plain structs): 2D, 3D, layered and cubemap arrays are made
+// on the server and described back, and a descriptor the driver refuses fails the call.
+TEST_F(CudaE2E, ArraysAreMadeAndDescribed) {
+  CUDA_ARRAY_DESCRIPTOR flat{};
+  flat.Width = 300;
+  flat.Height = 200;
+  flat.Format = CU_AD_FORMAT_UNSIGNED_INT16;
+  flat.NumChannels = 2;
+  CUarray plane = nullptr;
+  ASSERT_CU(cuArrayCreate(&plane, &flat));
+  CUDA_ARRAY_DESCRIPTOR described{};
+  ASSERT_CU(cuArrayGetDescriptor(&described, plane));
+  EXPECT_EQ(described.Width, 300u);
+  EXPECT_EQ(described.Height, 200u);
+  EXPECT_EQ(described.Format, CU_AD_FORMAT_UNSIGNED_INT16);
+  EXPECT_EQ(described.NumChannels, 2u);
+
+  CUDA_ARRAY3D_DESCRIPTOR cube{};
+  cube.Width = cube.Height = 32;
+  cube.Depth = 12;  // two cubemaps
+  cube.Format = CU_AD_FORMAT_FLOAT;
+  cube.NumChannels = 4;
+  cube.Flags = CUDA_ARRAY3D_CUBEMAP | CUDA_ARRAY3D_LAYERED;
+  CUarray cubes = nullptr;
+  ASSERT_CU(cuArray3DCreate(&cubes, &cube));
+  CUDA_ARRAY3D_DESCRIPTOR back{};
+  ASSERT_CU(cuArray3DGetDescriptor(&back, cubes));
+  EXPECT_EQ(back.Depth, 12u);
+  EXPECT_EQ(back.Flags, unsigned{CUDA_ARRAY3D_CUBEMAP | CUDA_ARRAY3D_LAYERED});
+  cube.Depth = 7;  // not whole cubemaps
+  CUarray refused = nullptr;
+  EXPECT_EQ(cuArray3DCreate(&refused, &cube), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuArrayCreate(&refused, nullptr), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_CU(cuArrayDestroy(plane));
+  ASSERT_CU(cuArrayDestroy(cubes));
+  EXPECT_EQ(cuArrayGetDescriptor(&described, plane), CUDA_ERROR_INVALID_HANDLE);
+}
+
+// Arrays hold device memory: they count against max_memory (as their descriptors size them) and
+// leave it when destroyed.
+TEST_F(CudaE2E, ArraysCountAgainstMaxMemory) {
+  CUDA_ARRAY3D_DESCRIPTOR half{};
+  half.Width = 4096;
+  half.Height = 4096;
+  half.Depth = 2;
+  half.Format = CU_AD_FORMAT_FLOAT;
+  half.NumChannels = 1;
+  half.Flags = CUDA_ARRAY3D_LAYERED;  // 128 MiB
+  CUarray first = nullptr, second = nullptr;
+  ASSERT_CU(cuArray3DCreate(&first, &half));
+  CUdeviceptr more = 0;
+  EXPECT_EQ(cuMemAlloc(&more, kQuota / 2 + (1 << 20)), CUDA_ERROR_OUT_OF_MEMORY);
+  half.Depth = 3;
+  EXPECT_EQ(cuArray3DCreate(&second, &half), CUDA_ERROR_OUT_OF_MEMORY);
+  CUmipmappedArray mipmap = nullptr;
+  half.Width = 8192;
+  half.Depth = 0;
+  half.Flags = 0;
+  EXPECT_EQ(cuMipmappedArrayCreate(&mipmap, &half, 3), CUDA_ERROR_OUT_OF_MEMORY);  // 128 + 32 + 8 MiB
+  ASSERT_CU(cuArrayDestroy(first));
+  ASSERT_CU(cuMipmappedArrayCreate(&mipmap, &half, 3));
+  CUarray level = nullptr;
+  ASSERT_CU(cuMipmappedArrayGetLevel(&level, mipmap, 2));
+  CUDA_ARRAY3D_DESCRIPTOR smallest{};
+  ASSERT_CU(cuArray3DGetDescriptor(&smallest, level));
+  EXPECT_EQ(smallest.Width, 2048u);
+  EXPECT_EQ(smallest.Height, 1024u);
+  ASSERT_CU(cuMipmappedArrayDestroy(mipmap));
+  ASSERT_CU(cuMemAlloc(&more, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(more));
+}
+
+namespace {
+CUarray make_array(size_t width, size_t height, size_t depth, CUarray_format format, unsigned channels,
+                   unsigned flags = 0) {
+  CUDA_ARRAY3D_DESCRIPTOR d{};
+  d.Width = width;
+  d.Height = height;
+  d.Depth = depth;
+  d.Format = format;
+  d.NumChannels = channels;
+  d.Flags = flags;
+  CUarray array = nullptr;
+  EXPECT_EQ(cuArray3DCreate(&array, &d), CUDA_SUCCESS);
+  return array;
+}
+
+std::vector<uint8_t> random_bytes(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> bytes(n);
+  for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+  return bytes;
+}
+}  // namespace
+
+// Rectangles between host memory, device memory and 2D arrays, in every direction, and the linear
+// array copies (cuMemcpyHtoA and the others): what goes in comes out, pitch gaps untouched.
+TEST_F(CudaE2E, ArrayRectanglesCopyEveryWay) {
+  const size_t width = 100, height = 50, row = width * sizeof(float), host_pitch = 512;
+  const std::vector<uint8_t> host = random_bytes(host_pitch * height, 21);
+  CUarray image = make_array(width, height, 0, CU_AD_FORMAT_FLOAT, 1);
+  CUarray copy = make_array(width, height, 0, CU_AD_FORMAT_FLOAT, 1);
+  CUDA_MEMCPY2D up{};
+  up.srcMemoryType = CU_MEMORYTYPE_HOST;
+  up.srcHost = host.data();
+  up.srcPitch = host_pitch;
+  up.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+  up.dstArray = image;
+  up.WidthInBytes = row;
+  up.Height = height;
+  ASSERT_CU(cuMemcpy2D(&up));
+  CUDA_MEMCPY2D across{};
+  across.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+  across.srcArray = image;
+  across.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+  across.dstArray = copy;
+  across.WidthInBytes = row;
+  across.Height = height;
+  ASSERT_CU(cuMemcpy2DAsync(&across, nullptr));
+  CUdeviceptr linear = 0;
+  ASSERT_CU(cuMemAlloc(&linear, row * height));
+  CUDA_MEMCPY2D to_device{};
+  to_device.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+  to_device.srcArray = copy;
+  to_device.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  to_device.dstDevice = linear;
+  to_device.dstPitch = row;
+  to_device.WidthInBytes = row;
+  to_device.Height = height;
+  ASSERT_CU(cuMemcpy2D(&to_device));
+  std::vector<uint8_t> packed(row * height);
+  ASSERT_CU(cuMemcpyDtoH(packed.data(), linear, packed.size()));
+  for (size_t y = 0; y < height; ++y)
+    ASSERT_TRUE(std::equal(packed.begin() + y * row, packed.begin() + (y + 1) * row, host.begin() + y * host_pitch)) << y;
+
+  // A corner of the array back into host memory at an offset: the rest stays as it was.
+  std::vector<uint8_t> back(host_pitch * height, 0xEE);
+  CUDA_MEMCPY2D down{};
+  down.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+  down.srcArray = copy;
+  down.srcXInBytes = 40;
+  down.srcY = 10;
+  down.dstMemoryType = CU_MEMORYTYPE_HOST;
+  down.dstHost = back.data();
+  down.dstPitch = host_pitch;
+  down.dstXInBytes = 8;
+  down.dstY = 2;
+  down.WidthInBytes = 200;
+  down.Height = 30;
+  ASSERT_CU(cuMemcpy2D(&down));
+  for (size_t y = 0; y < 30; ++y) {
+    const auto* want = host.data() + (10 + y) * host_pitch + 40;
+    ASSERT_EQ(std::memcmp(back.data() + (2 + y) * host_pitch + 8, want, 200), 0) << y;
+    ASSERT_EQ(back[(2 + y) * host_pitch + 7], 0xEE);
+    ASSERT_EQ(back[(2 + y) * host_pitch + 208], 0xEE);
+  }
+  ASSERT_EQ(back[0], 0xEE);
+
+  // Linear copies: rows 3 and 4 to device memory and back into a third array.
+  CUarray third = make_array(width, height, 0, CU_AD_FORMAT_FLOAT, 1);
+  ASSERT_CU(cuMemcpyAtoD(linear, image, 3 * row, 2 * row));
+  ASSERT_CU(cuMemcpyDtoA(third, 0, linear, 2 * row));
+  ASSERT_CU(cuMemcpyAtoA(third, 2 * row, image, 3 * row, row));
+  std::vector<uint8_t> rows(3 * row);
+  ASSERT_CU(cuMemcpyAtoH(rows.data(), third, 0, rows.size()));
+  EXPECT_EQ(std::memcmp(rows.data(), host.data() + 3 * host_pitch, row), 0);
+  EXPECT_EQ(std::memcmp(rows.data() + row, host.data() + 4 * host_pitch, row), 0);
+  EXPECT_EQ(std::memcmp(rows.data() + 2 * row, host.data() + 3 * host_pitch, row), 0);
+
+  // Host to array and back as a run of elements that starts and ends inside rows.
+  const std::vector<uint8_t> run = random_bytes(5 * row + 36, 22);
+  CUstream stream = nullptr;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuMemcpyHtoAAsync(third, row + 12, run.data(), run.size(), stream));
+  std::vector<uint8_t> whole(row * height);
+  ASSERT_CU(cuMemcpyAtoHAsync(whole.data(), third, 0, whole.size(), stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(std::memcmp(whole.data() + row + 12, run.data(), run.size()), 0);
+  EXPECT_EQ(std::memcmp(whole.data(), host.data() + 3 * host_pitch, 12), 0);  // before the run: row 0 as it was
+  EXPECT_EQ(cuMemcpyHtoA(third, row * height - 4, run.data(), 8), CUDA_ERROR_INVALID_VALUE);  // past the end
+
+  // A 1D array takes the run as its one row.
+  CUarray line = make_array(4096, 0, 0, CU_AD_FORMAT_UNSIGNED_INT8, 4);
+  const std::vector<uint8_t> long_run = random_bytes(4096 * 4 - 100, 23);
+  ASSERT_CU(cuMemcpyHtoA(line, 100, long_run.data(), long_run.size()));
+  std::vector<uint8_t> line_back(long_run.size());
+  ASSERT_CU(cuMemcpyAtoH(line_back.data(), line, 100, line_back.size()));
+  EXPECT_EQ(line_back, long_run);
+
+  ASSERT_CU(cuStreamDestroy(stream));
+  ASSERT_CU(cuMemFree(linear));
+  for (CUarray array : {image, copy, third, line}) ASSERT_CU(cuArrayDestroy(array));
+}
+
+// Boxes between host memory and 3D and layered arrays travel slice by slice; between arrays and
+// device memory the server copies them whole. Large rectangles go in chunks of rows.
+TEST_F(CudaE2E, ArrayBoxesCopy) {
+  const size_t w = 40, h = 30, d = 5, row = w * 4, pitch = 200, slice_height = 32;
+  const std::vector<uint8_t> volume = random_bytes(pitch * slice_height * d, 31);
+  CUarray box_array = make_array(w, h, d, CU_AD_FORMAT_UNSIGNED_INT8, 4);
+  CUDA_MEMCPY3D in{};
+  in.srcMemoryType = CU_MEMORYTYPE_HOST;
+  in.srcHost = volume.data();
+  in.srcPitch = pitch;
+  in.srcHeight = slice_height;
+  in.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+  in.dstArray = box_array;
+  in.WidthInBytes = row;
+  in.Height = h;
+  in.Depth = d;
+  ASSERT_CU(cuMemcpy3D(&in));
+  // A box inside it back out at an offset.
+  std::vector<uint8_t> out(pitch * slice_height * d, 0xEE);
+  CUDA_MEMCPY3D back{};
+  back.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+  back.srcArray = box_array;
+  back.srcXInBytes = 16;
+  back.srcY = 4;
+  back.srcZ = 1;
+  back.dstMemoryType = CU_MEMORYTYPE_HOST;
+  back.dstHost = out.data();
+  back.dstPitch = pitch;
+  back.dstHeight = slice_height;
+  back.dstXInBytes = 4;
+  back.dstY = 1;
+  back.dstZ = 2;
+  back.WidthInBytes = 64;
+  back.Height = 20;
+  back.Depth = 3;
+  ASSERT_CU(cuMemcpy3DAsync(&back, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  for (size_t z = 0; z < 3; ++z)
+    for (size_t y = 0; y < 20; ++y) {
+      const size_t at = ((2 + z) * slice_height + 1 + y) * pitch + 4;
+      const size_t from = ((1 + z) * slice_height + 4 + y) * pitch + 16;
+      ASSERT_EQ(std::memcmp(out.data() + at, volume.data() + from, 64), 0) << z << " " << y;
+      ASSERT_EQ(out[at + 64], 0xEE);
+    }
+  EXPECT_EQ(out[0], 0xEE);
+
+  // Through device memory: the array to a linear volume on the server, and into a layered array's layer 1.
+  CUdeviceptr linear = 0;
+  ASSERT_CU(cuMemAlloc(&linear, row * h * d));
+  CUDA_MEMCPY3D to_device{};
+  to_device.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+  to_device.srcArray = box_array;
+  to_device.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  to_device.dstDevice = linear;
+  to_device.dstPitch = row;
+  to_device.dstHeight = h;
+  to_device.WidthInBytes = row;
+  to_device.Height = h;
+  to_device.Depth = d;
+  ASSERT_CU(cuMemcpy3D(&to_device));
+  CUarray layers = make_array(w, h, 3, CU_AD_FORMAT_UNSIGNED_INT8, 4, CUDA_ARRAY3D_LAYERED);
+  CUDA_MEMCPY3D into_layer = to_device;
+  into_layer.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+  into_layer.srcDevice = linear;
+  into_layer.srcPitch = row;
+  into_layer.srcHeight = h;
+  into_layer.srcZ = 4;
+  into_layer.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+  into_layer.dstArray = layers;
+  into_layer.dstZ = 1;
+  into_layer.Depth = 1;
+  ASSERT_CU(cuMemcpy3D(&into_layer));
+  std::vector<uint8_t> layer(row * h);
+  CUDA_MEMCPY3D read_layer{};
+  read_layer.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+  read_layer.srcArray = layers;
+  read_layer.srcZ = 1;
+  read_layer.dstMemoryType = CU_MEMORYTYPE_HOST;
+  read_layer.dstHost = layer.data();
+  read_layer.dstPitch = row;
+  read_layer.dstHeight = h;
+  read_layer.WidthInBytes = row;
+  read_layer.Height = h;
+  read_layer.Depth = 1;
+  ASSERT_CU(cuMemcpy3D(&read_layer));
+  for (size_t y = 0; y < h; ++y)
+    ASSERT_EQ(std::memcmp(layer.data() + y * row, volume.data() + (4 * slice_height + y) * pitch, row), 0) << y;
+  read_layer.srcZ = 3;  // there are three layers
+  EXPECT_EQ(cuMemcpy3D(&read_layer), CUDA_ERROR_INVALID_VALUE);
+
+  // 32 MiB of rows, more than one chunk, into a 2D array and back.
+  CUarray big = make_array(4096, 2048, 0, CU_AD_FORMAT_FLOAT, 1);
+  const std::vector<uint8_t> pixels = random_bytes(4096 * 4 * 2048, 32);
+  CUDA_MEMCPY2D big_up{};
+  big_up.srcMemoryType = CU_MEMORYTYPE_HOST;
+  big_up.srcHost = pixels.data();
+  big_up.srcPitch = 4096 * 4;
+  big_up.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+  big_up.dstArray = big;
+  big_up.WidthInBytes = 4096 * 4;
+  big_up.Height = 2048;
+  ASSERT_CU(cuMemcpy2D(&big_up));
+  std::vector<uint8_t> pixels_back(pixels.size());
+  ASSERT_CU(cuMemcpyAtoH(pixels_back.data(), big, 0, pixels_back.size()));
+  EXPECT_TRUE(pixels_back == pixels);
+
+  ASSERT_CU(cuMemFree(linear));
+  for (CUarray array : {box_array, layers, big}) ASSERT_CU(cuArrayDestroy(array));
+}
+
+// A kernel reads through texture objects (over an array and over pitched device memory) and writes
+// through a surface object; the objects' descriptors come back as they were made.
+TEST_F(CudaE2E, TexturesAndSurfacesThroughAKernel) {
+  const char* image = "RGPU-CUDA-TEST-DOUBLE-MODULE\ntexture_to_surface\n";
+  CUmodule module = nullptr;
+  ASSERT_CU(cuModuleLoadData(&module, image));
+  CUfunction kernel = nullptr;
+  ASSERT_CU(cuModuleGetFunction(&kernel, module, "texture_to_surface"));
+  unsigned width = 64, height = 32;
+  std::vector<float> input(width * height);
+  for (size_t i = 0; i < input.size(); ++i) input[i] = 0.25f * static_cast<float>(i);
+  CUarray source = make_array(width, height, 0, CU_AD_FORMAT_FLOAT, 1);
+  CUarray target = make_array(width, height, 0, CU_AD_FORMAT_FLOAT, 1, CUDA_ARRAY3D_SURFACE_LDST);
+  ASSERT_CU(cuMemcpyHtoA(source, 0, input.data(), input.size() * sizeof(float)));
+
+  CUDA_RESOURCE_DESC from_array{};
+  from_array.resType = CU_RESOURCE_TYPE_ARRAY;
+  from_array.res.array.hArray = source;
+  CUDA_TEXTURE_DESC sampling{};
+  sampling.addressMode[0] = sampling.addressMode[1] = CU_TR_ADDRESS_MODE_CLAMP;
+  sampling.filterMode = CU_TR_FILTER_MODE_POINT;
+  sampling.flags = CU_TRSF_READ_AS_INTEGER;
+  sampling.borderColor[2] = 0.5f;
+  CUDA_RESOURCE_VIEW_DESC view{};
+  view.format = CU_RES_VIEW_FORMAT_FLOAT_1X32;
+  view.width = width;
+  view.height = height;
+  CUtexObject texture = 0;
+  ASSERT_CU(cuTexObjectCreate(&texture, &from_array, &sampling, &view));
+  CUDA_RESOURCE_DESC to_array{};
+  to_array.resType = CU_RESOURCE_TYPE_ARRAY;
+  to_array.res.array.hArray = target;
+  CUsurfObject surface = 0;
+  ASSERT_CU(cuSurfObjectCreate(&surface, &to_array));
+
+  float scale = 2.0f;
+  void* params[] = {&texture, &surface, &width, &height, &scale};
+  ASSERT_CU(cuLaunchKernel(kernel, width * height / 128, 1, 1, 128, 1, 1, 0, nullptr, params, nullptr));
+  std::vector<float> output(input.size());
+  ASSERT_CU(cuMemcpyAtoH(output.data(), target, 0, output.size() * sizeof(float)));
+  for (size_t i = 0; i < input.size(); ++i) ASSERT_EQ(output[i], 2.0f * input[i]) << i;
+
+  CUDA_RESOURCE_DESC resource{};
+  ASSERT_CU(cuTexObjectGetResourceDesc(&resource, texture));
+  EXPECT_EQ(resource.resType, CU_RESOURCE_TYPE_ARRAY);
+  EXPECT_EQ(resource.res.array.hArray, source);
+  CUDA_TEXTURE_DESC described{};
+  ASSERT_CU(cuTexObjectGetTextureDesc(&described, texture));
+  EXPECT_EQ(described.addressMode[1], CU_TR_ADDRESS_MODE_CLAMP);
+  EXPECT_EQ(described.flags, unsigned{CU_TRSF_READ_AS_INTEGER});
+  EXPECT_EQ(described.borderColor[2], 0.5f);
+  CUDA_RESOURCE_VIEW_DESC view_back{};
+  ASSERT_CU(cuTexObjectGetResourceViewDesc(&view_back, texture));
+  EXPECT_EQ(view_back.format, CU_RES_VIEW_FORMAT_FLOAT_1X32);
+  EXPECT_EQ(view_back.height, height);
+  ASSERT_CU(cuSurfObjectGetResourceDesc(&resource, surface));
+  EXPECT_EQ(resource.res.array.hArray, target);
+
+  // A texture over pitched device memory, no view.
+  CUdeviceptr pitched = 0;
+  size_t pitch = 0;
+  ASSERT_CU(cuMemAllocPitch(&pitched, &pitch, width * sizeof(float), height, 4));
+  CUDA_MEMCPY2D up{};
+  up.srcMemoryType = CU_MEMORYTYPE_HOST;
+  up.srcHost = input.data();
+  up.srcPitch = width * sizeof(float);
+  up.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  up.dstDevice = pitched;
+  up.dstPitch = pitch;
+  up.WidthInBytes = width * sizeof(float);
+  up.Height = height;
+  ASSERT_CU(cuMemcpy2D(&up));
+  CUDA_RESOURCE_DESC from_pitched{};
+  from_pitched.resType = CU_RESOURCE_TYPE_PITCH2D;
+  from_pitched.res.pitch2D.devPtr = pitched;
+  from_pitched.res.pitch2D.format = CU_AD_FORMAT_FLOAT;
+  from_pitched.res.pitch2D.numChannels = 1;
+  from_pitched.res.pitch2D.width = width;
+  from_pitched.res.pitch2D.height = height;
+  from_pitched.res.pitch2D.pitchInBytes = pitch;
+  CUtexObject pitched_texture = 0;
+  ASSERT_CU(cuTexObjectCreate(&pitched_texture, &from_pitched, &sampling, nullptr));
+  EXPECT_EQ(cuTexObjectGetResourceViewDesc(&view_back, pitched_texture), CUDA_ERROR_INVALID_VALUE);
+  scale = -1.0f;
+  void* params2[] = {&pitched_texture, &surface, &width, &height, &scale};
+  ASSERT_CU(cuLaunchKernel(kernel, width * height / 128, 1, 1, 128, 1, 1, 0, nullptr, params2, nullptr));
+  ASSERT_CU(cuMemcpyAtoH(output.data(), target, 0, output.size() * sizeof(float)));
+  for (size_t i = 0; i < input.size(); ++i) ASSERT_EQ(output[i], -input[i]) << i;
+
+  // A surface needs an array made for it.
+  CUsurfObject refused = 0;
+  EXPECT_EQ(cuSurfObjectCreate(&refused, &from_array), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_CU(cuTexObjectDestroy(texture));
+  ASSERT_CU(cuTexObjectDestroy(pitched_texture));
+  ASSERT_CU(cuSurfObjectDestroy(surface));
+  EXPECT_EQ(cuTexObjectGetResourceDesc(&resource, texture), CUDA_ERROR_INVALID_HANDLE);
+  ASSERT_CU(cuMemFree(pitched));
+  ASSERT_CU(cuArrayDestroy(source));
+  ASSERT_CU(cuArrayDestroy(target));
+  ASSERT_CU(cuModuleUnload(module));
+}
+
+namespace {
+CUmemAllocationProp device_memory_prop(int device) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = device;
+  return prop;
+}
+CUmemAccessDesc read_write(int device) {
+  CUmemAccessDesc access{};
+  access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  access.location.id = device;
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  return access;
+}
+CUmemPoolProps device_pool_props(int device) {
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  props.location.id = device;
+  return props;
+}
+cuuint64_t pool_number(CUmemoryPool pool, CUmemPool_attribute attribute) {
+  cuuint64_t value = 0;
+  EXPECT_EQ(cuMemPoolGetAttribute(pool, attribute, &value), CUDA_SUCCESS);
+  return value;
+}
+}  // namespace
+
+// Virtual memory as PyTorch's expandable segments use it: reserve a range, map physical chunks
+// into it one after another, give the device access, copy and launch across the chunks; mapped
+// ranges are device memory to the client (cuMemcpy, pointer attributes) until unmapped.
+TEST_F(CudaE2E, VirtualMemoryMapsGrowsAndCopies) {
+  const CUmemAllocationProp prop = device_memory_prop(0);
+  size_t granularity = 0;
+  ASSERT_CU(cuMemGetAllocationGranularity(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  ASSERT_EQ(granularity, 2u << 20);
+  CUdeviceptr base = 0;
+  ASSERT_CU(cuMemAddressReserve(&base, 4 * granularity, 0, 0, 0));
+  CUmemGenericAllocationHandle first = 0, second = 0;
+  ASSERT_CU(cuMemCreate(&first, granularity, &prop, 0));
+  ASSERT_CU(cuMemCreate(&second, granularity, &prop, 0));
+  ASSERT_CU(cuMemMap(base, granularity, 0, first, 0));
+  std::vector<uint8_t> bytes(64);
+  EXPECT_EQ(cuMemcpyDtoH(bytes.data(), base, bytes.size()), CUDA_ERROR_INVALID_VALUE);  // no access yet
+  const CUmemAccessDesc access = read_write(0);
+  ASSERT_CU(cuMemSetAccess(base, granularity, &access, 1));
+  unsigned long long flags = 0;
+  ASSERT_CU(cuMemGetAccess(&flags, &access.location, base));
+  EXPECT_EQ(flags, unsigned{CU_MEM_ACCESS_FLAGS_PROT_READWRITE});
+
+  // Grown by a second chunk right after the first: copies and kernels run across both.
+  ASSERT_CU(cuMemMap(base + granularity, granularity, 0, second, 0));
+  ASSERT_CU(cuMemSetAccess(base + granularity, granularity, &access, 1));
+  const std::vector<uint8_t> seam = random_bytes(8192, 41);
+  ASSERT_CU(cuMemcpy(base + granularity - 4096, reinterpret_cast<CUdeviceptr>(seam.data()), seam.size()));
+  std::vector<uint8_t> seam_back(seam.size());
+  ASSERT_CU(cuMemcpyDtoH(seam_back.data(), base + granularity - 4096, seam_back.size()));
+  EXPECT_EQ(seam_back, seam);
+  CUmodule module = load_module();
+  CUfunction fill = nullptr;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  unsigned value = 0xC0FFEE;
+  unsigned long long count = 2 * granularity / sizeof(unsigned);
+  CUdeviceptr start = base;
+  void* params[] = {&start, &value, &count};
+  ASSERT_CU(cuLaunchKernel(fill, 64, 1, 1, 256, 1, 1, 0, nullptr, params, nullptr));
+  std::vector<unsigned> filled(count);
+  ASSERT_CU(cuMemcpyDtoH(filled.data(), base, 2 * granularity));
+  EXPECT_TRUE(std::all_of(filled.begin(), filled.end(), [&](unsigned v) { return v == value; }));
+  size_t range = 0;
+  ASSERT_CU(cuPointerGetAttribute(&range, CU_POINTER_ATTRIBUTE_RANGE_SIZE, base + granularity + 8));
+  EXPECT_EQ(range, granularity);
+
+  // The handle behind an address, and what it was made with.
+  CUmemGenericAllocationHandle retained = 0;
+  ASSERT_CU(cuMemRetainAllocationHandle(&retained, reinterpret_cast<void*>(base + granularity + 100)));
+  EXPECT_EQ(retained, second);
+  ASSERT_CU(cuMemRelease(retained));
+  CUmemAllocationProp described{};
+  ASSERT_CU(cuMemGetAllocationPropertiesFromHandle(&described, first));
+  EXPECT_EQ(described.type, CU_MEM_ALLOCATION_TYPE_PINNED);
+  EXPECT_EQ(described.location.type, CU_MEM_LOCATION_TYPE_DEVICE);
+  EXPECT_EQ(described.location.id, 0);
+  CUmemAllocationProp windows = prop;
+  windows.win32HandleMetaData = &described;  // a Windows pointer means nothing on the server
+  CUmemGenericAllocationHandle refused = 0;
+  EXPECT_EQ(cuMemCreate(&refused, granularity, &windows, 0), CUDA_ERROR_INVALID_VALUE);
+
+  // Unmapped, the range is no device memory any more.
+  ASSERT_CU(cuMemUnmap(base, 2 * granularity));
+  EXPECT_EQ(cuPointerGetAttribute(&range, CU_POINTER_ATTRIBUTE_RANGE_SIZE, base), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuMemcpyDtoH(bytes.data(), base, bytes.size()), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_CU(cuMemRelease(first));
+  ASSERT_CU(cuMemRelease(second));
+  ASSERT_CU(cuMemAddressFree(base, 4 * granularity));
+  ASSERT_CU(cuModuleUnload(module));
+}
+
+// Physical memory counts against max_memory from cuMemCreate until both its handle and its last
+// mapping are gone, as the driver holds it.
+TEST_F(CudaE2E, VirtualMemoryCountsAgainstMaxMemory) {
+  const CUmemAllocationProp prop = device_memory_prop(0);
+  CUmemGenericAllocationHandle half = 0, more = 0;
+  ASSERT_CU(cuMemCreate(&half, kQuota / 2, &prop, 0));
+  EXPECT_EQ(cuMemCreate(&more, kQuota / 2 + (2 << 20), &prop, 0), CUDA_ERROR_OUT_OF_MEMORY);
+  CUdeviceptr base = 0, d = 0;
+  ASSERT_CU(cuMemAddressReserve(&base, kQuota / 2, 0, 0, 0));
+  ASSERT_CU(cuMemMap(base, kQuota / 2, 0, half, 0));
+  ASSERT_CU(cuMemRelease(half));  // still mapped: still held
+  EXPECT_EQ(cuMemAlloc(&d, kQuota / 2 + (1 << 20)), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemUnmap(base, kQuota / 2));
+  ASSERT_CU(cuMemAlloc(&d, kQuota / 2 + (1 << 20)));
+  EXPECT_CU(cuMemFree(d));
+  ASSERT_CU(cuMemAddressFree(base, kQuota / 2));
+}
+
+// The pool API behind cudaMallocAsync with a configured pool: attributes of either type, access,
+// allocations from a pool and from the device's current pool, trimming.
+TEST_F(CudaE2E, MemoryPoolsServeAllocations) {
+  const CUmemPoolProps props = device_pool_props(0);
+  CUmemoryPool pool = nullptr;
+  ASSERT_CU(cuMemPoolCreate(&pool, &props));
+  CUmemPoolProps windows = props;
+  windows.win32SecurityAttributes = &windows;
+  CUmemoryPool refused = nullptr;
+  EXPECT_EQ(cuMemPoolCreate(&refused, &windows), CUDA_ERROR_INVALID_VALUE);
+  cuuint64_t threshold = ~cuuint64_t{0};
+  ASSERT_CU(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD), threshold);
+  int reuse = 0;
+  ASSERT_CU(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &reuse));
+  EXPECT_EQ(reuse, 1);
+  reuse = 0;
+  ASSERT_CU(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &reuse));
+  reuse = 1;
+  ASSERT_CU(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &reuse));
+  EXPECT_EQ(reuse, 0);
+  EXPECT_EQ(cuMemPoolGetAttribute(pool, static_cast<CUmemPool_attribute>(99), &threshold), CUDA_ERROR_NOT_SUPPORTED);
+
+  CUstream stream = nullptr;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  CUdeviceptr p = 0;
+  ASSERT_CU(cuMemAllocFromPoolAsync(&p, 1 << 20, pool, stream));
+  const std::vector<uint8_t> data = random_bytes(1 << 20, 51);
+  std::vector<uint8_t> back(data.size());
+  ASSERT_CU(cuMemcpyHtoDAsync(p, data.data(), data.size(), stream));
+  ASSERT_CU(cuMemcpyDtoHAsync(back.data(), p, back.size(), stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(back, data);
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 1u << 20);
+  EXPECT_GE(pool_number(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 1u << 20);
+  ASSERT_CU(cuMemFreeAsync(p, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 0u);
+  EXPECT_GE(pool_number(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 1u << 20);  // kept: the threshold
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH), 1u << 20);
+  ASSERT_CU(cuMemPoolTrimTo(pool, 0));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 0u);
+
+  const CUmemAccessDesc peer = read_write(1);
+  ASSERT_CU(cuMemPoolSetAccess(pool, &peer, 1));
+  CUmemAccess_flags flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+  CUmemLocation location = peer.location;
+  ASSERT_CU(cuMemPoolGetAccess(&flags, pool, &location));
+  EXPECT_EQ(flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+
+  // The device's current pool serves cuMemAllocAsync.
+  CUmemoryPool current = nullptr, default_pool = nullptr;
+  ASSERT_CU(cuDeviceGetDefaultMemPool(&default_pool, device_));
+  ASSERT_CU(cuDeviceSetMemPool(device_, pool));
+  ASSERT_CU(cuDeviceGetMemPool(&current, device_));
+  EXPECT_EQ(current, pool);
+  location.id = 0;
+  ASSERT_CU(cuMemGetMemPool(&current, &location, CU_MEM_ALLOCATION_TYPE_PINNED));
+  EXPECT_EQ(current, pool);
+  ASSERT_CU(cuMemAllocAsync(&p, 4096, stream));
+  EXPECT_EQ(pool_number(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 4096u);
+  ASSERT_CU(cuMemFreeAsync(p, stream));
+  ASSERT_CU(cuMemSetMemPool(&location, CU_MEM_ALLOCATION_TYPE_PINNED, default_pool));
+  ASSERT_CU(cuMemGetDefaultMemPool(&current, &location, CU_MEM_ALLOCATION_TYPE_PINNED));
+  EXPECT_EQ(current, default_pool);
+  ASSERT_CU(cuStreamSynchronize(stream));
+  ASSERT_CU(cuMemPoolDestroy(pool));
+  ASSERT_CU(cuStreamDestroy(stream));
+}
+
+// A pool holds the memory it reserved, freed allocations too (up to its release threshold): the
+// quota counts that, so that pools with high thresholds cannot hold more than the quota between
+// them; memory a pool already holds serves a new allocation without more of the quota.
+TEST_F(CudaE2E, MemoryPoolsHoldTheirReservedMemoryInTheQuota) {
+  const CUmemPoolProps props = device_pool_props(0);
+  CUmemoryPool first = nullptr, second = nullptr;
+  ASSERT_CU(cuMemPoolCreate(&first, &props));
+  ASSERT_CU(cuMemPoolCreate(&second, &props));
+  cuuint64_t threshold = ~cuuint64_t{0};
+  ASSERT_CU(cuMemPoolSetAttribute(first, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+  ASSERT_CU(cuMemPoolSetAttribute(second, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold));
+  const size_t most = 150 << 20;  // more than half the quota
+  CUdeviceptr p = 0, q = 0;
+  ASSERT_CU(cuMemAllocFromPoolAsync(&p, most, first, nullptr));
+  ASSERT_CU(cuMemFreeAsync(p, nullptr));
+  ASSERT_CU(cuCtxSynchronize());  // the first pool keeps it
+  EXPECT_EQ(cuMemAllocFromPoolAsync(&q, most, second, nullptr), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemAllocFromPoolAsync(&p, most, first, nullptr));  // from what the first pool holds
+  ASSERT_CU(cuMemFreeAsync(p, nullptr));
+  ASSERT_CU(cuMemPoolTrimTo(first, 0));
+  ASSERT_CU(cuMemAllocFromPoolAsync(&q, most, second, nullptr));
+  // A pool destroyed with an allocation out keeps its memory until that is freed.
+  ASSERT_CU(cuMemPoolDestroy(second));
+  CUdeviceptr d = 0;
+  EXPECT_EQ(cuMemAlloc(&d, most), CUDA_ERROR_OUT_OF_MEMORY);
+  ASSERT_CU(cuMemFreeAsync(q, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemAlloc(&d, most));
+  EXPECT_CU(cuMemFree(d));
+  ASSERT_CU(cuMemPoolDestroy(first));
+}
+
 // The private tables cuBLAS(Lt) keys its kernels by: the thread's current context, and a
 // context's unique id.
 TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextItsIdAndStreamIds) {
@@ -1552,6 +2177,28 @@ TEST(CudaE2EChild, SeesOnlyDeviceOne) {
   if (count != 1) _exit(2);
   if (cuDeviceGetName(name, sizeof name, 0) != CUDA_SUCCESS) _exit(3);
   if (std::string(name) != "RGPU CUDA test double 1") _exit(4);
+  // Locations name the application's device 0, which is the server's device 1: pools and
+  // allocation properties must say so both ways.
+  CUcontext context = nullptr;
+  if (cuDevicePrimaryCtxRetain(&context, 0) != CUDA_SUCCESS || cuCtxSetCurrent(context) != CUDA_SUCCESS) _exit(5);
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  CUmemoryPool pool = nullptr, current = nullptr, by_device = nullptr;
+  CUdeviceptr p = 0;
+  if (cuMemPoolCreate(&pool, &props) != CUDA_SUCCESS) _exit(6);
+  if (cuMemAllocFromPoolAsync(&p, 4096, pool, nullptr) != CUDA_SUCCESS) _exit(7);  // a pool of this context's device
+  if (cuMemGetMemPool(&current, &props.location, CU_MEM_ALLOCATION_TYPE_PINNED) != CUDA_SUCCESS ||
+      cuDeviceGetMemPool(&by_device, 0) != CUDA_SUCCESS || current != by_device)
+    _exit(8);
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  CUmemGenericAllocationHandle handle = 0;
+  CUmemAllocationProp described{};
+  if (cuMemCreate(&handle, 2 << 20, &prop, 0) != CUDA_SUCCESS ||
+      cuMemGetAllocationPropertiesFromHandle(&described, handle) != CUDA_SUCCESS || described.location.id != 0)
+    _exit(9);
   _exit(kChildDone);
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <condition_variable>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -25,7 +26,7 @@ class CudaSessionCalls : public ::testing::Test {
 
   void SetUp() override {
     session_ = std::make_shared<CudaSession>(
-        DeviceMap{{0}}, std::make_shared<MemoryBudget>(),
+        DeviceMap{{0}}, budget_,
         [this](std::vector<uint8_t> head, BulkPayload) {
           std::lock_guard lock(mutex_);
           reply_ = std::vector<uint8_t>(head.begin() + kFrameHeaderSize, head.end());
@@ -77,6 +78,7 @@ class CudaSessionCalls : public ::testing::Test {
     return handle(call(FN_cuMemAlloc_v2, size, 1));
   }
 
+  std::shared_ptr<MemoryBudget> budget_ = std::make_shared<MemoryBudget>();
   std::shared_ptr<CudaSession> session_;
   uint64_t context_ = 0;
   uint32_t sequence_ = 0;
@@ -157,6 +159,171 @@ TEST_F(CudaSessionCalls, LaunchParametersMustCoverTheKernels) {
   unload.put(module);
   EXPECT_EQ(call(FN_cuModuleUnload, unload).result, CUDA_SUCCESS);
   EXPECT_EQ(launch({0, 8, 16}, 24), CUDA_ERROR_INVALID_HANDLE);
+}
+
+// Plain structs cross as their size and bytes: a descriptor whose size is not the server's is
+// refused before the driver sees it, and one the driver fills comes back whole.
+TEST_F(CudaSessionCalls, StructsCrossWithTheirSizeChecked) {
+  CUDA_ARRAY3D_DESCRIPTOR wanted{};
+  wanted.Width = 16;
+  wanted.Height = 8;
+  wanted.Depth = 3;
+  wanted.Format = CU_AD_FORMAT_FLOAT;
+  wanted.NumChannels = 1;
+  wanted.Flags = CUDA_ARRAY3D_LAYERED;
+  auto create = [&](uint32_t size) {
+    WireWriter w;
+    w.put<uint8_t>(1).put(size).bytes(&wanted, sizeof wanted);
+    return call(FN_cuArray3DCreate_v2, w, 1);
+  };
+  EXPECT_EQ(create(sizeof wanted - 8).result, CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(create(sizeof wanted + 8).result, CUDA_ERROR_INVALID_VALUE);
+  const uint64_t array = handle(create(sizeof wanted));
+  WireWriter absent;
+  absent.put<uint8_t>(0);
+  EXPECT_EQ(call(FN_cuArray3DCreate_v2, absent, 1).result, CUDA_ERROR_INVALID_VALUE);  // the driver's answer to NULL
+
+  CUDA_ARRAY3D_DESCRIPTOR garbage;
+  std::memset(&garbage, 0xA5, sizeof garbage);
+  WireWriter query;
+  query.put<uint32_t>(sizeof garbage).bytes(&garbage, sizeof garbage).put(array);
+  const Answer described = call(FN_cuArray3DGetDescriptor_v2, query, 1);
+  ASSERT_EQ(described.result, CUDA_SUCCESS);
+  ASSERT_EQ(described.outputs.size(), 4 + sizeof wanted);
+  uint32_t size = 0;
+  std::memcpy(&size, described.outputs.data(), 4);
+  EXPECT_EQ(size, sizeof wanted);
+  CUDA_ARRAY3D_DESCRIPTOR got;
+  std::memcpy(&got, described.outputs.data() + 4, sizeof got);
+  EXPECT_EQ(got.Width, 16u);
+  EXPECT_EQ(got.Height, 8u);
+  EXPECT_EQ(got.Depth, 3u);
+  EXPECT_EQ(got.Format, CU_AD_FORMAT_FLOAT);
+  EXPECT_EQ(got.NumChannels, 1u);
+  EXPECT_EQ(got.Flags, unsigned{CUDA_ARRAY3D_LAYERED});
+  WireWriter destroy;
+  destroy.put(array);
+  EXPECT_EQ(call(FN_cuArrayDestroy, destroy).result, CUDA_SUCCESS);
+}
+
+// A box between packed rows and an array: the packed side must be exactly the rows that came (no
+// offsets, no gaps), and a box whose size wraps around is refused.
+TEST_F(CudaSessionCalls, PackedBoxesMustBeTheRowsThatCame) {
+  CUDA_ARRAY3D_DESCRIPTOR d{};
+  d.Width = 16;
+  d.Height = 4;
+  d.Depth = 2;
+  d.Format = CU_AD_FORMAT_UNSIGNED_INT8;
+  d.NumChannels = 1;
+  WireWriter made;
+  made.put<uint8_t>(1).put<uint32_t>(sizeof d).bytes(&d, sizeof d);
+  const uint64_t array = handle(call(FN_cuArray3DCreate_v2, made, 1));
+  CUDA_MEMCPY3D box{};
+  box.srcMemoryType = CU_MEMORYTYPE_HOST;
+  box.srcPitch = 16;
+  box.srcHeight = 4;
+  box.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+  box.dstArray = reinterpret_cast<CUarray>(array);
+  box.WidthInBytes = 16;
+  box.Height = 4;
+  box.Depth = 2;
+  auto send = [&](const CUDA_MEMCPY3D& b, size_t rows) {
+    WireWriter w;
+    w.put(CopyFunction::Memcpy3D).put<uint64_t>(0).put(kCopyFromHost).put<uint8_t>(3).put(b);
+    w.buffer().resize(w.buffer().size() + rows);
+    return call(FN_rgpuMemcpy2D, w).result;
+  };
+  EXPECT_EQ(send(box, 128), CUDA_SUCCESS);
+  EXPECT_EQ(send(box, 127), CUDA_ERROR_INVALID_VALUE);
+  CUDA_MEMCPY3D gaps = box;
+  gaps.srcPitch = 32;
+  EXPECT_EQ(send(gaps, 128), CUDA_ERROR_INVALID_VALUE);
+  CUDA_MEMCPY3D offset = box;
+  offset.srcZ = 1;
+  EXPECT_EQ(send(offset, 128), CUDA_ERROR_INVALID_VALUE);
+  CUDA_MEMCPY3D wraps = box;
+  wraps.Depth = (uint64_t{1} << 58) + 1;  // 16 x 4 x that is 2^64 + 64
+  EXPECT_EQ(send(wraps, 64), CUDA_ERROR_INVALID_VALUE);
+  // Within the budget while it lives, out of it once the session closes.
+  EXPECT_GE(budget_->used(), 128u);
+  session_->close();
+  EXPECT_EQ(budget_->used(), 0u);
+}
+
+// What the application sends inside structs is checked before the driver sees it: a Windows pointer
+// that must be NULL, an array's count against the structs that came, an array over the limit.
+TEST_F(CudaSessionCalls, StructContentsAndArraysAreChecked) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  auto granularity = [&](const CUmemAllocationProp& p) {
+    WireWriter w;
+    w.put<uint8_t>(1).put<uint32_t>(sizeof p).bytes(&p, sizeof p).put<uint64_t>(CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+    return call(FN_cuMemGetAllocationGranularity, w, 1);
+  };
+  EXPECT_EQ(handle(granularity(prop)), 2u << 20);
+  CUmemAllocationProp windows = prop;
+  windows.win32HandleMetaData = reinterpret_cast<void*>(0x1000);
+  EXPECT_EQ(granularity(windows).result, CUDA_ERROR_INVALID_VALUE);
+  CUmemAllocationProp other_device = prop;
+  other_device.location.id = 1;  // the session has one device: the driver is asked for device -1
+  EXPECT_EQ(granularity(other_device).result, CUDA_ERROR_INVALID_VALUE);
+
+  // An output struct's bytes are whatever the application's memory held: its Windows pointer is cleared.
+  WireWriter size;
+  size.put<uint64_t>(2 << 20);
+  WireWriter create;
+  create.put<uint64_t>(2 << 20).put<uint8_t>(1).put<uint32_t>(sizeof prop).bytes(&prop, sizeof prop).put<uint64_t>(0);
+  const uint64_t allocation = handle(call(FN_cuMemCreate, create, 1));
+  EXPECT_GE(budget_->used(), 2u << 20);
+  WireWriter properties;
+  properties.put<uint32_t>(sizeof windows).bytes(&windows, sizeof windows).put(allocation);
+  EXPECT_EQ(call(FN_cuMemGetAllocationPropertiesFromHandle, properties, 1).result, CUDA_SUCCESS);
+
+  WireWriter reserve;
+  reserve.put<uint64_t>(2 << 20).put<uint64_t>(0).put<uint64_t>(0).put<uint64_t>(0);
+  const uint64_t base = handle(call(FN_cuMemAddressReserve, reserve, 1));
+  WireWriter map;
+  map.put(base).put<uint64_t>(2 << 20).put<uint64_t>(0).put(allocation).put<uint64_t>(0);
+  ASSERT_EQ(call(FN_cuMemMap, map).result, CUDA_SUCCESS);
+  CUmemAccessDesc access{};
+  access.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  auto set_access = [&](uint64_t sent, uint64_t count) {
+    WireWriter w;
+    w.put(base).put<uint64_t>(2 << 20).put<uint8_t>(1).put<uint32_t>(sizeof access).put(sent);
+    for (uint64_t i = 0; i < std::min<uint64_t>(sent, 2000); ++i) w.bytes(&access, sizeof access);
+    w.put(count);
+    return call(FN_cuMemSetAccess, w).result;
+  };
+  EXPECT_EQ(set_access(1, 2), CUDA_ERROR_INVALID_VALUE);        // the driver would read a second one
+  EXPECT_EQ(set_access(1025, 1025), CUDA_ERROR_INVALID_VALUE);  // over the limit
+  EXPECT_EQ(set_access(uint64_t{1} << 60, 1), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(set_access(1, 1), CUDA_SUCCESS);
+
+  // Pool attributes take values of their own size only.
+  WireWriter pool_of;
+  pool_of.put<uint64_t>(0);
+  const uint64_t pool = handle(call(FN_cuDeviceGetDefaultMemPool, pool_of, 1));
+  auto set_threshold = [&](uint32_t bytes) {
+    WireWriter w;
+    w.put(pool).put<uint32_t>(CU_MEMPOOL_ATTR_RELEASE_THRESHOLD).put(bytes);
+    w.buffer().resize(w.buffer().size() + bytes);
+    return call(FN_cuMemPoolSetAttribute, w).result;
+  };
+  EXPECT_EQ(set_threshold(4), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(set_threshold(8), CUDA_SUCCESS);
+  WireWriter unknown;
+  unknown.put(pool).put<uint32_t>(1000);
+  EXPECT_EQ(call(FN_cuMemPoolGetAttribute, unknown).result, CUDA_ERROR_INVALID_VALUE);
+
+  // A session that ends with memory mapped gives the quota back.
+  WireWriter release;
+  release.put(allocation);
+  ASSERT_EQ(call(FN_cuMemRelease, release).result, CUDA_SUCCESS);
+  EXPECT_GE(budget_->used(), 2u << 20);  // still mapped
+  session_->close();
+  EXPECT_EQ(budget_->used(), 0u);
 }
 
 }  // namespace

@@ -537,8 +537,8 @@ class FixedSets : public ::testing::Test {
     return static_cast<CUresult>(reply.result);
   }
 
-  // rgpu.Memcpy2D of a rectangle between arrays (which the test double does not copy: a call that
-  // reaches it is answered CUDA_ERROR_NOT_SUPPORTED), naming copy function `function`.
+  // rgpu.Memcpy2D of a rectangle between arrays, naming copy function `function`; no context is
+  // current, so a call that reaches the test double is answered CUDA_ERROR_INVALID_CONTEXT.
   CUresult rectangle(uint32_t function, uint8_t mode = rgpu::cuda::kCopyOnServer, uint8_t dims = 2) {
     CUDA_MEMCPY2D copy{};
     copy.srcMemoryType = CU_MEMORYTYPE_ARRAY;
@@ -571,8 +571,8 @@ TEST_F(FixedSets, Memcpy2DRefusesACopyFunctionOutsideItsSet) {
   EXPECT_NE(log.find("rgpu.Memcpy2D with a 2-dimensional descriptor for cuMemcpy3D_v2"), std::string::npos) << log;
   EXPECT_NE(log.find("rgpu.Memcpy2D with mode 7 "), std::string::npos) << log;
   // In the set, the call reaches the driver, which answers for itself.
-  EXPECT_EQ(rectangle(static_cast<uint32_t>(rgpu::cuda::CopyFunction::Memcpy2D)), CUDA_ERROR_NOT_SUPPORTED);
-  EXPECT_EQ(rectangle(static_cast<uint32_t>(rgpu::cuda::CopyFunction::Memcpy2DAsync)), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(rectangle(static_cast<uint32_t>(rgpu::cuda::CopyFunction::Memcpy2D)), CUDA_ERROR_INVALID_CONTEXT);
+  EXPECT_EQ(rectangle(static_cast<uint32_t>(rgpu::cuda::CopyFunction::Memcpy2DAsync)), CUDA_ERROR_INVALID_CONTEXT);
 }
 
 TEST_F(FixedSets, OtherOwnCallsRefuseValuesOutsideTheirSets) {

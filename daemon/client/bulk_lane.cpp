@@ -27,11 +27,16 @@ BulkLane::BulkLane(SessionOptions options, uint64_t lane_key, std::chrono::milli
   thread_ = std::thread([this, options = std::move(options), lane_key] { run(options, lane_key); });
 }
 
-void BulkLane::stop() {
+void BulkLane::retire() {
   ready_.store(false, std::memory_order_release);
+  std::lock_guard lock(mutex_);
+  stopping_ = true;
+}
+
+void BulkLane::stop() {
+  retire();
   {
     std::lock_guard lock(mutex_);
-    stopping_ = true;
     if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);  // ends a write blocked on a server that stopped reading
   }
   wake();
@@ -67,6 +72,10 @@ bool BulkLane::stopping() {
 void BulkLane::fail(const std::string& server, const std::string& closed) {
   ready_.store(false, std::memory_order_release);
   if (failed_.exchange(true)) return;  // both of its threads may find the connection gone
+  if (stopping()) {  // its session ended: the end of the connection is expected
+    LOG_DEBUG("bulk lane to %s closed: %s", server.c_str(), closed.c_str());
+    return;
+  }
   LOG_WARN("bulk lane to %s lost: %s", server.c_str(), closed.c_str());
   const std::string why = "a bulk lane to the server was lost: " + closed;
   std::deque<Job> left;

@@ -40,6 +40,9 @@ class BulkLane {
   // Takes no more frames and ends the connection without reporting it lost (the session ends):
   // does not block; the destructor then joins the threads.
   void stop();
+  // The first half of stop(): from now on the connection's end is not reported lost. A session
+  // marks all its lanes before it stops any, since the server ends the others when one closes.
+  void retire();
   BulkLane(const BulkLane&) = delete;
   BulkLane& operator=(const BulkLane&) = delete;
 

@@ -627,6 +627,7 @@ BulkLane* ClientDaemon::Impl::lane_for(AppSession& session, bool request) {
 void ClientDaemon::Impl::retire_lanes(AppSession& session) {
   if (session.lanes.empty()) return;
   // Before the server can see the session end and close them: a lane closed now is not lost.
+  for (auto& lane : session.lanes) lane->retire();
   for (auto& lane : session.lanes) lane->stop();
   auto lanes = std::make_shared<std::vector<std::unique_ptr<BulkLane>>>(std::move(session.lanes));
   blocking.start([lanes] { lanes->clear(); });

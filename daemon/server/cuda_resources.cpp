@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "cuda_driver.hpp"
+#include "cuda_formats.hpp"
 #include "log.hpp"
 
 namespace rgpu::cuda {
@@ -14,8 +15,10 @@ constexpr auto kLaunchSettleInterval = std::chrono::seconds(1);
 
 uint64_t SessionResources::tracked_bytes() {
   std::lock_guard lock(mutex_);
-  uint64_t tracked = 0;
+  uint64_t tracked = virtual_memory_.held() + pools_.charged();
   for (const auto& [pointer, allocation] : allocations_) tracked += allocation.bytes;
+  for (const auto& [array, allocation] : arrays_) tracked += allocation.bytes;
+  for (const auto& [mipmap, allocation] : mipmaps_) tracked += allocation.bytes;
   return tracked;
 }
 
@@ -104,34 +107,113 @@ CUresult SessionResources::settle(Settle why) {
   return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
-uint64_t SessionResources::requested_bytes(uint32_t function, const std::vector<uint64_t>& ins) {
-  switch (function) {
+namespace {
+// At least as much as the packed and compressed formats take, whose elements are not whole channels.
+uint64_t bytes_per_channel(uint32_t format) {
+  const uint64_t bytes = array_channel_bytes(format);
+  return bytes != 0 ? bytes : 4;
+}
+
+constexpr uint64_t kUncountable = uint64_t{1} << 62;  // more than any quota: a size that overflows
+
+// An array's bytes as its descriptor sizes it (the driver's own layout may round it up; what the
+// driver holds beyond this is counted by the meter): width x height x depth elements, every
+// mipmap level halving each dimension but the layers.
+template <typename Descriptor>
+uint64_t array_bytes(const Descriptor& d, uint64_t flags, uint64_t depth, uint64_t levels) {
+  uint32_t format;
+  std::memcpy(&format, &d.Format, sizeof format);
+  const bool layered = flags & (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_CUBEMAP);
+  uint64_t total = 0;
+  for (uint64_t level = 0; level < std::min<uint64_t>(levels, 64); ++level) {
+    auto at = [&](uint64_t n) { return std::max<uint64_t>(1, n >> level); };
+    uint64_t bytes = bytes_per_channel(format) * std::max<uint64_t>(d.NumChannels, 1);
+    for (uint64_t extent : {at(d.Width), at(d.Height), layered ? std::max<uint64_t>(depth, 1) : at(depth)})
+      if (__builtin_mul_overflow(bytes, extent, &bytes)) return kUncountable;
+    if (__builtin_add_overflow(total, bytes, &total) || total > kUncountable) return kUncountable;
+  }
+  return total;
+}
+
+template <typename Descriptor>
+uint64_t array_2d_bytes(const CallContext& call) {
+  Descriptor d;
+  return call.struct_input(0, d) ? array_bytes(d, 0, 1, 1) : 0;
+}
+template <typename Descriptor>
+uint64_t array_3d_bytes(const CallContext& call, uint64_t levels) {
+  Descriptor d;
+  return call.struct_input(0, d) ? array_bytes(d, d.Flags, d.Depth, levels) : 0;
+}
+}  // namespace
+
+uint64_t SessionResources::requested_bytes(const CallContext& call) {
+  const std::vector<uint64_t>& ins = call.ins();
+  switch (call.function()) {
     case FN_cuMemAlloc_v2:
     case FN_cuMemAllocManaged:
-    case FN_cuMemAllocAsync:
-    case FN_cuMemAllocAsync_ptsz:
-    case FN_cuMemAllocFromPoolAsync:
-    case FN_cuMemAllocFromPoolAsync_ptsz: return ins.empty() ? 0 : ins[0];
+    case FN_cuMemCreate: return ins.empty() ? 0 : ins[0];
     case FN_cuMemAllocPitch:
     case FN_cuMemAllocPitch_v2: return ins.size() < 2 ? 0 : ins[0] * ins[1];  // width * height
+    case FN_cuArrayCreate: return array_2d_bytes<CUDA_ARRAY_DESCRIPTOR_v1>(call);
+    case FN_cuArrayCreate_v2: return array_2d_bytes<CUDA_ARRAY_DESCRIPTOR>(call);
+    case FN_cuArray3DCreate: return array_3d_bytes<CUDA_ARRAY3D_DESCRIPTOR_v1>(call, 1);
+    case FN_cuArray3DCreate_v2: return array_3d_bytes<CUDA_ARRAY3D_DESCRIPTOR>(call, 1);
+    case FN_cuMipmappedArrayCreate: return ins.empty() ? 0 : array_3d_bytes<CUDA_ARRAY3D_DESCRIPTOR>(call, ins[0]);
     default: return 0;
   }
 }
 
-CUresult SessionResources::veto(const CallContext& call) {
-  const uint64_t bytes = requested_bytes(call.function(), call.ins());
-  if (bytes == 0) return CUDA_SUCCESS;
-  return budget_->reserve(bytes) ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+namespace {
+// The pool an allocation from a pool takes from (nullptr for other calls).
+CUmemoryPool pool_of(uint32_t function, const std::vector<uint64_t>& ins) {
+  switch (function) {
+    case FN_cuMemAllocAsync:
+    case FN_cuMemAllocAsync_ptsz: return PoolMeter::current_pool();
+    case FN_cuMemAllocFromPoolAsync:
+    case FN_cuMemAllocFromPoolAsync_ptsz: return ins.size() < 2 ? nullptr : reinterpret_cast<CUmemoryPool>(ins[1]);
+    default: return nullptr;
+  }
 }
 
-void SessionResources::abandon(uint32_t function, const std::vector<uint64_t>& ins) {
-  if (uint64_t bytes = requested_bytes(function, ins)) budget_->release(bytes);
+bool from_pool(uint32_t function) {
+  return function == FN_cuMemAllocAsync || function == FN_cuMemAllocAsync_ptsz ||
+         function == FN_cuMemAllocFromPoolAsync || function == FN_cuMemAllocFromPoolAsync_ptsz;
+}
+}  // namespace
+
+CUresult SessionResources::veto(CallContext& call) {
+  if (from_pool(call.function())) {
+    // What the pool would grow by; its memory is counted once the driver has allocated.
+    uint64_t reserved = 0;
+    std::lock_guard lock(mutex_);
+    if (call.ins().empty() || !pools_.reserve(pool_of(call.function(), call.ins()), call.ins()[0], reserved))
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    call.set_reserved(reserved);
+    return CUDA_SUCCESS;
+  }
+  const uint64_t bytes = requested_bytes(call);
+  if (bytes == 0) return CUDA_SUCCESS;
+  if (!budget_->reserve(bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  call.set_reserved(bytes);
+  return CUDA_SUCCESS;
+}
+
+void SessionResources::abandon(const CallContext& call) { budget_->release(call.reserved()); }
+
+void SessionResources::record(CallContext& call, CUcontext context) {
+  std::lock_guard lock(mutex_);
+  record_locked(call.function(), call.ins(), call.outs(), context, call.reserved());
 }
 
 void SessionResources::record(uint32_t function, const std::vector<uint64_t>& ins, std::vector<uint64_t>& outs,
                               CUcontext context) {
   std::lock_guard lock(mutex_);
-  const uint64_t reserved = requested_bytes(function, ins);
+  record_locked(function, ins, outs, context, 0);
+}
+
+void SessionResources::record_locked(uint32_t function, const std::vector<uint64_t>& ins, std::vector<uint64_t>& outs,
+                                     CUcontext context, uint64_t reserved) {
   switch (function) {
     case FN_cuMemAllocPitch:
     case FN_cuMemAllocPitch_v2: {
@@ -143,19 +225,88 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
     }
     case FN_cuMemAlloc_v2:
     case FN_cuMemAllocManaged:
+      if (!outs.empty()) allocations_[outs[0]] = {reserved, context};
+      return;
     case FN_cuMemAllocAsync:
     case FN_cuMemAllocAsync_ptsz:
     case FN_cuMemAllocFromPoolAsync:
-    case FN_cuMemAllocFromPoolAsync_ptsz:
-      if (!outs.empty()) allocations_[outs[0]] = {reserved, context};
+    case FN_cuMemAllocFromPoolAsync_ptsz: {
+      const CUmemoryPool pool = pool_of(function, ins);
+      if (pool == nullptr) {  // a pool the driver did not name: counted as a plain allocation
+        if (!outs.empty()) allocations_[outs[0]] = {reserved, context};
+        return;
+      }
+      if (!outs.empty()) allocations_[outs[0]] = {0, context, pool};
+      budget_->release(reserved);  // the pool's growth is charged as measured
+      pools_.settle(pool);
       return;
+    }
+    case FN_cuMemCreate:
+      if (!outs.empty()) virtual_memory_.created(outs[0], reserved);
+      return;
+    case FN_cuMemRetainAllocationHandle:
+      if (!outs.empty()) virtual_memory_.retained(outs[0]);
+      return;
+    case FN_cuMemRelease: virtual_memory_.released(ins[0]); return;
+    case FN_cuMemMap: virtual_memory_.mapped(ins[0], ins[1], ins[3]); return;
+    case FN_cuMemUnmap: virtual_memory_.unmapped(ins[0], ins[1]); return;
+    case FN_cuMemAddressReserve:
+      if (!outs.empty()) virtual_memory_.reserved(outs[0], ins[0]);
+      return;
+    case FN_cuMemAddressFree: virtual_memory_.freed(ins[0]); return;
+    case FN_cuMemPoolCreate:
+      if (!outs.empty()) pools_.created(reinterpret_cast<CUmemoryPool>(outs[0]));
+      return;
+    case FN_cuMemPoolDestroy: {
+      const auto pool = reinterpret_cast<CUmemoryPool>(ins[0]);
+      const bool left = std::any_of(allocations_.begin(), allocations_.end(),
+                                    [&](const auto& entry) { return entry.second.pool == pool; });
+      pools_.destroyed(pool, left);
+      return;
+    }
+    case FN_cuMemPoolTrimTo: pools_.settle(reinterpret_cast<CUmemoryPool>(ins[0])); return;
+    case FN_cuStreamSynchronize:
+    case FN_cuStreamSynchronize_ptsz:
+    case FN_cuCtxSynchronize:
+    case FN_cuCtxSynchronize_v2:
+    case FN_cuEventSynchronize: pools_.settle_all(); return;
+    case FN_cuArrayCreate:
+    case FN_cuArrayCreate_v2:
+    case FN_cuArray3DCreate:
+    case FN_cuArray3DCreate_v2:
+      if (!outs.empty()) arrays_[reinterpret_cast<CUarray>(outs[0])] = {reserved, context};
+      return;
+    case FN_cuMipmappedArrayCreate:
+      if (!outs.empty()) mipmaps_[reinterpret_cast<CUmipmappedArray>(outs[0])] = {reserved, context};
+      return;
+    case FN_cuArrayDestroy:
+      if (auto it = arrays_.find(reinterpret_cast<CUarray>(ins[0])); it != arrays_.end()) {
+        budget_->release(it->second.bytes);
+        arrays_.erase(it);
+      }
+      return;
+    case FN_cuMipmappedArrayDestroy:
+      if (auto it = mipmaps_.find(reinterpret_cast<CUmipmappedArray>(ins[0])); it != mipmaps_.end()) {
+        budget_->release(it->second.bytes);
+        mipmaps_.erase(it);
+      }
+      return;
+    case FN_cuTexObjectCreate:
+      if (!outs.empty()) textures_[outs[0]] = context;
+      return;
+    case FN_cuTexObjectDestroy: textures_.erase(ins[0]); return;
+    case FN_cuSurfObjectCreate:
+      if (!outs.empty()) surfaces_[outs[0]] = context;
+      return;
+    case FN_cuSurfObjectDestroy: surfaces_.erase(ins[0]); return;
     case FN_cuMemFree:
     case FN_cuMemFree_v2:
     case FN_cuMemFreeAsync:
     case FN_cuMemFreeAsync_ptsz:
       if (auto it = allocations_.find(ins[0]); it != allocations_.end()) {
-        budget_->release(it->second.bytes);
+        const Allocation gone = it->second;
         allocations_.erase(it);
+        allocation_gone(gone);
       }
       return;
     case FN_cuMemGetInfo:
@@ -189,12 +340,25 @@ void SessionResources::record(uint32_t function, const std::vector<uint64_t>& in
   }
 }
 
+void SessionResources::allocation_gone(const Allocation& allocation) {
+  budget_->release(allocation.bytes);
+  if (allocation.pool == nullptr) return;
+  const bool left = std::any_of(allocations_.begin(), allocations_.end(),
+                                [&](const auto& entry) { return entry.second.pool == allocation.pool; });
+  if (pools_.is_destroyed(allocation.pool)) {
+    if (!left) pools_.forget(allocation.pool);  // the driver freed the pool with its last allocation
+  } else {
+    pools_.settle(allocation.pool);
+  }
+}
+
 void SessionResources::forget_context(CUcontext context) {
   std::erase(contexts_, context);
   for (auto it = allocations_.begin(); it != allocations_.end();) {
     if (it->second.context == context) {
-      budget_->release(it->second.bytes);
+      const Allocation gone = it->second;
       it = allocations_.erase(it);
+      allocation_gone(gone);
     } else {
       ++it;
     }
@@ -203,6 +367,18 @@ void SessionResources::forget_context(CUcontext context) {
   std::erase_if(streams_, in_context);
   std::erase_if(events_, in_context);
   std::erase_if(modules_, in_context);
+  std::erase_if(textures_, in_context);
+  std::erase_if(surfaces_, in_context);
+  std::erase_if(arrays_, [&](const auto& entry) {
+    if (entry.second.context != context) return false;
+    budget_->release(entry.second.bytes);
+    return true;
+  });
+  std::erase_if(mipmaps_, [&](const auto& entry) {
+    if (entry.second.context != context) return false;
+    budget_->release(entry.second.bytes);
+    return true;
+  });
 }
 
 void SessionResources::add_module(CUmodule module, CUcontext context) {
@@ -235,6 +411,11 @@ void SessionResources::add_context(CUcontext context) {
   contexts_.push_back(context);
 }
 
+void SessionResources::pool_changed(CUmemoryPool pool) {
+  std::lock_guard lock(mutex_);
+  pools_.settle(pool);
+}
+
 int SessionResources::primary_retains(CUdevice device) {
   std::lock_guard lock(mutex_);
   auto it = primary_retains_.find(device);
@@ -254,7 +435,17 @@ struct DriverCalls {
   CUresult (*ctx_destroy)(CUcontext) = d.fn<CUresult (*)(CUcontext)>("cuCtxDestroy_v2");
   CUresult (*ctx_synchronize)() = d.fn<CUresult (*)()>("cuCtxSynchronize");
   CUresult (*primary_release)(CUdevice) = d.fn<CUresult (*)(CUdevice)>("cuDevicePrimaryCtxRelease_v2");
+  CUresult (*texture_destroy)(CUtexObject) = d.fn<CUresult (*)(CUtexObject)>("cuTexObjectDestroy");
+  CUresult (*surface_destroy)(CUsurfObject) = d.fn<CUresult (*)(CUsurfObject)>("cuSurfObjectDestroy");
+  CUresult (*array_destroy)(CUarray) = d.fn<CUresult (*)(CUarray)>("cuArrayDestroy");
+  CUresult (*mipmap_destroy)(CUmipmappedArray) = d.fn<CUresult (*)(CUmipmappedArray)>("cuMipmappedArrayDestroy");
 };
+
+CUcontext context_of(CUcontext context) { return context; }
+template <typename T>
+CUcontext context_of(const T& owned) {
+  return owned.context;
+}
 
 template <typename Map, typename Fn>
 void destroy_each(Map& map, CUresult (*set_current)(CUcontext), Fn destroy, const char* what) {
@@ -278,9 +469,35 @@ void SessionResources::free_allocations_if(const std::function<bool(const Alloca
     }
     if (calls.set_current) calls.set_current(it->second.context);
     if (calls.mem_free) calls.mem_free(it->first);
-    budget_->release(it->second.bytes);
+    const Allocation gone = it->second;
     it = allocations_.erase(it);
+    allocation_gone(gone);
   }
+}
+
+void SessionResources::destroy_arrays_if(const std::function<bool(CUcontext)>& which) {
+  DriverCalls calls;
+  auto destroy = [&](auto& map, auto* destroy_fn, const char* what) {
+    for (auto it = map.begin(); it != map.end();) {
+      const CUcontext context = context_of(it->second);
+      if (!which(context)) {
+        ++it;
+        continue;
+      }
+      if (calls.set_current) calls.set_current(context);
+      if (destroy_fn) {
+        if (CUresult r = destroy_fn(it->first); r != CUDA_SUCCESS)
+          LOG_DEBUG("cleanup: destroying a %s failed: %s", what, error_name(r));
+      }
+      if constexpr (std::is_same_v<std::decay_t<decltype(it->second)>, Allocation>) budget_->release(it->second.bytes);
+      it = map.erase(it);
+    }
+  };
+  // Objects first: they refer to the arrays.
+  destroy(textures_, calls.texture_destroy, "texture object");
+  destroy(surfaces_, calls.surface_destroy, "surface object");
+  destroy(arrays_, calls.array_destroy, "array");
+  destroy(mipmaps_, calls.mipmap_destroy, "mipmapped array");
 }
 
 void SessionResources::release_primary_context_resources(CUcontext primary) {
@@ -288,6 +505,8 @@ void SessionResources::release_primary_context_resources(CUcontext primary) {
   DriverCalls calls;
   if (calls.set_current) calls.set_current(primary);
   if (calls.ctx_synchronize) calls.ctx_synchronize();
+  destroy_arrays_if([&](CUcontext context) { return context == primary; });
+  if (calls.set_current) calls.set_current(primary);
   free_allocations_if([&](const Allocation& a) { return a.context == primary; });
   for (auto* map : {&streams_}) {
     for (auto it = map->begin(); it != map->end();)
@@ -318,8 +537,11 @@ void SessionResources::release_all() {
   std::lock_guard lock(mutex_);
   DriverCalls calls;
   const size_t counts[] = {allocations_.size(), streams_.size(), events_.size(), modules_.size(), libraries_.size(),
-                           contexts_.size()};
+                           contexts_.size(), arrays_.size() + mipmaps_.size()};
+  destroy_arrays_if([](CUcontext) { return true; });
   free_allocations_if([](const Allocation&) { return true; });
+  pools_.release_all();
+  virtual_memory_.release_all();
   destroy_each(streams_, calls.set_current, calls.stream_destroy, "stream");
   destroy_each(events_, calls.set_current, calls.event_destroy, "event");
   destroy_each(modules_, calls.set_current, calls.module_unload, "module");
@@ -336,8 +558,8 @@ void SessionResources::release_all() {
     for (int i = 0; i < count && calls.primary_release; ++i) calls.primary_release(devices_.to_real(device));
   primary_retains_.clear();
   if (calls.set_current) calls.set_current(nullptr);
-  LOG_INFO("freed %zu allocations, %zu streams, %zu events, %zu modules, %zu libraries, %zu contexts", counts[0],
-           counts[1], counts[2], counts[3], counts[4], counts[5]);
+  LOG_INFO("freed %zu allocations, %zu streams, %zu events, %zu modules, %zu libraries, %zu contexts, %zu arrays",
+           counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6]);
 }
 
 }  // namespace rgpu::cuda

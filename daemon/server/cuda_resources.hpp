@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "cuda_dispatch.hpp"
+#include "cuda_pool_meter.hpp"
+#include "cuda_virtual_memory.hpp"
 #include "device_memory_meter.hpp"
 #include "memory_budget.hpp"
 
@@ -24,7 +26,7 @@ using MemoryBudget = rgpu::MemoryBudget;
 class SessionResources {
  public:
   SessionResources(std::shared_ptr<MemoryBudget> budget, DeviceMap devices)
-      : budget_(std::move(budget)), devices_(std::move(devices)) {}
+      : budget_(std::move(budget)), devices_(std::move(devices)), virtual_memory_(budget_), pools_(budget_) {}
 
   // What the driver says the session holds beyond its allocation calls (module code and globals,
   // lazily loaded kernels, local memory) is charged too, when a meter is set. The driver's own
@@ -51,12 +53,15 @@ class SessionResources {
   // launch reports CUDA_ERROR_OUT_OF_MEMORY, as a lazily loaded kernel that does not fit does.
   CUresult settle_launch();
 
-  // Before a driver call: CUDA_ERROR_OUT_OF_MEMORY when an allocation would pass the quota.
-  CUresult veto(const CallContext& call);
-  // After a successful driver call (context: the calling thread's current context).
+  // Before a driver call: CUDA_ERROR_OUT_OF_MEMORY when an allocation would pass the quota; what
+  // it reserves is noted in the call.
+  CUresult veto(CallContext& call);
+  // After a successful generic driver call (context: the calling thread's current context).
+  void record(CallContext& call, CUcontext context);
+  // After a successful hand-written one.
   void record(uint32_t function, const std::vector<uint64_t>& ins, std::vector<uint64_t>& outs, CUcontext context);
   // After a failed one: gives back what veto() reserved.
-  void abandon(uint32_t function, const std::vector<uint64_t>& ins);
+  void abandon(const CallContext& call);
 
   void add_module(CUmodule module, CUcontext context);
   void add_library(CUlibrary library);
@@ -67,6 +72,8 @@ class SessionResources {
   void add_context(CUcontext context);
   // How many retains of the device's primary context this session holds (the application's ordinal).
   int primary_retains(CUdevice device);
+  // cuMemPoolSetAttribute changed a pool (its release threshold may give memory back).
+  void pool_changed(CUmemoryPool pool);
 
   // Frees everything this session's resources in the primary context of `device` (what
   // cuDevicePrimaryCtxReset means for one client of a shared server).
@@ -76,10 +83,17 @@ class SessionResources {
 
  private:
   struct Allocation {
-    uint64_t bytes;
+    uint64_t bytes;  // 0 for an allocation from a pool: the pool's memory is counted (PoolMeter)
     CUcontext context;
+    CUmemoryPool pool = nullptr;
   };
-  static uint64_t requested_bytes(uint32_t function, const std::vector<uint64_t>& ins);
+  static uint64_t requested_bytes(const CallContext& call);
+  void record_locked(uint32_t function, const std::vector<uint64_t>& ins, std::vector<uint64_t>& outs,
+                     CUcontext context, uint64_t reserved);
+  // Destroys the texture and surface objects, arrays and mipmapped arrays `which` picks (by context).
+  void destroy_arrays_if(const std::function<bool(CUcontext)>& which);
+  // An allocation is gone: its quota, or its pool measured again.
+  void allocation_gone(const Allocation& allocation);
   // The driver destroyed the context and everything in it: forgets that, without calling it.
   void forget_context(CUcontext context);
   void free_allocations_if(const std::function<bool(const Allocation&)>& which);
@@ -107,6 +121,12 @@ class SessionResources {
   std::set<CUlinkState> links_;
   std::vector<CUcontext> contexts_;
   std::map<CUdevice, int> primary_retains_;  // application's device ordinal -> retain count
+  std::map<CUarray, Allocation> arrays_;     // made by cuArrayCreate and cuArray3DCreate
+  std::map<CUmipmappedArray, Allocation> mipmaps_;
+  std::map<CUtexObject, CUcontext> textures_;
+  std::map<CUsurfObject, CUcontext> surfaces_;
+  VirtualMemory virtual_memory_;
+  PoolMeter pools_;
 };
 
 }  // namespace rgpu::cuda

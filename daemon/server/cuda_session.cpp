@@ -3,6 +3,7 @@
 #include <span>
 
 #include "cuda_driver.hpp"
+#include "cuda_vmm_pool_calls.hpp"
 #include "log.hpp"
 #include "messages.hpp"
 
@@ -332,12 +333,12 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
         result = missing(f->name);
       } else {
         CallContext call(header.function, args, header.out_mask, devices_,
-                         [this](const CallContext& c) { return resources_.veto(c); });
+                         [this](CallContext& c) { return resources_.veto(c); });
         const bool retain = header.function == FN_cuDevicePrimaryCtxRetain;
         const auto before = retain ? resources_.context_creation_begins() : std::nullopt;
         result = f->call(fn, call);
         if (result == CUDA_SUCCESS) {
-          resources_.record(header.function, call.ins(), call.outs(), worker.current);
+          resources_.record(call, worker.current);
           if (retain && !call.outs().empty()) resources_.context_created(handle_of<CUcontext>(call.outs()[0]), before);
           // What an unloaded module held leaves the quota now, not at the next settling.
           if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) {
@@ -345,8 +346,9 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
             forget_parameters();  // its functions are gone
           }
           for (uint64_t value : call.outs()) out.put(value);
+          for (const auto& value : call.struct_outs()) out.put<uint32_t>(static_cast<uint32_t>(value.size())).bytes(value.data(), value.size());
         } else if (call.passed_veto()) {
-          resources_.abandon(header.function, call.ins());
+          resources_.abandon(call);
         }
       }
     } else {
@@ -411,12 +413,63 @@ bool on_server(const CUmemorytype& field) {
   const uint32_t type = memory_type(field);
   return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY;
 }
+
+// A rectangle's or box's copy (Copy: CUDA_MEMCPY2D or CUDA_MEMCPY3D) on the server alone, or between
+// the packed rows of this call and device memory or an array. `src_packed` / `dst_packed`: that
+// side is host memory whose rows follow one another from its start, with no gaps; `packed`: the
+// rows' bytes, already checked not to wrap around.
+template <typename Copy>
+CUresult copy_packed(Copy& copy, size_t packed, bool src_packed, bool dst_packed, WireReader& args, WireWriter& out,
+                     const DriverVariant& chosen, uint8_t mode, CUstream stream) {
+  Driver& d = Driver::get();
+  switch (mode) {
+    case kCopyOnServer:
+      args.expect_end();
+      if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) return CUDA_ERROR_INVALID_VALUE;
+      break;
+    case kCopyFromHost: {
+      auto rows = args.rest();
+      if (!src_packed || !on_server(copy.dstMemoryType) || rows.size() != packed) return CUDA_ERROR_INVALID_VALUE;
+      copy.srcHost = rows.data();
+      break;
+    }
+    case kCopyToHost:
+      args.expect_end();
+      if (!dst_packed || !on_server(copy.srcMemoryType) || packed > kMaxFramePayload - 64)
+        return CUDA_ERROR_INVALID_VALUE;
+      out.buffer().resize(packed);
+      copy.dstHost = out.buffer().data();
+      break;
+    default: return CUDA_ERROR_INVALID_VALUE;
+  }
+  CUresult r;
+  if (chosen.sync != nullptr) {
+    auto fn = d.fn<CUresult (*)(const Copy*, CUstream)>(chosen.name);
+    if (!fn) return missing(chosen.name);
+    r = fn(&copy, stream);
+    // Packed rows live only as long as this call.
+    if (r == CUDA_SUCCESS && mode != kCopyOnServer) {
+      auto sync = d.fn<CUresult (*)(CUstream)>(chosen.sync);
+      r = sync ? sync(stream) : missing(chosen.sync);
+    }
+  } else {
+    auto fn = d.fn<CUresult (*)(const Copy*)>(chosen.name);
+    r = fn ? fn(&copy) : missing(chosen.name);
+  }
+  if (r != CUDA_SUCCESS) out.buffer().clear();
+  return r;
+}
+
+// A rectangle's or box's size in packed rows; false when it wraps around (its rows would run past
+// the packed ones).
+bool packed_size(size_t width, size_t height, size_t depth, size_t& packed) {
+  return !__builtin_mul_overflow(width, height, &packed) && !__builtin_mul_overflow(packed, depth, &packed);
+}
 }  // namespace
 
-// rgpu.Memcpy2D: a rectangle (or, on the server alone, a box). Host memory is only ever the
+// rgpu.Memcpy2D: a rectangle or a box. Host memory is only ever the
 // packed rows of this call: the application's own addresses mean nothing here and are refused.
 CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
-  Driver& d = Driver::get();
   const uint32_t function = args.get<uint32_t>();
   const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
   const uint8_t mode = args.get<uint8_t>();
@@ -429,65 +482,26 @@ CUresult CudaSession::copy_rectangle(WireReader& args, WireWriter& out) {
   }
   if (mode != kCopyOnServer && mode != kCopyFromHost && mode != kCopyToHost)
     return refused_variant(client_, "rgpu.Memcpy2D", "mode", mode);
-  const char* name = chosen->name;
-  const bool async = chosen->sync != nullptr;
+  size_t packed = 0;
   if (dims == 3) {
+    // A box's packed side also has its slices one after another, none skipped.
     auto copy = args.get<CUDA_MEMCPY3D>();
-    args.expect_end();
-    if (mode != kCopyOnServer || !on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType))
-      return CUDA_ERROR_INVALID_VALUE;
-    if (async) {
-      auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY3D*, CUstream)>(name);
-      return fn ? fn(&copy, stream) : missing(name);
-    }
-    auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY3D*)>(name);
-    return fn ? fn(&copy) : missing(name);
+    if (!packed_size(copy.WidthInBytes, copy.Height, copy.Depth, packed)) return CUDA_ERROR_INVALID_VALUE;
+    const bool src = memory_type(copy.srcMemoryType) == CU_MEMORYTYPE_HOST && copy.srcPitch == copy.WidthInBytes &&
+                     copy.srcHeight == copy.Height && copy.srcXInBytes == 0 && copy.srcY == 0 && copy.srcZ == 0 &&
+                     copy.srcLOD == 0;
+    const bool dst = memory_type(copy.dstMemoryType) == CU_MEMORYTYPE_HOST && copy.dstPitch == copy.WidthInBytes &&
+                     copy.dstHeight == copy.Height && copy.dstXInBytes == 0 && copy.dstY == 0 && copy.dstZ == 0 &&
+                     copy.dstLOD == 0;
+    return copy_packed(copy, packed, src, dst, args, out, *chosen, mode, stream);
   }
   auto copy = args.get<CUDA_MEMCPY2D>();
-  // The packed rows' size; a rectangle whose size wraps around is refused (its rows would run past
-  // the packed ones).
-  size_t packed = 0;
-  if (__builtin_mul_overflow(copy.WidthInBytes, copy.Height, &packed)) return CUDA_ERROR_INVALID_VALUE;
-  switch (mode) {
-    case kCopyOnServer:
-      args.expect_end();
-      if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) return CUDA_ERROR_INVALID_VALUE;
-      break;
-    case kCopyFromHost: {
-      auto rows = args.rest();
-      if (memory_type(copy.srcMemoryType) != CU_MEMORYTYPE_HOST || !on_server(copy.dstMemoryType) || rows.size() != packed ||
-          copy.srcPitch != copy.WidthInBytes || copy.srcXInBytes != 0 || copy.srcY != 0)
-        return CUDA_ERROR_INVALID_VALUE;
-      copy.srcHost = rows.data();
-      break;
-    }
-    case kCopyToHost:
-      args.expect_end();
-      if (memory_type(copy.dstMemoryType) != CU_MEMORYTYPE_HOST || !on_server(copy.srcMemoryType) ||
-          packed > kMaxFramePayload - 64 ||
-          copy.dstPitch != copy.WidthInBytes || copy.dstXInBytes != 0 || copy.dstY != 0)
-        return CUDA_ERROR_INVALID_VALUE;
-      out.buffer().resize(packed);
-      copy.dstHost = out.buffer().data();
-      break;
-    default: return CUDA_ERROR_INVALID_VALUE;
-  }
-  CUresult r;
-  if (async) {
-    auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY2D*, CUstream)>(name);
-    if (!fn) return missing(name);
-    r = fn(&copy, stream);
-    // Packed rows live only as long as this call.
-    if (r == CUDA_SUCCESS && mode != kCopyOnServer) {
-      auto sync = d.fn<CUresult (*)(CUstream)>(chosen->sync);
-      r = sync ? sync(stream) : missing(chosen->sync);
-    }
-  } else {
-    auto fn = d.fn<CUresult (*)(const CUDA_MEMCPY2D*)>(name);
-    r = fn ? fn(&copy) : missing(name);
-  }
-  if (r != CUDA_SUCCESS) out.buffer().clear();
-  return r;
+  if (!packed_size(copy.WidthInBytes, copy.Height, 1, packed)) return CUDA_ERROR_INVALID_VALUE;
+  const bool src = memory_type(copy.srcMemoryType) == CU_MEMORYTYPE_HOST && copy.srcPitch == copy.WidthInBytes &&
+                   copy.srcXInBytes == 0 && copy.srcY == 0;
+  const bool dst = memory_type(copy.dstMemoryType) == CU_MEMORYTYPE_HOST && copy.dstPitch == copy.WidthInBytes &&
+                   copy.dstXInBytes == 0 && copy.dstY == 0;
+  return copy_packed(copy, packed, src, dst, args, out, *chosen, mode, stream);
 }
 
 namespace {
@@ -728,6 +742,11 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     case FN_cuStreamGetCaptureInfo_v2_ptsz:
     case FN_cuStreamGetCaptureInfo_v3:
       return capture_info(header.function, header.out_mask, args, out);
+    case FN_cuMemRetainAllocationHandle:
+      return retain_allocation_handle(args, out, resources_);
+    case FN_cuMemPoolSetAttribute:
+    case FN_cuMemPoolGetAttribute:
+      return pool_attribute(header.function, args, out, resources_);
     case FN_rgpuMemcpyDtoH: {
       const uint32_t variant = args.get<uint32_t>();
       const CUdeviceptr src = args.get<uint64_t>();

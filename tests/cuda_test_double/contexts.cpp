@@ -20,6 +20,8 @@ bool valid_flags(unsigned flags) {
 // CUDA_ERROR_CONTEXT_IS_DESTROYED into CUDA_ERROR_INVALID_CONTEXT).
 void tear_down(CUcontext handle, Context& context) {
   release_modules_of(handle);
+  release_textures_of(handle);
+  release_arrays_of(handle);
   release_streams_and_events_of(handle);
   release_memory_of(handle);
   context.sticky = CUDA_SUCCESS;
@@ -175,5 +177,6 @@ DOUBLE_EXPORT CUresult cuCtxSynchronize() {
   auto lock = lock_driver();
   CUcontext current;
   // Work runs when it is issued: there is nothing to wait for but the error it may have hit.
+  release_pool_memory();
   return current_context(current);
 }

@@ -76,6 +76,23 @@ CUresult sleep_ms(const Launch& launch) {
   return CUDA_SUCCESS;
 }
 
+// texture_to_surface(CUtexObject tex, CUsurfObject surf, unsigned width, unsigned height, float scale):
+// for each of width x height threads, surf2Dwrite(scale * tex2D<float>(tex, x, y), surf, x * 4, y),
+// texels read by their integer coordinates (a 1-channel float texture)
+CUresult texture_to_surface(const Launch& launch) {
+  const auto width = launch.parameter<unsigned>(16), height = launch.parameter<unsigned>(20);
+  const uint64_t n = reached(launch, int64_t{width} * height);
+  const float scale = launch.parameter<float>(24);
+  for (uint64_t i = 0; i < n; ++i) {
+    float texel = 0;
+    const uint64_t x = i % width, y = i / width;
+    if (!texture_texel_f32(launch.parameter<CUtexObject>(0), launch.context, x, y, texel) ||
+        !surface_store_f32(launch.parameter<CUsurfObject>(8), launch.context, x * sizeof(float), y, scale * texel))
+      return CUDA_ERROR_ILLEGAL_ADDRESS;
+  }
+  return CUDA_SUCCESS;
+}
+
 // device_assert(): fails an assert() in device code; its context is unusable from then on
 CUresult device_assert(const Launch&) { return CUDA_ERROR_ASSERT; }
 
@@ -87,6 +104,7 @@ const Kernel kKernels[] = {
     {"illegal_address", {}, nullptr, illegal_address},
     {"sleep_ms", {{0, 4}}, nullptr, sleep_ms},
     {"device_assert", {}, nullptr, device_assert},
+    {"texture_to_surface", {{0, 8}, {8, 8}, {16, 4}, {20, 4}, {24, 4}}, nullptr, texture_to_surface},
 };
 }  // namespace
 

@@ -30,6 +30,9 @@ struct Allocation {
   CUcontext context;
   CUdevice device;
   CUmodule module;  // the module whose global this is, or nullptr for cuMemAlloc memory
+  CUmemoryPool pool = nullptr;  // the pool it was allocated from
+  bool mapping = false;         // a VMM mapping: its memory is its allocation handle's, in any context
+  bool accessible = true;       // a mapping: its device was given access (cuMemSetAccess)
 };
 std::map<uintptr_t, Allocation> g_allocations;  // by base address
 
@@ -48,9 +51,13 @@ void unmap(std::map<uintptr_t, Allocation>::iterator it) {
   // Replacing the pages gives their memory back and leaves the range inaccessible.
   ::mmap(reinterpret_cast<void*>(it->first), it->second.mapped, PROT_NONE,
          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-  g_windows[it->second.device].used -= it->second.mapped;
+  if (!it->second.mapping) g_windows[it->second.device].used -= it->second.mapped;
+  if (it->second.pool != nullptr) pool_memory_freed(it->second.pool, it->second.mapped);
   g_allocations.erase(it);
 }
+
+// Addresses that cuMemAddressReserve hands out: a window of their own, after the devices'.
+Window g_reserved;
 
 template <typename Predicate>
 void unmap_if(Predicate predicate) {
@@ -89,6 +96,14 @@ CUresult copy(CUdeviceptr to, End to_end, CUdeviceptr from, End from_end, size_t
 
 CUdeviceptr address(const void* host) { return reinterpret_cast<CUdeviceptr>(host); }
 
+// cuMemFree and cuMemFreeAsync: allocations only, not module globals or mappings.
+CUresult free_allocation(CUdeviceptr pointer) {
+  auto it = g_allocations.find(pointer);
+  if (it == g_allocations.end() || it->second.module != nullptr || it->second.mapping) return CUDA_ERROR_INVALID_VALUE;
+  unmap(it);
+  return CUDA_SUCCESS;
+}
+
 template <typename T>
 CUresult fill(CUdeviceptr to, T value, size_t count, CUstream stream) {
   CUcontext context;
@@ -120,6 +135,15 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
   return CUDA_SUCCESS;
 }
 
+bool take_device_memory(CUdevice device, uint64_t bytes) {
+  Window* window = window_of(device);
+  if (window == nullptr || bytes > kDeviceMemory - window->used) return false;
+  window->used += bytes;
+  return true;
+}
+
+void give_device_memory(CUdevice device, uint64_t bytes) { g_windows[device].used -= std::min(bytes, g_windows[device].used); }
+
 uint64_t device_memory_in_use(CUdevice device) {
   return device >= 0 && device < kDeviceCount ? g_windows[device].used : 0;
 }
@@ -130,9 +154,67 @@ std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context) {
   --it;
   const Allocation& allocation = it->second;
   const uintptr_t offset = pointer - it->first;
-  if (offset >= allocation.bytes || bytes > allocation.bytes - offset) return nullptr;
+  if (offset >= allocation.bytes) return nullptr;
+  if (allocation.mapping) {
+    // Any context may use a mapping its device has access to; a range may run on into the
+    // mapping right after it (memory mapped contiguously, chunk after chunk).
+    uintptr_t end = 0;
+    if (__builtin_add_overflow(pointer, bytes, &end)) return nullptr;
+    for (;;) {
+      if (!it->second.mapping || !it->second.accessible) return nullptr;
+      const uintptr_t stop = it->first + it->second.bytes;
+      if (end <= stop) return reinterpret_cast<std::byte*>(pointer);
+      auto next = std::next(it);
+      if (next == g_allocations.end() || next->first != stop) return nullptr;
+      it = next;
+    }
+  }
+  if (bytes > allocation.bytes - offset) return nullptr;
   if (context != nullptr && allocation.context != context) return nullptr;
   return reinterpret_cast<std::byte*>(pointer);
+}
+
+CUresult allocate_pool_memory(CUcontext context, size_t bytes, CUmemoryPool pool, CUdeviceptr& pointer) {
+  if (CUresult r = allocate_device_memory(context, bytes, nullptr, pointer); r != CUDA_SUCCESS) return r;
+  g_allocations.at(pointer).pool = pool;
+  return CUDA_SUCCESS;
+}
+
+CUdeviceptr reserve_addresses(size_t bytes, size_t alignment) {
+  if (g_reserved.base == 0) {
+    void* hint = reinterpret_cast<void*>(kWindowBase + kWindowSize * kDeviceCount);
+    void* reserved = ::mmap(hint, kWindowSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserved == MAP_FAILED) return 0;
+    g_reserved.base = g_reserved.next = reinterpret_cast<uintptr_t>(reserved);
+  }
+  const uintptr_t at = (g_reserved.next + alignment - 1) / alignment * alignment;
+  if (bytes > kWindowSize || at + bytes > g_reserved.base + kWindowSize) return 0;
+  g_reserved.next = at + bytes;
+  return at;
+}
+
+bool map_addresses(CUdeviceptr at, size_t bytes, int fd, size_t offset, CUdevice device) {
+  auto after = g_allocations.lower_bound(at);
+  if (after != g_allocations.end() && after->first < at + bytes) return false;
+  if (after != g_allocations.begin() && std::prev(after)->first + std::prev(after)->second.mapped > at) return false;
+  if (::mmap(reinterpret_cast<void*>(at), bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+             static_cast<off_t>(offset)) == MAP_FAILED)
+    return false;
+  Allocation mapping{bytes, bytes, nullptr, device, nullptr};
+  mapping.mapping = true;
+  mapping.accessible = false;
+  g_allocations.emplace(at, mapping);
+  return true;
+}
+
+void unmap_addresses(CUdeviceptr at) {
+  auto it = g_allocations.find(at);
+  if (it != g_allocations.end() && it->second.mapping) unmap(it);
+}
+
+void set_mapping_access(CUdeviceptr at, bool accessible) {
+  auto it = g_allocations.find(at);
+  if (it != g_allocations.end() && it->second.mapping) it->second.accessible = accessible;
 }
 
 void release_memory_of(CUcontext context) {
@@ -178,32 +260,27 @@ DOUBLE_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* pointer, size_t bytes, uns
   return allocate_device_memory(context, bytes, nullptr, *pointer);
 }
 
+// From the current pool of the stream's device (pools.cpp).
 DOUBLE_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* pointer, size_t bytes, CUstream stream) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   if (pointer == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
-  return allocate_device_memory(context, bytes, nullptr, *pointer);
+  return allocate_from_pool(context, current_pool(find_context(context)->device), bytes, *pointer);
 }
 
 DOUBLE_EXPORT CUresult cuMemFreeAsync(CUdeviceptr pointer, CUstream stream) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
-  auto it = g_allocations.find(pointer);
-  if (it == g_allocations.end() || it->second.module != nullptr) return CUDA_ERROR_INVALID_VALUE;
-  unmap(it);
-  return CUDA_SUCCESS;
+  return free_allocation(pointer);
 }
 
 DOUBLE_EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
-  auto it = g_allocations.find(pointer);
-  if (it == g_allocations.end() || it->second.module != nullptr) return CUDA_ERROR_INVALID_VALUE;
-  unmap(it);
-  return CUDA_SUCCESS;
+  return free_allocation(pointer);
 }
 
 DOUBLE_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
@@ -244,26 +321,55 @@ DOUBLE_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr to, CUdeviceptr from, si
   return copy(to, End::Device, from, End::Device, bytes, stream);
 }
 
-// Rectangles and boxes of linear memory, row by row (arrays are not part of the double).
+namespace {
+// One end of a rectangle or box copy: where its row y of slice z starts, `bytes` long, or nullptr
+// outside the memory it names.
+struct BoxEnd {
+  uint32_t type;
+  const void* host;
+  CUdeviceptr device;
+  CUarray array;
+  size_t x, y, z, pitch, height;
+
+  std::byte* row(size_t dy, size_t dz, size_t bytes) const {
+    const size_t offset = ((z + dz) * height + y + dy) * pitch + x;
+    switch (type) {
+      case CU_MEMORYTYPE_HOST: return const_cast<std::byte*>(static_cast<const std::byte*>(host)) + offset;
+      case CU_MEMORYTYPE_DEVICE: return device_bytes(device + offset, bytes);
+      case CU_MEMORYTYPE_ARRAY: return array_bytes(array, x, y + dy, z + dz, bytes);
+      default: return nullptr;
+    }
+  }
+};
+
+uint32_t type_of(CUmemorytype type) {
+  uint32_t value;
+  std::memcpy(&value, &type, sizeof value);
+  return value;
+}
+}  // namespace
+
+// Rectangles and boxes, row by row, between host memory, device memory and arrays.
 CUresult copy_box(const CUDA_MEMCPY3D& box, CUstream stream) {
-  auto end_of = [](CUmemorytype type, End& end) {
-    if (type == CU_MEMORYTYPE_HOST) end = End::Host;
-    else if (type == CU_MEMORYTYPE_DEVICE) end = End::Device;
-    else return false;
-    return true;
-  };
-  End from_end, to_end;
-  if (!end_of(box.srcMemoryType, from_end) || !end_of(box.dstMemoryType, to_end)) return CUDA_ERROR_NOT_SUPPORTED;
-  const CUdeviceptr from = from_end == End::Host ? address(box.srcHost) : box.srcDevice;
-  const CUdeviceptr to = to_end == End::Host ? address(box.dstHost) : box.dstDevice;
-  if (box.WidthInBytes > box.srcPitch || box.WidthInBytes > box.dstPitch) return CUDA_ERROR_INVALID_VALUE;
+  const BoxEnd from{type_of(box.srcMemoryType), box.srcHost, box.srcDevice, box.srcArray, box.srcXInBytes, box.srcY,
+                    box.srcZ, box.srcPitch, box.srcHeight};
+  const BoxEnd to{type_of(box.dstMemoryType), box.dstHost, box.dstDevice, box.dstArray, box.dstXInBytes, box.dstY,
+                  box.dstZ, box.dstPitch, box.dstHeight};
+  for (const BoxEnd* end : {&from, &to}) {
+    if (end->type != CU_MEMORYTYPE_HOST && end->type != CU_MEMORYTYPE_DEVICE && end->type != CU_MEMORYTYPE_ARRAY)
+      return CUDA_ERROR_NOT_SUPPORTED;
+    if (end->type != CU_MEMORYTYPE_ARRAY && box.WidthInBytes > end->pitch) return CUDA_ERROR_INVALID_VALUE;
+  }
+  CUcontext context;
+  if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   // Nothing to copy, however many rows (a run of 2^58 empty rows is not a copy to walk through).
   if (box.WidthInBytes == 0 || box.Height == 0 || box.Depth == 0) return CUDA_SUCCESS;
   for (size_t z = 0; z < box.Depth; ++z)
     for (size_t y = 0; y < box.Height; ++y) {
-      const CUdeviceptr src = from + ((box.srcZ + z) * box.srcHeight + box.srcY + y) * box.srcPitch + box.srcXInBytes;
-      const CUdeviceptr dst = to + ((box.dstZ + z) * box.dstHeight + box.dstY + y) * box.dstPitch + box.dstXInBytes;
-      if (CUresult r = copy(dst, to_end, src, from_end, box.WidthInBytes, stream); r != CUDA_SUCCESS) return r;
+      std::byte* destination = to.row(y, z, box.WidthInBytes);
+      const std::byte* source = from.row(y, z, box.WidthInBytes);
+      if (destination == nullptr || source == nullptr) return CUDA_ERROR_INVALID_VALUE;
+      std::memmove(destination, source, box.WidthInBytes);
     }
   return CUDA_SUCCESS;
 }
@@ -275,12 +381,14 @@ CUDA_MEMCPY3D box_of(const CUDA_MEMCPY2D& rectangle) {
   box.srcMemoryType = rectangle.srcMemoryType;
   box.srcHost = rectangle.srcHost;
   box.srcDevice = rectangle.srcDevice;
+  box.srcArray = rectangle.srcArray;
   box.srcPitch = rectangle.srcPitch;
   box.dstXInBytes = rectangle.dstXInBytes;
   box.dstY = rectangle.dstY;
   box.dstMemoryType = rectangle.dstMemoryType;
   box.dstHost = rectangle.dstHost;
   box.dstDevice = rectangle.dstDevice;
+  box.dstArray = rectangle.dstArray;
   box.dstPitch = rectangle.dstPitch;
   box.WidthInBytes = rectangle.WidthInBytes;
   box.Height = rectangle.Height;

@@ -97,6 +97,7 @@ DOUBLE_EXPORT CUresult cuStreamDestroy_v2(CUstream stream) {
 
 DOUBLE_EXPORT CUresult cuStreamSynchronize(CUstream stream) {
   auto lock = lock_driver();
+  release_pool_memory();
   return stream_state(stream);
 }
 
@@ -158,6 +159,7 @@ DOUBLE_EXPORT CUresult cuEventQuery(CUevent event) {
 
 DOUBLE_EXPORT CUresult cuEventSynchronize(CUevent event) {
   auto lock = lock_driver();
+  release_pool_memory();
   return event_state(event);
 }
 

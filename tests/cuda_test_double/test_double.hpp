@@ -100,6 +100,48 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
 uint64_t device_memory_in_use(CUdevice device);
 std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context = nullptr);
 void release_memory_of_module(CUmodule module);
+// Virtual memory (vmm.cpp): addresses reserved apart from the allocations' (0 when none are left),
+// ranges mapped onto a file's pages (an allocation handle's memory), which any context may use
+// once its device has access.
+CUdeviceptr reserve_addresses(size_t bytes, size_t alignment);
+bool map_addresses(CUdeviceptr at, size_t bytes, int fd, size_t offset, CUdevice device);
+void unmap_addresses(CUdeviceptr at);
+void set_mapping_access(CUdeviceptr at, bool accessible);
+
+// ---- memory pools (pools.cpp) ----------------------------------------------------------------
+
+inline constexpr size_t kDevicePage = 4096;
+// An allocation of a pool's (freed: pool_memory_freed, with its whole pages).
+CUresult allocate_pool_memory(CUcontext context, size_t bytes, CUmemoryPool pool, CUdeviceptr& pointer);
+CUresult allocate_from_pool(CUcontext context, CUmemoryPool pool, size_t bytes, CUdeviceptr& pointer);
+void pool_memory_freed(CUmemoryPool pool, size_t bytes);
+CUmemoryPool current_pool(CUdevice device);
+// At a synchronisation: each pool keeps no more than its release threshold beyond what is in use.
+void release_pool_memory();
+
+// Memory of the device's that is not an allocation of its window (arrays, a pool's idle memory,
+// VMM's physical memory): false when it does not fit the device.
+bool take_device_memory(CUdevice device, uint64_t bytes);
+void give_device_memory(CUdevice device, uint64_t bytes);
+
+// ---- arrays, textures and surfaces (arrays.cpp, textures.cpp) -------------------------------
+
+// A CUDA array's bytes: rows of width * element bytes, height rows per slice (at least 1), depth
+// slices (at least 1: layers, cubemap faces). Where the box [x, x + bytes) of row y in slice z
+// lies, or nullptr outside the array (or for an unknown array, or one of another context).
+std::byte* array_bytes(CUarray array, size_t x_bytes, size_t y, size_t z, size_t bytes, CUcontext context = nullptr);
+// The array's descriptor (false for an unknown array).
+bool array_descriptor(CUarray array, CUDA_ARRAY3D_DESCRIPTOR& descriptor);
+bool mipmapped_array_exists(CUmipmappedArray mipmap);
+void release_arrays_of(CUcontext context);
+// Bytes per element of a format (0 for formats the double does not store).
+size_t format_bytes(uint32_t format);
+// A texture's texel (x, y) of a 1-channel float resource, or false (an unknown object, one of
+// another context, or outside it).
+bool texture_texel_f32(CUtexObject texture, CUcontext context, uint64_t x, uint64_t y, float& value);
+// Stores into the surface's array at byte x of row y; false outside it.
+bool surface_store_f32(CUsurfObject surface, CUcontext context, uint64_t x_bytes, uint64_t y, float value);
+void release_textures_of(CUcontext context);
 
 // ---- streams (streams_events.cpp) ----------------------------------------------------------
 

@@ -96,6 +96,9 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/kernel_assert" "$src/kernel_assert.cu"
   nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
   nvcc -O2 -arch=sm_90 -o "$work/mapped_memory" "$src/mapped_memory.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/texture_surface" "$src/texture_surface.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/vmm" "$src/vmm.cu" -L/usr/local/cuda/lib64/stubs -lcuda
+  nvcc -O2 -arch=sm_90 -o "$work/mem_pool" "$src/mem_pool.cu"
 }
 
 start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or off]
@@ -255,6 +258,9 @@ run() {
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
   run_case runtime_kernels "$work/runtime_kernels"
+  run_case texture_surface "$work/texture_surface"
+  run_case vmm "$work/vmm"
+  run_case mem_pool "$work/mem_pool"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_case kernel_assert_again "$work/kernel_assert"
   run_case runtime_after_faults "$work/runtime_vector_add_static"

@@ -3,6 +3,8 @@
 // and through RGPU.
 #include <cuda.h>
 
+#include "check_driver.h"
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -10,17 +12,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#define CHECK(call)                                                              \
-  do {                                                                           \
-    CUresult r_ = (call);                                                        \
-    if (r_ != CUDA_SUCCESS) {                                                    \
-      const char* name_ = nullptr;                                               \
-      cuGetErrorName(r_, &name_);                                                \
-      std::printf("%s failed: %s\n", #call, name_ ? name_ : "?");                \
-      return 1;                                                                  \
-    }                                                                            \
-  } while (0)
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -32,25 +23,25 @@ int main(int argc, char** argv) {
   ss << in.rdbuf();
   std::string image = ss.str();
 
-  CHECK(cuInit(0));
+  CU_CHECK(cuInit(0));
   int count = 0;
-  CHECK(cuDeviceGetCount(&count));
+  CU_CHECK(cuDeviceGetCount(&count));
   CUdevice device;
-  CHECK(cuDeviceGet(&device, 0));
+  CU_CHECK(cuDeviceGet(&device, 0));
   char name[256];
-  CHECK(cuDeviceGetName(name, sizeof name, device));
+  CU_CHECK(cuDeviceGetName(name, sizeof name, device));
   int major = 0, minor = 0;
-  CHECK(cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device));
-  CHECK(cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device));
+  CU_CHECK(cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device));
+  CU_CHECK(cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device));
   std::printf("devices: %d, device 0: %s, compute %d.%d\n", count, name, major, minor);
 
   CUcontext context;
-  CHECK(cuCtxCreate(&context, nullptr, 0, device));
+  CU_CHECK(cuCtxCreate(&context, nullptr, 0, device));
   CUmodule module;
-  CHECK(cuModuleLoadData(&module, image.c_str()));
+  CU_CHECK(cuModuleLoadData(&module, image.c_str()));
   CUfunction add, scale;
-  CHECK(cuModuleGetFunction(&add, module, "vector_add"));
-  CHECK(cuModuleGetFunction(&scale, module, "scale"));
+  CU_CHECK(cuModuleGetFunction(&add, module, "vector_add"));
+  CU_CHECK(cuModuleGetFunction(&scale, module, "scale"));
 
   for (int n : {1000, 1 << 20, 24 << 20}) {
     std::vector<float> a(n), b(n), c(n);
@@ -60,29 +51,29 @@ int main(int argc, char** argv) {
     }
     const size_t bytes = n * sizeof(float);
     CUdeviceptr da, db, dc;
-    CHECK(cuMemAlloc(&da, bytes));
-    CHECK(cuMemAlloc(&db, bytes));
-    CHECK(cuMemAlloc(&dc, bytes));
-    CHECK(cuMemcpyHtoD(da, a.data(), bytes));
-    CHECK(cuMemcpyHtoD(db, b.data(), bytes));
+    CU_CHECK(cuMemAlloc(&da, bytes));
+    CU_CHECK(cuMemAlloc(&db, bytes));
+    CU_CHECK(cuMemAlloc(&dc, bytes));
+    CU_CHECK(cuMemcpyHtoD(da, a.data(), bytes));
+    CU_CHECK(cuMemcpyHtoD(db, b.data(), bytes));
     void* args[] = {&da, &db, &dc, &n};
     const unsigned blocks = (n + 255) / 256;
-    CHECK(cuLaunchKernel(add, blocks, 1, 1, 256, 1, 1, 0, nullptr, args, nullptr));
+    CU_CHECK(cuLaunchKernel(add, blocks, 1, 1, 256, 1, 1, 0, nullptr, args, nullptr));
     CUstream stream;
-    CHECK(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    CU_CHECK(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     CUevent start, stop;
-    CHECK(cuEventCreate(&start, 0));
-    CHECK(cuEventCreate(&stop, 0));
-    CHECK(cuCtxSynchronize());
+    CU_CHECK(cuEventCreate(&start, 0));
+    CU_CHECK(cuEventCreate(&stop, 0));
+    CU_CHECK(cuCtxSynchronize());
     float factor = 0.5f;
     void* scale_args[] = {&dc, &factor, &n};
-    CHECK(cuEventRecord(start, stream));
-    CHECK(cuLaunchKernel(scale, blocks, 1, 1, 256, 1, 1, 0, stream, scale_args, nullptr));
-    CHECK(cuEventRecord(stop, stream));
-    CHECK(cuMemcpyDtoHAsync(c.data(), dc, bytes, stream));
-    CHECK(cuStreamSynchronize(stream));
+    CU_CHECK(cuEventRecord(start, stream));
+    CU_CHECK(cuLaunchKernel(scale, blocks, 1, 1, 256, 1, 1, 0, stream, scale_args, nullptr));
+    CU_CHECK(cuEventRecord(stop, stream));
+    CU_CHECK(cuMemcpyDtoHAsync(c.data(), dc, bytes, stream));
+    CU_CHECK(cuStreamSynchronize(stream));
     float ms = 0;
-    CHECK(cuEventElapsedTime(&ms, start, stop));
+    CU_CHECK(cuEventElapsedTime(&ms, start, stop));
     double sum = 0;
     int wrong = 0;
     for (int i = 0; i < n; ++i) {
@@ -90,18 +81,18 @@ int main(int argc, char** argv) {
       if (std::fabs(c[i] - 0.5f * (a[i] + b[i])) > 1e-6f) ++wrong;
     }
     std::printf("n=%d checksum=%.6f wrong=%d timing=%s\n", n, sum, wrong, ms >= 0 ? "ok" : "bad");
-    CHECK(cuEventDestroy(start));
-    CHECK(cuEventDestroy(stop));
-    CHECK(cuStreamDestroy(stream));
-    CHECK(cuMemFree(da));
-    CHECK(cuMemFree(db));
-    CHECK(cuMemFree(dc));
+    CU_CHECK(cuEventDestroy(start));
+    CU_CHECK(cuEventDestroy(stop));
+    CU_CHECK(cuStreamDestroy(stream));
+    CU_CHECK(cuMemFree(da));
+    CU_CHECK(cuMemFree(db));
+    CU_CHECK(cuMemFree(dc));
   }
   size_t free_bytes = 0, total = 0;
-  CHECK(cuMemGetInfo(&free_bytes, &total));
+  CU_CHECK(cuMemGetInfo(&free_bytes, &total));
   std::printf("memory info: %s\n", free_bytes > 0 && free_bytes <= total ? "ok" : "bad");
-  CHECK(cuModuleUnload(module));
-  CHECK(cuCtxDestroy(context));
+  CU_CHECK(cuModuleUnload(module));
+  CU_CHECK(cuCtxDestroy(context));
   std::printf("done\n");
   return 0;
 }
