@@ -653,6 +653,19 @@ TEST(CudaRuntime, NvccProgramsWithKernelsRun) {
   }
 }
 
+// cudaLaunchHostFunc and cudaStreamAddCallback between kernels on two streams, an event between
+// the streams, and host functions captured into a graph: libcudart reaches them through the
+// interpose's cuLaunchHostFunc and cuStreamAddCallback.
+TEST(CudaRuntime, NvccProgramWithHostFunctionsRuns) {
+  int status = -1;
+  const std::string output = run_with_rgpu(HOST_FUNCTIONS_PROGRAM_PATH, status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("round 2 stream 1: function sum=1051721728, callback sum=3155165184 "
+                                           "status=cudaSuccess, in stream order: ok\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("stream 1 waited for stream 0's callback: yes\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("graph: host functions ran 2 and 2 times, sum=36700160 ok\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("host functions ok\n"));
+}
 #endif
 #endif
 

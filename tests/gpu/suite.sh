@@ -90,6 +90,7 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/runtime_vector_add_static" "$src/runtime_vector_add.cu"
   nvcc -O2 -arch=sm_90 -cudart shared -o "$work/runtime_vector_add_shared" "$src/runtime_vector_add.cu"
   nvcc -O2 -arch=sm_90 -o "$work/runtime_kernels" tests/programs/runtime_kernels.cu
+  nvcc -O2 -arch=sm_90 -o "$work/host_functions" tests/programs/host_functions.cu
   nvcc -O2 -arch=sm_90 -o "$work/kernel_assert" "$src/kernel_assert.cu"
   nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
 }
@@ -250,6 +251,7 @@ run() {
   run_case runtime_static "$work/runtime_vector_add_static"
   run_case runtime_shared "$work/runtime_vector_add_shared"
   run_case runtime_kernels "$work/runtime_kernels"
+  run_case host_functions "$work/host_functions"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_case kernel_assert_again "$work/kernel_assert"
   run_case runtime_after_faults "$work/runtime_vector_add_static"
