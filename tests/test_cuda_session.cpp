@@ -268,5 +268,11 @@ TEST_F(HostFunctionCalls, HostFunctionCallsAreChecked) {
   EXPECT_EQ(reached.id, 10u);
 }
 
+// A poll that comes with a sequence anyway (it is outside the issue order) holds up no call.
+TEST_F(HostFunctionCalls, APollWithATurnHoldsUpNothing) {
+  send(FN_rgpuHostFunctionPoll, poll_arguments(0));
+  EXPECT_EQ(call(FN_cuCtxSynchronize, WireWriter{}).result, CUDA_SUCCESS);
+}
+
 }  // namespace
 }  // namespace rgpu::cuda

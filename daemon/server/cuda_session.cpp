@@ -199,9 +199,17 @@ void CudaSession::submit(Frame frame, std::shared_ptr<const SendFn> answer_via) 
   }
   CallHeader header;
   std::memcpy(&header, frame.body().data(), sizeof header);
-  if (header.function == FN_rgpuHostFunctionPoll) return poll_host_functions(frame, std::move(answer_via));
   std::unique_lock lock(mutex_);
   if (closing_) return;
+  if (header.function == FN_rgpuHostFunctionPoll) {
+    // Outside the issue order: a sequence it came with anyway is passed over when its turn comes.
+    if (header.sequence != 0 && static_cast<int32_t>(header.sequence - next_sequence_) >= 0) {
+      skipped_.insert(header.sequence);
+      skip_passed_turns();
+    }
+    lock.unlock();
+    return poll_host_functions(frame, std::move(answer_via));
+  }
   auto& worker = workers_[header.thread];
   if (!worker) {
     if (workers_.size() > kMaxThreads) {
