@@ -1295,6 +1295,8 @@ TEST_F(CudaE2E, StreamCallbacksAreToldTheStreamsError) {
   ASSERT_CU(cuStreamAddCallback(stream, probe_callback, &told, 0));
   ASSERT_CU(cuLaunchHostFunc(stream, probe, &skipped));
   ASSERT_TRUE(gate.wait_entered());
+  // Answered after the pipelined calls above have reached the driver, before the kernel faults.
+  EXPECT_EQ(cuStreamQuery(stream), CUDA_ERROR_NOT_READY);
   gate.let_go();
   EXPECT_EQ(cuStreamSynchronize(stream), CUDA_ERROR_ILLEGAL_ADDRESS);
   EXPECT_EQ(told.status_told, CUDA_ERROR_ILLEGAL_ADDRESS);

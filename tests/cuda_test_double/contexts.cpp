@@ -22,7 +22,7 @@ void tear_down(std::unique_lock<std::mutex>& lock, CUcontext handle, Context& co
   finish_context(lock, handle);
   if (context.primary && context.primary_retains > 0) return;  // retained again meanwhile
   release_modules_of(handle);
-  release_streams_and_events_of(handle);
+  release_streams_and_events_of(lock, handle);
   release_memory_of(handle);
   context.sticky = CUDA_SUCCESS;
   context.alive = false;

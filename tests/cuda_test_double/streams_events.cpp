@@ -37,6 +37,7 @@ struct Node {
 };
 using UserObjectCounts = std::map<CUuserObject, unsigned>;
 struct Graph {
+  CUcontext context;  // graphs go with the context they were made in
   std::vector<CUgraphNode> nodes;
   UserObjectCounts user_objects;
 };
@@ -161,9 +162,21 @@ bool capture_work(CUstream stream, const StreamWork& work) {
   return true;
 }
 
-void release_streams_and_events_of(CUcontext context) {
+void release_streams_and_events_of(std::unique_lock<std::mutex>& lock, CUcontext context) {
   g_streams.remove_if([&](const Stream& stream) { return stream.context == context; });
   g_events.remove_if([&](const Event& event) { return event.context == context; });
+  Destructors destructors;
+  for (CUgraphExec exec : g_execs.handles_if([&](const Exec& e) { return e.context == context; })) {
+    release_all(g_execs.find(exec)->user_objects, destructors);
+    g_execs.remove(exec);
+  }
+  for (CUgraph graph : g_graphs.handles_if([&](const Graph& g) { return g.context == context; })) {
+    for (CUgraphNode node : g_graphs.find(graph)->nodes) g_nodes.remove(node);
+    release_all(g_graphs.find(graph)->user_objects, destructors);
+    g_graphs.remove(graph);
+  }
+  run(lock, destructors);
+  lock.lock();
 }
 
 }  // namespace rgpu::cuda_double
@@ -306,7 +319,7 @@ DOUBLE_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureM
   if (mode > CU_STREAM_CAPTURE_MODE_RELAXED) return CUDA_ERROR_INVALID_VALUE;
   Stream& found = *g_streams.find(stream);
   if (found.capture) return CUDA_ERROR_ILLEGAL_STATE;
-  found.capture = Capture{++g_last_capture_id, g_graphs.add(Graph{}), {}, {}};
+  found.capture = Capture{++g_last_capture_id, g_graphs.add(Graph{found.context, {}, {}}), {}, {}};
   return CUDA_SUCCESS;
 }
 
@@ -418,7 +431,7 @@ DOUBLE_EXPORT CUresult cuGraphCreate(CUgraph* graph, unsigned flags) {
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
   if (graph == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
-  *graph = g_graphs.add(Graph{});
+  *graph = g_graphs.add(Graph{context, {}, {}});
   return CUDA_SUCCESS;
 }
 

@@ -84,7 +84,9 @@ Context* find_context(CUcontext handle);
 CUresult current_context(CUcontext& handle);
 // What a context owns is freed with it (by the files that own those things).
 void release_memory_of(CUcontext context);
-void release_streams_and_events_of(CUcontext context);
+// Streams, events, graphs and executable graphs (whose user objects' destructors run with the
+// lock released for a while).
+void release_streams_and_events_of(std::unique_lock<std::mutex>& lock, CUcontext context);
 void release_modules_of(CUcontext context);
 
 // ---- device memory (memory.cpp) ------------------------------------------------------------
