@@ -1,10 +1,12 @@
 // A TEST DOUBLE of the CUDA driver (libcuda) for CI machines without a GPU. The RGPU server
 // dlopens it through $RGPU_CUDA_LIBRARY and cannot tell it from a driver: two devices, device
 // memory that is host memory, and kernels implemented on the host (kernels.cpp), run as they are
-// launched. It exports only the entry points it implements with real semantics; a server that
-// asks for any other one finds no symbol and answers CUDA_ERROR_NOT_SUPPORTED.
+// launched (or, behind a host function, when their stream gets there: stream_order.cpp). It
+// exports only the entry points it implements with real semantics; a server that asks for any
+// other one finds no symbol and answers CUDA_ERROR_NOT_SUPPORTED.
 //
-// Every entry point holds one lock for its whole run; the helpers declared here expect it held.
+// Every entry point holds one lock for its whole run, except while it waits for queued stream
+// work; the helpers declared here expect it held.
 #pragma once
 
 #include <cuda.h>
