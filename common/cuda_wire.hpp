@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "wire.hpp"
 
@@ -58,6 +59,9 @@ inline constexpr uint32_t FN_rgpuLinkAdd = fnv1a("rgpu.LinkAdd");              /
 inline constexpr uint32_t FN_rgpuLinkComplete = fnv1a("rgpu.LinkComplete");    // -> the linked image
 inline constexpr uint32_t FN_rgpuLinkDestroy = fnv1a("rgpu.LinkDestroy");
 inline constexpr uint32_t FN_rgpuTensorMap = fnv1a("rgpu.TensorMap");          // cuTensorMapEncode*, ReplaceAddress
+inline constexpr uint32_t FN_rgpuLaunchHostFunction = fnv1a("rgpu.LaunchHostFunction");  // a host function, by id
+inline constexpr uint32_t FN_rgpuHostFunctionPoll = fnv1a("rgpu.HostFunctionPoll");      // which one was reached
+inline constexpr uint32_t FN_rgpuGraphAddHostNode = fnv1a("rgpu.GraphAddHostNode");      // a host node, by id
 
 // Plain structs cross as `u32 size` + their bytes, checked against the receiver's own size; an
 // array of them (a `const S*` beside its count) as `u8 present, u32 size, u64 n`, n structs, at most
@@ -97,6 +101,37 @@ inline constexpr uint32_t kCaptureStatus = 1, kCaptureId = 2, kCaptureGraph = 4,
                           kCaptureEdgeData = 16, kCaptureCount = 32;
 inline constexpr uint8_t kCaptureListsNodes = 1, kCaptureListsEdges = 2;
 
+// rgpu.HostFunctionPoll's answer: the host function the stream reached, if one was (`reach`
+// names this run of it: a graph's runs again at each launch), and ids the application may forget.
+struct HostFunctionPollAnswer {
+  bool reached = false;
+  uint64_t reach = 0;
+  uint64_t id = 0;
+  int32_t status = 0;  // cuStreamAddCallback's status
+  bool once = false;   // the id runs only this once: forget it after the run
+  std::vector<uint64_t> forgotten;
+};
+
+inline void encode(WireWriter& out, const HostFunctionPollAnswer& answer) {
+  out.put<uint8_t>(answer.reached).put(answer.reach).put(answer.id).put(answer.status).put<uint8_t>(answer.once);
+  out.put(static_cast<uint32_t>(answer.forgotten.size()));
+  for (uint64_t id : answer.forgotten) out.put(id);
+}
+
+inline HostFunctionPollAnswer decode_host_function_poll_answer(WireReader& in) {
+  HostFunctionPollAnswer answer;
+  answer.reached = in.get<uint8_t>() != 0;
+  answer.reach = in.get<uint64_t>();
+  answer.id = in.get<uint64_t>();
+  answer.status = in.get<int32_t>();
+  answer.once = in.get<uint8_t>() != 0;
+  const uint32_t count = in.get<uint32_t>();
+  if (count > in.remaining() / sizeof(uint64_t)) throw WireError("host function poll answer: more ids than bytes");
+  for (uint32_t i = 0; i < count; ++i) answer.forgotten.push_back(in.get<uint64_t>());
+  in.expect_end();
+  return answer;
+}
+
 // The name of one of RGPU's own calls, for logs (nullptr for any other id).
 inline const char* rgpu_call_name(uint32_t id) {
   switch (id) {
@@ -115,6 +150,9 @@ inline const char* rgpu_call_name(uint32_t id) {
     case FN_rgpuLinkComplete: return "rgpu.LinkComplete";
     case FN_rgpuLinkDestroy: return "rgpu.LinkDestroy";
     case FN_rgpuTensorMap: return "rgpu.TensorMap";
+    case FN_rgpuLaunchHostFunction: return "rgpu.LaunchHostFunction";
+    case FN_rgpuHostFunctionPoll: return "rgpu.HostFunctionPoll";
+    case FN_rgpuGraphAddHostNode: return "rgpu.GraphAddHostNode";
     default: return nullptr;
   }
 }

@@ -58,6 +58,8 @@ const char* error_string_of(CUresult result);
 // Sends without the initialisation check (cuInit's own calls).
 CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpec* spec);
 CUresult send_pipelined(CallBuilder& call, const RingSpec* spec);
+// Sends a call outside the process's issue order (rgpu.HostFunctionPoll) and waits for its answer.
+CUresult exchange_unordered(CallBuilder& call, const ReplyReader& read_outs);
 // Sends a call that will be answered, without waiting; the answer is read with DaemonLink::wait.
 CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id);
 CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_outs);

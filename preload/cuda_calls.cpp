@@ -9,6 +9,7 @@
 #include "cuda_client.hpp"
 #include "daemon_link.hpp"
 #include "device_address_space.hpp"
+#include "host_function_runner.hpp"
 #include "log.hpp"
 
 namespace rgpu::cuda {
@@ -29,14 +30,23 @@ std::set<std::string>& logged_names() {
   return *value;
 }
 
-// Fills the header fields known only at send time.
-void stamp(CallBuilder& call, DaemonLink& link) {
+// Fills the header fields known only at send time. A call outside the issue order takes no
+// sequence (0).
+void stamp(CallBuilder& call, DaemonLink& link, bool ordered = true) {
   CallHeader header;
   std::memcpy(&header, call.payload().data(), sizeof header);
   header.thread = link.thread_id();
   header.context = reinterpret_cast<uint64_t>(current_context());
-  header.sequence = g_next_sequence.fetch_add(1);
+  header.sequence = ordered ? g_next_sequence.fetch_add(1) : 0;
   std::memcpy(call.payload().data(), &header, sizeof header);
+}
+
+// The link for a call to the server, or why there is none. A host function may not call CUDA,
+// as with the driver (it would wait for the stream that waits for it).
+CUresult link_for_call(DaemonLink*& link) {
+  if (in_host_function()) return CUDA_ERROR_NOT_PERMITTED;
+  link = DaemonLink::for_this_thread();
+  return link ? CUDA_SUCCESS : kLinkLost;
 }
 
 CUresult report_deferred(const ReplyHeader& header) {
@@ -76,15 +86,15 @@ CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_o
   }
 }
 
-CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpec* spec) {
-  DaemonLink* link = DaemonLink::for_this_thread();
-  if (link == nullptr) return kLinkLost;
-  stamp(call, *link);
+namespace {
+CUresult exchange_on(DaemonLink& link, CallBuilder& call, const ReplyReader& read_outs, const RingSpec* spec,
+                     bool ordered) {
+  stamp(call, link, ordered);
   const uint64_t id = g_next_request.fetch_add(1);
-  if (CUresult r = link->send(id, 0, call.payload(), spec); r != CUDA_SUCCESS) return r;
+  if (CUresult r = link.send(id, 0, call.payload(), spec); r != CUDA_SUCCESS) return r;
   std::vector<uint8_t> storage;
   std::span<const uint8_t> answer;
-  if (CUresult r = link->wait(id, storage, answer); r != CUDA_SUCCESS) return r;
+  if (CUresult r = link.wait(id, storage, answer); r != CUDA_SUCCESS) return r;
   const CUresult result = finish_reply(answer, read_outs);
   if (result != CUDA_SUCCESS) {  // RGPU_LOG=debug shows which calls a failing program made fail
     const char* name = function_name(call.function()) ?: rgpu_call_name(call.function());
@@ -92,10 +102,23 @@ CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpe
   }
   return result;
 }
+}  // namespace
 
-CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id) {
+CUresult exchange(CallBuilder& call, const ReplyReader& read_outs, const RingSpec* spec) {
+  DaemonLink* link = nullptr;
+  if (CUresult r = link_for_call(link); r != CUDA_SUCCESS) return r;
+  return exchange_on(*link, call, read_outs, spec, true);
+}
+
+CUresult exchange_unordered(CallBuilder& call, const ReplyReader& read_outs) {
   DaemonLink* link = DaemonLink::for_this_thread();
   if (link == nullptr) return kLinkLost;
+  return exchange_on(*link, call, read_outs, nullptr, false);
+}
+
+CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id) {
+  DaemonLink* link = nullptr;
+  if (CUresult r = link_for_call(link); r != CUDA_SUCCESS) return r;
   stamp(call, *link);
   request_id = g_next_request.fetch_add(1);
   return link->send(request_id, 0, call.payload(), spec);
@@ -107,8 +130,8 @@ CUresult call_sync(CallBuilder& call, const ReplyReader& read_outs) {
 }
 
 CUresult send_pipelined(CallBuilder& call, const RingSpec* spec) {
-  DaemonLink* link = DaemonLink::for_this_thread();
-  if (link == nullptr) return kLinkLost;
+  DaemonLink* link = nullptr;
+  if (CUresult r = link_for_call(link); r != CUDA_SUCCESS) return r;
   stamp(call, *link);
   return link->send(g_next_request.fetch_add(1), kFrameNoReply, call.payload(), spec);
 }

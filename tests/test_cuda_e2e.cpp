@@ -14,11 +14,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <optional>
@@ -1419,6 +1422,20 @@ TEST(CudaRuntime, NvccProgramsWithKernelsRun) {
     EXPECT_THAT(output, ::testing::HasSubstr("fill not_42=0 timing=ok\n")) << program;
   }
 }
+
+// cudaLaunchHostFunc and cudaStreamAddCallback between kernels on two streams, an event between
+// the streams, and host functions captured into a graph: libcudart reaches them through the
+// interpose's cuLaunchHostFunc and cuStreamAddCallback.
+TEST(CudaRuntime, NvccProgramWithHostFunctionsRuns) {
+  int status = -1;
+  const std::string output = run_with_rgpu(HOST_FUNCTIONS_PROGRAM_PATH, status);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  EXPECT_THAT(output, ::testing::HasSubstr("round 2 stream 1: function sum=1051721728, callback sum=3155165184 "
+                                           "status=cudaSuccess, in stream order: ok\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("stream 1 waited for stream 0's callback: yes\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("graph: host functions ran 2 and 2 times, sum=36700160 ok\n"));
+  EXPECT_THAT(output, ::testing::HasSubstr("host functions ok\n"));
+}
 #endif
 #endif
 
@@ -1878,8 +1895,280 @@ TEST_F(CudaE2E, ThreadsRunConcurrentlyInIssueOrder) {
   EXPECT_CU(cuMemFree(d));
 }
 
+// What host functions saw, in the order they ran (they run on the interpose's thread).
+struct RunLog {
+  std::mutex mutex;
+  std::vector<std::string> runs;
+  void add(const std::string& run) {
+    std::lock_guard lock(mutex);
+    runs.push_back(run);
+  }
+};
+
+// A host function that reads what the stream wrote to host memory before it.
+struct Probe {
+  RunLog* log;
+  std::string name;
+  const unsigned* watched;
+  unsigned seen = 0;
+  CUstream stream_told = nullptr;
+  CUresult status_told = CUDA_ERROR_UNKNOWN;
+};
+void CUDA_CB probe(void* data) {
+  auto* p = static_cast<Probe*>(data);
+  p->seen = *p->watched;
+  p->log->add(p->name);
+}
+void CUDA_CB probe_callback(CUstream stream, CUresult status, void* data) {
+  auto* p = static_cast<Probe*>(data);
+  p->stream_told = stream;
+  p->status_told = status;
+  probe(data);
+}
+
+// A host function that holds its stream until the test lets it go.
+struct Gate {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool entered = false, open = false;
+  bool wait_entered() {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, std::chrono::seconds(30), [&] { return entered; });
+  }
+  void let_go() {
+    std::lock_guard lock(mutex);
+    open = true;
+    changed.notify_all();
+  }
+};
+void CUDA_CB hold(void* data) {
+  auto* gate = static_cast<Gate*>(data);
+  std::unique_lock lock(gate->mutex);
+  gate->entered = true;
+  gate->changed.notify_all();
+  gate->changed.wait(lock, [&] { return gate->open; });
+}
+
+void CUDA_CB count_run(void* data) { static_cast<std::atomic<int>*>(data)->fetch_add(1); }
+
+// Kernels, copies and host functions on two streams: each host function runs after the work
+// issued before it on its stream (it sees the data a kernel wrote and a copy brought back), in
+// its stream's order; a stream callback is told its stream and CUDA_SUCCESS.
+TEST_F(CudaE2E, HostFunctionsRunInStreamOrderWithKernelsAndCopies) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  RunLog log;
+  CUstream streams[2];
+  CUdeviceptr memory[2];
+  unsigned long long n = 1024;
+  unsigned first[2] = {}, second[2] = {};
+  std::vector<std::unique_ptr<Probe>> probes;
+  for (int s = 0; s < 2; ++s) {
+    ASSERT_CU(cuStreamCreate(&streams[s], CU_STREAM_NON_BLOCKING));
+    ASSERT_CU(cuMemAlloc(&memory[s], n * 4));
+  }
+  for (int s = 0; s < 2; ++s) {
+    const std::string name = "stream " + std::to_string(s);
+    unsigned value = 100 + s;
+    void* args[] = {&memory[s], &value, &n};
+    ASSERT_CU(cuLaunchKernel(fill, 4, 1, 1, 256, 1, 1, 0, streams[s], args, nullptr));
+    ASSERT_CU(cuMemcpyDtoHAsync(&first[s], memory[s] + 4 * 17, 4, streams[s]));
+    probes.push_back(std::make_unique<Probe>(Probe{&log, name + " function", &first[s]}));
+    ASSERT_CU(cuLaunchHostFunc(streams[s], probe, probes.back().get()));
+  }
+  for (int s = 0; s < 2; ++s) {
+    unsigned value = 200 + s;
+    void* args[] = {&memory[s], &value, &n};
+    ASSERT_CU(cuLaunchKernel(fill, 4, 1, 1, 256, 1, 1, 0, streams[s], args, nullptr));
+    ASSERT_CU(cuMemcpyDtoHAsync(&second[s], memory[s] + 4 * 1000, 4, streams[s]));
+    probes.push_back(std::make_unique<Probe>(Probe{&log, "stream " + std::to_string(s) + " callback", &second[s]}));
+    ASSERT_CU(cuStreamAddCallback(streams[s], probe_callback, probes.back().get(), 0));
+  }
+  for (CUstream stream : streams) ASSERT_CU(cuStreamSynchronize(stream));
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_EQ(probes[s]->seen, 100u + s);
+    EXPECT_EQ(probes[2 + s]->seen, 200u + s);
+    EXPECT_EQ(probes[2 + s]->stream_told, streams[s]);
+    EXPECT_EQ(probes[2 + s]->status_told, CUDA_SUCCESS);
+    auto at = [&](const std::string& run) { return std::find(log.runs.begin(), log.runs.end(), run) - log.runs.begin(); };
+    EXPECT_LT(at(probes[s]->name), at(probes[2 + s]->name));
+  }
+  EXPECT_EQ(log.runs.size(), 4u);
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_CU(cuStreamDestroy(streams[s]));
+    EXPECT_CU(cuMemFree(memory[s]));
+  }
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+// Work issued after a host function waits until it has returned: while it runs, its stream and an
+// event recorded behind it are not done, and a kernel behind it has not run.
+TEST_F(CudaE2E, WorkAfterAHostFunctionWaitsForIt) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUstream stream, other;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamCreate(&other, CU_STREAM_NON_BLOCKING));
+  CUevent after;
+  ASSERT_CU(cuEventCreate(&after, 0));
+  unsigned long long n = 256;
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, n * 4));
+  ASSERT_CU(cuMemsetD32(d, 0, n));
+  Gate gate;
+  ASSERT_CU(cuLaunchHostFunc(stream, hold, &gate));
+  unsigned value = 5;
+  void* args[] = {&d, &value, &n};
+  ASSERT_CU(cuLaunchKernel(fill, 1, 1, 1, 256, 1, 1, 0, stream, args, nullptr));
+  ASSERT_CU(cuEventRecord(after, stream));
+  ASSERT_TRUE(gate.wait_entered());
+  EXPECT_EQ(cuStreamQuery(stream), CUDA_ERROR_NOT_READY);
+  EXPECT_EQ(cuEventQuery(after), CUDA_ERROR_NOT_READY);
+  unsigned seen = 99;
+  ASSERT_CU(cuMemcpyDtoHAsync(&seen, d, 4, other));  // another stream: not held
+  EXPECT_EQ(seen, 0u);
+  gate.let_go();
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_CU(cuEventQuery(after));
+  ASSERT_CU(cuMemcpyDtoH(&seen, d + 4 * 255, 4));
+  EXPECT_EQ(seen, 5u);
+  EXPECT_CU(cuEventDestroy(after));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuStreamDestroy(other));
+  EXPECT_CU(cuMemFree(d));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+// A stream callback is told the error the context hit before the stream reached it; a host
+// function behind the fault does not run, as with the driver.
+TEST_F(CudaE2E, StreamCallbacksAreToldTheStreamsError) {
+  CUcontext doomed;
+  ASSERT_CU(cuCtxCreate(&doomed, nullptr, 0, 0));
+  CUmodule module = load_module();
+  CUfunction faulting;
+  ASSERT_CU(cuModuleGetFunction(&faulting, module, "illegal_address"));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  CUdeviceptr d;
+  ASSERT_CU(cuMemAlloc(&d, 64));
+  Gate gate;
+  ASSERT_CU(cuLaunchHostFunc(stream, hold, &gate));
+  unsigned n = 17;
+  void* args[] = {&d, &d, &d, &n};
+  ASSERT_CU(cuLaunchKernel(faulting, 1, 1, 1, 32, 1, 1, 0, stream, args, nullptr));
+  RunLog log;
+  unsigned nothing = 0;
+  Probe told{&log, "callback", &nothing};
+  Probe skipped{&log, "function", &nothing};
+  ASSERT_CU(cuStreamAddCallback(stream, probe_callback, &told, 0));
+  ASSERT_CU(cuLaunchHostFunc(stream, probe, &skipped));
+  ASSERT_TRUE(gate.wait_entered());
+  // Answered after the pipelined calls above have reached the driver, before the kernel faults.
+  EXPECT_EQ(cuStreamQuery(stream), CUDA_ERROR_NOT_READY);
+  gate.let_go();
+  EXPECT_EQ(cuStreamSynchronize(stream), CUDA_ERROR_ILLEGAL_ADDRESS);
+  EXPECT_EQ(told.status_told, CUDA_ERROR_ILLEGAL_ADDRESS);
+  EXPECT_EQ(told.stream_told, stream);
+  EXPECT_EQ(log.runs, std::vector<std::string>{"callback"});
+  EXPECT_CU(cuCtxDestroy(doomed));
+  ASSERT_CU(cuCtxSetCurrent(context_));
+}
+
+// Host functions on many streams, issued by several threads at once: each runs once, in its
+// stream's order.
+TEST_F(CudaE2E, HostFunctionsOnManyStreamsAtOnce) {
+  constexpr int kThreads = 4, kStreamsPerThread = 4, kPerStream = 8;
+  struct Step {
+    std::atomic<int>* next;
+    int index;
+    std::atomic<int>* out_of_order;
+  };
+  std::atomic<int> next[kThreads * kStreamsPerThread] = {};
+  std::atomic<int> out_of_order{0};
+  std::vector<Step> steps;
+  steps.reserve(kThreads * kStreamsPerThread * kPerStream);
+  for (int s = 0; s < kThreads * kStreamsPerThread; ++s)
+    for (int i = 0; i < kPerStream; ++i) steps.push_back(Step{&next[s], i, &out_of_order});
+  auto step = [](void* data) {
+    auto* st = static_cast<Step*>(data);
+    if (st->next->fetch_add(1) != st->index) st->out_of_order->fetch_add(1);
+  };
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      cuCtxSetCurrent(context_);
+      CUstream streams[kStreamsPerThread];
+      for (CUstream& stream : streams)
+        if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS) failures.fetch_add(1);
+      for (int i = 0; i < kPerStream; ++i)
+        for (int s = 0; s < kStreamsPerThread; ++s)
+          if (cuLaunchHostFunc(streams[s], step, &steps[((t * kStreamsPerThread) + s) * kPerStream + i]) != CUDA_SUCCESS)
+            failures.fetch_add(1);
+      for (CUstream stream : streams)
+        if (cuStreamSynchronize(stream) != CUDA_SUCCESS || cuStreamDestroy(stream) != CUDA_SUCCESS) failures.fetch_add(1);
+    });
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(out_of_order.load(), 0);
+  for (const auto& count : next) EXPECT_EQ(count.load(), kPerStream);
+}
+
+// A host function must not call CUDA: the call fails with CUDA_ERROR_NOT_PERMITTED (and does not
+// wait for the stream that waits for the function).
+TEST_F(CudaE2E, AHostFunctionMayNotCallCuda) {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  CUresult seen = CUDA_SUCCESS;
+  ASSERT_CU(cuLaunchHostFunc(stream, [](void* data) { *static_cast<CUresult*>(data) = cuCtxSynchronize(); }, &seen));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(seen, CUDA_ERROR_NOT_PERMITTED);
+  EXPECT_CU(cuStreamDestroy(stream));
+}
+
+// Host functions captured into a graph run at each of its launches, also after the graph itself
+// is destroyed (its executable graph keeps them); host nodes added to a graph run too.
+TEST_F(CudaE2E, GraphsRunTheirHostFunctionsAtEachLaunch) {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  RunLog log;
+  unsigned nothing = 0;
+  Probe a{&log, "a", &nothing}, b{&log, "b", &nothing};
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+  ASSERT_CU(cuLaunchHostFunc(stream, probe, &a));
+  ASSERT_CU(cuLaunchHostFunc(stream, probe, &b));
+  CUgraph graph;
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+  EXPECT_TRUE(log.runs.empty());  // captured, not run
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuGraphDestroy(graph));
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(log.runs, (std::vector<std::string>{"a", "b", "a", "b"}));
+  ASSERT_CU(cuGraphExecDestroy(exec));
+
+  CUgraph built;
+  ASSERT_CU(cuGraphCreate(&built, 0));
+  CUgraphNode first, second;
+  const CUDA_HOST_NODE_PARAMS first_params{probe, &b}, second_params{probe, &a};
+  ASSERT_CU(cuGraphAddHostNode(&first, built, nullptr, 0, &first_params));
+  ASSERT_CU(cuGraphAddHostNode(&second, built, &first, 1, &second_params));
+  EXPECT_EQ(cuGraphAddHostNode(&second, built, nullptr, 0, nullptr), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, built, 0));
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(log.runs, (std::vector<std::string>{"a", "b", "a", "b", "b", "a"}));
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(built));
+  EXPECT_CU(cuStreamDestroy(stream));
+}
+
 TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
-  EXPECT_EQ(cuLaunchHostFunc(nullptr, nullptr, nullptr), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuGraphHostNodeGetParams(nullptr, nullptr), CUDA_ERROR_NOT_SUPPORTED);
   void* fn = nullptr;
   CUdriverProcAddressQueryResult status;
   ASSERT_CU(cuGetProcAddress("cuMemAlloc", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &status));
@@ -2076,6 +2365,59 @@ TEST_F(CudaE2E, DeadClientsMemoryIsFreed) {
   EXPECT_NE(CudaPath::server_log().find("freed 3 allocations"), std::string::npos);
 }
 
+// Waits up to 30 s for the worker of the first CUDA session opened after `from` (an offset in the
+// server's log) to end; true when it ended after all its session's work had finished.
+bool worker_ends_cleanly_after(size_t from) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    const std::string log = CudaPath::server_log().substr(from);
+    const size_t at = log.find("): worker ");
+    if (at != std::string::npos) {
+      const std::string ended = "worker " + std::to_string(std::stoi(log.substr(at + std::strlen("): worker ")))) + " for ";
+      for (size_t line = log.find(ended); line != std::string::npos; line = log.find(ended, line + 1))
+        if (log.substr(line, log.find('\n', line) - line).ends_with(" ended"))
+          return log.find("did not finish within") == std::string::npos;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// One host function through this process's session, start to end.
+void expect_a_host_function_runs() {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  std::atomic<int> runs{0};
+  ASSERT_CU(cuLaunchHostFunc(stream, count_run, &runs));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_CU(cuStreamDestroy(stream));
+}
+
+// An application that ends while its host function runs, another queued behind it, leaves the
+// server as it was: the server's host function returns, the worker ends with its work finished,
+// and other applications' host functions run.
+TEST_F(CudaE2E, AnApplicationThatEndsWithHostFunctionsPendingLeavesTheServerHealthy) {
+  const size_t from = CudaPath::server_log().size();
+  EXPECT_EQ(run_child("HoldsAHostFunction"), kChildDone);
+  EXPECT_TRUE(worker_ends_cleanly_after(from)) << CudaPath::server_log().substr(from);
+  expect_a_host_function_runs();
+}
+
+// A host function that never returns holds up its own application only: another application's
+// host functions run meanwhile, and once the holder is killed its worker ends.
+TEST_F(CudaE2E, AHostFunctionThatNeverReturnsHoldsOnlyItsApplication) {
+  TempDir dir;
+  const std::string marker = dir.path() + "/holding";
+  const size_t from = CudaPath::server_log().size();
+  const pid_t child = start_child("HoldsAHostFunction", {"RGPU_TEST_MARKER=" + marker, "RGPU_TEST_STAY=1"});
+  ASSERT_TRUE(appears_within_30s(marker)) << "the child's host function never ran";
+  expect_a_host_function_runs();
+  kill(child, SIGKILL);
+  EXPECT_TRUE(wait_for_child(child));
+  EXPECT_TRUE(worker_ends_cleanly_after(from)) << CudaPath::server_log().substr(from);
+}
+
 bool g_is_child = false;
 
 // A child's start: the driver initialised and device 0's primary context current (exit codes 1
@@ -2167,6 +2509,23 @@ TEST(CudaE2EChild, CopiesUntilTheServerGoes) {
     if (i == 0) std::fclose(std::fopen(std::getenv("RGPU_TEST_MARKER"), "w"));
   }
   _exit(5);  // the server never went
+}
+
+// A host function that holds its stream, another queued behind it; then the process ends (or,
+// with RGPU_TEST_STAY, waits to be killed), after creating RGPU_TEST_MARKER when set.
+TEST(CudaE2EChild, HoldsAHostFunction) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  enter_primary_context();
+  CUstream stream;
+  if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS) _exit(3);
+  static Gate gate;  // never let go
+  static std::atomic<int> behind{0};
+  if (cuLaunchHostFunc(stream, hold, &gate) != CUDA_SUCCESS || cuLaunchHostFunc(stream, count_run, &behind) != CUDA_SUCCESS)
+    _exit(4);
+  if (!gate.wait_entered()) _exit(5);
+  if (const char* marker = std::getenv("RGPU_TEST_MARKER")) std::fclose(std::fopen(marker, "w"));
+  if (std::getenv("RGPU_TEST_STAY")) pause();
+  _exit(behind.load() == 0 ? kChildDone : 6);
 }
 
 TEST(CudaE2EChild, SeesOnlyDeviceOne) {

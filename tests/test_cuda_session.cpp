@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-#include <condition_variable>
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
-#include <optional>
 
 #include "cuda_wire.hpp"
 #include "server/cuda_driver.hpp"
@@ -28,8 +28,10 @@ class CudaSessionCalls : public ::testing::Test {
     session_ = std::make_shared<CudaSession>(
         DeviceMap{{0}}, budget_,
         [this](std::vector<uint8_t> head, BulkPayload) {
+          FrameHeader frame;
+          std::memcpy(&frame, head.data(), kFrameHeaderSize);
           std::lock_guard lock(mutex_);
-          reply_ = std::vector<uint8_t>(head.begin() + kFrameHeaderSize, head.end());
+          replies_[frame.request_id] = std::vector<uint8_t>(head.begin() + kFrameHeaderSize, head.end());
           replied_.notify_all();
         },
         "test");
@@ -37,34 +39,52 @@ class CudaSessionCalls : public ::testing::Test {
     device.put<uint64_t>(0);
     context_ = handle(call(FN_cuDevicePrimaryCtxRetain, device, 1));
   }
-  void TearDown() override { session_->close(); }
+  void TearDown() override {
+    if (!closed_) session_->close();
+  }
 
   struct Answer {
     CUresult result;
     std::vector<uint8_t> outputs;
+    ReplyHeader header;
   };
-  // One call that waits for its answer, in the session's primary context.
-  Answer call(uint32_t function, const WireWriter& args, uint32_t out_mask = 0) {
+  // Sends one call in the session's primary context; its request id (its sequence, or for a call
+  // outside the issue order a number of its own).
+  uint64_t send(uint32_t function, const WireWriter& args, uint32_t out_mask = 0, uint16_t flags = 0,
+                bool ordered = true) {
     CallHeader header;
     header.function = function;
     header.context = context_;
     header.out_mask = out_mask;
-    header.sequence = ++sequence_;
+    header.sequence = ordered ? ++sequence_ : 0;
     Frame frame;
     frame.header.type = kMsgCudaCall;
-    frame.header.request_id = header.sequence;
+    frame.header.flags = flags;
+    frame.header.request_id = ordered ? header.sequence : ++unordered_;
     WireWriter payload(frame.payload);
     payload.put(header);
     const auto& bytes = const_cast<WireWriter&>(args).buffer();
     payload.bytes(bytes.data(), bytes.size());
+    const uint64_t id = frame.header.request_id;
     session_->submit(std::move(frame));
+    return id;
+  }
+  Answer await(uint64_t request_id) {
     std::unique_lock lock(mutex_);
-    replied_.wait(lock, [&] { return reply_.has_value(); });
+    replied_.wait(lock, [&] { return replies_.contains(request_id); });
+    const std::vector<uint8_t> bytes = std::move(replies_[request_id]);
+    replies_.erase(request_id);
     ReplyHeader reply;
-    std::memcpy(&reply, reply_->data(), sizeof reply);
-    Answer answer{static_cast<CUresult>(reply.result), {reply_->begin() + sizeof reply, reply_->end()}};
-    reply_.reset();
-    return answer;
+    std::memcpy(&reply, bytes.data(), sizeof reply);
+    return Answer{static_cast<CUresult>(reply.result), {bytes.begin() + sizeof reply, bytes.end()}, reply};
+  }
+  bool answered(uint64_t request_id) {
+    std::lock_guard lock(mutex_);
+    return replies_.contains(request_id);
+  }
+  // One call that waits for its answer, in the session's primary context.
+  Answer call(uint32_t function, const WireWriter& args, uint32_t out_mask = 0) {
+    return await(send(function, args, out_mask));
   }
   static uint64_t handle(const Answer& answer) {
     EXPECT_EQ(answer.result, CUDA_SUCCESS);
@@ -80,11 +100,13 @@ class CudaSessionCalls : public ::testing::Test {
 
   std::shared_ptr<MemoryBudget> budget_ = std::make_shared<MemoryBudget>();
   std::shared_ptr<CudaSession> session_;
+  bool closed_ = false;
   uint64_t context_ = 0;
   uint32_t sequence_ = 0;
+  uint64_t unordered_ = 1u << 30;
   std::mutex mutex_;
   std::condition_variable replied_;
-  std::optional<std::vector<uint8_t>> reply_;
+  std::map<uint64_t, std::vector<uint8_t>> replies_;
 };
 
 WireWriter rectangle(uint8_t mode, const CUDA_MEMCPY2D& copy) {
@@ -324,6 +346,99 @@ TEST_F(CudaSessionCalls, StructContentsAndArraysAreChecked) {
   EXPECT_GE(budget_->used(), 2u << 20);  // still mapped
   session_->close();
   EXPECT_EQ(budget_->used(), 0u);
+}
+
+
+WireWriter poll_arguments(uint64_t done) {
+  WireWriter w;
+  w.put(done);
+  return w;
+}
+HostFunctionPollAnswer decode(const std::vector<uint8_t>& outputs) {
+  WireReader reader(outputs);
+  return decode_host_function_poll_answer(reader);
+}
+
+class HostFunctionCalls : public CudaSessionCalls {
+ protected:
+  // rgpu.LaunchHostFunction on the legacy stream, pipelined, as the interpose sends it.
+  void launch(uint32_t variant, uint64_t id) {
+    WireWriter w;
+    w.put(variant).put<uint64_t>(0).put(id).put<uint32_t>(0);
+    send(FN_rgpuLaunchHostFunction, w, 0, kFrameNoReply);
+  }
+  // rgpu.HostFunctionPoll, outside the issue order; its request id.
+  uint64_t poll(const WireWriter& arguments) { return send(FN_rgpuHostFunctionPoll, arguments, 0, 0, false); }
+  uint64_t poll(uint64_t done) { return poll(poll_arguments(done)); }
+  HostFunctionPollAnswer polled(uint64_t done) {
+    const Answer answer = await(poll(done));
+    EXPECT_EQ(answer.result, CUDA_SUCCESS);
+    EXPECT_EQ(answer.header.deferred_function, 0u);  // a failure is for its calls' own thread
+    return decode(answer.outputs);
+  }
+  WireWriter legacy_stream() {
+    WireWriter w;
+    w.put<uint64_t>(0);
+    return w;
+  }
+};
+
+// The driver runs the server's function in place of the application's: the stream waits until
+// the application's next poll says the function has run.
+TEST_F(HostFunctionCalls, AStreamWaitsForTheApplicationsHostFunction) {
+  launch(FN_cuLaunchHostFunc, 7);
+  const HostFunctionPollAnswer first = polled(0);
+  EXPECT_TRUE(first.reached);
+  EXPECT_EQ(first.id, 7u);
+  EXPECT_TRUE(first.once);
+  EXPECT_EQ(first.status, CUDA_SUCCESS);
+  EXPECT_EQ(call(FN_cuStreamQuery, legacy_stream()).result, CUDA_ERROR_NOT_READY);
+  const uint64_t synchronized = send(FN_cuStreamSynchronize, legacy_stream());
+  const uint64_t parked = poll(first.reach);
+  EXPECT_EQ(await(synchronized).result, CUDA_SUCCESS);
+  EXPECT_FALSE(answered(parked));  // nothing more was reached
+}
+
+// A session that ends while a stream waits for the application (which never answers) lets the
+// stream go, and the call waiting for that stream returns: the session closes.
+TEST_F(HostFunctionCalls, ClosingReleasesHostFunctionsTheApplicationNeverAnswered) {
+  launch(FN_cuStreamAddCallback, 1);
+  launch(FN_cuLaunchHostFunc, 2);
+  EXPECT_TRUE(polled(0).reached);
+  send(FN_cuStreamSynchronize, legacy_stream());  // waits for the stream
+  session_->close();
+  closed_ = true;
+}
+
+// What an application sends about host functions is checked: a function RGPU does not send is
+// refused (and its id given back to be forgotten), a poll with bytes too many is refused, a done
+// that no stream waits for is ignored, and polls beyond the limit are refused.
+TEST_F(HostFunctionCalls, HostFunctionCallsAreChecked) {
+  launch(FN_cuLaunchKernel, 9);
+  const HostFunctionPollAnswer answer = polled(12345);
+  EXPECT_FALSE(answer.reached);
+  EXPECT_EQ(answer.forgotten, std::vector<uint64_t>{9});
+  const Answer next = call(FN_cuCtxSynchronize, WireWriter{});
+  EXPECT_EQ(next.header.deferred_function, FN_rgpuLaunchHostFunction);
+  EXPECT_EQ(next.header.deferred_result, CUDA_ERROR_INVALID_VALUE);
+
+  WireWriter too_long = poll_arguments(0);
+  too_long.put<uint8_t>(0);
+  EXPECT_EQ(await(poll(too_long)).result, CUDA_ERROR_INVALID_VALUE);
+  const uint64_t first_parked = poll(0);
+  for (size_t i = 1; i < HostFunctionRelay::kMaxPolls; ++i) poll(0);
+  EXPECT_EQ(await(poll(0)).result, CUDA_ERROR_INVALID_VALUE);
+  // The polls that wait are answered in turn.
+  launch(FN_cuLaunchHostFunc, 10);
+  const HostFunctionPollAnswer reached = decode(await(first_parked).outputs);
+  EXPECT_TRUE(reached.reached);
+  EXPECT_EQ(reached.id, 10u);
+}
+
+// A poll that comes with a sequence anyway (it is outside the issue order) holds up no call.
+TEST_F(HostFunctionCalls, APollWithATurnHoldsUpNothing) {
+  send(FN_rgpuHostFunctionPoll, poll_arguments(0));
+  EXPECT_EQ(call(FN_cuCtxSynchronize, WireWriter{}).result, CUDA_SUCCESS);
 }
 
 }  // namespace

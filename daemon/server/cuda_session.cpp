@@ -18,6 +18,20 @@ uint32_t sequence_of(const Frame& call) {
   return header.sequence;
 }
 
+// A CudaReply frame's start: its header, the ReplyHeader and `data`; `tail_size` bytes follow it.
+std::vector<uint8_t> reply_head(uint64_t request_id, const ReplyHeader& header, std::span<const uint8_t> data,
+                                size_t tail_size) {
+  FrameHeader frame;
+  frame.type = kMsgCudaReply;
+  frame.request_id = request_id;
+  frame.payload_len = static_cast<uint32_t>(sizeof header + data.size() + tail_size);
+  std::vector<uint8_t> head(kFrameHeaderSize + sizeof header + data.size());
+  std::memcpy(head.data(), &frame, kFrameHeaderSize);
+  std::memcpy(head.data() + kFrameHeaderSize, &header, sizeof header);
+  if (!data.empty()) std::memcpy(head.data() + kFrameHeaderSize + sizeof header, data.data(), data.size());
+  return head;
+}
+
 template <typename T>
 T handle_of(uint64_t raw) {
   return reinterpret_cast<T>(static_cast<uintptr_t>(raw));
@@ -147,7 +161,8 @@ CudaSession::CudaSession(DeviceMap devices, std::shared_ptr<MemoryBudget> budget
       send_(std::move(send)),
       staging_(std::make_shared<StagingPool>(kCopyStagingSize, kStagingBuffers)),
       small_staging_(std::make_shared<StagingPool>(kSmallStagingSize, kSmallStagingBuffers)),
-      client_(std::move(client)) {}
+      client_(std::move(client)),
+      host_functions_(std::make_shared<HostFunctionRelay>(client_)) {}
 
 BulkPayload CudaSession::staging_buffer(const FrameHeader& header) {
   if (header.type != kMsgCudaCall) return {};
@@ -173,6 +188,7 @@ void CudaSession::pin_staging(const void* address) {
 }
 
 CudaSession::~CudaSession() {
+  host_functions_->close();
   for (auto& [id, worker] : workers_)
     if (worker->thread.joinable()) worker->thread.join();
 }
@@ -186,6 +202,15 @@ void CudaSession::submit(Frame frame, std::shared_ptr<const SendFn> answer_via) 
   std::memcpy(&header, frame.body().data(), sizeof header);
   std::unique_lock lock(mutex_);
   if (closing_) return;
+  if (header.function == FN_rgpuHostFunctionPoll) {
+    // Outside the issue order: a sequence it came with anyway is passed over when its turn comes.
+    if (header.sequence != 0 && static_cast<int32_t>(header.sequence - next_sequence_) >= 0) {
+      skipped_.insert(header.sequence);
+      skip_passed_turns();
+    }
+    lock.unlock();
+    return poll_host_functions(frame, std::move(answer_via));
+  }
   auto& worker = workers_[header.thread];
   if (!worker) {
     if (workers_.size() > kMaxThreads) {
@@ -212,6 +237,7 @@ void CudaSession::submit(Frame frame, std::shared_ptr<const SendFn> answer_via) 
 }
 
 void CudaSession::close() {
+  host_functions_->close();  // a session thread may wait for a stream that waits for one
   {
     std::lock_guard lock(mutex_);
     closing_ = true;
@@ -281,15 +307,27 @@ void CudaSession::reply(const Frame& request, CUresult result, std::span<const u
     deferred_result_ = CUDA_SUCCESS;
   }
   if (result != CUDA_SUCCESS) tail = {};
-  FrameHeader frame;
-  frame.type = kMsgCudaReply;
-  frame.request_id = request.header.request_id;
-  frame.payload_len = static_cast<uint32_t>(sizeof header + data.size() + tail.bytes.size());
-  std::vector<uint8_t> head(kFrameHeaderSize + sizeof header + data.size());
-  std::memcpy(head.data(), &frame, kFrameHeaderSize);
-  std::memcpy(head.data() + kFrameHeaderSize, &header, sizeof header);
-  if (!data.empty()) std::memcpy(head.data() + kFrameHeaderSize + sizeof header, data.data(), data.size());
+  std::vector<uint8_t> head = reply_head(request.header.request_id, header, data, tail.bytes.size());
   (via ? *via : send_)(std::move(head), std::move(tail));
+}
+
+void CudaSession::poll_host_functions(const Frame& frame, std::shared_ptr<const SendFn> answer_via) {
+  uint64_t done = 0;
+  try {
+    WireReader args(frame.body().subspan(sizeof(CallHeader)), "rgpu.HostFunctionPoll");
+    done = args.get<uint64_t>();
+    args.expect_end();
+  } catch (const WireError& e) {
+    LOG_WARN("%s: malformed rgpu.HostFunctionPoll call: %s", client_.c_str(), e.what());
+    return reply(frame, CUDA_ERROR_INVALID_VALUE, {}, {}, answer_via.get());
+  }
+  // Its answer carries no deferred error: that is for the thread whose calls failed.
+  host_functions_->poll(done, [request_id = frame.header.request_id, via = std::move(answer_via), send = send_](
+                                  CUresult result, std::vector<uint8_t> outputs) {
+    ReplyHeader header;
+    header.result = result;
+    (via ? *via : send)(reply_head(request_id, header, outputs, 0), {});
+  });
 }
 
 void CudaSession::note_deferred(uint32_t function, CUresult result) {
@@ -731,6 +769,27 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     }
     case FN_rgpuMemcpy2D:
       return copy_rectangle(args, out);
+    case FN_rgpuLaunchHostFunction: {
+      const uint32_t variant = args.get<uint32_t>();
+      const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+      const uint64_t id = args.get<uint64_t>();
+      const uint32_t flags = args.get<uint32_t>();
+      args.expect_end();
+      return host_functions_->launch(variant, stream, id, flags);
+    }
+    case FN_rgpuGraphAddHostNode: {
+      const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
+      const uint64_t id = args.get<uint64_t>();
+      const uint32_t count = args.get<uint32_t>();
+      if (count > args.remaining() / sizeof(uint64_t)) return CUDA_ERROR_INVALID_VALUE;
+      std::vector<CUgraphNode> dependencies(count);
+      for (CUgraphNode& node : dependencies) node = handle_of<CUgraphNode>(args.get<uint64_t>());
+      args.expect_end();
+      CUgraphNode node = nullptr;
+      const CUresult r = host_functions_->add_graph_node(node, graph, dependencies, id);
+      if (r == CUDA_SUCCESS) out.put(raw_of(node));
+      return r;
+    }
     case FN_rgpuTensorMap:
       return encode_tensor_map(args, out);
     case FN_cuStreamSetAttribute:

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cuda_dispatch.hpp"
+#include "cuda_host_functions.hpp"
 #include "cuda_resources.hpp"
 #include "cuda_wire.hpp"
 #include "frame.hpp"
@@ -85,6 +86,8 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   CUresult copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
                         WireWriter& out);
   void note_deferred(uint32_t function, CUresult result);
+  // rgpu.HostFunctionPoll: answered by the host functions' relay, outside the issue order.
+  void poll_host_functions(const Frame& frame, std::shared_ptr<const SendFn> answer_via);
 
   // Hand-written calls (rgpu.* ids and the driver functions that need more than the generic path).
   CUresult manual_call(Worker& worker, const CallHeader& header, WireReader& args, WireWriter& out);
@@ -110,6 +113,7 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   std::shared_ptr<StagingPool> staging_;
   std::shared_ptr<StagingPool> small_staging_;
   std::string client_;
+  std::shared_ptr<HostFunctionRelay> host_functions_;
 
   std::mutex mutex_;
   std::map<uint32_t, std::unique_ptr<Worker>> workers_;

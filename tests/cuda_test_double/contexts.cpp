@@ -16,13 +16,15 @@ bool valid_flags(unsigned flags) {
   return (flags & ~unsigned{CU_CTX_FLAGS_MASK}) == 0 && std::popcount(flags & CU_CTX_SCHED_MASK) <= 1;
 }
 
-// Frees what the context owns; it stays known (a handle that is never found again would turn
-// CUDA_ERROR_CONTEXT_IS_DESTROYED into CUDA_ERROR_INVALID_CONTEXT).
-void tear_down(CUcontext handle, Context& context) {
+// Frees what the context owns, once its queued work has run; it stays known (a handle that is
+// never found again would turn CUDA_ERROR_CONTEXT_IS_DESTROYED into CUDA_ERROR_INVALID_CONTEXT).
+void tear_down(std::unique_lock<std::mutex>& lock, CUcontext handle, Context& context) {
+  finish_context(lock, handle);
+  if (context.primary && context.primary_retains > 0) return;  // retained again meanwhile
   release_modules_of(handle);
   release_textures_of(handle);
   release_arrays_of(handle);
-  release_streams_and_events_of(handle);
+  release_streams_and_events_of(lock, handle);
   release_memory_of(handle);
   context.sticky = CUDA_SUCCESS;
   context.alive = false;
@@ -72,7 +74,7 @@ DOUBLE_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
   if (CUresult r = check_device(device); r != CUDA_SUCCESS) return r;
   Context& primary = primary_of(device);
   if (primary.primary_retains == 0) return CUDA_ERROR_INVALID_CONTEXT;
-  if (--primary.primary_retains == 0) tear_down(g_primary[device], primary);
+  if (--primary.primary_retains == 0) tear_down(lock, g_primary[device], primary);
   return CUDA_SUCCESS;
 }
 
@@ -123,7 +125,7 @@ DOUBLE_EXPORT CUresult cuCtxDestroy_v2(CUcontext handle) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   Context* context = find_context(handle);
   if (context == nullptr || context->primary || !context->alive) return CUDA_ERROR_INVALID_CONTEXT;
-  tear_down(handle, *context);
+  tear_down(lock, handle, *context);
   if (!t_stack.empty() && t_stack.back() == handle) t_stack.pop_back();
   return CUDA_SUCCESS;
 }
@@ -176,7 +178,8 @@ DOUBLE_EXPORT CUresult cuCtxGetId(CUcontext handle, unsigned long long* id) {
 DOUBLE_EXPORT CUresult cuCtxSynchronize() {
   auto lock = lock_driver();
   CUcontext current;
-  // Work runs when it is issued: there is nothing to wait for but the error it may have hit.
+  if (CUresult r = current_context(current); r != CUDA_SUCCESS) return r;
+  finish_context(lock, current);
   release_pool_memory();
   return current_context(current);
 }

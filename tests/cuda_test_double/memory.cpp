@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "test_double.hpp"
 
@@ -83,14 +84,28 @@ std::byte* locate(CUdeviceptr pointer, End end, size_t bytes) {
   return reinterpret_cast<std::byte*>(pointer);
 }
 
-CUresult copy(CUdeviceptr to, End to_end, CUdeviceptr from, End from_end, size_t bytes, CUstream stream) {
+// Copies and fills check their ranges when they are issued (a bad one fails the call). The
+// synchronous ones first wait for the legacy stream; the stream-ordered ones may be queued behind
+// a host function, and then run when the stream reaches them (a range freed meanwhile is a fault).
+CUresult copy(std::unique_lock<std::mutex>& lock, CUdeviceptr to, End to_end, CUdeviceptr from, End from_end,
+              size_t bytes, CUstream stream, bool ordered) {
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   if (bytes == 0) return CUDA_SUCCESS;
-  std::byte* destination = locate(to, to_end, bytes);
-  const std::byte* source = locate(from, from_end, bytes);
-  if (destination == nullptr || source == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  std::memmove(destination, source, bytes);
+  if (locate(to, to_end, bytes) == nullptr || locate(from, from_end, bytes) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (!ordered) finish_stream(lock, context, nullptr);
+  auto staged = std::make_shared<std::vector<std::byte>>();
+  auto run = [=] {
+    std::byte* destination = locate(to, to_end, bytes);
+    const std::byte* source = staged->empty() ? locate(from, from_end, bytes) : staged->data();
+    if (destination == nullptr || source == nullptr) return CUDA_ERROR_ILLEGAL_ADDRESS;
+    std::memmove(destination, source, bytes);
+    return CUDA_SUCCESS;
+  };
+  if (!ordered) return run() == CUDA_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+  issue(lock, context, stream, run, [&] {
+    if (from_end == End::Host) staged->assign(locate(from, from_end, bytes), locate(from, from_end, bytes) + bytes);
+  });
   return CUDA_SUCCESS;
 }
 
@@ -105,14 +120,21 @@ CUresult free_allocation(CUdeviceptr pointer) {
 }
 
 template <typename T>
-CUresult fill(CUdeviceptr to, T value, size_t count, CUstream stream) {
+CUresult fill(std::unique_lock<std::mutex>& lock, CUdeviceptr to, T value, size_t count, CUstream stream, bool ordered) {
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   if (count == 0) return CUDA_SUCCESS;
   if (to % sizeof(T) != 0 || count > SIZE_MAX / sizeof(T)) return CUDA_ERROR_INVALID_VALUE;
-  auto* destination = reinterpret_cast<T*>(device_bytes(to, count * sizeof(T)));
-  if (destination == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  std::fill_n(destination, count, value);
+  if (device_bytes(to, count * sizeof(T)) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (!ordered) finish_stream(lock, context, nullptr);
+  auto run = [=] {
+    auto* destination = reinterpret_cast<T*>(device_bytes(to, count * sizeof(T)));
+    if (destination == nullptr) return CUDA_ERROR_ILLEGAL_ADDRESS;
+    std::fill_n(destination, count, value);
+    return CUDA_SUCCESS;
+  };
+  if (!ordered) return run() == CUDA_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+  issue(lock, context, stream, run);
   return CUDA_SUCCESS;
 }
 }  // namespace
@@ -293,32 +315,29 @@ DOUBLE_EXPORT CUresult cuMemGetInfo_v2(size_t* free, size_t* total) {
   return CUDA_SUCCESS;
 }
 
-// Copies and fills run when they are issued, so the stream-ordered ones are the others plus a
-// check of the stream.
-
 DOUBLE_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr to, const void* from, size_t bytes) {
   auto lock = lock_driver();
-  return copy(to, End::Device, address(from), End::Host, bytes, nullptr);
+  return copy(lock, to, End::Device, address(from), End::Host, bytes, nullptr, false);
 }
 DOUBLE_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr to, const void* from, size_t bytes, CUstream stream) {
   auto lock = lock_driver();
-  return copy(to, End::Device, address(from), End::Host, bytes, stream);
+  return copy(lock, to, End::Device, address(from), End::Host, bytes, stream, true);
 }
 DOUBLE_EXPORT CUresult cuMemcpyDtoH_v2(void* to, CUdeviceptr from, size_t bytes) {
   auto lock = lock_driver();
-  return copy(address(to), End::Host, from, End::Device, bytes, nullptr);
+  return copy(lock, address(to), End::Host, from, End::Device, bytes, nullptr, false);
 }
 DOUBLE_EXPORT CUresult cuMemcpyDtoHAsync_v2(void* to, CUdeviceptr from, size_t bytes, CUstream stream) {
   auto lock = lock_driver();
-  return copy(address(to), End::Host, from, End::Device, bytes, stream);
+  return copy(lock, address(to), End::Host, from, End::Device, bytes, stream, true);
 }
 DOUBLE_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr to, CUdeviceptr from, size_t bytes) {
   auto lock = lock_driver();
-  return copy(to, End::Device, from, End::Device, bytes, nullptr);
+  return copy(lock, to, End::Device, from, End::Device, bytes, nullptr, false);
 }
 DOUBLE_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr to, CUdeviceptr from, size_t bytes, CUstream stream) {
   auto lock = lock_driver();
-  return copy(to, End::Device, from, End::Device, bytes, stream);
+  return copy(lock, to, End::Device, from, End::Device, bytes, stream, true);
 }
 
 namespace {
@@ -350,7 +369,7 @@ uint32_t type_of(CUmemorytype type) {
 }  // namespace
 
 // Rectangles and boxes, row by row, between host memory, device memory and arrays.
-CUresult copy_box(const CUDA_MEMCPY3D& box, CUstream stream) {
+CUresult copy_box(std::unique_lock<std::mutex>& lock, const CUDA_MEMCPY3D& box, CUstream stream, bool ordered) {
   const BoxEnd from{type_of(box.srcMemoryType), box.srcHost, box.srcDevice, box.srcArray, box.srcXInBytes, box.srcY,
                     box.srcZ, box.srcPitch, box.srcHeight};
   const BoxEnd to{type_of(box.dstMemoryType), box.dstHost, box.dstDevice, box.dstArray, box.dstXInBytes, box.dstY,
@@ -364,13 +383,24 @@ CUresult copy_box(const CUDA_MEMCPY3D& box, CUstream stream) {
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   // Nothing to copy, however many rows (a run of 2^58 empty rows is not a copy to walk through).
   if (box.WidthInBytes == 0 || box.Height == 0 || box.Depth == 0) return CUDA_SUCCESS;
-  for (size_t z = 0; z < box.Depth; ++z)
-    for (size_t y = 0; y < box.Height; ++y) {
-      std::byte* destination = to.row(y, z, box.WidthInBytes);
-      const std::byte* source = from.row(y, z, box.WidthInBytes);
-      if (destination == nullptr || source == nullptr) return CUDA_ERROR_INVALID_VALUE;
-      std::memmove(destination, source, box.WidthInBytes);
-    }
+  // Every row is checked before the first is copied. The rows of host memory are read when the
+  // copy runs: the server waits for such a copy before its rows go.
+  auto rows = [=](bool copy) {
+    for (size_t z = 0; z < box.Depth; ++z)
+      for (size_t y = 0; y < box.Height; ++y) {
+        std::byte* destination = to.row(y, z, box.WidthInBytes);
+        const std::byte* source = from.row(y, z, box.WidthInBytes);
+        if (destination == nullptr || source == nullptr) return CUDA_ERROR_INVALID_VALUE;
+        if (copy) std::memmove(destination, source, box.WidthInBytes);
+      }
+    return CUDA_SUCCESS;
+  };
+  if (CUresult r = rows(false); r != CUDA_SUCCESS) return r;
+  if (!ordered) {
+    finish_stream(lock, context, nullptr);
+    return rows(true);
+  }
+  issue(lock, context, stream, [rows] { return rows(true) == CUDA_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS; });
   return CUDA_SUCCESS;
 }
 
@@ -398,48 +428,48 @@ CUDA_MEMCPY3D box_of(const CUDA_MEMCPY2D& rectangle) {
 
 DOUBLE_EXPORT CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D* rectangle) {
   auto lock = lock_driver();
-  return rectangle ? copy_box(box_of(*rectangle), nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return rectangle ? copy_box(lock, box_of(*rectangle), nullptr, false) : CUDA_ERROR_INVALID_VALUE;
 }
 DOUBLE_EXPORT CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D* rectangle) {
   auto lock = lock_driver();
-  return rectangle ? copy_box(box_of(*rectangle), nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return rectangle ? copy_box(lock, box_of(*rectangle), nullptr, false) : CUDA_ERROR_INVALID_VALUE;
 }
 DOUBLE_EXPORT CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D* rectangle, CUstream stream) {
   auto lock = lock_driver();
-  return rectangle ? copy_box(box_of(*rectangle), stream) : CUDA_ERROR_INVALID_VALUE;
+  return rectangle ? copy_box(lock, box_of(*rectangle), stream, true) : CUDA_ERROR_INVALID_VALUE;
 }
 DOUBLE_EXPORT CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D* box) {
   auto lock = lock_driver();
-  return box ? copy_box(*box, nullptr) : CUDA_ERROR_INVALID_VALUE;
+  return box ? copy_box(lock, *box, nullptr, false) : CUDA_ERROR_INVALID_VALUE;
 }
 DOUBLE_EXPORT CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D* box, CUstream stream) {
   auto lock = lock_driver();
-  return box ? copy_box(*box, stream) : CUDA_ERROR_INVALID_VALUE;
+  return box ? copy_box(lock, *box, stream, true) : CUDA_ERROR_INVALID_VALUE;
 }
 
 DOUBLE_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr to, unsigned char value, size_t count) {
   auto lock = lock_driver();
-  return fill(to, value, count, nullptr);
+  return fill(lock, to, value, count, nullptr, false);
 }
 DOUBLE_EXPORT CUresult cuMemsetD8Async(CUdeviceptr to, unsigned char value, size_t count, CUstream stream) {
   auto lock = lock_driver();
-  return fill(to, value, count, stream);
+  return fill(lock, to, value, count, stream, true);
 }
 DOUBLE_EXPORT CUresult cuMemsetD16_v2(CUdeviceptr to, unsigned short value, size_t count) {
   auto lock = lock_driver();
-  return fill(to, value, count, nullptr);
+  return fill(lock, to, value, count, nullptr, false);
 }
 DOUBLE_EXPORT CUresult cuMemsetD16Async(CUdeviceptr to, unsigned short value, size_t count, CUstream stream) {
   auto lock = lock_driver();
-  return fill(to, value, count, stream);
+  return fill(lock, to, value, count, stream, true);
 }
 DOUBLE_EXPORT CUresult cuMemsetD32_v2(CUdeviceptr to, unsigned int value, size_t count) {
   auto lock = lock_driver();
-  return fill(to, value, count, nullptr);
+  return fill(lock, to, value, count, nullptr, false);
 }
 DOUBLE_EXPORT CUresult cuMemsetD32Async(CUdeviceptr to, unsigned int value, size_t count, CUstream stream) {
   auto lock = lock_driver();
-  return fill(to, value, count, stream);
+  return fill(lock, to, value, count, stream, true);
 }
 
 // Tensor maps: the double's own encoding of what the map describes (the real one is the driver's

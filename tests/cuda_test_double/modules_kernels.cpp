@@ -213,8 +213,9 @@ DOUBLE_EXPORT CUresult cuFuncSetAttribute(CUfunction handle, CUfunction_attribut
   return CUDA_SUCCESS;
 }
 
-// The kernel runs before the launch returns. A fault it hits does not fail the launch: like a
-// real device's, it fails the context, and the next call there reports it.
+// The kernel runs before the launch returns, unless a host function holds its stream up: then
+// when the stream reaches it. Captured, it runs at each launch of the graph. A fault it hits does not fail the launch: like a real device's, it
+// fails the context, and the next call there reports it.
 DOUBLE_EXPORT CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                       unsigned by, unsigned bz, unsigned shared, CUstream stream, void** params,
                                       void** extra) {
@@ -234,8 +235,10 @@ DOUBLE_EXPORT CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned g
   const std::vector<uint8_t> arguments = pack(kernel, params);
   const uint64_t blocks = uint64_t{gx} * gy * gz, block = uint64_t{bx} * by * bz;
   const uint64_t threads = blocks > UINT64_MAX / block ? UINT64_MAX : blocks * block;
-  const Launch launch{threads, arguments, context, function->module};
-  if (CUresult fault = kernel.run(launch); fault != CUDA_SUCCESS) find_context(context)->sticky = fault;
+  StreamWork work = [threads, arguments, context, module = function->module, run = kernel.run] {
+    return run(Launch{threads, arguments, context, module});
+  };
+  if (!capture_work(stream, work)) issue(lock, context, stream, std::move(work));
   return CUDA_SUCCESS;
 }
 

@@ -1,10 +1,12 @@
 // A TEST DOUBLE of the CUDA driver (libcuda) for CI machines without a GPU. The RGPU server
 // dlopens it through $RGPU_CUDA_LIBRARY and cannot tell it from a driver: two devices, device
 // memory that is host memory, and kernels implemented on the host (kernels.cpp), run as they are
-// launched. It exports only the entry points it implements with real semantics; a server that
-// asks for any other one finds no symbol and answers CUDA_ERROR_NOT_SUPPORTED.
+// launched (or, behind a host function, when their stream gets there: stream_order.cpp). It
+// exports only the entry points it implements with real semantics; a server that asks for any
+// other one finds no symbol and answers CUDA_ERROR_NOT_SUPPORTED.
 //
-// Every entry point holds one lock for its whole run; the helpers declared here expect it held.
+// Every entry point holds one lock for its whole run, except while it waits for queued stream
+// work; the helpers declared here expect it held.
 #pragma once
 
 #include <cuda.h>
@@ -12,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <span>
@@ -83,7 +86,9 @@ Context* find_context(CUcontext handle);
 CUresult current_context(CUcontext& handle);
 // What a context owns is freed with it (by the files that own those things).
 void release_memory_of(CUcontext context);
-void release_streams_and_events_of(CUcontext context);
+// Streams, events, graphs and executable graphs (whose user objects' destructors run with the
+// lock released for a while).
+void release_streams_and_events_of(std::unique_lock<std::mutex>& lock, CUcontext context);
 void release_modules_of(CUcontext context);
 
 // ---- device memory (memory.cpp) ------------------------------------------------------------
@@ -148,6 +153,41 @@ void release_textures_of(CUcontext context);
 // A stream the current context may use: the default stream (0, CU_STREAM_LEGACY,
 // CU_STREAM_PER_THREAD) or one created in that context.
 CUresult check_stream(CUstream stream, CUcontext context);
+bool is_default_stream(CUstream stream);
+// A created stream that synchronizes with the legacy default stream (made without
+// CU_STREAM_NON_BLOCKING); false for destroyed ones.
+bool is_blocking_stream(CUstream stream);
+
+// ---- stream order (stream_order.cpp) -------------------------------------------------------
+
+// Work runs when it is issued, unless its stream still has work queued behind a host function:
+// then it waits its turn in the stream's queue, which a thread of the stream's own runs. The
+// default streams are one stream per context here, and the legacy stream's implicit
+// synchronization holds: work on it waits for the context's blocking streams, theirs for it.
+// Each takes the caller's hold of the driver lock and may wait with it released.
+//
+// Device work: returns the fault it hits (which becomes the context's sticky error) or CUDA_SUCCESS.
+using StreamWork = std::function<CUresult()>;
+// Work that must wait in the queue is first told so by `queued` (which takes the host memory it
+// reads then, as a driver stages pageable memory when the copy is issued).
+void issue(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, StreamWork work,
+           const std::function<void()>& queued = nullptr);
+// A host function always runs on the stream's thread, without the driver lock, once the work
+// issued before it has run. After a fault in the context it is skipped, unless `after_faults` (a
+// stream callback): then it is told the fault.
+void issue_host_function(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream,
+                         std::function<void(CUresult status)> function, bool after_faults);
+// Captured, device work becomes a graph node instead (kernel launches): true when the stream is
+// capturing and took `work`.
+bool capture_work(CUstream stream, const StreamWork& work);
+// Whether the stream's queued work has all run.
+bool stream_idle(CUcontext context, CUstream stream);
+// Waits until the stream's queued work (the legacy stream's: the blocking streams' too) has run.
+void finish_stream(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream);
+// Waits until all queued work of the context has run.
+void finish_context(std::unique_lock<std::mutex>& lock, CUcontext context);
+// Waits until `done` holds; it is checked again whenever queued work has run.
+void wait_for_queued_work(std::unique_lock<std::mutex>& lock, const std::function<bool()>& done);
 
 // ---- kernels (kernels.cpp) -----------------------------------------------------------------
 

@@ -62,11 +62,15 @@ const uint32_t kFunctions[] = {
     FN_rgpuDeviceInfo, FN_rgpuMemcpyHtoD, FN_rgpuMemcpyDtoH, FN_rgpuFunctionParams, FN_rgpuLaunch,
     FN_rgpuModuleLoad, FN_rgpuLibraryLoad, FN_rgpuCtxCreate, FN_rgpuMemcpy2D, FN_rgpuImagePart,
     FN_rgpuLinkCreate, FN_rgpuLinkAdd, FN_rgpuLinkComplete, FN_rgpuLinkDestroy, FN_rgpuTensorMap,
+    FN_rgpuLaunchHostFunction, FN_rgpuGraphAddHostNode, FN_rgpuHostFunctionPoll, FN_cuGraphCreate,
+    FN_cuGraphInstantiateWithFlags, FN_cuGraphLaunch, FN_cuGraphExecDestroy, FN_cuStreamWaitEvent,
 };
 constexpr uint32_t kHandleMark = 0xfeedface;
 constexpr uint64_t kQuota = 64u << 20;  // the token's max_memory: device memory the calls may hold
 
-// The session's answers, as the worker's connection would send them.
+// The session's answers, as the worker's connection would send them. Host functions the
+// streams reach are answered as the interpose's host function thread does: at once, with the
+// next poll, whoever polled.
 class Answers {
  public:
   void take(std::vector<uint8_t> head, BulkPayload tail) {
@@ -74,9 +78,46 @@ class Answers {
     std::memcpy(&header, head.data(), kFrameHeaderSize);
     if (header.type != kMsgCudaReply || header.payload_len != head.size() - kFrameHeaderSize + tail.bytes.size())
       fail("a malformed reply");
+    std::vector<uint8_t> reply(head.begin() + kFrameHeaderSize, head.end());
+    {
+      std::lock_guard lock(mutex_);
+      if (polls_.erase(header.request_id) == 0) {
+        replies_[header.request_id] = std::move(reply);
+        arrived_.notify_all();
+        return;
+      }
+    }
+    ReplyHeader result;
+    if (reply.size() < sizeof result) fail("a poll's reply shorter than its header");
+    std::memcpy(&result, reply.data(), sizeof result);
+    if (result.result != CUDA_SUCCESS) return;
+    WireReader outputs(std::span<const uint8_t>(reply).subspan(sizeof result), "poll answer");
+    const HostFunctionPollAnswer answer = decode_host_function_poll_answer(outputs);
+    if (answer.reached) poll(answer.reach);
+  }
+  // Polls with `done` (0: none), outside the issue order.
+  void poll(uint64_t done) {
+    auto session = session_.lock();
+    if (!session) return;
+    CallHeader header;
+    header.function = FN_rgpuHostFunctionPoll;
+    Frame frame;
+    frame.header.type = kMsgCudaCall;
+    WireWriter payload(frame.payload);
+    payload.put(header).put(done);
+    frame.header.payload_len = static_cast<uint32_t>(frame.payload.size());
+    {
+      std::lock_guard lock(mutex_);
+      frame.header.request_id = next_poll_++;
+      polls_.insert(frame.header.request_id);
+    }
+    session->submit(std::move(frame));
+  }
+  void serve(std::weak_ptr<CudaSession> session) { session_ = std::move(session); }
+  // The answer to request `id` is a poll's.
+  void note_poll(uint64_t id) {
     std::lock_guard lock(mutex_);
-    replies_[header.request_id] = std::vector<uint8_t>(head.begin() + kFrameHeaderSize, head.end());
-    arrived_.notify_all();
+    polls_.insert(id);
   }
   std::vector<uint8_t> wait(uint64_t request) {
     std::unique_lock lock(mutex_);
@@ -91,6 +132,9 @@ class Answers {
   std::mutex mutex_;
   std::condition_variable arrived_;
   std::map<uint64_t, std::vector<uint8_t>> replies_;
+  std::set<uint64_t> polls_;
+  uint64_t next_poll_ = uint64_t{1} << 40;  // past the calls' request ids (their sequences)
+  std::weak_ptr<CudaSession> session_;
 };
 
 // RGPU_FUZZ_VERBOSE=1: each answered call's result, to see what an input does.
@@ -110,7 +154,8 @@ bool answers_handles(uint32_t function) {
     case FN_rgpuModuleLoad:
     case FN_rgpuLibraryLoad:
     case FN_rgpuLinkCreate:
-    case FN_rgpuCtxCreate: return true;
+    case FN_rgpuCtxCreate:
+    case FN_rgpuGraphAddHostNode: return true;
     default: return find_auto_function(function) != nullptr;
   }
 }
@@ -124,7 +169,10 @@ class Run {
             [answers = answers_](std::vector<uint8_t> head, BulkPayload tail) {
               answers->take(std::move(head), std::move(tail));
             },
-            "fuzz")) {}
+            "fuzz")) {
+    answers_->serve(session_);
+    answers_->poll(0);
+  }
 
 
   void call(uint32_t function, uint8_t flags, uint32_t out_mask, std::vector<uint8_t> args) {
@@ -157,8 +205,10 @@ class Run {
     frame.payload.insert(frame.payload.end(), args.begin(), args.end());
     frame.header.payload_len = static_cast<uint32_t>(frame.payload.size());
     threads_.insert(thread);
+    const bool poll = function == FN_rgpuHostFunctionPoll;  // answered whenever a host function is reached
+    if (poll) answers_->note_poll(header.sequence);
     session_->submit(std::move(frame));
-    if (pipelined) return;
+    if (pipelined || poll) return;
     const std::vector<uint8_t> reply = answers_->wait(header.sequence);
     if (reply.size() < sizeof(ReplyHeader)) fail("a reply shorter than its header");
     ReplyHeader result;
@@ -299,6 +349,27 @@ void write_seeds(const fuzz::Seeds& seeds) {
     s.call(FN_cuEventDestroy_v2, args().put(s.ref(event)), 0, ctx, true);
     s.call(FN_cuStreamDestroy_v2, args().put(s.ref(stream)), 0, ctx, true);
     seeds.write("streams-capture", s.bytes());
+  }
+  {
+    Script s;
+    const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
+    const size_t stream = s.call(FN_cuStreamCreate, args().put<uint64_t>(0), 1, ctx);
+    s.call(FN_rgpuLaunchHostFunction, args().put(FN_cuLaunchHostFunc).put(s.ref(stream)).put<uint64_t>(1).put<uint32_t>(0),
+           0, ctx, true);
+    s.call(FN_rgpuLaunchHostFunction,
+           args().put(FN_cuStreamAddCallback).put(s.ref(stream)).put<uint64_t>(2).put<uint32_t>(0), 0, ctx, true);
+    s.call(FN_cuStreamBeginCapture_v2, args().put(s.ref(stream)).put<uint64_t>(CU_STREAM_CAPTURE_MODE_RELAXED), 0, ctx);
+    s.call(FN_rgpuLaunchHostFunction, args().put(FN_cuLaunchHostFunc).put(s.ref(stream)).put<uint64_t>(3).put<uint32_t>(0),
+           0, ctx, true);
+    const size_t graph = s.call(FN_cuStreamEndCapture, args().put(s.ref(stream)), 1, ctx);
+    s.call(FN_rgpuGraphAddHostNode, args().put(s.ref(graph)).put<uint64_t>(4).put<uint32_t>(0), 1, ctx);
+    const size_t exec = s.call(FN_cuGraphInstantiateWithFlags, args().put(s.ref(graph)).put<uint64_t>(0), 1, ctx);
+    s.call(FN_cuGraphLaunch, args().put(s.ref(exec)).put(s.ref(stream)), 0, ctx, true);
+    s.call(FN_cuGraphDestroy, args().put(s.ref(graph)), 0, ctx, true);
+    s.call(FN_rgpuHostFunctionPoll, args().put<uint64_t>(0), 0, ctx);
+    s.call(FN_cuStreamSynchronize, args().put(s.ref(stream)), 0, ctx);
+    s.call(FN_cuGraphExecDestroy, args().put(s.ref(exec)), 0, ctx, true);
+    seeds.write("host-functions", s.bytes());
   }
   {
     Script s;

@@ -93,6 +93,7 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/runtime_vector_add_static" "$src/runtime_vector_add.cu"
   nvcc -O2 -arch=sm_90 -cudart shared -o "$work/runtime_vector_add_shared" "$src/runtime_vector_add.cu"
   nvcc -O2 -arch=sm_90 -o "$work/runtime_kernels" tests/programs/runtime_kernels.cu
+  nvcc -O2 -arch=sm_90 -o "$work/host_functions" tests/programs/host_functions.cu
   nvcc -O2 -arch=sm_90 -o "$work/kernel_assert" "$src/kernel_assert.cu"
   nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
   nvcc -O2 -arch=sm_90 -o "$work/mapped_memory" "$src/mapped_memory.cu"
@@ -261,6 +262,7 @@ run() {
   run_case texture_surface "$work/texture_surface"
   run_case vmm "$work/vmm"
   run_case mem_pool "$work/mem_pool"
+  run_case host_functions "$work/host_functions"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_case kernel_assert_again "$work/kernel_assert"
   run_case runtime_after_faults "$work/runtime_vector_add_static"

@@ -1,0 +1,206 @@
+#include "cuda_host_functions.hpp"
+
+#include "cuda_driver.hpp"
+#include "cuda_functions.gen.hpp"
+#include "cuda_wire.hpp"
+#include "log.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+CUresult missing(const char* name) {
+  LOG_WARN("the server's CUDA driver has no %s", name);
+  return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+// The graph `stream` is capturing into, or nullptr when it is not capturing.
+CUgraph capture_graph(CUstream stream) {
+  Driver& d = Driver::get();
+  CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
+  CUgraph graph = nullptr;
+  CUresult r = CUDA_ERROR_NOT_SUPPORTED;
+  if (auto v3 = d.fn<CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
+                                  const CUgraphEdgeData**, size_t*)>("cuStreamGetCaptureInfo_v3"))
+    r = v3(stream, &status, nullptr, &graph, nullptr, nullptr, nullptr);
+  else if (auto v2 = d.fn<CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
+                                       size_t*)>("cuStreamGetCaptureInfo_v2"))
+    r = v2(stream, &status, nullptr, &graph, nullptr, nullptr);
+  // A stream that cannot be asked fails the launch itself, with the driver's error.
+  return r == CUDA_SUCCESS && status == CU_STREAM_CAPTURE_STATUS_ACTIVE ? graph : nullptr;
+}
+}  // namespace
+
+CUresult HostFunctionRelay::launch(uint32_t variant, CUstream stream, uint64_t id, uint32_t flags) {
+  const char* name = nullptr;
+  bool callback = false;
+  switch (variant) {
+    case FN_cuLaunchHostFunc: name = "cuLaunchHostFunc"; break;
+    case FN_cuLaunchHostFunc_ptsz: name = "cuLaunchHostFunc_ptsz"; break;
+    case FN_cuStreamAddCallback: name = "cuStreamAddCallback", callback = true; break;
+    case FN_cuStreamAddCallback_ptsz: name = "cuStreamAddCallback_ptsz", callback = true; break;
+    default:
+      LOG_WARN("%s: rgpu.LaunchHostFunction with function %u (0x%08x), which is not one of the values RGPU sends; "
+               "refused", client_.c_str(), variant, variant);
+      forget(id);
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+  Driver& d = Driver::get();
+  const bool per_thread = variant == FN_cuLaunchHostFunc_ptsz || variant == FN_cuStreamAddCallback_ptsz;
+  // Only a host function may be captured (cuStreamAddCallback refuses a capturing stream).
+  CUgraph graph = callback ? nullptr : capture_graph(per_thread && stream == nullptr ? CU_STREAM_PER_THREAD : stream);
+  auto* record = new Record{shared_from_this(), id, graph == nullptr};
+  CUresult r;
+  if (callback) {
+    auto fn = d.fn<CUresult (*)(CUstream, CUstreamCallback, void*, unsigned)>(name);
+    r = fn ? fn(stream, run_stream_callback, record, flags) : missing(name);
+  } else if (flags != 0) {
+    r = CUDA_ERROR_INVALID_VALUE;
+  } else {
+    auto fn = d.fn<CUresult (*)(CUstream, CUhostFn, void*)>(name);
+    r = fn ? fn(stream, run_host_function, record) : missing(name);
+  }
+  if (r != CUDA_SUCCESS) {
+    delete record;
+    forget(id);
+    return r;
+  }
+  if (graph != nullptr) keep_with_graph(record, graph);
+  return CUDA_SUCCESS;
+}
+
+CUresult HostFunctionRelay::add_graph_node(CUgraphNode& node, CUgraph graph,
+                                           const std::vector<CUgraphNode>& dependencies, uint64_t id) {
+  auto fn = Driver::get().fn<CUresult (*)(CUgraphNode*, CUgraph, const CUgraphNode*, size_t,
+                                          const CUDA_HOST_NODE_PARAMS*)>("cuGraphAddHostNode");
+  if (!fn) {
+    forget(id);
+    return missing("cuGraphAddHostNode");
+  }
+  auto* record = new Record{shared_from_this(), id, false};
+  const CUDA_HOST_NODE_PARAMS params{run_host_function, record};
+  const CUresult r = fn(&node, graph, dependencies.empty() ? nullptr : dependencies.data(), dependencies.size(), &params);
+  if (r != CUDA_SUCCESS) {
+    delete record;
+    forget(id);
+    return r;
+  }
+  keep_with_graph(record, graph);
+  return CUDA_SUCCESS;
+}
+
+// The graph holds a user object whose destructor frees the record and has the application forget
+// the id; the driver runs it once the graph and every executable graph made from it are gone.
+void HostFunctionRelay::keep_with_graph(Record* record, CUgraph graph) {
+  Driver& d = Driver::get();
+  auto create = d.fn<CUresult (*)(CUuserObject*, void*, CUhostFn, unsigned, unsigned)>("cuUserObjectCreate");
+  auto retain = d.fn<CUresult (*)(CUgraph, CUuserObject, unsigned, unsigned)>("cuGraphRetainUserObject");
+  CUuserObject object = nullptr;
+  if (create && retain && create(&object, record, forget_record, 1, CU_USER_OBJECT_NO_DESTRUCTOR_SYNC) == CUDA_SUCCESS &&
+      retain(graph, object, 1, CU_GRAPH_USER_OBJECT_MOVE) == CUDA_SUCCESS)
+    return;
+  // Releasing the object would free the record under the node: both stay until the process ends.
+  LOG_WARN("%s: a graph's host function cannot be tied to the graph's life here; it is kept for the session",
+           client_.c_str());
+}
+
+void CUDA_CB HostFunctionRelay::run_host_function(void* data) {
+  auto* record = static_cast<Record*>(data);
+  record->relay->reached(record->id, CUDA_SUCCESS, record->once);
+  if (record->once) delete record;
+}
+
+void CUDA_CB HostFunctionRelay::run_stream_callback(CUstream, CUresult status, void* data) {
+  auto* record = static_cast<Record*>(data);
+  record->relay->reached(record->id, status, record->once);
+  if (record->once) delete record;
+}
+
+void CUDA_CB HostFunctionRelay::forget_record(void* data) {
+  auto* record = static_cast<Record*>(data);
+  record->relay->forget(record->id);
+  delete record;
+}
+
+void HostFunctionRelay::reached(uint64_t id, CUresult status, bool once) {
+  std::unique_lock lock(mutex_);
+  if (closed_) return;
+  const uint64_t reach = next_reach_++;
+  reached_.push_back(Reach{reach, id, status, once});
+  waiting_.insert(reach);
+  Ready ready = answers_due();
+  lock.unlock();
+  send(std::move(ready));
+  lock.lock();
+  finished_.wait(lock, [&] { return closed_ || !waiting_.contains(reach); });
+}
+
+void HostFunctionRelay::forget(uint64_t id) {
+  std::unique_lock lock(mutex_);
+  if (closed_) return;
+  forgotten_.push_back(id);
+  Ready ready = answers_due();
+  lock.unlock();
+  send(std::move(ready));
+}
+
+void HostFunctionRelay::poll(uint64_t done, Answer answer) {
+  std::unique_lock lock(mutex_);
+  if (closed_) return;
+  if (done != 0) {
+    if (waiting_.erase(done) == 1) {
+      finished_.notify_all();
+    } else {
+      LOG_WARN("%s: the application says host function run %llu is done, which no stream waits for; ignored",
+               client_.c_str(), static_cast<unsigned long long>(done));
+    }
+  }
+  if (polls_.size() >= kMaxPolls) {
+    lock.unlock();
+    LOG_WARN("%s: more than %zu host function polls wait at once; refused", client_.c_str(), kMaxPolls);
+    answer(CUDA_ERROR_INVALID_VALUE, {});
+    return;
+  }
+  polls_.push_back(std::move(answer));
+  Ready ready = answers_due();
+  lock.unlock();
+  send(std::move(ready));
+}
+
+HostFunctionRelay::Ready HostFunctionRelay::answers_due() {
+  Ready ready;
+  while (!polls_.empty() && (!reached_.empty() || !forgotten_.empty())) {
+    HostFunctionPollAnswer answer;
+    if (!reached_.empty()) {
+      const Reach& next = reached_.front();
+      answer.reached = true;
+      answer.reach = next.reach;
+      answer.id = next.id;
+      answer.status = next.status;
+      answer.once = next.once;
+      reached_.pop_front();
+    }
+    answer.forgotten = std::move(forgotten_);
+    forgotten_.clear();
+    WireWriter out;
+    encode(out, answer);
+    ready.emplace_back(std::move(polls_.front()), out.take());
+    polls_.pop_front();
+  }
+  return ready;
+}
+
+void HostFunctionRelay::send(Ready ready) {
+  for (auto& [answer, outputs] : ready) answer(CUDA_SUCCESS, std::move(outputs));
+}
+
+void HostFunctionRelay::close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+  reached_.clear();
+  waiting_.clear();
+  forgotten_.clear();
+  polls_.clear();
+  finished_.notify_all();
+}
+
+}  // namespace rgpu::cuda
