@@ -50,6 +50,7 @@ void unmap(std::map<uintptr_t, Allocation>::iterator it) {
          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   g_windows[it->second.device].used -= it->second.mapped;
   g_allocations.erase(it);
+  publish_memory_use();
 }
 
 template <typename Predicate>
@@ -117,6 +118,7 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
   window->next += mapped + kPage;
   window->used += mapped;
   g_allocations.emplace(pointer, Allocation{bytes, mapped, context, device, module});
+  publish_memory_use();
   return CUDA_SUCCESS;
 }
 
