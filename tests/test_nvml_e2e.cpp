@@ -16,6 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "app_link.hpp"
+#include "frame.hpp"
+#include "messages.hpp"
 #include "nvml_abi.hpp"
 #include "nvml_snapshot.hpp"
 #include "rgpu_process.hpp"
@@ -378,6 +381,38 @@ TEST(NvmlServer, ShowsNoProcessOfSessionsTheAskerDoesNotName) {
     EXPECT_EQ(e.code(), rgpu::ErrorCode::MalformedFrame);
   }
   EXPECT_EQ(session->nvml_snapshot({}).gpus.size(), 2u);
+}
+
+// An application's malformed NVML question gets the reason and its connection ends; the daemon
+// goes on answering others.
+TEST(NvmlDaemon, RefusesMalformedQuestionsAndGoesOn) {
+  for (const uint16_t type : {rgpu::kMsgAppNvmlQuery, uint16_t{0x1234}}) {
+    std::string error;
+    const int fd = rgpu::connect_unix(NvmlPath::instance->socket_a, error);
+    ASSERT_GE(fd, 0) << error;
+    const uint8_t junk[] = {1, 2, 3};
+    // First a good question, then a malformed one on the same connection.
+    auto good = rgpu::encode_frame(rgpu::kMsgAppNvmlQuery, 1, {}, 0, rgpu::Compression::Never);
+    auto bad = rgpu::encode_frame(type, 2, junk, 0, rgpu::Compression::Never);
+    rgpu::FrameDecoder decoder;
+    rgpu::Frame answer;
+    iovec part{good.data(), good.size()};
+    ASSERT_TRUE(rgpu::write_all(fd, {&part, 1}));
+    ASSERT_TRUE(rgpu::read_frame(fd, decoder, answer, nullptr));
+    ASSERT_EQ(answer.header.type, rgpu::kMsgAppNvmlSnapshot);
+    EXPECT_EQ(answer.header.request_id, 1u);
+    EXPECT_EQ(rgpu::decode_nvml_snapshot(answer.payload).gpus.size(), 2u);
+    part = {bad.data(), bad.size()};
+    ASSERT_TRUE(rgpu::write_all(fd, {&part, 1}));
+    ASSERT_TRUE(rgpu::read_frame(fd, decoder, answer, nullptr));
+    EXPECT_EQ(answer.header.type, static_cast<uint16_t>(rgpu::MsgType::Error));
+    EXPECT_NE(rgpu::decode_error(answer.payload).message.find("only empty NvmlQuery frames"), std::string::npos);
+    EXPECT_FALSE(rgpu::read_frame(fd, decoder, answer, nullptr)) << "the connection must end";
+    ::close(fd);
+  }
+  auto again = rgpu::test::run_program({NVML_APP_PATH, "init", RGPU_NVML_PATH},
+                                       {"RGPU_CLIENT_SOCKET=" + NvmlPath::instance->socket_a});
+  EXPECT_EQ(again.out, "nvmlInit_v2 0\n") << again.err;
 }
 
 }  // namespace
