@@ -22,6 +22,7 @@ constexpr auto kAnswerTimeout = std::chrono::seconds(30);
 
 struct Link {
   int fd = -1;
+  pid_t owner = 0;  // the process that connected: a forked child makes a connection of its own
   FrameDecoder decoder{kMaxFramePayload, 0};
   uint64_t next_request = 1;
   void drop() {
@@ -79,8 +80,10 @@ Outcome exchange(Link& link, NvmlSnapshotMsg& out, std::string& error) {
 std::optional<NvmlSnapshotMsg> ask_daemon(std::string& error) {
   std::lock_guard lock(g_mutex);
   Link& l = link();
+  if (l.fd >= 0 && l.owner != ::getpid()) l.drop();  // the parent's connection: its answers are the parent's
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (l.fd < 0) {
+      l.owner = ::getpid();
       const std::string path = default_client_socket_path();
       l.fd = connect_unix(path, error);
       if (l.fd < 0) {
