@@ -34,10 +34,9 @@ bool is_worker() {
 
 std::string table_name(pid_t server) { return "/rgpu-cuda-test-double-" + std::to_string(server); }
 
-// The main process removes its table when it exits.
-pid_t g_owner = 0;
+// A server's main process removes its table (its workers may have made it) when it exits.
 __attribute__((destructor)) void remove_table() {
-  if (g_owner != 0 && g_owner == ::getpid()) ::shm_unlink(table_name(g_owner).c_str());
+  if (!is_worker()) ::shm_unlink(table_name(::getpid()).c_str());
 }
 
 Table* map_table() {
@@ -53,7 +52,6 @@ Table* map_table() {
   void* mapped = ::mmap(nullptr, sizeof(Table), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   ::close(fd);
   if (mapped == MAP_FAILED) return nullptr;
-  if (!worker) g_owner = server;
   return static_cast<Table*>(mapped);
 }
 
