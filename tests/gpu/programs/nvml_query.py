@@ -72,8 +72,7 @@ for index in range(count.value):
           "nvmlDeviceGetCudaComputeCapability")
     print(f"device {index}: {name} {uuid} bus {pci.busId.decode()} id {pci.pciDeviceId:#x} "
           f"compute {major.value}.{minor.value} same handle by UUID {again.value == device.value}")
-    print(f"  memory total {memory.total} (v2 {memory2.total}, reserved {memory2.reserved}), "
-          f"used + free = total: {memory.used + memory.free == memory.total}")
+    print(f"  memory total {memory.total} (v2 {memory2.total}, reserved {memory2.reserved})")
     processes = (ProcessInfo * 64)()
     listed = ctypes.c_uint(64)
     check(nvml.nvmlDeviceGetComputeRunningProcesses_v3(device, ctypes.byref(listed), processes),
