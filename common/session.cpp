@@ -308,4 +308,15 @@ std::string Session::session_fate(uint64_t key) {
   }
 }
 
+NvmlSnapshotMsg Session::nvml_snapshot(std::vector<uint64_t> keys) {
+  const Frame answer = call(kMsgNvmlQuery, encode(NvmlQueryMsg{std::move(keys)}));
+  if (answer.header.type != kMsgNvmlSnapshot)
+    throw SessionError(Kind::Protocol, std::string("the server answered NvmlQuery with ") + msg_type_name(answer.header.type));
+  try {
+    return decode_nvml_snapshot(answer.payload);
+  } catch (const WireError& e) {
+    throw SessionError(Kind::Protocol, e.what());
+  }
+}
+
 }  // namespace rgpu

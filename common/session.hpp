@@ -9,6 +9,7 @@
 #include "channel.hpp"
 #include "messages.hpp"
 #include "net.hpp"
+#include "nvml_snapshot.hpp"
 #include "server_identity.hpp"
 
 namespace rgpu {
@@ -68,6 +69,9 @@ class Session {
   void join_cuda_session(uint64_t key);
   // How the session with `key` ended, as the server tells it (a sentence); throws as above.
   std::string session_fate(uint64_t key);
+  // What the server's NVML says about its GPUs, with the processes of the sessions with `keys`
+  // (this token's); throws as above.
+  NvmlSnapshotMsg nvml_snapshot(std::vector<uint64_t> keys);
   BlockingChannel& channel() { return *channel_; }
   uint64_t next_request_id() { return ++last_request_id_; }
 

@@ -22,6 +22,7 @@
 #include "keepalive.hpp"
 #include "local_peer.hpp"
 #include "log.hpp"
+#include "nvml_pool.hpp"
 #include "owned_threads.hpp"
 #include "socket_folder.hpp"
 #include "visible_devices.hpp"
@@ -101,6 +102,9 @@ constexpr uint64_t kLaneMinSize = 1u << 20;
 constexpr uint64_t kLaneMinAnswer = 256u << 10;
 // How long a lost session's reason is worth waiting for.
 constexpr auto kFateTimeout = std::chrono::seconds(3);
+// How long the pool's NVML view is reused (while no session opened or ended): a polling
+// nvidia-smi asks every second, many processes may ask at once.
+constexpr auto kNvmlKept = std::chrono::seconds(1);
 }  // namespace
 
 struct ClientDaemon::Impl {
@@ -150,6 +154,23 @@ struct ClientDaemon::Impl {
   // to stop). Each ends within its time limits; the daemon joins them before its loop goes.
   ThreadGroup blocking;
   void retire_lanes(AppSession& session);
+
+  // NVML (RGPU's libnvidia-ml.so.1): connections whose first frame was an NVML question, and the
+  // pool's NVML view, fetched from the servers off the loop and kept a short while.
+  std::unordered_map<uint64_t, std::shared_ptr<AppConnection>> nvml_connections;
+  struct NvmlView {
+    std::vector<uint8_t> payload;  // NvmlSnapshot for applications, or
+    std::string error;             // why no server answered
+    std::chrono::steady_clock::time_point taken;
+    uint64_t epoch = 0;
+  };
+  std::optional<NvmlView> nvml_view;
+  bool nvml_fetching = false;
+  std::vector<std::pair<uint64_t, uint64_t>> nvml_waiting;  // (connection, request)
+  uint64_t sessions_epoch = 0;  // changes when a session opens or ends: the view's processes then do
+  void on_nvml_question(uint64_t connection_id, const Frame& frame);
+  void nvml_fetched(std::vector<ServerNvml> answers, SessionOwners owners, uint64_t epoch);
+  void answer_nvml(uint64_t connection_id, uint64_t request);
 };
 
 void ClientDaemon::Impl::accept_next() {
@@ -181,7 +202,7 @@ void ClientDaemon::Impl::on_accept(int fd) {
       .on_frame = [this, id](Frame&& frame) { on_connection_frame(id, std::move(frame)); },
       .on_close =
           [this, id](const std::string& reason) {
-            if (fresh.erase(id)) return;
+            if (fresh.erase(id) || nvml_connections.erase(id)) return;
             auto it = session_of_connection.find(id);
             if (it == session_of_connection.end()) return;
             LOG_DEBUG("application connection %llu closed: %s", static_cast<unsigned long long>(id), reason.c_str());
@@ -295,8 +316,13 @@ void ClientDaemon::Impl::on_first_frame(uint64_t connection_id, Frame&& frame) {
       }
       return;
     }
+    if (frame.header.type == kMsgAppNvmlQuery) {
+      fresh.erase(connection_id);
+      nvml_connections[connection_id] = connection;
+      return on_nvml_question(connection_id, frame);
+    }
     refuse(ErrorCode::UnexpectedMessage,
-           std::string("expected AppHello or AppAttach, got ") + msg_type_name(frame.header.type));
+           std::string("expected AppHello, AppAttach or NvmlQuery, got ") + msg_type_name(frame.header.type));
   } catch (const WireError& e) {
     refuse(ErrorCode::MalformedFrame, e.what());
   }
@@ -324,6 +350,7 @@ void ClientDaemon::Impl::welcome(AppSession& session, uint64_t connection_id) {
 
 void ClientDaemon::Impl::on_connection_frame(uint64_t connection_id, Frame&& frame) {
   if (fresh.count(connection_id)) return on_first_frame(connection_id, std::move(frame));
+  if (nvml_connections.count(connection_id)) return on_nvml_question(connection_id, frame);
   auto owner = session_of_connection.find(connection_id);
   if (owner == session_of_connection.end()) return;
   auto s = sessions.find(owner->second);
@@ -392,6 +419,7 @@ void ClientDaemon::Impl::on_server_connected(uint64_t session_id, UniqueFd fd, S
   session.server_link->set_bulk_sink([this, session_id](const FrameHeader& header) { return ring_for_answer(session_id, header); },
                                      cuda::kBulkFrameMinSize);
   session.state = AppSession::State::Open;
+  ++sessions_epoch;
   if (session.api == AppApi::Cuda) open_lanes(session);
   for (uint64_t id : session.waiting) welcome(session, id);
   session.waiting.clear();
@@ -637,6 +665,7 @@ void ClientDaemon::Impl::retire_lanes(AppSession& session) {
 void ClientDaemon::Impl::fail_session(AppSession& session, const std::string& reason) {
   LOG_WARN("application %s (pid %d): %s", session.program.c_str(), session.pid, reason.c_str());
   session.state = AppSession::State::Closed;
+  ++sessions_epoch;
   session.lost = reason;
   for (auto& [id, connection] : session.connections) {
     connection->link->send(frame_of(static_cast<uint16_t>(AppMsg::ServerGone), 0, ErrorMsg{ErrorCode::Internal, reason}));
@@ -655,9 +684,75 @@ void ClientDaemon::Impl::drop_connection(uint64_t session_id, uint64_t connectio
   if (!session.connections.empty()) return;
   LOG_INFO("application %s (pid %d) finished", session.program.c_str(), session.pid);
   session.state = AppSession::State::Closed;
+  ++sessions_epoch;
   retire_lanes(session);
   if (session.server_link) session.server_link->close("the application finished");
   sessions.erase(it);
+}
+
+void ClientDaemon::Impl::on_nvml_question(uint64_t connection_id, const Frame& frame) {
+  auto it = nvml_connections.find(connection_id);
+  if (it == nvml_connections.end()) return;
+  AppConnection& connection = *it->second;
+  if (frame.header.type != kMsgAppNvmlQuery || !frame.payload.empty() || frame.header.flags != 0) {
+    connection.link->send(error_frame(0, ErrorCode::UnexpectedMessage,
+                                      std::string("an NVML connection carries only empty NvmlQuery frames, got ") +
+                                          msg_type_name(frame.header.type)));
+    nvml_connections.erase(it);
+    return connection.link->finish_after_flush();
+  }
+  if (nvml_waiting.size() >= 256) {  // many processes asking at once: they wait for one fetch
+    connection.link->send(error_frame(frame.header.request_id, ErrorCode::TooManyClients, "too many NVML questions at once"));
+    return;
+  }
+  nvml_waiting.emplace_back(connection_id, frame.header.request_id);
+  const bool fresh_enough = nvml_view && nvml_view->epoch == sessions_epoch &&
+                            std::chrono::steady_clock::now() - nvml_view->taken < kNvmlKept;
+  if (fresh_enough) {
+    for (auto [id, request] : std::exchange(nvml_waiting, {})) answer_nvml(id, request);
+    return;
+  }
+  if (nvml_fetching) return;
+  nvml_fetching = true;
+  // Only this daemon's own sessions are named: the servers show no other process.
+  SessionOwners owners;
+  for (const auto& [id, session] : sessions)
+    if (session->state == AppSession::State::Open && session->key != 0)
+      owners[{session->server, session->key}] = static_cast<uint32_t>(session->pid);
+  blocking.start([this, owners, epoch = sessions_epoch] {
+    auto answers = fetch_nvml(settings.servers, settings.pool, owners);
+    loop.post([this, answers = std::move(answers), owners, epoch]() mutable {
+      nvml_fetched(std::move(answers), std::move(owners), epoch);
+    });
+  });
+}
+
+void ClientDaemon::Impl::nvml_fetched(std::vector<ServerNvml> answers, SessionOwners owners, uint64_t epoch) {
+  nvml_fetching = false;
+  NvmlView view;
+  view.taken = std::chrono::steady_clock::now();
+  view.epoch = epoch;
+  std::string errors;
+  bool any = false;
+  for (const ServerNvml& answer : answers) {
+    any = any || answer.answered;
+    if (!answer.answered) {
+      LOG_WARN("NVML of %s", answer.error.c_str());
+      errors += (errors.empty() ? "" : "; ") + answer.error;
+    }
+  }
+  if (any || answers.empty()) view.payload = encode(pool_nvml_view(settings.pool, answers, owners));
+  else view.error = "no GPU server answered: " + errors;
+  nvml_view = std::move(view);
+  for (auto [id, request] : std::exchange(nvml_waiting, {})) answer_nvml(id, request);
+}
+
+void ClientDaemon::Impl::answer_nvml(uint64_t connection_id, uint64_t request) {
+  auto it = nvml_connections.find(connection_id);
+  if (it == nvml_connections.end() || !nvml_view) return;
+  if (!nvml_view->error.empty())
+    return it->second->link->send(error_frame(request, ErrorCode::Internal, nvml_view->error));
+  it->second->link->send(encode_frame(kMsgAppNvmlSnapshot, request, nvml_view->payload, 0, Compression::Never));
 }
 
 ClientDaemon::ClientDaemon(ClientDaemonSettings settings) : impl_(std::make_unique<Impl>(std::move(settings))) {}
@@ -665,6 +760,7 @@ ClientDaemon::ClientDaemon(ClientDaemonSettings settings) : impl_(std::make_uniq
 ClientDaemon::~ClientDaemon() {
   impl_->sessions.clear();
   impl_->fresh.clear();
+  impl_->nvml_connections.clear();
   if (!impl_->created_socket.empty()) ::unlink(impl_->created_socket.c_str());
 }
 

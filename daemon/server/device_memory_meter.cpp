@@ -1,9 +1,7 @@
 #include "device_memory_meter.hpp"
 
-#include <dlfcn.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -20,40 +18,8 @@ std::string gpu_uuid_text(const std::array<uint8_t, 16>& uuid) {
   return out;
 }
 
-struct DeviceMemoryMeter::Library {
-  std::string problem;  // empty: loaded and started
-  nvml::DeviceGetHandleByUuidFn by_uuid = nullptr;
-  nvml::GetComputeRunningProcessesFn processes = nullptr;
-};
+void DeviceMemoryMeter::prepare() { nvml::Library::get(); }
 
-const DeviceMemoryMeter::Library& DeviceMemoryMeter::library() {
-  static const Library loaded = [] {
-    Library out;
-    const char* env = std::getenv("RGPU_NVML_LIBRARY");
-    const std::string name = env && *env ? env : "libnvidia-ml.so.1";
-    void* handle = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      out.problem = "cannot load " + name + ": " + ::dlerror();
-      return out;
-    }
-    auto init = reinterpret_cast<nvml::InitFn>(::dlsym(handle, "nvmlInit_v2"));
-    out.by_uuid = reinterpret_cast<nvml::DeviceGetHandleByUuidFn>(::dlsym(handle, "nvmlDeviceGetHandleByUUID"));
-    out.processes = reinterpret_cast<nvml::GetComputeRunningProcessesFn>(
-        ::dlsym(handle, "nvmlDeviceGetComputeRunningProcesses_v3"));
-    if (init == nullptr || out.by_uuid == nullptr || out.processes == nullptr)
-      out.problem = name + " lacks nvmlInit_v2, nvmlDeviceGetHandleByUUID or nvmlDeviceGetComputeRunningProcesses_v3";
-    else if (nvml::Return r = init(); r != nvml::kSuccess)
-      out.problem = "nvmlInit failed (NVML error " + std::to_string(r) + ")";
-    return out;
-  }();
-  return loaded;
-}
-
-void DeviceMemoryMeter::prepare() { library(); }
-
-namespace {
-// NVML names processes by their ids in the initial PID namespace; inside another (a container)
-// this process's own id is not the one NVML reports.
 bool in_initial_pid_namespace() {
   std::ifstream status("/proc/self/status");
   for (std::string line; std::getline(status, line);) {
@@ -65,22 +31,26 @@ bool in_initial_pid_namespace() {
   }
   return true;  // no NSpid line: a kernel without PID namespaces
 }
-}  // namespace
 
 DeviceMemoryMeter::DeviceMemoryMeter(const std::vector<std::array<uint8_t, 16>>& gpu_uuids) {
   if (!in_initial_pid_namespace()) {
     problem_ = "the server runs in a PID namespace of its own, so NVML's process ids are not its own";
     return;
   }
-  const Library& nvml = library();
-  if (!nvml.problem.empty()) {
-    problem_ = nvml.problem;
+  const nvml::Library& nvml = nvml::Library::get();
+  if (!nvml.problem().empty()) {
+    problem_ = nvml.problem();
     return;
   }
-  processes_ = nvml.processes;
+  auto by_uuid = nvml.symbol<nvml::DeviceGetHandleByUuidFn>("nvmlDeviceGetHandleByUUID");
+  processes_ = nvml.symbol<nvml::GetComputeRunningProcessesFn>("nvmlDeviceGetComputeRunningProcesses_v3");
+  if (by_uuid == nullptr || processes_ == nullptr) {
+    problem_ = "the NVML library lacks nvmlDeviceGetHandleByUUID or nvmlDeviceGetComputeRunningProcesses_v3";
+    return;
+  }
   for (const auto& uuid : gpu_uuids) {
     nvml::Device device = nullptr;
-    if (nvml::Return r = nvml.by_uuid(gpu_uuid_text(uuid).c_str(), &device); r != nvml::kSuccess) {
+    if (nvml::Return r = by_uuid(gpu_uuid_text(uuid).c_str(), &device); r != nvml::kSuccess) {
       problem_ = "NVML does not know GPU " + gpu_uuid_text(uuid) + " (NVML error " + std::to_string(r) + ")";
       return;
     }

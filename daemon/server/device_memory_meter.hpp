@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "nvml_abi.hpp"
+#include "nvml_library.hpp"
 
 namespace rgpu {
 
@@ -29,12 +29,14 @@ class DeviceMemoryMeter {
   bool available_ = false;
   std::string problem_;
   nvml::GetComputeRunningProcessesFn processes_ = nullptr;
-  struct Library;
-  static const Library& library();
   std::vector<nvml::Device> devices_;
 };
 
 // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as CUDA_VISIBLE_DEVICES and NVML write a UUID.
 std::string gpu_uuid_text(const std::array<uint8_t, 16>& uuid);
+
+// NVML names processes by their ids in the initial PID namespace; inside another (a container)
+// this process's ids are not the ones NVML reports.
+bool in_initial_pid_namespace();
 
 }  // namespace rgpu

@@ -25,6 +25,9 @@
 #include "log.hpp"
 #include "memory_budget.hpp"
 #include "net.hpp"
+#include "nvml_reader.hpp"
+#include "nvml_snapshot.hpp"
+#include "owned_threads.hpp"
 #include "tls.hpp"
 #include "vulkan_wire.hpp"
 #include "wire.hpp"
@@ -57,6 +60,12 @@ std::string peer_address(int fd) {
 template <typename Msg>
 std::vector<uint8_t> frame_of(MsgType type, uint64_t request_id, const Msg& msg) {
   return encode_frame(static_cast<uint16_t>(type), request_id, encode(msg));
+}
+
+// Whether `token` may use the GPU with the server's `index` (open mode: every GPU).
+bool token_allows(const TokenEntry* token, uint32_t index) {
+  if (token == nullptr || !token->allowed_gpus) return true;
+  return std::find(token->allowed_gpus->begin(), token->allowed_gpus->end(), index) != token->allowed_gpus->end();
 }
 }  // namespace
 
@@ -129,6 +138,23 @@ struct Server::Impl {
   // std::runtime_error when no worker can be started.
   std::shared_ptr<WorkerProcess> take_worker(const WorkerProcess::Kind& kind);
   void make_spare(const WorkerProcess::Kind& kind);
+
+  // NvmlQuery: what NVML says about the GPUs now. One reading at a time, off the loop; the
+  // questions that come meanwhile are answered from it too.
+  struct NvmlQuestion {
+    uint64_t connection = 0;
+    uint64_t request = 0;
+    const TokenEntry* token = nullptr;
+    std::vector<uint64_t> keys;  // the asker's own sessions: only their processes are shown
+  };
+  std::vector<NvmlQuestion> nvml_questions;
+  static constexpr size_t kMaxNvmlQuestions = 4;  // per connection
+  bool nvml_reading = false;
+  std::string nvml_problem;  // the last one logged, so that a polling client does not flood the log
+  void ask_nvml(NvmlQuestion question);
+  void answer_nvml(const NvmlReading& reading);
+  // Declared after `loop`: destroyed first, so that a reading still running is waited for.
+  ThreadGroup nvml_thread;
 
   uint64_t new_session_key();
   void worker_ready(uint64_t key);
@@ -499,11 +525,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     reply_error(id, ErrorCode::Forbidden, "no session of this token has that key");
   }
 
-  bool gpu_allowed(uint32_t index) const {
-    if (token_ == nullptr || !token_->allowed_gpus) return true;
-    for (uint32_t allowed : *token_->allowed_gpus)
-      if (allowed == index) return true;
-    return false;
+  bool gpu_allowed(uint32_t index) const { return token_allows(token_, index); }
+
+  // NvmlQuery: the GPUs this token may use, with the processes of the sessions named (this token's).
+  void nvml_query(uint64_t id, std::span<const uint8_t> payload) {
+    NvmlQueryMsg query;
+    try {
+      query = decode_nvml_query(payload);
+    } catch (const WireError& e) {
+      return reply_error(id, ErrorCode::MalformedFrame, e.what());
+    }
+    const auto waiting = std::count_if(server_.nvml_questions.begin(), server_.nvml_questions.end(),
+                                       [this](const auto& question) { return question.connection == id_; });
+    if (waiting >= static_cast<long>(Server::Impl::kMaxNvmlQuestions))
+      return reply_error(id, ErrorCode::Forbidden, "too many NVML questions at once on this connection");
+    server_.ask_nvml(Server::Impl::NvmlQuestion{id_, id, token_, std::move(query.session_keys)});
   }
 
   std::string server_full() const {
@@ -515,7 +551,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (frame.header.version != kProtocolVersion)
       return fail(ErrorCode::MalformedFrame, "frame carries protocol version " + std::to_string(frame.header.version) +
                                                  " on a version " + std::to_string(kProtocolVersion) + " connection");
-    if (!admitted_ && frame.header.type != kMsgCudaJoin && frame.header.type != kMsgSessionFate)
+    if (!admitted_ && frame.header.type != kMsgCudaJoin && frame.header.type != kMsgSessionFate &&
+        frame.header.type != kMsgNvmlQuery)
       return fail(ErrorCode::TooManyClients, server_full());
     switch (static_cast<MsgType>(frame.header.type)) {
       case MsgType::ListGpus: {
@@ -536,6 +573,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (frame.header.type == kMsgVulkanOpen) return open_session(id, frame.payload, AppApi::Vulkan);
         if (frame.header.type == kMsgCudaJoin) return join_cuda(id, frame.payload);
         if (frame.header.type == kMsgSessionFate) return session_fate(id, frame.payload);
+        if (frame.header.type == kMsgNvmlQuery) return nvml_query(id, frame.payload);
         queue(frame_of(MsgType::Error, id,
                        ErrorMsg{ErrorCode::NotSupported, std::string("message type ") + msg_type_name(frame.header.type) +
                                                              " (" + std::to_string(frame.header.type) +
@@ -624,6 +662,48 @@ void Server::Impl::make_spare(const WorkerProcess::Kind& kind) {
     spares[kind.key()] = WorkerProcess::spawn(loop, settings.worker_executable, kind);
   } catch (const std::exception& e) {
     LOG_WARN("no spare worker for %s sessions: %s", kind.key().c_str(), e.what());
+  }
+}
+
+void Server::Impl::ask_nvml(NvmlQuestion question) {
+  nvml_questions.push_back(std::move(question));
+  if (nvml_reading) return;
+  nvml_reading = true;
+  nvml_thread.start([this, gpus = settings.gpus] {
+    auto reading = std::make_shared<NvmlReading>(read_nvml(gpus));
+    loop.post([this, reading] { answer_nvml(*reading); });
+  });
+}
+
+void Server::Impl::answer_nvml(const NvmlReading& reading) {
+  nvml_reading = false;
+  if (reading.problem != nvml_problem) {
+    nvml_problem = reading.problem;
+    if (!reading.problem.empty()) LOG_WARN("NVML: %s", reading.problem.c_str());
+  }
+  if (!reading.pids_are_ours && nvml_problem.empty()) {
+    nvml_problem = "the server runs in a PID namespace of its own: no process is reported to clients";
+    LOG_WARN("NVML: %s", nvml_problem.c_str());
+  }
+  // Each asker sees its token's GPUs, and of the processes only its own sessions' workers, each
+  // named by its session key: another tenant's processes (and the host's own) stay hidden.
+  for (const NvmlQuestion& question : std::exchange(nvml_questions, {})) {
+    auto asker = connection(question.connection);
+    if (!asker) continue;
+    std::unordered_map<pid_t, uint64_t> mine;
+    for (uint64_t key : question.keys)
+      if (auto worker = workers.find(key); worker != workers.end() && worker->second.token == question.token)
+        mine.emplace(worker->second.process->pid(), key);
+    NvmlSnapshotMsg answer = reading.snapshot;
+    std::erase_if(answer.gpus, [&](const NvmlGpu& gpu) { return !token_allows(question.token, gpu.gpu_index); });
+    for (NvmlGpu& gpu : answer.gpus) {
+      std::vector<NvmlProcess> shown;
+      for (const NvmlProcess& process : gpu.processes)
+        if (auto owner = mine.find(static_cast<pid_t>(process.owner)); owner != mine.end())
+          shown.push_back(NvmlProcess{owner->second, process.used_memory, process.graphics});
+      gpu.processes = std::move(shown);
+    }
+    asker->answer(encode_frame(kMsgNvmlSnapshot, question.request, encode(answer)));
   }
 }
 

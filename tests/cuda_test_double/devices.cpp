@@ -169,8 +169,16 @@ constexpr AttributeValue kAttributes[] = {
     {CU_DEVICE_ATTRIBUTE_ONLY_PARTIAL_HOST_NATIVE_ATOMIC_SUPPORTED, 0},
 };
 
-int pci_bus(CUdevice device) { return 0x1b + 0x28 * device; }
 }  // namespace
+
+int pci_bus(CUdevice device) { return 0x1b + 0x28 * device; }
+CUuuid device_uuid(CUdevice device) {
+  // "RGPU-double-" and the ordinal: stable, and different per device.
+  const char text[16] = {'R', 'G', 'P', 'U', '-', 'd', 'o', 'u', 'b', 'l', 'e', '-', 0, 0, 0, static_cast<char>(device)};
+  CUuuid uuid;
+  std::memcpy(uuid.bytes, text, sizeof text);
+  return uuid;
+}
 
 std::unique_lock<std::mutex> lock_driver() { return std::unique_lock(g_mutex); }
 bool initialized() { return g_initialized; }
@@ -249,9 +257,7 @@ DOUBLE_EXPORT CUresult cuDeviceGetUuid_v2(CUuuid* uuid, CUdevice device) {
   auto lock = lock_driver();
   if (CUresult r = check_device(device); r != CUDA_SUCCESS) return r;
   if (uuid == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  // "RGPU-double-" and the ordinal: stable, and different per device.
-  const char text[16] = {'R', 'G', 'P', 'U', '-', 'd', 'o', 'u', 'b', 'l', 'e', '-', 0, 0, 0, static_cast<char>(device)};
-  std::memcpy(uuid->bytes, text, sizeof text);
+  *uuid = device_uuid(device);
   return CUDA_SUCCESS;
 }
 

@@ -55,6 +55,7 @@ void unmap(std::map<uintptr_t, Allocation>::iterator it) {
   if (!it->second.mapping) g_windows[it->second.device].used -= it->second.mapped;
   if (it->second.pool != nullptr) pool_memory_freed(it->second.pool, it->second.mapped);
   g_allocations.erase(it);
+  publish_memory_use();
 }
 
 // Addresses that cuMemAddressReserve hands out: a window of their own, after the devices'.
@@ -154,6 +155,7 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
   window->next += mapped + kPage;
   window->used += mapped;
   g_allocations.emplace(pointer, Allocation{bytes, mapped, context, device, module});
+  publish_memory_use();
   return CUDA_SUCCESS;
 }
 

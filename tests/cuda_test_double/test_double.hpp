@@ -31,6 +31,9 @@ inline constexpr uint64_t kDeviceMemory = 80ull << 30;
 std::unique_lock<std::mutex> lock_driver();
 // cuInit has run.
 bool initialized();
+// A device's PCI bus number and UUID, whatever cuInit.
+int pci_bus(CUdevice device);
+CUuuid device_uuid(CUdevice device);
 // For device queries: CUDA_ERROR_NOT_INITIALIZED before cuInit, CUDA_ERROR_INVALID_DEVICE for a
 // bad ordinal.
 CUresult check_device(CUdevice device);
@@ -104,6 +107,19 @@ CUresult allocate_device_memory(CUcontext context, size_t bytes, CUmodule module
 // caller holds the driver lock.
 uint64_t device_memory_in_use(CUdevice device);
 std::byte* device_bytes(CUdeviceptr pointer, size_t bytes, CUcontext context = nullptr);
+
+// ---- the device memory of every process (process_table.cpp) --------------------------------
+
+// Records this process's bytes on each device (device_memory_in_use) where the server process it
+// belongs to reads them through NVML; called after every change, with the driver lock held.
+void publish_memory_use();
+struct ProcessMemory {
+  unsigned pid;
+  uint64_t bytes;
+};
+// The processes of this server (its main process and its workers) holding memory on `device`:
+// this process alone where the shared table cannot be made.
+std::vector<ProcessMemory> processes_on(CUdevice device);
 void release_memory_of_module(CUmodule module);
 // Virtual memory (vmm.cpp): addresses reserved apart from the allocations' (0 when none are left),
 // ranges mapped onto a file's pages (an allocation handle's memory), which any context may use

@@ -37,8 +37,9 @@ pack() {
     cp "$(command -v strace)" "$pack/tools/"
     ldd "$(command -v strace)" | awk '/libunwind/ {print $3}' | xargs -r -I{} cp -L {} "$pack/tools/lib/"
   fi
-  cp build/preload/librgpu_cuda_interpose.so "$pack/interpose/"
+  cp build/preload/librgpu_cuda_interpose.so build/preload/nvml/librgpu_nvml.so "$pack/interpose/"
   ln -sf librgpu_cuda_interpose.so "$pack/interpose/libcuda.so.1"
+  ln -sf librgpu_nvml.so "$pack/interpose/libnvidia-ml.so.1"
   # before/: an earlier build, for a before/after bench in the same run.
   if [[ -n ${GPU_SUITE_BEFORE:-} ]]; then
     [[ -f $GPU_SUITE_BEFORE/rgpu && -f $GPU_SUITE_BEFORE/librgpu_cuda_interpose.so ]] ||
@@ -149,13 +150,18 @@ wait_for() {
 }
 
 # Runs a command as an application on a host without NVIDIA's driver: the device nodes and the
-# real libcuda are hidden, only RGPU's libcuda.so.1 is there.
+# real libcuda and libnvidia-ml are hidden, only RGPU's libcuda.so.1 and libnvidia-ml.so.1 are
+# there (an earlier build without the NVML library leaves NVIDIA's, which then finds no device).
 remote() {
-  local lib=$RGPU_INTERPOSE
+  local lib=$RGPU_INTERPOSE nvml=${RGPU_NVML:-$(dirname "$RGPU_INTERPOSE")/librgpu_nvml.so}
   unshare -m bash -c '
     for d in /dev/nvidia*; do [[ -c $d ]] && mount --bind /dev/null "$d"; done
     for f in $(ldconfig -p | awk "/libcuda.so/ {print \$NF}"); do mount --bind "$0" "$(readlink -f "$f")"; done
-    exec env LD_PRELOAD="$0" "$@"' "$lib" "$@"
+    if [[ -f $1 ]]; then
+      for f in $(ldconfig -p | awk "/libnvidia-ml.so/ {print \$NF}"); do mount --bind "$1" "$(readlink -f "$f")"; done
+    fi
+    shift
+    exec env LD_PRELOAD="$0" "$@"' "$lib" "$nvml" "$@"
 }
 
 nvidia_icd() {
@@ -212,6 +218,21 @@ run_case() {  # name, command...
   fi
 }
 
+# NVML through RGPU's libnvidia-ml.so.1: nvidia-smi's list and CSV query, a ctypes (and pynvml)
+# program and PyTorch's NVML queries, each compared with the native run. nvidia-smi's table (its
+# numbers change from moment to moment) is kept, not compared.
+run_nvml_cases() {
+  run_case nvidia_smi_list nvidia-smi -L
+  run_case nvidia_smi_query nvidia-smi --query-gpu=name,uuid,memory.total,pci.bus_id,driver_version,compute_cap --format=csv
+  run_case nvml_query python3 tests/gpu/programs/nvml_query.py
+  if python3 -c "import torch" 2>/dev/null; then run_case torch_nvml python3 tests/gpu/programs/torch_nvml.py; fi
+  timeout -k 5 30 nvidia-smi > "$results/nvidia_smi_table.native" 2>&1 || true
+  timeout -k 5 30 bash -c "$(declare -f remote); remote nvidia-smi" > "$results/nvidia_smi_table.rgpu" 2>&1 ||
+    echo "exit status $?" >> "$results/nvidia_smi_table.rgpu"
+  log "nvidia-smi through RGPU (not compared):"
+  head -25 "$results/nvidia_smi_table.rgpu" | tee -a "$results/summary.txt"
+}
+
 run_vulkan_cases() {
   if [[ -n $(nvidia_icd) ]]; then
     local vk=$PWD/$pack/vulkan
@@ -264,6 +285,7 @@ run() {
   run_case mem_pool "$work/mem_pool"
   run_case host_functions "$work/host_functions"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  run_nvml_cases
   run_case kernel_assert_again "$work/kernel_assert"
   run_case runtime_after_faults "$work/runtime_vector_add_static"
   run_vulkan_cases
