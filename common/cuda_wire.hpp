@@ -101,6 +101,14 @@ inline constexpr uint32_t kCaptureStatus = 1, kCaptureId = 2, kCaptureGraph = 4,
                           kCaptureEdgeData = 16, kCaptureCount = 32;
 inline constexpr uint8_t kCaptureListsNodes = 1, kCaptureListsEdges = 2;
 
+// Graph and node lists (cuGraphGetNodes, cuGraphGetEdges, cuGraphNodeGetDependencies, ...): the
+// call sends `u64 handle, u64 capacity, u8 lists`, the answer is `u64 count, u64 n`, then n nodes
+// (n pairs for edges) and, if asked, their CUgraphEdgeData; n is at most the capacity and kMaxGraphList.
+inline constexpr uint8_t kGraphListNodes = 1, kGraphListEdgeData = 2;
+inline constexpr uint64_t kMaxGraphList = 1u << 20;
+// cuStreamBatchMemOp: at most this many operations in one call.
+inline constexpr uint32_t kMaxBatchMemOps = 256;
+
 // rgpu.HostFunctionPoll's answer: the host function the stream reached, if one was (`reach`
 // names this run of it: a graph's runs again at each launch), and ids the application may forget.
 struct HostFunctionPollAnswer {

@@ -75,17 +75,9 @@ CUresult load(uint32_t function, const void* image, uint64_t& handle) {
   return call_sync(call, [&](WireReader& reader) { handle = reader.get<uint64_t>(); });
 }
 
-struct ParamLayout {
-  std::vector<std::pair<uint64_t, uint64_t>> params;  // offset, size
-  size_t total() const {
-    size_t end = 0;
-    for (auto [offset, size] : params) end = std::max<size_t>(end, offset + size);
-    return end;
-  }
-};
 std::mutex g_layout_mutex;
-std::map<CUfunction, ParamLayout>& param_layouts() {
-  static auto* value = new std::map<CUfunction, ParamLayout>;  // never destroyed: see api_state.hpp
+std::map<CUfunction, KernelParamLayout>& param_layouts() {
+  static auto* value = new std::map<CUfunction, KernelParamLayout>;  // never destroyed: see api_state.hpp
   return *value;
 }
 
@@ -96,8 +88,13 @@ void forget_kernel_parameter_layouts() {
   param_layouts().clear();
 }
 
-namespace {
-CUresult layout_of(CUfunction f, ParamLayout& layout) {
+size_t KernelParamLayout::total() const {
+  size_t end = 0;
+  for (auto [offset, size] : params) end = std::max<size_t>(end, offset + size);
+  return end;
+}
+
+CUresult kernel_param_layout(CUfunction f, KernelParamLayout& layout) {
   {
     std::lock_guard lock(g_layout_mutex);
     if (auto it = param_layouts().find(f); it != param_layouts().end()) {
@@ -107,7 +104,7 @@ CUresult layout_of(CUfunction f, ParamLayout& layout) {
   }
   CallBuilder call(FN_rgpuFunctionParams);
   call.in(f);
-  ParamLayout fetched;
+  KernelParamLayout fetched;
   CUresult r = call_sync(call, [&](WireReader& reader) {
     const uint32_t count = reader.get<uint32_t>();
     if (count > 4096) throw WireError("too many kernel parameters");
@@ -123,9 +120,7 @@ CUresult layout_of(CUfunction f, ParamLayout& layout) {
   return CUDA_SUCCESS;
 }
 
-// Packs the arguments at their offsets: either kernelParams (one pointer per parameter) or the
-// `extra` form (CU_LAUNCH_PARAM_BUFFER_POINTER / SIZE).
-CUresult pack_params(const ParamLayout& layout, void** params, void** extra, CallBuilder& call) {
+CUresult pack_kernel_params(const KernelParamLayout& layout, void** params, void** extra, CallBuilder& call) {
   std::vector<uint8_t> blob(layout.total());
   if (params != nullptr) {
     for (size_t i = 0; i < layout.params.size(); ++i) {
@@ -152,6 +147,8 @@ CUresult pack_params(const ParamLayout& layout, void** params, void** extra, Cal
   return CUDA_SUCCESS;
 }
 
+namespace {
+
 // Grid and block dimensions, shared memory, stream and launch attributes, as the server reads them.
 void put_launch_shape(WireWriter& w, const unsigned dims[6], unsigned shared, CUstream stream,
                       std::span<const CUlaunchAttribute> attrs) {
@@ -165,13 +162,13 @@ CUresult launch(uint32_t variant, CUfunction f, const unsigned dims[6], unsigned
                 std::span<const CUlaunchAttribute> attrs, void** params, void** extra) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  ParamLayout layout;
-  if (CUresult r = layout_of(f, layout); r != CUDA_SUCCESS) return r;
+  KernelParamLayout layout;
+  if (CUresult r = kernel_param_layout(f, layout); r != CUDA_SUCCESS) return r;
   CallBuilder call(FN_rgpuLaunch);
   WireWriter& w = call.writer();
   w.put(variant).put<uint64_t>(reinterpret_cast<uint64_t>(f));
   put_launch_shape(w, dims, shared, stream, attrs);
-  if (CUresult r = pack_params(layout, params, extra, call); r != CUDA_SUCCESS) return r;
+  if (CUresult r = pack_kernel_params(layout, params, extra, call); r != CUDA_SUCCESS) return r;
   if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
   return call_pipelined(call);
 }
@@ -236,8 +233,8 @@ RGPU_EXPORT CUresult cuLibraryLoadFromFile(CUlibrary* library, const char* path,
 
 RGPU_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t* offset, size_t* size) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  ParamLayout layout;
-  if (CUresult r = layout_of(f, layout); r != CUDA_SUCCESS) return r;
+  KernelParamLayout layout;
+  if (CUresult r = kernel_param_layout(f, layout); r != CUDA_SUCCESS) return r;
   if (index >= layout.params.size()) return CUDA_ERROR_INVALID_VALUE;
   if (offset) *offset = layout.params[index].first;
   if (size) *size = layout.params[index].second;

@@ -72,6 +72,17 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
 // Forgets the kernel parameter layouts learnt from the server (their functions may be gone).
 void forget_kernel_parameter_layouts();
 
+// A kernel's parameters as the driver lays them out (api_module.cpp), learnt from the server once
+// per function.
+struct KernelParamLayout {
+  std::vector<std::pair<uint64_t, uint64_t>> params;  // offset, size
+  size_t total() const;
+};
+CUresult kernel_param_layout(CUfunction f, KernelParamLayout& layout);
+// Packs a kernel's arguments at their offsets, from kernelParams (one pointer per parameter) or
+// the `extra` form (CU_LAUNCH_PARAM_BUFFER_POINTER / SIZE): `u32 n, n x u32 offset, blob`.
+CUresult pack_kernel_params(const KernelParamLayout& layout, void** params, void** extra, CallBuilder& call);
+
 // The driver version the server's driver reports (CUDA_VERSION style: 13000).
 int server_driver_version();
 

@@ -2167,6 +2167,257 @@ TEST_F(CudaE2E, GraphsRunTheirHostFunctionsAtEachLaunch) {
   EXPECT_CU(cuStreamDestroy(stream));
 }
 
+// What cuFFT does with a captured graph: list its nodes and edges, read a kernel node's
+// arguments, change them in the executable graph, instantiate with the old entry point.
+TEST_F(CudaE2E, GraphsListTheirNodesAndKernelNodesReadAndChangeTheirArguments) {
+  CUmodule module = load_module();
+  CUfunction fill, scale;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  ASSERT_CU(cuModuleGetFunction(&scale, module, "scale_f32"));
+  constexpr unsigned long long n = 64;
+  CUdeviceptr words, floats;
+  ASSERT_CU(cuMemAlloc(&words, n * 4));
+  ASSERT_CU(cuMemAlloc(&floats, n * 4));
+  std::vector<float> ones(n, 1.0f);
+  ASSERT_CU(cuMemcpyHtoD(floats, ones.data(), n * 4));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+  unsigned value = 7;
+  void* fill_args[] = {&words, &value, const_cast<unsigned long long*>(&n)};
+  ASSERT_CU(cuLaunchKernel(fill, 1, 1, 1, 64, 1, 1, 0, stream, fill_args, nullptr));
+  float factor = 2.0f;
+  int count = n;
+  void* scale_args[] = {&floats, &factor, &count};
+  ASSERT_CU(cuLaunchKernel(scale, 1, 1, 1, 64, 1, 1, 0, stream, scale_args, nullptr));
+  CUgraph graph;
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+
+  size_t found = 0;
+  ASSERT_CU(cuGraphGetNodes(graph, nullptr, &found));
+  ASSERT_EQ(found, 2u);
+  CUgraphNode nodes[3] = {};
+  found = 3;
+  ASSERT_CU(cuGraphGetNodes(graph, nodes, &found));
+  ASSERT_EQ(found, 2u);
+  EXPECT_EQ(nodes[2], nullptr);
+  CUgraphNode root = nullptr;
+  found = 1;
+  ASSERT_CU(cuGraphGetRootNodes(graph, &root, &found));
+  EXPECT_EQ(found, 1u);
+  EXPECT_EQ(root, nodes[0]);
+  CUgraphNode from = nullptr, to = nullptr;
+  CUgraphEdgeData edge{};
+  found = 1;
+  ASSERT_CU(cuGraphGetEdges_v2(graph, &from, &to, &edge, &found));
+  ASSERT_EQ(found, 1u);
+  EXPECT_EQ(from, nodes[0]);
+  EXPECT_EQ(to, nodes[1]);
+  EXPECT_EQ(edge.type, CU_GRAPH_DEPENDENCY_TYPE_DEFAULT);
+  CUgraphNode before = nullptr, after = nullptr;
+  found = 1;
+  ASSERT_CU(cuGraphNodeGetDependencies(nodes[1], &before, nullptr, &found));
+  EXPECT_EQ(before, nodes[0]);
+  found = 1;
+  ASSERT_CU(cuGraphNodeGetDependentNodes(nodes[0], &after, nullptr, &found));
+  EXPECT_EQ(after, nodes[1]);
+  EXPECT_EQ(cuGraphGetEdges_v2(graph, &from, nullptr, nullptr, &found), CUDA_ERROR_INVALID_VALUE);
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(nodes[1], &type));
+  EXPECT_EQ(type, CU_GRAPH_NODE_TYPE_KERNEL);
+
+  // The arguments come back where kernelParams points, as the launch packed them.
+  CUDA_KERNEL_NODE_PARAMS params{};
+  ASSERT_CU(cuGraphKernelNodeGetParams(nodes[1], &params));
+  EXPECT_EQ(params.func, scale);
+  EXPECT_EQ(params.blockDimX, 64u);
+  ASSERT_NE(params.kernelParams, nullptr);
+  EXPECT_EQ(*static_cast<CUdeviceptr*>(params.kernelParams[0]), floats);
+  EXPECT_EQ(*static_cast<float*>(params.kernelParams[1]), 2.0f);
+  EXPECT_EQ(*static_cast<int*>(params.kernelParams[2]), count);
+
+  // The old five-argument entry point, as a runtime built for CUDA 11 resolves it.
+  using InstantiateV1 = CUresult (*)(CUgraphExec*, CUgraph, CUgraphNode*, char*, size_t);
+  void* address = nullptr;
+  CUdriverProcAddressQueryResult status;
+  ASSERT_CU(cuGetProcAddress("cuGraphInstantiate", &address, 11000, CU_GET_PROC_ADDRESS_DEFAULT, &status));
+  CUgraphExec exec;
+  CUgraphNode error_node = nodes[0];
+  char log[16] = "stale";
+  ASSERT_CU(reinterpret_cast<InstantiateV1>(address)(&exec, graph, &error_node, log, sizeof log));
+  EXPECT_EQ(error_node, nullptr);
+  EXPECT_STREQ(log, "");
+
+  // The executable graph's copy changes; the graph's own node keeps its arguments.
+  float three = 3.0f;
+  void* new_args[] = {&floats, &three, &count};
+  params.kernelParams = new_args;
+  ASSERT_CU(cuGraphExecKernelNodeSetParams(exec, nodes[1], &params));
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  std::vector<float> scaled(n);
+  std::vector<unsigned> filled(n);
+  ASSERT_CU(cuMemcpyDtoH(scaled.data(), floats, n * 4));
+  ASSERT_CU(cuMemcpyDtoH(filled.data(), words, n * 4));
+  EXPECT_EQ(scaled[0], 9.0f);
+  EXPECT_EQ(scaled[n - 1], 9.0f);
+  EXPECT_EQ(filled[n - 1], 7u);
+  CUDA_KERNEL_NODE_PARAMS kept{};
+  ASSERT_CU(cuGraphKernelNodeGetParams(nodes[1], &kept));
+  EXPECT_EQ(*static_cast<float*>(kept.kernelParams[1]), 2.0f);
+
+  // A copy node after the fill: device to device at each launch; host memory at an end is refused.
+  CUdeviceptr copied;
+  ASSERT_CU(cuMemAlloc(&copied, n * 4));
+  ASSERT_CU(cuMemsetD8(copied, 0, n * 4));
+  CUDA_MEMCPY3D copy{};
+  copy.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.srcDevice = words;
+  copy.dstMemoryType = CU_MEMORYTYPE_UNIFIED;  // a device allocation's address: sent as device memory
+  copy.dstDevice = copied;
+  copy.WidthInBytes = n * 4;
+  copy.Height = 1;
+  copy.Depth = 1;
+  CUgraphNode copy_node;
+  ASSERT_CU(cuGraphAddMemcpyNode(&copy_node, graph, &nodes[0], 1, &copy, context_));
+  ASSERT_CU(cuGraphNodeGetType(copy_node, &type));
+  EXPECT_EQ(type, CU_GRAPH_NODE_TYPE_MEMCPY);
+  std::vector<unsigned> host_words(n);
+  CUDA_MEMCPY3D to_host = copy;
+  to_host.dstMemoryType = CU_MEMORYTYPE_HOST;
+  to_host.dstHost = host_words.data();
+  EXPECT_EQ(cuGraphAddMemcpyNode(&copy_node, graph, &nodes[0], 1, &to_host, context_), CUDA_ERROR_NOT_SUPPORTED);
+
+  // A node added by hand, after the fill, and its arguments changed in the graph.
+  CUDA_KERNEL_NODE_PARAMS added = params;
+  float half = 0.5f;
+  void* half_args[] = {&floats, &half, &count};
+  added.kernelParams = half_args;
+  CUgraphNode third;
+  ASSERT_CU(cuGraphAddKernelNode(&third, graph, &nodes[1], 1, &added));
+  float quarter = 0.25f;
+  void* quarter_args[] = {&floats, &quarter, &count};
+  added.kernelParams = quarter_args;
+  ASSERT_CU(cuGraphKernelNodeSetParams(third, &added));
+  CUgraphExec second;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&second, graph, 0));
+  ASSERT_CU(cuGraphLaunch(second, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  ASSERT_CU(cuMemcpyDtoH(scaled.data(), floats, n * 4));
+  EXPECT_EQ(scaled[5], 9.0f * 2.0f * 0.25f);
+  found = 0;
+  ASSERT_CU(cuGraphGetEdges(graph, nullptr, nullptr, nullptr, &found));
+  EXPECT_EQ(found, 3u);
+  ASSERT_CU(cuMemcpyDtoH(host_words.data(), copied, n * 4));
+  EXPECT_EQ(host_words[0], 7u);
+  EXPECT_EQ(host_words[n - 1], 7u);
+  EXPECT_CU(cuMemFree(copied));
+
+  EXPECT_CU(cuGraphExecDestroy(second));
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuMemFree(words));
+  EXPECT_CU(cuMemFree(floats));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+TEST_F(CudaE2E, EmptyAndEventNodesAndTheirEdgesAreAddedAndRemoved) {
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUevent event;
+  ASSERT_CU(cuEventCreate(&event, 0));
+  CUgraphNode a, b, c;
+  ASSERT_CU(cuGraphAddEmptyNode(&a, graph, nullptr, 0));
+  ASSERT_CU(cuGraphAddEmptyNode(&b, graph, &a, 1));
+  ASSERT_CU(cuGraphAddEventRecordNode(&c, graph, nullptr, 0, event));
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(a, &type));
+  EXPECT_EQ(type, CU_GRAPH_NODE_TYPE_EMPTY);
+  ASSERT_CU(cuGraphNodeGetType(c, &type));
+  EXPECT_EQ(type, CU_GRAPH_NODE_TYPE_EVENT_RECORD);
+  ASSERT_CU(cuGraphAddDependencies(graph, &a, &c, nullptr, 1));
+  EXPECT_EQ(cuGraphAddDependencies(graph, &a, &c, nullptr, 1), CUDA_ERROR_INVALID_VALUE);  // already there
+  ASSERT_CU(cuGraphRemoveDependencies(graph, &a, &b, nullptr, 1));
+  CUgraphNode from[2] = {}, to[2] = {};
+  size_t count = 2;
+  ASSERT_CU(cuGraphGetEdges(graph, from, to, nullptr, &count));
+  ASSERT_EQ(count, 1u);
+  EXPECT_EQ(from[0], a);
+  EXPECT_EQ(to[0], c);
+  EXPECT_EQ(from[1], nullptr);
+  CUgraphNode roots[2] = {};
+  count = 2;
+  ASSERT_CU(cuGraphGetRootNodes(graph, roots, &count));
+  ASSERT_EQ(count, 2u);
+  EXPECT_EQ(roots[0], a);
+  EXPECT_EQ(roots[1], b);
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  ASSERT_CU(cuGraphLaunch(exec, nullptr));
+  ASSERT_CU(cuEventSynchronize(event));
+  EXPECT_CU(cuEventQuery(event));
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuEventDestroy(event));
+}
+
+// A stream waits on a value in device memory until another stream writes it.
+TEST_F(CudaE2E, BatchMemoryOperationsWaitAndWriteInStreamOrder) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr flag, words;
+  ASSERT_CU(cuMemAlloc(&flag, 8));
+  ASSERT_CU(cuMemAlloc(&words, 16));
+  ASSERT_CU(cuMemsetD8(flag, 0, 8));
+  ASSERT_CU(cuMemsetD8(words, 0, 16));
+  CUstream waiting, writing;
+  ASSERT_CU(cuStreamCreate(&waiting, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamCreate(&writing, CU_STREAM_NON_BLOCKING));
+
+  CUstreamBatchMemOpParams wait{};
+  wait.waitValue.operation = CU_STREAM_MEM_OP_WAIT_VALUE_32;
+  wait.waitValue.address = flag;
+  wait.waitValue.value = 5;
+  wait.waitValue.flags = CU_STREAM_WAIT_VALUE_GEQ;
+  ASSERT_CU(cuStreamBatchMemOp(waiting, 1, &wait, 0));
+  unsigned value = 9;
+  unsigned long long n = 4;
+  void* args[] = {&words, &value, &n};
+  ASSERT_CU(cuLaunchKernel(fill, 1, 1, 1, 4, 1, 1, 0, waiting, args, nullptr));
+  EXPECT_EQ(cuStreamQuery(waiting), CUDA_ERROR_NOT_READY);
+
+  CUstreamBatchMemOpParams writes[2] = {};
+  writes[0].writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+  writes[0].writeValue.address = flag;
+  writes[0].writeValue.value = 5;
+  writes[1].writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_64;
+  writes[1].writeValue.address = words + 8;
+  writes[1].writeValue.value64 = 0x1122334455667788ull;
+  ASSERT_CU(cuStreamBatchMemOp(writing, 2, writes, 0));
+  ASSERT_CU(cuStreamSynchronize(waiting));
+  unsigned got[4] = {};
+  ASSERT_CU(cuMemcpyDtoH(got, words, sizeof got));
+  EXPECT_EQ(got[0], 9u);
+  EXPECT_EQ(got[3], 9u);  // the fill ran after the write it waited for
+
+  // The server refuses an operation type it does not know.
+  CUstreamBatchMemOpParams bad{};
+  bad.operation = static_cast<CUstreamBatchMemOpType>(77);
+  ASSERT_CU(cuStreamBatchMemOp(writing, 1, &bad, 0));
+  EXPECT_EQ(cuStreamSynchronize(writing), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuStreamBatchMemOp(writing, 0, writes, 0), CUDA_ERROR_INVALID_VALUE);
+
+  EXPECT_CU(cuStreamDestroy(waiting));
+  EXPECT_CU(cuStreamDestroy(writing));
+  EXPECT_CU(cuMemFree(flag));
+  EXPECT_CU(cuMemFree(words));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
   EXPECT_EQ(cuGraphHostNodeGetParams(nullptr, nullptr), CUDA_ERROR_NOT_SUPPORTED);
   void* fn = nullptr;

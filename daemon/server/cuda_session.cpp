@@ -3,7 +3,10 @@
 #include <span>
 
 #include "cuda_driver.hpp"
+#include "cuda_graphs.hpp"
+#include "cuda_handles.hpp"
 #include "cuda_vmm_pool_calls.hpp"
+#include "kernel_arguments.hpp"
 #include "log.hpp"
 #include "messages.hpp"
 
@@ -32,14 +35,6 @@ std::vector<uint8_t> reply_head(uint64_t request_id, const ReplyHeader& header, 
   return head;
 }
 
-template <typename T>
-T handle_of(uint64_t raw) {
-  return reinterpret_cast<T>(static_cast<uintptr_t>(raw));
-}
-template <typename T>
-uint64_t raw_of(T handle) {
-  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(handle));
-}
 
 CUresult missing(const char* name) {
   LOG_WARN("the server's CUDA driver has no %s", name);
@@ -440,17 +435,6 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
 }
 
 namespace {
-// A memory type from the wire, as its bits: it may hold any value, and loading one outside the enum
-// would be undefined behaviour.
-uint32_t memory_type(const CUmemorytype& field) {
-  uint32_t value;
-  std::memcpy(&value, &field, sizeof value);
-  return value;
-}
-bool on_server(const CUmemorytype& field) {
-  const uint32_t type = memory_type(field);
-  return type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_ARRAY;
-}
 
 // A rectangle's or box's copy (Copy: CUDA_MEMCPY2D or CUDA_MEMCPY3D) on the server alone, or between
 // the packed rows of this call and device memory or an array. `src_packed` / `dst_packed`: that
@@ -833,25 +817,13 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const uint32_t* dims = shape.dims;
       const uint32_t shared = shape.shared;
       const CUstream stream = shape.stream;
-      const uint32_t param_count = args.get<uint32_t>();
-      if (param_count > 4096) return CUDA_ERROR_INVALID_VALUE;
-      std::vector<uint32_t> offsets(param_count);
-      for (auto& o : offsets) o = args.get<uint32_t>();
-      auto blob = args.blob(64 * 1024);
-      args.expect_end();
-      // The driver reads as many parameters as the kernel has, each as large as the kernel says,
-      // from where the pointers point: all of them must be here, inside the bytes that came.
+      // The driver reads as many parameters as the kernel has, each as large as the kernel says.
       std::shared_ptr<const ParamLayout> layout;
       if (CUresult r = launch_parameters(f, layout); r != CUDA_SUCCESS) return r;
-      if (layout->size() != param_count) return CUDA_ERROR_INVALID_VALUE;
-      std::vector<uint8_t> storage(blob.begin(), blob.end());
-      std::vector<void*> params(param_count);
-      for (uint32_t i = 0; i < param_count; ++i) {
-        if (offsets[i] > storage.size() || (*layout)[i].second > storage.size() - offsets[i])
-          return CUDA_ERROR_INVALID_VALUE;
-        params[i] = storage.data() + offsets[i];
-      }
-      void** kernel_params = param_count ? params.data() : nullptr;
+      KernelArguments arguments;
+      if (CUresult r = read_kernel_arguments(args, *layout, arguments); r != CUDA_SUCCESS) return r;
+      args.expect_end();
+      void** kernel_params = arguments.driver_params();
       const char* name = chosen->name;
       // A launch may load its kernel (lazy loading) and grow local memory: the quota sees that.
       auto settled = [this](CUresult launched) { return launched == CUDA_SUCCESS ? resources_.settle_launch() : launched; };
@@ -1057,6 +1029,12 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       return r;
     }
     default: {
+      if (is_graph_call(header.function))
+        return graph_call(header.function, args, out,
+                          [this](CUfunction f, std::shared_ptr<const ParamLayout>& layout) {
+                            return launch_parameters(f, layout);
+                          },
+                          client_);
       const char* name = function_name(header.function);
       LOG_WARN("%s: no server handler for %s (id 0x%08x)", client_.c_str(), name ? name : "an unknown call",
                header.function);

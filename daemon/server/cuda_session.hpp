@@ -21,6 +21,7 @@
 #include "cuda_resources.hpp"
 #include "cuda_wire.hpp"
 #include "frame.hpp"
+#include "kernel_arguments.hpp"
 #include "staging_pool.hpp"
 
 namespace rgpu::cuda {
@@ -94,8 +95,6 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   // Frees what this session made in the primary context of `device` (the driver's ordinal).
   CUresult free_in_primary_context(Worker& worker, CUdevice device);
 
-  // Each parameter's offset and size, as the driver lays out a kernel's parameters.
-  using ParamLayout = std::vector<std::pair<uint64_t, uint64_t>>;
   // The layout of function `f` (rgpu.FunctionParams), from the driver.
   static CUresult query_parameters(CUfunction f, ParamLayout& layout);
   // The same, kept per function: a launch's parameters are checked against it before the driver

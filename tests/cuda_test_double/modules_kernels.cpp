@@ -213,32 +213,64 @@ DOUBLE_EXPORT CUresult cuFuncSetAttribute(CUfunction handle, CUfunction_attribut
   return CUDA_SUCCESS;
 }
 
+namespace rgpu::cuda_double {
+
+CUresult prepare_kernel(CUcontext context, CUfunction handle, const unsigned dims[6], unsigned shared, void** params,
+                        void** extra, KernelCall& call) {
+  // A library's kernel launches as its function in the current context.
+  if (g_functions.find(handle) == nullptr)
+    if (CUresult r = kernel_function(reinterpret_cast<CUkernel>(handle), context, handle); r != CUDA_SUCCESS) return r;
+  const Function* function = g_functions.find(handle);
+  if (g_modules.find(function->module)->context != context) return CUDA_ERROR_INVALID_CONTEXT;
+  if (CUresult r = check_dimensions(dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared,
+                                    function->max_dynamic_shared);
+      r != CUDA_SUCCESS)
+    return r;
+  if (extra != nullptr) return CUDA_ERROR_NOT_SUPPORTED;
+  if (params == nullptr && !function->kernel->parameters.empty()) return CUDA_ERROR_INVALID_VALUE;
+  call.function = handle;
+  std::copy(dims, dims + 6, call.dims);
+  call.shared = shared;
+  call.arguments = pack(*function->kernel, params);
+  return CUDA_SUCCESS;
+}
+
+StreamWork kernel_work(const KernelCall& call, CUcontext context) {
+  const Function* function = g_functions.find(call.function);
+  if (function == nullptr) return [] { return CUDA_ERROR_LAUNCH_FAILED; };  // its module is gone
+  uint64_t blocks = 1, block = 1;
+  for (int i = 0; i < 3; ++i) blocks *= call.dims[i], block *= call.dims[3 + i];
+  const uint64_t threads = blocks > UINT64_MAX / block ? UINT64_MAX : blocks * block;
+  return [threads, arguments = call.arguments, context, module = function->module, run = function->kernel->run] {
+    return run(Launch{threads, arguments, context, module});
+  };
+}
+
+void** kernel_param_pointers(KernelCall& call) {
+  const Function* function = g_functions.find(call.function);
+  call.pointers.clear();
+  if (function == nullptr) return nullptr;
+  for (auto [offset, size] : function->kernel->parameters) call.pointers.push_back(call.arguments.data() + offset);
+  return call.pointers.empty() ? nullptr : call.pointers.data();
+}
+
+}  // namespace rgpu::cuda_double
+
 // The kernel runs before the launch returns, unless a host function holds its stream up: then
-// when the stream reaches it. Captured, it runs at each launch of the graph. A fault it hits does not fail the launch: like a real device's, it
-// fails the context, and the next call there reports it.
+// when the stream reaches it. Captured, it becomes a kernel node that runs at each launch of the
+// graph. A fault it hits does not fail the launch: like a real device's, it fails the context,
+// and the next call there reports it.
 DOUBLE_EXPORT CUresult cuLaunchKernel(CUfunction handle, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                       unsigned by, unsigned bz, unsigned shared, CUstream stream, void** params,
                                       void** extra) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
-  // A library's kernel launches as its function in the current context.
-  if (g_functions.find(handle) == nullptr)
-    if (CUresult r = kernel_function(reinterpret_cast<CUkernel>(handle), context, handle); r != CUDA_SUCCESS) return r;
-  const Function* function = g_functions.find(handle);
-  if (g_modules.find(function->module)->context != context) return CUDA_ERROR_INVALID_CONTEXT;
   if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
-  if (CUresult r = check_dimensions(gx, gy, gz, bx, by, bz, shared, function->max_dynamic_shared); r != CUDA_SUCCESS) return r;
-  if (extra != nullptr) return CUDA_ERROR_NOT_SUPPORTED;
-  const Kernel& kernel = *function->kernel;
-  if (params == nullptr && !kernel.parameters.empty()) return CUDA_ERROR_INVALID_VALUE;
-  const std::vector<uint8_t> arguments = pack(kernel, params);
-  const uint64_t blocks = uint64_t{gx} * gy * gz, block = uint64_t{bx} * by * bz;
-  const uint64_t threads = blocks > UINT64_MAX / block ? UINT64_MAX : blocks * block;
-  StreamWork work = [threads, arguments, context, module = function->module, run = kernel.run] {
-    return run(Launch{threads, arguments, context, module});
-  };
-  if (!capture_work(stream, work)) issue(lock, context, stream, std::move(work));
+  const unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+  KernelCall call;
+  if (CUresult r = prepare_kernel(context, handle, dims, shared, params, extra, call); r != CUDA_SUCCESS) return r;
+  if (!capture_kernel(stream, call)) issue(lock, context, stream, kernel_work(call, context));
   return CUDA_SUCCESS;
 }
 

@@ -92,6 +92,7 @@ void issue(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream strea
     return enqueue(key, Item{std::move(work), nullptr});
   }
   if (CUresult fault = work(); fault != CUDA_SUCCESS) find_context(context)->sticky = fault;
+  g_progress.notify_all();  // what it wrote may be what a stream waits for (cuStreamBatchMemOp)
 }
 
 void issue_host_function(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream,

@@ -1,11 +1,14 @@
-// The test double's streams, events, stream capture and graphs. Work runs when it is issued
-// unless a host function holds its stream up (stream_order.cpp), so a stream is idle but for
-// that; an event completes when the stream reaches its record. Capture records event records and
-// host functions as nodes, which a graph's launch issues in order; user objects live as long as
-// the graphs and executable graphs that hold them.
+// The test double's streams, events, stream capture, graphs and batches of memory operations.
+// Work runs when it is issued unless a host function or a wait holds its stream up
+// (stream_order.cpp), so a stream is idle but for that; an event completes when the stream
+// reaches its record. Capture records event records, kernels and host functions as nodes, each
+// depending on the one captured before it; a graph's launch issues its nodes in the order they
+// were added. User objects live as long as the graphs and executable graphs that hold them.
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -28,12 +31,15 @@ struct Stream {
   unsigned flags;
   std::optional<Capture> capture;
 };
-// A node: an event record, a host function when `function` is set, or device work (a kernel).
+// A node: an event record, a host function when `function` is set, or a kernel.
 struct Node {
+  CUgraph graph = nullptr;
+  std::vector<CUgraphNode> dependencies = {};
   CUevent event = nullptr;
   CUhostFn function = nullptr;
   void* data = nullptr;
-  StreamWork work = nullptr;
+  std::optional<KernelCall> kernel = std::nullopt;
+  StreamWork work = nullptr;  // other device work (a memcpy node)
 };
 using UserObjectCounts = std::map<CUuserObject, unsigned>;
 struct Graph {
@@ -45,6 +51,7 @@ struct Exec {
   CUcontext context;
   std::vector<Node> nodes;
   UserObjectCounts user_objects;
+  std::vector<CUgraphNode> origins;  // the graph's node each of `nodes` was made from
 };
 struct Event {
   CUcontext context;
@@ -98,7 +105,9 @@ Stream* capturing(CUstream stream) {
 
 // A node captured on the stream becomes the capture's dependency.
 void capture_node(Stream& stream, Node node) {
-  const CUgraphNode handle = g_nodes.add(node);
+  node.graph = stream.capture->graph;
+  node.dependencies = stream.capture->dependencies;
+  const CUgraphNode handle = g_nodes.add(std::move(node));
   g_graphs.find(stream.capture->graph)->nodes.push_back(handle);
   stream.capture->dependencies = {handle};
   stream.capture->edges = {CUgraphEdgeData{}};
@@ -155,10 +164,10 @@ CUresult check_stream(CUstream stream, CUcontext context) {
   return found != nullptr && found->context == context ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
-bool capture_work(CUstream stream, const StreamWork& work) {
+bool capture_kernel(CUstream stream, const KernelCall& call) {
   Stream* s = capturing(stream);
   if (s == nullptr) return false;
-  capture_node(*s, Node{.work = work});
+  capture_node(*s, Node{.kernel = call});
   return true;
 }
 
@@ -447,7 +456,8 @@ DOUBLE_EXPORT CUresult cuGraphAddHostNode(CUgraphNode* node, CUgraph graph, cons
     return CUDA_ERROR_INVALID_VALUE;
   for (size_t i = 0; i < count; ++i)
     if (g_nodes.find(dependencies[i]) == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *node = g_nodes.add(Node{.function = params->fn, .data = params->userData});
+  *node = g_nodes.add(Node{.graph = graph, .dependencies = {dependencies, dependencies + count},
+                           .function = params->fn, .data = params->userData});
   found->nodes.push_back(*node);
   return CUDA_SUCCESS;
 }
@@ -458,7 +468,7 @@ DOUBLE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph gr
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
   const Graph* found = g_graphs.find(graph);
   if (exec == nullptr || found == nullptr || flags != 0) return CUDA_ERROR_INVALID_VALUE;
-  Exec made{context, {}, found->user_objects};
+  Exec made{context, {}, found->user_objects, found->nodes};
   for (CUgraphNode node : found->nodes) made.nodes.push_back(*g_nodes.find(node));
   for (const auto& [object, count] : made.user_objects) g_user_objects.find(object)->references += count;
   *exec = g_execs.add(std::move(made));
@@ -480,6 +490,8 @@ DOUBLE_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   for (const Node& node : nodes) {
     if (node.function != nullptr) {
       issue_host_function(lock, context, stream, [node](CUresult) { node.function(node.data); }, false);
+    } else if (node.kernel) {
+      issue(lock, context, stream, kernel_work(*node.kernel, context));
     } else if (node.work) {
       issue(lock, context, stream, node.work);
     } else if (g_events.find(node.event) != nullptr) {
@@ -534,5 +546,309 @@ DOUBLE_EXPORT CUresult cuGraphRetainUserObject(CUgraph graph, CUuserObject objec
     return CUDA_ERROR_INVALID_VALUE;
   if (!(flags & CU_GRAPH_USER_OBJECT_MOVE)) user_object->references += count;
   found->user_objects[object] += count;
+  return CUDA_SUCCESS;
+}
+
+// ---- graph structure and kernel nodes ------------------------------------------------------
+
+namespace {
+// The driver's list idiom: NULL asks the count; otherwise up to *count entries, the rest NULL.
+CUresult answer_list(const std::vector<std::pair<CUgraphNode, CUgraphNode>>& entries, bool pairs, CUgraphNode* first,
+                     CUgraphNode* second, CUgraphEdgeData* edges, size_t* count) {
+  if (count == nullptr || (pairs && (first == nullptr) != (second == nullptr))) return CUDA_ERROR_INVALID_VALUE;
+  if (first == nullptr) {
+    *count = entries.size();
+    return CUDA_SUCCESS;
+  }
+  const size_t n = std::min(*count, entries.size());
+  for (size_t i = 0; i < *count; ++i) {
+    first[i] = i < n ? entries[i].first : nullptr;
+    if (pairs) second[i] = i < n ? entries[i].second : nullptr;
+    if (edges) edges[i] = CUgraphEdgeData{};
+  }
+  *count = n;
+  return CUDA_SUCCESS;
+}
+
+// The nodes that depend on `node` (or, for a null one, the graph's roots), in the graph's order.
+std::vector<std::pair<CUgraphNode, CUgraphNode>> nodes_after(const Graph& graph, CUgraphNode node, bool roots) {
+  std::vector<std::pair<CUgraphNode, CUgraphNode>> found;
+  for (CUgraphNode candidate : graph.nodes) {
+    const auto& deps = g_nodes.find(candidate)->dependencies;
+    if (roots ? deps.empty() : std::find(deps.begin(), deps.end(), node) != deps.end()) found.emplace_back(candidate, nullptr);
+  }
+  return found;
+}
+
+// The kernel of a node's parameters, prepared in the graph's context.
+CUresult kernel_of(const CUDA_KERNEL_NODE_PARAMS* params, CUcontext context, KernelCall& call) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CUfunction function = params->func ? params->func : reinterpret_cast<CUfunction>(params->kern);
+  const unsigned dims[6] = {params->gridDimX,  params->gridDimY,  params->gridDimZ,
+                            params->blockDimX, params->blockDimY, params->blockDimZ};
+  return prepare_kernel(context, function, dims, params->sharedMemBytes, params->kernelParams, params->extra, call);
+}
+}  // namespace
+
+DOUBLE_EXPORT CUresult cuGraphGetNodes(CUgraph graph, CUgraphNode* nodes, size_t* count) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::vector<std::pair<CUgraphNode, CUgraphNode>> entries;
+  for (CUgraphNode node : found->nodes) entries.emplace_back(node, nullptr);
+  return answer_list(entries, false, nodes, nullptr, nullptr, count);
+}
+
+DOUBLE_EXPORT CUresult cuGraphGetRootNodes(CUgraph graph, CUgraphNode* nodes, size_t* count) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return answer_list(nodes_after(*found, nullptr, true), false, nodes, nullptr, nullptr, count);
+}
+
+DOUBLE_EXPORT CUresult cuGraphGetEdges_v2(CUgraph graph, CUgraphNode* from, CUgraphNode* to, CUgraphEdgeData* edges,
+                                          size_t* count) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::vector<std::pair<CUgraphNode, CUgraphNode>> entries;
+  for (CUgraphNode node : found->nodes)
+    for (CUgraphNode dependency : g_nodes.find(node)->dependencies) entries.emplace_back(dependency, node);
+  return answer_list(entries, true, from, to, edges, count);
+}
+
+DOUBLE_EXPORT CUresult cuGraphNodeGetDependencies_v2(CUgraphNode node, CUgraphNode* nodes, CUgraphEdgeData* edges,
+                                                     size_t* count) {
+  auto lock = lock_driver();
+  const Node* found = g_nodes.find(node);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::vector<std::pair<CUgraphNode, CUgraphNode>> entries;
+  for (CUgraphNode dependency : found->dependencies) entries.emplace_back(dependency, nullptr);
+  return answer_list(entries, false, nodes, nullptr, edges, count);
+}
+
+DOUBLE_EXPORT CUresult cuGraphNodeGetDependentNodes_v2(CUgraphNode node, CUgraphNode* nodes, CUgraphEdgeData* edges,
+                                                       size_t* count) {
+  auto lock = lock_driver();
+  const Node* found = g_nodes.find(node);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return answer_list(nodes_after(*g_graphs.find(found->graph), node, false), false, nodes, nullptr, edges, count);
+}
+
+DOUBLE_EXPORT CUresult cuGraphNodeGetType(CUgraphNode node, CUgraphNodeType* type) {
+  auto lock = lock_driver();
+  const Node* found = g_nodes.find(node);
+  if (found == nullptr || type == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *type = found->function ? CU_GRAPH_NODE_TYPE_HOST
+          : found->kernel ? CU_GRAPH_NODE_TYPE_KERNEL
+          : found->event  ? CU_GRAPH_NODE_TYPE_EVENT_RECORD
+          : found->work   ? CU_GRAPH_NODE_TYPE_MEMCPY
+                          : CU_GRAPH_NODE_TYPE_EMPTY;
+  return CUDA_SUCCESS;
+}
+
+namespace {
+// A node of `graph` after `dependencies`, all of them nodes of that graph.
+CUresult add_plain_node(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count, Node made) {
+  Graph* found = g_graphs.find(graph);
+  if (node == nullptr || found == nullptr || (count > 0 && dependencies == nullptr)) return CUDA_ERROR_INVALID_VALUE;
+  for (size_t i = 0; i < count; ++i) {
+    const Node* dependency = g_nodes.find(dependencies[i]);
+    if (dependency == nullptr || dependency->graph != graph) return CUDA_ERROR_INVALID_VALUE;
+  }
+  made.graph = graph;
+  made.dependencies.assign(dependencies, dependencies + count);
+  *node = g_nodes.add(std::move(made));
+  found->nodes.push_back(*node);
+  return CUDA_SUCCESS;
+}
+
+CUresult change_dependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to, size_t count, bool add) {
+  if (g_graphs.find(graph) == nullptr || (count > 0 && (from == nullptr || to == nullptr))) return CUDA_ERROR_INVALID_VALUE;
+  for (size_t i = 0; i < count; ++i) {
+    const Node* before = g_nodes.find(from[i]);
+    Node* after = g_nodes.find(to[i]);
+    if (before == nullptr || after == nullptr || before->graph != graph || after->graph != graph) return CUDA_ERROR_INVALID_VALUE;
+    auto& deps = after->dependencies;
+    const auto at = std::find(deps.begin(), deps.end(), from[i]);
+    if (add == (at != deps.end())) return CUDA_ERROR_INVALID_VALUE;  // already there, or not there to remove
+    if (add) deps.push_back(from[i]);
+    else deps.erase(at);
+  }
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+DOUBLE_EXPORT CUresult cuGraphAddKernelNode_v2(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                               size_t count, const CUDA_KERNEL_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  KernelCall call;
+  if (CUresult r = kernel_of(params, found->context, call); r != CUDA_SUCCESS) return r;
+  return add_plain_node(node, graph, dependencies, count, Node{.kernel = std::move(call)});
+}
+
+DOUBLE_EXPORT CUresult cuGraphAddEmptyNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                           size_t count) {
+  auto lock = lock_driver();
+  return add_plain_node(node, graph, dependencies, count, Node{});
+}
+
+DOUBLE_EXPORT CUresult cuGraphAddEventRecordNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                                 size_t count, CUevent event) {
+  auto lock = lock_driver();
+  if (g_events.find(event) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return add_plain_node(node, graph, dependencies, count, Node{.event = event});
+}
+
+// Copies of one row between device memory of the graph's context.
+DOUBLE_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                            size_t count, const CUDA_MEMCPY3D* copy, CUcontext) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr || copy == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (copy->srcMemoryType != CU_MEMORYTYPE_DEVICE || copy->dstMemoryType != CU_MEMORYTYPE_DEVICE ||
+      copy->Height > 1 || copy->Depth > 1 || copy->srcY || copy->srcZ || copy->dstY || copy->dstZ)
+    return CUDA_ERROR_NOT_SUPPORTED;
+  const CUdeviceptr from = copy->srcDevice + copy->srcXInBytes, to = copy->dstDevice + copy->dstXInBytes;
+  const size_t bytes = copy->WidthInBytes;
+  const CUcontext context = found->context;
+  if (device_bytes(from, bytes, context) == nullptr || device_bytes(to, bytes, context) == nullptr)
+    return CUDA_ERROR_INVALID_VALUE;
+  StreamWork work = [from, to, bytes, context] {
+    std::byte* source = device_bytes(from, bytes, context);
+    std::byte* target = device_bytes(to, bytes, context);
+    if (source == nullptr || target == nullptr) return CUDA_ERROR_ILLEGAL_ADDRESS;
+    std::memmove(target, source, bytes);
+    return CUDA_SUCCESS;
+  };
+  return add_plain_node(node, graph, dependencies, count, Node{.work = std::move(work)});
+}
+
+DOUBLE_EXPORT CUresult cuGraphAddDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
+                                              size_t count) {
+  auto lock = lock_driver();
+  return change_dependencies(graph, from, to, count, true);
+}
+
+DOUBLE_EXPORT CUresult cuGraphRemoveDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
+                                                 size_t count) {
+  auto lock = lock_driver();
+  return change_dependencies(graph, from, to, count, false);
+}
+
+// kernelParams point into the node's own storage, as the driver's do.
+DOUBLE_EXPORT CUresult cuGraphKernelNodeGetParams_v2(CUgraphNode node, CUDA_KERNEL_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  Node* found = g_nodes.find(node);
+  if (found == nullptr || params == nullptr || !found->kernel) return CUDA_ERROR_INVALID_VALUE;
+  KernelCall& call = *found->kernel;
+  *params = CUDA_KERNEL_NODE_PARAMS{};
+  params->func = call.function;
+  params->gridDimX = call.dims[0], params->gridDimY = call.dims[1], params->gridDimZ = call.dims[2];
+  params->blockDimX = call.dims[3], params->blockDimY = call.dims[4], params->blockDimZ = call.dims[5];
+  params->sharedMemBytes = call.shared;
+  params->kernelParams = kernel_param_pointers(call);
+  params->ctx = g_graphs.find(found->graph)->context;
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  Node* found = g_nodes.find(node);
+  if (found == nullptr || !found->kernel) return CUDA_ERROR_INVALID_VALUE;
+  KernelCall call;
+  if (CUresult r = kernel_of(params, g_graphs.find(found->graph)->context, call); r != CUDA_SUCCESS) return r;
+  found->kernel = std::move(call);
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec exec, CUgraphNode node,
+                                                         const CUDA_KERNEL_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  Exec* found = g_execs.find(exec);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto at = std::find(found->origins.begin(), found->origins.end(), node);
+  if (at == found->origins.end()) return CUDA_ERROR_INVALID_VALUE;
+  Node& made = found->nodes[at - found->origins.begin()];
+  if (!made.kernel) return CUDA_ERROR_INVALID_VALUE;
+  KernelCall call;
+  if (CUresult r = kernel_of(params, found->context, call); r != CUDA_SUCCESS) return r;
+  if (call.function != made.kernel->function) return CUDA_ERROR_INVALID_VALUE;  // the function may not change
+  made.kernel = std::move(call);
+  return CUDA_SUCCESS;
+}
+
+// ---- batches of memory operations ----------------------------------------------------------
+
+namespace {
+template <typename T>
+bool value_reached(T current, T wanted, unsigned flags) {
+  using Signed = std::make_signed_t<T>;
+  switch (flags) {
+    case CU_STREAM_WAIT_VALUE_GEQ: return static_cast<Signed>(current - wanted) >= 0;
+    case CU_STREAM_WAIT_VALUE_EQ: return current == wanted;
+    case CU_STREAM_WAIT_VALUE_AND: return (current & wanted) != 0;
+    default: return static_cast<T>(~(current | wanted)) != 0;  // NOR
+  }
+}
+
+// A wait holds its stream (on the stream's thread) until the memory holds the value.
+template <typename T>
+void issue_wait(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, const T* memory, T value,
+                unsigned flags) {
+  issue_host_function(lock, context, stream, [=](CUresult) {
+    auto relock = lock_driver();
+    wait_for_queued_work(relock, [&] { return value_reached(*const_cast<const volatile T*>(memory), value, flags); });
+  }, true);
+}
+}  // namespace
+
+// Waits and writes of 32 and 64 bits on device memory, in stream order; flushes have nothing to do.
+DOUBLE_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
+                                             unsigned flags) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
+  if (ops == nullptr || count == 0 || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  for (unsigned i = 0; i < count; ++i) {
+    const auto type = ops[i].operation;
+    const bool wide = type == CU_STREAM_MEM_OP_WAIT_VALUE_64 || type == CU_STREAM_MEM_OP_WRITE_VALUE_64;
+    if (type == CU_STREAM_MEM_OP_FLUSH_REMOTE_WRITES || type == CU_STREAM_MEM_OP_BARRIER) continue;
+    if (type != CU_STREAM_MEM_OP_WAIT_VALUE_32 && type != CU_STREAM_MEM_OP_WRITE_VALUE_32 && !wide)
+      return CUDA_ERROR_INVALID_VALUE;
+    if (device_bytes(ops[i].waitValue.address, wide ? 8 : 4, context) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+    if ((type == CU_STREAM_MEM_OP_WAIT_VALUE_32 || type == CU_STREAM_MEM_OP_WAIT_VALUE_64) && ops[i].waitValue.flags > 3)
+      return CUDA_ERROR_INVALID_VALUE;
+  }
+  for (unsigned i = 0; i < count; ++i) {
+    const CUstreamBatchMemOpParams op = ops[i];
+    void* memory = device_bytes(op.waitValue.address, 4, context);
+    switch (op.operation) {
+      case CU_STREAM_MEM_OP_WRITE_VALUE_32:
+        issue(lock, context, stream, [memory, value = op.writeValue.value] {
+          std::memcpy(memory, &value, sizeof value);
+          return CUDA_SUCCESS;
+        });
+        break;
+      case CU_STREAM_MEM_OP_WRITE_VALUE_64:
+        issue(lock, context, stream, [memory, value = op.writeValue.value64] {
+          std::memcpy(memory, &value, sizeof value);
+          return CUDA_SUCCESS;
+        });
+        break;
+      case CU_STREAM_MEM_OP_WAIT_VALUE_32:
+        issue_wait(lock, context, stream, static_cast<const cuuint32_t*>(memory), op.waitValue.value, op.waitValue.flags);
+        break;
+      case CU_STREAM_MEM_OP_WAIT_VALUE_64:
+        issue_wait(lock, context, stream, static_cast<const cuuint64_t*>(memory), op.waitValue.value64,
+                   op.waitValue.flags);
+        break;
+      default: break;
+    }
+  }
   return CUDA_SUCCESS;
 }

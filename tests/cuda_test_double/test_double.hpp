@@ -193,9 +193,10 @@ void issue(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream strea
 // stream callback): then it is told the fault.
 void issue_host_function(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream,
                          std::function<void(CUresult status)> function, bool after_faults);
-// Captured, device work becomes a graph node instead (kernel launches): true when the stream is
-// capturing and took `work`.
-bool capture_work(CUstream stream, const StreamWork& work);
+struct KernelCall;
+// Captured, a kernel launch becomes a kernel node instead: true when the stream is capturing and
+// took `call`.
+bool capture_kernel(CUstream stream, const KernelCall& call);
 // Whether the stream's queued work has all run.
 bool stream_idle(CUcontext context, CUstream stream);
 // Waits until the stream's queued work (the legacy stream's: the blocking streams' too) has run.
@@ -234,6 +235,22 @@ struct Kernel {
   CUresult (*run)(const Launch& launch);
 };
 const Kernel* find_kernel(const std::string& name);
+
+// A launch, checked, its arguments packed (modules_kernels.cpp): what a launch runs and what a
+// kernel node holds.
+struct KernelCall {
+  CUfunction function = nullptr;
+  unsigned dims[6] = {};
+  unsigned shared = 0;
+  std::vector<uint8_t> arguments;
+  std::vector<void*> pointers;  // kernel_param_pointers()
+};
+CUresult prepare_kernel(CUcontext context, CUfunction function, const unsigned dims[6], unsigned shared, void** params,
+                        void** extra, KernelCall& call);
+// The work that runs it in `context` (a fault when its module is gone by then).
+StreamWork kernel_work(const KernelCall& call, CUcontext context);
+// kernelParams pointing into the call's arguments (kept in the call).
+void** kernel_param_pointers(KernelCall& call);
 // cuFuncGetParamInfo's answer for the kernel (offset and size may be null).
 CUresult parameter_info(const Kernel& kernel, size_t index, size_t* offset, size_t* size);
 

@@ -1,0 +1,160 @@
+// Graph nodes whose parameters are plain values beside a dependency array (empty, event record
+// and wait, child graph, memset, memcpy between device memory and arrays, memory free) and the edges added or removed between nodes.
+#include <cstring>
+#include <vector>
+
+#include "cuda_driver.hpp"
+#include "cuda_functions.gen.hpp"
+#include "cuda_graphs.hpp"
+#include "cuda_handles.hpp"
+#include "cuda_wire.hpp"
+#include "log.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+
+// `u32 n, n x u64 node`; at most what the payload still holds.
+bool read_nodes(WireReader& args, uint32_t count, std::vector<CUgraphNode>& nodes) {
+  if (count > args.remaining() / sizeof(uint64_t)) return false;
+  nodes.resize(count);
+  for (CUgraphNode& node : nodes) node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  return true;
+}
+
+using Added = CUgraphNode*;
+
+
+// `u64 graph, u32 n, n x u64 dependency`, then the node's own values; the answer is `u64 node`.
+CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
+  const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
+  std::vector<CUgraphNode> deps;
+  if (!read_nodes(args, args.get<uint32_t>(), deps)) return CUDA_ERROR_INVALID_VALUE;
+  const CUgraphNode* d = deps.empty() ? nullptr : deps.data();
+  const size_t n = deps.size();
+  Driver& driver = Driver::get();
+  CUgraphNode node = nullptr;
+  CUresult r;
+  switch (function) {
+    case FN_cuGraphAddEmptyNode: {
+      args.expect_end();
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t)>("cuGraphAddEmptyNode");
+      if (!fn) return no_driver_function("cuGraphAddEmptyNode");
+      r = fn(&node, graph, d, n);
+      break;
+    }
+    case FN_cuGraphAddEventRecordNode:
+    case FN_cuGraphAddEventWaitNode: {
+      const CUevent event = handle_of<CUevent>(args.get<uint64_t>());
+      args.expect_end();
+      const char* name = function == FN_cuGraphAddEventRecordNode ? "cuGraphAddEventRecordNode" : "cuGraphAddEventWaitNode";
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, CUevent)>(name);
+      if (!fn) return no_driver_function(name);
+      r = fn(&node, graph, d, n, event);
+      break;
+    }
+    case FN_cuGraphAddChildGraphNode: {
+      const CUgraph child = handle_of<CUgraph>(args.get<uint64_t>());
+      args.expect_end();
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, CUgraph)>("cuGraphAddChildGraphNode");
+      if (!fn) return no_driver_function("cuGraphAddChildGraphNode");
+      r = fn(&node, graph, d, n, child);
+      break;
+    }
+    case FN_cuGraphAddMemFreeNode: {
+      const CUdeviceptr pointer = args.get<uint64_t>();
+      args.expect_end();
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, CUdeviceptr)>("cuGraphAddMemFreeNode");
+      if (!fn) return no_driver_function("cuGraphAddMemFreeNode");
+      r = fn(&node, graph, d, n, pointer);
+      break;
+    }
+    case FN_cuGraphAddMemcpyNode: {  // `u32 size, CUDA_MEMCPY3D, u64 context`: device memory and arrays only
+      CUDA_MEMCPY3D copy;
+      if (args.get<uint32_t>() != sizeof copy) return CUDA_ERROR_INVALID_VALUE;
+      std::memcpy(&copy, args.bytes(sizeof copy).data(), sizeof copy);
+      const CUcontext context = handle_of<CUcontext>(args.get<uint64_t>());
+      args.expect_end();
+      if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) {
+        LOG_WARN("a memcpy node with memory types %u and %u: only device memory and arrays are taken; refused",
+                 memory_type(copy.srcMemoryType), memory_type(copy.dstMemoryType));
+        return CUDA_ERROR_INVALID_VALUE;
+      }
+      copy.srcHost = nullptr, copy.dstHost = nullptr, copy.reserved0 = nullptr, copy.reserved1 = nullptr;
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, const CUDA_MEMCPY3D*, CUcontext)>(
+          "cuGraphAddMemcpyNode");
+      if (!fn) return no_driver_function("cuGraphAddMemcpyNode");
+      r = fn(&node, graph, d, n, &copy, context);
+      break;
+    }
+    default: {  // cuGraphAddMemsetNode: `u32 size, CUDA_MEMSET_NODE_PARAMS, u64 context`
+      CUDA_MEMSET_NODE_PARAMS params;
+      if (args.get<uint32_t>() != sizeof params) return CUDA_ERROR_INVALID_VALUE;
+      std::memcpy(&params, args.bytes(sizeof params).data(), sizeof params);
+      const CUcontext context = handle_of<CUcontext>(args.get<uint64_t>());
+      args.expect_end();
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, const CUDA_MEMSET_NODE_PARAMS*,
+                                       CUcontext)>("cuGraphAddMemsetNode");
+      if (!fn) return no_driver_function("cuGraphAddMemsetNode");
+      r = fn(&node, graph, d, n, &params, context);
+      break;
+    }
+  }
+  if (r == CUDA_SUCCESS) out.put<uint64_t>(reinterpret_cast<uintptr_t>(node));
+  return r;
+}
+
+// `u64 graph, u32 n, n x u64 from, n x u64 to, u8 has edge data, [n x CUgraphEdgeData]`.
+CUresult change_dependencies(uint32_t function, WireReader& args) {
+  const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
+  const uint32_t count = args.get<uint32_t>();
+  std::vector<CUgraphNode> from, to;
+  if (!read_nodes(args, count, from) || !read_nodes(args, count, to)) return CUDA_ERROR_INVALID_VALUE;
+  std::vector<CUgraphEdgeData> edges;
+  if (args.get<uint8_t>() != 0) {
+    if (count > args.remaining() / sizeof(CUgraphEdgeData)) return CUDA_ERROR_INVALID_VALUE;
+    edges.resize(count);
+    for (CUgraphEdgeData& edge : edges) edge = args.get<CUgraphEdgeData>();
+  }
+  args.expect_end();
+  const bool add = function == FN_cuGraphAddDependencies || function == FN_cuGraphAddDependencies_v2;
+  Driver& driver = Driver::get();
+  if (!edges.empty()) {
+    const char* name = add ? "cuGraphAddDependencies_v2" : "cuGraphRemoveDependencies_v2";
+    auto fn = driver.fn<CUresult (*)(CUgraph, const CUgraphNode*, const CUgraphNode*, const CUgraphEdgeData*, size_t)>(name);
+    return fn ? fn(graph, from.data(), to.data(), edges.data(), count) : no_driver_function(name);
+  }
+  const char* name = add ? "cuGraphAddDependencies" : "cuGraphRemoveDependencies";
+  auto fn = driver.fn<CUresult (*)(CUgraph, const CUgraphNode*, const CUgraphNode*, size_t)>(name);
+  return fn ? fn(graph, from.data(), to.data(), count) : no_driver_function(name);
+}
+}  // namespace
+
+bool is_plain_node_call(uint32_t function) {
+  switch (function) {
+    case FN_cuGraphAddEmptyNode:
+    case FN_cuGraphAddEventRecordNode:
+    case FN_cuGraphAddEventWaitNode:
+    case FN_cuGraphAddChildGraphNode:
+    case FN_cuGraphAddMemFreeNode:
+    case FN_cuGraphAddMemsetNode:
+    case FN_cuGraphAddMemcpyNode:
+    case FN_cuGraphAddDependencies:
+    case FN_cuGraphAddDependencies_v2:
+    case FN_cuGraphRemoveDependencies:
+    case FN_cuGraphRemoveDependencies_v2: return true;
+    default: return false;
+  }
+}
+
+CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out) {
+  switch (function) {
+    case FN_cuGraphAddDependencies:
+    case FN_cuGraphAddDependencies_v2:
+    case FN_cuGraphRemoveDependencies:
+    case FN_cuGraphRemoveDependencies_v2: return change_dependencies(function, args);
+    default: return add_node(function, args, out);
+  }
+}
+
+}  // namespace rgpu::cuda

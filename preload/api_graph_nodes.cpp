@@ -1,0 +1,127 @@
+// Graph nodes whose parameters are plain values beside a dependency array (empty, event record
+// and wait, child graph, memset, memcpy on the device, memory free), and edges added or removed between nodes.
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+#include "log.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+// The call's start: `u64 graph, u32 n, n x u64 dependency`; false for a bad array.
+bool start_node(CallBuilder& call, CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count) {
+  if (node == nullptr || (count > 0 && dependencies == nullptr) || count > kMaxGraphList) return false;
+  call.out_mask(1u);
+  call.writer().put(reinterpret_cast<uint64_t>(graph)).put(static_cast<uint32_t>(count));
+  for (size_t i = 0; i < count; ++i) call.writer().put(reinterpret_cast<uint64_t>(dependencies[i]));
+  return true;
+}
+
+CUresult finish_node(CallBuilder& call, CUgraphNode* node) {
+  return call_sync(call, [&](WireReader& reader) { *node = take_out<CUgraphNode>(reader); });
+}
+
+CUresult add_node(uint32_t function, CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count,
+                  const uint64_t* value) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call(function);
+  if (!start_node(call, node, graph, dependencies, count)) return CUDA_ERROR_INVALID_VALUE;
+  if (value) call.writer().put(*value);
+  return finish_node(call, node);
+}
+
+CUresult change_dependencies(uint32_t function, CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
+                             const CUgraphEdgeData* edges, size_t count) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (count > 0 && (from == nullptr || to == nullptr)) return CUDA_ERROR_INVALID_VALUE;
+  if (count > kMaxGraphList) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(function);
+  WireWriter& w = call.writer();
+  w.put(reinterpret_cast<uint64_t>(graph)).put(static_cast<uint32_t>(count));
+  for (size_t i = 0; i < count; ++i) w.put(reinterpret_cast<uint64_t>(from[i]));
+  for (size_t i = 0; i < count; ++i) w.put(reinterpret_cast<uint64_t>(to[i]));
+  w.put<uint8_t>(edges != nullptr && count > 0);
+  for (size_t i = 0; edges != nullptr && i < count; ++i) w.put(edges[i]);
+  return call_sync(call, [](WireReader&) {});
+}
+
+template <typename Handle>
+uint64_t raw(Handle handle) {
+  return reinterpret_cast<uint64_t>(handle);
+}
+}  // namespace
+
+}  // namespace rgpu::cuda
+
+using namespace rgpu::cuda;
+
+RGPU_EXPORT CUresult cuGraphAddEmptyNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count) {
+  return add_node(FN_cuGraphAddEmptyNode, node, graph, dependencies, count, nullptr);
+}
+RGPU_EXPORT CUresult cuGraphAddEventRecordNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                               size_t count, CUevent event) {
+  const uint64_t value = raw(event);
+  return add_node(FN_cuGraphAddEventRecordNode, node, graph, dependencies, count, &value);
+}
+RGPU_EXPORT CUresult cuGraphAddEventWaitNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                             size_t count, CUevent event) {
+  const uint64_t value = raw(event);
+  return add_node(FN_cuGraphAddEventWaitNode, node, graph, dependencies, count, &value);
+}
+RGPU_EXPORT CUresult cuGraphAddChildGraphNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                              size_t count, CUgraph child) {
+  const uint64_t value = raw(child);
+  return add_node(FN_cuGraphAddChildGraphNode, node, graph, dependencies, count, &value);
+}
+RGPU_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                           size_t count, CUdeviceptr pointer) {
+  const uint64_t value = pointer;
+  return add_node(FN_cuGraphAddMemFreeNode, node, graph, dependencies, count, &value);
+}
+RGPU_EXPORT CUresult cuGraphAddMemsetNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                          size_t count, const CUDA_MEMSET_NODE_PARAMS* params, CUcontext context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(FN_cuGraphAddMemsetNode);
+  if (!start_node(call, node, graph, dependencies, count)) return CUDA_ERROR_INVALID_VALUE;
+  call.struct_bytes(*params);
+  call.writer().put(raw(context));
+  return finish_node(call, node);
+}
+
+// Both ends on the device: device memory (unified addresses the application got as device memory)
+// or arrays. Host memory at either end is not forwarded yet.
+RGPU_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                          size_t count, const CUDA_MEMCPY3D* params, CUcontext context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CUDA_MEMCPY3D copy = *params;
+  for (auto [type, address] : {std::pair{&copy.srcMemoryType, copy.srcDevice}, std::pair{&copy.dstMemoryType, copy.dstDevice}}) {
+    DeviceRange range;
+    if (*type == CU_MEMORYTYPE_UNIFIED && find_device_range(address, range)) *type = CU_MEMORYTYPE_DEVICE;
+    if (*type != CU_MEMORYTYPE_DEVICE && *type != CU_MEMORYTYPE_ARRAY) {
+      LOG_WARN("cuGraphAddMemcpyNode: a copy with host memory at one end is not forwarded yet");
+      return CUDA_ERROR_NOT_SUPPORTED;
+    }
+  }
+  CallBuilder call(FN_cuGraphAddMemcpyNode);
+  if (!start_node(call, node, graph, dependencies, count)) return CUDA_ERROR_INVALID_VALUE;
+  call.struct_bytes(copy);
+  call.writer().put(raw(context));
+  return finish_node(call, node);
+}
+
+RGPU_EXPORT CUresult cuGraphAddDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to, size_t count) {
+  return change_dependencies(FN_cuGraphAddDependencies, graph, from, to, nullptr, count);
+}
+RGPU_EXPORT CUresult cuGraphAddDependencies_v2(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
+                                               const CUgraphEdgeData* edges, size_t count) {
+  return change_dependencies(FN_cuGraphAddDependencies_v2, graph, from, to, edges, count);
+}
+RGPU_EXPORT CUresult cuGraphRemoveDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
+                                               size_t count) {
+  return change_dependencies(FN_cuGraphRemoveDependencies, graph, from, to, nullptr, count);
+}
+RGPU_EXPORT CUresult cuGraphRemoveDependencies_v2(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
+                                                  const CUgraphEdgeData* edges, size_t count) {
+  return change_dependencies(FN_cuGraphRemoveDependencies_v2, graph, from, to, edges, count);
+}

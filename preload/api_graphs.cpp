@@ -1,0 +1,334 @@
+// Graph calls that carry arrays, kernel arguments or batches of memory operations: graph and node
+// lists, kernel nodes (arguments packed as launches pack them) and cuStreamBatchMemOp. A kernel
+// node's arguments read back are kept here, per node, until the node is read again or its graph
+// goes, as the driver hands out storage of its own.
+#include <map>
+#include <mutex>
+
+#include "api_state.hpp"
+#include "cuda_client.hpp"
+#include "log.hpp"
+
+namespace rgpu::cuda {
+
+namespace {
+// ---- lists ---------------------------------------------------------------------------------
+
+// `first` (and `second` for edges) hold *count entries, or are NULL to ask the count only; the
+// entries past what the graph has are NULL (and default edge data), as the driver leaves them.
+CUresult graph_list(uint32_t function, const void* handle, CUgraphNode* first, CUgraphNode* second, bool pairs,
+                    CUgraphEdgeData* edges, size_t* count) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (count == nullptr || (pairs && (first == nullptr) != (second == nullptr)) || (edges && first == nullptr))
+    return CUDA_ERROR_INVALID_VALUE;
+  const uint64_t capacity = first ? *count : 0;
+  CallBuilder call(function);
+  call.writer().put(reinterpret_cast<uint64_t>(handle)).put(capacity);
+  call.writer().put<uint8_t>((first ? kGraphListNodes : 0) | (edges ? kGraphListEdgeData : 0));
+  return call_sync(call, [&](WireReader& reader) {
+    const uint64_t total = reader.get<uint64_t>();
+    const uint64_t n = reader.get<uint64_t>();
+    if (n > capacity) throw WireError("a graph list longer than asked for");
+    for (uint64_t i = 0; i < n; ++i) first[i] = take_out<CUgraphNode>(reader);
+    for (uint64_t i = 0; pairs && i < n; ++i) second[i] = take_out<CUgraphNode>(reader);
+    for (uint64_t i = 0; edges && i < n; ++i) edges[i] = reader.get<CUgraphEdgeData>();
+    for (uint64_t i = n; i < capacity; ++i) {
+      first[i] = nullptr;
+      if (pairs) second[i] = nullptr;
+      if (edges) edges[i] = CUgraphEdgeData{};
+    }
+    *count = total;
+  });
+}
+
+// ---- kernel nodes --------------------------------------------------------------------------
+
+// The fields of CUDA_KERNEL_NODE_PARAMS v1, v2 and v3 that travel (v1 has no kern and ctx).
+struct KernelNode {
+  CUfunction func = nullptr;
+  CUkernel kern = nullptr;
+  CUcontext ctx = nullptr;
+  unsigned dims[6] = {};
+  unsigned shared = 0;
+  void** params = nullptr;
+  void** extra = nullptr;
+};
+
+template <typename P>
+KernelNode from_params(const P& p) {
+  KernelNode node{p.func, nullptr, nullptr, {p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY, p.blockDimZ},
+                  p.sharedMemBytes, p.kernelParams, p.extra};
+  if constexpr (requires { p.kern; }) {
+    node.kern = p.kern;
+    node.ctx = p.ctx;
+  }
+  return node;
+}
+
+template <typename P>
+void to_params(const KernelNode& node, P& p) {
+  p.func = node.func;
+  p.gridDimX = node.dims[0], p.gridDimY = node.dims[1], p.gridDimZ = node.dims[2];
+  p.blockDimX = node.dims[3], p.blockDimY = node.dims[4], p.blockDimZ = node.dims[5];
+  p.sharedMemBytes = node.shared;
+  p.kernelParams = node.params;
+  p.extra = node.extra;
+  if constexpr (requires { p.kern; }) {
+    p.kern = node.kern;
+    p.ctx = node.ctx;
+  }
+}
+
+CUresult put_kernel_node(CallBuilder& call, const KernelNode& node) {
+  const CUfunction f = node.func ? node.func : reinterpret_cast<CUfunction>(node.kern);
+  if (f == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  KernelParamLayout layout;
+  if (CUresult r = kernel_param_layout(f, layout); r != CUDA_SUCCESS) return r;
+  WireWriter& w = call.writer();
+  w.put(reinterpret_cast<uint64_t>(node.func)).put(reinterpret_cast<uint64_t>(node.kern));
+  w.put(reinterpret_cast<uint64_t>(node.ctx));
+  for (unsigned value : node.dims) w.put<uint32_t>(value);
+  w.put<uint32_t>(node.shared);
+  return pack_kernel_params(layout, node.params, node.extra, call);
+}
+
+// Arguments read back: the bytes and one pointer per parameter into them.
+struct KeptArguments {
+  std::vector<uint8_t> bytes;
+  std::vector<void*> pointers;
+};
+std::mutex g_kept_mutex;
+std::map<CUgraphNode, KeptArguments>& kept_arguments() {
+  static auto* value = new std::map<CUgraphNode, KeptArguments>;  // never destroyed: see api_state.hpp
+  return *value;
+}
+
+CUresult get_kernel_node(uint32_t function, CUgraphNode hnode, KernelNode& node) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call(function);
+  call.writer().put(reinterpret_cast<uint64_t>(hnode));
+  return call_sync(call, [&](WireReader& reader) {
+    node.func = take_out<CUfunction>(reader);
+    node.kern = take_out<CUkernel>(reader);
+    node.ctx = take_out<CUcontext>(reader);
+    for (unsigned& value : node.dims) value = reader.get<uint32_t>();
+    node.shared = reader.get<uint32_t>();
+    const uint32_t n = reader.get<uint32_t>();
+    if (n > reader.remaining() / sizeof(uint32_t)) throw WireError("more kernel parameters than bytes");
+    std::vector<uint32_t> offsets(n);
+    for (auto& offset : offsets) offset = reader.get<uint32_t>();
+    auto blob = reader.blob(64 * 1024);
+    KeptArguments kept;
+    kept.bytes.assign(blob.begin(), blob.end());
+    for (uint32_t offset : offsets) {
+      if (offset > kept.bytes.size()) throw WireError("a kernel parameter outside its bytes");
+      kept.pointers.push_back(kept.bytes.data() + offset);
+    }
+    std::lock_guard lock(g_kept_mutex);
+    auto& slot = kept_arguments()[hnode];
+    slot = std::move(kept);  // moving keeps the bytes where the pointers point
+    node.params = slot.pointers.empty() ? nullptr : slot.pointers.data();
+    node.extra = nullptr;
+  });
+}
+
+void forget_kept_arguments(std::span<const CUgraphNode> nodes) {
+  std::lock_guard lock(g_kept_mutex);
+  for (CUgraphNode node : nodes) kept_arguments().erase(node);
+}
+
+bool any_kept_arguments() {
+  std::lock_guard lock(g_kept_mutex);
+  return !kept_arguments().empty();
+}
+
+CUresult add_kernel_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgraphNode* dependencies,
+                         const CUgraphEdgeData* edges, size_t count, const KernelNode& node) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (out == nullptr || (count > 0 && dependencies == nullptr) || count > kMaxGraphList) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(function);
+  call.out_mask(1u);
+  WireWriter& w = call.writer();
+  w.put(reinterpret_cast<uint64_t>(graph)).put(static_cast<uint32_t>(count));
+  for (size_t i = 0; i < count; ++i) w.put(reinterpret_cast<uint64_t>(dependencies[i]));
+  w.put<uint8_t>(edges != nullptr && count > 0);
+  for (size_t i = 0; edges != nullptr && i < count; ++i) w.put(edges[i]);
+  if (CUresult r = put_kernel_node(call, node); r != CUDA_SUCCESS) return r;
+  return call_sync(call, [&](WireReader& reader) { *out = take_out<CUgraphNode>(reader); });
+}
+
+CUresult set_kernel_node(uint32_t function, CUgraphExec exec, CUgraphNode hnode, const KernelNode& node) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call(function);
+  if (exec != nullptr) call.writer().put(reinterpret_cast<uint64_t>(exec));
+  call.writer().put(reinterpret_cast<uint64_t>(hnode));
+  if (CUresult r = put_kernel_node(call, node); r != CUDA_SUCCESS) return r;
+  return call_sync(call, [](rgpu::WireReader&) {});
+}
+
+// cuGraphAddNode and the generic setters: kernel nodes only so far.
+CUresult only_kernel(const char* name, const CUgraphNodeParams* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (params->type == CU_GRAPH_NODE_TYPE_KERNEL) return CUDA_SUCCESS;
+  LOG_WARN("%s: nodes of type %d are not forwarded yet", name, static_cast<int>(params->type));
+  return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+// ---- batches of memory operations ----------------------------------------------------------
+
+CUresult batch_mem_op(uint32_t function, CUstream stream, unsigned count, const CUstreamBatchMemOpParams* ops,
+                      unsigned flags) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (ops == nullptr || count == 0 || count > kMaxBatchMemOps) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(function);
+  call.writer().put(reinterpret_cast<uint64_t>(stream)).put<uint32_t>(count).put<uint32_t>(flags);
+  call.writer().put<uint32_t>(sizeof *ops).bytes(ops, size_t{count} * sizeof *ops);
+  if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
+  return call_pipelined(call);
+}
+}  // namespace
+
+}  // namespace rgpu::cuda
+
+using namespace rgpu::cuda;
+
+RGPU_EXPORT CUresult cuGraphGetNodes(CUgraph graph, CUgraphNode* nodes, size_t* count) {
+  return graph_list(FN_cuGraphGetNodes, graph, nodes, nullptr, false, nullptr, count);
+}
+RGPU_EXPORT CUresult cuGraphGetRootNodes(CUgraph graph, CUgraphNode* nodes, size_t* count) {
+  return graph_list(FN_cuGraphGetRootNodes, graph, nodes, nullptr, false, nullptr, count);
+}
+RGPU_EXPORT CUresult cuGraphGetEdges(CUgraph graph, CUgraphNode* from, CUgraphNode* to, size_t* count) {
+  return graph_list(FN_cuGraphGetEdges, graph, from, to, true, nullptr, count);
+}
+RGPU_EXPORT CUresult cuGraphGetEdges_v2(CUgraph graph, CUgraphNode* from, CUgraphNode* to, CUgraphEdgeData* edges,
+                                        size_t* count) {
+  return graph_list(FN_cuGraphGetEdges_v2, graph, from, to, true, edges, count);
+}
+RGPU_EXPORT CUresult cuGraphNodeGetDependencies(CUgraphNode node, CUgraphNode* nodes, size_t* count) {
+  return graph_list(FN_cuGraphNodeGetDependencies, node, nodes, nullptr, false, nullptr, count);
+}
+RGPU_EXPORT CUresult cuGraphNodeGetDependencies_v2(CUgraphNode node, CUgraphNode* nodes, CUgraphEdgeData* edges,
+                                                   size_t* count) {
+  return graph_list(FN_cuGraphNodeGetDependencies_v2, node, nodes, nullptr, false, edges, count);
+}
+RGPU_EXPORT CUresult cuGraphNodeGetDependentNodes(CUgraphNode node, CUgraphNode* nodes, size_t* count) {
+  return graph_list(FN_cuGraphNodeGetDependentNodes, node, nodes, nullptr, false, nullptr, count);
+}
+RGPU_EXPORT CUresult cuGraphNodeGetDependentNodes_v2(CUgraphNode node, CUgraphNode* nodes, CUgraphEdgeData* edges,
+                                                     size_t* count) {
+  return graph_list(FN_cuGraphNodeGetDependentNodes_v2, node, nodes, nullptr, false, edges, count);
+}
+
+RGPU_EXPORT CUresult cuGraphAddKernelNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                          size_t count, const CUDA_KERNEL_NODE_PARAMS_v1* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return add_kernel_node(FN_cuGraphAddKernelNode, node, graph, dependencies, nullptr, count, from_params(*params));
+}
+RGPU_EXPORT CUresult cuGraphAddKernelNode_v2(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                             size_t count, const CUDA_KERNEL_NODE_PARAMS* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return add_kernel_node(FN_cuGraphAddKernelNode_v2, node, graph, dependencies, nullptr, count, from_params(*params));
+}
+RGPU_EXPORT CUresult cuGraphAddNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count,
+                                    CUgraphNodeParams* params) {
+  if (CUresult r = only_kernel("cuGraphAddNode", params); r != CUDA_SUCCESS) return r;
+  return add_kernel_node(FN_cuGraphAddNode, node, graph, dependencies, nullptr, count, from_params(params->kernel));
+}
+RGPU_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                       const CUgraphEdgeData* edges, size_t count, CUgraphNodeParams* params) {
+  if (CUresult r = only_kernel("cuGraphAddNode_v2", params); r != CUDA_SUCCESS) return r;
+  return add_kernel_node(FN_cuGraphAddNode_v2, node, graph, dependencies, edges, count, from_params(params->kernel));
+}
+
+RGPU_EXPORT CUresult cuGraphKernelNodeGetParams(CUgraphNode hnode, CUDA_KERNEL_NODE_PARAMS_v1* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  KernelNode node;
+  CUresult r = get_kernel_node(FN_cuGraphKernelNodeGetParams, hnode, node);
+  if (r == CUDA_SUCCESS) to_params(node, *params);
+  return r;
+}
+RGPU_EXPORT CUresult cuGraphKernelNodeGetParams_v2(CUgraphNode hnode, CUDA_KERNEL_NODE_PARAMS* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  KernelNode node;
+  CUresult r = get_kernel_node(FN_cuGraphKernelNodeGetParams_v2, hnode, node);
+  if (r == CUDA_SUCCESS) to_params(node, *params);
+  return r;
+}
+RGPU_EXPORT CUresult cuGraphKernelNodeSetParams(CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS_v1* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_kernel_node(FN_cuGraphKernelNodeSetParams, nullptr, node, from_params(*params));
+}
+RGPU_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_kernel_node(FN_cuGraphKernelNodeSetParams_v2, nullptr, node, from_params(*params));
+}
+RGPU_EXPORT CUresult cuGraphNodeSetParams(CUgraphNode node, CUgraphNodeParams* params) {
+  if (CUresult r = only_kernel("cuGraphNodeSetParams", params); r != CUDA_SUCCESS) return r;
+  return set_kernel_node(FN_cuGraphNodeSetParams, nullptr, node, from_params(params->kernel));
+}
+RGPU_EXPORT CUresult cuGraphExecKernelNodeSetParams(CUgraphExec exec, CUgraphNode node,
+                                                    const CUDA_KERNEL_NODE_PARAMS_v1* params) {
+  if (params == nullptr || exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_kernel_node(FN_cuGraphExecKernelNodeSetParams, exec, node, from_params(*params));
+}
+RGPU_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec exec, CUgraphNode node,
+                                                       const CUDA_KERNEL_NODE_PARAMS* params) {
+  if (params == nullptr || exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_kernel_node(FN_cuGraphExecKernelNodeSetParams_v2, exec, node, from_params(*params));
+}
+RGPU_EXPORT CUresult cuGraphExecNodeSetParams(CUgraphExec exec, CUgraphNode node, CUgraphNodeParams* params) {
+  if (CUresult r = only_kernel("cuGraphExecNodeSetParams", params); r != CUDA_SUCCESS) return r;
+  if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_kernel_node(FN_cuGraphExecNodeSetParams, exec, node, from_params(params->kernel));
+}
+
+// The arguments kept for a graph's nodes go with it (their list asked first only when any are kept).
+RGPU_EXPORT CUresult cuGraphDestroy(CUgraph graph) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (any_kept_arguments()) {
+    size_t count = 0;
+    if (cuGraphGetNodes(graph, nullptr, &count) == CUDA_SUCCESS && count > 0) {
+      std::vector<CUgraphNode> nodes(count);
+      if (cuGraphGetNodes(graph, nodes.data(), &count) == CUDA_SUCCESS) forget_kept_arguments(nodes);
+    }
+  }
+  CallBuilder call(FN_cuGraphDestroy);
+  call.in(graph);
+  return call_pipelined(call);
+}
+RGPU_EXPORT CUresult cuGraphDestroyNode(CUgraphNode node) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  forget_kept_arguments({&node, 1});
+  CallBuilder call(FN_cuGraphDestroyNode);
+  call.in(node);
+  return call_sync(call, [](rgpu::WireReader&) {});
+}
+
+// The forms before cuGraphInstantiateWithFlags: no error node or log comes back (the error does).
+RGPU_EXPORT CUresult cuGraphInstantiate(CUgraphExec* exec, CUgraph graph, CUgraphNode* error_node, char* log,
+                                        size_t log_size) {
+  if (error_node) *error_node = nullptr;
+  if (log != nullptr && log_size > 0) log[0] = '\0';
+  return cuGraphInstantiateWithFlags(exec, graph, 0);
+}
+RGPU_EXPORT CUresult cuGraphInstantiate_v2(CUgraphExec* exec, CUgraph graph, CUgraphNode* error_node, char* log,
+                                           size_t log_size) {
+  return cuGraphInstantiate(exec, graph, error_node, log, log_size);
+}
+
+RGPU_EXPORT CUresult cuStreamBatchMemOp(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops, unsigned flags) {
+  return batch_mem_op(FN_cuStreamBatchMemOp, stream, count, ops, flags);
+}
+RGPU_EXPORT CUresult cuStreamBatchMemOp_ptsz(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
+                                             unsigned flags) {
+  return batch_mem_op(FN_cuStreamBatchMemOp_ptsz, stream, count, ops, flags);
+}
+RGPU_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
+                                           unsigned flags) {
+  return batch_mem_op(FN_cuStreamBatchMemOp_v2, stream, count, ops, flags);
+}
+RGPU_EXPORT CUresult cuStreamBatchMemOp_v2_ptsz(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
+                                                unsigned flags) {
+  return batch_mem_op(FN_cuStreamBatchMemOp_v2_ptsz, stream, count, ops, flags);
+}
