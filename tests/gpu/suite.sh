@@ -101,6 +101,7 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/texture_surface" "$src/texture_surface.cu"
   nvcc -O2 -arch=sm_90 -o "$work/vmm" "$src/vmm.cu" -L/usr/local/cuda/lib64/stubs -lcuda
   nvcc -O2 -arch=sm_90 -o "$work/mem_pool" "$src/mem_pool.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/graphs" "$src/graphs.cu"
 }
 
 start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or off]
@@ -284,6 +285,7 @@ run() {
   run_case vmm "$work/vmm"
   run_case mem_pool "$work/mem_pool"
   run_case host_functions "$work/host_functions"
+  run_case graphs "$work/graphs"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_nvml_cases
   run_case kernel_assert_again "$work/kernel_assert"
