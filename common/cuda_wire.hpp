@@ -63,6 +63,9 @@ inline constexpr uint32_t FN_rgpuLaunchHostFunction = fnv1a("rgpu.LaunchHostFunc
 inline constexpr uint32_t FN_rgpuHostFunctionPoll = fnv1a("rgpu.HostFunctionPoll");      // which one was reached
 inline constexpr uint32_t FN_rgpuGraphAddHostNode = fnv1a("rgpu.GraphAddHostNode");      // a host node, by id
 
+// The answer to an asynchronous rgpu.MemcpyDtoH on a capturing stream: no bytes (the copy became
+// graph nodes that deliver them at each launch). Copies of host memory say where it is for that.
+
 // Plain structs cross as `u32 size` + their bytes, checked against the receiver's own size; an
 // array of them (a `const S*` beside its count) as `u8 present, u32 size, u64 n`, n structs, at most
 // kMaxStructArray of them.
@@ -109,6 +112,13 @@ inline constexpr uint64_t kMaxGraphList = 1u << 20;
 // cuStreamBatchMemOp: at most this many operations in one call.
 inline constexpr uint32_t kMaxBatchMemOps = 256;
 
+// What a reached host function is: the application's own function, or one of a captured copy
+// between the device and the application's host memory (the server's, run at each graph launch):
+// write the answer's bytes at `address`, or send `size` bytes from `address` with the next poll.
+enum class HostFunctionKind : uint8_t { Application = 0, WriteToHost = 1, ReadFromHost = 2 };
+// Captured copies' host functions have ids of the server's, apart from the application's.
+inline constexpr uint64_t kServerHostFunctionIds = uint64_t{1} << 63;
+
 // rgpu.HostFunctionPoll's answer: the host function the stream reached, if one was (`reach`
 // names this run of it: a graph's runs again at each launch), and ids the application may forget.
 struct HostFunctionPollAnswer {
@@ -118,12 +128,18 @@ struct HostFunctionPollAnswer {
   int32_t status = 0;  // cuStreamAddCallback's status
   bool once = false;   // the id runs only this once: forget it after the run
   std::vector<uint64_t> forgotten;
+  HostFunctionKind kind = HostFunctionKind::Application;
+  uint64_t address = 0;  // a captured copy's host memory
+  uint64_t size = 0;
+  std::vector<uint8_t> bytes;  // WriteToHost: what to write there
 };
 
 inline void encode(WireWriter& out, const HostFunctionPollAnswer& answer) {
   out.put<uint8_t>(answer.reached).put(answer.reach).put(answer.id).put(answer.status).put<uint8_t>(answer.once);
   out.put(static_cast<uint32_t>(answer.forgotten.size()));
   for (uint64_t id : answer.forgotten) out.put(id);
+  out.put(static_cast<uint8_t>(answer.kind)).put(answer.address).put(answer.size);
+  out.put(static_cast<uint64_t>(answer.bytes.size())).bytes(answer.bytes.data(), answer.bytes.size());
 }
 
 inline HostFunctionPollAnswer decode_host_function_poll_answer(WireReader& in) {
@@ -136,6 +152,15 @@ inline HostFunctionPollAnswer decode_host_function_poll_answer(WireReader& in) {
   const uint32_t count = in.get<uint32_t>();
   if (count > in.remaining() / sizeof(uint64_t)) throw WireError("host function poll answer: more ids than bytes");
   for (uint32_t i = 0; i < count; ++i) answer.forgotten.push_back(in.get<uint64_t>());
+  const uint8_t kind = in.get<uint8_t>();
+  if (kind > static_cast<uint8_t>(HostFunctionKind::ReadFromHost)) throw WireError("host function poll answer: unknown kind");
+  answer.kind = static_cast<HostFunctionKind>(kind);
+  answer.address = in.get<uint64_t>();
+  answer.size = in.get<uint64_t>();
+  const uint64_t length = in.get<uint64_t>();
+  if (length > in.remaining()) throw WireError("host function poll answer: more bytes than came");
+  auto bytes = in.bytes(length);
+  answer.bytes.assign(bytes.begin(), bytes.end());
   in.expect_end();
   return answer;
 }

@@ -70,6 +70,7 @@ cuStreamBatchMemOp cuStreamBatchMemOp_ptsz cuStreamBatchMemOp_v2 cuStreamBatchMe
 cuGraphAddEmptyNode cuGraphAddEventRecordNode cuGraphAddEventWaitNode cuGraphAddChildGraphNode cuGraphAddMemFreeNode
 cuGraphAddMemsetNode cuGraphAddDependencies cuGraphAddDependencies_v2 cuGraphRemoveDependencies
 cuGraphRemoveDependencies_v2 cuGraphAddMemcpyNode
+cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2 cuStreamBeginCapture_v2_ptsz
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call

@@ -77,6 +77,7 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
   if (bytes < kRingCopyMin) {
     CallBuilder call(FN_rgpuMemcpyHtoD);
     call.writer().put(variant).put<uint64_t>(dst).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+    call.writer().put<uint64_t>(reinterpret_cast<uint64_t>(from));
     call.writer().bytes(from, bytes);
     return wait ? exchange(call, nullptr, nullptr) : send_pipelined(call, nullptr);
   }
@@ -91,6 +92,7 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
     parallel_copy(link->ring().data() + offset, from + done, n);
     CallBuilder call(FN_rgpuMemcpyHtoD);
     call.writer().put(variant).put<uint64_t>(dst + done).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+    call.writer().put<uint64_t>(reinterpret_cast<uint64_t>(from + done));
     RingSpec spec{offset, n, 0, 0};
     const bool last = done + n == bytes;
     if (last && wait) return exchange(call, nullptr, &spec);
@@ -109,10 +111,13 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   auto request = [&](size_t at, size_t n) {
     CallBuilder call(FN_rgpuMemcpyDtoH);
     call.writer().put(variant).put<uint64_t>(src + at).put<uint64_t>(n).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
+    call.writer().put<uint64_t>(reinterpret_cast<uint64_t>(to + at));
     return call;
   };
   auto take = [&](size_t at, size_t n) {
     return [to, at, n](WireReader& reader) {
+      // No bytes: the stream captures, and the graph writes them at each launch.
+      if (reader.remaining() == 0) return;
       auto data = reader.bytes(n);
       parallel_copy(to + at, data.data(), n);
     };

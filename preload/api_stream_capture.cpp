@@ -1,5 +1,5 @@
-// Stream capture queries whose answers include arrays the driver owns (the capture's current
-// dependency nodes and their edge data). The server's driver answers; the arrays are kept here,
+// Stream capture: its start, and queries whose answers include arrays the driver owns (the
+// capture's current dependency nodes and their edge data). The server's driver answers; the arrays are kept here,
 // per thread and stream, until that thread asks for them on that stream again (a stream that is
 // not capturing keeps nothing, so a destroyed stream leaves nothing behind unless it was).
 #include <map>
@@ -7,6 +7,8 @@
 
 #include "api_state.hpp"
 #include "cuda_client.hpp"
+#include "daemon_link.hpp"
+#include "host_function_runner.hpp"
 
 namespace rgpu::cuda {
 
@@ -54,7 +56,28 @@ CUresult capture_info(uint32_t variant, CUstream stream, CUstreamCaptureStatus* 
     if (edge_data) *edge_data = kept.edges.empty() ? nullptr : kept.edges.data();
   });
 }
+// A capture may take copies between the device and this process's memory, which the host
+// function thread carries out at each launch of the graph: it runs before the capture starts.
+CUresult begin_capture(uint32_t function, CUstream stream, const CUstreamCaptureMode* mode) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (!start_host_function_runner()) return kLinkLost;
+  CallBuilder call(function);
+  call.in(stream);
+  if (mode) call.in(*mode);
+  return call_sync(call, nullptr);
+}
 }  // namespace
+
+RGPU_EXPORT CUresult cuStreamBeginCapture(CUstream stream) { return begin_capture(FN_cuStreamBeginCapture, stream, nullptr); }
+RGPU_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream stream) {
+  return begin_capture(FN_cuStreamBeginCapture_ptsz, stream, nullptr);
+}
+RGPU_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureMode mode) {
+  return begin_capture(FN_cuStreamBeginCapture_v2, stream, &mode);
+}
+RGPU_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream stream, CUstreamCaptureMode mode) {
+  return begin_capture(FN_cuStreamBeginCapture_v2_ptsz, stream, &mode);
+}
 
 RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v2(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
                                                CUgraph* graph, const CUgraphNode** dependencies, size_t* count) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -40,6 +41,25 @@ void run(const HostFunction& function, CUresult status) {
   t_in_host_function = false;
 }
 
+// A captured copy's host end, at a launch of its graph: the server names the memory (the host
+// address this process gave the copy when it was captured).
+void copy_for_graph(const HostFunctionPollAnswer& answer, std::vector<uint8_t>& read) {
+  auto* memory = reinterpret_cast<uint8_t*>(answer.address);
+  if (answer.kind == HostFunctionKind::WriteToHost) {
+    if (answer.bytes.size() != answer.size || memory == nullptr) {
+      LOG_ERROR("a captured copy to host memory came with %zu bytes for %llu; not written", answer.bytes.size(),
+                static_cast<unsigned long long>(answer.size));
+      return;
+    }
+    std::memcpy(memory, answer.bytes.data(), answer.bytes.size());
+  } else if (answer.size > kCopyChunkSize || memory == nullptr) {
+    LOG_ERROR("a captured copy from host memory asks for %llu bytes, over a copy's chunk; none sent",
+              static_cast<unsigned long long>(answer.size));
+  } else {
+    read.assign(memory, memory + answer.size);
+  }
+}
+
 void run_host_functions() {
   // Signals meant for the process go to the application's own threads.
   sigset_t all;
@@ -53,9 +73,11 @@ void run_host_functions() {
     if (!linked) return;
   }
   uint64_t done = 0;
+  std::vector<uint8_t> read;  // what a captured copy's run read from this process's memory
   for (;;) {
     CallBuilder call(FN_rgpuHostFunctionPoll);
-    call.writer().put(done);
+    call.writer().put(done).put<uint64_t>(read.size()).bytes(read.data(), read.size());
+    read.clear();
     HostFunctionPollAnswer answer;
     const CUresult r = exchange_unordered(call, [&](WireReader& reader) { answer = decode_host_function_poll_answer(reader); });
     if (r != CUDA_SUCCESS) {
@@ -77,6 +99,11 @@ void run_host_functions() {
       }
     }
     if (!answer.reached) continue;
+    if (answer.kind != HostFunctionKind::Application) {
+      copy_for_graph(answer, read);
+      done = answer.reach;
+      continue;
+    }
     if (known) run(function, static_cast<CUresult>(answer.status));
     else LOG_WARN("the server reached host function %llu, which this process never launched; skipped",
                   static_cast<unsigned long long>(answer.id));
@@ -85,8 +112,9 @@ void run_host_functions() {
 }
 }  // namespace
 
-uint64_t register_host_function(const HostFunction& function) {
-  std::unique_lock lock(g_mutex);
+namespace {
+// With g_mutex held: the runner of this process is up (or known to have failed).
+bool runner_started(std::unique_lock<std::mutex>& lock) {
   if (g_runner_pid != ::getpid()) {
     g_runner_pid = ::getpid();
     g_runner = Runner::Starting;
@@ -95,7 +123,18 @@ uint64_t register_host_function(const HostFunction& function) {
     std::thread(run_host_functions).detach();
   }
   g_runner_known.wait(lock, [] { return g_runner != Runner::Starting; });
-  if (g_runner == Runner::Failed) return 0;
+  return g_runner != Runner::Failed;
+}
+}  // namespace
+
+bool start_host_function_runner() {
+  std::unique_lock lock(g_mutex);
+  return runner_started(lock);
+}
+
+uint64_t register_host_function(const HostFunction& function) {
+  std::unique_lock lock(g_mutex);
+  if (!runner_started(lock)) return 0;
   const uint64_t id = g_next_id++;
   functions().emplace(id, function);
   return id;

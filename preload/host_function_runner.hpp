@@ -19,6 +19,10 @@ struct HostFunction {
 // new id for the server; 0 when the thread cannot reach the daemon (the caller fails with
 // kLinkLost).
 uint64_t register_host_function(const HostFunction& function);
+// Starts the thread (once per process) before a capture that may hold copies between the device
+// and this process's memory, which that thread carries out at each launch of the graph; false when
+// it cannot reach the daemon.
+bool start_host_function_runner();
 // The server will not reach `id` (its launch failed before it got there).
 void forget_host_function(uint64_t id);
 

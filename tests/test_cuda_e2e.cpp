@@ -2364,6 +2364,41 @@ TEST_F(CudaE2E, EmptyAndEventNodesAndTheirEdgesAreAddedAndRemoved) {
   EXPECT_CU(cuEventDestroy(event));
 }
 
+// What torch.cuda.graph makes of a copy to pinned memory inside a capture: each launch of the graph
+// copies between the device and the application's memory again, reading and writing it then.
+TEST_F(CudaE2E, CapturedCopiesReadAndWriteHostMemoryAtEachLaunch) {
+  for (size_t n : {size_t{1000}, size_t{3} << 18}) {  // 4 KB inside the call; 3 MiB in ring chunks
+    SCOPED_TRACE(n);
+    CUdeviceptr device;
+    ASSERT_CU(cuMemAlloc(&device, n * 4));
+    std::vector<uint32_t> in(n), out(n, 0xdeadbeef);
+    CUstream stream;
+    ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+    ASSERT_CU(cuMemcpyHtoDAsync(device, in.data(), n * 4, stream));
+    ASSERT_CU(cuMemcpyDtoHAsync(out.data(), device, n * 4, stream));
+    CUgraph graph;
+    ASSERT_CU(cuStreamEndCapture(stream, &graph));
+    EXPECT_EQ(out[0], 0xdeadbeefu);  // captured, not run
+    CUgraphExec exec;
+    ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+    for (uint32_t launch = 1; launch <= 2; ++launch) {
+      for (size_t i = 0; i < n; ++i) in[i] = launch * 1000003u + static_cast<uint32_t>(i);
+      ASSERT_CU(cuGraphLaunch(exec, stream));
+      ASSERT_CU(cuStreamSynchronize(stream));
+      EXPECT_EQ(out, in) << "launch " << launch;
+    }
+    ASSERT_CU(cuGraphDestroy(graph));
+    for (size_t i = 0; i < n; ++i) in[i] = ~static_cast<uint32_t>(i);
+    ASSERT_CU(cuGraphLaunch(exec, stream));  // the executable graph keeps the copies' staging
+    ASSERT_CU(cuStreamSynchronize(stream));
+    EXPECT_EQ(out, in);
+    EXPECT_CU(cuGraphExecDestroy(exec));
+    EXPECT_CU(cuStreamDestroy(stream));
+    EXPECT_CU(cuMemFree(device));
+  }
+}
+
 // A stream waits on a value in device memory until another stream writes it.
 TEST_F(CudaE2E, BatchMemoryOperationsWaitAndWriteInStreamOrder) {
   CUmodule module = load_module();

@@ -351,7 +351,7 @@ TEST_F(CudaSessionCalls, StructContentsAndArraysAreChecked) {
 
 WireWriter poll_arguments(uint64_t done) {
   WireWriter w;
-  w.put(done);
+  w.put(done).put<uint64_t>(0);  // no bytes read from host memory
   return w;
 }
 HostFunctionPollAnswer decode(const std::vector<uint8_t>& outputs) {

@@ -578,10 +578,10 @@ TEST_F(FixedSets, Memcpy2DRefusesACopyFunctionOutsideItsSet) {
 TEST_F(FixedSets, OtherOwnCallsRefuseValuesOutsideTheirSets) {
   const uint32_t free_fn = rgpu::fnv1a("cuMemFree_v2");
   rgpu::WireWriter to_device;
-  to_device.put(free_fn).put<uint64_t>(0x1000).put<uint64_t>(0).put<uint32_t>(0);
+  to_device.put(free_fn).put<uint64_t>(0x1000).put<uint64_t>(0).put<uint64_t>(0).put<uint32_t>(0);
   EXPECT_EQ(call(rgpu::cuda::FN_rgpuMemcpyHtoD, to_device), CUDA_ERROR_INVALID_VALUE);
   rgpu::WireWriter to_host;
-  to_host.put(free_fn).put<uint64_t>(0x1000).put<uint64_t>(4).put<uint64_t>(0);
+  to_host.put(free_fn).put<uint64_t>(0x1000).put<uint64_t>(4).put<uint64_t>(0).put<uint64_t>(0);
   EXPECT_EQ(call(rgpu::cuda::FN_rgpuMemcpyDtoH, to_host), CUDA_ERROR_INVALID_VALUE);
   rgpu::WireWriter tensor_map;
   tensor_map.put(free_fn);

@@ -1,5 +1,9 @@
 #include "cuda_host_functions.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
 #include "cuda_driver.hpp"
 #include "cuda_functions.gen.hpp"
 #include "cuda_wire.hpp"
@@ -13,7 +17,8 @@ CUresult missing(const char* name) {
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 
-// The graph `stream` is capturing into, or nullptr when it is not capturing.
+}  // namespace
+
 CUgraph capture_graph(CUstream stream) {
   Driver& d = Driver::get();
   CUstreamCaptureStatus status = CU_STREAM_CAPTURE_STATUS_NONE;
@@ -28,6 +33,8 @@ CUgraph capture_graph(CUstream stream) {
   // A stream that cannot be asked fails the launch itself, with the driver's error.
   return r == CUDA_SUCCESS && status == CU_STREAM_CAPTURE_STATUS_ACTIVE ? graph : nullptr;
 }
+
+namespace {
 }  // namespace
 
 CUresult HostFunctionRelay::launch(uint32_t variant, CUstream stream, uint64_t id, uint32_t flags) {
@@ -88,6 +95,43 @@ CUresult HostFunctionRelay::add_graph_node(CUgraphNode& node, CUgraph graph,
   return CUDA_SUCCESS;
 }
 
+bool HostFunctionRelay::reserve_staging(uint64_t bytes) {
+  std::lock_guard lock(mutex_);
+  if (bytes > kMaxCapturedStaging - staging_bytes_) return false;
+  staging_bytes_ += bytes;
+  return true;
+}
+
+void HostFunctionRelay::unreserve_staging(uint64_t bytes) {
+  std::lock_guard lock(mutex_);
+  staging_bytes_ -= std::min(staging_bytes_, bytes);
+}
+
+CUresult HostFunctionRelay::capture_copy(HostFunctionKind kind, CUstream stream, CUgraph graph, uint64_t address,
+                                         void* staging, uint64_t size) {
+  uint64_t id;
+  {
+    std::lock_guard lock(mutex_);
+    id = next_copy_id_++;
+  }
+  auto* record = new Record{shared_from_this(), id, false, kind, address, staging, size};
+  auto fn = Driver::get().fn<CUresult (*)(CUstream, CUhostFn, void*)>("cuLaunchHostFunc");
+  const CUresult r = fn ? fn(stream, run_host_function, record) : missing("cuLaunchHostFunc");
+  if (r != CUDA_SUCCESS) {
+    forget_record(record);
+    return r;
+  }
+  keep_with_graph(record, graph);
+  return CUDA_SUCCESS;
+}
+
+std::vector<void*> HostFunctionRelay::take_released_staging() {
+  if (!any_released_.load(std::memory_order_acquire)) return {};
+  std::lock_guard lock(mutex_);
+  any_released_.store(false, std::memory_order_relaxed);
+  return std::exchange(released_staging_, {});
+}
+
 // The graph holds a user object whose destructor frees the record and has the application forget
 // the id; the driver runs it once the graph and every executable graph made from it are gone.
 void HostFunctionRelay::keep_with_graph(Record* record, CUgraph graph) {
@@ -105,27 +149,34 @@ void HostFunctionRelay::keep_with_graph(Record* record, CUgraph graph) {
 
 void CUDA_CB HostFunctionRelay::run_host_function(void* data) {
   auto* record = static_cast<Record*>(data);
-  record->relay->reached(record->id, CUDA_SUCCESS, record->once);
+  record->relay->reached(*record, CUDA_SUCCESS);
   if (record->once) delete record;
 }
 
 void CUDA_CB HostFunctionRelay::run_stream_callback(CUstream, CUresult status, void* data) {
   auto* record = static_cast<Record*>(data);
-  record->relay->reached(record->id, status, record->once);
+  record->relay->reached(*record, status);
   if (record->once) delete record;
 }
 
 void CUDA_CB HostFunctionRelay::forget_record(void* data) {
   auto* record = static_cast<Record*>(data);
+  if (record->staging != nullptr) {
+    std::lock_guard lock(record->relay->mutex_);
+    record->relay->released_staging_.push_back(record->staging);
+    record->relay->any_released_.store(true, std::memory_order_release);
+  }
+  if (record->staging != nullptr) record->relay->unreserve_staging(record->size);
   record->relay->forget(record->id);
   delete record;
 }
 
-void HostFunctionRelay::reached(uint64_t id, CUresult status, bool once) {
+void HostFunctionRelay::reached(const Record& record, CUresult status) {
   std::unique_lock lock(mutex_);
   if (closed_) return;
   const uint64_t reach = next_reach_++;
-  reached_.push_back(Reach{reach, id, status, once});
+  const bool copy = record.kind != HostFunctionKind::Application;
+  reached_.push_back(Reach{reach, record.id, status, record.once, copy ? &record : nullptr});
   waiting_.insert(reach);
   Ready ready = answers_due();
   lock.unlock();
@@ -143,9 +194,21 @@ void HostFunctionRelay::forget(uint64_t id) {
   send(std::move(ready));
 }
 
-void HostFunctionRelay::poll(uint64_t done, Answer answer) {
+void HostFunctionRelay::poll(uint64_t done, std::span<const uint8_t> bytes, Answer answer) {
   std::unique_lock lock(mutex_);
   if (closed_) return;
+  if (auto read = reading_.find(done); read != reading_.end()) {
+    // What the application read for a captured copy from its memory: the stream's next node
+    // copies it to the device.
+    if (bytes.size() == read->second->size) std::memcpy(read->second->staging, bytes.data(), bytes.size());
+    else
+      LOG_WARN("%s: the application sent %zu bytes for a captured copy of %llu; the copy has what it had before",
+               client_.c_str(), bytes.size(), static_cast<unsigned long long>(read->second->size));
+    reading_.erase(read);
+  } else if (!bytes.empty()) {
+    LOG_WARN("%s: a host function poll with %zu bytes for run %llu, which reads none; ignored", client_.c_str(),
+             bytes.size(), static_cast<unsigned long long>(done));
+  }
   if (done != 0) {
     if (waiting_.erase(done) == 1) {
       finished_.notify_all();
@@ -177,6 +240,14 @@ HostFunctionRelay::Ready HostFunctionRelay::answers_due() {
       answer.id = next.id;
       answer.status = next.status;
       answer.once = next.once;
+      if (next.copy != nullptr) {
+        answer.kind = next.copy->kind;
+        answer.address = next.copy->address;
+        answer.size = next.copy->size;
+        const auto* staging = static_cast<const uint8_t*>(next.copy->staging);
+        if (answer.kind == HostFunctionKind::WriteToHost) answer.bytes.assign(staging, staging + next.copy->size);
+        else reading_[next.reach] = next.copy;
+      }
       reached_.pop_front();
     }
     answer.forgotten = std::move(forgotten_);
@@ -200,6 +271,7 @@ void HostFunctionRelay::close() {
   waiting_.clear();
   forgotten_.clear();
   polls_.clear();
+  reading_.clear();
   finished_.notify_all();
 }
 

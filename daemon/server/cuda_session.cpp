@@ -102,6 +102,12 @@ constexpr DriverVariant kTensorMaps[] = {
     {FN_cuTensorMapReplaceAddress, "cuTensorMapReplaceAddress", nullptr},
 };
 
+// The stream a per-thread copy function means by the null stream.
+CUstream per_thread_stream(uint32_t variant, CUstream stream) {
+  const bool per_thread = variant == FN_cuMemcpyDtoHAsync_v2_ptsz || variant == FN_cuMemcpyHtoDAsync_v2_ptsz;
+  return per_thread && stream == nullptr ? CU_STREAM_PER_THREAD : stream;
+}
+
 const DriverVariant* find_variant(std::span<const DriverVariant> set, uint32_t value) {
   for (const DriverVariant& v : set)
     if (v.value == value) return &v;
@@ -308,16 +314,19 @@ void CudaSession::reply(const Frame& request, CUresult result, std::span<const u
 
 void CudaSession::poll_host_functions(const Frame& frame, std::shared_ptr<const SendFn> answer_via) {
   uint64_t done = 0;
+  std::span<const uint8_t> bytes;
   try {
     WireReader args(frame.body().subspan(sizeof(CallHeader)), "rgpu.HostFunctionPoll");
     done = args.get<uint64_t>();
-    args.expect_end();
+    const uint64_t length = args.get<uint64_t>();
+    if (length != args.remaining()) throw WireError("its bytes are not the length it says");
+    bytes = args.rest();
   } catch (const WireError& e) {
     LOG_WARN("%s: malformed rgpu.HostFunctionPoll call: %s", client_.c_str(), e.what());
     return reply(frame, CUDA_ERROR_INVALID_VALUE, {}, {}, answer_via.get());
   }
   // Its answer carries no deferred error: that is for the thread whose calls failed.
-  host_functions_->poll(done, [request_id = frame.header.request_id, via = std::move(answer_via), send = send_](
+  host_functions_->poll(done, bytes, [request_id = frame.header.request_id, via = std::move(answer_via), send = send_](
                                   CUresult result, std::vector<uint8_t> outputs) {
     ReplyHeader header;
     header.result = result;
@@ -345,6 +354,7 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
   const bool answered = !(frame.header.flags & kFrameNoReply);
   if (answered) pass_turn(header.sequence);
 
+  free_released_staging();
   WireReader args(frame.body().subspan(sizeof header), "CUDA call");
   worker.staged_call = frame.bulk.owner != nullptr;
   WireWriter out;
@@ -399,11 +409,14 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
 // Device -> host data of one chunk, into page-locked staging when it is large (sent from there
 // without a copy), else into the reply.
 CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
-                                   WireWriter& out) {
+                                   uint64_t host, WireWriter& out) {
   if (size > kMaxFramePayload - 64) return CUDA_ERROR_INVALID_VALUE;
   const DriverVariant* copy = find_variant(kDeviceToHost, variant);
   if (copy == nullptr) return refused_variant(client_, "rgpu.MemcpyDtoH", "copy function", variant);
   Driver& d = Driver::get();
+  if (copy->sync != nullptr)
+    if (CUgraph graph = capture_graph(per_thread_stream(variant, stream)))
+      return capture_host_copy(HostFunctionKind::WriteToHost, variant, copy->name, src, host, size, stream, graph);
   uint8_t* target = nullptr;
   BulkPayload staged;
   if (size >= kBulkFrameMinSize) staged = staging_for(size);
@@ -432,6 +445,50 @@ CUresult CudaSession::copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr
   }
   if (staged.owner) worker.reply_tail = {staged.bytes.first(size), std::move(staged.owner)};
   return CUDA_SUCCESS;
+}
+
+// A captured copy between the device and the application's host memory: page-locked staging the
+// graph owns, the copy between it and the device captured, and beside it a host function of the
+// relay's that moves the bytes between the staging and the application at each launch (before the
+// copy for host-to-device, after it for device-to-host).
+CUresult CudaSession::capture_host_copy(HostFunctionKind kind, uint32_t variant, const char* name, CUdeviceptr device,
+                                        uint64_t host, uint64_t size, CUstream stream, CUgraph graph) {
+  Driver& d = Driver::get();
+  auto alloc = d.fn<CUresult (*)(void**, size_t, unsigned)>("cuMemHostAlloc");
+  auto free_host = d.fn<CUresult (*)(void*)>("cuMemFreeHost");
+  if (!alloc || !free_host) return missing("cuMemHostAlloc");
+  if (!host_functions_->reserve_staging(size)) {
+    LOG_WARN("%s: captured copies would hold more than %llu bytes of staging; refused", client_.c_str(),
+             static_cast<unsigned long long>(HostFunctionRelay::kMaxCapturedStaging));
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  void* staging = nullptr;
+  if (CUresult r = alloc(&staging, size ? size : 1, 0); r != CUDA_SUCCESS) {
+    host_functions_->unreserve_staging(size);
+    return r;
+  }
+  const CUstream on = per_thread_stream(variant, stream);
+  if (kind == HostFunctionKind::WriteToHost) {
+    auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t, CUstream)>(name);
+    CUresult r = fn ? fn(staging, device, size, stream) : missing(name);
+    if (r != CUDA_SUCCESS) {
+      free_host(staging);
+      host_functions_->unreserve_staging(size);
+      return r;
+    }
+    return host_functions_->capture_copy(kind, on, graph, host, staging, size);
+  }
+  if (CUresult r = host_functions_->capture_copy(kind, on, graph, host, staging, size); r != CUDA_SUCCESS) return r;
+  auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t, CUstream)>(name);
+  return fn ? fn(device, staging, size, stream) : missing(name);
+}
+
+void CudaSession::free_released_staging() {
+  std::vector<void*> released = host_functions_->take_released_staging();
+  if (released.empty()) return;
+  auto free_host = Driver::get().fn<CUresult (*)(void*)>("cuMemFreeHost");
+  for (void* staging : released)
+    if (free_host) free_host(staging);
 }
 
 namespace {
@@ -732,10 +789,16 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const uint32_t variant = args.get<uint32_t>();
       const CUdeviceptr dst = args.get<uint64_t>();
       const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+      const uint64_t host = args.get<uint64_t>();
       auto data = args.rest();
       const bool staged = worker.staged_call;
       const DriverVariant* copy = find_variant(kHostToDevice, variant);
       if (copy == nullptr) return refused_variant(client_, "rgpu.MemcpyHtoD", "copy function", variant);
+      // Captured, the graph reads the application's memory at each launch, not these bytes.
+      if (copy->sync != nullptr)
+        if (CUgraph graph = capture_graph(per_thread_stream(variant, stream)))
+          return capture_host_copy(HostFunctionKind::ReadFromHost, variant, copy->name, dst, host, data.size(), stream,
+                                   graph);
       if (staged) pin_staging(data.data());
       if (copy->sync) {
         auto fn = d.fn<CUresult (*)(CUdeviceptr, const void*, size_t, CUstream)>(copy->name);
@@ -795,8 +858,9 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       const CUdeviceptr src = args.get<uint64_t>();
       const uint64_t size = args.get<uint64_t>();
       const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+      const uint64_t host = args.get<uint64_t>();
       args.expect_end();
-      return copy_to_host(worker, variant, src, size, stream, out);
+      return copy_to_host(worker, variant, src, size, stream, host, out);
     }
     case FN_rgpuFunctionParams: {
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());

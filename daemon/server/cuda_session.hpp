@@ -85,7 +85,11 @@ class CudaSession : public std::enable_shared_from_this<CudaSession> {
   CUresult encode_tensor_map(WireReader& args, WireWriter& out);
   static bool take_image(Worker& worker, std::span<const uint8_t> last, std::vector<uint8_t>& image);
   CUresult copy_to_host(Worker& worker, uint32_t variant, CUdeviceptr src, uint64_t size, CUstream stream,
-                        WireWriter& out);
+                        uint64_t host, WireWriter& out);
+  // `variant`, `name`: the asynchronous copy function the application called, and the driver's.
+  CUresult capture_host_copy(HostFunctionKind kind, uint32_t variant, const char* name, CUdeviceptr device,
+                             uint64_t host, uint64_t size, CUstream stream, CUgraph graph);
+  void free_released_staging();
   void note_deferred(uint32_t function, CUresult result);
   // rgpu.HostFunctionPoll: answered by the host functions' relay, outside the issue order.
   void poll_host_functions(const Frame& frame, std::shared_ptr<const SendFn> answer_via);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <memory>
 
+#include <cstdlib>
+
 #include "test_double.hpp"
 
 namespace rgpu::cuda_double {
@@ -104,6 +106,8 @@ CUresult copy(std::unique_lock<std::mutex>& lock, CUdeviceptr to, End to_end, CU
     return CUDA_SUCCESS;
   };
   if (!ordered) return run() == CUDA_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+  // Captured, the copy reads its source when the graph runs it, at each launch.
+  if (capture_work(stream, run)) return CUDA_SUCCESS;
   issue(lock, context, stream, run, [&] {
     if (from_end == End::Host) staged->assign(locate(from, from_end, bytes), locate(from, from_end, bytes) + bytes);
   });
@@ -298,6 +302,23 @@ DOUBLE_EXPORT CUresult cuMemFreeAsync(CUdeviceptr pointer, CUstream stream) {
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   return free_allocation(pointer);
+}
+
+// Page-locked host memory is host memory here.
+DOUBLE_EXPORT CUresult cuMemHostAlloc(void** pointer, size_t bytes, unsigned flags) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  if (pointer == nullptr || bytes == 0 || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  *pointer = std::malloc(bytes);
+  return *pointer ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+DOUBLE_EXPORT CUresult cuMemFreeHost(void* pointer) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  std::free(pointer);
+  return CUDA_SUCCESS;
 }
 
 DOUBLE_EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {

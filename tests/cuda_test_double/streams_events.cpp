@@ -164,6 +164,13 @@ CUresult check_stream(CUstream stream, CUcontext context) {
   return found != nullptr && found->context == context ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
+bool capture_work(CUstream stream, const StreamWork& work) {
+  Stream* s = capturing(stream);
+  if (s == nullptr) return false;
+  capture_node(*s, Node{.work = work});
+  return true;
+}
+
 bool capture_kernel(CUstream stream, const KernelCall& call) {
   Stream* s = capturing(stream);
   if (s == nullptr) return false;

@@ -194,9 +194,10 @@ void issue(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream strea
 void issue_host_function(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream,
                          std::function<void(CUresult status)> function, bool after_faults);
 struct KernelCall;
-// Captured, a kernel launch becomes a kernel node instead: true when the stream is capturing and
-// took `call`.
+// Captured, a kernel launch becomes a kernel node instead, and other device work (an
+// asynchronous copy) a node that runs `work`: true when the stream is capturing and took it.
 bool capture_kernel(CUstream stream, const KernelCall& call);
+bool capture_work(CUstream stream, const StreamWork& work);
 // Whether the stream's queued work has all run.
 bool stream_idle(CUcontext context, CUstream stream);
 // Waits until the stream's queued work (the legacy stream's: the blocking streams' too) has run.

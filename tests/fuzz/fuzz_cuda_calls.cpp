@@ -104,7 +104,7 @@ class Answers {
     Frame frame;
     frame.header.type = kMsgCudaCall;
     WireWriter payload(frame.payload);
-    payload.put(header).put(done);
+    payload.put(header).put(done).put<uint64_t>(0);  // no bytes read
     frame.header.payload_len = static_cast<uint32_t>(frame.payload.size());
     {
       std::lock_guard lock(mutex_);
@@ -277,9 +277,9 @@ void write_seeds(const fuzz::Seeds& seeds) {
     const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
     const size_t mem = s.call(FN_cuMemAlloc_v2, args().put<uint64_t>(4096), 1, ctx);
     s.call(FN_cuMemsetD8_v2, args().put(s.ref(mem)).put<uint64_t>(0x5a).put<uint64_t>(4096), 0, ctx, true);
-    s.call(FN_rgpuMemcpyHtoD, args().put(FN_cuMemcpyHtoD_v2).put(s.ref(mem, 16)).put<uint64_t>(0).bytes("0123456789abcdef", 16),
+    s.call(FN_rgpuMemcpyHtoD, args().put(FN_cuMemcpyHtoD_v2).put(s.ref(mem, 16)).put<uint64_t>(0).put<uint64_t>(0).bytes("0123456789abcdef", 16),
            0, ctx);
-    s.call(FN_rgpuMemcpyDtoH, args().put(FN_cuMemcpyDtoH_v2).put(s.ref(mem)).put<uint64_t>(100).put<uint64_t>(0), 0, ctx);
+    s.call(FN_rgpuMemcpyDtoH, args().put(FN_cuMemcpyDtoH_v2).put(s.ref(mem)).put<uint64_t>(100).put<uint64_t>(0).put<uint64_t>(0), 0, ctx);
     CUDA_MEMCPY2D up{};
     up.srcMemoryType = CU_MEMORYTYPE_HOST;
     up.srcPitch = 16;
@@ -366,7 +366,7 @@ void write_seeds(const fuzz::Seeds& seeds) {
     const size_t exec = s.call(FN_cuGraphInstantiateWithFlags, args().put(s.ref(graph)).put<uint64_t>(0), 1, ctx);
     s.call(FN_cuGraphLaunch, args().put(s.ref(exec)).put(s.ref(stream)), 0, ctx, true);
     s.call(FN_cuGraphDestroy, args().put(s.ref(graph)), 0, ctx, true);
-    s.call(FN_rgpuHostFunctionPoll, args().put<uint64_t>(0), 0, ctx);
+    s.call(FN_rgpuHostFunctionPoll, args().put<uint64_t>(0).put<uint64_t>(0), 0, ctx);
     s.call(FN_cuStreamSynchronize, args().put(s.ref(stream)), 0, ctx);
     s.call(FN_cuGraphExecDestroy, args().put(s.ref(exec)), 0, ctx, true);
     seeds.write("host-functions", s.bytes());
