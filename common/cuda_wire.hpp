@@ -109,6 +109,8 @@ inline constexpr uint8_t kCaptureListsNodes = 1, kCaptureListsEdges = 2;
 // (n pairs for edges) and, if asked, their CUgraphEdgeData; n is at most the capacity and kMaxGraphList.
 inline constexpr uint8_t kGraphListNodes = 1, kGraphListEdgeData = 2;
 inline constexpr uint64_t kMaxGraphList = 1u << 20;
+// A conditional node's body graphs: at most this many (a switch's cases).
+inline constexpr uint32_t kMaxConditionalBodies = 1024;
 // cuStreamBatchMemOp: at most this many operations in one call.
 inline constexpr uint32_t kMaxBatchMemOps = 256;
 

@@ -92,10 +92,12 @@ CUresult put_kernel_node(CallBuilder& call, const KernelNode& node) {
   return pack_kernel_params(layout, node.params, node.extra, call);
 }
 
-// Arguments read back: the bytes and one pointer per parameter into them.
+// What the driver hands out as its own storage, kept per node: a kernel node's arguments read back
+// (the bytes and one pointer per parameter into them), a conditional node's body graphs.
 struct KeptArguments {
   std::vector<uint8_t> bytes;
   std::vector<void*> pointers;
+  std::vector<CUgraph> bodies;
 };
 std::mutex g_kept_mutex;
 std::map<CUgraphNode, KeptArguments>& kept_arguments() {
@@ -142,19 +144,79 @@ bool any_kept_arguments() {
   return !kept_arguments().empty();
 }
 
-CUresult add_kernel_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgraphNode* dependencies,
-                         const CUgraphEdgeData* edges, size_t count, const KernelNode& node) {
-  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  if (out == nullptr || (count > 0 && dependencies == nullptr) || count > kMaxGraphList) return CUDA_ERROR_INVALID_VALUE;
-  CallBuilder call(function);
+// `u64 graph, u32 n, n x u64 dependency, u8 has edge data, [n x CUgraphEdgeData], u32 node type`.
+bool start_add(CallBuilder& call, CUgraphNode* out, CUgraph graph, const CUgraphNode* dependencies,
+               const CUgraphEdgeData* edges, size_t count, CUgraphNodeType type) {
+  if (out == nullptr || (count > 0 && dependencies == nullptr) || count > kMaxGraphList) return false;
   call.out_mask(1u);
   WireWriter& w = call.writer();
   w.put(reinterpret_cast<uint64_t>(graph)).put(static_cast<uint32_t>(count));
   for (size_t i = 0; i < count; ++i) w.put(reinterpret_cast<uint64_t>(dependencies[i]));
   w.put<uint8_t>(edges != nullptr && count > 0);
   for (size_t i = 0; edges != nullptr && i < count; ++i) w.put(edges[i]);
+  w.put<uint32_t>(type);
+  return true;
+}
+
+CUresult add_kernel_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgraphNode* dependencies,
+                         const CUgraphEdgeData* edges, size_t count, const KernelNode& node) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call(function);
+  if (!start_add(call, out, graph, dependencies, edges, count, CU_GRAPH_NODE_TYPE_KERNEL)) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = put_kernel_node(call, node); r != CUDA_SUCCESS) return r;
   return call_sync(call, [&](WireReader& reader) { *out = take_out<CUgraphNode>(reader); });
+}
+
+// A conditional node: its body graphs come back, kept here for the node as the driver's array.
+CUresult add_conditional_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgraphNode* dependencies,
+                              const CUgraphEdgeData* edges, size_t count, CUDA_CONDITIONAL_NODE_PARAMS& params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params.size == 0 || params.size > kMaxConditionalBodies) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(function);
+  if (!start_add(call, out, graph, dependencies, edges, count, CU_GRAPH_NODE_TYPE_CONDITIONAL))
+    return CUDA_ERROR_INVALID_VALUE;
+  call.writer().put<uint64_t>(params.handle).put<uint32_t>(params.type).put<uint32_t>(params.size);
+  call.writer().put(reinterpret_cast<uint64_t>(params.ctx));
+  return call_sync(call, [&](WireReader& reader) {
+    const CUgraphNode node = take_out<CUgraphNode>(reader);
+    const uint32_t n = reader.get<uint32_t>();
+    if (n != params.size) throw WireError("a conditional node with another number of bodies than asked for");
+    KeptArguments kept;
+    for (uint32_t i = 0; i < n; ++i) kept.bodies.push_back(reinterpret_cast<CUgraph>(reader.get<uint64_t>()));
+    std::lock_guard lock(g_kept_mutex);
+    auto& slot = kept_arguments()[node];
+    slot = std::move(kept);
+    params.phGraph_out = slot.bodies.data();
+    *out = node;
+  });
+}
+
+// cuGraphAddNode(_v2): kernel and conditional nodes, and the plain ones their own calls add when
+// no edge data comes.
+CUresult add_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgraphNode* dependencies,
+                  const CUgraphEdgeData* edges, size_t count, CUgraphNodeParams* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  switch (params->type) {
+    case CU_GRAPH_NODE_TYPE_KERNEL:
+      return add_kernel_node(function, out, graph, dependencies, edges, count, from_params(params->kernel));
+    case CU_GRAPH_NODE_TYPE_CONDITIONAL:
+      return add_conditional_node(function, out, graph, dependencies, edges, count, params->conditional);
+    default: break;
+  }
+  if (edges == nullptr) {
+    switch (params->type) {
+      case CU_GRAPH_NODE_TYPE_EMPTY: return cuGraphAddEmptyNode(out, graph, dependencies, count);
+      case CU_GRAPH_NODE_TYPE_EVENT_RECORD:
+        return cuGraphAddEventRecordNode(out, graph, dependencies, count, params->eventRecord.event);
+      case CU_GRAPH_NODE_TYPE_WAIT_EVENT:
+        return cuGraphAddEventWaitNode(out, graph, dependencies, count, params->eventWait.event);
+      case CU_GRAPH_NODE_TYPE_GRAPH: return cuGraphAddChildGraphNode(out, graph, dependencies, count, params->graph.graph);
+      case CU_GRAPH_NODE_TYPE_MEM_FREE: return cuGraphAddMemFreeNode(out, graph, dependencies, count, params->free.dptr);
+      default: break;
+    }
+  }
+  LOG_WARN("cuGraphAddNode: nodes of type %d are not forwarded yet", static_cast<int>(params->type));
+  return CUDA_ERROR_NOT_SUPPORTED;
 }
 
 CUresult set_kernel_node(uint32_t function, CUgraphExec exec, CUgraphNode hnode, const KernelNode& node) {
@@ -166,7 +228,7 @@ CUresult set_kernel_node(uint32_t function, CUgraphExec exec, CUgraphNode hnode,
   return call_sync(call, [](rgpu::WireReader&) {});
 }
 
-// cuGraphAddNode and the generic setters: kernel nodes only so far.
+// The generic setters: kernel nodes only so far.
 CUresult only_kernel(const char* name, const CUgraphNodeParams* params) {
   if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (params->type == CU_GRAPH_NODE_TYPE_KERNEL) return CUDA_SUCCESS;
@@ -232,13 +294,11 @@ RGPU_EXPORT CUresult cuGraphAddKernelNode_v2(CUgraphNode* node, CUgraph graph, c
 }
 RGPU_EXPORT CUresult cuGraphAddNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count,
                                     CUgraphNodeParams* params) {
-  if (CUresult r = only_kernel("cuGraphAddNode", params); r != CUDA_SUCCESS) return r;
-  return add_kernel_node(FN_cuGraphAddNode, node, graph, dependencies, nullptr, count, from_params(params->kernel));
+  return add_node(FN_cuGraphAddNode, node, graph, dependencies, nullptr, count, params);
 }
 RGPU_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
                                        const CUgraphEdgeData* edges, size_t count, CUgraphNodeParams* params) {
-  if (CUresult r = only_kernel("cuGraphAddNode_v2", params); r != CUDA_SUCCESS) return r;
-  return add_kernel_node(FN_cuGraphAddNode_v2, node, graph, dependencies, edges, count, from_params(params->kernel));
+  return add_node(FN_cuGraphAddNode_v2, node, graph, dependencies, edges, count, params);
 }
 
 RGPU_EXPORT CUresult cuGraphKernelNodeGetParams(CUgraphNode hnode, CUDA_KERNEL_NODE_PARAMS_v1* params) {

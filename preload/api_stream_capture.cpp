@@ -66,7 +66,31 @@ CUresult begin_capture(uint32_t function, CUstream stream, const CUstreamCapture
   if (mode) call.in(*mode);
   return call_sync(call, nullptr);
 }
+CUresult begin_capture_to_graph(uint32_t function, CUstream stream, CUgraph graph, const CUgraphNode* dependencies,
+                                const CUgraphEdgeData* edges, size_t count, CUstreamCaptureMode mode) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if ((count > 0 && dependencies == nullptr) || count > kMaxGraphList) return CUDA_ERROR_INVALID_VALUE;
+  if (!start_host_function_runner()) return kLinkLost;
+  CallBuilder call(function);
+  WireWriter& w = call.writer();
+  w.put(reinterpret_cast<uint64_t>(stream)).put(reinterpret_cast<uint64_t>(graph)).put(static_cast<uint32_t>(count));
+  for (size_t i = 0; i < count; ++i) w.put(reinterpret_cast<uint64_t>(dependencies[i]));
+  w.put<uint8_t>(edges != nullptr && count > 0);
+  for (size_t i = 0; edges != nullptr && i < count; ++i) w.put(edges[i]);
+  w.put<uint32_t>(mode);
+  return call_sync(call, nullptr);
+}
 }  // namespace
+
+RGPU_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream stream, CUgraph graph, const CUgraphNode* dependencies,
+                                                 const CUgraphEdgeData* edges, size_t count, CUstreamCaptureMode mode) {
+  return begin_capture_to_graph(FN_cuStreamBeginCaptureToGraph, stream, graph, dependencies, edges, count, mode);
+}
+RGPU_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream stream, CUgraph graph, const CUgraphNode* dependencies,
+                                                      const CUgraphEdgeData* edges, size_t count,
+                                                      CUstreamCaptureMode mode) {
+  return begin_capture_to_graph(FN_cuStreamBeginCaptureToGraph_ptsz, stream, graph, dependencies, edges, count, mode);
+}
 
 RGPU_EXPORT CUresult cuStreamBeginCapture(CUstream stream) { return begin_capture(FN_cuStreamBeginCapture, stream, nullptr); }
 RGPU_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream stream) {

@@ -2399,6 +2399,65 @@ TEST_F(CudaE2E, CapturedCopiesReadAndWriteHostMemoryAtEachLaunch) {
   }
 }
 
+// A conditional node's body graph comes back from the server and is filled by a capture into it;
+// the body runs as the condition's value says (here its default, set at each launch).
+TEST_F(CudaE2E, ConditionalNodesRunTheirBodyGraphsCapturedIntoThem) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr words;
+  ASSERT_CU(cuMemAlloc(&words, 16));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  for (unsigned condition_value : {1u, 0u}) {
+    SCOPED_TRACE(condition_value);
+    ASSERT_CU(cuMemsetD8(words, 0, 16));
+    CUgraph graph;
+    ASSERT_CU(cuGraphCreate(&graph, 0));
+    CUgraphConditionalHandle handle;
+    ASSERT_CU(cuGraphConditionalHandleCreate(&handle, graph, context_, condition_value, CU_GRAPH_COND_ASSIGN_DEFAULT));
+    CUgraphNodeParams params{};
+    params.type = CU_GRAPH_NODE_TYPE_EMPTY;
+    CUgraphNode start;
+    ASSERT_CU(cuGraphAddNode(&start, graph, nullptr, nullptr, 0, &params));
+    params = {};
+    params.type = CU_GRAPH_NODE_TYPE_CONDITIONAL;
+    params.conditional.handle = handle;
+    params.conditional.type = CU_GRAPH_COND_TYPE_IF;
+    params.conditional.size = 1;
+    CUgraphNode conditional;
+    ASSERT_CU(cuGraphAddNode(&conditional, graph, &start, nullptr, 1, &params));
+    ASSERT_NE(params.conditional.phGraph_out, nullptr);
+    CUgraph body = params.conditional.phGraph_out[0];
+    ASSERT_NE(body, nullptr);
+
+    ASSERT_CU(cuStreamBeginCaptureToGraph(stream, body, nullptr, nullptr, 0, CU_STREAM_CAPTURE_MODE_RELAXED));
+    unsigned value = 5;
+    unsigned long long n = 4;
+    void* args[] = {&words, &value, &n};
+    ASSERT_CU(cuLaunchKernel(fill, 1, 1, 1, 4, 1, 1, 0, stream, args, nullptr));
+    CUgraph captured;
+    ASSERT_CU(cuStreamEndCapture(stream, &captured));
+    EXPECT_EQ(captured, body);
+    size_t count = 0;
+    ASSERT_CU(cuGraphGetNodes(body, nullptr, &count));
+    EXPECT_EQ(count, 1u);
+
+    CUgraphExec exec;
+    ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+    ASSERT_CU(cuGraphLaunch(exec, stream));
+    ASSERT_CU(cuStreamSynchronize(stream));
+    unsigned got[4] = {};
+    ASSERT_CU(cuMemcpyDtoH(got, words, sizeof got));
+    EXPECT_EQ(got[3], condition_value ? 5u : 0u);
+    EXPECT_CU(cuGraphExecDestroy(exec));
+    EXPECT_CU(cuGraphDestroy(graph));
+  }
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuMemFree(words));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 // A stream waits on a value in device memory until another stream writes it.
 TEST_F(CudaE2E, BatchMemoryOperationsWaitAndWriteInStreamOrder) {
   CUmodule module = load_module();

@@ -1,5 +1,6 @@
 // Graph nodes whose parameters are plain values beside a dependency array (empty, event record
-// and wait, child graph, memset, memcpy between device memory and arrays, memory free) and the edges added or removed between nodes.
+// and wait, child graph, memset, memcpy between device memory and arrays, memory free), the edges
+// added or removed between nodes, and captures into an existing graph.
 #include <cstring>
 #include <vector>
 
@@ -128,6 +129,30 @@ CUresult change_dependencies(uint32_t function, WireReader& args) {
   auto fn = driver.fn<CUresult (*)(CUgraph, const CUgraphNode*, const CUgraphNode*, size_t)>(name);
   return fn ? fn(graph, from.data(), to.data(), count) : no_driver_function(name);
 }
+// cuStreamBeginCaptureToGraph(_ptsz): `u64 stream, u64 graph, u32 n, n x u64 dependency, u8 has
+// edge data, [n x CUgraphEdgeData], u32 mode`.
+CUresult begin_capture_to_graph(uint32_t function, WireReader& args) {
+  const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+  const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
+  std::vector<CUgraphNode> deps;
+  if (!read_nodes(args, args.get<uint32_t>(), deps)) return CUDA_ERROR_INVALID_VALUE;
+  std::vector<CUgraphEdgeData> edges;
+  if (args.get<uint8_t>() != 0) {
+    if (deps.size() > args.remaining() / sizeof(CUgraphEdgeData)) return CUDA_ERROR_INVALID_VALUE;
+    edges.resize(deps.size());
+    for (CUgraphEdgeData& edge : edges) edge = args.get<CUgraphEdgeData>();
+  }
+  const uint32_t mode = args.get<uint32_t>();
+  args.expect_end();
+  if (mode > CU_STREAM_CAPTURE_MODE_RELAXED) return CUDA_ERROR_INVALID_VALUE;
+  const char* name = function == FN_cuStreamBeginCaptureToGraph ? "cuStreamBeginCaptureToGraph"
+                                                                : "cuStreamBeginCaptureToGraph_ptsz";
+  auto fn = Driver::get().fn<CUresult (*)(CUstream, CUgraph, const CUgraphNode*, const CUgraphEdgeData*, size_t,
+                                          CUstreamCaptureMode)>(name);
+  if (!fn) return no_driver_function(name);
+  return fn(stream, graph, deps.empty() ? nullptr : deps.data(), edges.empty() ? nullptr : edges.data(), deps.size(),
+            static_cast<CUstreamCaptureMode>(mode));
+}
 }  // namespace
 
 bool is_plain_node_call(uint32_t function) {
@@ -142,7 +167,9 @@ bool is_plain_node_call(uint32_t function) {
     case FN_cuGraphAddDependencies:
     case FN_cuGraphAddDependencies_v2:
     case FN_cuGraphRemoveDependencies:
-    case FN_cuGraphRemoveDependencies_v2: return true;
+    case FN_cuGraphRemoveDependencies_v2:
+    case FN_cuStreamBeginCaptureToGraph:
+    case FN_cuStreamBeginCaptureToGraph_ptsz: return true;
     default: return false;
   }
 }
@@ -153,6 +180,8 @@ CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out) {
     case FN_cuGraphAddDependencies_v2:
     case FN_cuGraphRemoveDependencies:
     case FN_cuGraphRemoveDependencies_v2: return change_dependencies(function, args);
+    case FN_cuStreamBeginCaptureToGraph:
+    case FN_cuStreamBeginCaptureToGraph_ptsz: return begin_capture_to_graph(function, args);
     default: return add_node(function, args, out);
   }
 }

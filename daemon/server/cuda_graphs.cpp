@@ -140,7 +140,40 @@ bool is_kernel_node_call(uint32_t id) {
   }
 }
 
-// Adds: `u64 graph, u32 n, n x u64 dependency, u8 has edge data, [n x CUgraphEdgeData]`, the node.
+// cuGraphAddNode_v2 (cuGraphAddNode without edge data, for drivers before it).
+CUresult add_generic_node(CUgraphNode& node, CUgraph graph, const std::vector<CUgraphNode>& dependencies,
+                          const std::vector<CUgraphEdgeData>& edges, CUgraphNodeParams& params) {
+  Driver& d = Driver::get();
+  const CUgraphNode* deps = dependencies.empty() ? nullptr : dependencies.data();
+  if (auto v2 = d.fn<CUresult (*)(CUgraphNode*, CUgraph, const CUgraphNode*, const CUgraphEdgeData*, size_t,
+                                  CUgraphNodeParams*)>("cuGraphAddNode_v2"))
+    return v2(&node, graph, deps, edges.empty() ? nullptr : edges.data(), dependencies.size(), &params);
+  auto v1 = d.fn<CUresult (*)(CUgraphNode*, CUgraph, const CUgraphNode*, size_t, CUgraphNodeParams*)>("cuGraphAddNode");
+  if (!v1 || !edges.empty()) return no_driver_function("cuGraphAddNode_v2");
+  return v1(&node, graph, deps, dependencies.size(), &params);
+}
+
+// `u64 handle, u32 type, u32 size, u64 context` -> `u64 node, u32 n, n x u64 body graph`.
+CUresult add_conditional_node(WireReader& args, WireWriter& out, CUgraph graph,
+                              const std::vector<CUgraphNode>& dependencies, const std::vector<CUgraphEdgeData>& edges) {
+  CUgraphNodeParams params{};
+  params.type = CU_GRAPH_NODE_TYPE_CONDITIONAL;
+  params.conditional.handle = args.get<uint64_t>();
+  const uint32_t type = args.get<uint32_t>();
+  params.conditional.size = args.get<uint32_t>();
+  params.conditional.ctx = handle_of<CUcontext>(args.get<uint64_t>());
+  args.expect_end();
+  if (params.conditional.size == 0 || params.conditional.size > kMaxConditionalBodies) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy(&params.conditional.type, &type, sizeof type);
+  CUgraphNode node = nullptr;
+  if (CUresult r = add_generic_node(node, graph, dependencies, edges, params); r != CUDA_SUCCESS) return r;
+  out.put(raw_of(node)).put<uint32_t>(params.conditional.size);
+  for (uint32_t i = 0; i < params.conditional.size; ++i) out.put(raw_of(params.conditional.phGraph_out[i]));
+  return CUDA_SUCCESS;
+}
+
+// Adds: `u64 graph, u32 n, n x u64 dependency, u8 has edge data, [n x CUgraphEdgeData], u32 node
+// type`, then the node: a KernelNode, or a conditional node's values.
 CUresult add_kernel_node(WireReader& args, WireWriter& out, const LayoutLookup& layouts) {
   const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
   const uint32_t count = args.get<uint32_t>();
@@ -153,6 +186,9 @@ CUresult add_kernel_node(WireReader& args, WireWriter& out, const LayoutLookup& 
     edges.resize(count);
     for (CUgraphEdgeData& edge : edges) edge = args.get<CUgraphEdgeData>();
   }
+  const uint32_t type = args.get<uint32_t>();
+  if (type == CU_GRAPH_NODE_TYPE_CONDITIONAL) return add_conditional_node(args, out, graph, dependencies, edges);
+  if (type != CU_GRAPH_NODE_TYPE_KERNEL) return CUDA_ERROR_INVALID_VALUE;
   CUDA_KERNEL_NODE_PARAMS_v2 params;
   KernelArguments arguments;
   if (CUresult r = read_kernel_node(args, layouts, params, arguments); r != CUDA_SUCCESS) return r;
@@ -161,14 +197,11 @@ CUresult add_kernel_node(WireReader& args, WireWriter& out, const LayoutLookup& 
   CUgraphNode node = nullptr;
   CUresult r;
   if (!edges.empty()) {
-    auto fn = d.fn<CUresult (*)(CUgraphNode*, CUgraph, const CUgraphNode*, const CUgraphEdgeData*, size_t,
-                                CUgraphNodeParams*)>("cuGraphAddNode_v2");
-    if (!fn) return no_driver_function("cuGraphAddNode_v2");
     CUgraphNodeParams node_params{};
     node_params.type = CU_GRAPH_NODE_TYPE_KERNEL;
     static_assert(sizeof node_params.kernel == sizeof params);
     std::memcpy(&node_params.kernel, &params, sizeof params);
-    r = fn(&node, graph, dependencies.data(), edges.data(), count, &node_params);
+    r = add_generic_node(node, graph, dependencies, edges, node_params);
   } else {
     auto fn = d.fn<CUresult (*)(CUgraphNode*, CUgraph, const CUgraphNode*, size_t, const CUDA_KERNEL_NODE_PARAMS_v2*)>(
         "cuGraphAddKernelNode_v2");

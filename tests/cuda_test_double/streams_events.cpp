@@ -40,6 +40,14 @@ struct Node {
   void* data = nullptr;
   std::optional<KernelCall> kernel = std::nullopt;
   StreamWork work = nullptr;  // other device work (a memcpy node)
+  // A conditional node (an `if`): its handle and its body graphs, run when the handle's value is
+  // not zero (the first) or is (the second, if there is one).
+  CUgraphConditionalHandle condition = 0;
+  std::vector<CUgraph> bodies = {};
+};
+struct Condition {
+  unsigned default_value;
+  unsigned flags;
 };
 using UserObjectCounts = std::map<CUuserObject, unsigned>;
 struct Graph {
@@ -71,6 +79,7 @@ Registry<CUgraph, Graph> g_graphs;
 Registry<CUgraphNode, Node> g_nodes;
 Registry<CUgraphExec, Exec> g_execs;
 Registry<CUuserObject, UserObject> g_user_objects;
+Registry<CUgraphConditionalHandle*, Condition> g_conditions;  // handles as numbers
 cuuint64_t g_last_capture_id = 0;
 
 // The error of the context the stream belongs to (the current one for the default stream).
@@ -341,6 +350,20 @@ DOUBLE_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureM
   return CUDA_SUCCESS;
 }
 
+DOUBLE_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream stream, CUgraph graph, const CUgraphNode* dependencies,
+                                                   const CUgraphEdgeData*, size_t count, CUstreamCaptureMode mode) {
+  auto lock = lock_driver();
+  if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
+  if (is_default_stream(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  if (mode > CU_STREAM_CAPTURE_MODE_RELAXED || g_graphs.find(graph) == nullptr || (count > 0 && dependencies == nullptr))
+    return CUDA_ERROR_INVALID_VALUE;
+  Stream& found = *g_streams.find(stream);
+  if (found.capture) return CUDA_ERROR_ILLEGAL_STATE;
+  found.capture = Capture{++g_last_capture_id, graph, {dependencies, dependencies + count},
+                          std::vector<CUgraphEdgeData>(count)};
+  return CUDA_SUCCESS;
+}
+
 DOUBLE_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
   auto lock = lock_driver();
   if (CUresult r = stream_state(stream); r != CUDA_SUCCESS) return r;
@@ -482,6 +505,31 @@ DOUBLE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph gr
   return CUDA_SUCCESS;
 }
 
+namespace {
+// A graph's nodes in the order they were added; a conditional node's body as its value says.
+void issue_nodes(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, const std::vector<Node>& nodes) {
+  for (const Node& node : nodes) {
+    if (node.function != nullptr) {
+      issue_host_function(lock, context, stream, [node](CUresult) { node.function(node.data); }, false);
+    } else if (node.kernel) {
+      issue(lock, context, stream, kernel_work(*node.kernel, context));
+    } else if (node.work) {
+      issue(lock, context, stream, node.work);
+    } else if (!node.bodies.empty()) {
+      const Condition* condition = g_conditions.find(reinterpret_cast<CUgraphConditionalHandle*>(node.condition));
+      const bool taken = condition != nullptr && condition->default_value != 0;
+      const CUgraph body = taken ? node.bodies[0] : node.bodies.size() > 1 ? node.bodies[1] : nullptr;
+      std::vector<Node> inner;
+      if (const Graph* graph = g_graphs.find(body))
+        for (CUgraphNode handle : graph->nodes) inner.push_back(*g_nodes.find(handle));
+      issue_nodes(lock, context, stream, inner);
+    } else if (g_events.find(node.event) != nullptr) {
+      issue_record(lock, context, node.event, stream);
+    }
+  }
+}
+}  // namespace
+
 DOUBLE_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   auto lock = lock_driver();
   CUcontext context;
@@ -494,17 +542,7 @@ DOUBLE_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   const std::vector<Node> nodes = found->nodes;
   const UserObjectCounts held = found->user_objects;
   for (const auto& [object, count] : held) g_user_objects.find(object)->references += count;
-  for (const Node& node : nodes) {
-    if (node.function != nullptr) {
-      issue_host_function(lock, context, stream, [node](CUresult) { node.function(node.data); }, false);
-    } else if (node.kernel) {
-      issue(lock, context, stream, kernel_work(*node.kernel, context));
-    } else if (node.work) {
-      issue(lock, context, stream, node.work);
-    } else if (g_events.find(node.event) != nullptr) {
-      issue_record(lock, context, node.event, stream);
-    }
-  }
+  issue_nodes(lock, context, stream, nodes);
   if (!held.empty())
     issue_host_function(lock, context, stream, [held](CUresult) {
       auto relock = lock_driver();
@@ -731,6 +769,46 @@ DOUBLE_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode* node, CUgraph graph, co
     return CUDA_SUCCESS;
   };
   return add_plain_node(node, graph, dependencies, count, Node{.work = std::move(work)});
+}
+
+// A conditional's value here is its default, set at each launch (kernels cannot set it).
+DOUBLE_EXPORT CUresult cuGraphConditionalHandleCreate(CUgraphConditionalHandle* handle, CUgraph graph, CUcontext,
+                                                      unsigned default_value, unsigned flags) {
+  auto lock = lock_driver();
+  if (handle == nullptr || g_graphs.find(graph) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (flags != CU_GRAPH_COND_ASSIGN_DEFAULT) return CUDA_ERROR_NOT_SUPPORTED;
+  *handle = reinterpret_cast<CUgraphConditionalHandle>(g_conditions.add(Condition{default_value, flags}));
+  return CUDA_SUCCESS;
+}
+
+// Kernel nodes, and conditional `if` nodes whose body graphs are made with them.
+DOUBLE_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                         const CUgraphEdgeData*, size_t count, CUgraphNodeParams* params) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr || params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const CUcontext context = found->context;
+  if (params->type == CU_GRAPH_NODE_TYPE_KERNEL) {
+    KernelCall call;
+    CUDA_KERNEL_NODE_PARAMS kernel;
+    static_assert(sizeof kernel == sizeof params->kernel);
+    std::memcpy(&kernel, &params->kernel, sizeof kernel);  // v3 is v2's layout
+    if (CUresult r = kernel_of(&kernel, context, call); r != CUDA_SUCCESS) return r;
+    return add_plain_node(node, graph, dependencies, count, Node{.kernel = std::move(call)});
+  }
+  if (params->type != CU_GRAPH_NODE_TYPE_CONDITIONAL) return CUDA_ERROR_NOT_SUPPORTED;
+  CUDA_CONDITIONAL_NODE_PARAMS& conditional = params->conditional;
+  if (conditional.type != CU_GRAPH_COND_TYPE_IF) return CUDA_ERROR_NOT_SUPPORTED;
+  if (conditional.size < 1 || conditional.size > 2) return CUDA_ERROR_INVALID_VALUE;
+  if (g_conditions.find(reinterpret_cast<CUgraphConditionalHandle*>(conditional.handle)) == nullptr)
+    return CUDA_ERROR_INVALID_VALUE;
+  std::vector<CUgraph> bodies;
+  for (unsigned i = 0; i < conditional.size; ++i) bodies.push_back(g_graphs.add(Graph{context, {}, {}}));
+  if (CUresult r = add_plain_node(node, graph, dependencies, count, Node{.condition = conditional.handle, .bodies = bodies});
+      r != CUDA_SUCCESS)
+    return r;
+  conditional.phGraph_out = g_nodes.find(*node)->bodies.data();
+  return CUDA_SUCCESS;
 }
 
 DOUBLE_EXPORT CUresult cuGraphAddDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
