@@ -75,8 +75,7 @@ static int captured_copy_back() {
   return 0;
 }
 
-// An explicit graph: memset -> kernel -> memcpy (device to device) -> host node, and an
-// allocation node whose memory a kernel uses before its free node.
+// An explicit graph: memset -> kernel -> memcpy (device to device) -> host node.
 static int explicit_graph() {
   cudaStream_t stream;
   CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -113,31 +112,6 @@ static int explicit_graph() {
   cudaHostNodeParams host{note_host, &host_runs};
   cudaGraphNode_t host_node;
   CHECK(cudaGraphAddHostNode(&host_node, graph, &copy_node, 1, &host));
-
-  cudaMemAllocNodeParams alloc{};
-  alloc.poolProps.allocType = cudaMemAllocationTypePinned;
-  alloc.poolProps.location.type = cudaMemLocationTypeDevice;
-  alloc.poolProps.location.id = 0;
-  alloc.bytesize = kN * 4;
-  cudaGraphNode_t alloc_node;
-  CHECK(cudaGraphAddMemAllocNode(&alloc_node, graph, nullptr, 0, &alloc));
-  float* scratch = static_cast<float*>(alloc.dptr);
-  cudaGraphNode_t scratch_memset;
-  cudaMemsetParams zero = memset_params;
-  zero.dst = scratch;
-  zero.value = 0;
-  CHECK(cudaGraphAddMemsetNode(&scratch_memset, graph, &alloc_node, 1, &zero));
-  float factor = 2.0f;
-  void* scale_args[] = {&scratch, &n, &factor};
-  cudaKernelNodeParams scale_kernel{};
-  scale_kernel.func = reinterpret_cast<void*>(scale);
-  scale_kernel.gridDim = dim3(kN / 256);
-  scale_kernel.blockDim = dim3(256);
-  scale_kernel.kernelParams = scale_args;
-  cudaGraphNode_t scale_node;
-  CHECK(cudaGraphAddKernelNode(&scale_node, graph, &scratch_memset, 1, &scale_kernel));
-  cudaGraphNode_t free_node;
-  CHECK(cudaGraphAddMemFreeNode(&free_node, graph, &scale_node, 1, scratch));
 
   size_t nodes = 0, roots = 0, edges = 0;
   CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
@@ -178,6 +152,53 @@ static int explicit_graph() {
   CHECK(cudaGraphDestroy(graph));
   CHECK(cudaFree(a));
   CHECK(cudaFree(b));
+  CHECK(cudaStreamDestroy(stream));
+  return 0;
+}
+
+// An allocation node whose memory a memset and a kernel use before its free node.
+static int allocation_nodes() {
+  cudaStream_t stream;
+  CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaGraph_t graph;
+  CHECK(cudaGraphCreate(&graph, 0));
+  int n = kN;
+  cudaMemAllocNodeParams alloc{};
+  alloc.poolProps.allocType = cudaMemAllocationTypePinned;
+  alloc.poolProps.location.type = cudaMemLocationTypeDevice;
+  alloc.poolProps.location.id = 0;
+  alloc.bytesize = kN * 4;
+  cudaGraphNode_t alloc_node;
+  CHECK(cudaGraphAddMemAllocNode(&alloc_node, graph, nullptr, 0, &alloc));
+  float* scratch = static_cast<float*>(alloc.dptr);
+  cudaMemsetParams zero{};
+  zero.dst = scratch;
+  zero.value = 0;
+  zero.elementSize = 4;
+  zero.width = kN;
+  zero.height = 1;
+  cudaGraphNode_t scratch_memset;
+  CHECK(cudaGraphAddMemsetNode(&scratch_memset, graph, &alloc_node, 1, &zero));
+  float factor = 2.0f;
+  void* scale_args[] = {&scratch, &n, &factor};
+  cudaKernelNodeParams scale_kernel{};
+  scale_kernel.func = reinterpret_cast<void*>(scale);
+  scale_kernel.gridDim = dim3(kN / 256);
+  scale_kernel.blockDim = dim3(256);
+  scale_kernel.kernelParams = scale_args;
+  cudaGraphNode_t scale_node;
+  CHECK(cudaGraphAddKernelNode(&scale_node, graph, &scratch_memset, 1, &scale_kernel));
+  cudaGraphNode_t free_node;
+  CHECK(cudaGraphAddMemFreeNode(&free_node, graph, &scale_node, 1, scratch));
+  cudaGraphExec_t exec;
+  CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 3; ++replay) {
+    CHECK(cudaGraphLaunch(exec, stream));
+    CHECK(cudaStreamSynchronize(stream));
+  }
+  std::printf("allocation: 3 replays done\n");
+  CHECK(cudaGraphExecDestroy(exec));
+  CHECK(cudaGraphDestroy(graph));
   CHECK(cudaStreamDestroy(stream));
   return 0;
 }
@@ -235,6 +256,7 @@ int main() {
   failed += captured_copy_back();
   failed += explicit_graph();
   failed += conditional_loop();
+  failed += allocation_nodes();
   CHECK(cudaDeviceSynchronize());
   std::printf("parts failed: %d\n", failed);
   return failed == 0 ? 0 : 1;
