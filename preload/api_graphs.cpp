@@ -109,7 +109,9 @@ CUresult get_kernel_node(uint32_t function, CUgraphNode hnode, KernelNode& node)
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   CallBuilder call(function);
   call.writer().put(reinterpret_cast<uint64_t>(hnode));
-  return call_sync(call, [&](WireReader& reader) {
+  KeptArguments kept;
+  std::vector<uint32_t> offsets;
+  const CUresult r = call_sync(call, [&](WireReader& reader) {
     node.func = take_out<CUfunction>(reader);
     node.kern = take_out<CUkernel>(reader);
     node.ctx = take_out<CUcontext>(reader);
@@ -117,21 +119,33 @@ CUresult get_kernel_node(uint32_t function, CUgraphNode hnode, KernelNode& node)
     node.shared = reader.get<uint32_t>();
     const uint32_t n = reader.get<uint32_t>();
     if (n > reader.remaining() / sizeof(uint32_t)) throw WireError("more kernel parameters than bytes");
-    std::vector<uint32_t> offsets(n);
+    offsets.resize(n);
     for (auto& offset : offsets) offset = reader.get<uint32_t>();
     auto blob = reader.blob(64 * 1024);
-    KeptArguments kept;
     kept.bytes.assign(blob.begin(), blob.end());
-    for (uint32_t offset : offsets) {
-      if (offset > kept.bytes.size()) throw WireError("a kernel parameter outside its bytes");
-      kept.pointers.push_back(kept.bytes.data() + offset);
-    }
-    std::lock_guard lock(g_kept_mutex);
-    auto& slot = kept_arguments()[hnode];
-    slot = std::move(kept);  // moving keeps the bytes where the pointers point
-    node.params = slot.pointers.empty() ? nullptr : slot.pointers.data();
-    node.extra = nullptr;
   });
+  if (r != CUDA_SUCCESS) return r;
+  // Each parameter must lie inside the bytes, as large as the function's layout says.
+  KernelParamLayout layout;
+  const CUfunction f = node.func ? node.func : reinterpret_cast<CUfunction>(node.kern);
+  if (CUresult e = kernel_param_layout(f, layout); e != CUDA_SUCCESS) return e;
+  if (layout.params.size() != offsets.size()) {
+    LOG_ERROR("the server read back %zu kernel parameters of a function with %zu", offsets.size(), layout.params.size());
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    if (offsets[i] > kept.bytes.size() || layout.params[i].second > kept.bytes.size() - offsets[i]) {
+      LOG_ERROR("the server read back kernel parameter %zu outside its bytes", i);
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+    kept.pointers.push_back(kept.bytes.data() + offsets[i]);
+  }
+  std::lock_guard lock(g_kept_mutex);
+  auto& slot = kept_arguments()[hnode];
+  slot = std::move(kept);  // moving keeps the bytes where the pointers point
+  node.params = slot.pointers.empty() ? nullptr : slot.pointers.data();
+  node.extra = nullptr;
+  return CUDA_SUCCESS;
 }
 
 void forget_kept_arguments(std::span<const CUgraphNode> nodes) {
