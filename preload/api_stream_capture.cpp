@@ -72,4 +72,10 @@ RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v3(CUstream stream, CUstreamCaptureS
   return capture_info(FN_cuStreamGetCaptureInfo_v3, stream, status, id, graph, dependencies, edge_data, count);
 }
 
+RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                                    CUgraph* graph, const CUgraphNode** dependencies,
+                                                    const CUgraphEdgeData** edge_data, size_t* count) {
+  return capture_info(FN_cuStreamGetCaptureInfo_v3_ptsz, stream, status, id, graph, dependencies, edge_data, count);
+}
+
 }  // namespace rgpu::cuda

@@ -1569,6 +1569,9 @@ TEST_F(CudaE2E, StreamCaptureIsQueriedFromTheServer) {
   cuuint64_t same_id = 0;
   ASSERT_CU(cuStreamGetCaptureInfo(stream, &status, &same_id, nullptr, &nodes, &edges, &count));
   EXPECT_EQ(same_id, id);
+  cuuint64_t per_thread_id = 0;  // programs built for the per-thread default stream ask this way
+  ASSERT_CU(cuStreamGetCaptureInfo_v3_ptsz(stream, &status, &per_thread_id, nullptr, nullptr, nullptr, nullptr));
+  EXPECT_EQ(per_thread_id, id);
   ASSERT_EQ(count, 1u);
   ASSERT_NE(nodes, nullptr);
   EXPECT_NE(nodes[0], nullptr);
