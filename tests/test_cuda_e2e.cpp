@@ -1569,8 +1569,14 @@ TEST_F(CudaE2E, StreamCaptureIsQueriedFromTheServer) {
   cuuint64_t same_id = 0;
   ASSERT_CU(cuStreamGetCaptureInfo(stream, &status, &same_id, nullptr, &nodes, &edges, &count));
   EXPECT_EQ(same_id, id);
-  cuuint64_t per_thread_id = 0;  // programs built for the per-thread default stream ask this way
-  ASSERT_CU(cuStreamGetCaptureInfo_v3_ptsz(stream, &status, &per_thread_id, nullptr, nullptr, nullptr, nullptr));
+  // Programs built for the per-thread default stream ask through cuStreamGetCaptureInfo_v3_ptsz.
+  using CaptureInfoV3 = CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
+                                     const CUgraphEdgeData**, size_t*);
+  void* per_thread = nullptr;
+  ASSERT_CU(cuGetProcAddress("cuStreamGetCaptureInfo", &per_thread, 12030, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
+                             &found));
+  cuuint64_t per_thread_id = 0;
+  ASSERT_CU(reinterpret_cast<CaptureInfoV3>(per_thread)(stream, &status, &per_thread_id, nullptr, nullptr, nullptr, nullptr));
   EXPECT_EQ(per_thread_id, id);
   ASSERT_EQ(count, 1u);
   ASSERT_NE(nodes, nullptr);
