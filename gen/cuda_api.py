@@ -118,6 +118,10 @@ DEVICE_UNMAPS = {"cuMemUnmap": ("ptr", "size")}
 # Managed and mapped host memory keep a host copy in step with the device (preload/shared_memory.*):
 # the host's writes are sent before device work, the device's fetched after a synchronisation.
 DEVICE_WORK = re.compile(r"^cu(MemPrefetchAsync|Memset|MemcpyDtoD|MemcpyPeer|Memcpy3DPeer|MemcpyAtoD|MemcpyDtoA|MemcpyAtoA|GraphLaunch)")
+# Stream captures beginning and ending: managed and mapped memory is not synchronised while one is
+# under way (the copies would be captured, or end the capture).
+CAPTURE_BEGINS = re.compile(r"^cuStreamBeginCapture")
+CAPTURE_ENDS = re.compile(r"^cuStreamEndCapture")
 # Synchronisations, and whether the whole context is idle after them.
 SYNCS = {"cuCtxSynchronize": True, "cuCtxSynchronize_v2": True, "cuStreamSynchronize": False,
          "cuStreamSynchronize_ptsz": False, "cuEventSynchronize": False, "cuStreamQuery": False,
@@ -430,6 +434,11 @@ def auto_client_body(name, parsed, kinds):
     if name in PIPELINED:
         body.append("  return call_pipelined(call);")
         return body
+    capture = CAPTURE_BEGINS.match(name) or CAPTURE_ENDS.match(name)
+    capture_note = f"  capture_changed({'true' if CAPTURE_BEGINS.match(name) else 'false'}, result);"
+    if not outs and capture:
+        body += ["  const CUresult result = call_sync(call, nullptr);", capture_note, "  return result;"]
+        return body
     if not outs and name in SYNCS:
         body.append("  const CUresult result = call_sync(call, nullptr);")
         body.append(f"  return result == CUDA_SUCCESS ? after_synchronisation({str(SYNCS[name]).lower()}) : result;")
@@ -457,6 +466,8 @@ def auto_client_body(name, parsed, kinds):
     if name in DEVICE_RANGES:
         ptr, size = DEVICE_RANGES[name]
         body.append(f"  if (result == CUDA_SUCCESS && {ptr}) note_device_range(*{ptr}, {size});")
+    if capture:
+        body.append(capture_note)
     body.append("  return result;")
     return body
 

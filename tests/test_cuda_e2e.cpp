@@ -1231,6 +1231,41 @@ TEST_F(CudaE2E, ManagedMemoryIsOnePointerForHostAndKernels) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// While a stream captures, managed memory is left alone: sending the host's writes (a synchronous
+// copy) would end the capture. The graph's launch then works on what the host wrote.
+TEST_F(CudaE2E, ManagedMemoryIsNotSynchronisedDuringACapture) {
+  CUmodule module = load_module();
+  CUfunction add;
+  ASSERT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  int n = 1000;
+  CUdeviceptr a, c;
+  ASSERT_CU(cuMemAllocManaged(&a, n * 4, CU_MEM_ATTACH_GLOBAL));
+  ASSERT_CU(cuMemAllocManaged(&c, n * 4, CU_MEM_ATTACH_GLOBAL));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  reinterpret_cast<float*>(a)[3] = 2.0f;  // written before the capture, sent at the graph's launch
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+  void* args[] = {&a, &a, &c, &n};
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, stream, args, nullptr));
+  CUgraph graph;
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(reinterpret_cast<float*>(c)[3], 4.0f);
+  reinterpret_cast<float*>(a)[3] = 5.0f;
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(reinterpret_cast<float*>(c)[3], 10.0f);
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuMemFree(a));
+  EXPECT_CU(cuMemFree(c));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 TEST_F(CudaE2E, MappedHostMemoryIsOnePointerForHostAndKernels) {
   CUmodule module = load_module();
   CUfunction add;

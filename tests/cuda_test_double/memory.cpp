@@ -94,6 +94,7 @@ CUresult copy(std::unique_lock<std::mutex>& lock, CUdeviceptr to, End to_end, CU
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   if (bytes == 0) return CUDA_SUCCESS;
   if (locate(to, to_end, bytes) == nullptr || locate(from, from_end, bytes) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (!ordered && unsafe_during_capture(context)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   if (!ordered) finish_stream(lock, context, nullptr);
   auto staged = std::make_shared<std::vector<std::byte>>();
   auto run = [=] {

@@ -196,6 +196,9 @@ void issue_host_function(std::unique_lock<std::mutex>& lock, CUcontext context, 
 // Captured, device work becomes a graph node instead (kernel launches): true when the stream is
 // capturing and took `work`.
 bool capture_work(CUstream stream, const StreamWork& work);
+// A call that is not safe while a stream of `context` captures in global mode (a synchronous copy,
+// a context synchronisation): true if one does, which the call invalidates, as the driver does.
+bool unsafe_during_capture(CUcontext context);
 // Whether the stream's queued work has all run.
 bool stream_idle(CUcontext context, CUstream stream);
 // Waits until the stream's queued work (the legacy stream's: the blocking streams' too) has run.
