@@ -1,8 +1,8 @@
 #include "shared_memory.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -38,7 +38,7 @@ std::map<CUdeviceptr, Entry>& entries() {  // by base address
   static auto* value = new std::map<CUdeviceptr, Entry>;  // never destroyed: see api_state.hpp
   return *value;
 }
-std::atomic<size_t> g_count{0};        // entries, read without the lock by the hooks
+std::atomic<size_t> g_count{0};          // entries, read without the lock by the hooks
 std::atomic<uint64_t> g_device_work{0};  // device work sent while something was shared
 uint64_t g_fetched_at = 0;               // g_device_work when the device copies were last fetched
 std::atomic<int> g_captures{0};          // stream captures under way in this process
