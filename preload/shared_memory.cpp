@@ -1,3 +1,4 @@
+// Managed and mapped host memory: host copies kept in step with their device allocations (shared_memory.hpp).
 #include "shared_memory.hpp"
 
 #include <algorithm>
