@@ -164,10 +164,14 @@ bool take_device_memory(CUdevice device, uint64_t bytes) {
   Window* window = window_of(device);
   if (window == nullptr || bytes > kDeviceMemory - window->used) return false;
   window->used += bytes;
+  publish_memory_use();
   return true;
 }
 
-void give_device_memory(CUdevice device, uint64_t bytes) { g_windows[device].used -= std::min(bytes, g_windows[device].used); }
+void give_device_memory(CUdevice device, uint64_t bytes) {
+  g_windows[device].used -= std::min(bytes, g_windows[device].used);
+  publish_memory_use();
+}
 
 uint64_t device_memory_in_use(CUdevice device) {
   return device >= 0 && device < kDeviceCount ? g_windows[device].used : 0;

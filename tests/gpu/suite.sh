@@ -284,6 +284,7 @@ run() {
   run_case texture_surface "$work/texture_surface"
   run_case vmm "$work/vmm"
   run_case mem_pool "$work/mem_pool"
+  run_case array_memory python3 tests/gpu/programs/array_memory.py
   run_case host_functions "$work/host_functions"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
   run_nvml_cases
