@@ -54,7 +54,7 @@ cuTensorMapEncodeTiled cuTensorMapEncodeIm2col cuTensorMapEncodeIm2colWide cuTen
 cuLinkCreate cuLinkCreate_v2 cuLinkAddData cuLinkAddData_v2 cuLinkAddFile cuLinkAddFile_v2 cuLinkComplete cuLinkDestroy
 cuMemcpy2D_v2 cuMemcpy2D_v2_ptds cuMemcpy2DUnaligned_v2 cuMemcpy2DUnaligned_v2_ptds
 cuMemcpy2DAsync_v2 cuMemcpy2DAsync_v2_ptsz cuMemcpy3D_v2 cuMemcpy3D_v2_ptds cuMemcpy3DAsync_v2 cuMemcpy3DAsync_v2_ptsz
-cuStreamGetCaptureInfo_v2 cuStreamGetCaptureInfo_v2_ptsz cuStreamGetCaptureInfo_v3
+cuStreamGetCaptureInfo_v2 cuStreamGetCaptureInfo_v2_ptsz cuStreamGetCaptureInfo_v3 cuStreamGetCaptureInfo_v3_ptsz
 cuMemAllocManaged cuMemPrefetchAsync_v2 cuMemPrefetchAsync_v2_ptsz cuMemAdvise_v2
 cuMemcpyHtoA cuMemcpyHtoA_v2 cuMemcpyHtoA_v2_ptds cuMemcpyHtoAAsync cuMemcpyHtoAAsync_v2 cuMemcpyHtoAAsync_v2_ptsz
 cuMemcpyAtoH cuMemcpyAtoH_v2 cuMemcpyAtoH_v2_ptds cuMemcpyAtoHAsync cuMemcpyAtoHAsync_v2 cuMemcpyAtoHAsync_v2_ptsz
@@ -130,6 +130,10 @@ DEVICE_UNMAPS = {"cuMemUnmap": ("ptr", "size")}
 # Managed and mapped host memory keep a host copy in step with the device (preload/shared_memory.*):
 # the host's writes are sent before device work, the device's fetched after a synchronisation.
 DEVICE_WORK = re.compile(r"^cu(MemPrefetchAsync|Memset|MemcpyDtoD|MemcpyPeer|Memcpy3DPeer|MemcpyAtoD|MemcpyDtoA|MemcpyAtoA|GraphLaunch)")
+# Stream captures beginning and ending: managed and mapped memory is not synchronised while one is
+# under way (the copies would be captured, or end the capture).
+CAPTURE_BEGINS = re.compile(r"^cuStreamBeginCapture")
+CAPTURE_ENDS = re.compile(r"^cuStreamEndCapture")
 # Synchronisations, and whether the whole context is idle after them.
 SYNCS = {"cuCtxSynchronize": True, "cuCtxSynchronize_v2": True, "cuStreamSynchronize": False,
          "cuStreamSynchronize_ptsz": False, "cuEventSynchronize": False, "cuStreamQuery": False,
@@ -442,6 +446,11 @@ def auto_client_body(name, parsed, kinds):
     if name in PIPELINED:
         body.append("  return call_pipelined(call);")
         return body
+    capture = CAPTURE_BEGINS.match(name) or CAPTURE_ENDS.match(name)
+    capture_note = f"  capture_changed({'true' if CAPTURE_BEGINS.match(name) else 'false'}, result);"
+    if not outs and capture:
+        body += ["  const CUresult result = call_sync(call, nullptr);", capture_note, "  return result;"]
+        return body
     if not outs and name in SYNCS:
         body.append("  const CUresult result = call_sync(call, nullptr);")
         body.append(f"  return result == CUDA_SUCCESS ? after_synchronisation({str(SYNCS[name]).lower()}) : result;")
@@ -469,6 +478,8 @@ def auto_client_body(name, parsed, kinds):
     if name in DEVICE_RANGES:
         ptr, size = DEVICE_RANGES[name]
         body.append(f"  if (result == CUDA_SUCCESS && {ptr}) note_device_range(*{ptr}, {size});")
+    if capture:
+        body.append(capture_note)
     body.append("  return result;")
     return body
 

@@ -64,7 +64,9 @@ CUresult begin_capture(uint32_t function, CUstream stream, const CUstreamCapture
   CallBuilder call(function);
   call.in(stream);
   if (mode) call.in(*mode);
-  return call_sync(call, nullptr);
+  const CUresult result = call_sync(call, nullptr);
+  capture_changed(true, result);
+  return result;
 }
 CUresult begin_capture_to_graph(uint32_t function, CUstream stream, CUgraph graph, const CUgraphNode* dependencies,
                                 const CUgraphEdgeData* edges, size_t count, CUstreamCaptureMode mode) {
@@ -78,7 +80,9 @@ CUresult begin_capture_to_graph(uint32_t function, CUstream stream, CUgraph grap
   w.put<uint8_t>(edges != nullptr && count > 0);
   for (size_t i = 0; edges != nullptr && i < count; ++i) w.put(edges[i]);
   w.put<uint32_t>(mode);
-  return call_sync(call, nullptr);
+  const CUresult result = call_sync(call, nullptr);
+  capture_changed(true, result);
+  return result;
 }
 }  // namespace
 
@@ -117,6 +121,12 @@ RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v3(CUstream stream, CUstreamCaptureS
                                                CUgraph* graph, const CUgraphNode** dependencies,
                                                const CUgraphEdgeData** edge_data, size_t* count) {
   return capture_info(FN_cuStreamGetCaptureInfo_v3, stream, status, id, graph, dependencies, edge_data, count);
+}
+
+RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                                    CUgraph* graph, const CUgraphNode** dependencies,
+                                                    const CUgraphEdgeData** edge_data, size_t* count) {
+  return capture_info(FN_cuStreamGetCaptureInfo_v3_ptsz, stream, status, id, graph, dependencies, edge_data, count);
 }
 
 }  // namespace rgpu::cuda

@@ -104,6 +104,9 @@ CUresult before_device_work();
 CUresult after_synchronisation(bool context_idle);
 // Before a device allocation is freed: stops sharing it; the address the server knows it by.
 CUdeviceptr release_shared(CUdeviceptr pointer);
+// After cuStreamBeginCapture* (begin) or cuStreamEndCapture* answered `result`: while a capture is
+// under way, nothing is synchronised (the copies would be captured, or end the capture).
+void capture_changed(bool begin, CUresult result);
 
 // Every range that starts in [base, base + bytes) (unmapped virtual memory).
 void forget_device_ranges(CUdeviceptr base, size_t bytes);

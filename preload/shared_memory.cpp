@@ -1,8 +1,9 @@
+// Managed and mapped host memory: host copies kept in step with their device allocations (shared_memory.hpp).
 #include "shared_memory.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -38,9 +39,10 @@ std::map<CUdeviceptr, Entry>& entries() {  // by base address
   static auto* value = new std::map<CUdeviceptr, Entry>;  // never destroyed: see api_state.hpp
   return *value;
 }
-std::atomic<size_t> g_count{0};        // entries, read without the lock by the hooks
+std::atomic<size_t> g_count{0};          // entries, read without the lock by the hooks
 std::atomic<uint64_t> g_device_work{0};  // device work sent while something was shared
 uint64_t g_fetched_at = 0;               // g_device_work when the device copies were last fetched
+std::atomic<int> g_captures{0};          // stream captures under way in this process
 
 CUresult server_allocate(SharedKind kind, size_t bytes, unsigned int flags, CUdeviceptr& pointer) {
   CallBuilder call(kind == SharedKind::Managed ? FN_cuMemAllocManaged : FN_cuMemAlloc_v2);
@@ -213,8 +215,19 @@ CUdeviceptr release_shared(CUdeviceptr pointer) {
   return a.server_base;
 }
 
+void capture_changed(bool begin, CUresult result) {
+  if (begin && result == CUDA_SUCCESS) g_captures.fetch_add(1);
+  // An invalidated capture has ended too.
+  if (!begin && (result == CUDA_SUCCESS || result == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED)) {
+    int current = g_captures.load();
+    while (current > 0 && !g_captures.compare_exchange_weak(current, current - 1)) {
+    }
+  }
+}
+
 CUresult before_device_work() {
   if (g_count.load(std::memory_order_acquire) == 0) return CUDA_SUCCESS;
+  if (g_captures.load() > 0) return CUDA_SUCCESS;
   std::lock_guard lock(g_mutex);
   g_device_work.fetch_add(1);
   for (auto& [base, e] : entries())
@@ -224,6 +237,7 @@ CUresult before_device_work() {
 
 CUresult after_synchronisation(bool context_idle) {
   if (g_count.load(std::memory_order_acquire) == 0) return CUDA_SUCCESS;
+  if (g_captures.load() > 0) return CUDA_SUCCESS;
   std::lock_guard lock(g_mutex);
   const uint64_t work = g_device_work.load();
   if (work == g_fetched_at) return CUDA_SUCCESS;

@@ -54,6 +54,13 @@ const char* kModule =
     "illegal_address\n"
     "global offset 4\n";
 
+// A module of the double's whose globals take `mib` MiB.
+std::string module_with_globals(uint64_t mib) {
+  std::string text = "RGPU-CUDA-TEST-DOUBLE-MODULE\n";
+  for (uint64_t i = 0; i < mib; ++i) text += "global g" + std::to_string(i) + " 1048576\n";
+  return text;
+}
+
 // Server (with the test double as its driver) and client daemon for the whole test program.
 class CudaPath : public ::testing::Environment {
  public:
@@ -1231,6 +1238,41 @@ TEST_F(CudaE2E, ManagedMemoryIsOnePointerForHostAndKernels) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// While a stream captures, managed memory is left alone: sending the host's writes (a synchronous
+// copy) would end the capture. The graph's launch then works on what the host wrote.
+TEST_F(CudaE2E, ManagedMemoryIsNotSynchronisedDuringACapture) {
+  CUmodule module = load_module();
+  CUfunction add;
+  ASSERT_CU(cuModuleGetFunction(&add, module, "vector_add_f32"));
+  int n = 1000;
+  CUdeviceptr a, c;
+  ASSERT_CU(cuMemAllocManaged(&a, n * 4, CU_MEM_ATTACH_GLOBAL));
+  ASSERT_CU(cuMemAllocManaged(&c, n * 4, CU_MEM_ATTACH_GLOBAL));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  reinterpret_cast<float*>(a)[3] = 2.0f;  // written before the capture, sent at the graph's launch
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+  void* args[] = {&a, &a, &c, &n};
+  ASSERT_CU(cuLaunchKernel(add, (n + 127) / 128, 1, 1, 128, 1, 1, 0, stream, args, nullptr));
+  CUgraph graph;
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(reinterpret_cast<float*>(c)[3], 4.0f);
+  reinterpret_cast<float*>(a)[3] = 5.0f;
+  ASSERT_CU(cuGraphLaunch(exec, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(reinterpret_cast<float*>(c)[3], 10.0f);
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuStreamDestroy(stream));
+  EXPECT_CU(cuMemFree(a));
+  EXPECT_CU(cuMemFree(c));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 TEST_F(CudaE2E, MappedHostMemoryIsOnePointerForHostAndKernels) {
   CUmodule module = load_module();
   CUfunction add;
@@ -1569,6 +1611,15 @@ TEST_F(CudaE2E, StreamCaptureIsQueriedFromTheServer) {
   cuuint64_t same_id = 0;
   ASSERT_CU(cuStreamGetCaptureInfo(stream, &status, &same_id, nullptr, &nodes, &edges, &count));
   EXPECT_EQ(same_id, id);
+  // Programs built for the per-thread default stream ask through cuStreamGetCaptureInfo_v3_ptsz.
+  using CaptureInfoV3 = CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
+                                     const CUgraphEdgeData**, size_t*);
+  void* per_thread = nullptr;
+  ASSERT_CU(cuGetProcAddress("cuStreamGetCaptureInfo", &per_thread, 12030, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
+                             &found));
+  cuuint64_t per_thread_id = 0;
+  ASSERT_CU(reinterpret_cast<CaptureInfoV3>(per_thread)(stream, &status, &per_thread_id, nullptr, nullptr, nullptr, nullptr));
+  EXPECT_EQ(per_thread_id, id);
   ASSERT_EQ(count, 1u);
   ASSERT_NE(nodes, nullptr);
   EXPECT_NE(nodes[0], nullptr);
@@ -1758,9 +1809,8 @@ TEST_F(CudaE2E, EveryAllocationKindCountsAgainstMaxMemory) {
 // Device memory no allocation call names (here: module globals, as the driver reports the
 // worker process's memory) counts against max_memory too, and leaves it with its module.
 TEST_F(CudaE2E, ModuleGlobalsCountAgainstMaxMemory) {
-  std::string image = "RGPU-CUDA-TEST-DOUBLE-MODULE\n";
   const uint64_t globals = (kQuota / 2 + (16 << 20)) >> 20;  // MiB: two such modules do not fit
-  for (uint64_t i = 0; i < globals; ++i) image += "global g" + std::to_string(i) + " 1048576\n";
+  const std::string image = module_with_globals(globals);
   CUmodule first = nullptr, second = nullptr;
   ASSERT_CU(cuModuleLoadData(&first, image.c_str()));
   EXPECT_EQ(cuModuleLoadData(&second, image.c_str()), CUDA_ERROR_OUT_OF_MEMORY);
@@ -2676,23 +2726,37 @@ TEST_F(CudaE2E, AHungWorkerIsEndedAndItsApplicationToldWhy) {
   EXPECT_THAT(client.log(), ::testing::HasSubstr("the GPU server's worker for this application stopped answering"));
 }
 
-// Contexts made and destroyed do not lift what max_memory leaves uncounted: each context's own
-// memory (the double gives each 32 MiB) is the driver's only while the context lives.
-TEST_F(CudaE2E, ContextsMadeAndDestroyedDoNotLiftTheQuota) {
+// Runs the CudaE2EChild test `name` as the only application of a server of its own, whose token
+// has 64 MiB of max_memory and whose driver takes `server_variables` ("NAME=value") too; expects
+// it to end with kChildDone.
+void expect_child_done_alone(const std::string& name, std::vector<std::string> server_variables = {}) {
   TempDir dir;
+  server_variables.push_back("RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH);
+  server_variables.push_back("RGPU_NVML_LIBRARY=" CUDA_TEST_DOUBLE_PATH);
   ServerProcess server({"--config", dir.file("rgpu.toml", "[server]\nbind = \"127.0.0.1\"\n\n[[security.tokens]]\ntoken = \"" +
                                                               std::string(kToken) + "\"\nname = \"small\"\nmax_memory = " +
                                                               std::to_string(64 << 20) + "\n"),
                         "--tls", "off"},
-                       {"RGPU_CUDA_LIBRARY=" CUDA_TEST_DOUBLE_PATH, "RGPU_NVML_LIBRARY=" CUDA_TEST_DOUBLE_PATH,
-                        "CUDA_TEST_DOUBLE_CONTEXT_BYTES=" + std::to_string(32 << 20)});
+                       server_variables);
   const std::string socket = dir.path() + "/client.sock";
   ServerProcess client({"--server", server.address(), "--token", kToken, "--tls", "off", "--socket", socket}, {},
                        "client");
-  const pid_t child = start_child("ContextCyclesThenALoadPastTheQuota", {"RGPU_CLIENT_SOCKET=" + socket});
+  const pid_t child = start_child(name, {"RGPU_CLIENT_SOCKET=" + socket});
   const std::optional<int> status = wait_for_child(child);
   ASSERT_TRUE(status) << "the application did not end:\n" << server.log();
   EXPECT_EQ(exit_code_of(*status), kChildDone) << server.log();
+}
+
+// Contexts made and destroyed do not lift what max_memory leaves uncounted: each context's own
+// memory (the double gives each 32 MiB) is the driver's only while the context lives.
+TEST_F(CudaE2E, ContextsMadeAndDestroyedDoNotLiftTheQuota) {
+  expect_child_done_alone("ContextCyclesThenALoadPastTheQuota", {"CUDA_TEST_DOUBLE_CONTEXT_BYTES=" + std::to_string(32 << 20)});
+}
+
+// Memory an application gave back before its first load is not taken for the driver's own: the
+// driver's count of the process's memory drops with an array's destruction as with a free.
+TEST_F(CudaE2E, AnArrayGoneBeforeTheFirstLoadDoesNotLiftTheQuota) {
+  expect_child_done_alone("ArrayGoneThenALoadPastTheQuota");
 }
 
 // A process that dies holding GPU memory gets it freed by the server.
@@ -2778,20 +2842,32 @@ CUcontext enter_primary_context() {
 TEST(CudaE2EChild, ContextCyclesThenALoadPastTheQuota) {
   if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
   const CUcontext primary = enter_primary_context();
-  auto image = [](int mib) {
-    std::string text = "RGPU-CUDA-TEST-DOUBLE-MODULE\n";
-    for (int i = 0; i < mib; ++i) text += "global g" + std::to_string(i) + " 1048576\n";
-    return text;
-  };
   CUmodule first = nullptr, second = nullptr;
-  if (cuModuleLoadData(&first, image(16).c_str()) != CUDA_SUCCESS) _exit(3);
+  if (cuModuleLoadData(&first, module_with_globals(16).c_str()) != CUDA_SUCCESS) _exit(3);
   for (int i = 0; i < 4; ++i) {
     CUcontext context = nullptr;
     if (cuCtxCreate(&context, nullptr, 0, 0) != CUDA_SUCCESS || cuCtxDestroy(context) != CUDA_SUCCESS) _exit(4);
     if (cuCtxSetCurrent(primary) != CUDA_SUCCESS) _exit(5);
   }
-  const CUresult r = cuModuleLoadData(&second, image(56).c_str());
+  const CUresult r = cuModuleLoadData(&second, module_with_globals(56).c_str());
   _exit(r == CUDA_ERROR_OUT_OF_MEMORY ? kChildDone : 6);
+}
+
+// A 32 MiB array destroyed while a 1 MiB allocation (made after it) lives, then 40 MiB of globals,
+// and 24 MiB more: past a 64 MiB quota.
+TEST(CudaE2EChild, ArrayGoneThenALoadPastTheQuota) {
+  if (!g_is_child) GTEST_SKIP() << "runs only as the child process of a CudaE2E test";
+  enter_primary_context();
+  const CUDA_ARRAY_DESCRIPTOR plane{.Width = 4096, .Height = 2048, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
+  CUarray array = nullptr;
+  if (cuArrayCreate(&array, &plane) != CUDA_SUCCESS) _exit(3);
+  CUdeviceptr kept = 0;
+  if (cuMemAlloc(&kept, 1 << 20) != CUDA_SUCCESS) _exit(4);
+  if (cuArrayDestroy(array) != CUDA_SUCCESS) _exit(5);
+  CUmodule first = nullptr, second = nullptr;
+  if (cuModuleLoadData(&first, module_with_globals(40).c_str()) != CUDA_SUCCESS) _exit(6);
+  const CUresult r = cuModuleLoadData(&second, module_with_globals(24).c_str());
+  _exit(r == CUDA_ERROR_OUT_OF_MEMORY ? kChildDone : 7);
 }
 
 TEST(CudaE2EChild, AllocateAndDie) {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "frame.hpp"
+#include "loopback_listener.hpp"
 #include "messages.hpp"
 #include "net.hpp"
 #include "session.hpp"
@@ -16,10 +17,10 @@ namespace {
 // Accepts one connection on a loopback port, sends `answer`, and waits for the client to close.
 class ScriptedPeer {
  public:
-  explicit ScriptedPeer(std::vector<uint8_t> answer) : listen_fd_(listen_tcp("127.0.0.1", 0)) {
+  explicit ScriptedPeer(std::vector<uint8_t> answer) {
     thread_ = std::thread([this, answer = std::move(answer)] {
-      UniqueFd fd(::accept(listen_fd_.get(), nullptr, nullptr));
-      if (fd.get() < 0) return;
+      UniqueFd fd = listener_.accept();
+      if (!fd) return;
       ::send(fd.get(), answer.data(), answer.size(), MSG_NOSIGNAL);
       ::shutdown(fd.get(), SHUT_WR);
       char sink[256];
@@ -27,11 +28,14 @@ class ScriptedPeer {
       }
     });
   }
-  ~ScriptedPeer() { thread_.join(); }
-  HostPort address() const { return {"127.0.0.1", bound_port(listen_fd_.get())}; }
+  ~ScriptedPeer() {
+    listener_.stop();
+    thread_.join();
+  }
+  HostPort address() const { return listener_.address(); }
 
  private:
-  UniqueFd listen_fd_;
+  test::LoopbackListener listener_;
   std::thread thread_;
 };
 

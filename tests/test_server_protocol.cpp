@@ -8,6 +8,7 @@
 
 #include "auth.hpp"
 #include "channel.hpp"
+#include "loopback_listener.hpp"
 #include "rgpu_process.hpp"
 #include "server/server.hpp"
 #include "server_identity.hpp"
@@ -467,10 +468,9 @@ namespace {
 // A one-connection server of the test's own: an impersonator at the address the client expects.
 class FakeServer {
  public:
-  explicit FakeServer(std::function<void(BlockingChannel&)> behaviour)
-      : listener_(listen_tcp("127.0.0.1", 0)), port_(bound_port(listener_.get())) {
+  explicit FakeServer(std::function<void(BlockingChannel&)> behaviour) {
     thread_ = std::thread([this, behaviour = std::move(behaviour)] {
-      UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      UniqueFd fd = listener_.accept();
       if (!fd) return;
       BlockingChannel channel(std::move(fd));
       try {
@@ -480,12 +480,14 @@ class FakeServer {
       }
     });
   }
-  ~FakeServer() { thread_.join(); }
-  HostPort address() const { return {"127.0.0.1", port_}; }
+  ~FakeServer() {
+    listener_.stop();
+    thread_.join();
+  }
+  HostPort address() const { return listener_.address(); }
 
  private:
-  UniqueFd listener_;
-  uint16_t port_;
+  test::LoopbackListener listener_;
   std::thread thread_;
 };
 

@@ -691,7 +691,7 @@ CUresult capture_info(uint32_t variant, uint32_t wanted, WireReader& args, WireW
   const char* name = function_name(variant);
   Driver& d = Driver::get();
   CUresult r;
-  if (variant == FN_cuStreamGetCaptureInfo_v3) {
+  if (variant == FN_cuStreamGetCaptureInfo_v3 || variant == FN_cuStreamGetCaptureInfo_v3_ptsz) {
     auto fn = d.fn<CUresult (*)(CUstream, CUstreamCaptureStatus*, cuuint64_t*, CUgraph*, const CUgraphNode**,
                                 const CUgraphEdgeData**, size_t*)>(name);
     if (!fn) return missing(name);
@@ -847,6 +847,7 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     case FN_cuStreamGetCaptureInfo_v2:
     case FN_cuStreamGetCaptureInfo_v2_ptsz:
     case FN_cuStreamGetCaptureInfo_v3:
+    case FN_cuStreamGetCaptureInfo_v3_ptsz:
       return capture_info(header.function, header.out_mask, args, out);
     case FN_cuMemRetainAllocationHandle:
       return retain_allocation_handle(args, out, resources_);

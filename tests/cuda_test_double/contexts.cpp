@@ -179,6 +179,7 @@ DOUBLE_EXPORT CUresult cuCtxSynchronize() {
   auto lock = lock_driver();
   CUcontext current;
   if (CUresult r = current_context(current); r != CUDA_SUCCESS) return r;
+  if (unsafe_during_capture(current)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   finish_context(lock, current);
   release_pool_memory();
   return current_context(current);

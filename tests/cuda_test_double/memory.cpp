@@ -96,6 +96,7 @@ CUresult copy(std::unique_lock<std::mutex>& lock, CUdeviceptr to, End to_end, CU
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
   if (bytes == 0) return CUDA_SUCCESS;
   if (locate(to, to_end, bytes) == nullptr || locate(from, from_end, bytes) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (!ordered && unsafe_during_capture(context)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   if (!ordered) finish_stream(lock, context, nullptr);
   auto staged = std::make_shared<std::vector<std::byte>>();
   auto run = [=] {
@@ -167,10 +168,14 @@ bool take_device_memory(CUdevice device, uint64_t bytes) {
   Window* window = window_of(device);
   if (window == nullptr || bytes > kDeviceMemory - window->used) return false;
   window->used += bytes;
+  publish_memory_use();
   return true;
 }
 
-void give_device_memory(CUdevice device, uint64_t bytes) { g_windows[device].used -= std::min(bytes, g_windows[device].used); }
+void give_device_memory(CUdevice device, uint64_t bytes) {
+  g_windows[device].used -= std::min(bytes, g_windows[device].used);
+  publish_memory_use();
+}
 
 uint64_t device_memory_in_use(CUdevice device) {
   return device >= 0 && device < kDeviceCount ? g_windows[device].used : 0;

@@ -25,6 +25,8 @@ struct Capture {
   CUgraph graph = nullptr;
   std::vector<CUgraphNode> dependencies;
   std::vector<CUgraphEdgeData> edges;
+  CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
+  bool invalidated = false;  // an unsafe call was made meanwhile: ending it fails
 };
 struct Stream {
   CUcontext context;
@@ -204,6 +206,17 @@ void release_streams_and_events_of(std::unique_lock<std::mutex>& lock, CUcontext
   lock.lock();
 }
 
+bool unsafe_during_capture(CUcontext context) {
+  bool refused = false;
+  for (CUstream handle : g_streams.handles_if([&](const Stream& s) {
+         return s.context == context && s.capture && s.capture->mode == CU_STREAM_CAPTURE_MODE_GLOBAL;
+       })) {
+    g_streams.find(handle)->capture->invalidated = true;
+    refused = true;
+  }
+  return refused;
+}
+
 }  // namespace rgpu::cuda_double
 
 using namespace rgpu::cuda_double;
@@ -346,7 +359,7 @@ DOUBLE_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureM
   if (mode > CU_STREAM_CAPTURE_MODE_RELAXED) return CUDA_ERROR_INVALID_VALUE;
   Stream& found = *g_streams.find(stream);
   if (found.capture) return CUDA_ERROR_ILLEGAL_STATE;
-  found.capture = Capture{++g_last_capture_id, g_graphs.add(Graph{found.context, {}, {}}), {}, {}};
+  found.capture = Capture{++g_last_capture_id, g_graphs.add(Graph{found.context, {}, {}}), {}, {}, mode, false};
   return CUDA_SUCCESS;
 }
 
@@ -370,9 +383,10 @@ DOUBLE_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
   if (graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
   Stream* found = is_default_stream(stream) ? nullptr : g_streams.find(stream);
   if (found == nullptr || !found->capture) return CUDA_ERROR_ILLEGAL_STATE;
-  *graph = found->capture->graph;
+  const bool invalidated = found->capture->invalidated;
+  *graph = invalidated ? nullptr : found->capture->graph;
   found->capture.reset();
-  return CUDA_SUCCESS;
+  return invalidated ? CUDA_ERROR_STREAM_CAPTURE_INVALIDATED : CUDA_SUCCESS;
 }
 
 DOUBLE_EXPORT CUresult cuGraphDestroy(CUgraph graph) {
@@ -406,6 +420,12 @@ DOUBLE_EXPORT CUresult cuStreamGetCaptureInfo_v3(CUstream stream, CUstreamCaptur
   if (edges) *edges = capture.edges.empty() ? nullptr : capture.edges.data();
   if (count) *count = capture.dependencies.size();
   return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuStreamGetCaptureInfo_v3_ptsz(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,
+                                                      CUgraph* graph, const CUgraphNode** dependencies,
+                                                      const CUgraphEdgeData** edges, size_t* count) {
+  return cuStreamGetCaptureInfo_v3(stream, status, id, graph, dependencies, edges, count);
 }
 
 DOUBLE_EXPORT CUresult cuStreamGetCaptureInfo_v2(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,

@@ -198,6 +198,9 @@ struct KernelCall;
 // asynchronous copy) a node that runs `work`: true when the stream is capturing and took it.
 bool capture_kernel(CUstream stream, const KernelCall& call);
 bool capture_work(CUstream stream, const StreamWork& work);
+// A call that is not safe while a stream of `context` captures in global mode (a synchronous copy,
+// a context synchronisation): true if one does, which the call invalidates, as the driver does.
+bool unsafe_during_capture(CUcontext context);
 // Whether the stream's queued work has all run.
 bool stream_idle(CUcontext context, CUstream stream);
 // Waits until the stream's queued work (the legacy stream's: the blocking streams' too) has run.

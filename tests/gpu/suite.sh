@@ -98,6 +98,7 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/kernel_assert" "$src/kernel_assert.cu"
   nvcc -O2 -arch=sm_90 -o "$work/managed_memory" "$src/managed_memory.cu"
   nvcc -O2 -arch=sm_90 -o "$work/mapped_memory" "$src/mapped_memory.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/shared_memory_bench" "$src/shared_memory_bench.cu"
   nvcc -O2 -arch=sm_90 -o "$work/texture_surface" "$src/texture_surface.cu"
   nvcc -O2 -arch=sm_90 -o "$work/vmm" "$src/vmm.cu" -L/usr/local/cuda/lib64/stubs -lcuda
   nvcc -O2 -arch=sm_90 -o "$work/mem_pool" "$src/mem_pool.cu"
@@ -284,6 +285,7 @@ run() {
   run_case texture_surface "$work/texture_surface"
   run_case vmm "$work/vmm"
   run_case mem_pool "$work/mem_pool"
+  run_case array_memory python3 tests/gpu/programs/array_memory.py
   run_case host_functions "$work/host_functions"
   run_case graphs "$work/graphs"
   for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
@@ -306,9 +308,22 @@ bench_training() {
     native=$(timeout -k 5 120 python3 "tests/gpu/programs/$program.py" --bench 30 2>/dev/null | awk '/_step_ms/ {print $2}')
     rgpu=$(timeout -k 5 180 bash -c "$(declare -f remote); remote \"\$@\"" _ python3 "tests/gpu/programs/$program.py" --bench 30 \
       2>/dev/null | awk '/_step_ms/ {print $2}')
-    log "training step $program: native ${native:-failed} ms, rgpu ${rgpu:-failed} ms, ratio $(
-      [[ -n $native && -n $rgpu ]] && awk -v n="$native" -v r="$rgpu" 'BEGIN {printf "%.2f", r / n}' || echo -)"
+    log "training step $program: native ${native:-failed} ms, rgpu ${rgpu:-failed} ms, ratio $(ratio "$native" "$rgpu")"
   done
+  # Managed and mapped memory rounds (host writes, a kernel, host reads).
+  local name
+  native=$(timeout -k 5 120 "$work/shared_memory_bench" 2>/dev/null)
+  rgpu=$(timeout -k 5 180 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/shared_memory_bench" 2>/dev/null)
+  for name in managed_round_ms mapped_round_ms; do
+    local a b
+    a=$(awk -v k="$name" '$1 == k {print $2}' <<< "$native")
+    b=$(awk -v k="$name" '$1 == k {print $2}' <<< "$rgpu")
+    log "$name: native ${a:-failed}, rgpu ${b:-failed}, ratio $(ratio "$a" "$b")"
+  done
+}
+
+ratio() {  # native, rgpu
+  if [[ -n $1 && -n $2 ]]; then awk -v n="$1" -v r="$2" 'BEGIN {printf "%.2f", r / n}'; else echo -; fi
 }
 
 # The CUDA bench once more through the earlier build packed in before/, on the same ports.
