@@ -71,7 +71,7 @@ cuGraphAddEmptyNode cuGraphAddEventRecordNode cuGraphAddEventWaitNode cuGraphAdd
 cuGraphAddMemsetNode cuGraphAddDependencies cuGraphAddDependencies_v2 cuGraphRemoveDependencies
 cuGraphRemoveDependencies_v2 cuGraphAddMemcpyNode
 cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2 cuStreamBeginCapture_v2_ptsz
-cuStreamBeginCaptureToGraph cuStreamBeginCaptureToGraph_ptsz
+cuStreamBeginCaptureToGraph cuStreamBeginCaptureToGraph_ptsz cuGraphAddMemAllocNode
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call

@@ -1,5 +1,5 @@
 // Graph nodes whose parameters are plain values beside a dependency array (empty, event record
-// and wait, child graph, memset, memcpy on the device, memory free), and edges added or removed between nodes.
+// and wait, child graph, memset, memcpy on the device, memory allocation and free), and edges added or removed between nodes.
 #include "api_state.hpp"
 #include "cuda_client.hpp"
 #include "log.hpp"
@@ -108,6 +108,26 @@ RGPU_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode* node, CUgraph graph, cons
   call.struct_bytes(copy);
   call.writer().put(raw(context));
   return finish_node(call, node);
+}
+
+// The allocation's address is device memory to this library from then on, as cuMemAlloc's.
+RGPU_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                            size_t count, CUDA_MEM_ALLOC_NODE_PARAMS* params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr || (params->accessDescCount > 0 && params->accessDescs == nullptr) ||
+      params->accessDescCount > kMaxStructArray)
+    return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(FN_cuGraphAddMemAllocNode);
+  if (!start_node(call, node, graph, dependencies, count)) return CUDA_ERROR_INVALID_VALUE;
+  call.struct_bytes(params->poolProps);
+  call.writer().put<uint32_t>(static_cast<uint32_t>(params->accessDescCount));
+  call.writer().bytes(params->accessDescs, params->accessDescCount * sizeof(CUmemAccessDesc));
+  call.writer().put<uint64_t>(params->bytesize);
+  return call_sync(call, [&](rgpu::WireReader& reader) {
+    *node = take_out<CUgraphNode>(reader);
+    params->dptr = reader.get<uint64_t>();
+    note_device_range(params->dptr, params->bytesize);
+  });
 }
 
 RGPU_EXPORT CUresult cuGraphAddDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to, size_t count) {

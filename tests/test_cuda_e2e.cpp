@@ -2508,6 +2508,45 @@ TEST_F(CudaE2E, ConditionalNodesRunTheirBodyGraphsCapturedIntoThem) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// An allocation node's address is device memory to the application: a kernel node fills it and a
+// copy reads it back after the launch.
+TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUDA_MEM_ALLOC_NODE_PARAMS alloc{};
+  alloc.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  alloc.poolProps.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+  alloc.bytesize = 4096;
+  CUgraphNode alloc_node, fill_node, free_node;
+  ASSERT_CU(cuGraphAddMemAllocNode(&alloc_node, graph, nullptr, 0, &alloc));
+  ASSERT_NE(alloc.dptr, 0u);
+  unsigned value = 42;
+  unsigned long long n = 1024;
+  void* args[] = {&alloc.dptr, &value, &n};
+  CUDA_KERNEL_NODE_PARAMS kernel{};
+  kernel.func = fill;
+  kernel.gridDimX = kernel.gridDimY = kernel.gridDimZ = 1;
+  kernel.blockDimX = 256, kernel.blockDimY = kernel.blockDimZ = 1;
+  kernel.kernelParams = args;
+  ASSERT_CU(cuGraphAddKernelNode(&fill_node, graph, &alloc_node, 1, &kernel));
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  ASSERT_CU(cuGraphLaunch(exec, nullptr));
+  std::vector<unsigned> got(n);
+  ASSERT_CU(cuMemcpyDtoH(got.data(), alloc.dptr, n * 4));  // a device address to the library
+  EXPECT_EQ(got[0], 42u);
+  EXPECT_EQ(got[n - 1], 42u);
+  ASSERT_CU(cuGraphAddMemFreeNode(&free_node, graph, &fill_node, 1, alloc.dptr));
+  alloc.poolProps.win32SecurityAttributes = &value;  // never on Linux: refused by the server
+  EXPECT_EQ(cuGraphAddMemAllocNode(&alloc_node, graph, nullptr, 0, &alloc), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 // A stream waits on a value in device memory until another stream writes it.
 TEST_F(CudaE2E, BatchMemoryOperationsWaitAndWriteInStreamOrder) {
   CUmodule module = load_module();

@@ -153,7 +153,43 @@ CUresult begin_capture_to_graph(uint32_t function, WireReader& args) {
   return fn(stream, graph, deps.empty() ? nullptr : deps.data(), edges.empty() ? nullptr : edges.data(), deps.size(),
             static_cast<CUstreamCaptureMode>(mode));
 }
+// A location's device: the application's ordinal on the wire, the driver's here.
+void location_to_real(CUmemLocation& location, const DeviceMap& devices) {
+  uint32_t type;
+  std::memcpy(&type, &location.type, sizeof type);
+  if (type == CU_MEM_LOCATION_TYPE_DEVICE) location.id = devices.to_real(location.id);
+}
 }  // namespace
+
+CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices) {
+  const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
+  std::vector<CUgraphNode> deps;
+  if (!read_nodes(args, args.get<uint32_t>(), deps)) return CUDA_ERROR_INVALID_VALUE;
+  CUDA_MEM_ALLOC_NODE_PARAMS params{};
+  if (args.get<uint32_t>() != sizeof params.poolProps) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy(&params.poolProps, args.bytes(sizeof params.poolProps).data(), sizeof params.poolProps);
+  const uint32_t count = args.get<uint32_t>();
+  if (count > kMaxStructArray || count > args.remaining() / sizeof(CUmemAccessDesc)) return CUDA_ERROR_INVALID_VALUE;
+  std::vector<CUmemAccessDesc> access(count);
+  if (count) std::memcpy(access.data(), args.bytes(count * sizeof(CUmemAccessDesc)).data(), count * sizeof(CUmemAccessDesc));
+  params.bytesize = args.get<uint64_t>();
+  args.expect_end();
+  if (params.poolProps.win32SecurityAttributes != nullptr) {
+    LOG_WARN("a memory allocation node whose pool has Windows security attributes; refused");
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  location_to_real(params.poolProps.location, devices);
+  for (CUmemAccessDesc& desc : access) location_to_real(desc.location, devices);
+  params.accessDescs = access.empty() ? nullptr : access.data();
+  params.accessDescCount = access.size();
+  auto fn = Driver::get().fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, CUDA_MEM_ALLOC_NODE_PARAMS*)>(
+      "cuGraphAddMemAllocNode");
+  if (!fn) return no_driver_function("cuGraphAddMemAllocNode");
+  CUgraphNode node = nullptr;
+  const CUresult r = fn(&node, graph, deps.empty() ? nullptr : deps.data(), deps.size(), &params);
+  if (r == CUDA_SUCCESS) out.put(raw_of(node)).put<uint64_t>(params.dptr);
+  return r;
+}
 
 bool is_plain_node_call(uint32_t function) {
   switch (function) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "cuda_dispatch.hpp"
 #include "kernel_arguments.hpp"
 #include "wire.hpp"
 
@@ -28,5 +29,8 @@ CUresult graph_call(uint32_t function, WireReader& args, WireWriter& out, const 
 // Nodes of plain values beside their dependencies, and edges added or removed (cuda_graph_nodes.cpp).
 bool is_plain_node_call(uint32_t function);
 CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out);
+// cuGraphAddMemAllocNode: `u64 graph, u32 n, n x u64 dependency, u32 size, CUmemPoolProps, u32 n,
+// n x CUmemAccessDesc, u64 bytesize` -> `u64 node, u64 address`; devices are the application's ordinals.
+CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices);
 
 }  // namespace rgpu::cuda

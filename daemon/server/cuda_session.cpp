@@ -384,6 +384,8 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
           resources_.record(call, worker.current);
           if (retain && !call.outs().empty()) resources_.context_created(handle_of<CUcontext>(call.outs()[0]), before);
           // What an unloaded module held leaves the quota now, not at the next settling.
+          // A graph's launch may allocate (memory-allocation nodes) and load kernels: the quota sees that.
+          if (header.function == FN_cuGraphLaunch || header.function == FN_cuGraphLaunch_ptsz) result = resources_.settle_launch();
           if (header.function == FN_cuModuleUnload || header.function == FN_cuLibraryUnload) {
             resources_.settle_load();
             forget_parameters();  // its functions are gone
@@ -839,6 +841,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
     }
     case FN_rgpuTensorMap:
       return encode_tensor_map(args, out);
+    case FN_cuGraphAddMemAllocNode:
+      return add_mem_alloc_node(args, out, devices_);
     case FN_cuStreamSetAttribute:
     case FN_cuStreamSetAttribute_ptsz:
     case FN_cuStreamGetAttribute:

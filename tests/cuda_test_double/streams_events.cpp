@@ -831,6 +831,32 @@ DOUBLE_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* node, CUgraph graph, const
   return CUDA_SUCCESS;
 }
 
+// The allocation is made when the node is added and lives as long as the context (a graph's
+// memory keeps its address from launch to launch); its free node is an empty one here.
+DOUBLE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                              size_t count, CUDA_MEM_ALLOC_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr || params == nullptr || params->bytesize == 0 ||
+      params->poolProps.allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+      params->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+    return CUDA_ERROR_INVALID_VALUE;
+  CUdeviceptr pointer = 0;
+  if (CUresult r = allocate_device_memory(found->context, params->bytesize, kContextReserve, pointer); r != CUDA_SUCCESS)
+    return r;
+  if (CUresult r = add_plain_node(node, graph, dependencies, count, Node{}); r != CUDA_SUCCESS) return r;
+  params->dptr = pointer;
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                             size_t count, CUdeviceptr pointer) {
+  auto lock = lock_driver();
+  const Graph* found = g_graphs.find(graph);
+  if (found == nullptr || device_bytes(pointer, 1, found->context) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return add_plain_node(node, graph, dependencies, count, Node{});
+}
+
 DOUBLE_EXPORT CUresult cuGraphAddDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
                                               size_t count) {
   auto lock = lock_driver();
