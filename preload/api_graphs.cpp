@@ -205,8 +205,8 @@ CUresult add_conditional_node(uint32_t function, CUgraphNode* out, CUgraph graph
   });
 }
 
-// cuGraphAddNode(_v2): kernel and conditional nodes, and the plain ones their own calls add when
-// no edge data comes.
+// cuGraphAddNode(_v2): kernel and conditional nodes, and the others their own calls add when no
+// edge data comes.
 CUresult add_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgraphNode* dependencies,
                   const CUgraphEdgeData* edges, size_t count, CUgraphNodeParams* params) {
   if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
@@ -226,6 +226,21 @@ CUresult add_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgr
         return cuGraphAddEventWaitNode(out, graph, dependencies, count, params->eventWait.event);
       case CU_GRAPH_NODE_TYPE_GRAPH: return cuGraphAddChildGraphNode(out, graph, dependencies, count, params->graph.graph);
       case CU_GRAPH_NODE_TYPE_MEM_FREE: return cuGraphAddMemFreeNode(out, graph, dependencies, count, params->free.dptr);
+      case CU_GRAPH_NODE_TYPE_MEMSET: {
+        const CUDA_MEMSET_NODE_PARAMS_v2& m = params->memset;
+        const CUDA_MEMSET_NODE_PARAMS set{m.dst, m.pitch, m.value, m.elementSize, m.width, m.height};
+        return cuGraphAddMemsetNode(out, graph, dependencies, count, &set, m.ctx);
+      }
+      case CU_GRAPH_NODE_TYPE_MEMCPY:
+        if (params->memcpy.flags != 0 || params->memcpy.reserved != 0) return CUDA_ERROR_INVALID_VALUE;
+        return cuGraphAddMemcpyNode(out, graph, dependencies, count, &params->memcpy.copyParams, params->memcpy.copyCtx);
+      case CU_GRAPH_NODE_TYPE_MEM_ALLOC: {
+        const CUDA_MEM_ALLOC_NODE_PARAMS_v2& a = params->alloc;
+        CUDA_MEM_ALLOC_NODE_PARAMS alloc{a.poolProps, a.accessDescs, a.accessDescCount, a.bytesize, 0};
+        const CUresult r = cuGraphAddMemAllocNode(out, graph, dependencies, count, &alloc);
+        if (r == CUDA_SUCCESS) params->alloc.dptr = alloc.dptr;
+        return r;
+      }
       default: break;
     }
   }

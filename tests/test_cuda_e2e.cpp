@@ -2540,6 +2540,15 @@ TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
   EXPECT_EQ(got[0], 42u);
   EXPECT_EQ(got[n - 1], 42u);
   ASSERT_CU(cuGraphAddMemFreeNode(&free_node, graph, &fill_node, 1, alloc.dptr));
+  // Through cuGraphAddNode's union, the same.
+  CUgraphNodeParams generic{};
+  generic.type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+  generic.alloc.poolProps = alloc.poolProps;
+  generic.alloc.bytesize = 4096;
+  CUgraphNode generic_node;
+  ASSERT_CU(cuGraphAddNode(&generic_node, graph, nullptr, nullptr, 0, &generic));
+  ASSERT_NE(generic.alloc.dptr, 0u);
+  ASSERT_NE(generic.alloc.dptr, alloc.dptr);
   alloc.poolProps.win32SecurityAttributes = &value;  // never on Linux: refused by the server
   EXPECT_EQ(cuGraphAddMemAllocNode(&alloc_node, graph, nullptr, 0, &alloc), CUDA_ERROR_INVALID_VALUE);
   EXPECT_CU(cuGraphExecDestroy(exec));
