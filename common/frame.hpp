@@ -12,7 +12,7 @@
 namespace rgpu {
 
 inline constexpr uint32_t kFrameMagic = 0x55504752;  // "RGPU" in little-endian byte order
-inline constexpr uint16_t kProtocolVersion = 3;
+inline constexpr uint16_t kProtocolVersion = 4;
 inline constexpr size_t kFrameHeaderSize = 24;
 // Largest payload on the wire (after decompression too). Bulk copies are cut into chunks below it.
 inline constexpr uint32_t kMaxFramePayload = 64u << 20;
