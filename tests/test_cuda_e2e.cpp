@@ -1948,10 +1948,17 @@ TEST_F(CudaE2E, ThreadsRunConcurrentlyInIssueOrder) {
 // What host functions saw, in the order they ran (they run on the interpose's thread).
 struct RunLog {
   std::mutex mutex;
+  std::condition_variable added;
   std::vector<std::string> runs;
   void add(const std::string& run) {
     std::lock_guard lock(mutex);
     runs.push_back(run);
+    added.notify_all();
+  }
+  // Whether `count` functions have run (within a generous bound, for a stuck one).
+  bool wait_for(size_t count) {
+    std::unique_lock lock(mutex);
+    return added.wait_for(lock, std::chrono::seconds(30), [&] { return runs.size() >= count; });
   }
 };
 
@@ -2119,6 +2126,8 @@ TEST_F(CudaE2E, StreamCallbacksAreToldTheStreamsError) {
   EXPECT_EQ(cuStreamQuery(stream), CUDA_ERROR_NOT_READY);
   gate.let_go();
   EXPECT_EQ(cuStreamSynchronize(stream), CUDA_ERROR_ILLEGAL_ADDRESS);
+  // A faulted stream's synchronisation answers at once; its callbacks may still be on their way.
+  ASSERT_TRUE(log.wait_for(1));
   EXPECT_EQ(told.status_told, CUDA_ERROR_ILLEGAL_ADDRESS);
   EXPECT_EQ(told.stream_told, stream);
   EXPECT_EQ(log.runs, std::vector<std::string>{"callback"});
