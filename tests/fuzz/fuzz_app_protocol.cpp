@@ -26,6 +26,7 @@
 #include "client/visible_devices.hpp"
 #include "frame.hpp"
 #include "messages.hpp"
+#include "nvml_snapshot.hpp"
 #include "round_trip.hpp"
 #include "socket_peer.hpp"
 #include "target.hpp"
@@ -104,6 +105,7 @@ void check_answer(const Frame& frame) {
     switch (frame.header.type) {
       case static_cast<uint16_t>(AppMsg::AppWelcome): decode_app_welcome(p); return;
       case static_cast<uint16_t>(AppMsg::RingRelease): decode_ring_release(p); return;
+      case kMsgAppNvmlSnapshot: decode_nvml_snapshot(p); return;  // the answer to an NVML question
       case static_cast<uint16_t>(AppMsg::ServerGone):
       case static_cast<uint16_t>(MsgType::Error): decode_error(p); return;
       default: fail("the daemon sent a message of an unexpected type");

@@ -208,6 +208,10 @@ class Run {
     const bool poll = function == FN_rgpuHostFunctionPoll;  // answered whenever a host function is reached
     if (poll) answers_->note_poll(header.sequence);
     session_->submit(std::move(frame));
+    if (verbose()) {
+      const char* name = function_name(function) ?: rgpu_call_name(function);
+      std::fprintf(stderr, "-> %s%s\n", name ? name : "?", pipelined ? " (pipelined)" : "");
+    }
     if (pipelined || poll) return;
     const std::vector<uint8_t> reply = answers_->wait(header.sequence);
     if (reply.size() < sizeof(ReplyHeader)) fail("a reply shorter than its header");
