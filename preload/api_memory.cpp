@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "api_state.hpp"
+#include "captured_host_copies.hpp"
 #include "cuda_client.hpp"
 #include "daemon_link.hpp"
 #include "log.hpp"
@@ -74,7 +75,9 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
   if (src == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const auto* from = static_cast<const uint8_t*>(src);
   const bool wait = !inside_one_allocation(dst, bytes);
+  const bool capturing = capture_under_way();
   if (bytes < kRingCopyMin) {
+    if (capturing) note_possible_captured_copy(HostFunctionKind::ReadFromHost, reinterpret_cast<uint64_t>(from), bytes);
     CallBuilder call(FN_rgpuMemcpyHtoD);
     call.writer().put(variant).put<uint64_t>(dst).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
     call.writer().put<uint64_t>(reinterpret_cast<uint64_t>(from));
@@ -93,6 +96,7 @@ CUresult copy_to_device(uint32_t variant, CUdeviceptr dst, const void* src, size
     CallBuilder call(FN_rgpuMemcpyHtoD);
     call.writer().put(variant).put<uint64_t>(dst + done).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
     call.writer().put<uint64_t>(reinterpret_cast<uint64_t>(from + done));
+    if (capturing) note_possible_captured_copy(HostFunctionKind::ReadFromHost, reinterpret_cast<uint64_t>(from + done), n);
     RingSpec spec{offset, n, 0, 0};
     const bool last = done + n == bytes;
     if (last && wait) return exchange(call, nullptr, &spec);
@@ -108,7 +112,9 @@ CUresult copy_from_device(uint32_t variant, void* dst, CUdeviceptr src, size_t b
   if (bytes == 0) return CUDA_SUCCESS;
   if (dst == nullptr) return CUDA_ERROR_INVALID_VALUE;
   auto* to = static_cast<uint8_t*>(dst);
+  const bool capturing = capture_under_way();
   auto request = [&](size_t at, size_t n) {
+    if (capturing) note_possible_captured_copy(HostFunctionKind::WriteToHost, reinterpret_cast<uint64_t>(to + at), n);
     CallBuilder call(FN_rgpuMemcpyDtoH);
     call.writer().put(variant).put<uint64_t>(src + at).put<uint64_t>(n).put<uint64_t>(reinterpret_cast<uint64_t>(stream));
     call.writer().put<uint64_t>(reinterpret_cast<uint64_t>(to + at));

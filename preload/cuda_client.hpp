@@ -107,6 +107,8 @@ CUdeviceptr release_shared(CUdeviceptr pointer);
 // After cuStreamBeginCapture* (begin) or cuStreamEndCapture* answered `result`: while a capture is
 // under way, nothing is synchronised (the copies would be captured, or end the capture).
 void capture_changed(bool begin, CUresult result);
+// Whether a capture this process began may still be under way.
+bool capture_under_way();
 
 // Every range that starts in [base, base + bytes) (unmapped virtual memory).
 void forget_device_ranges(CUdeviceptr base, size_t bytes);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "api_state.hpp"
+#include "captured_host_copies.hpp"
 #include "cuda_client.hpp"
 #include "daemon_link.hpp"
 #include "log.hpp"
@@ -39,25 +40,6 @@ void run(const HostFunction& function, CUresult status) {
   if (function.callback != nullptr) function.callback(function.stream, status, function.data);
   else function.function(function.data);
   t_in_host_function = false;
-}
-
-// A captured copy's host end, at a launch of its graph: the server names the memory (the host
-// address this process gave the copy when it was captured).
-void copy_for_graph(const HostFunctionPollAnswer& answer, std::vector<uint8_t>& read) {
-  auto* memory = reinterpret_cast<uint8_t*>(answer.address);
-  if (answer.kind == HostFunctionKind::WriteToHost) {
-    if (answer.bytes.size() != answer.size || memory == nullptr) {
-      LOG_ERROR("a captured copy to host memory came with %zu bytes for %llu; not written", answer.bytes.size(),
-                static_cast<unsigned long long>(answer.size));
-      return;
-    }
-    std::memcpy(memory, answer.bytes.data(), answer.bytes.size());
-  } else if (answer.size > kCopyChunkSize || memory == nullptr) {
-    LOG_ERROR("a captured copy from host memory asks for %llu bytes, over a copy's chunk; none sent",
-              static_cast<unsigned long long>(answer.size));
-  } else {
-    read.assign(memory, memory + answer.size);
-  }
 }
 
 void run_host_functions() {
@@ -100,7 +82,8 @@ void run_host_functions() {
     }
     if (!answer.reached) continue;
     if (answer.kind != HostFunctionKind::Application) {
-      copy_for_graph(answer, read);
+      // Refused, the server gets no bytes back and fails that launch's copy.
+      relay_captured_copy(answer, read);
       done = answer.reach;
       continue;
     }

@@ -225,6 +225,8 @@ void capture_changed(bool begin, CUresult result) {
   }
 }
 
+bool capture_under_way() { return g_captures.load() > 0; }
+
 CUresult before_device_work() {
   if (g_count.load(std::memory_order_acquire) == 0) return CUDA_SUCCESS;
   if (g_captures.load() > 0) return CUDA_SUCCESS;

@@ -6,7 +6,7 @@
 #                             interpose library and the shared libraries a bare GPU host lacks.
 #                             GPU_SUITE_BEFORE=DIR (rgpu and librgpu_cuda_interpose.so of an
 #                             earlier build) packs those too: `run` then benches both builds.
-#   tests/gpu/suite.sh run    (on the GPU host, from the repository root) builds the test programs
+#   tests/gpu/suite.sh run [PART...]  (on the GPU host, from the repository root) builds the test programs
 #                             with nvcc, runs each natively, then starts `rgpu server` and
 #                             `rgpu client` on loopback and runs each again with the interpose
 #                             library preloaded, in a mount namespace where /dev/nvidia* and the
@@ -264,39 +264,50 @@ unpack_loaders() {
   ldconfig
 }
 
+# The whole run, or only some of its parts (one device call may not hold them all):
+# programs python nvml vulkan bench training. GPU_SUITE_PYTHON narrows the Python cases.
 run() {
+  local parts=" ${*:-programs python nvml vulkan bench training} "
+  want() { [[ $parts == *" $1 "* ]]; }
   rm -rf "$results"; mkdir -p "$results"
   unpack_loaders
   : > "$results/summary.txt"
+  log "parts:$parts"
   export RGPU_INTERPOSE=$PWD/$pack/interpose/librgpu_cuda_interpose.so
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$results/summary.txt"
   build_programs
   start_rgpu
   LD_LIBRARY_PATH=$PWD/$pack/lib XDG_CONFIG_HOME=$work/config "$PWD/$pack/bin/rgpu" info --server 127.0.0.1:19876 | tee -a "$results/summary.txt"
-  # Faults first (a device-side assert, managed memory): every case after them must still pass.
-  run_case kernel_assert "$work/kernel_assert"
-  run_case managed_memory "$work/managed_memory"
-  run_case mapped_memory "$work/mapped_memory"
-  run_case driver_ptx "$work/driver_vector_add" "$work/vector_add.ptx"
-  run_case driver_cubin "$work/driver_vector_add" "$work/vector_add.cubin"
-  run_case runtime_static "$work/runtime_vector_add_static"
-  run_case runtime_shared "$work/runtime_vector_add_shared"
-  run_case runtime_kernels "$work/runtime_kernels"
-  run_case texture_surface "$work/texture_surface"
-  run_case vmm "$work/vmm"
-  run_case mem_pool "$work/mem_pool"
-  run_case array_memory python3 tests/gpu/programs/array_memory.py
-  run_case host_functions "$work/host_functions"
-  run_case graphs "$work/graphs"
-  for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
-  run_nvml_cases
+  if want programs; then
+    # Faults first (a device-side assert, managed memory): every case after them must still pass.
+    run_case kernel_assert "$work/kernel_assert"
+    run_case managed_memory "$work/managed_memory"
+    run_case mapped_memory "$work/mapped_memory"
+    run_case driver_ptx "$work/driver_vector_add" "$work/vector_add.ptx"
+    run_case driver_cubin "$work/driver_vector_add" "$work/vector_add.cubin"
+    run_case runtime_static "$work/runtime_vector_add_static"
+    run_case runtime_shared "$work/runtime_vector_add_shared"
+    run_case runtime_kernels "$work/runtime_kernels"
+    run_case texture_surface "$work/texture_surface"
+    run_case vmm "$work/vmm"
+    run_case mem_pool "$work/mem_pool"
+    run_case array_memory python3 tests/gpu/programs/array_memory.py
+    run_case host_functions "$work/host_functions"
+    run_case graphs "$work/graphs"
+  fi
+  if want python; then
+    for case in ${GPU_SUITE_PYTHON-cupy_basics cublas_gemm torch_mlp torch_gpt torch_convnet torch_fft torch_graphs torch_compile_graphs torch_expandable}; do run_case "$case" python3 "tests/gpu/programs/$case.py"; done
+  fi
+  if want nvml; then run_nvml_cases; fi
   run_case kernel_assert_again "$work/kernel_assert"
   run_case runtime_after_faults "$work/runtime_vector_add_static"
-  run_vulkan_cases
-  log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
-  log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
-  bench_training
-  if [[ -d $pack/before ]]; then bench_before; fi
+  if want vulkan; then run_vulkan_cases; fi
+  if want bench; then
+    log "bench (native)"; timeout -k 5 120 "$work/cuda_bench" native "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+    log "bench (rgpu)"; timeout -k 5 150 bash -c "$(declare -f remote); remote \"\$@\"" _ "$work/cuda_bench" rgpu "$work/vector_add.cubin" | tee -a "$results/summary.txt" || true
+  fi
+  if want training; then bench_training; fi
+  if [[ -d $pack/before ]] && want bench; then bench_before; fi
   kill $(jobs -p) 2>/dev/null || true
 }
 
@@ -422,7 +433,7 @@ run_bench_pairs() {
 
 case "${1:-}" in
   pack) pack ;;
-  run) run ;;
+  run) shift; run "$@" ;;
   bench) run_bench_pairs ;;
   vulkan) run_vulkan_only ;;
   with-rgpu) run_with_rgpu "$2" ;;
