@@ -58,7 +58,7 @@ std::span<const ExportTable* const> export_tables() {
   static constexpr const ExportTable* kTables[] = {
       &kCudartInterfaceTable, &kContextStorageTable,      &kContextChecksTable,
       &kToolsTlsTable,        &kToolsCallbackHooksTable, &kIntegrityCheckTable,
-      &kContextIdentityTable, &kClusterTable,
+      &kContextIdentityTable, &kClusterTable, &kModuleFunctionsTable,
   };
   return kTables;
 }

@@ -34,6 +34,7 @@ extern const ExportTable kToolsCallbackHooksTable;
 extern const ExportTable kIntegrityCheckTable;
 extern const ExportTable kContextIdentityTable;
 extern const ExportTable kClusterTable;
+extern const ExportTable kModuleFunctionsTable;
 
 // Context-local storage: runs and forgets the destructors registered for a context that is going
 // away (destroyed, or a primary context reset or released by this process for the last time).

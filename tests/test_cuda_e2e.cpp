@@ -1041,6 +1041,54 @@ TEST_F(CudaE2E, PrivateTablesAnswerTheCurrentContextItsIdAndStreamIds) {
   ASSERT_CU(cuStreamDestroy(stream));
 }
 
+// A module's functions as a list, and the private table cuFFT finds the kernel of a module of one
+// kernel with (slot 7 of 6e163fbe-…: 1 and the kernel through its callback, else 0).
+TEST_F(CudaE2E, AModulesFunctionsAreListedAndItsOnlyKernelFoundByThePrivateTable) {
+  CUmodule module = nullptr;
+  ASSERT_CU(cuModuleLoadData(&module, kModule));
+  unsigned count = 0;
+  ASSERT_CU(cuModuleGetFunctionCount(&count, module));
+  ASSERT_EQ(count, 5u);
+  std::vector<CUfunction> listed(count);
+  ASSERT_CU(cuModuleEnumerateFunctions(listed.data(), count, module));
+  CUfunction scale = nullptr;
+  ASSERT_CU(cuModuleGetFunction(&scale, module, "scale_f32"));
+  EXPECT_NE(std::find(listed.begin(), listed.end(), scale), listed.end());
+
+  const CUuuid functions_table{{0x6e, 0x16, 0x3f, static_cast<char>(0xbe), static_cast<char>(0xb9), 0x58, 0x44, 0x4d,
+                                static_cast<char>(0x83), 0x5c, static_cast<char>(0xe1), static_cast<char>(0x82),
+                                static_cast<char>(0xaf), static_cast<char>(0xf1), static_cast<char>(0x99), 0x1e}};
+  const void* table = nullptr;
+  ASSERT_CU(cuGetExportTable(&table, &functions_table));
+  ASSERT_GE(*static_cast<const size_t*>(table), 8 * sizeof(void*));
+  using Put = void (*)(void**, void*);
+  auto only_function = reinterpret_cast<int (*)(CUcontext, CUmodule, Put, void**)>(static_cast<void* const*>(table)[7]);
+  Put put = [](void** out, void* value) { *out = value; };
+  void* found = nullptr;
+  EXPECT_EQ(only_function(context_, module, put, &found), 0);  // five kernels: none is "the" kernel
+  EXPECT_EQ(found, nullptr);
+
+  CUmodule single = nullptr;
+  ASSERT_CU(cuModuleLoadData(&single, "RGPU-CUDA-TEST-DOUBLE-MODULE\nfill_u32\n"));
+  CUfunction fill = nullptr;
+  ASSERT_CU(cuModuleGetFunction(&fill, single, "fill_u32"));
+  ASSERT_EQ(only_function(context_, single, put, &found), 1);
+  EXPECT_EQ(found, fill);
+  // The kernel found launches like one looked up by name.
+  CUdeviceptr d = 0;
+  ASSERT_CU(cuMemAlloc(&d, 16 * sizeof(uint32_t)));
+  uint32_t value = 7;
+  unsigned long long n = 16;
+  void* params[] = {&d, &value, &n};
+  ASSERT_CU(cuLaunchKernel(static_cast<CUfunction>(found), 1, 1, 1, 16, 1, 1, 0, nullptr, params, nullptr));
+  std::vector<uint32_t> back(16);
+  ASSERT_CU(cuMemcpyDtoH(back.data(), d, 16 * sizeof(uint32_t)));
+  EXPECT_EQ(back, std::vector<uint32_t>(16, 7));
+  EXPECT_CU(cuMemFree(d));
+  EXPECT_CU(cuModuleUnload(single));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 // Device addresses are kept out of the application's own address space while allocated, so that
 // no host allocation can carry an address that is also a device address.
 TEST_F(CudaE2E, DeviceAddressesAreReservedWhileAllocated) {

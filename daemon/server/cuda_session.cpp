@@ -867,6 +867,28 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       args.expect_end();
       return copy_to_host(worker, variant, src, size, stream, host, out);
     }
+    case FN_cuModuleEnumerateFunctions:
+    case FN_cuLibraryEnumerateKernels: {  // `u64 owner, u32 count`: count handles come back
+      void* owner = handle_of<void*>(args.get<uint64_t>());
+      const uint32_t count = args.get<uint32_t>();
+      args.expect_end();
+      if (count > kMaxFramePayload / sizeof(uint64_t) / 2) return CUDA_ERROR_INVALID_VALUE;  // an answer too long to send
+      const bool module = header.function == FN_cuModuleEnumerateFunctions;
+      const char* name = module ? "cuModuleEnumerateFunctions" : "cuLibraryEnumerateKernels";
+      const char* count_name = module ? "cuModuleGetFunctionCount" : "cuLibraryGetKernelCount";
+      auto fn = d.fn<CUresult (*)(void**, unsigned, void*)>(name);
+      auto held = d.fn<CUresult (*)(unsigned*, void*)>(count_name);
+      if (!fn || !held) return missing(name);
+      // Room for what the owner holds, whatever the count asks for; the rest are NULL.
+      unsigned total = 0;
+      if (CUresult r = held(&total, owner); r != CUDA_SUCCESS) return r;
+      std::vector<void*> handles(std::min(count, total));
+      if (!handles.empty())
+        if (CUresult r = fn(handles.data(), static_cast<unsigned>(handles.size()), owner); r != CUDA_SUCCESS) return r;
+      out.put(count);
+      for (uint32_t i = 0; i < count; ++i) out.put<uint64_t>(i < handles.size() ? raw_of(handles[i]) : 0);
+      return CUDA_SUCCESS;
+    }
     case FN_rgpuFunctionParams: {
       const CUfunction f = handle_of<CUfunction>(args.get<uint64_t>());
       args.expect_end();

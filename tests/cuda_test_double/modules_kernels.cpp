@@ -166,6 +166,30 @@ DOUBLE_EXPORT CUresult cuModuleGetFunction(CUfunction* function, CUmodule handle
   return module_function(handle, name, *function);
 }
 
+DOUBLE_EXPORT CUresult cuModuleGetFunctionCount(unsigned int* count, CUmodule handle) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (count == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const Module* module = g_modules.find(handle);
+  if (module == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  *count = static_cast<unsigned>(module->functions.size());
+  return CUDA_SUCCESS;
+}
+
+// Up to `count` of the module's functions, in the order of their names.
+DOUBLE_EXPORT CUresult cuModuleEnumerateFunctions(CUfunction* functions, unsigned int count, CUmodule handle) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (functions == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const Module* module = g_modules.find(handle);
+  if (module == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  unsigned i = 0;
+  for (auto it = module->functions.begin(); it != module->functions.end() && i < count; ++it) functions[i++] = it->second;
+  return CUDA_SUCCESS;
+}
+
 DOUBLE_EXPORT CUresult cuModuleGetGlobal_v2(CUdeviceptr* pointer, size_t* bytes, CUmodule handle, const char* name) {
   auto lock = lock_driver();
   CUcontext context;
