@@ -14,9 +14,10 @@
 #   tests/gpu/suite.sh bench  (on the GPU host) only the CUDA and Vulkan benches, through this
 #                             build and the packed earlier one in turn (GPU_SUITE_ROUNDS rounds).
 #   tests/gpu/suite.sh with-rgpu SCRIPT  (on the GPU host) starts RGPU and sources SCRIPT.
-#   tests/gpu/suite.sh trace CASE...  (on the GPU host) runs those Python cases natively with
-#                             tools/export_table_trace.c preloaded: which slots of the driver's
-#                             private tables they call (results/trace-CASE.txt).
+#   tests/gpu/suite.sh trace CASE...  (on the GPU host) runs those Python cases (or commands, such
+#                             as "nvidia-smi -L") natively with tools/export_table_trace.c
+#                             preloaded: which slots of the driver's and NVML's private tables
+#                             they call (results/trace-CASE.txt).
 #   tests/gpu/suite.sh collect  packs the results into $OUT (or ./gpu-results).
 # RGPU_SERVER_WRAPPER runs the server under a command, e.g. the packed strace:
 #   RGPU_SERVER_WRAPPER="env LD_LIBRARY_PATH=$PWD/.gpu/tools/lib $PWD/.gpu/tools/strace -f -qq -c -o gpu-results/syscalls.txt"
@@ -382,15 +383,19 @@ run_with_rgpu() {
   source "$1"
 }
 
-# Python cases natively, with the private-table tracer preloaded.
+# Python cases (or commands: a CASE that is not a Python case of the suite, e.g. "nvidia-smi -L")
+# natively, with the private-table tracer preloaded.
 run_traced() {
   mkdir -p "$results" "$work"
   gcc -O1 -shared -fPIC -I/usr/local/cuda/include -o "$work/export_table_trace.so" tests/gpu/tools/export_table_trace.c -ldl -lpthread
-  local case
+  local case name command
   for case in "$@"; do
-    echo "$(date +%T) trace $case" >> "$results/progress.txt"
-    EXPORT_TABLE_TRACE=$results/trace-$case.txt LD_PRELOAD=$work/export_table_trace.so timeout -k 5 120 \
-      python3 "tests/gpu/programs/$case.py" > "$results/trace-$case.out" 2>&1 || echo "exit status $?" >> "$results/trace-$case.out"
+    name=${case// /_}
+    command=(python3 "tests/gpu/programs/$case.py")
+    [[ -f tests/gpu/programs/$case.py ]] || read -ra command <<< "$case"
+    echo "$(date +%T) trace $name" >> "$results/progress.txt"
+    EXPORT_TABLE_TRACE=$results/trace-$name.txt LD_PRELOAD=$work/export_table_trace.so timeout -k 5 120 \
+      "${command[@]}" > "$results/trace-$name.out" 2>&1 || echo "exit status $?" >> "$results/trace-$name.out"
   done
 }
 

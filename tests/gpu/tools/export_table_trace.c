@@ -1,5 +1,6 @@
-// Diagnosis on a GPU host: which slots of the CUDA driver's private tables a program calls, with
-// what arguments, and what the real driver answers. Preload it (LD_PRELOAD) into a program running
+// Diagnosis on a GPU host: which slots of the CUDA driver's and NVML's private tables
+// (cuGetExportTable, nvmlInternalGetExportTable) a program calls, with what arguments, and what the
+// real library answers. Preload it (LD_PRELOAD) into a program running
 // on the real driver; it hands out copies of every table whose function slots log and forward.
 // Output: $EXPORT_TABLE_TRACE (default stderr). Assumes slots take at most six integer arguments,
 // which is what the slots seen so far take; a slot that takes more is logged and forwarded wrongly.
@@ -14,7 +15,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum { kTables = 24, kSlots = 128, kLoggedCalls = 12 };
+enum { kTables = 24, kSlots = 256, kLoggedCalls = 12 };
 
 typedef uint64_t (*SlotFn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
 
@@ -83,25 +84,28 @@ static uint64_t traced(int t, int s, const void* caller, uint64_t a0, uint64_t a
   return result;
 }
 
-#define SLOT(t, s)                                                                                      \
-  static uint64_t slot_##t##_##s(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, uint64_t f) { \
-    return traced(t, s, __builtin_return_address(0), a, b, c, d, e, f);                                  \
+// One trampoline per table and slot; slot 0xHL is slot_T_H_L.
+#define SLOT(t, h, l)                                                                                         \
+  static uint64_t slot_##t##_##h##_##l(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, uint64_t f) { \
+    return traced(t, 0x##h##l, __builtin_return_address(0), a, b, c, d, e, f);                               \
   }
-#define SLOTS8(t, b) SLOT(t, b##0) SLOT(t, b##1) SLOT(t, b##2) SLOT(t, b##3) SLOT(t, b##4) SLOT(t, b##5) SLOT(t, b##6) SLOT(t, b##7)
-#define SLOTS128(t)                                                                                   \
-  SLOTS8(t, 0) SLOTS8(t, 1) SLOTS8(t, 2) SLOTS8(t, 3) SLOTS8(t, 4) SLOTS8(t, 5) SLOTS8(t, 6) SLOTS8(t, 7) \
-  SLOTS8(t, 8) SLOTS8(t, 9) SLOTS8(t, 10) SLOTS8(t, 11) SLOTS8(t, 12) SLOTS8(t, 13) SLOTS8(t, 14) SLOTS8(t, 15)
+#define ROW(X, t, h) X(t, h, 0) X(t, h, 1) X(t, h, 2) X(t, h, 3) X(t, h, 4) X(t, h, 5) X(t, h, 6) X(t, h, 7) \
+  X(t, h, 8) X(t, h, 9) X(t, h, a) X(t, h, b) X(t, h, c) X(t, h, d) X(t, h, e) X(t, h, f)
+#define ROWS(X, t) ROW(X, t, 0) ROW(X, t, 1) ROW(X, t, 2) ROW(X, t, 3) ROW(X, t, 4) ROW(X, t, 5) ROW(X, t, 6) \
+  ROW(X, t, 7) ROW(X, t, 8) ROW(X, t, 9) ROW(X, t, a) ROW(X, t, b) ROW(X, t, c) ROW(X, t, d) ROW(X, t, e) ROW(X, t, f)
+#define SLOTS(t) ROWS(SLOT, t)
 #define ALL_TABLES(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) \
   X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
-ALL_TABLES(SLOTS128)
+ALL_TABLES(SLOTS)
 
-#define REF(t, s) (SlotFn) slot_##t##_##s,
-#define REFS8(t, b) REF(t, b##0) REF(t, b##1) REF(t, b##2) REF(t, b##3) REF(t, b##4) REF(t, b##5) REF(t, b##6) REF(t, b##7)
-#define REFS128(t) {REFS8(t, 0) REFS8(t, 1) REFS8(t, 2) REFS8(t, 3) REFS8(t, 4) REFS8(t, 5) REFS8(t, 6) REFS8(t, 7) \
-  REFS8(t, 8) REFS8(t, 9) REFS8(t, 10) REFS8(t, 11) REFS8(t, 12) REFS8(t, 13) REFS8(t, 14) REFS8(t, 15)},
-static const SlotFn trampolines[kTables][kSlots] = {ALL_TABLES(REFS128)};
+#define REF(t, h, l) (SlotFn) slot_##t##_##h##_##l,
+#define REFS(t) {ROWS(REF, t)},
+static const SlotFn trampolines[kTables][kSlots] = {ALL_TABLES(REFS)};
 
-static int in_libcuda(const void* p) { return strstr(library_of(p), "libcuda") != NULL; }
+static int in_driver(const void* p) {
+  const char* library = library_of(p);
+  return strstr(library, "libcuda") != NULL || strstr(library, "libnvidia-ml") != NULL;
+}
 
 static CUresult (*real_get_export_table)(const void**, const CUuuid*);
 
@@ -133,7 +137,7 @@ static CUresult traced_get_export_table(const void** table, const CUuuid* id) {
       tables[t].copy[s] = slots[s];
       if (s == 0 && sized) continue;
       if (!sized && !slots[s]) break;
-      if (slots[s] && in_libcuda(slots[s])) {
+      if (slots[s] && in_driver(slots[s])) {
         tables[t].real[s] = (SlotFn)slots[s];
         tables[t].copy[s] = (void*)trampolines[t][s];
       } else if (slots[s]) {
@@ -145,6 +149,18 @@ static CUresult traced_get_export_table(const void** table, const CUuuid* id) {
   if (t < table_count) *table = tables[t].copy;
   pthread_mutex_unlock(&lock);
   return result;
+}
+
+static CUresult (*real_nvml_table)(const void**, const CUuuid*);
+static CUresult traced_nvml_table(const void** table, const CUuuid* id) {
+  real_get_export_table = real_nvml_table;
+  return traced_get_export_table(table, id);
+}
+// nvidia-smi links NVML: this definition comes first; the real one is the next.
+CUresult nvmlInternalGetExportTable(const void** table, const CUuuid* id) {
+  if (!real_nvml_table) real_nvml_table = (CUresult(*)(const void**, const CUuuid*))dlsym(RTLD_NEXT, "nvmlInternalGetExportTable");
+  if (!real_nvml_table) return 999;  // NVML_ERROR_UNKNOWN
+  return traced_nvml_table(table, id);
 }
 
 static CUresult (*real_proc_v2)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*);
@@ -177,10 +193,14 @@ void* dlsym(void* handle, const char* symbol) {
     if (!real_dlsym) real_dlsym = (void* (*)(void*, const char*))dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
   }
   void* found = real_dlsym(handle, symbol);
-  if (!found || !in_libcuda(found)) return found;
+  if (!found || !in_driver(found)) return found;
   if (strcmp(symbol, "cuGetExportTable") == 0) {
     real_get_export_table = (CUresult(*)(const void**, const CUuuid*))found;
     return (void*)traced_get_export_table;
+  }
+  if (strcmp(symbol, "nvmlInternalGetExportTable") == 0) {
+    real_nvml_table = (CUresult(*)(const void**, const CUuuid*))found;
+    return (void*)traced_nvml_table;
   }
   if (strcmp(symbol, "cuGetProcAddress_v2") == 0) {
     real_proc_v2 = (CUresult(*)(const char*, void**, int, cuuint64_t, CUdriverProcAddressQueryResult*))found;
