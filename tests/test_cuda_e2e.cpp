@@ -1286,6 +1286,51 @@ TEST_F(CudaE2E, ManagedMemoryIsOnePointerForHostAndKernels) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// A managed range's advice and last prefetch, as the server's driver keeps them, with devices
+// numbered as the application numbers them.
+TEST_F(CudaE2E, ManagedRangesTellTheirAdviceAndLastPrefetch) {
+  CUdeviceptr p = 0;
+  ASSERT_CU(cuMemAllocManaged(&p, 1 << 16, CU_MEM_ATTACH_GLOBAL));
+  int value = -99;
+  ASSERT_CU(cuMemRangeGetAttribute(&value, 4, CU_MEM_RANGE_ATTRIBUTE_READ_MOSTLY, p, 1 << 16));
+  EXPECT_EQ(value, 0);
+  ASSERT_CU(cuMemRangeGetAttribute(&value, 4, CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION, p, 1 << 16));
+  EXPECT_EQ(value, CU_DEVICE_INVALID);
+
+  CUmemLocation on_device{}, on_host{};
+  on_device.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  on_device.id = device_;
+  on_host.type = CU_MEM_LOCATION_TYPE_HOST;
+  ASSERT_CU(cuMemAdvise_v2(p, 1 << 16, CU_MEM_ADVISE_SET_READ_MOSTLY, on_device));
+  ASSERT_CU(cuMemAdvise_v2(p, 1 << 16, CU_MEM_ADVISE_SET_PREFERRED_LOCATION, on_host));
+  ASSERT_CU(cuMemAdvise_v2(p, 1 << 16, CU_MEM_ADVISE_SET_ACCESSED_BY, on_device));
+  ASSERT_CU(cuMemPrefetchAsync_v2(p, 1 << 16, on_device, 0, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+
+  int read_mostly = 0, preferred = 0, prefetched = -99, prefetched_type = 0;
+  int accessed_by[3] = {};
+  void* data[] = {&read_mostly, &preferred, accessed_by, &prefetched, &prefetched_type};
+  size_t sizes[] = {4, 4, sizeof accessed_by, 4, 4};
+  CUmem_range_attribute attributes[] = {CU_MEM_RANGE_ATTRIBUTE_READ_MOSTLY, CU_MEM_RANGE_ATTRIBUTE_PREFERRED_LOCATION,
+                                        CU_MEM_RANGE_ATTRIBUTE_ACCESSED_BY, CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION_ID,
+                                        CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION_TYPE};
+  ASSERT_CU(cuMemRangeGetAttributes(data, sizes, attributes, 5, p, 1 << 16));
+  EXPECT_EQ(read_mostly, 1);
+  EXPECT_EQ(preferred, CU_DEVICE_CPU);
+  EXPECT_EQ(accessed_by[0], device_);
+  EXPECT_EQ(accessed_by[1], CU_DEVICE_INVALID);
+  EXPECT_EQ(prefetched, device_);
+  EXPECT_EQ(prefetched_type, CU_MEM_LOCATION_TYPE_DEVICE);
+
+  // Not managed memory, and a size no attribute has.
+  CUdeviceptr plain = 0;
+  ASSERT_CU(cuMemAlloc(&plain, 4096));
+  EXPECT_EQ(cuMemRangeGetAttribute(&value, 4, CU_MEM_RANGE_ATTRIBUTE_READ_MOSTLY, plain, 4096), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuMemRangeGetAttribute(&value, 3, CU_MEM_RANGE_ATTRIBUTE_READ_MOSTLY, p, 4096), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuMemFree(plain));
+  EXPECT_CU(cuMemFree(p));
+}
+
 // While a stream captures, managed memory is left alone: sending the host's writes (a synchronous
 // copy) would end the capture. The graph's launch then works on what the host wrote.
 TEST_F(CudaE2E, ManagedMemoryIsNotSynchronisedDuringACapture) {

@@ -867,6 +867,41 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       args.expect_end();
       return copy_to_host(worker, variant, src, size, stream, host, out);
     }
+    case FN_cuMemRangeGetAttribute: {  // `u32 attribute, u64 size, u64 pointer, u64 count` -> size bytes
+      const int32_t attribute = args.get<int32_t>();
+      const uint64_t size = args.get<uint64_t>();
+      const CUdeviceptr pointer = args.get<uint64_t>();
+      const uint64_t count = args.get<uint64_t>();
+      args.expect_end();
+      // Every attribute is 32-bit values, one per device at most.
+      if (size == 0 || size % sizeof(int32_t) != 0 || size > 4096) return CUDA_ERROR_INVALID_VALUE;
+      auto fn = d.fn<CUresult (*)(void*, size_t, int32_t, CUdeviceptr, size_t)>("cuMemRangeGetAttribute");
+      if (!fn) return missing("cuMemRangeGetAttribute");
+      std::vector<int32_t> values(size / sizeof(int32_t));
+      if (CUresult r = fn(values.data(), size, attribute, pointer, count); r != CUDA_SUCCESS) return r;
+      // Devices as the application numbers them; CU_DEVICE_CPU and CU_DEVICE_INVALID stay.
+      auto to_app = [&](int32_t& device) {
+        if (device >= 0) device = devices_.to_app(device);
+      };
+      switch (attribute) {
+        case CU_MEM_RANGE_ATTRIBUTE_PREFERRED_LOCATION:
+        case CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION:
+        case CU_MEM_RANGE_ATTRIBUTE_ACCESSED_BY:
+          for (int32_t& value : values) to_app(value);
+          break;
+        case CU_MEM_RANGE_ATTRIBUTE_PREFERRED_LOCATION_ID:
+        case CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION_ID: {
+          int32_t type = 0;
+          const int32_t type_attribute = attribute - 1;  // each _ID follows its _TYPE
+          if (CUresult r = fn(&type, sizeof type, type_attribute, pointer, count); r != CUDA_SUCCESS) return r;
+          if (type == CU_MEM_LOCATION_TYPE_DEVICE) to_app(values[0]);
+          break;
+        }
+        default: break;
+      }
+      out.bytes(values.data(), size);
+      return CUDA_SUCCESS;
+    }
     case FN_cuModuleEnumerateFunctions:
     case FN_cuLibraryEnumerateKernels: {  // `u64 owner, u32 count`: count handles come back
       void* owner = handle_of<void*>(args.get<uint64_t>());

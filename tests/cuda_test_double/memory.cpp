@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 
 #include <cstdlib>
 
@@ -36,6 +37,13 @@ struct Allocation {
   CUmemoryPool pool = nullptr;  // the pool it was allocated from
   bool mapping = false;         // a VMM mapping: its memory is its allocation handle's, in any context
   bool accessible = true;       // a mapping: its device was given access (cuMemSetAccess)
+  bool managed = false;         // cuMemAllocManaged
+  // Managed memory's hints, for the whole allocation whatever range they were given for (the
+  // double's simplification): what cuMemRangeGetAttribute answers.
+  bool read_mostly = false;
+  CUdevice preferred = CU_DEVICE_INVALID;
+  std::set<CUdevice> accessed_by{};
+  CUdevice last_prefetch = CU_DEVICE_INVALID;
 };
 std::map<uintptr_t, Allocation> g_allocations;  // by base address
 
@@ -290,7 +298,9 @@ DOUBLE_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* pointer, size_t bytes, uns
   if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
   if (pointer == nullptr || bytes == 0 || (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST))
     return CUDA_ERROR_INVALID_VALUE;
-  return allocate_device_memory(context, bytes, nullptr, *pointer);
+  if (CUresult r = allocate_device_memory(context, bytes, nullptr, *pointer); r != CUDA_SUCCESS) return r;
+  g_allocations.at(*pointer).managed = true;
+  return CUDA_SUCCESS;
 }
 
 // From the current pool of the stream's device (pools.cpp).
@@ -531,6 +541,15 @@ DOUBLE_EXPORT CUresult cuTensorMapReplaceAddress(CUtensorMap* map, void* address
   return CUDA_SUCCESS;
 }
 
+// The managed allocation that holds `pointer`, if any.
+static Allocation* managed_at(CUdeviceptr pointer) {
+  auto it = g_allocations.upper_bound(pointer);
+  if (it == g_allocations.begin()) return nullptr;
+  --it;
+  if (!it->second.managed || pointer - it->first >= it->second.bytes) return nullptr;
+  return &it->second;
+}
+
 // Prefetches and advice are hints for where pages live; the double has one place for memory, so it
 // checks the range and the target as the driver does.
 static CUresult check_hint(CUdeviceptr pointer, size_t bytes, CUdevice device) {
@@ -542,7 +561,9 @@ DOUBLE_EXPORT CUresult cuMemPrefetchAsync(CUdeviceptr pointer, size_t bytes, CUd
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context, stream); r != CUDA_SUCCESS) return r;
-  return check_hint(pointer, bytes, device);
+  if (CUresult r = check_hint(pointer, bytes, device); r != CUDA_SUCCESS) return r;
+  if (Allocation* managed = managed_at(pointer)) managed->last_prefetch = device;
+  return CUDA_SUCCESS;
 }
 
 DOUBLE_EXPORT CUresult cuMemAdvise(CUdeviceptr pointer, size_t bytes, CUmem_advise advice, CUdevice device) {
@@ -550,5 +571,52 @@ DOUBLE_EXPORT CUresult cuMemAdvise(CUdeviceptr pointer, size_t bytes, CUmem_advi
   CUcontext context;
   if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
   if (advice < CU_MEM_ADVISE_SET_READ_MOSTLY || advice > CU_MEM_ADVISE_UNSET_ACCESSED_BY) return CUDA_ERROR_INVALID_VALUE;
-  return check_hint(pointer, bytes, device);
+  if (CUresult r = check_hint(pointer, bytes, device); r != CUDA_SUCCESS) return r;
+  Allocation* managed = managed_at(pointer);
+  if (managed == nullptr) return CUDA_SUCCESS;
+  switch (advice) {
+    case CU_MEM_ADVISE_SET_READ_MOSTLY: managed->read_mostly = true; break;
+    case CU_MEM_ADVISE_UNSET_READ_MOSTLY: managed->read_mostly = false; break;
+    case CU_MEM_ADVISE_SET_PREFERRED_LOCATION: managed->preferred = device; break;
+    case CU_MEM_ADVISE_UNSET_PREFERRED_LOCATION: managed->preferred = CU_DEVICE_INVALID; break;
+    case CU_MEM_ADVISE_SET_ACCESSED_BY: managed->accessed_by.insert(device); break;
+    case CU_MEM_ADVISE_UNSET_ACCESSED_BY: managed->accessed_by.erase(device); break;
+  }
+  return CUDA_SUCCESS;
+}
+
+// Managed memory only; every attribute is one or more 32-bit values.
+DOUBLE_EXPORT CUresult cuMemRangeGetAttribute(void* data, size_t size, CUmem_range_attribute attribute,
+                                              CUdeviceptr pointer, size_t count) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  const Allocation* managed = managed_at(pointer);
+  if (data == nullptr || count == 0 || managed == nullptr || device_bytes(pointer, count) == nullptr)
+    return CUDA_ERROR_INVALID_VALUE;
+  auto* out = static_cast<int*>(data);
+  auto location_type = [](CUdevice device) {
+    return device == CU_DEVICE_INVALID ? CU_MEM_LOCATION_TYPE_INVALID
+           : device == CU_DEVICE_CPU   ? CU_MEM_LOCATION_TYPE_HOST
+                                       : CU_MEM_LOCATION_TYPE_DEVICE;
+  };
+  if (attribute == CU_MEM_RANGE_ATTRIBUTE_ACCESSED_BY) {
+    if (size == 0 || size % 4 != 0) return CUDA_ERROR_INVALID_VALUE;
+    size_t i = 0;
+    for (CUdevice device : managed->accessed_by)
+      if (i < size / 4) out[i++] = device;
+    for (; i < size / 4; ++i) out[i] = CU_DEVICE_INVALID;
+    return CUDA_SUCCESS;
+  }
+  if (size != 4) return CUDA_ERROR_INVALID_VALUE;
+  switch (attribute) {
+    case CU_MEM_RANGE_ATTRIBUTE_READ_MOSTLY: *out = managed->read_mostly ? 1 : 0; return CUDA_SUCCESS;
+    case CU_MEM_RANGE_ATTRIBUTE_PREFERRED_LOCATION: *out = managed->preferred; return CUDA_SUCCESS;
+    case CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION: *out = managed->last_prefetch; return CUDA_SUCCESS;
+    case CU_MEM_RANGE_ATTRIBUTE_PREFERRED_LOCATION_TYPE: *out = location_type(managed->preferred); return CUDA_SUCCESS;
+    case CU_MEM_RANGE_ATTRIBUTE_PREFERRED_LOCATION_ID: *out = std::max(managed->preferred, 0); return CUDA_SUCCESS;
+    case CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION_TYPE: *out = location_type(managed->last_prefetch); return CUDA_SUCCESS;
+    case CU_MEM_RANGE_ATTRIBUTE_LAST_PREFETCH_LOCATION_ID: *out = std::max(managed->last_prefetch, 0); return CUDA_SUCCESS;
+    default: return CUDA_ERROR_INVALID_VALUE;
+  }
 }

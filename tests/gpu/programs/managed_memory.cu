@@ -68,6 +68,14 @@ int main() {
   std::printf("after add_table: checksum=%016llx %s\n", static_cast<unsigned long long>(got2),
               got2 == want2 ? "ok" : "mismatch");
 
+  // What the driver keeps of the advice and prefetches.
+  int read_mostly = -1, preferred = -99, last_prefetch = -99;
+  CHECK(cudaMemRangeGetAttribute(&read_mostly, 4, cudaMemRangeAttributeReadMostly, table, 256 * sizeof(uint32_t)));
+  CHECK(cudaMemRangeGetAttribute(&preferred, 4, cudaMemRangeAttributePreferredLocation, a, bytes));
+  CHECK(cudaMemRangeGetAttribute(&last_prefetch, 4, cudaMemRangeAttributeLastPrefetchLocation, a, bytes));
+  std::printf("range attributes: read mostly %d, preferred %d, last prefetch %d\n", read_mostly, preferred,
+              last_prefetch);
+
   CHECK(cudaFree(a));
   CHECK(cudaFree(table));
   CHECK(cudaStreamDestroy(stream));
