@@ -1054,6 +1054,13 @@ TEST_F(CudaE2E, AModulesFunctionsAreListedAndItsOnlyKernelFoundByThePrivateTable
   CUfunction scale = nullptr;
   ASSERT_CU(cuModuleGetFunction(&scale, module, "scale_f32"));
   EXPECT_NE(std::find(listed.begin(), listed.end(), scale), listed.end());
+  const char* name = nullptr;
+  ASSERT_CU(cuFuncGetName(&name, scale));
+  EXPECT_STREQ(name, "scale_f32");
+  const char* again = nullptr;
+  ASSERT_CU(cuFuncGetName(&again, scale));
+  EXPECT_EQ(again, name);  // the same string, kept
+  EXPECT_EQ(cuFuncGetName(&name, reinterpret_cast<CUfunction>(0x1234)), CUDA_ERROR_INVALID_HANDLE);
 
   const CUuuid functions_table{{0x6e, 0x16, 0x3f, static_cast<char>(0xbe), static_cast<char>(0xb9), 0x58, 0x44, 0x4d,
                                 static_cast<char>(0x83), 0x5c, static_cast<char>(0xe1), static_cast<char>(0x82),
@@ -1606,6 +1613,16 @@ TEST_F(CudaE2E, LibraryKernelsLaunch) {
   CUkernel add;
   EXPECT_EQ(cuLibraryGetKernel(&add, library, "no_such_kernel"), CUDA_ERROR_NOT_FOUND);
   ASSERT_CU(cuLibraryGetKernel(&add, library, "add_global_f32"));
+  const char* name = nullptr;
+  ASSERT_CU(cuKernelGetName(&name, add));
+  EXPECT_STREQ(name, "add_global_f32");
+  unsigned count = 0;
+  ASSERT_CU(cuLibraryGetKernelCount(&count, library));
+  ASSERT_EQ(count, 5u);
+  std::vector<CUkernel> kernels(count + 1, reinterpret_cast<CUkernel>(1));
+  ASSERT_CU(cuLibraryEnumerateKernels(kernels.data(), count + 1, library));  // one more than there are
+  EXPECT_NE(std::find(kernels.begin(), kernels.end(), add), kernels.end());
+  EXPECT_EQ(kernels[count], nullptr);
   CUdeviceptr offset;
   size_t bytes = 0;
   ASSERT_CU(cuLibraryGetGlobal(&offset, &bytes, library, "offset"));

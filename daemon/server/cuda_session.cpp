@@ -902,6 +902,18 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       out.bytes(values.data(), size);
       return CUDA_SUCCESS;
     }
+    case FN_cuFuncGetName:
+    case FN_cuKernelGetName: {  // `u64 handle` -> the name
+      void* handle = handle_of<void*>(args.get<uint64_t>());
+      args.expect_end();
+      const char* name = header.function == FN_cuFuncGetName ? "cuFuncGetName" : "cuKernelGetName";
+      auto fn = d.fn<CUresult (*)(const char**, void*)>(name);
+      if (!fn) return missing(name);
+      const char* text = nullptr;
+      if (CUresult r = fn(&text, handle); r != CUDA_SUCCESS) return r;
+      out.str(text ? text : "");
+      return CUDA_SUCCESS;
+    }
     case FN_cuModuleEnumerateFunctions:
     case FN_cuLibraryEnumerateKernels: {  // `u64 owner, u32 count`: count handles come back
       void* owner = handle_of<void*>(args.get<uint64_t>());

@@ -66,6 +66,12 @@ DOUBLE_EXPORT CUresult cuLibraryUnload(CUlibrary handle) {
   return CUDA_SUCCESS;
 }
 
+// One handle per kernel and library, as the driver gives.
+static CUkernel kernel_handle(CUlibrary library, const Kernel* kernel) {
+  auto same = g_kernels.handles_if([&](const LibraryKernel& known) { return known.library == library && known.kernel == kernel; });
+  return same.empty() ? g_kernels.add(LibraryKernel{library, kernel}) : same.front();
+}
+
 DOUBLE_EXPORT CUresult cuLibraryGetKernel(CUkernel* kernel, CUlibrary handle, const char* name) {
   auto lock = lock_driver();
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
@@ -74,13 +80,32 @@ DOUBLE_EXPORT CUresult cuLibraryGetKernel(CUkernel* kernel, CUlibrary handle, co
   if (library == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   for (const Kernel* candidate : library->image.kernels) {
     if (candidate->name != std::string(name)) continue;
-    // One handle per kernel and library, as the driver gives.
-    auto same = g_kernels.handles_if(
-        [&](const LibraryKernel& known) { return known.library == handle && known.kernel == candidate; });
-    *kernel = same.empty() ? g_kernels.add(LibraryKernel{handle, candidate}) : same.front();
+    *kernel = kernel_handle(handle, candidate);
     return CUDA_SUCCESS;
   }
   return CUDA_ERROR_NOT_FOUND;
+}
+
+DOUBLE_EXPORT CUresult cuLibraryGetKernelCount(unsigned int* count, CUlibrary handle) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (count == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const Library* library = g_libraries.find(handle);
+  if (library == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  *count = static_cast<unsigned>(library->image.kernels.size());
+  return CUDA_SUCCESS;
+}
+
+// Up to `count` of the library's kernels, in the image's order.
+DOUBLE_EXPORT CUresult cuLibraryEnumerateKernels(CUkernel* kernels, unsigned int count, CUlibrary handle) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (kernels == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const Library* library = g_libraries.find(handle);
+  if (library == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  for (unsigned i = 0; i < count && i < library->image.kernels.size(); ++i)
+    kernels[i] = kernel_handle(handle, library->image.kernels[i]);
+  return CUDA_SUCCESS;
 }
 
 DOUBLE_EXPORT CUresult cuKernelGetFunction(CUfunction* function, CUkernel kernel) {
@@ -89,6 +114,16 @@ DOUBLE_EXPORT CUresult cuKernelGetFunction(CUfunction* function, CUkernel kernel
   if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
   if (function == nullptr) return CUDA_ERROR_INVALID_VALUE;
   return kernel_function(kernel, context, *function);
+}
+
+DOUBLE_EXPORT CUresult cuKernelGetName(const char** name, CUkernel handle) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const LibraryKernel* kernel = g_kernels.find(handle);
+  if (kernel == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  *name = kernel->kernel->name;
+  return CUDA_SUCCESS;
 }
 
 DOUBLE_EXPORT CUresult cuKernelGetParamInfo(CUkernel handle, size_t index, size_t* offset, size_t* size) {

@@ -198,6 +198,16 @@ DOUBLE_EXPORT CUresult cuModuleGetGlobal_v2(CUdeviceptr* pointer, size_t* bytes,
   return module_global(handle, name, pointer, bytes);
 }
 
+DOUBLE_EXPORT CUresult cuFuncGetName(const char** name, CUfunction handle) {
+  auto lock = lock_driver();
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const Function* function = g_functions.find(handle);
+  if (function == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  *name = function->kernel->name;
+  return CUDA_SUCCESS;
+}
+
 DOUBLE_EXPORT CUresult cuFuncGetParamInfo(CUfunction handle, size_t index, size_t* offset, size_t* size) {
   auto lock = lock_driver();
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
