@@ -6,7 +6,7 @@
 namespace rgpu {
 
 void for_each_changed_run(const uint8_t* current, uint8_t* snapshot, size_t size, size_t page, size_t max_run,
-                          const std::function<void(size_t, size_t)>& send) {
+                          const std::function<void(size_t, size_t)>& send, size_t max_gap) {
   size_t offset = 0;
   while (offset < size) {
     const size_t length = std::min(page, size - offset);
@@ -14,11 +14,15 @@ void for_each_changed_run(const uint8_t* current, uint8_t* snapshot, size_t size
       offset += length;
       continue;
     }
-    size_t end = offset + length;
-    while (end < size && end - offset < max_run) {
-      const size_t next = std::min({page, size - end, max_run - (end - offset)});
-      if (std::memcmp(current + end, snapshot + end, next) == 0) break;
-      end += next;
+    size_t end = offset + length;  // just past the run's last changed page
+    for (size_t probe = end; probe < size && probe - offset < max_run;) {
+      const size_t next = std::min({page, size - probe, max_run - (probe - offset)});
+      if (std::memcmp(current + probe, snapshot + probe, next) != 0) {
+        end = probe + next;
+      } else if (probe + next - end > max_gap) {
+        break;
+      }
+      probe += next;
     }
     std::memcpy(snapshot + offset, current + offset, end - offset);
     send(offset, end - offset);

@@ -20,7 +20,10 @@ namespace rgpu::cuda {
 namespace {
 constexpr size_t kPage = 4096;
 constexpr size_t kMaxRun = 8u << 20;  // host writes travel in copies of at most this much
-constexpr size_t kGranule = 16;       // and are found by comparing this many bytes at a time
+constexpr size_t kGranule = 16;       // and are found by comparing this many bytes at a time;
+// changes closer than this travel in one copy with the unchanged bytes between them (the device
+// has those already): a host that writes every few bytes sends a few large copies, not many tiny ones.
+constexpr size_t kMaxGap = 4096;
 
 size_t page_round(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
 
@@ -81,7 +84,7 @@ CUresult send_host_writes(Entry& e) {
   };
   auto compare = [&](size_t offset, size_t length) {
     for_each_changed_run(e.host() + offset, e.snapshot.data() + offset, length, kGranule, kMaxRun,
-                         [&](size_t at, size_t n) { send(offset + at, n); });
+                         [&](size_t at, size_t n) { send(offset + at, n); }, kMaxGap);
   };
   // Written pages, as offsets into the allocation (the first and last page may reach beyond it).
   const size_t lead = e.host() - e.pages();
