@@ -501,6 +501,45 @@ TEST_F(HostFunctionCalls, AGraphDestroyedAfterItsLaunchRunsItsHostFunctionsInStr
   ASSERT_EQ(call(FN_cuStreamDestroy_v2, on_stream).result, CUDA_SUCCESS);
 }
 
+// A stream that waits for an event waits for the record issued before the wait, as CUDA's does,
+// not for one issued after it: the CUDA test double's wait had waited until none of the event's
+// records was pending, so a record on the waiting stream itself, queued behind the wait, held it
+// for ever (and the stream's synchronisation with it).
+TEST_F(HostFunctionCalls, AStreamWaitsForTheEventsRecordBeforeTheWaitNotALaterOne) {
+  WireWriter non_blocking;
+  non_blocking.put<uint64_t>(CU_STREAM_NON_BLOCKING);
+  const uint64_t held = handle(call(FN_cuStreamCreate, non_blocking, 1));
+  const uint64_t waiting = handle(call(FN_cuStreamCreate, non_blocking, 1));
+  WireWriter no_flags;
+  no_flags.put<uint64_t>(0);
+  const uint64_t event = handle(call(FN_cuEventCreate, no_flags, 1));
+  auto record = [&](uint64_t stream) {
+    WireWriter w;
+    w.put(event).put(stream);
+    return call(FN_cuEventRecord, w).result;
+  };
+  WireWriter on_waiting;
+  on_waiting.put(waiting);
+  WireWriter the_event;
+  the_event.put(event);
+
+  launch(FN_cuLaunchHostFunc, 1, held);
+  const HostFunctionPollAnswer run = polled(0);  // the held stream waits for it
+  ASSERT_TRUE(run.reached);
+  ASSERT_EQ(record(held), CUDA_SUCCESS);
+  WireWriter wait;
+  wait.put(waiting).put(event).put<uint64_t>(0);
+  ASSERT_EQ(call(FN_cuStreamWaitEvent, wait).result, CUDA_SUCCESS);
+  ASSERT_EQ(record(waiting), CUDA_SUCCESS);  // after the wait: not what the stream waits for
+  EXPECT_EQ(call(FN_cuEventQuery, the_event).result, CUDA_ERROR_NOT_READY);
+  const uint64_t synchronized = send(FN_cuStreamSynchronize, on_waiting);
+  EXPECT_FALSE(answered(synchronized));  // the first record waits for the host function
+  poll(run.reach);
+  EXPECT_EQ(await(synchronized).result, CUDA_SUCCESS);
+  EXPECT_EQ(call(FN_cuEventSynchronize, the_event).result, CUDA_SUCCESS);
+  EXPECT_EQ(call(FN_cuEventQuery, the_event).result, CUDA_SUCCESS);
+}
+
 // A poll that comes with a sequence anyway (it is outside the issue order) holds up no call.
 TEST_F(HostFunctionCalls, APollWithATurnHoldsUpNothing) {
   send(FN_rgpuHostFunctionPoll, poll_arguments(0));

@@ -409,7 +409,8 @@ void write_seeds(const fuzz::Seeds& seeds) {
     seeds.write("contexts-libraries-links", s.bytes());
   }
   // Findings, kept as seeds: a rectangle whose size wraps around 2^64; launches whose parameters
-  // do not cover the kernel's; a host function no poll was left to tell (the target's own).
+  // do not cover the kernel's; a host function no poll was left to tell (the target's own); a wait
+  // for an event's later record (the test double's).
   {
     Script s;
     const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
@@ -443,6 +444,22 @@ void write_seeds(const fuzz::Seeds& seeds) {
     seeds.write(few ? "finding-launch-few-parameters" : "finding-launch-short-parameters", s.bytes());
   }
   seeds.write("finding-forgotten-ends-polling", host_functions_and_a_graph(true));
+  {
+    // The test double's stream waited for every record of the event, also one issued after the
+    // wait on the waiting stream itself, queued behind it.
+    Script s;
+    const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
+    const size_t held = s.call(FN_cuStreamCreate, args().put<uint64_t>(CU_STREAM_NON_BLOCKING), 1, ctx);
+    const size_t waiting = s.call(FN_cuStreamCreate, args().put<uint64_t>(CU_STREAM_NON_BLOCKING), 1, ctx);
+    const size_t event = s.call(FN_cuEventCreate, args().put<uint64_t>(0), 1, ctx);
+    s.call(FN_rgpuLaunchHostFunction, args().put(FN_cuLaunchHostFunc).put(s.ref(held)).put<uint64_t>(1).put<uint32_t>(0),
+           0, ctx, true);
+    s.call(FN_cuEventRecord, args().put(s.ref(event)).put(s.ref(held)), 0, ctx, true);
+    s.call(FN_cuStreamWaitEvent, args().put(s.ref(waiting)).put(s.ref(event)).put<uint64_t>(0), 0, ctx, true);
+    s.call(FN_cuEventRecord, args().put(s.ref(event)).put(s.ref(waiting)), 0, ctx, true);
+    s.call(FN_cuStreamSynchronize, args().put(s.ref(waiting)), 0, ctx);
+    seeds.write("finding-wait-for-a-later-record", s.bytes());
+  }
 }
 
 }  // namespace
