@@ -361,10 +361,10 @@ HostFunctionPollAnswer decode(const std::vector<uint8_t>& outputs) {
 
 class HostFunctionCalls : public CudaSessionCalls {
  protected:
-  // rgpu.LaunchHostFunction on the legacy stream, pipelined, as the interpose sends it.
-  void launch(uint32_t variant, uint64_t id) {
+  // rgpu.LaunchHostFunction (on the legacy stream unless told), pipelined, as the interpose sends it.
+  void launch(uint32_t variant, uint64_t id, uint64_t stream = 0) {
     WireWriter w;
-    w.put(variant).put<uint64_t>(0).put(id).put<uint32_t>(0);
+    w.put(variant).put(stream).put(id).put<uint32_t>(0);
     send(FN_rgpuLaunchHostFunction, w, 0, kFrameNoReply);
   }
   // rgpu.HostFunctionPoll, outside the issue order; its request id.
@@ -433,6 +433,111 @@ TEST_F(HostFunctionCalls, HostFunctionCallsAreChecked) {
   const HostFunctionPollAnswer reached = decode(await(first_parked).outputs);
   EXPECT_TRUE(reached.reached);
   EXPECT_EQ(reached.id, 10u);
+}
+
+// The calls of fuzz_cuda_calls's finding, as an application makes them: host functions pending on
+// a stream run in stream order, then the host functions of a graph launched behind them, also
+// after the graph is destroyed (its executable graph and the launch keep them); the stream's
+// synchronisation returns once the last has run, and the graph's ids are forgotten once the
+// executable graph goes too. A launch that is refused makes an answer that only lists its id to
+// forget: it ends no run, and the next poll is told the next one (the fuzz target's stand-in for
+// the host function thread stopped polling there, and the stream then waited for ever).
+TEST_F(HostFunctionCalls, AGraphDestroyedAfterItsLaunchRunsItsHostFunctionsInStreamOrder) {
+  WireWriter no_flags;
+  no_flags.put<uint64_t>(0);
+  const uint64_t stream = handle(call(FN_cuStreamCreate, no_flags, 1));
+  WireWriter on_stream;
+  on_stream.put(stream);
+  launch(FN_cuLaunchKernel, 1, stream);  // not a function RGPU sends: refused
+  const HostFunctionPollAnswer refused = polled(0);
+  EXPECT_FALSE(refused.reached);
+  EXPECT_EQ(refused.forgotten, std::vector<uint64_t>{1});
+
+  launch(FN_cuLaunchHostFunc, 2, stream);
+  launch(FN_cuStreamAddCallback, 3, stream);
+  WireWriter capture;
+  capture.put(stream).put<uint64_t>(CU_STREAM_CAPTURE_MODE_RELAXED);
+  ASSERT_EQ(call(FN_cuStreamBeginCapture_v2, capture).result, CUDA_SUCCESS);
+  launch(FN_cuLaunchHostFunc, 4, stream);
+  const uint64_t graph = handle(call(FN_cuStreamEndCapture, on_stream, 1));
+  WireWriter node;
+  node.put(graph).put<uint64_t>(5).put<uint32_t>(0);
+  handle(call(FN_rgpuGraphAddHostNode, node, 1));
+  WireWriter instantiate;
+  instantiate.put(graph).put<uint64_t>(0);
+  const uint64_t exec = handle(call(FN_cuGraphInstantiateWithFlags, instantiate, 1));
+  WireWriter graph_launch;
+  graph_launch.put(exec).put(stream);
+  send(FN_cuGraphLaunch, graph_launch, 0, kFrameNoReply);
+  WireWriter destroy;
+  destroy.put(graph);
+  send(FN_cuGraphDestroy, destroy, 0, kFrameNoReply);
+  const uint64_t synchronized = send(FN_cuStreamSynchronize, on_stream);
+
+  uint64_t done = 0;
+  for (const auto& [id, once] : std::vector<std::pair<uint64_t, bool>>{{2, true}, {3, true}, {4, false}, {5, false}}) {
+    const HostFunctionPollAnswer run = polled(done);
+    ASSERT_TRUE(run.reached);
+    EXPECT_EQ(run.id, id);
+    EXPECT_EQ(run.once, once);
+    EXPECT_TRUE(run.forgotten.empty());
+    EXPECT_FALSE(answered(synchronized));  // the stream waits for the run
+    done = run.reach;
+  }
+  const uint64_t parked = poll(done);
+  EXPECT_EQ(await(synchronized).result, CUDA_SUCCESS);
+  EXPECT_FALSE(answered(parked));  // the executable graph still holds 4 and 5
+
+  WireWriter exec_handle;
+  exec_handle.put(exec);
+  ASSERT_EQ(call(FN_cuGraphExecDestroy, exec_handle).result, CUDA_SUCCESS);
+  std::vector<uint64_t> forgotten = decode(await(parked).outputs).forgotten;
+  if (forgotten.size() < 2) {
+    const std::vector<uint64_t> more = polled(0).forgotten;
+    forgotten.insert(forgotten.end(), more.begin(), more.end());
+  }
+  std::sort(forgotten.begin(), forgotten.end());
+  EXPECT_EQ(forgotten, (std::vector<uint64_t>{4, 5}));
+  ASSERT_EQ(call(FN_cuStreamDestroy_v2, on_stream).result, CUDA_SUCCESS);
+}
+
+// A stream that waits for an event waits for the record issued before the wait, as CUDA's does,
+// not for one issued after it: the CUDA test double's wait had waited until none of the event's
+// records was pending, so a record on the waiting stream itself, queued behind the wait, held it
+// for ever (and the stream's synchronisation with it).
+TEST_F(HostFunctionCalls, AStreamWaitsForTheEventsRecordBeforeTheWaitNotALaterOne) {
+  WireWriter non_blocking;
+  non_blocking.put<uint64_t>(CU_STREAM_NON_BLOCKING);
+  const uint64_t held = handle(call(FN_cuStreamCreate, non_blocking, 1));
+  const uint64_t waiting = handle(call(FN_cuStreamCreate, non_blocking, 1));
+  WireWriter no_flags;
+  no_flags.put<uint64_t>(0);
+  const uint64_t event = handle(call(FN_cuEventCreate, no_flags, 1));
+  auto record = [&](uint64_t stream) {
+    WireWriter w;
+    w.put(event).put(stream);
+    return call(FN_cuEventRecord, w).result;
+  };
+  WireWriter on_waiting;
+  on_waiting.put(waiting);
+  WireWriter the_event;
+  the_event.put(event);
+
+  launch(FN_cuLaunchHostFunc, 1, held);
+  const HostFunctionPollAnswer run = polled(0);  // the held stream waits for it
+  ASSERT_TRUE(run.reached);
+  ASSERT_EQ(record(held), CUDA_SUCCESS);
+  WireWriter wait;
+  wait.put(waiting).put(event).put<uint64_t>(0);
+  ASSERT_EQ(call(FN_cuStreamWaitEvent, wait).result, CUDA_SUCCESS);
+  ASSERT_EQ(record(waiting), CUDA_SUCCESS);  // after the wait: not what the stream waits for
+  EXPECT_EQ(call(FN_cuEventQuery, the_event).result, CUDA_ERROR_NOT_READY);
+  const uint64_t synchronized = send(FN_cuStreamSynchronize, on_waiting);
+  EXPECT_FALSE(answered(synchronized));  // the first record waits for the host function
+  poll(run.reach);
+  EXPECT_EQ(await(synchronized).result, CUDA_SUCCESS);
+  EXPECT_EQ(call(FN_cuEventSynchronize, the_event).result, CUDA_SUCCESS);
+  EXPECT_EQ(call(FN_cuEventQuery, the_event).result, CUDA_SUCCESS);
 }
 
 // A poll that comes with a sequence anyway (it is outside the issue order) holds up no call.

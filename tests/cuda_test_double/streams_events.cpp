@@ -8,6 +8,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -68,7 +69,10 @@ struct Event {
   unsigned flags;
   bool recorded = false;
   Clock::time_point at{};
-  uint64_t records_pending = 0;  // records issued whose stream has not reached them yet
+  // Records are numbered as they are issued. What the event stands for is its latest record (a
+  // query, a synchronisation, a stream's wait: a later record is not waited for).
+  uint64_t last_record = 0;
+  std::set<uint64_t> pending = {};  // records whose stream has not reached them yet
 };
 struct UserObject {
   void* data;
@@ -126,15 +130,25 @@ void capture_node(Stream& stream, Node node) {
 
 // The event's record, completed when the stream reaches it.
 void issue_record(std::unique_lock<std::mutex>& lock, CUcontext context, CUevent event, CUstream stream) {
-  ++g_events.find(event)->records_pending;
-  issue(lock, context, stream, [event] {
-    if (Event* found = g_events.find(event)) {
-      --found->records_pending;
-      found->recorded = true;
-      found->at = Clock::now();
+  Event& found = *g_events.find(event);
+  const uint64_t record = ++found.last_record;
+  found.pending.insert(record);
+  issue(lock, context, stream, [event, record] {
+    if (Event* reached = g_events.find(event)) {
+      reached->pending.erase(record);
+      if (record == reached->last_record) {  // an earlier record reached later is not its time
+        reached->recorded = true;
+        reached->at = Clock::now();
+      }
     }
     return CUDA_SUCCESS;
   });
+}
+
+// Whether the event's record `record` has completed (or the event is gone).
+bool record_done(CUevent event, uint64_t record) {
+  const Event* found = g_events.find(event);
+  return found == nullptr || !found->pending.contains(record);
 }
 
 // Destructors of user objects whose last reference went, called once the driver lock is released
@@ -294,7 +308,8 @@ DOUBLE_EXPORT CUresult cuEventRecord(CUevent event, CUstream stream) {
   return CUDA_SUCCESS;
 }
 
-// The stream's later work waits until the event's records issued so far have completed.
+// The stream's later work waits until the event's latest record so far has completed (not for a
+// record issued after the wait).
 DOUBLE_EXPORT CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigned flags) {
   auto lock = lock_driver();
   CUcontext context;
@@ -304,13 +319,11 @@ DOUBLE_EXPORT CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigne
   if (found == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   if (flags & ~unsigned{CU_EVENT_WAIT_EXTERNAL}) return CUDA_ERROR_INVALID_VALUE;
   if (capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-  if (found->records_pending == 0) return CUDA_SUCCESS;
-  issue_host_function(lock, context, stream, [event](CUresult) {
+  const uint64_t record = found->last_record;
+  if (record_done(event, record)) return CUDA_SUCCESS;
+  issue_host_function(lock, context, stream, [event, record](CUresult) {
     auto relock = lock_driver();
-    wait_for_queued_work(relock, [&] {
-      const Event* waited = g_events.find(event);
-      return waited == nullptr || waited->records_pending == 0;
-    });
+    wait_for_queued_work(relock, [&] { return record_done(event, record); });
   }, true);
   return CUDA_SUCCESS;
 }
@@ -318,16 +331,14 @@ DOUBLE_EXPORT CUresult cuStreamWaitEvent(CUstream stream, CUevent event, unsigne
 DOUBLE_EXPORT CUresult cuEventQuery(CUevent event) {
   auto lock = lock_driver();
   if (CUresult r = event_state(event); r != CUDA_SUCCESS) return r;
-  return g_events.find(event)->records_pending == 0 ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+  return record_done(event, g_events.find(event)->last_record) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 
 DOUBLE_EXPORT CUresult cuEventSynchronize(CUevent event) {
   auto lock = lock_driver();
   if (CUresult r = event_state(event); r != CUDA_SUCCESS) return r;
-  wait_for_queued_work(lock, [&] {
-    const Event* found = g_events.find(event);
-    return found == nullptr || found->records_pending == 0;
-  });
+  const uint64_t record = g_events.find(event)->last_record;
+  wait_for_queued_work(lock, [&] { return record_done(event, record); });
   release_pool_memory();
   return event_state(event);
 }

@@ -93,7 +93,8 @@ class Answers {
     if (result.result != CUDA_SUCCESS) return;
     WireReader outputs(std::span<const uint8_t>(reply).subspan(sizeof result), "poll answer");
     const HostFunctionPollAnswer answer = decode_host_function_poll_answer(outputs);
-    if (answer.reached) poll(answer.reach);
+    // An answer that only lists ids to forget ends no run: the thread polls again all the same.
+    poll(answer.reached ? answer.reach : 0);
   }
   // Polls with `done` (0: none), outside the issue order.
   void poll(uint64_t done) {
@@ -275,6 +276,34 @@ class Script {
 
 WireWriter args() { return WireWriter(); }
 
+// Two host functions on a stream, a third captured, a host node added to the captured graph, the
+// graph launched and destroyed, a poll, a synchronisation. `refused` makes the first launch name
+// a function RGPU does not send (refused, its id to be forgotten) and the poll say it carries a
+// byte it does not (refused): the finding of a stand-in host function thread that stopped polling
+// once an answer only listed ids to forget.
+std::vector<uint8_t> host_functions_and_a_graph(bool refused) {
+  Script s;
+  const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
+  const size_t stream = s.call(FN_cuStreamCreate, args().put<uint64_t>(0), 1, ctx);
+  s.call(FN_rgpuLaunchHostFunction,
+         args().put(refused ? FN_cuLaunchKernel : FN_cuLaunchHostFunc).put(s.ref(stream)).put<uint64_t>(1).put<uint32_t>(0),
+         0, ctx, true);
+  s.call(FN_rgpuLaunchHostFunction,
+         args().put(FN_cuStreamAddCallback).put(s.ref(stream)).put<uint64_t>(2).put<uint32_t>(0), 0, ctx, true);
+  s.call(FN_cuStreamBeginCapture_v2, args().put(s.ref(stream)).put<uint64_t>(CU_STREAM_CAPTURE_MODE_RELAXED), 0, ctx);
+  s.call(FN_rgpuLaunchHostFunction, args().put(FN_cuLaunchHostFunc).put(s.ref(stream)).put<uint64_t>(3).put<uint32_t>(0),
+         0, ctx, true);
+  const size_t graph = s.call(FN_cuStreamEndCapture, args().put(s.ref(stream)), 1, ctx);
+  s.call(FN_rgpuGraphAddHostNode, args().put(s.ref(graph)).put<uint64_t>(4).put<uint32_t>(0), 1, ctx);
+  const size_t exec = s.call(FN_cuGraphInstantiateWithFlags, args().put(s.ref(graph)).put<uint64_t>(0), 1, ctx);
+  s.call(FN_cuGraphLaunch, args().put(s.ref(exec)).put(s.ref(stream)), 0, ctx, true);
+  s.call(FN_cuGraphDestroy, args().put(s.ref(graph)), 0, ctx, true);
+  s.call(FN_rgpuHostFunctionPoll, args().put<uint64_t>(0).put<uint64_t>(refused ? 1 : 0), 0, ctx);
+  s.call(FN_cuStreamSynchronize, args().put(s.ref(stream)), 0, ctx);
+  s.call(FN_cuGraphExecDestroy, args().put(s.ref(exec)), 0, ctx, true);
+  return s.bytes();
+}
+
 void write_seeds(const fuzz::Seeds& seeds) {
   {
     Script s;
@@ -354,27 +383,7 @@ void write_seeds(const fuzz::Seeds& seeds) {
     s.call(FN_cuStreamDestroy_v2, args().put(s.ref(stream)), 0, ctx, true);
     seeds.write("streams-capture", s.bytes());
   }
-  {
-    Script s;
-    const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
-    const size_t stream = s.call(FN_cuStreamCreate, args().put<uint64_t>(0), 1, ctx);
-    s.call(FN_rgpuLaunchHostFunction, args().put(FN_cuLaunchHostFunc).put(s.ref(stream)).put<uint64_t>(1).put<uint32_t>(0),
-           0, ctx, true);
-    s.call(FN_rgpuLaunchHostFunction,
-           args().put(FN_cuStreamAddCallback).put(s.ref(stream)).put<uint64_t>(2).put<uint32_t>(0), 0, ctx, true);
-    s.call(FN_cuStreamBeginCapture_v2, args().put(s.ref(stream)).put<uint64_t>(CU_STREAM_CAPTURE_MODE_RELAXED), 0, ctx);
-    s.call(FN_rgpuLaunchHostFunction, args().put(FN_cuLaunchHostFunc).put(s.ref(stream)).put<uint64_t>(3).put<uint32_t>(0),
-           0, ctx, true);
-    const size_t graph = s.call(FN_cuStreamEndCapture, args().put(s.ref(stream)), 1, ctx);
-    s.call(FN_rgpuGraphAddHostNode, args().put(s.ref(graph)).put<uint64_t>(4).put<uint32_t>(0), 1, ctx);
-    const size_t exec = s.call(FN_cuGraphInstantiateWithFlags, args().put(s.ref(graph)).put<uint64_t>(0), 1, ctx);
-    s.call(FN_cuGraphLaunch, args().put(s.ref(exec)).put(s.ref(stream)), 0, ctx, true);
-    s.call(FN_cuGraphDestroy, args().put(s.ref(graph)), 0, ctx, true);
-    s.call(FN_rgpuHostFunctionPoll, args().put<uint64_t>(0).put<uint64_t>(0), 0, ctx);
-    s.call(FN_cuStreamSynchronize, args().put(s.ref(stream)), 0, ctx);
-    s.call(FN_cuGraphExecDestroy, args().put(s.ref(exec)), 0, ctx, true);
-    seeds.write("host-functions", s.bytes());
-  }
+  seeds.write("host-functions", host_functions_and_a_graph(false));
   {
     Script s;
     s.call(FN_rgpuDeviceInfo, args().put<uint64_t>(1));
@@ -400,7 +409,8 @@ void write_seeds(const fuzz::Seeds& seeds) {
     seeds.write("contexts-libraries-links", s.bytes());
   }
   // Findings, kept as seeds: a rectangle whose size wraps around 2^64; launches whose parameters
-  // do not cover the kernel's.
+  // do not cover the kernel's; a host function no poll was left to tell (the target's own); a wait
+  // for an event's later record (the test double's).
   {
     Script s;
     const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
@@ -432,6 +442,23 @@ void write_seeds(const fuzz::Seeds& seeds) {
     else launch.put<uint32_t>(3).put<uint32_t>(0).put<uint32_t>(8).put<uint32_t>(16);
     s.call(FN_rgpuLaunch, launch.blob(params.buffer()), 0, ctx);
     seeds.write(few ? "finding-launch-few-parameters" : "finding-launch-short-parameters", s.bytes());
+  }
+  seeds.write("finding-forgotten-ends-polling", host_functions_and_a_graph(true));
+  {
+    // The test double's stream waited for every record of the event, also one issued after the
+    // wait on the waiting stream itself, queued behind it.
+    Script s;
+    const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
+    const size_t held = s.call(FN_cuStreamCreate, args().put<uint64_t>(CU_STREAM_NON_BLOCKING), 1, ctx);
+    const size_t waiting = s.call(FN_cuStreamCreate, args().put<uint64_t>(CU_STREAM_NON_BLOCKING), 1, ctx);
+    const size_t event = s.call(FN_cuEventCreate, args().put<uint64_t>(0), 1, ctx);
+    s.call(FN_rgpuLaunchHostFunction, args().put(FN_cuLaunchHostFunc).put(s.ref(held)).put<uint64_t>(1).put<uint32_t>(0),
+           0, ctx, true);
+    s.call(FN_cuEventRecord, args().put(s.ref(event)).put(s.ref(held)), 0, ctx, true);
+    s.call(FN_cuStreamWaitEvent, args().put(s.ref(waiting)).put(s.ref(event)).put<uint64_t>(0), 0, ctx, true);
+    s.call(FN_cuEventRecord, args().put(s.ref(event)).put(s.ref(waiting)), 0, ctx, true);
+    s.call(FN_cuStreamSynchronize, args().put(s.ref(waiting)), 0, ctx);
+    seeds.write("finding-wait-for-a-later-record", s.bytes());
   }
 }
 
