@@ -6,6 +6,7 @@
 #include <string>
 
 #include "api_state.hpp"
+#include "call_stats.hpp"
 #include "cuda_client.hpp"
 #include "daemon_link.hpp"
 #include "device_address_space.hpp"
@@ -49,6 +50,13 @@ CUresult link_for_call(DaemonLink*& link) {
   return link ? CUDA_SUCCESS : kLinkLost;
 }
 
+// RGPU_LOG=trace: every call this process sends, in order.
+void trace_call(uint32_t function, const char* how) {
+  if (static_cast<int>(LogLevel::Trace) < static_cast<int>(log_level())) return;
+  const char* name = function_name(function) ?: rgpu_call_name(function);
+  LOG_TRACE("%s %s", how, name ? name : "call");
+}
+
 CUresult report_deferred(const ReplyHeader& header) {
   if (header.deferred_function == 0) return CUDA_SUCCESS;
   const char* name = function_name(header.deferred_function) ?: rgpu_call_name(header.deferred_function);
@@ -89,6 +97,8 @@ CUresult finish_reply(std::span<const uint8_t> answer, const ReplyReader& read_o
 namespace {
 CUresult exchange_on(DaemonLink& link, CallBuilder& call, const ReplyReader& read_outs, const RingSpec* spec,
                      bool ordered) {
+  CallTimer timer(call.function());
+  trace_call(call.function(), "call");
   stamp(call, link, ordered);
   const uint64_t id = g_next_request.fetch_add(1);
   if (CUresult r = link.send(id, 0, call.payload(), spec); r != CUDA_SUCCESS) return r;
@@ -120,6 +130,8 @@ CUresult send_call(CallBuilder& call, const RingSpec* spec, uint64_t& request_id
   DaemonLink* link = nullptr;
   if (CUresult r = link_for_call(link); r != CUDA_SUCCESS) return r;
   stamp(call, *link);
+  count_call(call.function(), false, 0);  // its answer is waited for apart (chunked copies)
+  trace_call(call.function(), "sent");
   request_id = g_next_request.fetch_add(1);
   return link->send(request_id, 0, call.payload(), spec);
 }
@@ -133,6 +145,8 @@ CUresult send_pipelined(CallBuilder& call, const RingSpec* spec) {
   DaemonLink* link = nullptr;
   if (CUresult r = link_for_call(link); r != CUDA_SUCCESS) return r;
   stamp(call, *link);
+  count_call(call.function(), false, 0);
+  trace_call(call.function(), "pipelined");
   return link->send(g_next_request.fetch_add(1), kFrameNoReply, call.payload(), spec);
 }
 

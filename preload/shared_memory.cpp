@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "api_state.hpp"
+#include "call_stats.hpp"
 #include "cuda_client.hpp"
 #include "device_address_space.hpp"
 #include "log.hpp"
@@ -80,6 +81,7 @@ CUresult send_host_writes(Entry& e) {
   auto send = [&](size_t offset, size_t length) {
     if (result != CUDA_SUCCESS) return;
     LOG_TRACE("shared memory 0x%llx: sending %zu bytes at %zu", static_cast<unsigned long long>(a.base), length, offset);
+    count_work("shared memory: host writes sent (bytes)", length);
     result = copy_to_device(FN_cuMemcpyHtoD_v2, a.base + offset, e.host() + offset, length, nullptr);
   };
   auto compare = [&](size_t offset, size_t length) {
@@ -104,6 +106,7 @@ CUresult send_host_writes(Entry& e) {
 CUresult fetch_device_copy(Entry& e) {
   const SharedAllocation& a = e.allocation;
   LOG_TRACE("shared memory 0x%llx: fetching %zu bytes", static_cast<unsigned long long>(a.base), a.bytes);
+  count_work("shared memory: device copies fetched (bytes)", a.bytes);
   if (CUresult r = copy_from_device(FN_cuMemcpyDtoH_v2, e.host(), a.base, a.bytes, nullptr); r != CUDA_SUCCESS)
     return r;
   std::memcpy(e.snapshot.data(), e.host(), a.bytes);
@@ -235,6 +238,7 @@ CUresult before_device_work() {
   if (g_captures.load() > 0) return CUDA_SUCCESS;
   std::lock_guard lock(g_mutex);
   g_device_work.fetch_add(1);
+  count_work("shared memory: checks before device work", entries().size());
   for (auto& [base, e] : entries())
     if (CUresult r = send_host_writes(e); r != CUDA_SUCCESS) return r;
   return CUDA_SUCCESS;
@@ -246,6 +250,7 @@ CUresult after_synchronisation(bool context_idle) {
   std::lock_guard lock(g_mutex);
   const uint64_t work = g_device_work.load();
   if (work == g_fetched_at) return CUDA_SUCCESS;
+  count_work("shared memory: fetches after a synchronisation", entries().size());
   if (!context_idle) {  // other streams may still be writing
     CallBuilder call(FN_cuCtxSynchronize);
     if (CUresult r = call_sync(call, nullptr); r != CUDA_SUCCESS) return r;

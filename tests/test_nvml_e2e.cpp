@@ -315,6 +315,59 @@ TEST_F(NvmlE2E, StateFollowsTheDevicesButAnotherUsersProcessesStayHidden) {
   EXPECT_EQ(count, 0u) << "nothing runs on device 1";
 }
 
+// nvidia-smi's private table: a device's bus id by index, and its processes in the table's own
+// entries (this user's only, as the public lists).
+TEST_F(NvmlE2E, ThePrivateTableNvidiaSmiUsesAnswersBusIdsAndProcesses) {
+  constexpr uint64_t kOwn = 2 * kGiB, kOthers = 1 * kGiB;
+  HeldApp other(NvmlPath::instance->socket_b, kOthers);
+  HeldApp own(NvmlPath::instance->socket_a, kOwn);
+  ASSERT_GT(other.pid(), 0) << NvmlPath::client_log(1);
+  ASSERT_GT(own.pid(), 0) << NvmlPath::client_log(0);
+  start();
+  const uint8_t id[16] = {0xc4, 0xfe, 0x3e, 0x6c, 0xc9, 0x8f, 0x6c, 0x4e, 0xa3, 0x27, 0xee, 0x69, 0x6e, 0x12, 0xf7, 0xc4};
+  auto get_table = nvml_.get<Return (*)(const void**, const void*)>("nvmlInternalGetExportTable");
+  const void* table = nullptr;
+  const uint8_t unknown_id[16] = {1};
+  EXPECT_EQ(get_table(&table, unknown_id), rgpu::nvml::kErrorNotSupported);
+  ASSERT_EQ(get_table(&table, id), 0);
+  auto* slots = static_cast<void* const*>(table);
+  ASSERT_GT(reinterpret_cast<size_t>(slots[0]), 648u) << "nvidia-smi wants a table longer than 648 bytes";
+
+  char bus[34] = {};
+  char expected[32] = {};
+  rgpu::nvml::PciInfo pci{};
+  ASSERT_EQ(nvml_.get<Return (*)(rgpu::nvml::Device, rgpu::nvml::PciInfo*)>("nvmlDeviceGetPciInfo_v3")(device0_, &pci), 0);
+  std::snprintf(expected, sizeof expected, "%s", pci.bus_id_legacy);
+  auto bus_id = reinterpret_cast<Return (*)(unsigned, char*, unsigned)>(slots[81]);
+  ASSERT_EQ(bus_id(0, bus, sizeof bus), 0);
+  EXPECT_STREQ(bus, expected);
+  EXPECT_EQ(bus_id(0, bus, 4), rgpu::nvml::kErrorInsufficientSize);
+  EXPECT_NE(bus_id(99, bus, sizeof bus), 0);
+
+  constexpr size_t kEntry = 4128;
+  std::vector<uint8_t> entries(kEntry * 4, 0xee);
+  unsigned count = 4;
+  auto compute = reinterpret_cast<Return (*)(rgpu::nvml::Device, unsigned*, uint8_t*)>(slots[213]);
+  ASSERT_EQ(compute(device0_, &count, entries.data()), 0);
+  ASSERT_EQ(count, 1u) << "another user's application must not be listed";
+  uint32_t pid = 0;
+  uint64_t memory = 0;
+  std::memcpy(&pid, entries.data(), 4);
+  std::memcpy(&memory, entries.data() + 8, 8);
+  EXPECT_EQ(pid, static_cast<uint32_t>(own.pid()));
+  EXPECT_EQ(memory, kOwn);
+  EXPECT_NE(std::string(reinterpret_cast<const char*>(entries.data() + 32)).find("nvml_app"), std::string::npos);
+  count = 0;
+  EXPECT_EQ(compute(device0_, &count, entries.data()), rgpu::nvml::kErrorInsufficientSize);
+  EXPECT_EQ(count, 1u);
+  count = 4;
+  auto graphics = reinterpret_cast<Return (*)(rgpu::nvml::Device, unsigned*, uint8_t*)>(slots[214]);
+  ASSERT_EQ(graphics(device0_, &count, entries.data()), 0);
+  EXPECT_EQ(count, 0u);
+  auto unknown = reinterpret_cast<Return (*)()>(slots[100]);
+  EXPECT_EQ(unknown(), rgpu::nvml::kErrorNotSupported);
+}
+
 // An application sees itself with the memory it holds, and the other applications of its own
 // user, never another user's.
 TEST_F(NvmlE2E, ApplicationsSeeTheirOwnProcessesOnly) {

@@ -139,6 +139,9 @@ static CUresult traced_get_export_table(const void** table, const CUuuid* id) {
       if (!sized && !slots[s]) break;
       if (slots[s] && in_driver(slots[s])) {
         tables[t].real[s] = (SlotFn)slots[s];
+        Dl_info where;
+        if (dladdr(slots[s], &where) && where.dli_fbase)
+          fprintf(output(), "  slot %d: %s+%#lx\n", s, where.dli_fname, (unsigned long)((const char*)slots[s] - (const char*)where.dli_fbase));
         tables[t].copy[s] = (void*)trampolines[t][s];
       } else if (slots[s]) {
         fprintf(output(), "  slot %d: %p (data in %s)\n", s, slots[s], library_of(slots[s]));
