@@ -25,6 +25,17 @@ CUresult capture_info(uint32_t variant, CUstream stream, CUstreamCaptureStatus* 
                       size_t* count) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (status == nullptr || (edge_data != nullptr && dependencies == nullptr)) return CUDA_ERROR_INVALID_VALUE;
+  if (!capture_under_way()) {
+    // No capture this process began is under way, so no stream is capturing (libraries such as
+    // cuBLAS ask before every call): answered here, without a round trip.
+    *status = CU_STREAM_CAPTURE_STATUS_NONE;
+    if (graph) *graph = nullptr;
+    if (count) *count = 0;
+    if (dependencies) *dependencies = nullptr;
+    if (edge_data) *edge_data = nullptr;
+    t_dependencies.erase(stream);
+    return CUDA_SUCCESS;
+  }
   CallBuilder call(variant);
   call.out_mask(kCaptureStatus | (id ? kCaptureId : 0u) | (graph ? kCaptureGraph : 0u) |
                 (dependencies ? kCaptureDependencies : 0u) | (edge_data ? kCaptureEdgeData : 0u) |
@@ -105,6 +116,13 @@ RGPU_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, CUstreamCaptureMod
 }
 RGPU_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream stream, CUstreamCaptureMode mode) {
   return begin_capture(FN_cuStreamBeginCapture_v2_ptsz, stream, &mode);
+}
+
+RGPU_EXPORT CUresult cuStreamIsCapturing(CUstream stream, CUstreamCaptureStatus* status) {
+  return capture_info(FN_cuStreamGetCaptureInfo_v2, stream, status, nullptr, nullptr, nullptr, nullptr, nullptr);
+}
+RGPU_EXPORT CUresult cuStreamIsCapturing_ptsz(CUstream stream, CUstreamCaptureStatus* status) {
+  return capture_info(FN_cuStreamGetCaptureInfo_v2_ptsz, stream, status, nullptr, nullptr, nullptr, nullptr, nullptr);
 }
 
 RGPU_EXPORT CUresult cuStreamGetCaptureInfo_v2(CUstream stream, CUstreamCaptureStatus* status, cuuint64_t* id,

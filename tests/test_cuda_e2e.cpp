@@ -2535,15 +2535,18 @@ TEST_F(CudaE2E, EmptyAndEventNodesAndTheirEdgesAreAddedAndRemoved) {
 
 // What torch.cuda.graph makes of a copy to pinned memory inside a capture: each launch of the graph
 // copies between the device and the application's memory again, reading and writing it then.
+// In every capture mode: the server's own staging for the copies must neither be refused nor
+// invalidate the capture (allocating page-locked memory is unsafe during a capture).
 TEST_F(CudaE2E, CapturedCopiesReadAndWriteHostMemoryAtEachLaunch) {
+  for (CUstreamCaptureMode mode : {CU_STREAM_CAPTURE_MODE_GLOBAL, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL, CU_STREAM_CAPTURE_MODE_RELAXED})
   for (size_t n : {size_t{1000}, size_t{3} << 18}) {  // 4 KB inside the call; 3 MiB in ring chunks
-    SCOPED_TRACE(n);
+    SCOPED_TRACE(testing::Message() << "mode " << mode << ", " << n << " values");
     CUdeviceptr device;
     ASSERT_CU(cuMemAlloc(&device, n * 4));
     std::vector<uint32_t> in(n), out(n, 0xdeadbeef);
     CUstream stream;
     ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
-    ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+    ASSERT_CU(cuStreamBeginCapture(stream, mode));
     ASSERT_CU(cuMemcpyHtoDAsync(device, in.data(), n * 4, stream));
     ASSERT_CU(cuMemcpyDtoHAsync(out.data(), device, n * 4, stream));
     CUgraph graph;

@@ -38,4 +38,25 @@ class Driver {
 
 const char* error_name(CUresult result);
 
+// For the server's own driver calls that CUDA counts as unsafe while a stream captures (page-locking
+// and freeing staging memory, a captured copy's staging): the calling thread's capture mode is
+// relaxed while one lives, so that an application's capture in the global or thread-local mode is
+// neither refused nor invalidated by work the application did not ask for.
+class RelaxedCapture {
+ public:
+  RelaxedCapture() : exchange_(Driver::get().fn<Exchange>("cuThreadExchangeStreamCaptureMode")) {
+    if (exchange_ && exchange_(&mode_) != CUDA_SUCCESS) exchange_ = nullptr;
+  }
+  ~RelaxedCapture() {
+    if (exchange_) exchange_(&mode_);
+  }
+  RelaxedCapture(const RelaxedCapture&) = delete;
+  RelaxedCapture& operator=(const RelaxedCapture&) = delete;
+
+ private:
+  using Exchange = CUresult (*)(CUstreamCaptureMode*);
+  Exchange exchange_;
+  CUstreamCaptureMode mode_ = CU_STREAM_CAPTURE_MODE_RELAXED;  // the thread's own mode while relaxed
+};
+
 }  // namespace rgpu::cuda

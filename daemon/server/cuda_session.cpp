@@ -465,7 +465,11 @@ CUresult CudaSession::capture_host_copy(HostFunctionKind kind, uint32_t variant,
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
   void* staging = nullptr;
-  if (CUresult r = alloc(&staging, size ? size : 1, 0); r != CUDA_SUCCESS) {
+  if (CUresult r = [&] {
+        RelaxedCapture relaxed;
+        return alloc(&staging, size ? size : 1, 0);
+      }();
+      r != CUDA_SUCCESS) {
     host_functions_->unreserve_staging(size);
     return r;
   }
@@ -474,6 +478,7 @@ CUresult CudaSession::capture_host_copy(HostFunctionKind kind, uint32_t variant,
     auto fn = d.fn<CUresult (*)(void*, CUdeviceptr, size_t, CUstream)>(name);
     CUresult r = fn ? fn(staging, device, size, stream) : missing(name);
     if (r != CUDA_SUCCESS) {
+      RelaxedCapture relaxed;
       free_host(staging);
       host_functions_->unreserve_staging(size);
       return r;
@@ -489,6 +494,7 @@ void CudaSession::free_released_staging() {
   std::vector<void*> released = host_functions_->take_released_staging();
   if (released.empty()) return;
   auto free_host = Driver::get().fn<CUresult (*)(void*)>("cuMemFreeHost");
+  RelaxedCapture relaxed;
   for (void* staging : released)
     if (free_host) free_host(staging);
 }

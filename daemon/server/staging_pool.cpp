@@ -65,7 +65,10 @@ void StagingPool::pin(const void* address) {
   // buffer meanwhile, so it stays.
   auto host_register = Driver::get().fn<CUresult (*)(void*, size_t, unsigned)>("cuMemHostRegister_v2");
   if (host_register == nullptr) return;
-  const CUresult r = host_register(data, buffer_size_, CU_MEMHOSTREGISTER_PORTABLE);
+  const CUresult r = [&] {
+    RelaxedCapture relaxed;
+    return host_register(data, buffer_size_, CU_MEMHOSTREGISTER_PORTABLE);
+  }();
   if (r != CUDA_SUCCESS) LOG_WARN("cannot page-lock a staging buffer (%s); copies run at pageable speed", error_name(r));
   std::lock_guard lock(mutex_);
   for (Buffer& buffer : buffers_)
@@ -76,6 +79,7 @@ void StagingPool::unpin_and_free(Buffer& buffer) {
   if (buffer.pinned) {
     auto host_unregister = Driver::get().fn<CUresult (*)(void*)>("cuMemHostUnregister");
     if (host_unregister) {
+      RelaxedCapture relaxed;
       // Already unlocked when the last context it was locked in went away.
       if (CUresult r = host_unregister(buffer.data); r != CUDA_SUCCESS && r != CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED)
         LOG_WARN("cannot unlock a staging buffer: %s", error_name(r));

@@ -319,12 +319,13 @@ DOUBLE_EXPORT CUresult cuMemFreeAsync(CUdeviceptr pointer, CUstream stream) {
   return free_allocation(pointer);
 }
 
-// Page-locked host memory is host memory here.
+// Page-locked host memory is host memory here; allocating and freeing it are unsafe during a capture.
 DOUBLE_EXPORT CUresult cuMemHostAlloc(void** pointer, size_t bytes, unsigned flags) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
   if (pointer == nullptr || bytes == 0 || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (unsafe_during_capture(context)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   *pointer = std::malloc(bytes);
   return *pointer ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
@@ -332,6 +333,8 @@ DOUBLE_EXPORT CUresult cuMemHostAlloc(void** pointer, size_t bytes, unsigned fla
 DOUBLE_EXPORT CUresult cuMemFreeHost(void* pointer) {
   auto lock = lock_driver();
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (CUcontext context = nullptr; current_context(context) == CUDA_SUCCESS && unsafe_during_capture(context))
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   std::free(pointer);
   return CUDA_SUCCESS;
 }

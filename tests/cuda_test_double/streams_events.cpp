@@ -8,6 +8,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <thread>
 #include <set>
 #include <type_traits>
 #include <utility>
@@ -28,6 +29,7 @@ struct Capture {
   std::vector<CUgraphEdgeData> edges;
   CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
   bool invalidated = false;  // an unsafe call was made meanwhile: ending it fails
+  std::thread::id thread = std::this_thread::get_id();  // the thread that began it
 };
 struct Stream {
   CUcontext context;
@@ -220,10 +222,22 @@ void release_streams_and_events_of(std::unique_lock<std::mutex>& lock, CUcontext
   lock.lock();
 }
 
+// The calling thread's capture interaction mode (cuThreadExchangeStreamCaptureMode), global by default.
+thread_local CUstreamCaptureMode t_capture_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
+
+// CUDA's rules for a potentially unsafe call: a thread in relaxed mode may always make one; one in
+// thread-local mode not while a capture it began (not in relaxed mode) is under way; one in global
+// mode not then either, nor while another thread's global-mode capture is. Each capture that
+// refuses the call is invalidated.
 bool unsafe_during_capture(CUcontext context) {
+  if (t_capture_mode == CU_STREAM_CAPTURE_MODE_RELAXED) return false;
+  const std::thread::id self = std::this_thread::get_id();
   bool refused = false;
   for (CUstream handle : g_streams.handles_if([&](const Stream& s) {
-         return s.context == context && s.capture && s.capture->mode == CU_STREAM_CAPTURE_MODE_GLOBAL;
+         if (s.context != context || !s.capture) return false;
+         const Capture& c = *s.capture;
+         if (c.thread == self) return c.mode != CU_STREAM_CAPTURE_MODE_RELAXED;
+         return t_capture_mode == CU_STREAM_CAPTURE_MODE_GLOBAL && c.mode == CU_STREAM_CAPTURE_MODE_GLOBAL;
        })) {
     g_streams.find(handle)->capture->invalidated = true;
     refused = true;
@@ -234,6 +248,12 @@ bool unsafe_during_capture(CUcontext context) {
 }  // namespace rgpu::cuda_double
 
 using namespace rgpu::cuda_double;
+
+DOUBLE_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode* mode) {
+  if (mode == nullptr || *mode > CU_STREAM_CAPTURE_MODE_RELAXED) return CUDA_ERROR_INVALID_VALUE;
+  std::swap(*mode, t_capture_mode);
+  return CUDA_SUCCESS;
+}
 
 DOUBLE_EXPORT CUresult cuStreamCreate(CUstream* stream, unsigned int flags) {
   auto lock = lock_driver();
