@@ -61,7 +61,10 @@ CUresult release_primary(CUdevice device) {
     auto it = primaries.find(device);
     if (it != primaries.end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
   }
-  if (going != nullptr) context_storage_destroyed(going);
+  if (going != nullptr) {
+    context_storage_destroyed(going);
+    shared_memory_context_gone(going);
+  }
   return send_primary_release(device);
 }
 
@@ -187,7 +190,10 @@ RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice device) { return cuDevic
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice device) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  if (CUcontext primary = forget_primary_retains(device)) context_storage_destroyed(primary);
+  if (CUcontext primary = forget_primary_retains(device)) {
+    context_storage_destroyed(primary);
+    shared_memory_context_gone(primary);
+  }
   CallBuilder call(FN_cuDevicePrimaryCtxReset_v2);
   call.in(device);
   return call_sync(call, nullptr);
@@ -233,6 +239,7 @@ RGPU_EXPORT CUresult cuCtxDestroy_v2(CUcontext context) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
   context_storage_destroyed(context);
+  shared_memory_context_gone(context);
   CallBuilder call(FN_cuCtxDestroy_v2);
   call.in(context);
   CUresult r = call_sync(call, nullptr);

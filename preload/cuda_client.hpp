@@ -107,6 +107,8 @@ CUdeviceptr release_shared(CUdeviceptr pointer);
 // After cuStreamBeginCapture* (begin) or cuStreamEndCapture* answered `result`: while a capture is
 // under way, nothing is synchronised (the copies would be captured, or end the capture).
 void capture_changed(bool begin, CUresult result);
+// A context is going away: the stream shared memory's fetches use in it goes with it.
+void shared_memory_context_gone(CUcontext context);
 // Whether a capture this process began may still be under way.
 bool capture_under_way();
 

@@ -102,13 +102,33 @@ CUresult send_host_writes(Entry& e) {
   return result;
 }
 
-// Replaces the host copy with the device's.
+// Fetches go on a non-blocking stream of this process's own (one per context), so that a fetch waits
+// for nothing but itself: on the legacy stream it would wait for all work of the blocking streams.
+// Null when there is none (the legacy stream is used then).
+std::map<CUcontext, CUstream>& fetch_streams() {  // under g_mutex
+  static auto* value = new std::map<CUcontext, CUstream>;  // never destroyed: see api_state.hpp
+  return *value;
+}
+CUstream fetch_stream() {
+  auto* streams = &fetch_streams();
+  CUcontext current = nullptr;
+  if (cuCtxGetCurrent(&current) != CUDA_SUCCESS || current == nullptr) return nullptr;
+  if (auto it = streams->find(current); it != streams->end()) return it->second;
+  CUstream stream = nullptr;
+  if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS) return nullptr;
+  return (*streams)[current] = stream;
+}
+
+// Replaces the host copy with the device's as it is now. Work the application has not waited for
+// may still be writing it: the host may not rely on such bytes before it waits, natively either.
 CUresult fetch_device_copy(Entry& e) {
   const SharedAllocation& a = e.allocation;
   LOG_TRACE("shared memory 0x%llx: fetching %zu bytes", static_cast<unsigned long long>(a.base), a.bytes);
   count_work("shared memory: device copies fetched (bytes)", a.bytes);
-  if (CUresult r = copy_from_device(FN_cuMemcpyDtoH_v2, e.host(), a.base, a.bytes, nullptr); r != CUDA_SUCCESS)
-    return r;
+  CUstream stream = fetch_stream();
+  CUresult r = stream ? copy_from_device(FN_cuMemcpyDtoHAsync_v2, e.host(), a.base, a.bytes, stream)
+                      : copy_from_device(FN_cuMemcpyDtoH_v2, e.host(), a.base, a.bytes, nullptr);
+  if (r != CUDA_SUCCESS) return r;
   std::memcpy(e.snapshot.data(), e.host(), a.bytes);
   // The copy's own writes are not the application's.
   if (e.watched && !WrittenPages::get().take(e.pages(), e.pages_length(), [](size_t, size_t) {})) e.watched = false;
@@ -233,6 +253,11 @@ void capture_changed(bool begin, CUresult result) {
 
 bool capture_under_way() { return g_captures.load() > 0; }
 
+void shared_memory_context_gone(CUcontext context) {
+  std::lock_guard lock(g_mutex);
+  fetch_streams().erase(context);
+}
+
 CUresult before_device_work() {
   if (g_count.load(std::memory_order_acquire) == 0) return CUDA_SUCCESS;
   if (g_captures.load() > 0) return CUDA_SUCCESS;
@@ -244,17 +269,13 @@ CUresult before_device_work() {
   return CUDA_SUCCESS;
 }
 
-CUresult after_synchronisation(bool context_idle) {
+CUresult after_synchronisation(bool /*context_idle*/) {
   if (g_count.load(std::memory_order_acquire) == 0) return CUDA_SUCCESS;
   if (g_captures.load() > 0) return CUDA_SUCCESS;
   std::lock_guard lock(g_mutex);
   const uint64_t work = g_device_work.load();
   if (work == g_fetched_at) return CUDA_SUCCESS;
   count_work("shared memory: fetches after a synchronisation", entries().size());
-  if (!context_idle) {  // other streams may still be writing
-    CallBuilder call(FN_cuCtxSynchronize);
-    if (CUresult r = call_sync(call, nullptr); r != CUDA_SUCCESS) return r;
-  }
   for (auto& [base, e] : entries()) {
     // What the host wrote meanwhile goes first, so that the fetch does not undo it.
     if (CUresult r = send_host_writes(e); r != CUDA_SUCCESS) return r;
