@@ -144,6 +144,10 @@ CUresult call_sync(CallBuilder& call, const ReplyReader& read_outs) {
 CUresult send_pipelined(CallBuilder& call, const RingSpec* spec) {
   DaemonLink* link = nullptr;
   if (CUresult r = link_for_call(link); r != CUDA_SUCCESS) return r;
+  // While a capture is under way a call may fail for the capture's sake (an unsafe call, an
+  // invalidated capture): its caller gets that answer, as from the driver, rather than the next
+  // call of the process.
+  if (spec == nullptr && capture_under_way()) return exchange_on(*link, call, nullptr, nullptr, true);
   stamp(call, *link);
   count_call(call.function(), false, 0);
   trace_call(call.function(), "pipelined");

@@ -2535,6 +2535,26 @@ TEST_F(CudaE2E, EmptyAndEventNodesAndTheirEdgesAreAddedAndRemoved) {
 
 // What torch.cuda.graph makes of a copy to pinned memory inside a capture: each launch of the graph
 // copies between the device and the application's memory again, reading and writing it then.
+// A call that a capture makes fail (freeing memory is unsafe then) fails for its own caller, as
+// from the driver, even a call RGPU otherwise sends without waiting for its answer; the capture is
+// invalidated, and what runs after it is not blamed for it.
+TEST_F(CudaE2E, ACallRefusedDuringACaptureFailsForItsCaller) {
+  CUdeviceptr p = 0;
+  ASSERT_CU(cuMemAlloc(&p, 4096));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+  EXPECT_EQ(cuMemFree(p), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+  CUgraph graph = nullptr;
+  EXPECT_EQ(cuStreamEndCapture(stream, &graph), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+  EXPECT_EQ(graph, nullptr);
+  EXPECT_CU(cuMemFree(p));  // after the capture, as any time
+  CUdeviceptr q = 0;
+  EXPECT_CU(cuMemAlloc(&q, 4096));
+  EXPECT_CU(cuMemFree(q));
+  EXPECT_CU(cuStreamDestroy(stream));
+}
+
 // In every capture mode: the server's own staging for the copies must neither be refused nor
 // invalidate the capture (allocating page-locked memory is unsafe during a capture).
 TEST_F(CudaE2E, CapturedCopiesReadAndWriteHostMemoryAtEachLaunch) {

@@ -343,6 +343,7 @@ DOUBLE_EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {
   auto lock = lock_driver();
   CUcontext context;
   if (CUresult r = enter(context); r != CUDA_SUCCESS) return r;
+  if (unsafe_during_capture(context)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   return free_allocation(pointer);
 }
 
