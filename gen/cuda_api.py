@@ -73,6 +73,7 @@ cuGraphAddMemsetNode cuGraphAddDependencies cuGraphAddDependencies_v2 cuGraphRem
 cuGraphRemoveDependencies_v2 cuGraphAddMemcpyNode
 cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2 cuStreamBeginCapture_v2_ptsz
 cuStreamBeginCaptureToGraph cuStreamBeginCaptureToGraph_ptsz cuGraphAddMemAllocNode
+cuGraphHostNodeGetParams cuGraphHostNodeSetParams cuGraphExecHostNodeSetParams
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call

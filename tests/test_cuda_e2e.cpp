@@ -2274,6 +2274,78 @@ TEST_F(CudaE2E, GraphsRunTheirHostFunctionsAtEachLaunch) {
   EXPECT_CU(cuStreamDestroy(stream));
 }
 
+// A host node's parameters are the application's own function and data, read back whether the
+// node was added or captured; changed in the graph, they run at the launches of executable graphs
+// made after; changed in one executable graph, at its launches only, even once the graph is gone.
+TEST_F(CudaE2E, HostNodesReadAndChangeTheirFunctions) {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  RunLog log;
+  unsigned nothing = 0;
+  Probe a{&log, "a", &nothing}, b{&log, "b", &nothing}, c{&log, "c", &nothing};
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNode node;
+  const CUDA_HOST_NODE_PARAMS run_a{probe, &a}, run_b{probe, &b}, run_c{probe, &c};
+  ASSERT_CU(cuGraphAddHostNode(&node, graph, nullptr, 0, &run_a));
+  CUDA_HOST_NODE_PARAMS read{};
+  ASSERT_CU(cuGraphHostNodeGetParams(node, &read));
+  EXPECT_EQ(read.fn, &probe);
+  EXPECT_EQ(read.userData, &a);
+
+  CUgraphExec before, after;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&before, graph, 0));
+  ASSERT_CU(cuGraphHostNodeSetParams(node, &run_b));
+  ASSERT_CU(cuGraphHostNodeGetParams(node, &read));
+  EXPECT_EQ(read.userData, &b);
+  ASSERT_CU(cuGraphInstantiateWithFlags(&after, graph, 0));
+  ASSERT_CU(cuGraphLaunch(before, stream));
+  ASSERT_CU(cuGraphLaunch(after, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(log.runs, (std::vector<std::string>{"a", "b"}));
+
+  ASSERT_CU(cuGraphExecHostNodeSetParams(before, node, &run_c));
+  ASSERT_CU(cuGraphHostNodeGetParams(node, &read));
+  EXPECT_EQ(read.userData, &b);  // the graph's node keeps its own
+  ASSERT_CU(cuGraphDestroy(graph));
+  ASSERT_CU(cuGraphLaunch(before, stream));  // the executable graphs keep what they run
+  ASSERT_CU(cuGraphLaunch(after, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(log.runs, (std::vector<std::string>{"a", "b", "c", "b"}));
+  EXPECT_CU(cuGraphExecDestroy(before));
+  EXPECT_CU(cuGraphExecDestroy(after));
+
+  // A captured host function is a host node too; a captured copy's node runs none of the
+  // application's functions, and a kernel node is no host node.
+  std::vector<uint32_t> host(16, 3);
+  CUdeviceptr device;
+  ASSERT_CU(cuMemAlloc(&device, host.size() * 4));
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+  ASSERT_CU(cuLaunchHostFunc(stream, probe, &c));
+  ASSERT_CU(cuMemcpyHtoDAsync(device, host.data(), host.size() * 4, stream));
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+  CUgraphNode nodes[3] = {};
+  size_t count = 3;
+  ASSERT_CU(cuGraphGetNodes(graph, nodes, &count));
+  ASSERT_EQ(count, 3u);  // the function, the copy's host end, the copy
+  ASSERT_CU(cuGraphHostNodeGetParams(nodes[0], &read));
+  EXPECT_EQ(read.fn, &probe);
+  EXPECT_EQ(read.userData, &c);
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(nodes[1], &type));
+  ASSERT_EQ(type, CU_GRAPH_NODE_TYPE_HOST);
+  EXPECT_EQ(cuGraphHostNodeGetParams(nodes[1], &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeSetParams(nodes[1], &run_a), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeGetParams(nodes[2], &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeSetParams(nodes[0], nullptr), CUDA_ERROR_INVALID_VALUE);
+  const CUDA_HOST_NODE_PARAMS no_function{nullptr, &a};
+  EXPECT_EQ(cuGraphHostNodeSetParams(nodes[0], &no_function), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeGetParams(nodes[0], nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuMemFree(device));
+  EXPECT_CU(cuStreamDestroy(stream));
+}
+
 // What cuFFT does with a captured graph: list its nodes and edges, read a kernel node's
 // arguments, change them in the executable graph, instantiate with the old entry point.
 TEST_F(CudaE2E, GraphsListTheirNodesAndKernelNodesReadAndChangeTheirArguments) {
@@ -2668,7 +2740,7 @@ TEST_F(CudaE2E, BatchMemoryOperationsWaitAndWriteInStreamOrder) {
 }
 
 TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
-  EXPECT_EQ(cuGraphHostNodeGetParams(nullptr, nullptr), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuDeviceGetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, nullptr), CUDA_ERROR_NOT_SUPPORTED);
   void* fn = nullptr;
   CUdriverProcAddressQueryResult status;
   ASSERT_CU(cuGetProcAddress("cuMemAlloc", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &status));

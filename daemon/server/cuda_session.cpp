@@ -839,6 +839,23 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (r == CUDA_SUCCESS) out.put(raw_of(node));
       return r;
     }
+    case FN_cuGraphHostNodeGetParams: {  // `u64 node` -> `u64 id`
+      const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+      args.expect_end();
+      uint64_t id = 0;
+      const CUresult r = host_functions_->node_function(node, id);
+      if (r == CUDA_SUCCESS) out.put(id);
+      return r;
+    }
+    case FN_cuGraphHostNodeSetParams:
+    case FN_cuGraphExecHostNodeSetParams: {  // `[u64 exec,] u64 node, u64 id`
+      const bool in_exec = header.function == FN_cuGraphExecHostNodeSetParams;
+      const CUgraphExec exec = in_exec ? handle_of<CUgraphExec>(args.get<uint64_t>()) : nullptr;
+      const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+      const uint64_t id = args.get<uint64_t>();
+      args.expect_end();
+      return host_functions_->set_node_function(in_exec, exec, node, id);
+    }
     case FN_rgpuTensorMap:
       return encode_tensor_map(args, out);
     case FN_cuGraphAddMemAllocNode:
