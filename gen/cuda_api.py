@@ -74,6 +74,7 @@ cuGraphRemoveDependencies_v2 cuGraphAddMemcpyNode
 cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2 cuStreamBeginCapture_v2_ptsz
 cuStreamBeginCaptureToGraph cuStreamBeginCaptureToGraph_ptsz cuGraphAddMemAllocNode
 cuGraphHostNodeGetParams cuGraphHostNodeSetParams cuGraphExecHostNodeSetParams
+cuGraphMemcpyNodeGetParams cuGraphMemcpyNodeSetParams cuGraphExecMemcpyNodeSetParams
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call

@@ -2346,6 +2346,108 @@ TEST_F(CudaE2E, HostNodesReadAndChangeTheirFunctions) {
   EXPECT_CU(cuStreamDestroy(stream));
 }
 
+// A memcpy node's copy reads back as it was added; changed in the graph it copies so in executable
+// graphs instantiated after, changed in one executable graph it copies so there only. Host memory at
+// an end is refused as cuGraphAddMemcpyNode refuses it.
+TEST_F(CudaE2E, MemcpyNodesReadAndChangeTheirCopies) {
+  constexpr size_t n = 32;
+  CUdeviceptr from, other, to, second;
+  for (CUdeviceptr* p : {&from, &other, &to, &second}) ASSERT_CU(cuMemAlloc(p, n * 4));
+  std::vector<uint32_t> values(n), others(n);
+  std::iota(values.begin(), values.end(), 100u);
+  std::iota(others.begin(), others.end(), 900u);
+  ASSERT_CU(cuMemcpyHtoD(from, values.data(), n * 4));
+  ASSERT_CU(cuMemcpyHtoD(other, others.data(), n * 4));
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUDA_MEMCPY3D copy{};
+  copy.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.srcDevice = from;
+  copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.dstDevice = to;
+  copy.WidthInBytes = n * 4;
+  copy.Height = 1;
+  copy.Depth = 1;
+  CUgraphNode node;
+  ASSERT_CU(cuGraphAddMemcpyNode(&node, graph, nullptr, 0, &copy, context_));
+  CUDA_MEMCPY3D read{};
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(node, &read));
+  EXPECT_EQ(read.srcMemoryType, CU_MEMORYTYPE_DEVICE);
+  EXPECT_EQ(read.srcDevice, from);
+  EXPECT_EQ(read.dstDevice, to);
+  EXPECT_EQ(read.WidthInBytes, n * 4);
+  EXPECT_EQ(read.srcHost, nullptr);
+
+  CUgraphExec before, after;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&before, graph, 0));
+  CUDA_MEMCPY3D changed = copy;
+  changed.dstMemoryType = CU_MEMORYTYPE_UNIFIED;  // a device allocation's address: sent as device memory
+  changed.dstDevice = second;
+  ASSERT_CU(cuGraphMemcpyNodeSetParams(node, &changed));
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(node, &read));
+  EXPECT_EQ(read.dstDevice, second);
+  EXPECT_EQ(read.dstMemoryType, CU_MEMORYTYPE_DEVICE);
+  ASSERT_CU(cuGraphInstantiateWithFlags(&after, graph, 0));
+  ASSERT_CU(cuMemsetD8(to, 0, n * 4));
+  ASSERT_CU(cuMemsetD8(second, 0, n * 4));
+  std::vector<uint32_t> got(n);
+  ASSERT_CU(cuGraphLaunch(before, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemcpyDtoH(got.data(), to, n * 4));
+  EXPECT_EQ(got, values);
+  ASSERT_CU(cuMemcpyDtoH(got.data(), second, n * 4));
+  EXPECT_EQ(got[n - 1], 0u);
+  ASSERT_CU(cuGraphLaunch(after, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemcpyDtoH(got.data(), second, n * 4));
+  EXPECT_EQ(got, values);
+
+  CUDA_MEMCPY3D in_exec = copy;
+  in_exec.srcDevice = other;
+  ASSERT_CU(cuGraphExecMemcpyNodeSetParams(before, node, &in_exec, context_));
+  ASSERT_CU(cuGraphLaunch(before, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemcpyDtoH(got.data(), to, n * 4));
+  EXPECT_EQ(got, others);
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(node, &read));
+  EXPECT_EQ(read.srcDevice, from);  // the graph's node keeps its own
+
+  std::vector<uint32_t> host(n);
+  CUDA_MEMCPY3D to_host = copy;
+  to_host.dstMemoryType = CU_MEMORYTYPE_HOST;
+  to_host.dstHost = host.data();
+  EXPECT_EQ(cuGraphMemcpyNodeSetParams(node, &to_host), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuGraphExecMemcpyNodeSetParams(before, node, &to_host, context_), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuGraphMemcpyNodeSetParams(node, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphMemcpyNodeGetParams(node, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphExecDestroy(before));
+  EXPECT_CU(cuGraphExecDestroy(after));
+  EXPECT_CU(cuGraphDestroy(graph));
+
+  // A captured copy of the application's memory copies from the server's staging: not the
+  // application's to read back. An empty node is no memcpy node.
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+  ASSERT_CU(cuMemcpyHtoDAsync(to, host.data(), n * 4, stream));
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+  CUgraphNode nodes[2] = {};
+  size_t count = 2;
+  ASSERT_CU(cuGraphGetNodes(graph, nodes, &count));
+  ASSERT_EQ(count, 2u);
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(nodes[1], &type));
+  ASSERT_EQ(type, CU_GRAPH_NODE_TYPE_MEMCPY);
+  EXPECT_EQ(cuGraphMemcpyNodeGetParams(nodes[1], &read), CUDA_ERROR_NOT_SUPPORTED);
+  CUgraphNode empty;
+  ASSERT_CU(cuGraphAddEmptyNode(&empty, graph, nullptr, 0));
+  EXPECT_EQ(cuGraphMemcpyNodeGetParams(empty, &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphMemcpyNodeSetParams(empty, &copy), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuStreamDestroy(stream));
+  for (CUdeviceptr p : {from, other, to, second}) EXPECT_CU(cuMemFree(p));
+}
+
 // What cuFFT does with a captured graph: list its nodes and edges, read a kernel node's
 // arguments, change them in the executable graph, instantiate with the old entry point.
 TEST_F(CudaE2E, GraphsListTheirNodesAndKernelNodesReadAndChangeTheirArguments) {

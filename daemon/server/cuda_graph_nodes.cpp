@@ -1,6 +1,7 @@
 // Graph nodes whose parameters are plain values beside a dependency array (empty, event record
-// and wait, child graph, memset, memcpy between device memory and arrays, memory free), the edges
-// added or removed between nodes, and captures into an existing graph.
+// and wait, child graph, memset, memcpy between device memory and arrays, memory free), memcpy
+// nodes' copies read back and changed, the edges added or removed between nodes, and captures into
+// an existing graph.
 #include <cstring>
 #include <vector>
 
@@ -25,6 +26,25 @@ bool read_nodes(WireReader& args, uint32_t count, std::vector<CUgraphNode>& node
 
 using Added = CUgraphNode*;
 
+// A copy between device memory and arrays, its host pointers cleared; false (logged, with `what`)
+// for one with host memory at an end.
+bool device_only(CUDA_MEMCPY3D& copy, const char* what) {
+  if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) {
+    LOG_WARN("%s with memory types %u and %u: only device memory and arrays are taken; refused", what,
+             memory_type(copy.srcMemoryType), memory_type(copy.dstMemoryType));
+    return false;
+  }
+  copy.srcHost = nullptr, copy.dstHost = nullptr, copy.reserved0 = nullptr, copy.reserved1 = nullptr;
+  return true;
+}
+
+// `u32 size, CUDA_MEMCPY3D`: device memory and arrays only (anything else is not what the client
+// sends).
+CUresult read_device_copy(WireReader& args, CUDA_MEMCPY3D& copy) {
+  if (args.get<uint32_t>() != sizeof copy) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy(&copy, args.bytes(sizeof copy).data(), sizeof copy);
+  return device_only(copy, "a memcpy node") ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
 
 // `u64 graph, u32 n, n x u64 dependency`, then the node's own values; the answer is `u64 node`.
 CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
@@ -72,16 +92,9 @@ CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
     }
     case FN_cuGraphAddMemcpyNode: {  // `u32 size, CUDA_MEMCPY3D, u64 context`: device memory and arrays only
       CUDA_MEMCPY3D copy;
-      if (args.get<uint32_t>() != sizeof copy) return CUDA_ERROR_INVALID_VALUE;
-      std::memcpy(&copy, args.bytes(sizeof copy).data(), sizeof copy);
+      if (CUresult e = read_device_copy(args, copy); e != CUDA_SUCCESS) return e;
       const CUcontext context = handle_of<CUcontext>(args.get<uint64_t>());
       args.expect_end();
-      if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) {
-        LOG_WARN("a memcpy node with memory types %u and %u: only device memory and arrays are taken; refused",
-                 memory_type(copy.srcMemoryType), memory_type(copy.dstMemoryType));
-        return CUDA_ERROR_INVALID_VALUE;
-      }
-      copy.srcHost = nullptr, copy.dstHost = nullptr, copy.reserved0 = nullptr, copy.reserved1 = nullptr;
       auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, const CUDA_MEMCPY3D*, CUcontext)>(
           "cuGraphAddMemcpyNode");
       if (!fn) return no_driver_function("cuGraphAddMemcpyNode");
@@ -103,6 +116,41 @@ CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
   }
   if (r == CUDA_SUCCESS) out.put<uint64_t>(reinterpret_cast<uintptr_t>(node));
   return r;
+}
+
+// cuGraphMemcpyNodeGetParams: `u64 node` -> `u32 size, CUDA_MEMCPY3D`. A copy with host memory at
+// an end (on the server: a captured copy's staging) is not the application's to read: refused.
+CUresult get_memcpy_node(WireReader& args, WireWriter& out) {
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  args.expect_end();
+  auto fn = Driver::get().fn<CUresult (*)(CUgraphNode, CUDA_MEMCPY3D*)>("cuGraphMemcpyNodeGetParams");
+  if (!fn) return no_driver_function("cuGraphMemcpyNodeGetParams");
+  CUDA_MEMCPY3D copy{};
+  if (CUresult r = fn(node, &copy); r != CUDA_SUCCESS) return r;
+  // Host memory here is the server's (a captured copy's staging), never the application's.
+  if (!device_only(copy, "cuGraphMemcpyNodeGetParams: a node's copy")) return CUDA_ERROR_NOT_SUPPORTED;
+  out.put<uint32_t>(sizeof copy).bytes(&copy, sizeof copy);
+  return CUDA_SUCCESS;
+}
+
+// cuGraphMemcpyNodeSetParams: `u64 node, u32 size, CUDA_MEMCPY3D`; cuGraphExecMemcpyNodeSetParams:
+// `u64 exec, u64 node, u32 size, CUDA_MEMCPY3D, u64 context`.
+CUresult set_memcpy_node(uint32_t function, WireReader& args) {
+  const bool in_exec = function == FN_cuGraphExecMemcpyNodeSetParams;
+  const CUgraphExec exec = in_exec ? handle_of<CUgraphExec>(args.get<uint64_t>()) : nullptr;
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  CUDA_MEMCPY3D copy;
+  if (CUresult r = read_device_copy(args, copy); r != CUDA_SUCCESS) return r;
+  const CUcontext context = in_exec ? handle_of<CUcontext>(args.get<uint64_t>()) : nullptr;
+  args.expect_end();
+  Driver& driver = Driver::get();
+  if (in_exec) {
+    auto fn = driver.fn<CUresult (*)(CUgraphExec, CUgraphNode, const CUDA_MEMCPY3D*, CUcontext)>(
+        "cuGraphExecMemcpyNodeSetParams");
+    return fn ? fn(exec, node, &copy, context) : no_driver_function("cuGraphExecMemcpyNodeSetParams");
+  }
+  auto fn = driver.fn<CUresult (*)(CUgraphNode, const CUDA_MEMCPY3D*)>("cuGraphMemcpyNodeSetParams");
+  return fn ? fn(node, &copy) : no_driver_function("cuGraphMemcpyNodeSetParams");
 }
 
 // `u64 graph, u32 n, n x u64 from, n x u64 to, u8 has edge data, [n x CUgraphEdgeData]`.
@@ -205,7 +253,10 @@ bool is_plain_node_call(uint32_t function) {
     case FN_cuGraphRemoveDependencies:
     case FN_cuGraphRemoveDependencies_v2:
     case FN_cuStreamBeginCaptureToGraph:
-    case FN_cuStreamBeginCaptureToGraph_ptsz: return true;
+    case FN_cuStreamBeginCaptureToGraph_ptsz:
+    case FN_cuGraphMemcpyNodeGetParams:
+    case FN_cuGraphMemcpyNodeSetParams:
+    case FN_cuGraphExecMemcpyNodeSetParams: return true;
     default: return false;
   }
 }
@@ -218,6 +269,9 @@ CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out) {
     case FN_cuGraphRemoveDependencies_v2: return change_dependencies(function, args);
     case FN_cuStreamBeginCaptureToGraph:
     case FN_cuStreamBeginCaptureToGraph_ptsz: return begin_capture_to_graph(function, args);
+    case FN_cuGraphMemcpyNodeGetParams: return get_memcpy_node(args, out);
+    case FN_cuGraphMemcpyNodeSetParams:
+    case FN_cuGraphExecMemcpyNodeSetParams: return set_memcpy_node(function, args);
     default: return add_node(function, args, out);
   }
 }
