@@ -1,7 +1,9 @@
 // Graph calls that carry arrays, kernel arguments or batches of memory operations: graph and node
-// lists, kernel nodes (arguments packed as launches pack them) and cuStreamBatchMemOp. A kernel
-// node's arguments read back are kept here, per node, until the node is read again or its graph
-// goes, as the driver hands out storage of its own.
+// lists, kernel nodes (arguments packed as launches pack them), memory allocation nodes read back
+// and cuStreamBatchMemOp. A kernel node's arguments read back are kept here, per node, until the
+// node is read again or its graph goes, as the driver hands out storage of its own; so are an
+// allocation node's access descriptors.
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -93,11 +95,13 @@ CUresult put_kernel_node(CallBuilder& call, const KernelNode& node) {
 }
 
 // What the driver hands out as its own storage, kept per node: a kernel node's arguments read back
-// (the bytes and one pointer per parameter into them), a conditional node's body graphs.
+// (the bytes and one pointer per parameter into them), a conditional node's body graphs, an
+// allocation node's access descriptors.
 struct KeptArguments {
   std::vector<uint8_t> bytes;
   std::vector<void*> pointers;
   std::vector<CUgraph> bodies;
+  std::vector<CUmemAccessDesc> access;
 };
 std::mutex g_kept_mutex;
 std::map<CUgraphNode, KeptArguments>& kept_arguments() {
@@ -156,6 +160,41 @@ void forget_kept_arguments(std::span<const CUgraphNode> nodes) {
 bool any_kept_arguments() {
   std::lock_guard lock(g_kept_mutex);
   return !kept_arguments().empty();
+}
+
+// Keeps `values` as the node's `member` and answers where they lie (NULL for none): the storage of
+// an earlier read while they are the same, so that what it answered stays valid.
+template <typename T>
+const T* keep_for_node(CUgraphNode node, std::vector<T> KeptArguments::*member, std::vector<T> values) {
+  std::lock_guard lock(g_kept_mutex);
+  std::vector<T>& kept = kept_arguments()[node].*member;
+  if (kept.size() != values.size() ||
+      (!values.empty() && std::memcmp(kept.data(), values.data(), values.size() * sizeof(T)) != 0))
+    kept = std::move(values);
+  return kept.empty() ? nullptr : kept.data();
+}
+
+// cuGraphMemAllocNodeGetParams: `u64 node` -> `u32 size, CUmemPoolProps, u32 n, n x CUmemAccessDesc,
+// u64 bytesize, u64 address`.
+CUresult get_mem_alloc_node(CUgraphNode node, CUDA_MEM_ALLOC_NODE_PARAMS& params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call(FN_cuGraphMemAllocNodeGetParams);
+  call.out_mask(1u);
+  call.writer().put(reinterpret_cast<uint64_t>(node));
+  std::vector<CUmemAccessDesc> access;
+  const CUresult r = call_sync(call, [&](WireReader& reader) {
+    take_struct(reader, params.poolProps, "CUmemPoolProps");
+    const uint32_t n = reader.get<uint32_t>();
+    if (n > kMaxStructArray) throw WireError("more access descriptors than may travel");
+    access.resize(n);
+    if (n) std::memcpy(access.data(), reader.bytes(n * sizeof(CUmemAccessDesc)).data(), n * sizeof(CUmemAccessDesc));
+    params.bytesize = reader.get<uint64_t>();
+    params.dptr = reader.get<uint64_t>();
+  });
+  if (r != CUDA_SUCCESS) return r;
+  params.accessDescCount = access.size();
+  params.accessDescs = keep_for_node(node, &KeptArguments::access, std::move(access));
+  return CUDA_SUCCESS;
 }
 
 // `u64 graph, u32 n, n x u64 dependency, u8 has edge data, [n x CUgraphEdgeData], u32 node type`.
@@ -370,6 +409,12 @@ RGPU_EXPORT CUresult cuGraphExecNodeSetParams(CUgraphExec exec, CUgraphNode node
   if (CUresult r = only_kernel("cuGraphExecNodeSetParams", params); r != CUDA_SUCCESS) return r;
   if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
   return set_kernel_node(FN_cuGraphExecNodeSetParams, exec, node, from_params(params->kernel));
+}
+
+// The allocation's address and properties; the access descriptors stay valid while the node lives.
+RGPU_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode node, CUDA_MEM_ALLOC_NODE_PARAMS* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return get_mem_alloc_node(node, *params);
 }
 
 // The arguments kept for a graph's nodes go with it (their list asked first only when any are kept).

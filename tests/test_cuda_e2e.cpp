@@ -2740,7 +2740,7 @@ TEST_F(CudaE2E, ConditionalNodesRunTheirBodyGraphsCapturedIntoThem) {
 }
 
 // An allocation node's address is device memory to the application: a kernel node fills it and a
-// copy reads it back after the launch.
+// copy reads it back after the launch. Its parameters read back are those it was added with.
 TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
   CUmodule module = load_module();
   CUfunction fill;
@@ -2780,6 +2780,41 @@ TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
   ASSERT_CU(cuGraphAddNode(&generic_node, graph, nullptr, nullptr, 0, &generic));
   ASSERT_NE(generic.alloc.dptr, 0u);
   ASSERT_NE(generic.alloc.dptr, alloc.dptr);
+
+  // Read back: the address, the size and the properties it was added with; the access
+  // descriptors where they were for an earlier read.
+  CUDA_MEM_ALLOC_NODE_PARAMS read{};
+  ASSERT_CU(cuGraphMemAllocNodeGetParams(alloc_node, &read));
+  EXPECT_EQ(read.dptr, alloc.dptr);
+  EXPECT_EQ(read.bytesize, 4096u);
+  EXPECT_EQ(read.poolProps.allocType, CU_MEM_ALLOCATION_TYPE_PINNED);
+  EXPECT_EQ(read.poolProps.location.type, CU_MEM_LOCATION_TYPE_DEVICE);
+  EXPECT_EQ(read.poolProps.location.id, 0);
+  EXPECT_EQ(read.accessDescCount, 0u);
+  EXPECT_EQ(read.accessDescs, nullptr);
+  CUgraphNode with_access;
+  const CUmemAccessDesc access[] = {read_write(1), read_write(0)};
+  CUDA_MEM_ALLOC_NODE_PARAMS shared = alloc;
+  shared.poolProps.location.id = 1;
+  shared.accessDescs = access;
+  shared.accessDescCount = 2;
+  shared.bytesize = 8192;
+  ASSERT_CU(cuGraphAddMemAllocNode(&with_access, graph, nullptr, 0, &shared));
+  ASSERT_CU(cuGraphMemAllocNodeGetParams(with_access, &read));
+  EXPECT_EQ(read.dptr, shared.dptr);
+  EXPECT_EQ(read.bytesize, 8192u);
+  EXPECT_EQ(read.poolProps.location.id, 1);
+  ASSERT_EQ(read.accessDescCount, 2u);
+  ASSERT_NE(read.accessDescs, nullptr);
+  EXPECT_EQ(read.accessDescs[0].location.id, 1);
+  EXPECT_EQ(read.accessDescs[1].location.id, 0);
+  EXPECT_EQ(read.accessDescs[1].flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+  CUDA_MEM_ALLOC_NODE_PARAMS again{};
+  ASSERT_CU(cuGraphMemAllocNodeGetParams(with_access, &again));
+  EXPECT_EQ(again.accessDescs, read.accessDescs);
+  EXPECT_EQ(cuGraphMemAllocNodeGetParams(fill_node, &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphMemAllocNodeGetParams(alloc_node, nullptr), CUDA_ERROR_INVALID_VALUE);
+
   alloc.poolProps.win32SecurityAttributes = &value;  // never on Linux: refused by the server
   EXPECT_EQ(cuGraphAddMemAllocNode(&alloc_node, graph, nullptr, 0, &alloc), CUDA_ERROR_INVALID_VALUE);
   EXPECT_CU(cuGraphExecDestroy(exec));

@@ -202,10 +202,10 @@ CUresult begin_capture_to_graph(uint32_t function, WireReader& args) {
             static_cast<CUstreamCaptureMode>(mode));
 }
 // A location's device: the application's ordinal on the wire, the driver's here.
-void location_to_real(CUmemLocation& location, const DeviceMap& devices) {
+void translate_location(CUmemLocation& location, const DeviceMap& devices, bool to_real) {
   uint32_t type;
   std::memcpy(&type, &location.type, sizeof type);
-  if (type == CU_MEM_LOCATION_TYPE_DEVICE) location.id = devices.to_real(location.id);
+  if (type == CU_MEM_LOCATION_TYPE_DEVICE) location.id = to_real ? devices.to_real(location.id) : devices.to_app(location.id);
 }
 }  // namespace
 
@@ -226,8 +226,8 @@ CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& 
     LOG_WARN("a memory allocation node whose pool has Windows security attributes; refused");
     return CUDA_ERROR_INVALID_VALUE;
   }
-  location_to_real(params.poolProps.location, devices);
-  for (CUmemAccessDesc& desc : access) location_to_real(desc.location, devices);
+  translate_location(params.poolProps.location, devices, true);
+  for (CUmemAccessDesc& desc : access) translate_location(desc.location, devices, true);
   params.accessDescs = access.empty() ? nullptr : access.data();
   params.accessDescCount = access.size();
   auto fn = Driver::get().fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, CUDA_MEM_ALLOC_NODE_PARAMS*)>(
@@ -237,6 +237,31 @@ CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& 
   const CUresult r = fn(&node, graph, deps.empty() ? nullptr : deps.data(), deps.size(), &params);
   if (r == CUDA_SUCCESS) out.put(raw_of(node)).put<uint64_t>(params.dptr);
   return r;
+}
+
+CUresult get_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices) {
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  args.expect_end();
+  auto fn = Driver::get().fn<CUresult (*)(CUgraphNode, CUDA_MEM_ALLOC_NODE_PARAMS*)>("cuGraphMemAllocNodeGetParams");
+  if (!fn) return no_driver_function("cuGraphMemAllocNodeGetParams");
+  CUDA_MEM_ALLOC_NODE_PARAMS params{};
+  if (CUresult r = fn(node, &params); r != CUDA_SUCCESS) return r;
+  if (params.accessDescCount > kMaxStructArray || (params.accessDescCount > 0 && params.accessDescs == nullptr)) {
+    LOG_WARN("cuGraphMemAllocNodeGetParams: the driver answered %zu access descriptors; more than travel",
+             params.accessDescCount);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  params.poolProps.win32SecurityAttributes = nullptr;
+  translate_location(params.poolProps.location, devices, false);
+  out.put<uint32_t>(sizeof params.poolProps).bytes(&params.poolProps, sizeof params.poolProps);
+  out.put<uint32_t>(static_cast<uint32_t>(params.accessDescCount));
+  for (size_t i = 0; i < params.accessDescCount; ++i) {
+    CUmemAccessDesc desc = params.accessDescs[i];
+    translate_location(desc.location, devices, false);
+    out.bytes(&desc, sizeof desc);
+  }
+  out.put<uint64_t>(params.bytesize).put<uint64_t>(params.dptr);
+  return CUDA_SUCCESS;
 }
 
 bool is_plain_node_call(uint32_t function) {

@@ -32,5 +32,8 @@ CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out);
 // cuGraphAddMemAllocNode: `u64 graph, u32 n, n x u64 dependency, u32 size, CUmemPoolProps, u32 n,
 // n x CUmemAccessDesc, u64 bytesize` -> `u64 node, u64 address`; devices are the application's ordinals.
 CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices);
+// cuGraphMemAllocNodeGetParams: `u64 node` -> `u32 size, CUmemPoolProps, u32 n, n x CUmemAccessDesc,
+// u64 bytesize, u64 address`; devices as the application's ordinals.
+CUresult get_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices);
 
 }  // namespace rgpu::cuda

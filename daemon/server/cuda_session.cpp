@@ -860,6 +860,8 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       return encode_tensor_map(args, out);
     case FN_cuGraphAddMemAllocNode:
       return add_mem_alloc_node(args, out, devices_);
+    case FN_cuGraphMemAllocNodeGetParams:
+      return get_mem_alloc_node(args, out, devices_);
     case FN_cuStreamSetAttribute:
     case FN_cuStreamSetAttribute_ptsz:
     case FN_cuStreamGetAttribute:

@@ -136,3 +136,14 @@ DOUBLE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode* node, CUgraph graph, 
   params->dptr = pointer;
   return CUDA_SUCCESS;
 }
+
+// The access descriptors are the node's own storage, as the driver's are.
+DOUBLE_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode node, CUDA_MEM_ALLOC_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  GraphNode* found = find_graph_node(node);
+  if (found == nullptr || !found->allocation || params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  AllocationNode& allocation = *found->allocation;
+  *params = CUDA_MEM_ALLOC_NODE_PARAMS{allocation.pool, allocation.access.empty() ? nullptr : allocation.access.data(),
+                                       allocation.access.size(), allocation.bytes, allocation.pointer};
+  return CUDA_SUCCESS;
+}
