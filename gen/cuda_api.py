@@ -75,7 +75,7 @@ cuStreamBeginCapture cuStreamBeginCapture_ptsz cuStreamBeginCapture_v2 cuStreamB
 cuStreamBeginCaptureToGraph cuStreamBeginCaptureToGraph_ptsz cuGraphAddMemAllocNode
 cuGraphHostNodeGetParams cuGraphHostNodeSetParams cuGraphExecHostNodeSetParams
 cuGraphMemcpyNodeGetParams cuGraphMemcpyNodeSetParams cuGraphExecMemcpyNodeSetParams
-cuGraphMemAllocNodeGetParams
+cuGraphMemAllocNodeGetParams cuGraphKernelNodeGetAttribute cuGraphKernelNodeSetAttribute
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call

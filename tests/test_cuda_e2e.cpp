@@ -1152,18 +1152,24 @@ TEST_F(CudaE2E, OccupancyCallbacksRunInTheApplication) {
   EXPECT_EQ(cuOccupancyMaxPotentialBlockSizeWithFlags(&grid, &block, add, nullptr, 0, 0, 0x80), CUDA_ERROR_INVALID_VALUE);
 }
 
+// An access policy window over device memory (its address is the device's), as a launch attribute.
+CUlaunchAttributeValue access_policy_window(CUdeviceptr base, size_t bytes, float hit_ratio) {
+  CUlaunchAttributeValue value{};
+  value.accessPolicyWindow.base_ptr = reinterpret_cast<void*>(base);
+  value.accessPolicyWindow.num_bytes = bytes;
+  value.accessPolicyWindow.hitRatio = hit_ratio;
+  value.accessPolicyWindow.hitProp = CU_ACCESS_PROPERTY_PERSISTING;
+  value.accessPolicyWindow.missProp = CU_ACCESS_PROPERTY_STREAMING;
+  return value;
+}
+
 // Stream attributes of plain values cross whole; one the server does not take is refused.
 TEST_F(CudaE2E, StreamAttributesRoundTrip) {
   CUstream stream;
   ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
   CUdeviceptr window;
   ASSERT_CU(cuMemAlloc(&window, 1 << 20));
-  CUstreamAttrValue set{};
-  set.accessPolicyWindow.base_ptr = reinterpret_cast<void*>(window);
-  set.accessPolicyWindow.num_bytes = 1 << 20;
-  set.accessPolicyWindow.hitRatio = 0.75f;
-  set.accessPolicyWindow.hitProp = CU_ACCESS_PROPERTY_PERSISTING;
-  set.accessPolicyWindow.missProp = CU_ACCESS_PROPERTY_STREAMING;
+  CUstreamAttrValue set = access_policy_window(window, 1 << 20, 0.75f);
   ASSERT_CU(cuStreamSetAttribute(stream, CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, &set));
   CUstreamAttrValue got{};
   ASSERT_CU(cuStreamGetAttribute(stream, CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, &got));
@@ -2446,6 +2452,90 @@ TEST_F(CudaE2E, MemcpyNodesReadAndChangeTheirCopies) {
   EXPECT_CU(cuGraphDestroy(graph));
   EXPECT_CU(cuStreamDestroy(stream));
   for (CUdeviceptr p : {from, other, to, second}) EXPECT_CU(cuMemFree(p));
+}
+
+// A kernel node's attributes of plain values are set and read back per node (the driver's answer:
+// an attribute a kernel node does not take is refused there); those that carry a handle or a
+// pointer are not forwarded.
+TEST_F(CudaE2E, KernelNodeAttributesAreSetAndReadPerNode) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr words;
+  ASSERT_CU(cuMemAlloc(&words, 64 * 4));
+  unsigned value = 1;
+  unsigned long long n = 64;
+  void* args[] = {&words, &value, &n};
+  CUDA_KERNEL_NODE_PARAMS kernel{};
+  kernel.func = fill;
+  kernel.gridDimX = kernel.gridDimY = kernel.gridDimZ = 1;
+  kernel.blockDimX = 64, kernel.blockDimY = kernel.blockDimZ = 1;
+  kernel.kernelParams = args;
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNode first, second, empty;
+  ASSERT_CU(cuGraphAddKernelNode(&first, graph, nullptr, 0, &kernel));
+  ASSERT_CU(cuGraphAddKernelNode(&second, graph, &first, 1, &kernel));
+  ASSERT_CU(cuGraphAddEmptyNode(&empty, graph, nullptr, 0));
+
+  CUkernelNodeAttrValue set{};
+  set.cooperative = 1;
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_COOPERATIVE, &set));
+  set = {};
+  set.priority = 3;
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &set));
+  set = {};
+  set.clusterDim.x = 2, set.clusterDim.y = 1, set.clusterDim.z = 1;
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_CLUSTER_DIMENSION, &set));
+  set = access_policy_window(words, 256, 0.5f);
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_ACCESS_POLICY_WINDOW, &set));
+
+  CUkernelNodeAttrValue got{};
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_COOPERATIVE, &got));
+  EXPECT_EQ(got.cooperative, 1);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got));
+  EXPECT_EQ(got.priority, 3);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_CLUSTER_DIMENSION, &got));
+  EXPECT_EQ(got.clusterDim.x, 2u);
+  EXPECT_EQ(got.clusterDim.z, 1u);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_ACCESS_POLICY_WINDOW, &got));
+  EXPECT_EQ(got.accessPolicyWindow.base_ptr, reinterpret_cast<void*>(words));
+  EXPECT_EQ(got.accessPolicyWindow.num_bytes, 256u);
+  EXPECT_EQ(got.accessPolicyWindow.hitRatio, 0.5f);
+  EXPECT_EQ(got.accessPolicyWindow.missProp, CU_ACCESS_PROPERTY_STREAMING);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(second, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got));
+  EXPECT_EQ(got.priority, 0);  // the other node's own
+  ASSERT_CU(cuGraphKernelNodeCopyAttributes(second, first));
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(second, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got));
+  EXPECT_EQ(got.priority, 3);
+
+  // The driver's refusals: not a kernel node, an attribute of streams only.
+  set = {};
+  set.priority = 1;
+  EXPECT_EQ(cuGraphKernelNodeSetAttribute(empty, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &set), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphKernelNodeGetAttribute(empty, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphKernelNodeSetAttribute(first, CU_LAUNCH_ATTRIBUTE_SYNCHRONIZATION_POLICY, &set),
+            CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, nullptr), CUDA_ERROR_INVALID_VALUE);
+  // Handles and pointers of other objects, and attributes RGPU does not know, are not forwarded.
+  for (auto attribute : {CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT, CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT,
+                         CU_LAUNCH_ATTRIBUTE_DEVICE_UPDATABLE_KERNEL_NODE, static_cast<CUlaunchAttributeID>(99)}) {
+    EXPECT_EQ(cuGraphKernelNodeSetAttribute(first, attribute, &set), CUDA_ERROR_NOT_SUPPORTED) << attribute;
+    EXPECT_EQ(cuGraphKernelNodeGetAttribute(first, attribute, &got), CUDA_ERROR_NOT_SUPPORTED) << attribute;
+  }
+
+  // The nodes still run as kernels.
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  ASSERT_CU(cuGraphLaunch(exec, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  unsigned filled[64] = {};
+  ASSERT_CU(cuMemcpyDtoH(filled, words, sizeof filled));
+  EXPECT_EQ(filled[63], 1u);
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuMemFree(words));
+  EXPECT_CU(cuModuleUnload(module));
 }
 
 // What cuFFT does with a captured graph: list its nodes and edges, read a kernel node's

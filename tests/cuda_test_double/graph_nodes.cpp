@@ -1,5 +1,6 @@
 // The test double's graph nodes with parameters of their own: memcpy, host and memory allocation
-// nodes, added, read back and changed in a graph or in one executable graph made from it.
+// nodes, added, read back and changed in a graph or in one executable graph made from it, and
+// kernel nodes' attributes.
 #include <cstring>
 
 #include "test_double.hpp"
@@ -44,6 +45,28 @@ CUresult set_host_function(GraphNode* node, const CUDA_HOST_NODE_PARAMS* params)
   node->function = params->fn;
   node->data = params->userData;
   return CUDA_SUCCESS;
+}
+
+// The attributes CUDA takes for kernel nodes.
+bool kernel_node_attribute(CUkernelNodeAttrID attribute) {
+  switch (attribute) {
+    case CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW:
+    case CU_LAUNCH_ATTRIBUTE_COOPERATIVE:
+    case CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION:
+    case CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE:
+    case CU_LAUNCH_ATTRIBUTE_PRIORITY:
+    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN_MAP:
+    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN:
+    case CU_LAUNCH_ATTRIBUTE_PREFERRED_CLUSTER_DIMENSION:
+    case CU_LAUNCH_ATTRIBUTE_DEVICE_UPDATABLE_KERNEL_NODE:
+    case CU_LAUNCH_ATTRIBUTE_NVLINK_UTIL_CENTRIC_SCHEDULING: return true;
+    default: return false;
+  }
+}
+
+GraphNode* kernel_node(CUgraphNode node) {
+  GraphNode* found = find_graph_node(node);
+  return found != nullptr && found->kernel ? found : nullptr;
 }
 
 }  // namespace
@@ -145,5 +168,34 @@ DOUBLE_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode node, CUDA_MEM_A
   AllocationNode& allocation = *found->allocation;
   *params = CUDA_MEM_ALLOC_NODE_PARAMS{allocation.pool, allocation.access.empty() ? nullptr : allocation.access.data(),
                                        allocation.access.size(), allocation.bytes, allocation.pointer};
+  return CUDA_SUCCESS;
+}
+
+// Kept per node (an executable graph copies them); an attribute never set reads as zeros.
+DOUBLE_EXPORT CUresult cuGraphKernelNodeSetAttribute(CUgraphNode node, CUkernelNodeAttrID attribute,
+                                                     const CUkernelNodeAttrValue* value) {
+  auto lock = lock_driver();
+  GraphNode* found = kernel_node(node);
+  if (found == nullptr || value == nullptr || !kernel_node_attribute(attribute)) return CUDA_ERROR_INVALID_VALUE;
+  found->attributes[attribute] = *value;
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuGraphKernelNodeGetAttribute(CUgraphNode node, CUkernelNodeAttrID attribute,
+                                                     CUkernelNodeAttrValue* value) {
+  auto lock = lock_driver();
+  const GraphNode* found = kernel_node(node);
+  if (found == nullptr || value == nullptr || !kernel_node_attribute(attribute)) return CUDA_ERROR_INVALID_VALUE;
+  auto it = found->attributes.find(attribute);
+  *value = it != found->attributes.end() ? it->second : CUkernelNodeAttrValue{};
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuGraphKernelNodeCopyAttributes(CUgraphNode destination, CUgraphNode source) {
+  auto lock = lock_driver();
+  GraphNode* to = kernel_node(destination);
+  const GraphNode* from = kernel_node(source);
+  if (to == nullptr || from == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  to->attributes = from->attributes;
   return CUDA_SUCCESS;
 }
