@@ -76,6 +76,7 @@ cuStreamBeginCaptureToGraph cuStreamBeginCaptureToGraph_ptsz cuGraphAddMemAllocN
 cuGraphHostNodeGetParams cuGraphHostNodeSetParams cuGraphExecHostNodeSetParams
 cuGraphMemcpyNodeGetParams cuGraphMemcpyNodeSetParams cuGraphExecMemcpyNodeSetParams
 cuGraphMemAllocNodeGetParams cuGraphKernelNodeGetAttribute cuGraphKernelNodeSetAttribute
+cuGraphAddBatchMemOpNode cuGraphBatchMemOpNodeGetParams cuGraphBatchMemOpNodeSetParams cuGraphExecBatchMemOpNodeSetParams
 """.split())
 
 # Auto functions that need no answer: sent without waiting; a failure surfaces at the next call

@@ -7,8 +7,6 @@
 
 namespace rgpu::cuda {
 
-namespace {
-// The call's start: `u64 graph, u32 n, n x u64 dependency`; false for a bad array.
 bool start_node(CallBuilder& call, CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count) {
   if (node == nullptr || (count > 0 && dependencies == nullptr) || count > kMaxGraphList) return false;
   call.out_mask(1u);
@@ -16,6 +14,8 @@ bool start_node(CallBuilder& call, CUgraphNode* node, CUgraph graph, const CUgra
   for (size_t i = 0; i < count; ++i) call.writer().put(reinterpret_cast<uint64_t>(dependencies[i]));
   return true;
 }
+
+namespace {
 
 CUresult finish_node(CallBuilder& call, CUgraphNode* node) {
   return call_sync(call, [&](WireReader& reader) { *node = take_out<CUgraphNode>(reader); });

@@ -1,8 +1,8 @@
 // Graph calls that carry arrays, kernel arguments or batches of memory operations: graph and node
-// lists, kernel nodes (arguments packed as launches pack them), memory allocation nodes read back
-// and cuStreamBatchMemOp. A kernel node's arguments read back are kept here, per node, until the
-// node is read again or its graph goes, as the driver hands out storage of its own; so are an
-// allocation node's access descriptors.
+// lists, kernel nodes (arguments packed as launches pack them), memory allocation nodes read back,
+// cuStreamBatchMemOp and batch memory operation nodes. A kernel node's arguments read back are kept
+// here, per node, until the node is read again or its graph goes, as the driver hands out storage
+// of its own; so are an allocation node's access descriptors and a batch node's operations.
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -96,12 +96,13 @@ CUresult put_kernel_node(CallBuilder& call, const KernelNode& node) {
 
 // What the driver hands out as its own storage, kept per node: a kernel node's arguments read back
 // (the bytes and one pointer per parameter into them), a conditional node's body graphs, an
-// allocation node's access descriptors.
+// allocation node's access descriptors, a batch node's operations.
 struct KeptArguments {
   std::vector<uint8_t> bytes;
   std::vector<void*> pointers;
   std::vector<CUgraph> bodies;
   std::vector<CUmemAccessDesc> access;
+  std::vector<CUstreamBatchMemOpParams> operations;
 };
 std::mutex g_kept_mutex;
 std::map<CUgraphNode, KeptArguments>& kept_arguments() {
@@ -162,6 +163,14 @@ bool any_kept_arguments() {
   return !kept_arguments().empty();
 }
 
+// A question about one node: `u64 node`, its answer wanted.
+CallBuilder node_question(uint32_t function, CUgraphNode node) {
+  CallBuilder call(function);
+  call.out_mask(1u);
+  call.writer().put(reinterpret_cast<uint64_t>(node));
+  return call;
+}
+
 // Keeps `values` as the node's `member` and answers where they lie (NULL for none): the storage of
 // an earlier read while they are the same, so that what it answered stays valid.
 template <typename T>
@@ -178,9 +187,7 @@ const T* keep_for_node(CUgraphNode node, std::vector<T> KeptArguments::*member, 
 // u64 bytesize, u64 address`.
 CUresult get_mem_alloc_node(CUgraphNode node, CUDA_MEM_ALLOC_NODE_PARAMS& params) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  CallBuilder call(FN_cuGraphMemAllocNodeGetParams);
-  call.out_mask(1u);
-  call.writer().put(reinterpret_cast<uint64_t>(node));
+  CallBuilder call = node_question(FN_cuGraphMemAllocNodeGetParams, node);
   std::vector<CUmemAccessDesc> access;
   const CUresult r = call_sync(call, [&](WireReader& reader) {
     take_struct(reader, params.poolProps, "CUmemPoolProps");
@@ -306,15 +313,60 @@ CUresult only_kernel(const char* name, const CUgraphNodeParams* params) {
 
 // ---- batches of memory operations ----------------------------------------------------------
 
+// `u32 count, u32 flags, u32 size`, count x CUstreamBatchMemOpParams; false for a batch that does
+// not travel (none, or more than kMaxBatchMemOps).
+bool put_batch(WireWriter& w, unsigned count, const CUstreamBatchMemOpParams* ops, unsigned flags) {
+  if (ops == nullptr || count == 0 || count > kMaxBatchMemOps) return false;
+  w.put<uint32_t>(count).put<uint32_t>(flags);
+  w.put<uint32_t>(sizeof *ops).bytes(ops, size_t{count} * sizeof *ops);
+  return true;
+}
+
 CUresult batch_mem_op(uint32_t function, CUstream stream, unsigned count, const CUstreamBatchMemOpParams* ops,
                       unsigned flags) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  if (ops == nullptr || count == 0 || count > kMaxBatchMemOps) return CUDA_ERROR_INVALID_VALUE;
   CallBuilder call(function);
-  call.writer().put(reinterpret_cast<uint64_t>(stream)).put<uint32_t>(count).put<uint32_t>(flags);
-  call.writer().put<uint32_t>(sizeof *ops).bytes(ops, size_t{count} * sizeof *ops);
+  call.writer().put(reinterpret_cast<uint64_t>(stream));
+  if (!put_batch(call.writer(), count, ops, flags)) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
   return call_pipelined(call);
+}
+
+// cuGraphBatchMemOpNodeSetParams (no exec) and cuGraphExecBatchMemOpNodeSetParams: `[u64 exec,]
+// u64 node, u64 context`, the batch.
+CUresult set_batch_node(uint32_t function, CUgraphExec exec, CUgraphNode node,
+                        const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(function);
+  WireWriter& w = call.writer();
+  if (function == FN_cuGraphExecBatchMemOpNodeSetParams) w.put(reinterpret_cast<uint64_t>(exec));
+  w.put(reinterpret_cast<uint64_t>(node)).put(reinterpret_cast<uint64_t>(params->ctx));
+  if (!put_batch(w, params->count, params->paramArray, params->flags)) return CUDA_ERROR_INVALID_VALUE;
+  return call_sync(call, [](WireReader&) {});
+}
+
+// cuGraphBatchMemOpNodeGetParams: `u64 node` -> `u64 context, u32 count, u32 flags, u32 size`, the
+// operations (kept for the node).
+CUresult get_batch_node(CUgraphNode node, CUDA_BATCH_MEM_OP_NODE_PARAMS& params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call = node_question(FN_cuGraphBatchMemOpNodeGetParams, node);
+  std::vector<CUstreamBatchMemOpParams> ops;
+  const CUresult r = call_sync(call, [&](WireReader& reader) {
+    params.ctx = take_out<CUcontext>(reader);
+    const uint32_t count = reader.get<uint32_t>();
+    params.flags = reader.get<uint32_t>();
+    if (reader.get<uint32_t>() != sizeof(CUstreamBatchMemOpParams) || count > kMaxBatchMemOps)
+      throw WireError("a batch of memory operations this library cannot take");
+    ops.resize(count);
+    if (count) std::memcpy(ops.data(), reader.bytes(count * sizeof(CUstreamBatchMemOpParams)).data(),
+                           count * sizeof(CUstreamBatchMemOpParams));
+  });
+  if (r != CUDA_SUCCESS) return r;
+  params.count = static_cast<unsigned>(ops.size());
+  params.paramArray = const_cast<CUstreamBatchMemOpParams*>(
+      keep_for_node(node, &KeptArguments::operations, std::move(ops)));
+  return CUDA_SUCCESS;
 }
 }  // namespace
 
@@ -465,4 +517,28 @@ RGPU_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream stream, unsigned count, CUst
 RGPU_EXPORT CUresult cuStreamBatchMemOp_v2_ptsz(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
                                                 unsigned flags) {
   return batch_mem_op(FN_cuStreamBatchMemOp_v2_ptsz, stream, count, ops, flags);
+}
+
+RGPU_EXPORT CUresult cuGraphAddBatchMemOpNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                              size_t count, const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(FN_cuGraphAddBatchMemOpNode);
+  if (!start_node(call, node, graph, dependencies, count)) return CUDA_ERROR_INVALID_VALUE;
+  call.writer().put(reinterpret_cast<uint64_t>(params->ctx));
+  if (!put_batch(call.writer(), params->count, params->paramArray, params->flags)) return CUDA_ERROR_INVALID_VALUE;
+  return call_sync(call, [&](rgpu::WireReader& reader) { *node = take_out<CUgraphNode>(reader); });
+}
+// The operations stay valid while the node's parameters do (the driver's own storage).
+RGPU_EXPORT CUresult cuGraphBatchMemOpNodeGetParams(CUgraphNode node, CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return get_batch_node(node, *params);
+}
+RGPU_EXPORT CUresult cuGraphBatchMemOpNodeSetParams(CUgraphNode node, const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  return set_batch_node(FN_cuGraphBatchMemOpNodeSetParams, nullptr, node, params);
+}
+RGPU_EXPORT CUresult cuGraphExecBatchMemOpNodeSetParams(CUgraphExec exec, CUgraphNode node,
+                                                        const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_batch_node(FN_cuGraphExecBatchMemOpNodeSetParams, exec, node, params);
 }

@@ -2454,6 +2454,16 @@ TEST_F(CudaE2E, MemcpyNodesReadAndChangeTheirCopies) {
   for (CUdeviceptr p : {from, other, to, second}) EXPECT_CU(cuMemFree(p));
 }
 
+// A kernel node of one block that runs fill_u32 with `args`.
+CUDA_KERNEL_NODE_PARAMS fill_kernel(CUfunction fill, void** args, unsigned threads) {
+  CUDA_KERNEL_NODE_PARAMS kernel{};
+  kernel.func = fill;
+  kernel.gridDimX = kernel.gridDimY = kernel.gridDimZ = 1;
+  kernel.blockDimX = threads, kernel.blockDimY = kernel.blockDimZ = 1;
+  kernel.kernelParams = args;
+  return kernel;
+}
+
 // A kernel node's attributes of plain values are set and read back per node (the driver's answer:
 // an attribute a kernel node does not take is refused there); those that carry a handle or a
 // pointer are not forwarded.
@@ -2466,11 +2476,7 @@ TEST_F(CudaE2E, KernelNodeAttributesAreSetAndReadPerNode) {
   unsigned value = 1;
   unsigned long long n = 64;
   void* args[] = {&words, &value, &n};
-  CUDA_KERNEL_NODE_PARAMS kernel{};
-  kernel.func = fill;
-  kernel.gridDimX = kernel.gridDimY = kernel.gridDimZ = 1;
-  kernel.blockDimX = 64, kernel.blockDimY = kernel.blockDimZ = 1;
-  kernel.kernelParams = args;
+  const CUDA_KERNEL_NODE_PARAMS kernel = fill_kernel(fill, args, 64);
   CUgraph graph;
   ASSERT_CU(cuGraphCreate(&graph, 0));
   CUgraphNode first, second, empty;
@@ -2847,11 +2853,7 @@ TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
   unsigned value = 42;
   unsigned long long n = 1024;
   void* args[] = {&alloc.dptr, &value, &n};
-  CUDA_KERNEL_NODE_PARAMS kernel{};
-  kernel.func = fill;
-  kernel.gridDimX = kernel.gridDimY = kernel.gridDimZ = 1;
-  kernel.blockDimX = 256, kernel.blockDimY = kernel.blockDimZ = 1;
-  kernel.kernelParams = args;
+  const CUDA_KERNEL_NODE_PARAMS kernel = fill_kernel(fill, args, 256);
   ASSERT_CU(cuGraphAddKernelNode(&fill_node, graph, &alloc_node, 1, &kernel));
   CUgraphExec exec;
   ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
@@ -2963,6 +2965,116 @@ TEST_F(CudaE2E, BatchMemoryOperationsWaitAndWriteInStreamOrder) {
   EXPECT_CU(cuStreamDestroy(writing));
   EXPECT_CU(cuMemFree(flag));
   EXPECT_CU(cuMemFree(words));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+// A batch node's operations run in stream order at each launch, as cuStreamBatchMemOp runs them:
+// its wait holds the nodes after it until another stream writes the value. Read back, they are
+// the node's; changed in the graph or in one executable graph, they run so there.
+TEST_F(CudaE2E, BatchMemoryOperationNodesRunReadAndChange) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr flag, words, written;
+  ASSERT_CU(cuMemAlloc(&flag, 8));
+  ASSERT_CU(cuMemAlloc(&words, 16));
+  ASSERT_CU(cuMemAlloc(&written, 16));
+  ASSERT_CU(cuMemsetD8(flag, 0, 8));
+  ASSERT_CU(cuMemsetD8(words, 0, 16));
+  CUstream waiting, writing;
+  ASSERT_CU(cuStreamCreate(&waiting, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamCreate(&writing, CU_STREAM_NON_BLOCKING));
+
+  CUstreamBatchMemOpParams ops[2] = {};
+  ops[0].waitValue.operation = CU_STREAM_MEM_OP_WAIT_VALUE_32;
+  ops[0].waitValue.address = flag;
+  ops[0].waitValue.value = 5;
+  ops[0].waitValue.flags = CU_STREAM_WAIT_VALUE_GEQ;
+  ops[1].writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_64;
+  ops[1].writeValue.address = written;
+  ops[1].writeValue.value64 = 0x1122334455667788ull;
+  CUDA_BATCH_MEM_OP_NODE_PARAMS batch{context_, 2, ops, 0};
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNode batch_node, fill_node;
+  ASSERT_CU(cuGraphAddBatchMemOpNode(&batch_node, graph, nullptr, 0, &batch));
+  unsigned value = 9;
+  unsigned long long n = 4;
+  void* args[] = {&words, &value, &n};
+  const CUDA_KERNEL_NODE_PARAMS kernel = fill_kernel(fill, args, 4);
+  ASSERT_CU(cuGraphAddKernelNode(&fill_node, graph, &batch_node, 1, &kernel));
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(batch_node, &type));
+  EXPECT_EQ(type, CU_GRAPH_NODE_TYPE_BATCH_MEM_OP);
+
+  CUgraphExec before;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&before, graph, 0));
+  ASSERT_CU(cuGraphLaunch(before, waiting));
+  EXPECT_EQ(cuStreamQuery(waiting), CUDA_ERROR_NOT_READY);  // the wait holds the fill
+  CUstreamBatchMemOpParams release{};
+  release.writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+  release.writeValue.address = flag;
+  release.writeValue.value = 5;
+  ASSERT_CU(cuStreamBatchMemOp(writing, 1, &release, 0));
+  ASSERT_CU(cuStreamSynchronize(waiting));
+  unsigned got[4] = {};
+  ASSERT_CU(cuMemcpyDtoH(got, words, sizeof got));
+  EXPECT_EQ(got[3], 9u);
+  uint64_t wide = 0;
+  ASSERT_CU(cuMemcpyDtoH(&wide, written, 8));
+  EXPECT_EQ(wide, 0x1122334455667788ull);
+
+  CUDA_BATCH_MEM_OP_NODE_PARAMS read{};
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &read));
+  EXPECT_EQ(read.ctx, context_);
+  ASSERT_EQ(read.count, 2u);
+  ASSERT_NE(read.paramArray, nullptr);
+  EXPECT_EQ(read.paramArray[0].waitValue.address, flag);
+  EXPECT_EQ(read.paramArray[0].waitValue.value, 5u);
+  EXPECT_EQ(read.paramArray[1].writeValue.value64, 0x1122334455667788ull);
+  CUDA_BATCH_MEM_OP_NODE_PARAMS again{};
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &again));
+  EXPECT_EQ(again.paramArray, read.paramArray);  // the same operations, where they were
+
+  ops[1].writeValue.value64 = 2;
+  ASSERT_CU(cuGraphBatchMemOpNodeSetParams(batch_node, &batch));
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &read));
+  EXPECT_EQ(read.paramArray[1].writeValue.value64, 2u);
+  CUgraphExec after;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&after, graph, 0));
+  ops[1].writeValue.value64 = 3;
+  ASSERT_CU(cuGraphExecBatchMemOpNodeSetParams(before, batch_node, &batch));
+  ASSERT_CU(cuGraphLaunch(after, waiting));  // the flag is 5 already: nothing waits
+  ASSERT_CU(cuStreamSynchronize(waiting));
+  ASSERT_CU(cuMemcpyDtoH(&wide, written, 8));
+  EXPECT_EQ(wide, 2u);
+  ASSERT_CU(cuGraphLaunch(before, waiting));
+  ASSERT_CU(cuStreamSynchronize(waiting));
+  ASSERT_CU(cuMemcpyDtoH(&wide, written, 8));
+  EXPECT_EQ(wide, 3u);
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &read));
+  EXPECT_EQ(read.paramArray[1].writeValue.value64, 2u);  // the graph's node keeps its own
+
+  // Refused: no operations, an operation type RGPU does not know (by the server), not a batch node
+  // (by the driver).
+  CUDA_BATCH_MEM_OP_NODE_PARAMS none{context_, 0, ops, 0};
+  CUgraphNode refused;
+  EXPECT_EQ(cuGraphAddBatchMemOpNode(&refused, graph, nullptr, 0, &none), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphBatchMemOpNodeSetParams(batch_node, &none), CUDA_ERROR_INVALID_VALUE);
+  CUstreamBatchMemOpParams bad{};
+  bad.operation = static_cast<CUstreamBatchMemOpType>(77);
+  CUDA_BATCH_MEM_OP_NODE_PARAMS unknown{context_, 1, &bad, 0};
+  EXPECT_EQ(cuGraphAddBatchMemOpNode(&refused, graph, nullptr, 0, &unknown), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphExecBatchMemOpNodeSetParams(before, batch_node, &unknown), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphBatchMemOpNodeGetParams(fill_node, &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphBatchMemOpNodeGetParams(batch_node, nullptr), CUDA_ERROR_INVALID_VALUE);
+
+  EXPECT_CU(cuGraphExecDestroy(before));
+  EXPECT_CU(cuGraphExecDestroy(after));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuStreamDestroy(waiting));
+  EXPECT_CU(cuStreamDestroy(writing));
+  for (CUdeviceptr p : {flag, words, written}) EXPECT_CU(cuMemFree(p));
   EXPECT_CU(cuModuleUnload(module));
 }
 

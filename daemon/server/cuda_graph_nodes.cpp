@@ -1,7 +1,7 @@
 // Graph nodes whose parameters are plain values beside a dependency array (empty, event record
-// and wait, child graph, memset, memcpy between device memory and arrays, memory free), memcpy
-// nodes' copies read back and changed, the edges added or removed between nodes, and captures into
-// an existing graph.
+// and wait, child graph, memset, memcpy between device memory and arrays, memory free, batches of
+// memory operations), memcpy and batch nodes' parameters read back and changed, memory allocation
+// nodes, the edges added or removed between nodes, and captures into an existing graph.
 #include <cstring>
 #include <vector>
 
@@ -47,7 +47,7 @@ CUresult read_device_copy(WireReader& args, CUDA_MEMCPY3D& copy) {
 }
 
 // `u64 graph, u32 n, n x u64 dependency`, then the node's own values; the answer is `u64 node`.
-CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
+CUresult add_node(uint32_t function, WireReader& args, WireWriter& out, const std::string& client) {
   const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
   std::vector<CUgraphNode> deps;
   if (!read_nodes(args, args.get<uint32_t>(), deps)) return CUDA_ERROR_INVALID_VALUE;
@@ -101,6 +101,21 @@ CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
       r = fn(&node, graph, d, n, &copy, context);
       break;
     }
+    case FN_cuGraphAddBatchMemOpNode: {  // `u64 context`, the batch
+      CUDA_BATCH_MEM_OP_NODE_PARAMS params{};
+      params.ctx = handle_of<CUcontext>(args.get<uint64_t>());
+      std::vector<CUstreamBatchMemOpParams> ops;
+      if (CUresult e = read_batch(args, "cuGraphAddBatchMemOpNode", true, client, ops, params.flags); e != CUDA_SUCCESS)
+        return e;
+      args.expect_end();
+      params.count = static_cast<unsigned>(ops.size());
+      params.paramArray = ops.data();
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, const CUDA_BATCH_MEM_OP_NODE_PARAMS*)>(
+          "cuGraphAddBatchMemOpNode");
+      if (!fn) return no_driver_function("cuGraphAddBatchMemOpNode");
+      r = fn(&node, graph, d, n, &params);
+      break;
+    }
     default: {  // cuGraphAddMemsetNode: `u32 size, CUDA_MEMSET_NODE_PARAMS, u64 context`
       CUDA_MEMSET_NODE_PARAMS params;
       if (args.get<uint32_t>() != sizeof params) return CUDA_ERROR_INVALID_VALUE;
@@ -151,6 +166,48 @@ CUresult set_memcpy_node(uint32_t function, WireReader& args) {
   }
   auto fn = driver.fn<CUresult (*)(CUgraphNode, const CUDA_MEMCPY3D*)>("cuGraphMemcpyNodeSetParams");
   return fn ? fn(node, &copy) : no_driver_function("cuGraphMemcpyNodeSetParams");
+}
+
+// cuGraphBatchMemOpNodeGetParams: `u64 node` -> `u64 context, u32 count, u32 flags, u32 size`, the
+// operations.
+CUresult get_batch_node(WireReader& args, WireWriter& out) {
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  args.expect_end();
+  auto fn = Driver::get().fn<CUresult (*)(CUgraphNode, CUDA_BATCH_MEM_OP_NODE_PARAMS*)>("cuGraphBatchMemOpNodeGetParams");
+  if (!fn) return no_driver_function("cuGraphBatchMemOpNodeGetParams");
+  CUDA_BATCH_MEM_OP_NODE_PARAMS params{};
+  if (CUresult r = fn(node, &params); r != CUDA_SUCCESS) return r;
+  if (params.count > kMaxBatchMemOps || (params.count > 0 && params.paramArray == nullptr)) {
+    LOG_WARN("cuGraphBatchMemOpNodeGetParams: the driver answered %u operations; more than travel", params.count);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  out.put(raw_of(params.ctx)).put<uint32_t>(params.count).put<uint32_t>(params.flags);
+  out.put<uint32_t>(sizeof(CUstreamBatchMemOpParams));
+  out.bytes(params.paramArray, size_t{params.count} * sizeof(CUstreamBatchMemOpParams));
+  return CUDA_SUCCESS;
+}
+
+// cuGraphBatchMemOpNodeSetParams: `u64 node, u64 context`, the batch; cuGraphExecBatchMemOpNodeSetParams:
+// `u64 exec` first.
+CUresult set_batch_node(uint32_t function, WireReader& args, const std::string& client) {
+  const bool in_exec = function == FN_cuGraphExecBatchMemOpNodeSetParams;
+  const char* name = in_exec ? "cuGraphExecBatchMemOpNodeSetParams" : "cuGraphBatchMemOpNodeSetParams";
+  const CUgraphExec exec = in_exec ? handle_of<CUgraphExec>(args.get<uint64_t>()) : nullptr;
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  CUDA_BATCH_MEM_OP_NODE_PARAMS params{};
+  params.ctx = handle_of<CUcontext>(args.get<uint64_t>());
+  std::vector<CUstreamBatchMemOpParams> ops;
+  if (CUresult r = read_batch(args, name, true, client, ops, params.flags); r != CUDA_SUCCESS) return r;
+  args.expect_end();
+  params.count = static_cast<unsigned>(ops.size());
+  params.paramArray = ops.data();
+  Driver& driver = Driver::get();
+  if (in_exec) {
+    auto fn = driver.fn<CUresult (*)(CUgraphExec, CUgraphNode, const CUDA_BATCH_MEM_OP_NODE_PARAMS*)>(name);
+    return fn ? fn(exec, node, &params) : no_driver_function(name);
+  }
+  auto fn = driver.fn<CUresult (*)(CUgraphNode, const CUDA_BATCH_MEM_OP_NODE_PARAMS*)>(name);
+  return fn ? fn(node, &params) : no_driver_function(name);
 }
 
 // `u64 graph, u32 n, n x u64 from, n x u64 to, u8 has edge data, [n x CUgraphEdgeData]`.
@@ -281,12 +338,16 @@ bool is_plain_node_call(uint32_t function) {
     case FN_cuStreamBeginCaptureToGraph_ptsz:
     case FN_cuGraphMemcpyNodeGetParams:
     case FN_cuGraphMemcpyNodeSetParams:
-    case FN_cuGraphExecMemcpyNodeSetParams: return true;
+    case FN_cuGraphExecMemcpyNodeSetParams:
+    case FN_cuGraphAddBatchMemOpNode:
+    case FN_cuGraphBatchMemOpNodeGetParams:
+    case FN_cuGraphBatchMemOpNodeSetParams:
+    case FN_cuGraphExecBatchMemOpNodeSetParams: return true;
     default: return false;
   }
 }
 
-CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out) {
+CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out, const std::string& client) {
   switch (function) {
     case FN_cuGraphAddDependencies:
     case FN_cuGraphAddDependencies_v2:
@@ -297,7 +358,10 @@ CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out) {
     case FN_cuGraphMemcpyNodeGetParams: return get_memcpy_node(args, out);
     case FN_cuGraphMemcpyNodeSetParams:
     case FN_cuGraphExecMemcpyNodeSetParams: return set_memcpy_node(function, args);
-    default: return add_node(function, args, out);
+    case FN_cuGraphBatchMemOpNodeGetParams: return get_batch_node(args, out);
+    case FN_cuGraphBatchMemOpNodeSetParams:
+    case FN_cuGraphExecBatchMemOpNodeSetParams: return set_batch_node(function, args, client);
+    default: return add_node(function, args, out, client);
   }
 }
 

@@ -1,6 +1,6 @@
-// The test double's graph nodes with parameters of their own: memcpy, host and memory allocation
-// nodes, added, read back and changed in a graph or in one executable graph made from it, and
-// kernel nodes' attributes.
+// The test double's graph nodes with parameters of their own: memcpy, host, memory allocation and
+// batch memory operation nodes, added, read back and changed in a graph or in one executable graph
+// made from it, and kernel nodes' attributes.
 #include <cstring>
 
 #include "test_double.hpp"
@@ -62,6 +62,14 @@ bool kernel_node_attribute(CUkernelNodeAttrID attribute) {
     case CU_LAUNCH_ATTRIBUTE_NVLINK_UTIL_CENTRIC_SCHEDULING: return true;
     default: return false;
   }
+}
+
+// A batch node's operations changed: checked in the node's context, as when it was added.
+CUresult set_batch(GraphNode* node, CUcontext context, const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (node == nullptr || !node->batch || params == nullptr || params->flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = check_batch(context, params->paramArray, params->count); r != CUDA_SUCCESS) return r;
+  node->batch = BatchNode{params->ctx, params->flags, {params->paramArray, params->paramArray + params->count}};
+  return CUDA_SUCCESS;
 }
 
 GraphNode* kernel_node(CUgraphNode node) {
@@ -198,4 +206,41 @@ DOUBLE_EXPORT CUresult cuGraphKernelNodeCopyAttributes(CUgraphNode destination, 
   if (to == nullptr || from == nullptr) return CUDA_ERROR_INVALID_VALUE;
   to->attributes = from->attributes;
   return CUDA_SUCCESS;
+}
+
+// Run in stream order at each launch, as cuStreamBatchMemOp_v2 runs them.
+DOUBLE_EXPORT CUresult cuGraphAddBatchMemOpNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                                size_t count, const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  const CUcontext context = graph_context(graph);
+  if (context == nullptr || params == nullptr || params->flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = check_batch(context, params->paramArray, params->count); r != CUDA_SUCCESS) return r;
+  BatchNode batch{params->ctx, params->flags, {params->paramArray, params->paramArray + params->count}};
+  return add_graph_node(node, graph, dependencies, count, GraphNode{.batch = std::move(batch)});
+}
+
+// The operations are the node's own storage, as the driver's are.
+DOUBLE_EXPORT CUresult cuGraphBatchMemOpNodeGetParams(CUgraphNode node, CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  GraphNode* found = find_graph_node(node);
+  if (found == nullptr || !found->batch || params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  BatchNode& batch = *found->batch;
+  *params = CUDA_BATCH_MEM_OP_NODE_PARAMS{batch.context, static_cast<unsigned>(batch.operations.size()),
+                                          batch.operations.data(), batch.flags};
+  return CUDA_SUCCESS;
+}
+
+DOUBLE_EXPORT CUresult cuGraphBatchMemOpNodeSetParams(CUgraphNode node, const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  CUcontext context = nullptr;
+  GraphNode* found = find_graph_node(node, &context);
+  return set_batch(found, context, params);
+}
+
+DOUBLE_EXPORT CUresult cuGraphExecBatchMemOpNodeSetParams(CUgraphExec exec, CUgraphNode node,
+                                                          const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  auto lock = lock_driver();
+  CUcontext context = nullptr;
+  GraphNode* found = find_exec_node(exec, node, &context);
+  return set_batch(found, context, params);
 }
