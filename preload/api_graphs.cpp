@@ -280,6 +280,15 @@ CUresult add_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgr
       case CU_GRAPH_NODE_TYPE_MEMCPY:
         if (params->memcpy.flags != 0 || params->memcpy.reserved != 0) return CUDA_ERROR_INVALID_VALUE;
         return cuGraphAddMemcpyNode(out, graph, dependencies, count, &params->memcpy.copyParams, params->memcpy.copyCtx);
+      case CU_GRAPH_NODE_TYPE_HOST: {
+        const CUDA_HOST_NODE_PARAMS host{params->host.fn, params->host.userData};
+        return cuGraphAddHostNode(out, graph, dependencies, count, &host);
+      }
+      case CU_GRAPH_NODE_TYPE_BATCH_MEM_OP: {
+        const CUDA_BATCH_MEM_OP_NODE_PARAMS_v2& m = params->memOp;
+        const CUDA_BATCH_MEM_OP_NODE_PARAMS batch{m.ctx, m.count, m.paramArray, m.flags};
+        return cuGraphAddBatchMemOpNode(out, graph, dependencies, count, &batch);
+      }
       case CU_GRAPH_NODE_TYPE_MEM_ALLOC: {
         const CUDA_MEM_ALLOC_NODE_PARAMS_v2& a = params->alloc;
         CUDA_MEM_ALLOC_NODE_PARAMS alloc{a.poolProps, a.accessDescs, a.accessDescCount, a.bytesize, 0};
@@ -301,14 +310,6 @@ CUresult set_kernel_node(uint32_t function, CUgraphExec exec, CUgraphNode hnode,
   call.writer().put(reinterpret_cast<uint64_t>(hnode));
   if (CUresult r = put_kernel_node(call, node); r != CUDA_SUCCESS) return r;
   return call_sync(call, [](rgpu::WireReader&) {});
-}
-
-// The generic setters: kernel nodes only so far.
-CUresult only_kernel(const char* name, const CUgraphNodeParams* params) {
-  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (params->type == CU_GRAPH_NODE_TYPE_KERNEL) return CUDA_SUCCESS;
-  LOG_WARN("%s: nodes of type %d are not forwarded yet", name, static_cast<int>(params->type));
-  return CUDA_ERROR_NOT_SUPPORTED;
 }
 
 // ---- batches of memory operations ----------------------------------------------------------
@@ -443,9 +444,36 @@ RGPU_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode node, const CUDA_
   if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
   return set_kernel_node(FN_cuGraphKernelNodeSetParams_v2, nullptr, node, from_params(*params));
 }
+// The generic setters: kernel, host, memcpy and batch memory operation nodes, as their own setters
+// change them (`exec` null: the graph's node).
+static CUresult set_node(const char* name, CUgraphExec exec, CUgraphNode node, const CUgraphNodeParams* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  switch (params->type) {
+    case CU_GRAPH_NODE_TYPE_KERNEL:
+      return set_kernel_node(exec ? FN_cuGraphExecNodeSetParams : FN_cuGraphNodeSetParams, exec, node,
+                             from_params(params->kernel));
+    case CU_GRAPH_NODE_TYPE_HOST: {
+      const CUDA_HOST_NODE_PARAMS host{params->host.fn, params->host.userData};
+      return exec ? cuGraphExecHostNodeSetParams(exec, node, &host) : cuGraphHostNodeSetParams(node, &host);
+    }
+    case CU_GRAPH_NODE_TYPE_MEMCPY: {
+      const CUDA_MEMCPY_NODE_PARAMS& m = params->memcpy;
+      if (m.flags != 0 || m.reserved != 0) return CUDA_ERROR_INVALID_VALUE;
+      return exec ? cuGraphExecMemcpyNodeSetParams(exec, node, &m.copyParams, m.copyCtx)
+                  : cuGraphMemcpyNodeSetParams(node, &m.copyParams);
+    }
+    case CU_GRAPH_NODE_TYPE_BATCH_MEM_OP: {
+      const CUDA_BATCH_MEM_OP_NODE_PARAMS_v2& m = params->memOp;
+      const CUDA_BATCH_MEM_OP_NODE_PARAMS batch{m.ctx, m.count, m.paramArray, m.flags};
+      return exec ? cuGraphExecBatchMemOpNodeSetParams(exec, node, &batch) : cuGraphBatchMemOpNodeSetParams(node, &batch);
+    }
+    default:
+      LOG_WARN("%s: nodes of type %d are not forwarded yet", name, static_cast<int>(params->type));
+      return CUDA_ERROR_NOT_SUPPORTED;
+  }
+}
 RGPU_EXPORT CUresult cuGraphNodeSetParams(CUgraphNode node, CUgraphNodeParams* params) {
-  if (CUresult r = only_kernel("cuGraphNodeSetParams", params); r != CUDA_SUCCESS) return r;
-  return set_kernel_node(FN_cuGraphNodeSetParams, nullptr, node, from_params(params->kernel));
+  return set_node("cuGraphNodeSetParams", nullptr, node, params);
 }
 RGPU_EXPORT CUresult cuGraphExecKernelNodeSetParams(CUgraphExec exec, CUgraphNode node,
                                                     const CUDA_KERNEL_NODE_PARAMS_v1* params) {
@@ -458,9 +486,8 @@ RGPU_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec exec, CUgraph
   return set_kernel_node(FN_cuGraphExecKernelNodeSetParams_v2, exec, node, from_params(*params));
 }
 RGPU_EXPORT CUresult cuGraphExecNodeSetParams(CUgraphExec exec, CUgraphNode node, CUgraphNodeParams* params) {
-  if (CUresult r = only_kernel("cuGraphExecNodeSetParams", params); r != CUDA_SUCCESS) return r;
   if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return set_kernel_node(FN_cuGraphExecNodeSetParams, exec, node, from_params(params->kernel));
+  return set_node("cuGraphExecNodeSetParams", exec, node, params);
 }
 
 // The allocation's address and properties; the access descriptors stay valid while the node lives.

@@ -3078,6 +3078,85 @@ TEST_F(CudaE2E, BatchMemoryOperationNodesRunReadAndChange) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// cuGraphAddNode and the generic setters take host and batch nodes, and change memcpy nodes, as
+// their own calls do; a type they do not forward yet says so.
+TEST_F(CudaE2E, GenericNodeCallsTakeHostMemcpyAndBatchNodes) {
+  RunLog log;
+  unsigned nothing = 0;
+  Probe a{&log, "a", &nothing}, b{&log, "b", &nothing};
+  CUdeviceptr from, to;
+  ASSERT_CU(cuMemAlloc(&from, 64));
+  ASSERT_CU(cuMemAlloc(&to, 64));
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNodeParams params{};
+  params.type = CU_GRAPH_NODE_TYPE_HOST;
+  params.host = {probe, &a};
+  CUgraphNode host;
+  ASSERT_CU(cuGraphAddNode(&host, graph, nullptr, nullptr, 0, &params));
+  CUDA_HOST_NODE_PARAMS host_read{};
+  ASSERT_CU(cuGraphHostNodeGetParams(host, &host_read));
+  EXPECT_EQ(host_read.userData, &a);
+
+  CUstreamBatchMemOpParams write{};
+  write.writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+  write.writeValue.address = from;
+  write.writeValue.value = 11;
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_BATCH_MEM_OP;
+  params.memOp = {context_, 1, &write, 0};
+  CUgraphNode batch;
+  ASSERT_CU(cuGraphAddNode(&batch, graph, &host, nullptr, 1, &params));
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_MEMCPY;
+  params.memcpy.copyCtx = context_;
+  CUDA_MEMCPY3D& copy = params.memcpy.copyParams;
+  copy.srcMemoryType = copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.srcDevice = from;
+  copy.dstDevice = to;
+  copy.WidthInBytes = 4;
+  copy.Height = copy.Depth = 1;
+  CUgraphNode memcpy_node;
+  ASSERT_CU(cuGraphAddNode(&memcpy_node, graph, &batch, nullptr, 1, &params));
+  copy.dstXInBytes = 8;
+  ASSERT_CU(cuGraphNodeSetParams(memcpy_node, &params));
+  CUDA_MEMCPY3D copy_read{};
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(memcpy_node, &copy_read));
+  EXPECT_EQ(copy_read.dstXInBytes, 8u);
+
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_HOST;
+  params.host = {probe, &b};
+  ASSERT_CU(cuGraphNodeSetParams(host, &params));
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  write.writeValue.value = 12;
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_BATCH_MEM_OP;
+  params.memOp = {context_, 1, &write, 0};
+  ASSERT_CU(cuGraphExecNodeSetParams(exec, batch, &params));
+  ASSERT_CU(cuMemsetD8(to, 0, 64));
+  ASSERT_CU(cuGraphLaunch(exec, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_EQ(log.runs, std::vector<std::string>{"b"});
+  uint32_t got[4] = {};
+  ASSERT_CU(cuMemcpyDtoH(got, to, sizeof got));
+  EXPECT_EQ(got[2], 12u);  // the executable graph's operation, copied to the graph's new place
+  EXPECT_EQ(got[0], 0u);
+  CUDA_BATCH_MEM_OP_NODE_PARAMS batch_read{};
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch, &batch_read));
+  EXPECT_EQ(batch_read.paramArray[0].writeValue.value, 11u);
+
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_EVENT_RECORD;
+  EXPECT_EQ(cuGraphNodeSetParams(host, &params), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuGraphExecNodeSetParams(exec, host, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuMemFree(from));
+  EXPECT_CU(cuMemFree(to));
+}
+
 TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
   EXPECT_EQ(cuDeviceGetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, nullptr), CUDA_ERROR_NOT_SUPPORTED);
   void* fn = nullptr;
