@@ -1,13 +1,12 @@
 // Graph nodes whose parameters are plain values beside a dependency array (empty, event record
-// and wait, child graph, memset, memcpy on the device, memory allocation and free), and edges added or removed between nodes.
+// and wait, child graph, memset, memcpy on the device, memory allocation and free), memcpy nodes'
+// copies read back and changed, and edges added or removed between nodes.
 #include "api_state.hpp"
 #include "cuda_client.hpp"
 #include "log.hpp"
 
 namespace rgpu::cuda {
 
-namespace {
-// The call's start: `u64 graph, u32 n, n x u64 dependency`; false for a bad array.
 bool start_node(CallBuilder& call, CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count) {
   if (node == nullptr || (count > 0 && dependencies == nullptr) || count > kMaxGraphList) return false;
   call.out_mask(1u);
@@ -15,6 +14,8 @@ bool start_node(CallBuilder& call, CUgraphNode* node, CUgraph graph, const CUgra
   for (size_t i = 0; i < count; ++i) call.writer().put(reinterpret_cast<uint64_t>(dependencies[i]));
   return true;
 }
+
+namespace {
 
 CUresult finish_node(CallBuilder& call, CUgraphNode* node) {
   return call_sync(call, [&](WireReader& reader) { *node = take_out<CUgraphNode>(reader); });
@@ -47,6 +48,38 @@ CUresult change_dependencies(uint32_t function, CUgraph graph, const CUgraphNode
 template <typename Handle>
 uint64_t raw(Handle handle) {
   return reinterpret_cast<uint64_t>(handle);
+}
+
+// A memcpy node's copy: both ends on the device, device memory (unified addresses the application
+// got as device memory) or arrays. Host memory at either end is not forwarded yet (logged).
+bool device_copy(const char* name, const CUDA_MEMCPY3D& params, CUDA_MEMCPY3D& copy) {
+  copy = params;
+  for (auto [type, address] : {std::pair{&copy.srcMemoryType, copy.srcDevice}, std::pair{&copy.dstMemoryType, copy.dstDevice}}) {
+    DeviceRange range;
+    if (*type == CU_MEMORYTYPE_UNIFIED && find_device_range(address, range)) *type = CU_MEMORYTYPE_DEVICE;
+    if (*type != CU_MEMORYTYPE_DEVICE && *type != CU_MEMORYTYPE_ARRAY) {
+      LOG_WARN("%s: a copy with host memory at one end is not forwarded yet", name);
+      return false;
+    }
+  }
+  return true;
+}
+
+// cuGraphMemcpyNodeSetParams (no exec) and cuGraphExecMemcpyNodeSetParams.
+CUresult set_memcpy_node(uint32_t function, CUgraphExec exec, CUgraphNode node, const CUDA_MEMCPY3D* params,
+                         CUcontext context) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const bool in_exec = function == FN_cuGraphExecMemcpyNodeSetParams;
+  CUDA_MEMCPY3D copy;
+  if (!device_copy(in_exec ? "cuGraphExecMemcpyNodeSetParams" : "cuGraphMemcpyNodeSetParams", *params, copy))
+    return CUDA_ERROR_NOT_SUPPORTED;
+  CallBuilder call(function);
+  if (in_exec) call.writer().put(raw(exec));
+  call.writer().put(raw(node));
+  call.struct_bytes(copy);
+  if (in_exec) call.writer().put(raw(context));
+  return call_sync(call, [](rgpu::WireReader&) {});
 }
 }  // namespace
 
@@ -88,26 +121,36 @@ RGPU_EXPORT CUresult cuGraphAddMemsetNode(CUgraphNode* node, CUgraph graph, cons
   return finish_node(call, node);
 }
 
-// Both ends on the device: device memory (unified addresses the application got as device memory)
-// or arrays. Host memory at either end is not forwarded yet.
 RGPU_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
                                           size_t count, const CUDA_MEMCPY3D* params, CUcontext context) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  CUDA_MEMCPY3D copy = *params;
-  for (auto [type, address] : {std::pair{&copy.srcMemoryType, copy.srcDevice}, std::pair{&copy.dstMemoryType, copy.dstDevice}}) {
-    DeviceRange range;
-    if (*type == CU_MEMORYTYPE_UNIFIED && find_device_range(address, range)) *type = CU_MEMORYTYPE_DEVICE;
-    if (*type != CU_MEMORYTYPE_DEVICE && *type != CU_MEMORYTYPE_ARRAY) {
-      LOG_WARN("cuGraphAddMemcpyNode: a copy with host memory at one end is not forwarded yet");
-      return CUDA_ERROR_NOT_SUPPORTED;
-    }
-  }
+  CUDA_MEMCPY3D copy;
+  if (!device_copy("cuGraphAddMemcpyNode", *params, copy)) return CUDA_ERROR_NOT_SUPPORTED;
   CallBuilder call(FN_cuGraphAddMemcpyNode);
   if (!start_node(call, node, graph, dependencies, count)) return CUDA_ERROR_INVALID_VALUE;
   call.struct_bytes(copy);
   call.writer().put(raw(context));
   return finish_node(call, node);
+}
+
+// The node's copy as the server's driver holds it (a copy with the server's host memory at an end,
+// a captured copy's, is refused there: CUDA_ERROR_NOT_SUPPORTED).
+RGPU_EXPORT CUresult cuGraphMemcpyNodeGetParams(CUgraphNode node, CUDA_MEMCPY3D* params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(FN_cuGraphMemcpyNodeGetParams);
+  call.out_mask(1u);
+  call.writer().put(raw(node));
+  return call_sync(call, [&](rgpu::WireReader& reader) { take_struct(reader, *params, "CUDA_MEMCPY3D"); });
+}
+RGPU_EXPORT CUresult cuGraphMemcpyNodeSetParams(CUgraphNode node, const CUDA_MEMCPY3D* params) {
+  return set_memcpy_node(FN_cuGraphMemcpyNodeSetParams, nullptr, node, params, nullptr);
+}
+RGPU_EXPORT CUresult cuGraphExecMemcpyNodeSetParams(CUgraphExec exec, CUgraphNode node, const CUDA_MEMCPY3D* params,
+                                                    CUcontext context) {
+  if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_memcpy_node(FN_cuGraphExecMemcpyNodeSetParams, exec, node, params, context);
 }
 
 // The allocation's address is device memory to this library from then on, as cuMemAlloc's.

@@ -1,7 +1,9 @@
 // Graph calls that carry arrays, kernel arguments or batches of memory operations: graph and node
-// lists, kernel nodes (arguments packed as launches pack them) and cuStreamBatchMemOp. A kernel
-// node's arguments read back are kept here, per node, until the node is read again or its graph
-// goes, as the driver hands out storage of its own.
+// lists, kernel nodes (arguments packed as launches pack them), memory allocation nodes read back,
+// cuStreamBatchMemOp and batch memory operation nodes. A kernel node's arguments read back are kept
+// here, per node, until the node is read again or its graph goes, as the driver hands out storage
+// of its own; so are an allocation node's access descriptors and a batch node's operations.
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -93,11 +95,14 @@ CUresult put_kernel_node(CallBuilder& call, const KernelNode& node) {
 }
 
 // What the driver hands out as its own storage, kept per node: a kernel node's arguments read back
-// (the bytes and one pointer per parameter into them), a conditional node's body graphs.
+// (the bytes and one pointer per parameter into them), a conditional node's body graphs, an
+// allocation node's access descriptors, a batch node's operations.
 struct KeptArguments {
   std::vector<uint8_t> bytes;
   std::vector<void*> pointers;
   std::vector<CUgraph> bodies;
+  std::vector<CUmemAccessDesc> access;
+  std::vector<CUstreamBatchMemOpParams> operations;
 };
 std::mutex g_kept_mutex;
 std::map<CUgraphNode, KeptArguments>& kept_arguments() {
@@ -156,6 +161,47 @@ void forget_kept_arguments(std::span<const CUgraphNode> nodes) {
 bool any_kept_arguments() {
   std::lock_guard lock(g_kept_mutex);
   return !kept_arguments().empty();
+}
+
+// A question about one node: `u64 node`, its answer wanted.
+CallBuilder node_question(uint32_t function, CUgraphNode node) {
+  CallBuilder call(function);
+  call.out_mask(1u);
+  call.writer().put(reinterpret_cast<uint64_t>(node));
+  return call;
+}
+
+// Keeps `values` as the node's `member` and answers where they lie (NULL for none): the storage of
+// an earlier read while they are the same, so that what it answered stays valid.
+template <typename T>
+const T* keep_for_node(CUgraphNode node, std::vector<T> KeptArguments::*member, std::vector<T> values) {
+  std::lock_guard lock(g_kept_mutex);
+  std::vector<T>& kept = kept_arguments()[node].*member;
+  if (kept.size() != values.size() ||
+      (!values.empty() && std::memcmp(kept.data(), values.data(), values.size() * sizeof(T)) != 0))
+    kept = std::move(values);
+  return kept.empty() ? nullptr : kept.data();
+}
+
+// cuGraphMemAllocNodeGetParams: `u64 node` -> `u32 size, CUmemPoolProps, u32 n, n x CUmemAccessDesc,
+// u64 bytesize, u64 address`.
+CUresult get_mem_alloc_node(CUgraphNode node, CUDA_MEM_ALLOC_NODE_PARAMS& params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call = node_question(FN_cuGraphMemAllocNodeGetParams, node);
+  std::vector<CUmemAccessDesc> access;
+  const CUresult r = call_sync(call, [&](WireReader& reader) {
+    take_struct(reader, params.poolProps, "CUmemPoolProps");
+    const uint32_t n = reader.get<uint32_t>();
+    if (n > kMaxStructArray) throw WireError("more access descriptors than may travel");
+    access.resize(n);
+    if (n) std::memcpy(access.data(), reader.bytes(n * sizeof(CUmemAccessDesc)).data(), n * sizeof(CUmemAccessDesc));
+    params.bytesize = reader.get<uint64_t>();
+    params.dptr = reader.get<uint64_t>();
+  });
+  if (r != CUDA_SUCCESS) return r;
+  params.accessDescCount = access.size();
+  params.accessDescs = keep_for_node(node, &KeptArguments::access, std::move(access));
+  return CUDA_SUCCESS;
 }
 
 // `u64 graph, u32 n, n x u64 dependency, u8 has edge data, [n x CUgraphEdgeData], u32 node type`.
@@ -234,6 +280,15 @@ CUresult add_node(uint32_t function, CUgraphNode* out, CUgraph graph, const CUgr
       case CU_GRAPH_NODE_TYPE_MEMCPY:
         if (params->memcpy.flags != 0 || params->memcpy.reserved != 0) return CUDA_ERROR_INVALID_VALUE;
         return cuGraphAddMemcpyNode(out, graph, dependencies, count, &params->memcpy.copyParams, params->memcpy.copyCtx);
+      case CU_GRAPH_NODE_TYPE_HOST: {
+        const CUDA_HOST_NODE_PARAMS host{params->host.fn, params->host.userData};
+        return cuGraphAddHostNode(out, graph, dependencies, count, &host);
+      }
+      case CU_GRAPH_NODE_TYPE_BATCH_MEM_OP: {
+        const CUDA_BATCH_MEM_OP_NODE_PARAMS_v2& m = params->memOp;
+        const CUDA_BATCH_MEM_OP_NODE_PARAMS batch{m.ctx, m.count, m.paramArray, m.flags};
+        return cuGraphAddBatchMemOpNode(out, graph, dependencies, count, &batch);
+      }
       case CU_GRAPH_NODE_TYPE_MEM_ALLOC: {
         const CUDA_MEM_ALLOC_NODE_PARAMS_v2& a = params->alloc;
         CUDA_MEM_ALLOC_NODE_PARAMS alloc{a.poolProps, a.accessDescs, a.accessDescCount, a.bytesize, 0};
@@ -257,25 +312,62 @@ CUresult set_kernel_node(uint32_t function, CUgraphExec exec, CUgraphNode hnode,
   return call_sync(call, [](rgpu::WireReader&) {});
 }
 
-// The generic setters: kernel nodes only so far.
-CUresult only_kernel(const char* name, const CUgraphNodeParams* params) {
-  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (params->type == CU_GRAPH_NODE_TYPE_KERNEL) return CUDA_SUCCESS;
-  LOG_WARN("%s: nodes of type %d are not forwarded yet", name, static_cast<int>(params->type));
-  return CUDA_ERROR_NOT_SUPPORTED;
-}
-
 // ---- batches of memory operations ----------------------------------------------------------
+
+// `u32 count, u32 flags, u32 size`, count x CUstreamBatchMemOpParams; false for a batch that does
+// not travel (none, or more than kMaxBatchMemOps).
+bool put_batch(WireWriter& w, unsigned count, const CUstreamBatchMemOpParams* ops, unsigned flags) {
+  if (ops == nullptr || count == 0 || count > kMaxBatchMemOps) return false;
+  w.put<uint32_t>(count).put<uint32_t>(flags);
+  w.put<uint32_t>(sizeof *ops).bytes(ops, size_t{count} * sizeof *ops);
+  return true;
+}
 
 CUresult batch_mem_op(uint32_t function, CUstream stream, unsigned count, const CUstreamBatchMemOpParams* ops,
                       unsigned flags) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  if (ops == nullptr || count == 0 || count > kMaxBatchMemOps) return CUDA_ERROR_INVALID_VALUE;
   CallBuilder call(function);
-  call.writer().put(reinterpret_cast<uint64_t>(stream)).put<uint32_t>(count).put<uint32_t>(flags);
-  call.writer().put<uint32_t>(sizeof *ops).bytes(ops, size_t{count} * sizeof *ops);
+  call.writer().put(reinterpret_cast<uint64_t>(stream));
+  if (!put_batch(call.writer(), count, ops, flags)) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = before_device_work(); r != CUDA_SUCCESS) return r;
   return call_pipelined(call);
+}
+
+// cuGraphBatchMemOpNodeSetParams (no exec) and cuGraphExecBatchMemOpNodeSetParams: `[u64 exec,]
+// u64 node, u64 context`, the batch.
+CUresult set_batch_node(uint32_t function, CUgraphExec exec, CUgraphNode node,
+                        const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(function);
+  WireWriter& w = call.writer();
+  if (function == FN_cuGraphExecBatchMemOpNodeSetParams) w.put(reinterpret_cast<uint64_t>(exec));
+  w.put(reinterpret_cast<uint64_t>(node)).put(reinterpret_cast<uint64_t>(params->ctx));
+  if (!put_batch(w, params->count, params->paramArray, params->flags)) return CUDA_ERROR_INVALID_VALUE;
+  return call_sync(call, [](WireReader&) {});
+}
+
+// cuGraphBatchMemOpNodeGetParams: `u64 node` -> `u64 context, u32 count, u32 flags, u32 size`, the
+// operations (kept for the node).
+CUresult get_batch_node(CUgraphNode node, CUDA_BATCH_MEM_OP_NODE_PARAMS& params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CallBuilder call = node_question(FN_cuGraphBatchMemOpNodeGetParams, node);
+  std::vector<CUstreamBatchMemOpParams> ops;
+  const CUresult r = call_sync(call, [&](WireReader& reader) {
+    params.ctx = take_out<CUcontext>(reader);
+    const uint32_t count = reader.get<uint32_t>();
+    params.flags = reader.get<uint32_t>();
+    if (reader.get<uint32_t>() != sizeof(CUstreamBatchMemOpParams) || count > kMaxBatchMemOps)
+      throw WireError("a batch of memory operations this library cannot take");
+    ops.resize(count);
+    if (count) std::memcpy(ops.data(), reader.bytes(count * sizeof(CUstreamBatchMemOpParams)).data(),
+                           count * sizeof(CUstreamBatchMemOpParams));
+  });
+  if (r != CUDA_SUCCESS) return r;
+  params.count = static_cast<unsigned>(ops.size());
+  params.paramArray = const_cast<CUstreamBatchMemOpParams*>(
+      keep_for_node(node, &KeptArguments::operations, std::move(ops)));
+  return CUDA_SUCCESS;
 }
 }  // namespace
 
@@ -352,9 +444,36 @@ RGPU_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode node, const CUDA_
   if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
   return set_kernel_node(FN_cuGraphKernelNodeSetParams_v2, nullptr, node, from_params(*params));
 }
+// The generic setters: kernel, host, memcpy and batch memory operation nodes, as their own setters
+// change them (`exec` null: the graph's node).
+static CUresult set_node(const char* name, CUgraphExec exec, CUgraphNode node, const CUgraphNodeParams* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  switch (params->type) {
+    case CU_GRAPH_NODE_TYPE_KERNEL:
+      return set_kernel_node(exec ? FN_cuGraphExecNodeSetParams : FN_cuGraphNodeSetParams, exec, node,
+                             from_params(params->kernel));
+    case CU_GRAPH_NODE_TYPE_HOST: {
+      const CUDA_HOST_NODE_PARAMS host{params->host.fn, params->host.userData};
+      return exec ? cuGraphExecHostNodeSetParams(exec, node, &host) : cuGraphHostNodeSetParams(node, &host);
+    }
+    case CU_GRAPH_NODE_TYPE_MEMCPY: {
+      const CUDA_MEMCPY_NODE_PARAMS& m = params->memcpy;
+      if (m.flags != 0 || m.reserved != 0) return CUDA_ERROR_INVALID_VALUE;
+      return exec ? cuGraphExecMemcpyNodeSetParams(exec, node, &m.copyParams, m.copyCtx)
+                  : cuGraphMemcpyNodeSetParams(node, &m.copyParams);
+    }
+    case CU_GRAPH_NODE_TYPE_BATCH_MEM_OP: {
+      const CUDA_BATCH_MEM_OP_NODE_PARAMS_v2& m = params->memOp;
+      const CUDA_BATCH_MEM_OP_NODE_PARAMS batch{m.ctx, m.count, m.paramArray, m.flags};
+      return exec ? cuGraphExecBatchMemOpNodeSetParams(exec, node, &batch) : cuGraphBatchMemOpNodeSetParams(node, &batch);
+    }
+    default:
+      LOG_WARN("%s: nodes of type %d are not forwarded yet", name, static_cast<int>(params->type));
+      return CUDA_ERROR_NOT_SUPPORTED;
+  }
+}
 RGPU_EXPORT CUresult cuGraphNodeSetParams(CUgraphNode node, CUgraphNodeParams* params) {
-  if (CUresult r = only_kernel("cuGraphNodeSetParams", params); r != CUDA_SUCCESS) return r;
-  return set_kernel_node(FN_cuGraphNodeSetParams, nullptr, node, from_params(params->kernel));
+  return set_node("cuGraphNodeSetParams", nullptr, node, params);
 }
 RGPU_EXPORT CUresult cuGraphExecKernelNodeSetParams(CUgraphExec exec, CUgraphNode node,
                                                     const CUDA_KERNEL_NODE_PARAMS_v1* params) {
@@ -367,9 +486,14 @@ RGPU_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec exec, CUgraph
   return set_kernel_node(FN_cuGraphExecKernelNodeSetParams_v2, exec, node, from_params(*params));
 }
 RGPU_EXPORT CUresult cuGraphExecNodeSetParams(CUgraphExec exec, CUgraphNode node, CUgraphNodeParams* params) {
-  if (CUresult r = only_kernel("cuGraphExecNodeSetParams", params); r != CUDA_SUCCESS) return r;
   if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return set_kernel_node(FN_cuGraphExecNodeSetParams, exec, node, from_params(params->kernel));
+  return set_node("cuGraphExecNodeSetParams", exec, node, params);
+}
+
+// The allocation's address and properties; the access descriptors stay valid while the node lives.
+RGPU_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode node, CUDA_MEM_ALLOC_NODE_PARAMS* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return get_mem_alloc_node(node, *params);
 }
 
 // The arguments kept for a graph's nodes go with it (their list asked first only when any are kept).
@@ -420,4 +544,28 @@ RGPU_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream stream, unsigned count, CUst
 RGPU_EXPORT CUresult cuStreamBatchMemOp_v2_ptsz(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
                                                 unsigned flags) {
   return batch_mem_op(FN_cuStreamBatchMemOp_v2_ptsz, stream, count, ops, flags);
+}
+
+RGPU_EXPORT CUresult cuGraphAddBatchMemOpNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
+                                              size_t count, const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  CallBuilder call(FN_cuGraphAddBatchMemOpNode);
+  if (!start_node(call, node, graph, dependencies, count)) return CUDA_ERROR_INVALID_VALUE;
+  call.writer().put(reinterpret_cast<uint64_t>(params->ctx));
+  if (!put_batch(call.writer(), params->count, params->paramArray, params->flags)) return CUDA_ERROR_INVALID_VALUE;
+  return call_sync(call, [&](rgpu::WireReader& reader) { *node = take_out<CUgraphNode>(reader); });
+}
+// The operations stay valid while the node's parameters do (the driver's own storage).
+RGPU_EXPORT CUresult cuGraphBatchMemOpNodeGetParams(CUgraphNode node, CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (params == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return get_batch_node(node, *params);
+}
+RGPU_EXPORT CUresult cuGraphBatchMemOpNodeSetParams(CUgraphNode node, const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  return set_batch_node(FN_cuGraphBatchMemOpNodeSetParams, nullptr, node, params);
+}
+RGPU_EXPORT CUresult cuGraphExecBatchMemOpNodeSetParams(CUgraphExec exec, CUgraphNode node,
+                                                        const CUDA_BATCH_MEM_OP_NODE_PARAMS* params) {
+  if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return set_batch_node(FN_cuGraphExecBatchMemOpNodeSetParams, exec, node, params);
 }

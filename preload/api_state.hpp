@@ -83,6 +83,10 @@ CUresult kernel_param_layout(CUfunction f, KernelParamLayout& layout);
 // the `extra` form (CU_LAUNCH_PARAM_BUFFER_POINTER / SIZE): `u32 n, n x u32 offset, blob`.
 CUresult pack_kernel_params(const KernelParamLayout& layout, void** params, void** extra, CallBuilder& call);
 
+// A graph node's add call starts `u64 graph, u32 n, n x u64 dependency`, the node its first output
+// (api_graph_nodes.cpp); false for a bad dependency array.
+bool start_node(CallBuilder& call, CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count);
+
 // The driver version the server's driver reports (CUDA_VERSION style: 13000).
 int server_driver_version();
 

@@ -128,6 +128,14 @@ void forget_host_function(uint64_t id) {
   functions().erase(id);
 }
 
+bool find_host_function(uint64_t id, HostFunction& function) {
+  std::lock_guard lock(g_mutex);
+  auto it = functions().find(id);
+  if (it == functions().end()) return false;
+  function = it->second;
+  return true;
+}
+
 bool in_host_function() { return t_in_host_function; }
 
 }  // namespace rgpu::cuda

@@ -25,6 +25,8 @@ uint64_t register_host_function(const HostFunction& function);
 bool start_host_function_runner();
 // The server will not reach `id` (its launch failed before it got there).
 void forget_host_function(uint64_t id);
+// The function kept under `id` (false when this process holds none: forgotten or never made).
+bool find_host_function(uint64_t id, HostFunction& function);
 
 // True on the host function thread while an application function runs: such a function must not
 // call CUDA (the driver answers CUDA_ERROR_NOT_PERMITTED).

@@ -1159,18 +1159,24 @@ TEST_F(CudaE2E, OccupancyCallbacksRunInTheApplication) {
   EXPECT_EQ(cuOccupancyMaxPotentialBlockSizeWithFlags(&grid, &block, add, nullptr, 0, 0, 0x80), CUDA_ERROR_INVALID_VALUE);
 }
 
+// An access policy window over device memory (its address is the device's), as a launch attribute.
+CUlaunchAttributeValue access_policy_window(CUdeviceptr base, size_t bytes, float hit_ratio) {
+  CUlaunchAttributeValue value{};
+  value.accessPolicyWindow.base_ptr = reinterpret_cast<void*>(base);
+  value.accessPolicyWindow.num_bytes = bytes;
+  value.accessPolicyWindow.hitRatio = hit_ratio;
+  value.accessPolicyWindow.hitProp = CU_ACCESS_PROPERTY_PERSISTING;
+  value.accessPolicyWindow.missProp = CU_ACCESS_PROPERTY_STREAMING;
+  return value;
+}
+
 // Stream attributes of plain values cross whole; one the server does not take is refused.
 TEST_F(CudaE2E, StreamAttributesRoundTrip) {
   CUstream stream;
   ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
   CUdeviceptr window;
   ASSERT_CU(cuMemAlloc(&window, 1 << 20));
-  CUstreamAttrValue set{};
-  set.accessPolicyWindow.base_ptr = reinterpret_cast<void*>(window);
-  set.accessPolicyWindow.num_bytes = 1 << 20;
-  set.accessPolicyWindow.hitRatio = 0.75f;
-  set.accessPolicyWindow.hitProp = CU_ACCESS_PROPERTY_PERSISTING;
-  set.accessPolicyWindow.missProp = CU_ACCESS_PROPERTY_STREAMING;
+  CUstreamAttrValue set = access_policy_window(window, 1 << 20, 0.75f);
   ASSERT_CU(cuStreamSetAttribute(stream, CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, &set));
   CUstreamAttrValue got{};
   ASSERT_CU(cuStreamGetAttribute(stream, CU_STREAM_ATTRIBUTE_ACCESS_POLICY_WINDOW, &got));
@@ -2336,6 +2342,270 @@ TEST_F(CudaE2E, GraphsRunTheirHostFunctionsAtEachLaunch) {
   EXPECT_CU(cuStreamDestroy(stream));
 }
 
+// A host node's parameters are the application's own function and data, read back whether the
+// node was added or captured; changed in the graph, they run at the launches of executable graphs
+// made after; changed in one executable graph, at its launches only, even once the graph is gone.
+TEST_F(CudaE2E, HostNodesReadAndChangeTheirFunctions) {
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  RunLog log;
+  unsigned nothing = 0;
+  Probe a{&log, "a", &nothing}, b{&log, "b", &nothing}, c{&log, "c", &nothing};
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNode node;
+  const CUDA_HOST_NODE_PARAMS run_a{probe, &a}, run_b{probe, &b}, run_c{probe, &c};
+  ASSERT_CU(cuGraphAddHostNode(&node, graph, nullptr, 0, &run_a));
+  CUDA_HOST_NODE_PARAMS read{};
+  ASSERT_CU(cuGraphHostNodeGetParams(node, &read));
+  EXPECT_EQ(read.fn, &probe);
+  EXPECT_EQ(read.userData, &a);
+
+  CUgraphExec before, after;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&before, graph, 0));
+  ASSERT_CU(cuGraphHostNodeSetParams(node, &run_b));
+  ASSERT_CU(cuGraphHostNodeGetParams(node, &read));
+  EXPECT_EQ(read.userData, &b);
+  ASSERT_CU(cuGraphInstantiateWithFlags(&after, graph, 0));
+  ASSERT_CU(cuGraphLaunch(before, stream));
+  ASSERT_CU(cuGraphLaunch(after, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(log.runs, (std::vector<std::string>{"a", "b"}));
+
+  ASSERT_CU(cuGraphExecHostNodeSetParams(before, node, &run_c));
+  ASSERT_CU(cuGraphHostNodeGetParams(node, &read));
+  EXPECT_EQ(read.userData, &b);  // the graph's node keeps its own
+  ASSERT_CU(cuGraphDestroy(graph));
+  ASSERT_CU(cuGraphLaunch(before, stream));  // the executable graphs keep what they run
+  ASSERT_CU(cuGraphLaunch(after, stream));
+  ASSERT_CU(cuStreamSynchronize(stream));
+  EXPECT_EQ(log.runs, (std::vector<std::string>{"a", "b", "c", "b"}));
+  EXPECT_CU(cuGraphExecDestroy(before));
+  EXPECT_CU(cuGraphExecDestroy(after));
+
+  // A captured host function is a host node too; a captured copy's node runs none of the
+  // application's functions, and a kernel node is no host node.
+  std::vector<uint32_t> host(16, 3);
+  CUdeviceptr device;
+  ASSERT_CU(cuMemAlloc(&device, host.size() * 4));
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+  ASSERT_CU(cuLaunchHostFunc(stream, probe, &c));
+  ASSERT_CU(cuMemcpyHtoDAsync(device, host.data(), host.size() * 4, stream));
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+  CUgraphNode nodes[3] = {};
+  size_t count = 3;
+  ASSERT_CU(cuGraphGetNodes(graph, nodes, &count));
+  ASSERT_EQ(count, 3u);  // the function, the copy's host end, the copy
+  ASSERT_CU(cuGraphHostNodeGetParams(nodes[0], &read));
+  EXPECT_EQ(read.fn, &probe);
+  EXPECT_EQ(read.userData, &c);
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(nodes[1], &type));
+  ASSERT_EQ(type, CU_GRAPH_NODE_TYPE_HOST);
+  EXPECT_EQ(cuGraphHostNodeGetParams(nodes[1], &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeSetParams(nodes[1], &run_a), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeGetParams(nodes[2], &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeSetParams(nodes[0], nullptr), CUDA_ERROR_INVALID_VALUE);
+  const CUDA_HOST_NODE_PARAMS no_function{nullptr, &a};
+  EXPECT_EQ(cuGraphHostNodeSetParams(nodes[0], &no_function), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphHostNodeGetParams(nodes[0], nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuMemFree(device));
+  EXPECT_CU(cuStreamDestroy(stream));
+}
+
+// A memcpy node's copy reads back as it was added; changed in the graph it copies so in executable
+// graphs instantiated after, changed in one executable graph it copies so there only. Host memory at
+// an end is refused as cuGraphAddMemcpyNode refuses it.
+TEST_F(CudaE2E, MemcpyNodesReadAndChangeTheirCopies) {
+  constexpr size_t n = 32;
+  CUdeviceptr from, other, to, second;
+  for (CUdeviceptr* p : {&from, &other, &to, &second}) ASSERT_CU(cuMemAlloc(p, n * 4));
+  std::vector<uint32_t> values(n), others(n);
+  std::iota(values.begin(), values.end(), 100u);
+  std::iota(others.begin(), others.end(), 900u);
+  ASSERT_CU(cuMemcpyHtoD(from, values.data(), n * 4));
+  ASSERT_CU(cuMemcpyHtoD(other, others.data(), n * 4));
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUDA_MEMCPY3D copy{};
+  copy.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.srcDevice = from;
+  copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.dstDevice = to;
+  copy.WidthInBytes = n * 4;
+  copy.Height = 1;
+  copy.Depth = 1;
+  CUgraphNode node;
+  ASSERT_CU(cuGraphAddMemcpyNode(&node, graph, nullptr, 0, &copy, context_));
+  CUDA_MEMCPY3D read{};
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(node, &read));
+  EXPECT_EQ(read.srcMemoryType, CU_MEMORYTYPE_DEVICE);
+  EXPECT_EQ(read.srcDevice, from);
+  EXPECT_EQ(read.dstDevice, to);
+  EXPECT_EQ(read.WidthInBytes, n * 4);
+  EXPECT_EQ(read.srcHost, nullptr);
+
+  CUgraphExec before, after;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&before, graph, 0));
+  CUDA_MEMCPY3D changed = copy;
+  changed.dstMemoryType = CU_MEMORYTYPE_UNIFIED;  // a device allocation's address: sent as device memory
+  changed.dstDevice = second;
+  ASSERT_CU(cuGraphMemcpyNodeSetParams(node, &changed));
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(node, &read));
+  EXPECT_EQ(read.dstDevice, second);
+  EXPECT_EQ(read.dstMemoryType, CU_MEMORYTYPE_DEVICE);
+  ASSERT_CU(cuGraphInstantiateWithFlags(&after, graph, 0));
+  ASSERT_CU(cuMemsetD8(to, 0, n * 4));
+  ASSERT_CU(cuMemsetD8(second, 0, n * 4));
+  std::vector<uint32_t> got(n);
+  ASSERT_CU(cuGraphLaunch(before, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemcpyDtoH(got.data(), to, n * 4));
+  EXPECT_EQ(got, values);
+  ASSERT_CU(cuMemcpyDtoH(got.data(), second, n * 4));
+  EXPECT_EQ(got[n - 1], 0u);
+  ASSERT_CU(cuGraphLaunch(after, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemcpyDtoH(got.data(), second, n * 4));
+  EXPECT_EQ(got, values);
+
+  CUDA_MEMCPY3D in_exec = copy;
+  in_exec.srcDevice = other;
+  ASSERT_CU(cuGraphExecMemcpyNodeSetParams(before, node, &in_exec, context_));
+  ASSERT_CU(cuGraphLaunch(before, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  ASSERT_CU(cuMemcpyDtoH(got.data(), to, n * 4));
+  EXPECT_EQ(got, others);
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(node, &read));
+  EXPECT_EQ(read.srcDevice, from);  // the graph's node keeps its own
+
+  std::vector<uint32_t> host(n);
+  CUDA_MEMCPY3D to_host = copy;
+  to_host.dstMemoryType = CU_MEMORYTYPE_HOST;
+  to_host.dstHost = host.data();
+  EXPECT_EQ(cuGraphMemcpyNodeSetParams(node, &to_host), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuGraphExecMemcpyNodeSetParams(before, node, &to_host, context_), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuGraphMemcpyNodeSetParams(node, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphMemcpyNodeGetParams(node, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphExecDestroy(before));
+  EXPECT_CU(cuGraphExecDestroy(after));
+  EXPECT_CU(cuGraphDestroy(graph));
+
+  // A captured copy of the application's memory copies from the server's staging: not the
+  // application's to read back. An empty node is no memcpy node.
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED));
+  ASSERT_CU(cuMemcpyHtoDAsync(to, host.data(), n * 4, stream));
+  ASSERT_CU(cuStreamEndCapture(stream, &graph));
+  CUgraphNode nodes[2] = {};
+  size_t count = 2;
+  ASSERT_CU(cuGraphGetNodes(graph, nodes, &count));
+  ASSERT_EQ(count, 2u);
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(nodes[1], &type));
+  ASSERT_EQ(type, CU_GRAPH_NODE_TYPE_MEMCPY);
+  EXPECT_EQ(cuGraphMemcpyNodeGetParams(nodes[1], &read), CUDA_ERROR_NOT_SUPPORTED);
+  CUgraphNode empty;
+  ASSERT_CU(cuGraphAddEmptyNode(&empty, graph, nullptr, 0));
+  EXPECT_EQ(cuGraphMemcpyNodeGetParams(empty, &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphMemcpyNodeSetParams(empty, &copy), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuStreamDestroy(stream));
+  for (CUdeviceptr p : {from, other, to, second}) EXPECT_CU(cuMemFree(p));
+}
+
+// A kernel node of one block that runs fill_u32 with `args`.
+CUDA_KERNEL_NODE_PARAMS fill_kernel(CUfunction fill, void** args, unsigned threads) {
+  CUDA_KERNEL_NODE_PARAMS kernel{};
+  kernel.func = fill;
+  kernel.gridDimX = kernel.gridDimY = kernel.gridDimZ = 1;
+  kernel.blockDimX = threads, kernel.blockDimY = kernel.blockDimZ = 1;
+  kernel.kernelParams = args;
+  return kernel;
+}
+
+// A kernel node's attributes of plain values are set and read back per node (the driver's answer:
+// an attribute a kernel node does not take is refused there); those that carry a handle or a
+// pointer are not forwarded.
+TEST_F(CudaE2E, KernelNodeAttributesAreSetAndReadPerNode) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr words;
+  ASSERT_CU(cuMemAlloc(&words, 64 * 4));
+  unsigned value = 1;
+  unsigned long long n = 64;
+  void* args[] = {&words, &value, &n};
+  const CUDA_KERNEL_NODE_PARAMS kernel = fill_kernel(fill, args, 64);
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNode first, second, empty;
+  ASSERT_CU(cuGraphAddKernelNode(&first, graph, nullptr, 0, &kernel));
+  ASSERT_CU(cuGraphAddKernelNode(&second, graph, &first, 1, &kernel));
+  ASSERT_CU(cuGraphAddEmptyNode(&empty, graph, nullptr, 0));
+
+  CUkernelNodeAttrValue set{};
+  set.cooperative = 1;
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_COOPERATIVE, &set));
+  set = {};
+  set.priority = 3;
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &set));
+  set = {};
+  set.clusterDim.x = 2, set.clusterDim.y = 1, set.clusterDim.z = 1;
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_CLUSTER_DIMENSION, &set));
+  set = access_policy_window(words, 256, 0.5f);
+  ASSERT_CU(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_ACCESS_POLICY_WINDOW, &set));
+
+  CUkernelNodeAttrValue got{};
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_COOPERATIVE, &got));
+  EXPECT_EQ(got.cooperative, 1);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got));
+  EXPECT_EQ(got.priority, 3);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_CLUSTER_DIMENSION, &got));
+  EXPECT_EQ(got.clusterDim.x, 2u);
+  EXPECT_EQ(got.clusterDim.z, 1u);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_ACCESS_POLICY_WINDOW, &got));
+  EXPECT_EQ(got.accessPolicyWindow.base_ptr, reinterpret_cast<void*>(words));
+  EXPECT_EQ(got.accessPolicyWindow.num_bytes, 256u);
+  EXPECT_EQ(got.accessPolicyWindow.hitRatio, 0.5f);
+  EXPECT_EQ(got.accessPolicyWindow.missProp, CU_ACCESS_PROPERTY_STREAMING);
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(second, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got));
+  EXPECT_EQ(got.priority, 0);  // the other node's own
+  ASSERT_CU(cuGraphKernelNodeCopyAttributes(second, first));
+  ASSERT_CU(cuGraphKernelNodeGetAttribute(second, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got));
+  EXPECT_EQ(got.priority, 3);
+
+  // The driver's refusals: not a kernel node, an attribute of streams only.
+  set = {};
+  set.priority = 1;
+  EXPECT_EQ(cuGraphKernelNodeSetAttribute(empty, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &set), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphKernelNodeGetAttribute(empty, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, &got), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphKernelNodeSetAttribute(first, CU_LAUNCH_ATTRIBUTE_SYNCHRONIZATION_POLICY, &set),
+            CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphKernelNodeSetAttribute(first, CU_KERNEL_NODE_ATTRIBUTE_PRIORITY, nullptr), CUDA_ERROR_INVALID_VALUE);
+  // Handles and pointers of other objects, and attributes RGPU does not know, are not forwarded.
+  for (auto attribute : {CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT, CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT,
+                         CU_LAUNCH_ATTRIBUTE_DEVICE_UPDATABLE_KERNEL_NODE, static_cast<CUlaunchAttributeID>(99)}) {
+    EXPECT_EQ(cuGraphKernelNodeSetAttribute(first, attribute, &set), CUDA_ERROR_NOT_SUPPORTED) << attribute;
+    EXPECT_EQ(cuGraphKernelNodeGetAttribute(first, attribute, &got), CUDA_ERROR_NOT_SUPPORTED) << attribute;
+  }
+
+  // The nodes still run as kernels.
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  ASSERT_CU(cuGraphLaunch(exec, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  unsigned filled[64] = {};
+  ASSERT_CU(cuMemcpyDtoH(filled, words, sizeof filled));
+  EXPECT_EQ(filled[63], 1u);
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuMemFree(words));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 // What cuFFT does with a captured graph: list its nodes and edges, read a kernel node's
 // arguments, change them in the executable graph, instantiate with the old entry point.
 TEST_F(CudaE2E, GraphsListTheirNodesAndKernelNodesReadAndChangeTheirArguments) {
@@ -2651,7 +2921,7 @@ TEST_F(CudaE2E, ConditionalNodesRunTheirBodyGraphsCapturedIntoThem) {
 }
 
 // An allocation node's address is device memory to the application: a kernel node fills it and a
-// copy reads it back after the launch.
+// copy reads it back after the launch. Its parameters read back are those it was added with.
 TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
   CUmodule module = load_module();
   CUfunction fill;
@@ -2668,11 +2938,7 @@ TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
   unsigned value = 42;
   unsigned long long n = 1024;
   void* args[] = {&alloc.dptr, &value, &n};
-  CUDA_KERNEL_NODE_PARAMS kernel{};
-  kernel.func = fill;
-  kernel.gridDimX = kernel.gridDimY = kernel.gridDimZ = 1;
-  kernel.blockDimX = 256, kernel.blockDimY = kernel.blockDimZ = 1;
-  kernel.kernelParams = args;
+  const CUDA_KERNEL_NODE_PARAMS kernel = fill_kernel(fill, args, 256);
   ASSERT_CU(cuGraphAddKernelNode(&fill_node, graph, &alloc_node, 1, &kernel));
   CUgraphExec exec;
   ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
@@ -2691,6 +2957,41 @@ TEST_F(CudaE2E, AllocationNodesGiveDeviceMemory) {
   ASSERT_CU(cuGraphAddNode(&generic_node, graph, nullptr, nullptr, 0, &generic));
   ASSERT_NE(generic.alloc.dptr, 0u);
   ASSERT_NE(generic.alloc.dptr, alloc.dptr);
+
+  // Read back: the address, the size and the properties it was added with; the access
+  // descriptors where they were for an earlier read.
+  CUDA_MEM_ALLOC_NODE_PARAMS read{};
+  ASSERT_CU(cuGraphMemAllocNodeGetParams(alloc_node, &read));
+  EXPECT_EQ(read.dptr, alloc.dptr);
+  EXPECT_EQ(read.bytesize, 4096u);
+  EXPECT_EQ(read.poolProps.allocType, CU_MEM_ALLOCATION_TYPE_PINNED);
+  EXPECT_EQ(read.poolProps.location.type, CU_MEM_LOCATION_TYPE_DEVICE);
+  EXPECT_EQ(read.poolProps.location.id, 0);
+  EXPECT_EQ(read.accessDescCount, 0u);
+  EXPECT_EQ(read.accessDescs, nullptr);
+  CUgraphNode with_access;
+  const CUmemAccessDesc access[] = {read_write(1), read_write(0)};
+  CUDA_MEM_ALLOC_NODE_PARAMS shared = alloc;
+  shared.poolProps.location.id = 1;
+  shared.accessDescs = access;
+  shared.accessDescCount = 2;
+  shared.bytesize = 8192;
+  ASSERT_CU(cuGraphAddMemAllocNode(&with_access, graph, nullptr, 0, &shared));
+  ASSERT_CU(cuGraphMemAllocNodeGetParams(with_access, &read));
+  EXPECT_EQ(read.dptr, shared.dptr);
+  EXPECT_EQ(read.bytesize, 8192u);
+  EXPECT_EQ(read.poolProps.location.id, 1);
+  ASSERT_EQ(read.accessDescCount, 2u);
+  ASSERT_NE(read.accessDescs, nullptr);
+  EXPECT_EQ(read.accessDescs[0].location.id, 1);
+  EXPECT_EQ(read.accessDescs[1].location.id, 0);
+  EXPECT_EQ(read.accessDescs[1].flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+  CUDA_MEM_ALLOC_NODE_PARAMS again{};
+  ASSERT_CU(cuGraphMemAllocNodeGetParams(with_access, &again));
+  EXPECT_EQ(again.accessDescs, read.accessDescs);
+  EXPECT_EQ(cuGraphMemAllocNodeGetParams(fill_node, &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphMemAllocNodeGetParams(alloc_node, nullptr), CUDA_ERROR_INVALID_VALUE);
+
   alloc.poolProps.win32SecurityAttributes = &value;  // never on Linux: refused by the server
   EXPECT_EQ(cuGraphAddMemAllocNode(&alloc_node, graph, nullptr, 0, &alloc), CUDA_ERROR_INVALID_VALUE);
   EXPECT_CU(cuGraphExecDestroy(exec));
@@ -2752,8 +3053,197 @@ TEST_F(CudaE2E, BatchMemoryOperationsWaitAndWriteInStreamOrder) {
   EXPECT_CU(cuModuleUnload(module));
 }
 
+// A batch node's operations run in stream order at each launch, as cuStreamBatchMemOp runs them:
+// its wait holds the nodes after it until another stream writes the value. Read back, they are
+// the node's; changed in the graph or in one executable graph, they run so there.
+TEST_F(CudaE2E, BatchMemoryOperationNodesRunReadAndChange) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr flag, words, written;
+  ASSERT_CU(cuMemAlloc(&flag, 8));
+  ASSERT_CU(cuMemAlloc(&words, 16));
+  ASSERT_CU(cuMemAlloc(&written, 16));
+  ASSERT_CU(cuMemsetD8(flag, 0, 8));
+  ASSERT_CU(cuMemsetD8(words, 0, 16));
+  CUstream waiting, writing;
+  ASSERT_CU(cuStreamCreate(&waiting, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamCreate(&writing, CU_STREAM_NON_BLOCKING));
+
+  CUstreamBatchMemOpParams ops[2] = {};
+  ops[0].waitValue.operation = CU_STREAM_MEM_OP_WAIT_VALUE_32;
+  ops[0].waitValue.address = flag;
+  ops[0].waitValue.value = 5;
+  ops[0].waitValue.flags = CU_STREAM_WAIT_VALUE_GEQ;
+  ops[1].writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_64;
+  ops[1].writeValue.address = written;
+  ops[1].writeValue.value64 = 0x1122334455667788ull;
+  CUDA_BATCH_MEM_OP_NODE_PARAMS batch{context_, 2, ops, 0};
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNode batch_node, fill_node;
+  ASSERT_CU(cuGraphAddBatchMemOpNode(&batch_node, graph, nullptr, 0, &batch));
+  unsigned value = 9;
+  unsigned long long n = 4;
+  void* args[] = {&words, &value, &n};
+  const CUDA_KERNEL_NODE_PARAMS kernel = fill_kernel(fill, args, 4);
+  ASSERT_CU(cuGraphAddKernelNode(&fill_node, graph, &batch_node, 1, &kernel));
+  CUgraphNodeType type;
+  ASSERT_CU(cuGraphNodeGetType(batch_node, &type));
+  EXPECT_EQ(type, CU_GRAPH_NODE_TYPE_BATCH_MEM_OP);
+
+  CUgraphExec before;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&before, graph, 0));
+  ASSERT_CU(cuGraphLaunch(before, waiting));
+  EXPECT_EQ(cuStreamQuery(waiting), CUDA_ERROR_NOT_READY);  // the wait holds the fill
+  CUstreamBatchMemOpParams release{};
+  release.writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+  release.writeValue.address = flag;
+  release.writeValue.value = 5;
+  ASSERT_CU(cuStreamBatchMemOp(writing, 1, &release, 0));
+  ASSERT_CU(cuStreamSynchronize(waiting));
+  unsigned got[4] = {};
+  ASSERT_CU(cuMemcpyDtoH(got, words, sizeof got));
+  EXPECT_EQ(got[3], 9u);
+  uint64_t wide = 0;
+  ASSERT_CU(cuMemcpyDtoH(&wide, written, 8));
+  EXPECT_EQ(wide, 0x1122334455667788ull);
+
+  CUDA_BATCH_MEM_OP_NODE_PARAMS read{};
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &read));
+  EXPECT_EQ(read.ctx, context_);
+  ASSERT_EQ(read.count, 2u);
+  ASSERT_NE(read.paramArray, nullptr);
+  EXPECT_EQ(read.paramArray[0].waitValue.address, flag);
+  EXPECT_EQ(read.paramArray[0].waitValue.value, 5u);
+  EXPECT_EQ(read.paramArray[1].writeValue.value64, 0x1122334455667788ull);
+  CUDA_BATCH_MEM_OP_NODE_PARAMS again{};
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &again));
+  EXPECT_EQ(again.paramArray, read.paramArray);  // the same operations, where they were
+
+  ops[1].writeValue.value64 = 2;
+  ASSERT_CU(cuGraphBatchMemOpNodeSetParams(batch_node, &batch));
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &read));
+  EXPECT_EQ(read.paramArray[1].writeValue.value64, 2u);
+  CUgraphExec after;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&after, graph, 0));
+  ops[1].writeValue.value64 = 3;
+  ASSERT_CU(cuGraphExecBatchMemOpNodeSetParams(before, batch_node, &batch));
+  ASSERT_CU(cuGraphLaunch(after, waiting));  // the flag is 5 already: nothing waits
+  ASSERT_CU(cuStreamSynchronize(waiting));
+  ASSERT_CU(cuMemcpyDtoH(&wide, written, 8));
+  EXPECT_EQ(wide, 2u);
+  ASSERT_CU(cuGraphLaunch(before, waiting));
+  ASSERT_CU(cuStreamSynchronize(waiting));
+  ASSERT_CU(cuMemcpyDtoH(&wide, written, 8));
+  EXPECT_EQ(wide, 3u);
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch_node, &read));
+  EXPECT_EQ(read.paramArray[1].writeValue.value64, 2u);  // the graph's node keeps its own
+
+  // Refused: no operations, an operation type RGPU does not know (by the server), not a batch node
+  // (by the driver).
+  CUDA_BATCH_MEM_OP_NODE_PARAMS none{context_, 0, ops, 0};
+  CUgraphNode refused;
+  EXPECT_EQ(cuGraphAddBatchMemOpNode(&refused, graph, nullptr, 0, &none), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphBatchMemOpNodeSetParams(batch_node, &none), CUDA_ERROR_INVALID_VALUE);
+  CUstreamBatchMemOpParams bad{};
+  bad.operation = static_cast<CUstreamBatchMemOpType>(77);
+  CUDA_BATCH_MEM_OP_NODE_PARAMS unknown{context_, 1, &bad, 0};
+  EXPECT_EQ(cuGraphAddBatchMemOpNode(&refused, graph, nullptr, 0, &unknown), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphExecBatchMemOpNodeSetParams(before, batch_node, &unknown), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphBatchMemOpNodeGetParams(fill_node, &read), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(cuGraphBatchMemOpNodeGetParams(batch_node, nullptr), CUDA_ERROR_INVALID_VALUE);
+
+  EXPECT_CU(cuGraphExecDestroy(before));
+  EXPECT_CU(cuGraphExecDestroy(after));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuStreamDestroy(waiting));
+  EXPECT_CU(cuStreamDestroy(writing));
+  for (CUdeviceptr p : {flag, words, written}) EXPECT_CU(cuMemFree(p));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
+// cuGraphAddNode and the generic setters take host and batch nodes, and change memcpy nodes, as
+// their own calls do; a type they do not forward yet says so.
+TEST_F(CudaE2E, GenericNodeCallsTakeHostMemcpyAndBatchNodes) {
+  RunLog log;
+  unsigned nothing = 0;
+  Probe a{&log, "a", &nothing}, b{&log, "b", &nothing};
+  CUdeviceptr from, to;
+  ASSERT_CU(cuMemAlloc(&from, 64));
+  ASSERT_CU(cuMemAlloc(&to, 64));
+  CUgraph graph;
+  ASSERT_CU(cuGraphCreate(&graph, 0));
+  CUgraphNodeParams params{};
+  params.type = CU_GRAPH_NODE_TYPE_HOST;
+  params.host = {probe, &a};
+  CUgraphNode host;
+  ASSERT_CU(cuGraphAddNode(&host, graph, nullptr, nullptr, 0, &params));
+  CUDA_HOST_NODE_PARAMS host_read{};
+  ASSERT_CU(cuGraphHostNodeGetParams(host, &host_read));
+  EXPECT_EQ(host_read.userData, &a);
+
+  CUstreamBatchMemOpParams write{};
+  write.writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+  write.writeValue.address = from;
+  write.writeValue.value = 11;
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_BATCH_MEM_OP;
+  params.memOp = {context_, 1, &write, 0};
+  CUgraphNode batch;
+  ASSERT_CU(cuGraphAddNode(&batch, graph, &host, nullptr, 1, &params));
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_MEMCPY;
+  params.memcpy.copyCtx = context_;
+  CUDA_MEMCPY3D& copy = params.memcpy.copyParams;
+  copy.srcMemoryType = copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.srcDevice = from;
+  copy.dstDevice = to;
+  copy.WidthInBytes = 4;
+  copy.Height = copy.Depth = 1;
+  CUgraphNode memcpy_node;
+  ASSERT_CU(cuGraphAddNode(&memcpy_node, graph, &batch, nullptr, 1, &params));
+  copy.dstXInBytes = 8;
+  ASSERT_CU(cuGraphNodeSetParams(memcpy_node, &params));
+  CUDA_MEMCPY3D copy_read{};
+  ASSERT_CU(cuGraphMemcpyNodeGetParams(memcpy_node, &copy_read));
+  EXPECT_EQ(copy_read.dstXInBytes, 8u);
+
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_HOST;
+  params.host = {probe, &b};
+  ASSERT_CU(cuGraphNodeSetParams(host, &params));
+  CUgraphExec exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, graph, 0));
+  write.writeValue.value = 12;
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_BATCH_MEM_OP;
+  params.memOp = {context_, 1, &write, 0};
+  ASSERT_CU(cuGraphExecNodeSetParams(exec, batch, &params));
+  ASSERT_CU(cuMemsetD8(to, 0, 64));
+  ASSERT_CU(cuGraphLaunch(exec, nullptr));
+  ASSERT_CU(cuCtxSynchronize());
+  EXPECT_EQ(log.runs, std::vector<std::string>{"b"});
+  uint32_t got[4] = {};
+  ASSERT_CU(cuMemcpyDtoH(got, to, sizeof got));
+  EXPECT_EQ(got[2], 12u);  // the executable graph's operation, copied to the graph's new place
+  EXPECT_EQ(got[0], 0u);
+  CUDA_BATCH_MEM_OP_NODE_PARAMS batch_read{};
+  ASSERT_CU(cuGraphBatchMemOpNodeGetParams(batch, &batch_read));
+  EXPECT_EQ(batch_read.paramArray[0].writeValue.value, 11u);
+
+  params = {};
+  params.type = CU_GRAPH_NODE_TYPE_EVENT_RECORD;
+  EXPECT_EQ(cuGraphNodeSetParams(host, &params), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuGraphExecNodeSetParams(exec, host, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CU(cuGraphExecDestroy(exec));
+  EXPECT_CU(cuGraphDestroy(graph));
+  EXPECT_CU(cuMemFree(from));
+  EXPECT_CU(cuMemFree(to));
+}
+
 TEST_F(CudaE2E, UnsupportedEntryPointSaysSo) {
-  EXPECT_EQ(cuGraphHostNodeGetParams(nullptr, nullptr), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(cuDeviceGetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, nullptr), CUDA_ERROR_NOT_SUPPORTED);
   void* fn = nullptr;
   CUdriverProcAddressQueryResult status;
   ASSERT_CU(cuGetProcAddress("cuMemAlloc", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &status));

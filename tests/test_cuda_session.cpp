@@ -348,6 +348,64 @@ TEST_F(CudaSessionCalls, StructContentsAndArraysAreChecked) {
   EXPECT_EQ(budget_->used(), 0u);
 }
 
+// Graph nodes' parameters as no RGPU client library sends them: host memory in a memcpy node, an
+// attribute that carries an event, operations of another size or none, are refused before the
+// driver sees them.
+TEST_F(CudaSessionCalls, GraphNodeParametersAreChecked) {
+  WireWriter no_flags;
+  no_flags.put<uint64_t>(0);
+  const uint64_t graph = handle(call(FN_cuGraphCreate, no_flags, 1));
+  const uint64_t memory = allocate(64);
+  CUDA_MEMCPY3D copy{};
+  copy.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.srcDevice = memory;
+  copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+  copy.dstDevice = memory + 32;
+  copy.WidthInBytes = 32;
+  copy.Height = copy.Depth = 1;
+  WireWriter add;
+  add.put(graph).put<uint32_t>(0).put<uint32_t>(sizeof copy).bytes(&copy, sizeof copy).put(context_);
+  const uint64_t node = handle(call(FN_cuGraphAddMemcpyNode, add, 1));
+  auto set_copy = [&](const CUDA_MEMCPY3D& c) {
+    WireWriter w;
+    w.put(node).put<uint32_t>(sizeof c).bytes(&c, sizeof c);
+    return call(FN_cuGraphMemcpyNodeSetParams, w).result;
+  };
+  EXPECT_EQ(set_copy(copy), CUDA_SUCCESS);
+  CUDA_MEMCPY3D host = copy;
+  host.dstMemoryType = CU_MEMORYTYPE_HOST;
+  host.dstHost = reinterpret_cast<void*>(0x1000);
+  EXPECT_EQ(set_copy(host), CUDA_ERROR_INVALID_VALUE);
+  host.dstMemoryType = static_cast<CUmemorytype>(77);
+  EXPECT_EQ(set_copy(host), CUDA_ERROR_INVALID_VALUE);
+
+  auto set_attribute = [&](uint64_t attribute) {
+    WireWriter w;
+    w.put(node).put(attribute);
+    const CUlaunchAttributeValue value{};
+    w.put(value);
+    return call(FN_cuGraphKernelNodeSetAttribute, w).result;
+  };
+  EXPECT_EQ(set_attribute(CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(set_attribute(CU_LAUNCH_ATTRIBUTE_DEVICE_UPDATABLE_KERNEL_NODE), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(set_attribute(CU_LAUNCH_ATTRIBUTE_PRIORITY), CUDA_ERROR_INVALID_VALUE);  // the driver's: no kernel node
+
+  CUstreamBatchMemOpParams write{};
+  write.writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+  write.writeValue.address = memory;
+  auto add_batch = [&](uint32_t count, uint32_t size) {
+    WireWriter w;
+    w.put(graph).put<uint32_t>(0).put(context_).put(count).put<uint32_t>(0).put(size);
+    for (uint32_t i = 0; i < count; ++i) w.bytes(&write, sizeof write);
+    w.buffer().resize(w.buffer().size() + (size > sizeof write ? count * (size - sizeof write) : 0));
+    return call(FN_cuGraphAddBatchMemOpNode, w, 1).result;
+  };
+  EXPECT_EQ(add_batch(1, sizeof write), CUDA_SUCCESS);
+  EXPECT_EQ(add_batch(0, sizeof write), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(add_batch(1, sizeof write + 8), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(add_batch(kMaxBatchMemOps + 1, sizeof write), CUDA_ERROR_INVALID_VALUE);
+}
+
 
 WireWriter poll_arguments(uint64_t done) {
   WireWriter w;
@@ -538,6 +596,40 @@ TEST_F(HostFunctionCalls, AStreamWaitsForTheEventsRecordBeforeTheWaitNotALaterOn
   EXPECT_EQ(await(synchronized).result, CUDA_SUCCESS);
   EXPECT_EQ(call(FN_cuEventSynchronize, the_event).result, CUDA_SUCCESS);
   EXPECT_EQ(call(FN_cuEventQuery, the_event).result, CUDA_SUCCESS);
+}
+
+// A host node's function reads back as the id the application sent; a function set into it is
+// forgotten with its graph, as the node's first one is. A node of no host function is refused.
+TEST_F(HostFunctionCalls, HostNodesFunctionsAreReadChangedAndForgottenWithTheirGraph) {
+  WireWriter no_flags;
+  no_flags.put<uint64_t>(0);
+  const uint64_t graph = handle(call(FN_cuGraphCreate, no_flags, 1));
+  WireWriter add;
+  add.put(graph).put<uint64_t>(21).put<uint32_t>(0);
+  const uint64_t node = handle(call(FN_rgpuGraphAddHostNode, add, 1));
+  auto read = [&](uint64_t of) {
+    WireWriter w;
+    w.put(of);
+    return call(FN_cuGraphHostNodeGetParams, w, 1);
+  };
+  auto set = [&](uint64_t of, uint64_t id) {
+    WireWriter w;
+    w.put(of).put(id);
+    return call(FN_cuGraphHostNodeSetParams, w).result;
+  };
+  EXPECT_EQ(handle(read(node)), 21u);
+  EXPECT_EQ(set(node, 22), CUDA_SUCCESS);
+  EXPECT_EQ(handle(read(node)), 22u);
+  WireWriter add_empty;
+  add_empty.put(graph).put<uint32_t>(0);
+  const uint64_t empty = handle(call(FN_cuGraphAddEmptyNode, add_empty, 1));
+  EXPECT_EQ(read(empty).result, CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(set(empty, 23), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(polled(0).forgotten, std::vector<uint64_t>{23});  // refused: never runs
+  WireWriter destroy;
+  destroy.put(graph);
+  EXPECT_EQ(call(FN_cuGraphDestroy, destroy).result, CUDA_SUCCESS);
+  EXPECT_EQ(polled(0).forgotten, (std::vector<uint64_t>{22, 21}));
 }
 
 // A poll that comes with a sequence anyway (it is outside the issue order) holds up no call.

@@ -1,6 +1,7 @@
 // Graph nodes whose parameters are plain values beside a dependency array (empty, event record
-// and wait, child graph, memset, memcpy between device memory and arrays, memory free), the edges
-// added or removed between nodes, and captures into an existing graph.
+// and wait, child graph, memset, memcpy between device memory and arrays, memory free, batches of
+// memory operations), memcpy and batch nodes' parameters read back and changed, memory allocation
+// nodes, the edges added or removed between nodes, and captures into an existing graph.
 #include <cstring>
 #include <vector>
 
@@ -25,9 +26,28 @@ bool read_nodes(WireReader& args, uint32_t count, std::vector<CUgraphNode>& node
 
 using Added = CUgraphNode*;
 
+// A copy between device memory and arrays, its host pointers cleared; false (logged, with `what`)
+// for one with host memory at an end.
+bool device_only(CUDA_MEMCPY3D& copy, const char* what) {
+  if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) {
+    LOG_WARN("%s with memory types %u and %u: only device memory and arrays are taken; refused", what,
+             memory_type(copy.srcMemoryType), memory_type(copy.dstMemoryType));
+    return false;
+  }
+  copy.srcHost = nullptr, copy.dstHost = nullptr, copy.reserved0 = nullptr, copy.reserved1 = nullptr;
+  return true;
+}
+
+// `u32 size, CUDA_MEMCPY3D`: device memory and arrays only (anything else is not what the client
+// sends).
+CUresult read_device_copy(WireReader& args, CUDA_MEMCPY3D& copy) {
+  if (args.get<uint32_t>() != sizeof copy) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy(&copy, args.bytes(sizeof copy).data(), sizeof copy);
+  return device_only(copy, "a memcpy node") ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
 
 // `u64 graph, u32 n, n x u64 dependency`, then the node's own values; the answer is `u64 node`.
-CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
+CUresult add_node(uint32_t function, WireReader& args, WireWriter& out, const std::string& client) {
   const CUgraph graph = handle_of<CUgraph>(args.get<uint64_t>());
   std::vector<CUgraphNode> deps;
   if (!read_nodes(args, args.get<uint32_t>(), deps)) return CUDA_ERROR_INVALID_VALUE;
@@ -72,20 +92,28 @@ CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
     }
     case FN_cuGraphAddMemcpyNode: {  // `u32 size, CUDA_MEMCPY3D, u64 context`: device memory and arrays only
       CUDA_MEMCPY3D copy;
-      if (args.get<uint32_t>() != sizeof copy) return CUDA_ERROR_INVALID_VALUE;
-      std::memcpy(&copy, args.bytes(sizeof copy).data(), sizeof copy);
+      if (CUresult e = read_device_copy(args, copy); e != CUDA_SUCCESS) return e;
       const CUcontext context = handle_of<CUcontext>(args.get<uint64_t>());
       args.expect_end();
-      if (!on_server(copy.srcMemoryType) || !on_server(copy.dstMemoryType)) {
-        LOG_WARN("a memcpy node with memory types %u and %u: only device memory and arrays are taken; refused",
-                 memory_type(copy.srcMemoryType), memory_type(copy.dstMemoryType));
-        return CUDA_ERROR_INVALID_VALUE;
-      }
-      copy.srcHost = nullptr, copy.dstHost = nullptr, copy.reserved0 = nullptr, copy.reserved1 = nullptr;
       auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, const CUDA_MEMCPY3D*, CUcontext)>(
           "cuGraphAddMemcpyNode");
       if (!fn) return no_driver_function("cuGraphAddMemcpyNode");
       r = fn(&node, graph, d, n, &copy, context);
+      break;
+    }
+    case FN_cuGraphAddBatchMemOpNode: {  // `u64 context`, the batch
+      CUDA_BATCH_MEM_OP_NODE_PARAMS params{};
+      params.ctx = handle_of<CUcontext>(args.get<uint64_t>());
+      std::vector<CUstreamBatchMemOpParams> ops;
+      if (CUresult e = read_batch(args, "cuGraphAddBatchMemOpNode", true, client, ops, params.flags); e != CUDA_SUCCESS)
+        return e;
+      args.expect_end();
+      params.count = static_cast<unsigned>(ops.size());
+      params.paramArray = ops.data();
+      auto fn = driver.fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, const CUDA_BATCH_MEM_OP_NODE_PARAMS*)>(
+          "cuGraphAddBatchMemOpNode");
+      if (!fn) return no_driver_function("cuGraphAddBatchMemOpNode");
+      r = fn(&node, graph, d, n, &params);
       break;
     }
     default: {  // cuGraphAddMemsetNode: `u32 size, CUDA_MEMSET_NODE_PARAMS, u64 context`
@@ -103,6 +131,83 @@ CUresult add_node(uint32_t function, WireReader& args, WireWriter& out) {
   }
   if (r == CUDA_SUCCESS) out.put<uint64_t>(reinterpret_cast<uintptr_t>(node));
   return r;
+}
+
+// cuGraphMemcpyNodeGetParams: `u64 node` -> `u32 size, CUDA_MEMCPY3D`. A copy with host memory at
+// an end (on the server: a captured copy's staging) is not the application's to read: refused.
+CUresult get_memcpy_node(WireReader& args, WireWriter& out) {
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  args.expect_end();
+  auto fn = Driver::get().fn<CUresult (*)(CUgraphNode, CUDA_MEMCPY3D*)>("cuGraphMemcpyNodeGetParams");
+  if (!fn) return no_driver_function("cuGraphMemcpyNodeGetParams");
+  CUDA_MEMCPY3D copy{};
+  if (CUresult r = fn(node, &copy); r != CUDA_SUCCESS) return r;
+  // Host memory here is the server's (a captured copy's staging), never the application's.
+  if (!device_only(copy, "cuGraphMemcpyNodeGetParams: a node's copy")) return CUDA_ERROR_NOT_SUPPORTED;
+  out.put<uint32_t>(sizeof copy).bytes(&copy, sizeof copy);
+  return CUDA_SUCCESS;
+}
+
+// cuGraphMemcpyNodeSetParams: `u64 node, u32 size, CUDA_MEMCPY3D`; cuGraphExecMemcpyNodeSetParams:
+// `u64 exec, u64 node, u32 size, CUDA_MEMCPY3D, u64 context`.
+CUresult set_memcpy_node(uint32_t function, WireReader& args) {
+  const bool in_exec = function == FN_cuGraphExecMemcpyNodeSetParams;
+  const CUgraphExec exec = in_exec ? handle_of<CUgraphExec>(args.get<uint64_t>()) : nullptr;
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  CUDA_MEMCPY3D copy;
+  if (CUresult r = read_device_copy(args, copy); r != CUDA_SUCCESS) return r;
+  const CUcontext context = in_exec ? handle_of<CUcontext>(args.get<uint64_t>()) : nullptr;
+  args.expect_end();
+  Driver& driver = Driver::get();
+  if (in_exec) {
+    auto fn = driver.fn<CUresult (*)(CUgraphExec, CUgraphNode, const CUDA_MEMCPY3D*, CUcontext)>(
+        "cuGraphExecMemcpyNodeSetParams");
+    return fn ? fn(exec, node, &copy, context) : no_driver_function("cuGraphExecMemcpyNodeSetParams");
+  }
+  auto fn = driver.fn<CUresult (*)(CUgraphNode, const CUDA_MEMCPY3D*)>("cuGraphMemcpyNodeSetParams");
+  return fn ? fn(node, &copy) : no_driver_function("cuGraphMemcpyNodeSetParams");
+}
+
+// cuGraphBatchMemOpNodeGetParams: `u64 node` -> `u64 context, u32 count, u32 flags, u32 size`, the
+// operations.
+CUresult get_batch_node(WireReader& args, WireWriter& out) {
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  args.expect_end();
+  auto fn = Driver::get().fn<CUresult (*)(CUgraphNode, CUDA_BATCH_MEM_OP_NODE_PARAMS*)>("cuGraphBatchMemOpNodeGetParams");
+  if (!fn) return no_driver_function("cuGraphBatchMemOpNodeGetParams");
+  CUDA_BATCH_MEM_OP_NODE_PARAMS params{};
+  if (CUresult r = fn(node, &params); r != CUDA_SUCCESS) return r;
+  if (params.count > kMaxBatchMemOps || (params.count > 0 && params.paramArray == nullptr)) {
+    LOG_WARN("cuGraphBatchMemOpNodeGetParams: the driver answered %u operations; more than travel", params.count);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  out.put(raw_of(params.ctx)).put<uint32_t>(params.count).put<uint32_t>(params.flags);
+  out.put<uint32_t>(sizeof(CUstreamBatchMemOpParams));
+  out.bytes(params.paramArray, size_t{params.count} * sizeof(CUstreamBatchMemOpParams));
+  return CUDA_SUCCESS;
+}
+
+// cuGraphBatchMemOpNodeSetParams: `u64 node, u64 context`, the batch; cuGraphExecBatchMemOpNodeSetParams:
+// `u64 exec` first.
+CUresult set_batch_node(uint32_t function, WireReader& args, const std::string& client) {
+  const bool in_exec = function == FN_cuGraphExecBatchMemOpNodeSetParams;
+  const char* name = in_exec ? "cuGraphExecBatchMemOpNodeSetParams" : "cuGraphBatchMemOpNodeSetParams";
+  const CUgraphExec exec = in_exec ? handle_of<CUgraphExec>(args.get<uint64_t>()) : nullptr;
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  CUDA_BATCH_MEM_OP_NODE_PARAMS params{};
+  params.ctx = handle_of<CUcontext>(args.get<uint64_t>());
+  std::vector<CUstreamBatchMemOpParams> ops;
+  if (CUresult r = read_batch(args, name, true, client, ops, params.flags); r != CUDA_SUCCESS) return r;
+  args.expect_end();
+  params.count = static_cast<unsigned>(ops.size());
+  params.paramArray = ops.data();
+  Driver& driver = Driver::get();
+  if (in_exec) {
+    auto fn = driver.fn<CUresult (*)(CUgraphExec, CUgraphNode, const CUDA_BATCH_MEM_OP_NODE_PARAMS*)>(name);
+    return fn ? fn(exec, node, &params) : no_driver_function(name);
+  }
+  auto fn = driver.fn<CUresult (*)(CUgraphNode, const CUDA_BATCH_MEM_OP_NODE_PARAMS*)>(name);
+  return fn ? fn(node, &params) : no_driver_function(name);
 }
 
 // `u64 graph, u32 n, n x u64 from, n x u64 to, u8 has edge data, [n x CUgraphEdgeData]`.
@@ -154,10 +259,10 @@ CUresult begin_capture_to_graph(uint32_t function, WireReader& args) {
             static_cast<CUstreamCaptureMode>(mode));
 }
 // A location's device: the application's ordinal on the wire, the driver's here.
-void location_to_real(CUmemLocation& location, const DeviceMap& devices) {
+void translate_location(CUmemLocation& location, const DeviceMap& devices, bool to_real) {
   uint32_t type;
   std::memcpy(&type, &location.type, sizeof type);
-  if (type == CU_MEM_LOCATION_TYPE_DEVICE) location.id = devices.to_real(location.id);
+  if (type == CU_MEM_LOCATION_TYPE_DEVICE) location.id = to_real ? devices.to_real(location.id) : devices.to_app(location.id);
 }
 }  // namespace
 
@@ -178,8 +283,8 @@ CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& 
     LOG_WARN("a memory allocation node whose pool has Windows security attributes; refused");
     return CUDA_ERROR_INVALID_VALUE;
   }
-  location_to_real(params.poolProps.location, devices);
-  for (CUmemAccessDesc& desc : access) location_to_real(desc.location, devices);
+  translate_location(params.poolProps.location, devices, true);
+  for (CUmemAccessDesc& desc : access) translate_location(desc.location, devices, true);
   params.accessDescs = access.empty() ? nullptr : access.data();
   params.accessDescCount = access.size();
   auto fn = Driver::get().fn<CUresult (*)(Added, CUgraph, const CUgraphNode*, size_t, CUDA_MEM_ALLOC_NODE_PARAMS*)>(
@@ -189,6 +294,31 @@ CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& 
   const CUresult r = fn(&node, graph, deps.empty() ? nullptr : deps.data(), deps.size(), &params);
   if (r == CUDA_SUCCESS) out.put(raw_of(node)).put<uint64_t>(params.dptr);
   return r;
+}
+
+CUresult get_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices) {
+  const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+  args.expect_end();
+  auto fn = Driver::get().fn<CUresult (*)(CUgraphNode, CUDA_MEM_ALLOC_NODE_PARAMS*)>("cuGraphMemAllocNodeGetParams");
+  if (!fn) return no_driver_function("cuGraphMemAllocNodeGetParams");
+  CUDA_MEM_ALLOC_NODE_PARAMS params{};
+  if (CUresult r = fn(node, &params); r != CUDA_SUCCESS) return r;
+  if (params.accessDescCount > kMaxStructArray || (params.accessDescCount > 0 && params.accessDescs == nullptr)) {
+    LOG_WARN("cuGraphMemAllocNodeGetParams: the driver answered %zu access descriptors; more than travel",
+             params.accessDescCount);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  params.poolProps.win32SecurityAttributes = nullptr;
+  translate_location(params.poolProps.location, devices, false);
+  out.put<uint32_t>(sizeof params.poolProps).bytes(&params.poolProps, sizeof params.poolProps);
+  out.put<uint32_t>(static_cast<uint32_t>(params.accessDescCount));
+  for (size_t i = 0; i < params.accessDescCount; ++i) {
+    CUmemAccessDesc desc = params.accessDescs[i];
+    translate_location(desc.location, devices, false);
+    out.bytes(&desc, sizeof desc);
+  }
+  out.put<uint64_t>(params.bytesize).put<uint64_t>(params.dptr);
+  return CUDA_SUCCESS;
 }
 
 bool is_plain_node_call(uint32_t function) {
@@ -205,12 +335,19 @@ bool is_plain_node_call(uint32_t function) {
     case FN_cuGraphRemoveDependencies:
     case FN_cuGraphRemoveDependencies_v2:
     case FN_cuStreamBeginCaptureToGraph:
-    case FN_cuStreamBeginCaptureToGraph_ptsz: return true;
+    case FN_cuStreamBeginCaptureToGraph_ptsz:
+    case FN_cuGraphMemcpyNodeGetParams:
+    case FN_cuGraphMemcpyNodeSetParams:
+    case FN_cuGraphExecMemcpyNodeSetParams:
+    case FN_cuGraphAddBatchMemOpNode:
+    case FN_cuGraphBatchMemOpNodeGetParams:
+    case FN_cuGraphBatchMemOpNodeSetParams:
+    case FN_cuGraphExecBatchMemOpNodeSetParams: return true;
     default: return false;
   }
 }
 
-CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out) {
+CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out, const std::string& client) {
   switch (function) {
     case FN_cuGraphAddDependencies:
     case FN_cuGraphAddDependencies_v2:
@@ -218,7 +355,13 @@ CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out) {
     case FN_cuGraphRemoveDependencies_v2: return change_dependencies(function, args);
     case FN_cuStreamBeginCaptureToGraph:
     case FN_cuStreamBeginCaptureToGraph_ptsz: return begin_capture_to_graph(function, args);
-    default: return add_node(function, args, out);
+    case FN_cuGraphMemcpyNodeGetParams: return get_memcpy_node(args, out);
+    case FN_cuGraphMemcpyNodeSetParams:
+    case FN_cuGraphExecMemcpyNodeSetParams: return set_memcpy_node(function, args);
+    case FN_cuGraphBatchMemOpNodeGetParams: return get_batch_node(args, out);
+    case FN_cuGraphBatchMemOpNodeSetParams:
+    case FN_cuGraphExecBatchMemOpNodeSetParams: return set_batch_node(function, args, client);
+    default: return add_node(function, args, out, client);
   }
 }
 

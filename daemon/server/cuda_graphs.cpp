@@ -280,33 +280,15 @@ bool known_operation(uint32_t type, bool v2) {
   }
 }
 
-// `u64 stream, u32 count, u32 flags, u32 size`, count x CUstreamBatchMemOpParams.
+// `u64 stream`, the batch.
 CUresult batch_mem_op(const BatchCall& call, WireReader& args, const std::string& client) {
   const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
-  const uint32_t count = args.get<uint32_t>();
-  const uint32_t flags = args.get<uint32_t>();
-  const uint32_t size = args.get<uint32_t>();
-  if (size != sizeof(CUstreamBatchMemOpParams)) {
-    LOG_WARN("%s: %s with operations of %u bytes, this server's are %zu; refused", client.c_str(), call.name, size,
-             sizeof(CUstreamBatchMemOpParams));
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  if (count == 0 || count > kMaxBatchMemOps) {
-    LOG_WARN("%s: %s with %u operations (1 to %u travel); refused", client.c_str(), call.name, count, kMaxBatchMemOps);
-    return CUDA_ERROR_INVALID_VALUE;
-  }
-  std::vector<CUstreamBatchMemOpParams> ops(count);
-  std::memcpy(ops.data(), args.bytes(size_t{count} * size).data(), size_t{count} * size);
+  std::vector<CUstreamBatchMemOpParams> ops;
+  uint32_t flags = 0;
+  if (CUresult r = read_batch(args, call.name, call.v2, client, ops, flags); r != CUDA_SUCCESS) return r;
   args.expect_end();
-  for (uint32_t i = 0; i < count; ++i) {
-    if (!known_operation(ops[i].operation, call.v2)) {
-      LOG_WARN("%s: %s operation %u has type %u, not one %s takes; refused", client.c_str(), call.name, i,
-               static_cast<unsigned>(ops[i].operation), call.name);
-      return CUDA_ERROR_INVALID_VALUE;
-    }
-  }
   auto fn = Driver::get().fn<CUresult (*)(CUstream, unsigned, CUstreamBatchMemOpParams*, unsigned)>(call.name);
-  return fn ? fn(stream, count, ops.data(), flags) : no_driver_function(call.name);
+  return fn ? fn(stream, static_cast<unsigned>(ops.size()), ops.data(), flags) : no_driver_function(call.name);
 }
 
 const BatchCall* find_batch(uint32_t id) {
@@ -315,6 +297,32 @@ const BatchCall* find_batch(uint32_t id) {
   return nullptr;
 }
 }  // namespace
+
+CUresult read_batch(WireReader& args, const char* name, bool v2, const std::string& client,
+                    std::vector<CUstreamBatchMemOpParams>& ops, uint32_t& flags) {
+  const uint32_t count = args.get<uint32_t>();
+  flags = args.get<uint32_t>();
+  const uint32_t size = args.get<uint32_t>();
+  if (size != sizeof(CUstreamBatchMemOpParams)) {
+    LOG_WARN("%s: %s with operations of %u bytes, this server's are %zu; refused", client.c_str(), name, size,
+             sizeof(CUstreamBatchMemOpParams));
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (count == 0 || count > kMaxBatchMemOps) {
+    LOG_WARN("%s: %s with %u operations (1 to %u travel); refused", client.c_str(), name, count, kMaxBatchMemOps);
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  ops.resize(count);
+  std::memcpy(ops.data(), args.bytes(size_t{count} * size).data(), size_t{count} * size);
+  for (uint32_t i = 0; i < count; ++i) {
+    if (!known_operation(ops[i].operation, v2)) {
+      LOG_WARN("%s: %s operation %u has type %u, not one %s takes; refused", client.c_str(), name, i,
+               static_cast<unsigned>(ops[i].operation), name);
+      return CUDA_ERROR_INVALID_VALUE;
+    }
+  }
+  return CUDA_SUCCESS;
+}
 
 CUresult no_driver_function(const char* name) {
   LOG_WARN("the server's CUDA driver has no %s", name);
@@ -331,7 +339,7 @@ CUresult graph_call(uint32_t function, WireReader& args, WireWriter& out, const 
   if (const ListCall* list = find_list(function)) return graph_list(*list, args, out);
   if (const BatchCall* batch = find_batch(function)) return batch_mem_op(*batch, args, client);
   if (is_kernel_node_call(function)) return kernel_node_call(function, args, out, layouts);
-  if (is_plain_node_call(function)) return plain_node_call(function, args, out);
+  if (is_plain_node_call(function)) return plain_node_call(function, args, out, client);
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 

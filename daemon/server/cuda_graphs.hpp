@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cuda_dispatch.hpp"
 #include "kernel_arguments.hpp"
@@ -26,11 +27,22 @@ bool is_graph_call(uint32_t function);
 CUresult graph_call(uint32_t function, WireReader& args, WireWriter& out, const LayoutLookup& layouts,
                     const std::string& client);
 
-// Nodes of plain values beside their dependencies, and edges added or removed (cuda_graph_nodes.cpp).
+// cuStreamBatchMemOp's operations, which batch nodes take too: `u32 count, u32 flags, u32 size`,
+// count x CUstreamBatchMemOpParams, checked (refused with CUDA_ERROR_INVALID_VALUE, logged as
+// `name`'s): the server's size, 1 to kMaxBatchMemOps operations, each of a type the call takes
+// (barriers only where `v2`).
+CUresult read_batch(WireReader& args, const char* name, bool v2, const std::string& client,
+                    std::vector<CUstreamBatchMemOpParams>& ops, uint32_t& flags);
+
+// Nodes of plain values beside their dependencies, memcpy and batch nodes' parameters, and edges
+// added or removed (cuda_graph_nodes.cpp).
 bool is_plain_node_call(uint32_t function);
-CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out);
+CUresult plain_node_call(uint32_t function, WireReader& args, WireWriter& out, const std::string& client);
 // cuGraphAddMemAllocNode: `u64 graph, u32 n, n x u64 dependency, u32 size, CUmemPoolProps, u32 n,
 // n x CUmemAccessDesc, u64 bytesize` -> `u64 node, u64 address`; devices are the application's ordinals.
 CUresult add_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices);
+// cuGraphMemAllocNodeGetParams: `u64 node` -> `u32 size, CUmemPoolProps, u32 n, n x CUmemAccessDesc,
+// u64 bytesize, u64 address`; devices as the application's ordinals.
+CUresult get_mem_alloc_node(WireReader& args, WireWriter& out, const DeviceMap& devices);
 
 }  // namespace rgpu::cuda

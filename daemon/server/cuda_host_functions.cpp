@@ -95,6 +95,78 @@ CUresult HostFunctionRelay::add_graph_node(CUgraphNode& node, CUgraph graph,
   return CUDA_SUCCESS;
 }
 
+HostFunctionRelay::Record* HostFunctionRelay::node_record(CUgraphNode node, std::unique_lock<std::mutex>& lock,
+                                                          CUresult& result) {
+  auto get = Driver::get().fn<CUresult (*)(CUgraphNode, CUDA_HOST_NODE_PARAMS*)>("cuGraphHostNodeGetParams");
+  if (!get) {
+    result = missing("cuGraphHostNodeGetParams");
+    return nullptr;
+  }
+  CUDA_HOST_NODE_PARAMS params{};
+  if ((result = get(node, &params)) != CUDA_SUCCESS) return nullptr;
+  lock.lock();
+  // What the driver gives back is looked up, never trusted to be a record.
+  result = CUDA_ERROR_INVALID_VALUE;
+  if (params.fn != run_host_function || !graph_records_.contains(params.userData)) {
+    LOG_WARN("%s: a host node whose function is none of this session's; refused", client_.c_str());
+    return nullptr;
+  }
+  auto* record = static_cast<Record*>(params.userData);
+  if (record->kind != HostFunctionKind::Application) {
+    LOG_WARN("%s: the host node of a captured copy of the application's memory runs no function of the "
+             "application's; refused", client_.c_str());
+    return nullptr;
+  }
+  result = CUDA_SUCCESS;
+  return record;
+}
+
+CUresult HostFunctionRelay::node_function(CUgraphNode node, uint64_t& id) {
+  std::unique_lock lock(mutex_, std::defer_lock);
+  CUresult r;
+  const Record* record = node_record(node, lock, r);
+  if (record != nullptr) id = record->id;
+  return r;
+}
+
+CUresult HostFunctionRelay::set_node_function(bool in_exec, CUgraphExec exec, CUgraphNode node, uint64_t id) {
+  Driver& d = Driver::get();
+  auto set = d.fn<CUresult (*)(CUgraphNode, const CUDA_HOST_NODE_PARAMS*)>("cuGraphHostNodeSetParams");
+  auto set_exec =
+      d.fn<CUresult (*)(CUgraphExec, CUgraphNode, const CUDA_HOST_NODE_PARAMS*)>("cuGraphExecHostNodeSetParams");
+  if (in_exec ? !set_exec : !set) {
+    forget(id);
+    return missing(in_exec ? "cuGraphExecHostNodeSetParams" : "cuGraphHostNodeSetParams");
+  }
+  // The new record goes with the node's first one, which the graph and every executable graph
+  // made from it hold: it lives as long as any of them may run it.
+  std::unique_lock lock(mutex_, std::defer_lock);
+  CUresult r;
+  Record* current = node_record(node, lock, r);
+  if (current == nullptr) {
+    if (lock.owns_lock()) lock.unlock();
+    forget(id);
+    return r;
+  }
+  Record* root = current->root != nullptr ? current->root : current;
+  auto* record = new Record{shared_from_this(), id, false};
+  record->root = root;
+  root->successors.push_back(record);
+  graph_records_.insert(record);
+  lock.unlock();
+  const CUDA_HOST_NODE_PARAMS params{run_host_function, record};
+  r = in_exec ? set_exec(exec, node, &params) : set(node, &params);
+  if (r == CUDA_SUCCESS) return r;
+  lock.lock();
+  if (graph_records_.erase(record) == 1) {  // else its graph went meanwhile, and the record with it
+    std::erase(root->successors, record);
+    delete record;
+  }
+  lock.unlock();
+  forget(id);
+  return r;
+}
+
 bool HostFunctionRelay::reserve_staging(uint64_t bytes) {
   std::lock_guard lock(mutex_);
   if (bytes > kMaxCapturedStaging - staging_bytes_) return false;
@@ -135,6 +207,10 @@ std::vector<void*> HostFunctionRelay::take_released_staging() {
 // The graph holds a user object whose destructor frees the record and has the application forget
 // the id; the driver runs it once the graph and every executable graph made from it are gone.
 void HostFunctionRelay::keep_with_graph(Record* record, CUgraph graph) {
+  {
+    std::lock_guard lock(mutex_);
+    graph_records_.insert(record);
+  }
   Driver& d = Driver::get();
   auto create = d.fn<CUresult (*)(CUuserObject*, void*, CUhostFn, unsigned, unsigned)>("cuUserObjectCreate");
   auto retain = d.fn<CUresult (*)(CUgraph, CUuserObject, unsigned, unsigned)>("cuGraphRetainUserObject");
@@ -161,13 +237,24 @@ void CUDA_CB HostFunctionRelay::run_stream_callback(CUstream, CUresult status, v
 
 void CUDA_CB HostFunctionRelay::forget_record(void* data) {
   auto* record = static_cast<Record*>(data);
-  if (record->staging != nullptr) {
-    std::lock_guard lock(record->relay->mutex_);
-    record->relay->released_staging_.push_back(record->staging);
-    record->relay->any_released_.store(true, std::memory_order_release);
+  const std::shared_ptr<HostFunctionRelay> relay = record->relay;
+  std::vector<Record*> successors;
+  {
+    std::lock_guard lock(relay->mutex_);
+    relay->graph_records_.erase(record);
+    successors = std::move(record->successors);
+    for (const Record* successor : successors) relay->graph_records_.erase(successor);
+    if (record->staging != nullptr) {
+      relay->released_staging_.push_back(record->staging);
+      relay->any_released_.store(true, std::memory_order_release);
+    }
   }
-  if (record->staging != nullptr) record->relay->unreserve_staging(record->size);
-  record->relay->forget(record->id);
+  if (record->staging != nullptr) relay->unreserve_staging(record->size);
+  for (Record* successor : successors) {
+    relay->forget(successor->id);
+    delete successor;
+  }
+  relay->forget(record->id);
   delete record;
 }
 

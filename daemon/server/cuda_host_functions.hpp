@@ -39,6 +39,13 @@ class HostFunctionRelay : public std::enable_shared_from_this<HostFunctionRelay>
   CUresult launch(uint32_t variant, CUstream stream, uint64_t id, uint32_t flags);
   // rgpu.GraphAddHostNode: a host node for the application's function `id`.
   CUresult add_graph_node(CUgraphNode& node, CUgraph graph, const std::vector<CUgraphNode>& dependencies, uint64_t id);
+  // cuGraphHostNodeGetParams: the application's id of the function a host node runs.
+  CUresult node_function(CUgraphNode node, uint64_t& id);
+  // cuGraphHostNodeSetParams (exec null) and cuGraphExecHostNodeSetParams: the node (of that
+  // executable graph only) runs the application's function `id` from its next launch on. The
+  // new record lives as long as the one the node had first (the graph and every executable graph
+  // made from it hold that one).
+  CUresult set_node_function(bool in_exec, CUgraphExec exec, CUgraphNode node, uint64_t id);
   // A captured copy's host end: a host function of the server's on the capturing `stream` that,
   // at each launch of `graph`, sends `size` bytes of `staging` to the application's `address`
   // (WriteToHost) or fills `staging` from there (ReadFromHost). The staging memory (from
@@ -76,11 +83,18 @@ class HostFunctionRelay : public std::enable_shared_from_this<HostFunctionRelay>
     uint64_t address = 0;  // a captured copy's: the application's host memory, its staging
     void* staging = nullptr;
     uint64_t size = 0;
+    // Records set into this one's node later (freed with it, under mutex_); null in those.
+    std::vector<Record*> successors = {};
+    Record* root = nullptr;
   };
   static void CUDA_CB run_host_function(void* record);
   static void CUDA_CB run_stream_callback(CUstream stream, CUresult status, void* record);
   static void CUDA_CB forget_record(void* record);
   void keep_with_graph(Record* record, CUgraph graph);
+  // The record of the application's function a host node runs, returned with `lock` (of mutex_)
+  // taken; null, with `result` saying why, when the driver does not answer or the node holds none
+  // of this relay's live records or one of a captured copy (logged).
+  Record* node_record(CUgraphNode node, std::unique_lock<std::mutex>& lock, CUresult& result);
 
   // On the driver's callback thread: tells the application and waits for its answer.
   void reached(const Record& record, CUresult status);
@@ -106,6 +120,7 @@ class HostFunctionRelay : public std::enable_shared_from_this<HostFunctionRelay>
   std::vector<uint64_t> forgotten_;  // ids to be forgotten, not yet told
   std::deque<Answer> polls_;
   std::map<uint64_t, const Record*> reading_;  // ReadFromHost reaches told, by reach
+  std::set<const void*> graph_records_;        // records graphs hold, until their user object goes
   uint64_t next_copy_id_ = kServerHostFunctionIds;
   std::vector<void*> released_staging_;
   std::atomic<bool> any_released_{false};  // released_staging_ is not empty (read without the lock)

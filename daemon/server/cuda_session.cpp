@@ -5,6 +5,7 @@
 #include "cuda_driver.hpp"
 #include "cuda_graphs.hpp"
 #include "cuda_handles.hpp"
+#include "cuda_launch_attributes.hpp"
 #include "cuda_vmm_pool_calls.hpp"
 #include "kernel_arguments.hpp"
 #include "log.hpp"
@@ -720,43 +721,50 @@ CUresult capture_info(uint32_t variant, uint32_t wanted, WireReader& args, WireW
 }  // namespace
 
 namespace {
-// Stream attributes whose values are plain data (no host pointers, no handles): the only ones taken.
-bool known_stream_attribute(uint64_t attribute) {
-  switch (attribute) {
-    case CU_LAUNCH_ATTRIBUTE_ACCESS_POLICY_WINDOW:
-    case CU_LAUNCH_ATTRIBUTE_SYNCHRONIZATION_POLICY:
-    case CU_LAUNCH_ATTRIBUTE_PRIORITY:
-    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN_MAP:
-    case CU_LAUNCH_ATTRIBUTE_MEM_SYNC_DOMAIN: return true;
-    default: return false;
-  }
+// Stream and kernel node attributes: `u64 handle, u64 attribute`, then for a set the 64-byte value;
+// a get answers the value. Only attributes of plain values are taken (cuda_launch_attributes.hpp).
+struct AttributeCall {
+  uint32_t id;
+  const char* name;
+  bool set;
+  bool (*plain)(uint64_t attribute);
+};
+constexpr AttributeCall kAttributeCalls[] = {
+    {FN_cuStreamSetAttribute, "cuStreamSetAttribute", true, plain_stream_attribute},
+    {FN_cuStreamSetAttribute_ptsz, "cuStreamSetAttribute_ptsz", true, plain_stream_attribute},
+    {FN_cuStreamGetAttribute, "cuStreamGetAttribute", false, plain_stream_attribute},
+    {FN_cuStreamGetAttribute_ptsz, "cuStreamGetAttribute_ptsz", false, plain_stream_attribute},
+    {FN_cuGraphKernelNodeSetAttribute, "cuGraphKernelNodeSetAttribute", true, plain_kernel_node_attribute},
+    {FN_cuGraphKernelNodeGetAttribute, "cuGraphKernelNodeGetAttribute", false, plain_kernel_node_attribute},
+};
+
+const AttributeCall* find_attribute_call(uint32_t id) {
+  for (const AttributeCall& call : kAttributeCalls)
+    if (call.id == id) return &call;
+  return nullptr;
 }
 
-CUresult stream_attribute(uint32_t variant, WireReader& args, WireWriter& out) {
-  const CUstream stream = handle_of<CUstream>(args.get<uint64_t>());
+// The stream or node goes to the driver as the pointer it is; the value is the same union for both.
+CUresult launch_attribute(const AttributeCall& call, WireReader& args, WireWriter& out) {
+  void* handle = handle_of<void*>(args.get<uint64_t>());
   const uint64_t attribute = args.get<uint64_t>();
-  const bool set = variant == FN_cuStreamSetAttribute || variant == FN_cuStreamSetAttribute_ptsz;
-  CUstreamAttrValue value{};
-  if (set) std::memcpy(&value, args.bytes(sizeof value).data(), sizeof value);
+  CUlaunchAttributeValue value{};
+  if (call.set) std::memcpy(&value, args.bytes(sizeof value).data(), sizeof value);
   args.expect_end();
-  if (!known_stream_attribute(attribute)) {
-    LOG_WARN("stream attribute %llu refused: not one of the attributes of plain values",
+  if (!call.plain(attribute)) {
+    LOG_WARN("%s: attribute %llu refused: not one of the attributes of plain values", call.name,
              static_cast<unsigned long long>(attribute));
     return CUDA_ERROR_INVALID_VALUE;
   }
-  const char* name = variant == FN_cuStreamSetAttribute        ? "cuStreamSetAttribute"
-                     : variant == FN_cuStreamSetAttribute_ptsz ? "cuStreamSetAttribute_ptsz"
-                     : variant == FN_cuStreamGetAttribute      ? "cuStreamGetAttribute"
-                                                               : "cuStreamGetAttribute_ptsz";
+  const auto id = static_cast<CUlaunchAttributeID>(attribute);
   Driver& d = Driver::get();
-  if (set) {
-    auto fn = d.fn<CUresult (*)(CUstream, CUstreamAttrID, const CUstreamAttrValue*)>(name);
-    if (!fn) return missing(name);
-    return fn(stream, static_cast<CUstreamAttrID>(attribute), &value);
+  if (call.set) {
+    auto fn = d.fn<CUresult (*)(void*, CUlaunchAttributeID, const CUlaunchAttributeValue*)>(call.name);
+    return fn ? fn(handle, id, &value) : missing(call.name);
   }
-  auto fn = d.fn<CUresult (*)(CUstream, CUstreamAttrID, CUstreamAttrValue*)>(name);
-  if (!fn) return missing(name);
-  const CUresult r = fn(stream, static_cast<CUstreamAttrID>(attribute), &value);
+  auto fn = d.fn<CUresult (*)(void*, CUlaunchAttributeID, CUlaunchAttributeValue*)>(call.name);
+  if (!fn) return missing(call.name);
+  const CUresult r = fn(handle, id, &value);
   if (r == CUDA_SUCCESS) out.put(value);
   return r;
 }
@@ -845,15 +853,36 @@ CUresult CudaSession::manual_call(Worker& worker, const CallHeader& header, Wire
       if (r == CUDA_SUCCESS) out.put(raw_of(node));
       return r;
     }
+    case FN_cuGraphHostNodeGetParams: {  // `u64 node` -> `u64 id`
+      const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+      args.expect_end();
+      uint64_t id = 0;
+      const CUresult r = host_functions_->node_function(node, id);
+      if (r == CUDA_SUCCESS) out.put(id);
+      return r;
+    }
+    case FN_cuGraphHostNodeSetParams:
+    case FN_cuGraphExecHostNodeSetParams: {  // `[u64 exec,] u64 node, u64 id`
+      const bool in_exec = header.function == FN_cuGraphExecHostNodeSetParams;
+      const CUgraphExec exec = in_exec ? handle_of<CUgraphExec>(args.get<uint64_t>()) : nullptr;
+      const CUgraphNode node = handle_of<CUgraphNode>(args.get<uint64_t>());
+      const uint64_t id = args.get<uint64_t>();
+      args.expect_end();
+      return host_functions_->set_node_function(in_exec, exec, node, id);
+    }
     case FN_rgpuTensorMap:
       return encode_tensor_map(args, out);
     case FN_cuGraphAddMemAllocNode:
       return add_mem_alloc_node(args, out, devices_);
+    case FN_cuGraphMemAllocNodeGetParams:
+      return get_mem_alloc_node(args, out, devices_);
     case FN_cuStreamSetAttribute:
     case FN_cuStreamSetAttribute_ptsz:
     case FN_cuStreamGetAttribute:
     case FN_cuStreamGetAttribute_ptsz:
-      return stream_attribute(header.function, args, out);
+    case FN_cuGraphKernelNodeSetAttribute:
+    case FN_cuGraphKernelNodeGetAttribute:
+      return launch_attribute(*find_attribute_call(header.function), args, out);
     case FN_cuStreamGetCaptureInfo_v2:
     case FN_cuStreamGetCaptureInfo_v2_ptsz:
     case FN_cuStreamGetCaptureInfo_v3:

@@ -116,7 +116,15 @@ CUresult copy(std::unique_lock<std::mutex>& lock, CUdeviceptr to, End to_end, CU
   };
   if (!ordered) return run() == CUDA_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
   // Captured, the copy reads its source when the graph runs it, at each launch.
-  if (capture_work(stream, run)) return CUDA_SUCCESS;
+  CUDA_MEMCPY3D params{};  // as the node describes it
+  params.srcMemoryType = from_end == End::Host ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+  if (from_end == End::Host) params.srcHost = reinterpret_cast<const void*>(from);
+  else params.srcDevice = from;
+  params.dstMemoryType = to_end == End::Host ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+  if (to_end == End::Host) params.dstHost = reinterpret_cast<void*>(to);
+  else params.dstDevice = to;
+  params.WidthInBytes = bytes, params.Height = 1, params.Depth = 1;
+  if (capture_copy(stream, run, params)) return CUDA_SUCCESS;
   issue(lock, context, stream, run, [&] {
     if (from_end == End::Host) staged->assign(locate(from, from_end, bytes), locate(from, from_end, bytes) + bytes);
   });

@@ -36,20 +36,6 @@ struct Stream {
   unsigned flags;
   std::optional<Capture> capture;
 };
-// A node: an event record, a host function when `function` is set, or a kernel.
-struct Node {
-  CUgraph graph = nullptr;
-  std::vector<CUgraphNode> dependencies = {};
-  CUevent event = nullptr;
-  CUhostFn function = nullptr;
-  void* data = nullptr;
-  std::optional<KernelCall> kernel = std::nullopt;
-  StreamWork work = nullptr;  // other device work (a memcpy node)
-  // A conditional node (an `if`): its handle and its body graphs, run when the handle's value is
-  // not zero (the first) or is (the second, if there is one).
-  CUgraphConditionalHandle condition = 0;
-  std::vector<CUgraph> bodies = {};
-};
 struct Condition {
   unsigned default_value;
   unsigned flags;
@@ -62,7 +48,7 @@ struct Graph {
 };
 struct Exec {
   CUcontext context;
-  std::vector<Node> nodes;
+  std::vector<GraphNode> nodes;
   UserObjectCounts user_objects;
   std::vector<CUgraphNode> origins;  // the graph's node each of `nodes` was made from
 };
@@ -84,7 +70,7 @@ struct UserObject {
 Registry<CUstream, Stream> g_streams;
 Registry<CUevent, Event> g_events;
 Registry<CUgraph, Graph> g_graphs;
-Registry<CUgraphNode, Node> g_nodes;
+Registry<CUgraphNode, GraphNode> g_nodes;
 Registry<CUgraphExec, Exec> g_execs;
 Registry<CUuserObject, UserObject> g_user_objects;
 Registry<CUgraphConditionalHandle*, Condition> g_conditions;  // handles as numbers
@@ -121,7 +107,7 @@ Stream* capturing(CUstream stream) {
 }
 
 // A node captured on the stream becomes the capture's dependency.
-void capture_node(Stream& stream, Node node) {
+void capture_node(Stream& stream, GraphNode node) {
   node.graph = stream.capture->graph;
   node.dependencies = stream.capture->dependencies;
   const CUgraphNode handle = g_nodes.add(std::move(node));
@@ -191,17 +177,17 @@ CUresult check_stream(CUstream stream, CUcontext context) {
   return found != nullptr && found->context == context ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
-bool capture_work(CUstream stream, const StreamWork& work) {
+bool capture_copy(CUstream stream, const StreamWork& work, const CUDA_MEMCPY3D& copy) {
   Stream* s = capturing(stream);
   if (s == nullptr) return false;
-  capture_node(*s, Node{.work = work});
+  capture_node(*s, GraphNode{.work = work, .copy = copy});
   return true;
 }
 
 bool capture_kernel(CUstream stream, const KernelCall& call) {
   Stream* s = capturing(stream);
   if (s == nullptr) return false;
-  capture_node(*s, Node{.kernel = call});
+  capture_node(*s, GraphNode{.kernel = call});
   return true;
 }
 
@@ -321,7 +307,7 @@ DOUBLE_EXPORT CUresult cuEventRecord(CUevent event, CUstream stream) {
   if (found == nullptr || found->context != context) return CUDA_ERROR_INVALID_HANDLE;
   if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
   if (Stream* s = capturing(stream)) {
-    capture_node(*s, Node{.event = event});
+    capture_node(*s, GraphNode{.event = event});
     return CUDA_SUCCESS;
   }
   issue_record(lock, context, event, stream);
@@ -499,7 +485,7 @@ DOUBLE_EXPORT CUresult cuLaunchHostFunc(CUstream stream, CUhostFn function, void
   if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
   if (function == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (Stream* s = capturing(stream)) {
-    capture_node(*s, Node{.function = function, .data = data});
+    capture_node(*s, GraphNode{.function = function, .data = data});
     return CUDA_SUCCESS;
   }
   issue_host_function(lock, context, stream, [function, data](CUresult) { function(data); }, false);
@@ -527,22 +513,6 @@ DOUBLE_EXPORT CUresult cuGraphCreate(CUgraph* graph, unsigned flags) {
   return CUDA_SUCCESS;
 }
 
-// Nodes run in the order they were added, whatever their dependencies.
-DOUBLE_EXPORT CUresult cuGraphAddHostNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
-                                          size_t count, const CUDA_HOST_NODE_PARAMS* params) {
-  auto lock = lock_driver();
-  Graph* found = g_graphs.find(graph);
-  if (node == nullptr || found == nullptr || params == nullptr || params->fn == nullptr ||
-      (count > 0 && dependencies == nullptr))
-    return CUDA_ERROR_INVALID_VALUE;
-  for (size_t i = 0; i < count; ++i)
-    if (g_nodes.find(dependencies[i]) == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *node = g_nodes.add(Node{.graph = graph, .dependencies = {dependencies, dependencies + count},
-                           .function = params->fn, .data = params->userData});
-  found->nodes.push_back(*node);
-  return CUDA_SUCCESS;
-}
-
 DOUBLE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph, unsigned long long flags) {
   auto lock = lock_driver();
   CUcontext context;
@@ -558,8 +528,8 @@ DOUBLE_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph gr
 
 namespace {
 // A graph's nodes in the order they were added; a conditional node's body as its value says.
-void issue_nodes(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, const std::vector<Node>& nodes) {
-  for (const Node& node : nodes) {
+void issue_nodes(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, const std::vector<GraphNode>& nodes) {
+  for (const GraphNode& node : nodes) {
     if (node.function != nullptr) {
       issue_host_function(lock, context, stream, [node](CUresult) { node.function(node.data); }, false);
     } else if (node.kernel) {
@@ -570,10 +540,12 @@ void issue_nodes(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream
       const Condition* condition = g_conditions.find(reinterpret_cast<CUgraphConditionalHandle*>(node.condition));
       const bool taken = condition != nullptr && condition->default_value != 0;
       const CUgraph body = taken ? node.bodies[0] : node.bodies.size() > 1 ? node.bodies[1] : nullptr;
-      std::vector<Node> inner;
+      std::vector<GraphNode> inner;
       if (const Graph* graph = g_graphs.find(body))
         for (CUgraphNode handle : graph->nodes) inner.push_back(*g_nodes.find(handle));
       issue_nodes(lock, context, stream, inner);
+    } else if (node.batch) {
+      issue_batch(lock, context, stream, node.batch->operations);
     } else if (g_events.find(node.event) != nullptr) {
       issue_record(lock, context, node.event, stream);
     }
@@ -590,7 +562,7 @@ DOUBLE_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   if (found == nullptr || found->context != context) return CUDA_ERROR_INVALID_HANDLE;
   // Issuing may wait, and the executable graph go meanwhile: the launch holds what it needs. Its
   // user objects stay until the launch has run, as the driver's do.
-  const std::vector<Node> nodes = found->nodes;
+  const std::vector<GraphNode> nodes = found->nodes;
   const UserObjectCounts held = found->user_objects;
   for (const auto& [object, count] : held) g_user_objects.find(object)->references += count;
   issue_nodes(lock, context, stream, nodes);
@@ -716,7 +688,7 @@ DOUBLE_EXPORT CUresult cuGraphGetEdges_v2(CUgraph graph, CUgraphNode* from, CUgr
 DOUBLE_EXPORT CUresult cuGraphNodeGetDependencies_v2(CUgraphNode node, CUgraphNode* nodes, CUgraphEdgeData* edges,
                                                      size_t* count) {
   auto lock = lock_driver();
-  const Node* found = g_nodes.find(node);
+  const GraphNode* found = g_nodes.find(node);
   if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::vector<std::pair<CUgraphNode, CUgraphNode>> entries;
   for (CUgraphNode dependency : found->dependencies) entries.emplace_back(dependency, nullptr);
@@ -726,30 +698,31 @@ DOUBLE_EXPORT CUresult cuGraphNodeGetDependencies_v2(CUgraphNode node, CUgraphNo
 DOUBLE_EXPORT CUresult cuGraphNodeGetDependentNodes_v2(CUgraphNode node, CUgraphNode* nodes, CUgraphEdgeData* edges,
                                                        size_t* count) {
   auto lock = lock_driver();
-  const Node* found = g_nodes.find(node);
+  const GraphNode* found = g_nodes.find(node);
   if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
   return answer_list(nodes_after(*g_graphs.find(found->graph), node, false), false, nodes, nullptr, edges, count);
 }
 
 DOUBLE_EXPORT CUresult cuGraphNodeGetType(CUgraphNode node, CUgraphNodeType* type) {
   auto lock = lock_driver();
-  const Node* found = g_nodes.find(node);
+  const GraphNode* found = g_nodes.find(node);
   if (found == nullptr || type == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *type = found->function ? CU_GRAPH_NODE_TYPE_HOST
-          : found->kernel ? CU_GRAPH_NODE_TYPE_KERNEL
-          : found->event  ? CU_GRAPH_NODE_TYPE_EVENT_RECORD
-          : found->work   ? CU_GRAPH_NODE_TYPE_MEMCPY
-                          : CU_GRAPH_NODE_TYPE_EMPTY;
+  *type = found->function   ? CU_GRAPH_NODE_TYPE_HOST
+          : found->kernel     ? CU_GRAPH_NODE_TYPE_KERNEL
+          : found->event      ? CU_GRAPH_NODE_TYPE_EVENT_RECORD
+          : found->work       ? CU_GRAPH_NODE_TYPE_MEMCPY
+          : found->allocation ? CU_GRAPH_NODE_TYPE_MEM_ALLOC
+          : found->batch      ? CU_GRAPH_NODE_TYPE_BATCH_MEM_OP
+                              : CU_GRAPH_NODE_TYPE_EMPTY;
   return CUDA_SUCCESS;
 }
 
-namespace {
-// A node of `graph` after `dependencies`, all of them nodes of that graph.
-CUresult add_plain_node(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count, Node made) {
+namespace rgpu::cuda_double {
+CUresult add_graph_node(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count, GraphNode made) {
   Graph* found = g_graphs.find(graph);
   if (node == nullptr || found == nullptr || (count > 0 && dependencies == nullptr)) return CUDA_ERROR_INVALID_VALUE;
   for (size_t i = 0; i < count; ++i) {
-    const Node* dependency = g_nodes.find(dependencies[i]);
+    const GraphNode* dependency = g_nodes.find(dependencies[i]);
     if (dependency == nullptr || dependency->graph != graph) return CUDA_ERROR_INVALID_VALUE;
   }
   made.graph = graph;
@@ -759,11 +732,33 @@ CUresult add_plain_node(CUgraphNode* node, CUgraph graph, const CUgraphNode* dep
   return CUDA_SUCCESS;
 }
 
+GraphNode* find_graph_node(CUgraphNode node, CUcontext* context) {
+  GraphNode* found = g_nodes.find(node);
+  if (found != nullptr && context != nullptr) *context = g_graphs.find(found->graph)->context;
+  return found;
+}
+
+GraphNode* find_exec_node(CUgraphExec exec, CUgraphNode node, CUcontext* context) {
+  Exec* found = g_execs.find(exec);
+  if (found == nullptr) return nullptr;
+  auto at = std::find(found->origins.begin(), found->origins.end(), node);
+  if (at == found->origins.end()) return nullptr;
+  if (context != nullptr) *context = found->context;
+  return &found->nodes[at - found->origins.begin()];
+}
+
+CUcontext graph_context(CUgraph graph) {
+  const Graph* found = g_graphs.find(graph);
+  return found ? found->context : nullptr;
+}
+}  // namespace rgpu::cuda_double
+
+namespace {
 CUresult change_dependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to, size_t count, bool add) {
   if (g_graphs.find(graph) == nullptr || (count > 0 && (from == nullptr || to == nullptr))) return CUDA_ERROR_INVALID_VALUE;
   for (size_t i = 0; i < count; ++i) {
-    const Node* before = g_nodes.find(from[i]);
-    Node* after = g_nodes.find(to[i]);
+    const GraphNode* before = g_nodes.find(from[i]);
+    GraphNode* after = g_nodes.find(to[i]);
     if (before == nullptr || after == nullptr || before->graph != graph || after->graph != graph) return CUDA_ERROR_INVALID_VALUE;
     auto& deps = after->dependencies;
     const auto at = std::find(deps.begin(), deps.end(), from[i]);
@@ -782,44 +777,20 @@ DOUBLE_EXPORT CUresult cuGraphAddKernelNode_v2(CUgraphNode* node, CUgraph graph,
   if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
   KernelCall call;
   if (CUresult r = kernel_of(params, found->context, call); r != CUDA_SUCCESS) return r;
-  return add_plain_node(node, graph, dependencies, count, Node{.kernel = std::move(call)});
+  return add_graph_node(node, graph, dependencies, count, GraphNode{.kernel = std::move(call)});
 }
 
 DOUBLE_EXPORT CUresult cuGraphAddEmptyNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
                                            size_t count) {
   auto lock = lock_driver();
-  return add_plain_node(node, graph, dependencies, count, Node{});
+  return add_graph_node(node, graph, dependencies, count, GraphNode{});
 }
 
 DOUBLE_EXPORT CUresult cuGraphAddEventRecordNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
                                                  size_t count, CUevent event) {
   auto lock = lock_driver();
   if (g_events.find(event) == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return add_plain_node(node, graph, dependencies, count, Node{.event = event});
-}
-
-// Copies of one row between device memory of the graph's context.
-DOUBLE_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
-                                            size_t count, const CUDA_MEMCPY3D* copy, CUcontext) {
-  auto lock = lock_driver();
-  const Graph* found = g_graphs.find(graph);
-  if (found == nullptr || copy == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (copy->srcMemoryType != CU_MEMORYTYPE_DEVICE || copy->dstMemoryType != CU_MEMORYTYPE_DEVICE ||
-      copy->Height > 1 || copy->Depth > 1 || copy->srcY || copy->srcZ || copy->dstY || copy->dstZ)
-    return CUDA_ERROR_NOT_SUPPORTED;
-  const CUdeviceptr from = copy->srcDevice + copy->srcXInBytes, to = copy->dstDevice + copy->dstXInBytes;
-  const size_t bytes = copy->WidthInBytes;
-  const CUcontext context = found->context;
-  if (device_bytes(from, bytes, context) == nullptr || device_bytes(to, bytes, context) == nullptr)
-    return CUDA_ERROR_INVALID_VALUE;
-  StreamWork work = [from, to, bytes, context] {
-    std::byte* source = device_bytes(from, bytes, context);
-    std::byte* target = device_bytes(to, bytes, context);
-    if (source == nullptr || target == nullptr) return CUDA_ERROR_ILLEGAL_ADDRESS;
-    std::memmove(target, source, bytes);
-    return CUDA_SUCCESS;
-  };
-  return add_plain_node(node, graph, dependencies, count, Node{.work = std::move(work)});
+  return add_graph_node(node, graph, dependencies, count, GraphNode{.event = event});
 }
 
 // A conditional's value here is its default, set at each launch (kernels cannot set it).
@@ -845,7 +816,7 @@ DOUBLE_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* node, CUgraph graph, const
     static_assert(sizeof kernel == sizeof params->kernel);
     std::memcpy(&kernel, &params->kernel, sizeof kernel);  // v3 is v2's layout
     if (CUresult r = kernel_of(&kernel, context, call); r != CUDA_SUCCESS) return r;
-    return add_plain_node(node, graph, dependencies, count, Node{.kernel = std::move(call)});
+    return add_graph_node(node, graph, dependencies, count, GraphNode{.kernel = std::move(call)});
   }
   if (params->type != CU_GRAPH_NODE_TYPE_CONDITIONAL) return CUDA_ERROR_NOT_SUPPORTED;
   CUDA_CONDITIONAL_NODE_PARAMS& conditional = params->conditional;
@@ -855,28 +826,10 @@ DOUBLE_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode* node, CUgraph graph, const
     return CUDA_ERROR_INVALID_VALUE;
   std::vector<CUgraph> bodies;
   for (unsigned i = 0; i < conditional.size; ++i) bodies.push_back(g_graphs.add(Graph{context, {}, {}}));
-  if (CUresult r = add_plain_node(node, graph, dependencies, count, Node{.condition = conditional.handle, .bodies = bodies});
+  if (CUresult r = add_graph_node(node, graph, dependencies, count, GraphNode{.condition = conditional.handle, .bodies = bodies});
       r != CUDA_SUCCESS)
     return r;
   conditional.phGraph_out = g_nodes.find(*node)->bodies.data();
-  return CUDA_SUCCESS;
-}
-
-// The allocation is made when the node is added and lives as long as the context (a graph's
-// memory keeps its address from launch to launch); its free node is an empty one here.
-DOUBLE_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies,
-                                              size_t count, CUDA_MEM_ALLOC_NODE_PARAMS* params) {
-  auto lock = lock_driver();
-  const Graph* found = g_graphs.find(graph);
-  if (found == nullptr || params == nullptr || params->bytesize == 0 ||
-      params->poolProps.allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
-      params->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE)
-    return CUDA_ERROR_INVALID_VALUE;
-  CUdeviceptr pointer = 0;
-  if (CUresult r = allocate_device_memory(found->context, params->bytesize, kContextReserve, pointer); r != CUDA_SUCCESS)
-    return r;
-  if (CUresult r = add_plain_node(node, graph, dependencies, count, Node{}); r != CUDA_SUCCESS) return r;
-  params->dptr = pointer;
   return CUDA_SUCCESS;
 }
 
@@ -885,7 +838,7 @@ DOUBLE_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode* node, CUgraph graph, c
   auto lock = lock_driver();
   const Graph* found = g_graphs.find(graph);
   if (found == nullptr || device_bytes(pointer, 1, found->context) == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return add_plain_node(node, graph, dependencies, count, Node{});
+  return add_graph_node(node, graph, dependencies, count, GraphNode{});
 }
 
 DOUBLE_EXPORT CUresult cuGraphAddDependencies(CUgraph graph, const CUgraphNode* from, const CUgraphNode* to,
@@ -903,7 +856,7 @@ DOUBLE_EXPORT CUresult cuGraphRemoveDependencies(CUgraph graph, const CUgraphNod
 // kernelParams point into the node's own storage, as the driver's do.
 DOUBLE_EXPORT CUresult cuGraphKernelNodeGetParams_v2(CUgraphNode node, CUDA_KERNEL_NODE_PARAMS* params) {
   auto lock = lock_driver();
-  Node* found = g_nodes.find(node);
+  GraphNode* found = g_nodes.find(node);
   if (found == nullptr || params == nullptr || !found->kernel) return CUDA_ERROR_INVALID_VALUE;
   KernelCall& call = *found->kernel;
   *params = CUDA_KERNEL_NODE_PARAMS{};
@@ -918,7 +871,7 @@ DOUBLE_EXPORT CUresult cuGraphKernelNodeGetParams_v2(CUgraphNode node, CUDA_KERN
 
 DOUBLE_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS* params) {
   auto lock = lock_driver();
-  Node* found = g_nodes.find(node);
+  GraphNode* found = g_nodes.find(node);
   if (found == nullptr || !found->kernel) return CUDA_ERROR_INVALID_VALUE;
   KernelCall call;
   if (CUresult r = kernel_of(params, g_graphs.find(found->graph)->context, call); r != CUDA_SUCCESS) return r;
@@ -933,7 +886,7 @@ DOUBLE_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec exec, CUgra
   if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
   auto at = std::find(found->origins.begin(), found->origins.end(), node);
   if (at == found->origins.end()) return CUDA_ERROR_INVALID_VALUE;
-  Node& made = found->nodes[at - found->origins.begin()];
+  GraphNode& made = found->nodes[at - found->origins.begin()];
   if (!made.kernel) return CUDA_ERROR_INVALID_VALUE;
   KernelCall call;
   if (CUresult r = kernel_of(params, found->context, call); r != CUDA_SUCCESS) return r;
@@ -956,26 +909,36 @@ bool value_reached(T current, T wanted, unsigned flags) {
   }
 }
 
-// A wait holds its stream (on the stream's thread) until the memory holds the value.
+// A wait holds its stream (on the stream's thread) until the memory holds the value (or is gone).
 template <typename T>
-void issue_wait(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, const T* memory, T value,
+void issue_wait(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, CUdeviceptr address, T value,
                 unsigned flags) {
   issue_host_function(lock, context, stream, [=](CUresult) {
     auto relock = lock_driver();
-    wait_for_queued_work(relock, [&] { return value_reached(*const_cast<const volatile T*>(memory), value, flags); });
+    wait_for_queued_work(relock, [&] {
+      const auto* memory = reinterpret_cast<const volatile T*>(device_bytes(address, sizeof(T), context));
+      return memory == nullptr || value_reached(static_cast<T>(*memory), value, flags);
+    });
   }, true);
+}
+
+// A write when its stream gets there (a fault if its memory is gone by then).
+template <typename T>
+void issue_write(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream, CUdeviceptr address, T value) {
+  issue(lock, context, stream, [=] {
+    void* memory = device_bytes(address, sizeof value, context);
+    if (memory == nullptr) return CUDA_ERROR_ILLEGAL_ADDRESS;
+    std::memcpy(memory, &value, sizeof value);
+    return CUDA_SUCCESS;
+  });
 }
 }  // namespace
 
-// Waits and writes of 32 and 64 bits on device memory, in stream order; flushes have nothing to do.
-DOUBLE_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
-                                             unsigned flags) {
-  auto lock = lock_driver();
-  CUcontext context;
-  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
-  if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
-  if (ops == nullptr || count == 0 || flags != 0) return CUDA_ERROR_INVALID_VALUE;
-  if (capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+namespace rgpu::cuda_double {
+// Waits and writes of 32 and 64 bits on the context's device memory; flushes and barriers have
+// nothing to do.
+CUresult check_batch(CUcontext context, const CUstreamBatchMemOpParams* ops, unsigned count) {
+  if (ops == nullptr || count == 0) return CUDA_ERROR_INVALID_VALUE;
   for (unsigned i = 0; i < count; ++i) {
     const auto type = ops[i].operation;
     const bool wide = type == CU_STREAM_MEM_OP_WAIT_VALUE_64 || type == CU_STREAM_MEM_OP_WRITE_VALUE_64;
@@ -986,31 +949,38 @@ DOUBLE_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream stream, unsigned count, CU
     if ((type == CU_STREAM_MEM_OP_WAIT_VALUE_32 || type == CU_STREAM_MEM_OP_WAIT_VALUE_64) && ops[i].waitValue.flags > 3)
       return CUDA_ERROR_INVALID_VALUE;
   }
-  for (unsigned i = 0; i < count; ++i) {
-    const CUstreamBatchMemOpParams op = ops[i];
-    void* memory = device_bytes(op.waitValue.address, 4, context);
+  return CUDA_SUCCESS;
+}
+
+void issue_batch(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream,
+                 const std::vector<CUstreamBatchMemOpParams>& ops) {
+  for (const CUstreamBatchMemOpParams& op : ops) {
+    const CUdeviceptr address = op.writeValue.address;
     switch (op.operation) {
-      case CU_STREAM_MEM_OP_WRITE_VALUE_32:
-        issue(lock, context, stream, [memory, value = op.writeValue.value] {
-          std::memcpy(memory, &value, sizeof value);
-          return CUDA_SUCCESS;
-        });
-        break;
-      case CU_STREAM_MEM_OP_WRITE_VALUE_64:
-        issue(lock, context, stream, [memory, value = op.writeValue.value64] {
-          std::memcpy(memory, &value, sizeof value);
-          return CUDA_SUCCESS;
-        });
-        break;
+      case CU_STREAM_MEM_OP_WRITE_VALUE_32: issue_write(lock, context, stream, address, op.writeValue.value); break;
+      case CU_STREAM_MEM_OP_WRITE_VALUE_64: issue_write(lock, context, stream, address, op.writeValue.value64); break;
       case CU_STREAM_MEM_OP_WAIT_VALUE_32:
-        issue_wait(lock, context, stream, static_cast<const cuuint32_t*>(memory), op.waitValue.value, op.waitValue.flags);
+        issue_wait(lock, context, stream, address, op.waitValue.value, op.waitValue.flags);
         break;
       case CU_STREAM_MEM_OP_WAIT_VALUE_64:
-        issue_wait(lock, context, stream, static_cast<const cuuint64_t*>(memory), op.waitValue.value64,
-                   op.waitValue.flags);
+        issue_wait(lock, context, stream, address, op.waitValue.value64, op.waitValue.flags);
         break;
       default: break;
     }
   }
+}
+}  // namespace rgpu::cuda_double
+
+// In stream order; not captured.
+DOUBLE_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream stream, unsigned count, CUstreamBatchMemOpParams* ops,
+                                             unsigned flags) {
+  auto lock = lock_driver();
+  CUcontext context;
+  if (CUresult r = current_context(context); r != CUDA_SUCCESS) return r;
+  if (CUresult r = check_stream(stream, context); r != CUDA_SUCCESS) return r;
+  if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = check_batch(context, ops, count); r != CUDA_SUCCESS) return r;
+  if (capturing(stream)) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+  issue_batch(lock, context, stream, {ops, ops + count});
   return CUDA_SUCCESS;
 }

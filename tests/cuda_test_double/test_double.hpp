@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -194,10 +195,9 @@ void issue(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream strea
 void issue_host_function(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream,
                          std::function<void(CUresult status)> function, bool after_faults);
 struct KernelCall;
-// Captured, a kernel launch becomes a kernel node instead, and other device work (an
-// asynchronous copy) a node that runs `work`: true when the stream is capturing and took it.
+// Captured, a kernel launch becomes a kernel node instead (an asynchronous copy: capture_copy
+// below): true when the stream is capturing and took it.
 bool capture_kernel(CUstream stream, const KernelCall& call);
-bool capture_work(CUstream stream, const StreamWork& work);
 // A call that is not safe while a stream of `context` captures in global mode (a synchronous copy,
 // a context synchronisation): true if one does, which the call invalidates, as the driver does.
 bool unsafe_during_capture(CUcontext context);
@@ -277,5 +277,57 @@ CUresult module_global(CUmodule module, const std::string& name, CUdeviceptr* po
 // A library kernel's function in `context`, where the library is loaded on first use;
 // CUDA_ERROR_INVALID_HANDLE when `kernel` is not a library kernel.
 CUresult kernel_function(CUkernel kernel, CUcontext context, CUfunction& function);
+
+// ---- graph nodes (streams_events.cpp) and their parameters (graph_nodes.cpp) ----------------
+
+// A memory allocation node's parameters, as it was added.
+struct AllocationNode {
+  CUmemPoolProps pool{};
+  std::vector<CUmemAccessDesc> access;
+  size_t bytes = 0;
+  CUdeviceptr pointer = 0;
+};
+// A batch of memory operations, run in stream order as cuStreamBatchMemOp_v2 runs them.
+struct BatchNode {
+  CUcontext context = nullptr;
+  unsigned flags = 0;
+  std::vector<CUstreamBatchMemOpParams> operations;
+};
+// A node: an event record, a host function when `function` is set, a kernel, other device work
+// (a memcpy node: `copy` says what it copies, when it was added or captured with one), a
+// conditional node, an allocation or a batch of memory operations; an empty node otherwise.
+struct GraphNode {
+  CUgraph graph = nullptr;
+  std::vector<CUgraphNode> dependencies = {};
+  CUevent event = nullptr;
+  CUhostFn function = nullptr;
+  void* data = nullptr;
+  std::optional<KernelCall> kernel = std::nullopt;
+  StreamWork work = nullptr;
+  // A conditional node (an `if`): its handle and its body graphs, run when the handle's value is
+  // not zero (the first) or is (the second, if there is one).
+  CUgraphConditionalHandle condition = 0;
+  std::vector<CUgraph> bodies = {};
+  std::optional<CUDA_MEMCPY3D> copy = std::nullopt;
+  std::optional<AllocationNode> allocation = std::nullopt;
+  std::optional<BatchNode> batch = std::nullopt;
+  std::map<CUlaunchAttributeID, CUlaunchAttributeValue> attributes = {};  // a kernel node's
+};
+// A graph's node (nullptr for an unknown one) and the context its graph was made in.
+GraphNode* find_graph_node(CUgraphNode node, CUcontext* context = nullptr);
+// The node an executable graph made of the graph's `node`, or nullptr; its context.
+GraphNode* find_exec_node(CUgraphExec exec, CUgraphNode node, CUcontext* context = nullptr);
+// The context `graph` was made in, or nullptr for an unknown graph.
+CUcontext graph_context(CUgraph graph);
+// Adds `made` to `graph` after `dependencies`, all of them nodes of that graph.
+CUresult add_graph_node(CUgraphNode* node, CUgraph graph, const CUgraphNode* dependencies, size_t count, GraphNode made);
+// Captured, an asynchronous copy becomes a memcpy node that runs `work` (and whose parameters are
+// `copy`): true when the stream is capturing and took it.
+bool capture_copy(CUstream stream, const StreamWork& work, const CUDA_MEMCPY3D& copy);
+// Batches of memory operations: checked (CUDA_ERROR_INVALID_VALUE for a bad one), then issued in
+// stream order.
+CUresult check_batch(CUcontext context, const CUstreamBatchMemOpParams* operations, unsigned count);
+void issue_batch(std::unique_lock<std::mutex>& lock, CUcontext context, CUstream stream,
+                 const std::vector<CUstreamBatchMemOpParams>& operations);
 
 }  // namespace rgpu::cuda_double

@@ -64,6 +64,11 @@ const uint32_t kFunctions[] = {
     FN_rgpuLinkCreate, FN_rgpuLinkAdd, FN_rgpuLinkComplete, FN_rgpuLinkDestroy, FN_rgpuTensorMap,
     FN_rgpuLaunchHostFunction, FN_rgpuGraphAddHostNode, FN_rgpuHostFunctionPoll, FN_cuGraphCreate,
     FN_cuGraphInstantiateWithFlags, FN_cuGraphLaunch, FN_cuGraphExecDestroy, FN_cuStreamWaitEvent,
+    FN_cuGraphAddEmptyNode, FN_cuGraphAddMemcpyNode, FN_cuGraphAddMemAllocNode, FN_cuGraphAddBatchMemOpNode,
+    FN_cuGraphHostNodeGetParams, FN_cuGraphHostNodeSetParams, FN_cuGraphExecHostNodeSetParams,
+    FN_cuGraphMemcpyNodeGetParams, FN_cuGraphMemcpyNodeSetParams, FN_cuGraphExecMemcpyNodeSetParams,
+    FN_cuGraphMemAllocNodeGetParams, FN_cuGraphKernelNodeGetAttribute, FN_cuGraphKernelNodeSetAttribute,
+    FN_cuGraphBatchMemOpNodeGetParams, FN_cuGraphBatchMemOpNodeSetParams, FN_cuGraphExecBatchMemOpNodeSetParams,
 };
 constexpr uint32_t kHandleMark = 0xfeedface;
 constexpr uint64_t kQuota = 64u << 20;  // the token's max_memory: device memory the calls may hold
@@ -156,7 +161,11 @@ bool answers_handles(uint32_t function) {
     case FN_rgpuLibraryLoad:
     case FN_rgpuLinkCreate:
     case FN_rgpuCtxCreate:
-    case FN_rgpuGraphAddHostNode: return true;
+    case FN_rgpuGraphAddHostNode:
+    case FN_cuGraphAddEmptyNode:
+    case FN_cuGraphAddMemcpyNode:
+    case FN_cuGraphAddMemAllocNode:
+    case FN_cuGraphAddBatchMemOpNode: return true;
     default: return find_auto_function(function) != nullptr;
   }
 }
@@ -384,6 +393,62 @@ void write_seeds(const fuzz::Seeds& seeds) {
     seeds.write("streams-capture", s.bytes());
   }
   seeds.write("host-functions", host_functions_and_a_graph(false));
+  {
+    Script s;
+    const int ctx = static_cast<int>(s.call(FN_cuDevicePrimaryCtxRetain, args().put<uint64_t>(0), 1));
+    const size_t mem = s.call(FN_cuMemAlloc_v2, args().put<uint64_t>(4096), 1, ctx);
+    const size_t graph = s.call(FN_cuGraphCreate, args().put<uint64_t>(0), 1, ctx);
+    const size_t host = s.call(FN_rgpuGraphAddHostNode, args().put(s.ref(graph)).put<uint64_t>(5).put<uint32_t>(0), 1, ctx);
+    s.call(FN_cuGraphHostNodeGetParams, args().put(s.ref(host)), 0, ctx);
+    s.call(FN_cuGraphHostNodeSetParams, args().put(s.ref(host)).put<uint64_t>(6), 0, ctx);
+    // References count back from the latest output: each call's are made as it is written.
+    auto with_copy = [&](WireWriter w) {
+      CUDA_MEMCPY3D copy{};
+      copy.srcMemoryType = copy.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+      copy.srcDevice = s.ref(mem);
+      copy.dstDevice = s.ref(mem, 2048);
+      copy.WidthInBytes = 1024;
+      copy.Height = copy.Depth = 1;
+      return std::move(w.put<uint32_t>(sizeof copy).put(copy));
+    };
+    const size_t memcpy_node =
+        s.call(FN_cuGraphAddMemcpyNode, with_copy(args().put(s.ref(graph)).put<uint32_t>(0)).put<uint64_t>(0), 1, ctx);
+    s.call(FN_cuGraphMemcpyNodeGetParams, args().put(s.ref(memcpy_node)), 0, ctx);
+    s.call(FN_cuGraphMemcpyNodeSetParams, with_copy(args().put(s.ref(memcpy_node))), 0, ctx);
+    CUmemPoolProps pool{};
+    pool.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    pool.location = {CU_MEM_LOCATION_TYPE_DEVICE, 0};
+    const size_t alloc = s.call(FN_cuGraphAddMemAllocNode,
+                                args().put(s.ref(graph)).put<uint32_t>(0).put<uint32_t>(sizeof pool).put(pool)
+                                    .put<uint32_t>(0).put<uint64_t>(4096), 2, ctx);
+    s.call(FN_cuGraphMemAllocNodeGetParams, args().put(s.ref(alloc)), 0, ctx);
+    auto with_batch = [&](WireWriter w) {
+      CUstreamBatchMemOpParams op{};
+      op.writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+      op.writeValue.address = s.ref(mem, 8);
+      op.writeValue.value = 3;
+      return std::move(w.put<uint64_t>(0).put<uint32_t>(1).put<uint32_t>(0).put<uint32_t>(sizeof op).put(op));
+    };
+    const size_t batch = s.call(FN_cuGraphAddBatchMemOpNode, with_batch(args().put(s.ref(graph)).put<uint32_t>(0)), 1, ctx);
+    s.call(FN_cuGraphBatchMemOpNodeGetParams, args().put(s.ref(batch)), 0, ctx);
+    s.call(FN_cuGraphBatchMemOpNodeSetParams, with_batch(args().put(s.ref(batch))), 0, ctx);
+    const CUlaunchAttributeValue priority{};
+    s.call(FN_cuGraphKernelNodeSetAttribute,
+           args().put(s.ref(memcpy_node)).put<uint64_t>(CU_LAUNCH_ATTRIBUTE_PRIORITY).put(priority), 0, ctx);
+    s.call(FN_cuGraphKernelNodeGetAttribute, args().put(s.ref(memcpy_node)).put<uint64_t>(CU_LAUNCH_ATTRIBUTE_PRIORITY),
+           0, ctx);
+    const size_t exec = s.call(FN_cuGraphInstantiateWithFlags, args().put(s.ref(graph)).put<uint64_t>(0), 1, ctx);
+    s.call(FN_cuGraphExecHostNodeSetParams, args().put(s.ref(exec)).put(s.ref(host)).put<uint64_t>(7), 0, ctx);
+    s.call(FN_cuGraphExecMemcpyNodeSetParams, with_copy(args().put(s.ref(exec)).put(s.ref(memcpy_node))).put<uint64_t>(0),
+           0, ctx);
+    s.call(FN_cuGraphExecBatchMemOpNodeSetParams, with_batch(args().put(s.ref(exec)).put(s.ref(batch))), 0, ctx);
+    s.call(FN_cuGraphLaunch, args().put(s.ref(exec)).put<uint64_t>(0), 0, ctx, true);
+    s.call(FN_rgpuHostFunctionPoll, args().put<uint64_t>(0).put<uint64_t>(0), 0, ctx);
+    s.call(FN_cuCtxSynchronize, args(), 0, ctx);
+    s.call(FN_cuGraphExecDestroy, args().put(s.ref(exec)), 0, ctx, true);
+    s.call(FN_cuGraphDestroy, args().put(s.ref(graph)), 0, ctx, true);
+    seeds.write("graph-node-params", s.bytes());
+  }
   {
     Script s;
     s.call(FN_rgpuDeviceInfo, args().put<uint64_t>(1));

@@ -103,7 +103,7 @@ build_programs() {
   nvcc -O2 -arch=sm_90 -o "$work/texture_surface" "$src/texture_surface.cu"
   nvcc -O2 -arch=sm_90 -o "$work/vmm" "$src/vmm.cu" -L/usr/local/cuda/lib64/stubs -lcuda
   nvcc -O2 -arch=sm_90 -o "$work/mem_pool" "$src/mem_pool.cu"
-  nvcc -O2 -arch=sm_90 -o "$work/graphs" "$src/graphs.cu"
+  nvcc -O2 -arch=sm_90 -o "$work/graphs" "$src/graphs.cu" -L/usr/local/cuda/lib64/stubs -lcuda
 }
 
 start_rgpu() {  # [rgpu binary] [prefix of the log files] [tls: on (default) or off]
