@@ -1789,6 +1789,21 @@ TEST_F(CudaE2E, StreamOrderedCopiesAndQueries) {
   ASSERT_CU(cuFuncGetAttribute(&shared, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, fill));
   EXPECT_EQ(shared, 100000);
   EXPECT_EQ(cuFuncSetAttribute(fill, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 1 << 20), CUDA_ERROR_INVALID_VALUE);
+  // A value set again (answered without the server) and a value changed and changed back both hold
+  // for the launches that follow.
+  unsigned long long count = 256;
+  uint32_t value = 1;
+  void* params[] = {&a, &value, &count};
+  auto launch_with = [&](unsigned shared_bytes) {
+    const CUresult r = cuLaunchKernel(fill, 1, 1, 1, 256, 1, 1, shared_bytes, stream, params, nullptr);
+    return r == CUDA_SUCCESS ? cuStreamSynchronize(stream) : r;
+  };
+  ASSERT_CU(cuFuncSetAttribute(fill, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 100000));
+  EXPECT_CU(launch_with(100000));
+  ASSERT_CU(cuFuncSetAttribute(fill, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 60000));
+  EXPECT_NE(launch_with(100000), CUDA_SUCCESS);
+  ASSERT_CU(cuFuncSetAttribute(fill, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 100000));
+  EXPECT_CU(launch_with(100000));
   EXPECT_CU(cuModuleUnload(module));
   EXPECT_CU(cuEventDestroy(done));
   EXPECT_CU(cuStreamDestroy(stream));
