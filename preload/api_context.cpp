@@ -64,6 +64,7 @@ CUresult release_primary(CUdevice device) {
   if (going != nullptr) {
     context_storage_destroyed(going);
     shared_memory_context_gone(going);
+    identities_context_gone(going);
   }
   return send_primary_release(device);
 }
@@ -193,6 +194,7 @@ RGPU_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice device) {
   if (CUcontext primary = forget_primary_retains(device)) {
     context_storage_destroyed(primary);
     shared_memory_context_gone(primary);
+    identities_context_gone(primary);
   }
   CallBuilder call(FN_cuDevicePrimaryCtxReset_v2);
   call.in(device);
@@ -240,6 +242,7 @@ RGPU_EXPORT CUresult cuCtxDestroy_v2(CUcontext context) {
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
   context_storage_destroyed(context);
   shared_memory_context_gone(context);
+  identities_context_gone(context);
   CallBuilder call(FN_cuCtxDestroy_v2);
   call.in(context);
   CUresult r = call_sync(call, nullptr);

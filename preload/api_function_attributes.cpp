@@ -31,6 +31,7 @@ void forget_attributes() {
 void forget_function_facts() {
   forget_attributes();
   forget_kernel_parameter_layouts();
+  forget_kernel_functions();
 }
 
 void forget(CUfunction f) {

@@ -109,6 +109,10 @@ CUdeviceptr release_shared(CUdeviceptr pointer);
 void capture_changed(bool begin, CUresult result);
 // A context is going away: the stream shared memory's fetches use in it goes with it.
 void shared_memory_context_gone(CUcontext context);
+// A context is going away: its id and its kernels' functions are forgotten (api_identities.cpp).
+void identities_context_gone(CUcontext context);
+// Modules or libraries were unloaded: library kernels' functions are asked again.
+void forget_kernel_functions();
 // Whether a capture this process began may still be under way.
 bool capture_under_way();
 

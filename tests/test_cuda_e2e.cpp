@@ -26,6 +26,7 @@
 #include <string>
 #include <optional>
 #include <thread>
+#include <set>
 #include <vector>
 
 #include "app_protocol.hpp"
@@ -1094,6 +1095,43 @@ TEST_F(CudaE2E, AModulesFunctionsAreListedAndItsOnlyKernelFoundByThePrivateTable
   EXPECT_CU(cuMemFree(d));
   EXPECT_CU(cuModuleUnload(single));
   EXPECT_CU(cuModuleUnload(module));
+}
+
+// Ids and a kernel's function, kept by the client once asked: a stream made after one is destroyed
+// has its own id; a kernel has a function per context; a context's id is its own.
+TEST_F(CudaE2E, KeptIdsAndKernelFunctionsFollowTheirObjects) {
+  std::set<unsigned long long> ids;
+  for (int i = 0; i < 3; ++i) {
+    CUstream stream;
+    ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    unsigned long long id = 0, again = 0;
+    ASSERT_CU(cuStreamGetId(stream, &id));
+    ASSERT_CU(cuStreamGetId(stream, &again));
+    EXPECT_EQ(again, id);
+    EXPECT_TRUE(ids.insert(id).second) << "stream " << i << " has the id of a destroyed one";
+    ASSERT_CU(cuStreamDestroy(stream));
+  }
+  CUlibrary library;
+  ASSERT_CU(cuLibraryLoadData(&library, kModule, nullptr, nullptr, 0, nullptr, nullptr, 0));
+  CUkernel kernel;
+  ASSERT_CU(cuLibraryGetKernel(&kernel, library, "fill_u32"));
+  CUfunction here = nullptr, kept = nullptr, there = nullptr;
+  ASSERT_CU(cuKernelGetFunction(&here, kernel));
+  ASSERT_CU(cuKernelGetFunction(&kept, kernel));
+  EXPECT_EQ(kept, here);
+  CUcontext other;
+  ASSERT_CU(cuCtxCreate(&other, nullptr, 0, device_));
+  ASSERT_CU(cuKernelGetFunction(&there, kernel));
+  EXPECT_NE(there, here);
+  unsigned long long other_id = 0, this_id = 0;
+  ASSERT_CU(cuCtxGetId(nullptr, &other_id));
+  ASSERT_CU(cuCtxGetId(context_, &this_id));
+  EXPECT_NE(other_id, this_id);
+  ASSERT_CU(cuCtxDestroy(other));
+  ASSERT_CU(cuCtxSetCurrent(context_));
+  ASSERT_CU(cuKernelGetFunction(&kept, kernel));
+  EXPECT_EQ(kept, here);
+  EXPECT_CU(cuLibraryUnload(library));
 }
 
 // Device addresses are kept out of the application's own address space while allocated, so that
