@@ -2878,6 +2878,40 @@ TEST_F(CudaE2E, ACallRefusedDuringACaptureFailsForItsCaller) {
   EXPECT_CU(cuStreamDestroy(stream));
 }
 
+// An executable graph updated from another graph: allowed without host nodes, refused with them
+// (the executable graph would run host functions the other graph keeps, after it may be gone).
+TEST_F(CudaE2E, AnExecutableGraphIsNotUpdatedFromAGraphWithHostNodes) {
+  auto graph_of = [](bool host) {
+    CUgraph graph;
+    EXPECT_CU(cuGraphCreate(&graph, 0));
+    CUgraphNode node;
+    if (host) {
+      CUDA_HOST_NODE_PARAMS params{};
+      params.fn = [](void*) {};
+      EXPECT_CU(cuGraphAddHostNode(&node, graph, nullptr, 0, &params));
+    } else {
+      EXPECT_CU(cuGraphAddEmptyNode(&node, graph, nullptr, 0));
+    }
+    return graph;
+  };
+  CUgraph plain = graph_of(false), other_plain = graph_of(false), with_host = graph_of(true), other_host = graph_of(true);
+  CUgraphExec exec, host_exec;
+  ASSERT_CU(cuGraphInstantiateWithFlags(&exec, plain, 0));
+  ASSERT_CU(cuGraphInstantiateWithFlags(&host_exec, with_host, 0));
+  CUgraphExecUpdateResultInfo info{};
+  EXPECT_CU(cuGraphExecUpdate_v2(exec, other_plain, &info));
+  EXPECT_EQ(info.result, CU_GRAPH_EXEC_UPDATE_SUCCESS);
+  EXPECT_EQ(cuGraphExecUpdate_v2(host_exec, other_host, &info), CUDA_ERROR_NOT_SUPPORTED);
+  ASSERT_CU(cuGraphDestroy(other_host));
+  CUstream stream;
+  ASSERT_CU(cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuGraphLaunch(host_exec, stream));  // still its own host function
+  EXPECT_CU(cuStreamSynchronize(stream));
+  EXPECT_CU(cuStreamDestroy(stream));
+  for (CUgraphExec e : {exec, host_exec}) EXPECT_CU(cuGraphExecDestroy(e));
+  for (CUgraph g : {plain, other_plain, with_host}) EXPECT_CU(cuGraphDestroy(g));
+}
+
 // In every capture mode: the server's own staging for the copies must neither be refused nor
 // invalidate the capture (allocating page-locked memory is unsafe during a capture).
 TEST_F(CudaE2E, CapturedCopiesReadAndWriteHostMemoryAtEachLaunch) {

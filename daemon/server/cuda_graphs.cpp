@@ -343,4 +343,37 @@ CUresult graph_call(uint32_t function, WireReader& args, WireWriter& out, const 
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 
+namespace {
+// Whether `graph` or a child graph of it has a host node (or a conditional node, not walked).
+bool has_host_nodes(CUgraph graph, int depth) {
+  Driver& d = Driver::get();
+  auto get_nodes = d.fn<CUresult (*)(CUgraph, CUgraphNode*, size_t*)>("cuGraphGetNodes");
+  auto node_type = d.fn<CUresult (*)(CUgraphNode, CUgraphNodeType*)>("cuGraphNodeGetType");
+  auto child = d.fn<CUresult (*)(CUgraphNode, CUgraph*)>("cuGraphChildGraphNodeGetGraph");
+  size_t count = 0;
+  if (depth > 16 || !get_nodes || !node_type || get_nodes(graph, nullptr, &count) != CUDA_SUCCESS)
+    return true;  // cannot tell: refused, to be safe
+  std::vector<CUgraphNode> nodes(count);
+  if (count > 0 && get_nodes(graph, nodes.data(), &count) != CUDA_SUCCESS) return true;
+  for (CUgraphNode node : nodes) {
+    CUgraphNodeType type;
+    if (node_type(node, &type) != CUDA_SUCCESS) return true;
+    if (type == CU_GRAPH_NODE_TYPE_HOST || type == CU_GRAPH_NODE_TYPE_CONDITIONAL) return true;
+    CUgraph inner = nullptr;
+    if (type == CU_GRAPH_NODE_TYPE_GRAPH && (!child || child(node, &inner) != CUDA_SUCCESS || has_host_nodes(inner, depth + 1)))
+      return true;
+  }
+  return false;
+}
+}  // namespace
+
+CUresult refuse_update_with_host_nodes(uint32_t function, const std::vector<uint64_t>& ins, const std::string& client) {
+  if (function != FN_cuGraphExecUpdate && function != FN_cuGraphExecUpdate_v2) return CUDA_SUCCESS;
+  if (ins.size() < 2 || !has_host_nodes(handle_of<CUgraph>(ins[1]), 0)) return CUDA_SUCCESS;
+  LOG_WARN("%s: cuGraphExecUpdate from a graph with host nodes (or conditional nodes) is not supported: the "
+           "executable graph would outlive what its host nodes run; refused",
+           client.c_str());
+  return CUDA_ERROR_NOT_SUPPORTED;
+}
+
 }  // namespace rgpu::cuda

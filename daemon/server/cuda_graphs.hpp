@@ -19,6 +19,13 @@ namespace rgpu::cuda {
 // A driver function the server's driver lacks: logged, CUDA_ERROR_NOT_SUPPORTED.
 CUresult no_driver_function(const char* name);
 
+// cuGraphExecUpdate(_v2) with a source graph whose host nodes (the application's host functions,
+// captured copies) run records the source graph keeps: the executable graph would run them after
+// that graph, and so the records, are gone. Such an update is refused (CUDA_ERROR_NOT_SUPPORTED,
+// logged); CUDA_SUCCESS lets any other call through. Child graphs are looked into; a graph with
+// conditional nodes counts as having host nodes (their bodies are not walked).
+CUresult refuse_update_with_host_nodes(uint32_t function, const std::vector<uint64_t>& ins, const std::string& client);
+
 // A kernel's parameter layout, as the session keeps it.
 using LayoutLookup = std::function<CUresult(CUfunction, std::shared_ptr<const ParamLayout>&)>;
 

@@ -376,8 +376,10 @@ void CudaSession::execute(Worker& worker, Call& incoming) {
       if (fn == nullptr) {
         result = missing(f->name);
       } else {
-        CallContext call(header.function, args, header.out_mask, devices_,
-                         [this](CallContext& c) { return resources_.veto(c); });
+        CallContext call(header.function, args, header.out_mask, devices_, [this](CallContext& c) {
+          if (CUresult r = refuse_update_with_host_nodes(c.function(), c.ins(), client_); r != CUDA_SUCCESS) return r;
+          return resources_.veto(c);
+        });
         const bool retain = header.function == FN_cuDevicePrimaryCtxRetain;
         const auto before = retain ? resources_.context_creation_begins() : std::nullopt;
         result = f->call(fn, call);

@@ -703,17 +703,37 @@ DOUBLE_EXPORT CUresult cuGraphNodeGetDependentNodes_v2(CUgraphNode node, CUgraph
   return answer_list(nodes_after(*g_graphs.find(found->graph), node, false), false, nodes, nullptr, edges, count);
 }
 
+static CUgraphNodeType type_of(const GraphNode& node) {
+  return node.function   ? CU_GRAPH_NODE_TYPE_HOST
+         : node.kernel     ? CU_GRAPH_NODE_TYPE_KERNEL
+         : node.event      ? CU_GRAPH_NODE_TYPE_EVENT_RECORD
+         : node.work       ? CU_GRAPH_NODE_TYPE_MEMCPY
+         : node.allocation ? CU_GRAPH_NODE_TYPE_MEM_ALLOC
+         : node.batch      ? CU_GRAPH_NODE_TYPE_BATCH_MEM_OP
+                           : CU_GRAPH_NODE_TYPE_EMPTY;
+}
+
 DOUBLE_EXPORT CUresult cuGraphNodeGetType(CUgraphNode node, CUgraphNodeType* type) {
   auto lock = lock_driver();
   const GraphNode* found = g_nodes.find(node);
   if (found == nullptr || type == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *type = found->function   ? CU_GRAPH_NODE_TYPE_HOST
-          : found->kernel     ? CU_GRAPH_NODE_TYPE_KERNEL
-          : found->event      ? CU_GRAPH_NODE_TYPE_EVENT_RECORD
-          : found->work       ? CU_GRAPH_NODE_TYPE_MEMCPY
-          : found->allocation ? CU_GRAPH_NODE_TYPE_MEM_ALLOC
-          : found->batch      ? CU_GRAPH_NODE_TYPE_BATCH_MEM_OP
-                              : CU_GRAPH_NODE_TYPE_EMPTY;
+  *type = type_of(*found);
+  return CUDA_SUCCESS;
+}
+
+// The executable graph takes the parameters of `graph`'s nodes, which must be as many and of the
+// same types, in the same order (the double's notion of the same topology); its user objects stay.
+DOUBLE_EXPORT CUresult cuGraphExecUpdate_v2(CUgraphExec exec, CUgraph graph, CUgraphExecUpdateResultInfo* info) {
+  auto lock = lock_driver();
+  Exec* target = g_execs.find(exec);
+  const Graph* source = g_graphs.find(graph);
+  if (target == nullptr || source == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  bool same = source->nodes.size() == target->nodes.size();
+  for (size_t i = 0; same && i < source->nodes.size(); ++i)
+    same = type_of(*g_nodes.find(source->nodes[i])) == type_of(target->nodes[i]);
+  if (info) *info = CUgraphExecUpdateResultInfo{same ? CU_GRAPH_EXEC_UPDATE_SUCCESS : CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED, nullptr, nullptr};
+  if (!same) return CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
+  for (size_t i = 0; i < source->nodes.size(); ++i) target->nodes[i] = *g_nodes.find(source->nodes[i]);
   return CUDA_SUCCESS;
 }
 
