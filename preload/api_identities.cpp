@@ -80,6 +80,7 @@ CUresult destroy_stream(uint32_t function, CUstream stream) {
 void identities_context_gone(CUcontext context) {
   std::lock_guard lock(g_mutex);
   context_ids().erase(context);
+  stream_ids().clear();  // its streams went with it; which those were is not kept
   std::erase_if(kernel_functions(), [&](const auto& entry) { return entry.first.second == context; });
 }
 
