@@ -65,6 +65,7 @@ CUresult release_primary(CUdevice device) {
     context_storage_destroyed(going);
     shared_memory_context_gone(going);
     identities_context_gone(going);
+    forget_function_facts();
   }
   return send_primary_release(device);
 }
@@ -195,6 +196,7 @@ RGPU_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice device) {
     context_storage_destroyed(primary);
     shared_memory_context_gone(primary);
     identities_context_gone(primary);
+    forget_function_facts();
   }
   CallBuilder call(FN_cuDevicePrimaryCtxReset_v2);
   call.in(device);
@@ -243,6 +245,7 @@ RGPU_EXPORT CUresult cuCtxDestroy_v2(CUcontext context) {
   context_storage_destroyed(context);
   shared_memory_context_gone(context);
   identities_context_gone(context);
+  forget_function_facts();
   CallBuilder call(FN_cuCtxDestroy_v2);
   call.in(context);
   CUresult r = call_sync(call, nullptr);

@@ -28,18 +28,18 @@ void forget_attributes() {
   g_kernel_set->clear();
 }
 
-void forget_function_facts() {
-  forget_attributes();
-  forget_kernel_parameter_layouts();
-  forget_kernel_functions();
-}
-
 void forget(CUfunction f) {
   std::lock_guard lock(g_mutex);
   auto it = g_attributes->lower_bound({f, std::numeric_limits<int>::min()});
   while (it != g_attributes->end() && it->first.first == f) it = g_attributes->erase(it);
 }
 }  // namespace
+
+void forget_function_facts() {
+  forget_attributes();
+  forget_kernel_parameter_layouts();
+  forget_kernel_functions();
+}
 
 }  // namespace rgpu::cuda
 

@@ -113,6 +113,9 @@ void shared_memory_context_gone(CUcontext context);
 void identities_context_gone(CUcontext context);
 // Modules or libraries were unloaded: library kernels' functions are asked again.
 void forget_kernel_functions();
+// Modules, libraries or a context went: what was learnt about functions (attributes, values set,
+// parameter layouts, library kernels' functions) is forgotten, as their handles may be reused.
+void forget_function_facts();
 // Whether a capture this process began may still be under way.
 bool capture_under_way();
 
