@@ -1382,6 +1382,48 @@ TEST_F(CudaE2E, ManagedRangesTellTheirAdviceAndLastPrefetch) {
   EXPECT_CU(cuMemFree(p));
 }
 
+// A stream's synchronisation brings its writes to managed memory back without waiting for other
+// streams' work, which the host may not rely on before it waits for that too. The other stream is
+// held by a host function until the check is done (or, should the synchronisation wait for it
+// after all, for at most ten seconds, so that the test fails instead of hanging).
+TEST_F(CudaE2E, ManagedMemoryComesBackAtAStreamsSynchronisationWithoutWaitingForOtherStreams) {
+  CUmodule module = load_module();
+  CUfunction fill;
+  ASSERT_CU(cuModuleGetFunction(&fill, module, "fill_u32"));
+  CUdeviceptr managed;
+  unsigned long long n = 4096;
+  ASSERT_CU(cuMemAllocManaged(&managed, n * 4, CU_MEM_ATTACH_GLOBAL));
+  CUstream held, fast;
+  ASSERT_CU(cuStreamCreate(&held, CU_STREAM_NON_BLOCKING));
+  ASSERT_CU(cuStreamCreate(&fast, CU_STREAM_NON_BLOCKING));
+  struct Gate {
+    std::mutex mutex;
+    std::condition_variable opened;
+    bool open = false;
+  } gate;
+  ASSERT_CU(cuLaunchHostFunc(held, [](void* data) {
+    auto* g = static_cast<Gate*>(data);
+    std::unique_lock lock(g->mutex);
+    g->opened.wait_for(lock, std::chrono::seconds(10), [&] { return g->open; });
+  }, &gate));
+  uint32_t value = 7;
+  void* fill_args[] = {&managed, &value, &n};
+  ASSERT_CU(cuLaunchKernel(fill, 4, 1, 1, 256, 1, 1, 0, fast, fill_args, nullptr));
+  ASSERT_CU(cuStreamSynchronize(fast));
+  EXPECT_EQ(cuStreamQuery(held), CUDA_ERROR_NOT_READY) << "the synchronisation waited for another stream";
+  EXPECT_EQ(reinterpret_cast<uint32_t*>(managed)[n - 1], 7u);
+  {
+    std::lock_guard lock(gate.mutex);
+    gate.open = true;
+  }
+  gate.opened.notify_all();
+  ASSERT_CU(cuStreamSynchronize(held));
+  EXPECT_CU(cuMemFree(managed));
+  EXPECT_CU(cuStreamDestroy(held));
+  EXPECT_CU(cuStreamDestroy(fast));
+  EXPECT_CU(cuModuleUnload(module));
+}
+
 // While a stream captures, managed memory is left alone: sending the host's writes (a synchronous
 // copy) would end the capture. The graph's launch then works on what the host wrote.
 TEST_F(CudaE2E, ManagedMemoryIsNotSynchronisedDuringACapture) {
