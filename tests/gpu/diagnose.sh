@@ -21,7 +21,7 @@ fi
 for case in ${GPU_DIAGNOSE_TRACE:-}; do
   command=(python3 "tests/gpu/programs/$case.py")
   if [[ ! -f tests/gpu/programs/$case.py ]]; then
-    nvcc -O2 -arch=sm_90 -o "$work/$case" "tests/gpu/programs/$case.cu"
+    nvcc -O2 -arch=sm_90 -o "$work/$case" "tests/gpu/programs/$case.cu" -L/usr/local/cuda/lib64/stubs -lcuda
     command=("$work/$case")
   fi
   RGPU_LOG=trace through_rgpu "$results/trace-log-$case.txt" "${command[@]}"
