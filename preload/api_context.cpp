@@ -53,6 +53,16 @@ CUresult retain_primary(CUcontext* context, CUdevice device) {
   return CUDA_SUCCESS;
 }
 
+// What this process keeps about a context that is going away: its context-local storage runs its
+// destructors; the stream shared memory fetches on, its id, and what was learnt about functions
+// (their handles may come back for others) are forgotten.
+void context_goes(CUcontext context) {
+  context_storage_destroyed(context);
+  shared_memory_context_gone(context);
+  identities_context_gone(context);
+  forget_function_facts();
+}
+
 CUresult release_primary(CUdevice device) {
   CUcontext going = nullptr;
   {
@@ -61,12 +71,7 @@ CUresult release_primary(CUdevice device) {
     auto it = primaries.find(device);
     if (it != primaries.end() && it->second.retains > 0 && --it->second.retains == 0) going = it->second.handle;
   }
-  if (going != nullptr) {
-    context_storage_destroyed(going);
-    shared_memory_context_gone(going);
-    identities_context_gone(going);
-    forget_function_facts();
-  }
+  if (going != nullptr) context_goes(going);
   return send_primary_release(device);
 }
 
@@ -192,12 +197,7 @@ RGPU_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice device) { return cuDevic
 
 RGPU_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice device) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
-  if (CUcontext primary = forget_primary_retains(device)) {
-    context_storage_destroyed(primary);
-    shared_memory_context_gone(primary);
-    identities_context_gone(primary);
-    forget_function_facts();
-  }
+  if (CUcontext primary = forget_primary_retains(device)) context_goes(primary);
   CallBuilder call(FN_cuDevicePrimaryCtxReset_v2);
   call.in(device);
   return call_sync(call, nullptr);
@@ -242,10 +242,7 @@ RGPU_EXPORT CUresult cuCtxCreate_v4(CUcontext* context, CUctxCreateParams* param
 RGPU_EXPORT CUresult cuCtxDestroy_v2(CUcontext context) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (context == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  context_storage_destroyed(context);
-  shared_memory_context_gone(context);
-  identities_context_gone(context);
-  forget_function_facts();
+  context_goes(context);
   CallBuilder call(FN_cuCtxDestroy_v2);
   call.in(context);
   CUresult r = call_sync(call, nullptr);

@@ -17,6 +17,14 @@
 
 namespace rgpu::cuda {
 
+// The entry of a fixed table of calls (each with an `id`, a function id) for `id`, or nullptr.
+template <typename Entry, size_t N>
+const Entry* find_call(const Entry (&table)[N], uint32_t id) {
+  for (const Entry& entry : table)
+    if (entry.id == id) return &entry;
+  return nullptr;
+}
+
 // The application numbers its devices 0..n-1; the server's driver numbers them its own way.
 struct DeviceMap {
   std::vector<CUdevice> real;  // index: the application's ordinal

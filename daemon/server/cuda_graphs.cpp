@@ -33,11 +33,7 @@ constexpr ListCall kLists[] = {
     {FN_cuGraphNodeGetDependentNodes_v2, "cuGraphNodeGetDependentNodes_v2", false, true},
 };
 
-const ListCall* find_list(uint32_t id) {
-  for (const ListCall& call : kLists)
-    if (call.id == id) return &call;
-  return nullptr;
-}
+const ListCall* find_list(uint32_t id) { return find_call(kLists, id); }
 
 // The graph or node handle goes to the driver as the pointer it is.
 CUresult run_list(const ListCall& call, void* handle, CUgraphNode* first, CUgraphNode* second, CUgraphEdgeData* edges,
@@ -291,11 +287,7 @@ CUresult batch_mem_op(const BatchCall& call, WireReader& args, const std::string
   return fn ? fn(stream, static_cast<unsigned>(ops.size()), ops.data(), flags) : no_driver_function(call.name);
 }
 
-const BatchCall* find_batch(uint32_t id) {
-  for (const BatchCall& call : kBatches)
-    if (call.id == id) return &call;
-  return nullptr;
-}
+const BatchCall* find_batch(uint32_t id) { return find_call(kBatches, id); }
 }  // namespace
 
 CUresult read_batch(WireReader& args, const char* name, bool v2, const std::string& client,

@@ -740,11 +740,7 @@ constexpr AttributeCall kAttributeCalls[] = {
     {FN_cuGraphKernelNodeGetAttribute, "cuGraphKernelNodeGetAttribute", false, plain_kernel_node_attribute},
 };
 
-const AttributeCall* find_attribute_call(uint32_t id) {
-  for (const AttributeCall& call : kAttributeCalls)
-    if (call.id == id) return &call;
-  return nullptr;
-}
+const AttributeCall* find_attribute_call(uint32_t id) { return find_call(kAttributeCalls, id); }
 
 // The stream or node goes to the driver as the pointer it is; the value is the same union for both.
 CUresult launch_attribute(const AttributeCall& call, WireReader& args, WireWriter& out) {

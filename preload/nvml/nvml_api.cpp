@@ -68,28 +68,15 @@ Return live_enum(Handle handle, NvmlValue value, int* out) {
 // nvmlDeviceGet*RunningProcesses: the caller's array holds *count entries of `Entry`.
 template <typename Entry>
 Return processes(Handle handle, bool graphics, unsigned int* count, Entry* infos) {
-  if (count == nullptr) return nvml::kErrorInvalidArgument;
-  return with_live(handle, [&](const NvmlGpu& gpu) {
-    unsigned n = 0;
-    for (const NvmlProcess& p : gpu.processes) n += p.graphics == graphics ? 1 : 0;
-    if (n > *count || (n > 0 && infos == nullptr)) {
-      *count = n;
-      return nvml::kErrorInsufficientSize;
+  return list_processes(handle, graphics, count, infos != nullptr, [&](unsigned i, const NvmlProcess& p) {
+    Entry entry{};
+    entry.pid = static_cast<unsigned>(p.owner);
+    entry.used_gpu_memory = p.used_memory;
+    if constexpr (requires { entry.gpu_instance_id; }) {
+      entry.gpu_instance_id = kNoInstance;
+      entry.compute_instance_id = kNoInstance;
     }
-    unsigned i = 0;
-    for (const NvmlProcess& p : gpu.processes) {
-      if (p.graphics != graphics) continue;
-      Entry entry{};
-      entry.pid = static_cast<unsigned>(p.owner);
-      entry.used_gpu_memory = p.used_memory;
-      if constexpr (requires { entry.gpu_instance_id; }) {
-        entry.gpu_instance_id = kNoInstance;
-        entry.compute_instance_id = kNoInstance;
-      }
-      infos[i++] = entry;
-    }
-    *count = n;
-    return nvml::kSuccess;
+    infos[i] = entry;
   });
 }
 

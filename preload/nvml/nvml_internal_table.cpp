@@ -5,10 +5,8 @@
 //   213-215  (device, unsigned* count, entry*): its compute, graphics and MPS processes, in
 //            entries of kProcessEntryBytes (pid, memory, instance ids, then the name inline)
 // Every other slot answers NVML_ERROR_NOT_SUPPORTED and logs its index once.
-#include <unistd.h>
-
+#include <algorithm>
 #include <array>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -58,25 +56,10 @@ std::string process_name(uint64_t pid) {
   return name;
 }
 
-enum class ProcessKind { Compute, Graphics, Mps };
-
-Return process_entries(nvml::Device handle, unsigned* count, uint8_t* entries, ProcessKind kind) {
-  if (count == nullptr) return nvml::kErrorInvalidArgument;
-  const PoolDevice* device = nullptr;
-  if (Return r = device_of(handle, device); r != nvml::kSuccess) return r;
-  NvmlGpu now;
-  if (Return r = live_state(*device, now); r != nvml::kSuccess) return r;
-  unsigned n = 0;
-  for (const NvmlProcess& p : now.processes)
-    if (kind != ProcessKind::Mps && p.graphics == (kind == ProcessKind::Graphics)) ++n;
-  if (n > *count || (n > 0 && entries == nullptr)) {
-    *count = n;
-    return nvml::kErrorInsufficientSize;
-  }
-  unsigned i = 0;
-  for (const NvmlProcess& p : now.processes) {
-    if (kind == ProcessKind::Mps || p.graphics != (kind == ProcessKind::Graphics)) continue;
-    uint8_t* entry = entries + i++ * kProcessEntryBytes;
+// Its compute or graphics processes in the table's entries.
+Return process_entries(nvml::Device handle, unsigned* count, uint8_t* entries, bool graphics) {
+  return list_processes(handle, graphics, count, entries != nullptr, [&](unsigned i, const NvmlProcess& p) {
+    uint8_t* entry = entries + i * kProcessEntryBytes;
     std::memset(entry, 0, kProcessEntryBytes);
     const auto pid = static_cast<uint32_t>(p.owner);
     std::memcpy(entry, &pid, sizeof pid);
@@ -85,19 +68,20 @@ Return process_entries(nvml::Device handle, unsigned* count, uint8_t* entries, P
     std::memcpy(entry + 20, &kNoInstance, sizeof kNoInstance);
     const std::string name = process_name(p.owner);
     std::memcpy(entry + kProcessNameOffset, name.data(), std::min(name.size(), kProcessEntryBytes - kProcessNameOffset - 1));
-  }
-  *count = n;
-  return nvml::kSuccess;
+  });
 }
 
-Return compute_processes(nvml::Device d, unsigned* count, uint8_t* entries) {
-  return process_entries(d, count, entries, ProcessKind::Compute);
-}
-Return graphics_processes(nvml::Device d, unsigned* count, uint8_t* entries) {
-  return process_entries(d, count, entries, ProcessKind::Graphics);
-}
-Return mps_processes(nvml::Device d, unsigned* count, uint8_t* entries) {
-  return process_entries(d, count, entries, ProcessKind::Mps);
+Return compute_processes(nvml::Device d, unsigned* count, uint8_t* entries) { return process_entries(d, count, entries, false); }
+Return graphics_processes(nvml::Device d, unsigned* count, uint8_t* entries) { return process_entries(d, count, entries, true); }
+// No process runs under MPS here: the device is asked as for the others, and none is listed.
+Return mps_processes(nvml::Device d, unsigned* count, uint8_t*) {
+  if (count == nullptr) return nvml::kErrorInvalidArgument;
+  const PoolDevice* device = nullptr;
+  if (Return r = device_of(d, device); r != nvml::kSuccess) return r;
+  NvmlGpu now;
+  if (Return r = live_state(*device, now); r != nvml::kSuccess) return r;
+  *count = 0;
+  return nvml::kSuccess;
 }
 
 template <size_t Index>

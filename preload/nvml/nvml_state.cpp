@@ -142,6 +142,26 @@ Return live_state(const PoolDevice& device, NvmlGpu& now) {
   return nvml::kErrorGpuIsLost;
 }
 
+Return list_processes(nvml::Device handle, bool graphics, unsigned int* count, bool have_room,
+                      const std::function<void(unsigned, const NvmlProcess&)>& put) {
+  if (count == nullptr) return nvml::kErrorInvalidArgument;
+  const PoolDevice* device = nullptr;
+  if (Return r = device_of(handle, device); r != nvml::kSuccess) return r;
+  NvmlGpu now;
+  if (Return r = live_state(*device, now); r != nvml::kSuccess) return r;
+  unsigned n = 0;
+  for (const NvmlProcess& p : now.processes) n += p.graphics == graphics ? 1 : 0;
+  if (n > *count || (n > 0 && !have_room)) {
+    *count = n;
+    return nvml::kErrorInsufficientSize;
+  }
+  unsigned i = 0;
+  for (const NvmlProcess& p : now.processes)
+    if (p.graphics == graphics) put(i++, p);
+  *count = n;
+  return nvml::kSuccess;
+}
+
 Return system_view(NvmlSnapshotMsg& view) {
   std::lock_guard lock(g_mutex);
   State& s = state();

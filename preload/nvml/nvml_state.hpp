@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "nvml_abi.hpp"
@@ -31,6 +32,11 @@ Return device_of(nvml::Device handle, const PoolDevice*& device);
 // The device's state now (memory, utilization, sensors, processes): GPU_IS_LOST when its server no
 // longer reports it, UNKNOWN when the daemon cannot be asked (logged once).
 Return live_state(const PoolDevice& device, NvmlGpu& now);
+// The device's compute (or graphics) processes now into the caller's room: `count` holds the room
+// and comes back as the number of processes; `put(index, process)` fills each. INSUFFICIENT_SIZE
+// (with the number in `count`, nothing put) when they do not fit or there is no room to put them.
+Return list_processes(nvml::Device handle, bool graphics, unsigned int* count, bool have_room,
+                      const std::function<void(unsigned index, const NvmlProcess& process)>& put);
 // The machine-wide view nvmlInit found (driver and NVML versions, CUDA driver version).
 Return system_view(NvmlSnapshotMsg& view);
 // Logs `name` once: an entry point RGPU does not answer.
