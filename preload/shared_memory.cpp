@@ -110,13 +110,13 @@ std::map<CUcontext, CUstream>& fetch_streams() {  // under g_mutex
   return *value;
 }
 CUstream fetch_stream() {
-  auto* streams = &fetch_streams();
-  CUcontext current = nullptr;
-  if (cuCtxGetCurrent(&current) != CUDA_SUCCESS || current == nullptr) return nullptr;
-  if (auto it = streams->find(current); it != streams->end()) return it->second;
+  const CUcontext current = current_context();
+  if (current == nullptr) return nullptr;
+  auto& streams = fetch_streams();
+  if (auto it = streams.find(current); it != streams.end()) return it->second;
   CUstream stream = nullptr;
   if (cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS) return nullptr;
-  return (*streams)[current] = stream;
+  return streams[current] = stream;
 }
 
 // Replaces the host copy with the device's as it is now. Work the application has not waited for
